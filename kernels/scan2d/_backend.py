@@ -1,0 +1,45 @@
+"""Choosing between the PyTorch path and the Triton kernels."""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import torch
+
+BACKENDS = ("auto", "torch", "triton")
+
+
+def triton_interpreted() -> bool:
+    """True when Triton runs kernels on the CPU (``TRITON_INTERPRET=1``, set before Triton is imported)."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+@functools.lru_cache(maxsize=1)
+def triton_available() -> bool:
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def resolve_backend(backend: str, tensor: torch.Tensor) -> str:
+    """Map ``backend`` ("auto" | "torch" | "triton") to the path that runs for ``tensor``.
+
+    "auto" takes the Triton kernels for CUDA tensors and the PyTorch path everywhere else, so the same model runs
+    on a laptop, in CI and on a GPU without a config change.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}.")
+    if backend == "auto":
+        return "triton" if tensor.is_cuda and triton_available() else "torch"
+    if backend == "triton":
+        if not triton_available():
+            raise RuntimeError("backend='triton' needs the triton package; install it or use backend='torch'.")
+        if not tensor.is_cuda and not triton_interpreted():
+            raise ValueError(
+                f"backend='triton' needs CUDA tensors (got {tensor.device}); move the inputs to a GPU, use "
+                "backend='torch', or set TRITON_INTERPRET=1 before importing triton to run the kernels on the CPU."
+            )
+    return backend

@@ -1,0 +1,23 @@
+"""Test setup.  Triton kernels run on the CPU through its interpreter unless a GPU is visible; the variable must be
+set before any module that defines kernels is imported, hence here, before the tests import scan2d."""
+
+import os
+
+if "TRITON_INTERPRET" not in os.environ and not os.path.exists("/dev/nvidia0"):
+    os.environ["TRITON_INTERPRET"] = "1"
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+# Interpreted kernels take seconds per example: no deadline, and a CI profile that bounds the example count.
+settings.register_profile("ci", deadline=None, max_examples=25, derandomize=True, print_blob=True)
+settings.register_profile("dev", deadline=None, max_examples=15)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)

@@ -1,0 +1,71 @@
+"""Shared inputs and an independent, loop-by-loop definition of the directional scan for the tests."""
+
+import torch
+import torch.nn.functional as F
+
+from scan2d import ChannelGate, ScanDirection, selective_scan_ref
+from scan2d.directions import _order
+
+
+def make_layer_inputs(batch, height, width, dim, K, n_state=4, rank=3, cross_scale=False, dtype=torch.float64,
+                      seed=0):
+    g = torch.Generator().manual_seed(seed)
+    rnd = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)  # noqa: E731
+    L = height * width
+    low = ((height + 1) // 2) * ((width + 1) // 2)
+    inputs = dict(
+        u=rnd(batch, L, dim),
+        xdbl=rnd(batch, L, K, rank + 2 * n_state),
+        dt_weight=rnd(K, dim, rank) * 0.3,
+        dt_bias=rnd(K, dim) * 0.3 - 1.0,
+        A=-torch.exp(rnd(K, dim, n_state) * 0.5),
+        D=rnd(K, dim),
+    )
+    if cross_scale:
+        inputs["u_low"] = rnd(batch, low, dim)
+        inputs["xdbl_low"] = rnd(batch, low, K, rank + 2 * n_state)
+    return {k: v.to(dtype) for k, v in inputs.items()}
+
+
+def make_gate(dim, K, dtype=torch.float64, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    w1 = torch.randn(dim, dim, generator=g, dtype=dtype) * 0.5
+    return ChannelGate(1 + 0.1 * torch.randn(dim, generator=g, dtype=dtype),
+                       0.1 * torch.randn(dim, generator=g, dtype=dtype), 1e-5,
+                       lambda pooled: torch.sigmoid(pooled @ w1))
+
+
+def directional_scan_loops(u, xdbl, dt_weight, dt_bias, A, D, directions, height, width, u_low=None, xdbl_low=None,
+                           gate=None):
+    """Direction by direction, token by token: gather with the order, scan, write back in raster order."""
+    batch, L, dim = u.shape
+    rank = dt_weight.shape[-1]
+    n_state = A.shape[-1]
+    tokens = u if u_low is None else torch.cat([u, u_low], 1)
+    proj = xdbl if u_low is None else torch.cat([xdbl, xdbl_low], 1)
+    outputs = []
+    for k, direction in enumerate(directions):
+        order = _order(direction, height, width)
+        seq = tokens[:, order].transpose(1, 2)  # (batch, dim, T)
+        p = proj[:, order, k]  # (batch, T, rank + 2N)
+        delta = (p[..., :rank] @ dt_weight[k].T).transpose(1, 2)
+        B = p[..., rank:rank + n_state].transpose(1, 2)
+        C = p[..., rank + n_state:].transpose(1, 2)
+        y = selective_scan_ref(seq, delta, A[k], B, C, D[k], delta_bias=dt_bias[k], delta_softplus=True)
+        raster = torch.zeros(batch, L, dim, dtype=y.dtype)
+        for t, position in enumerate(order.tolist()):
+            if position < L:
+                raster[:, position] = y[:, :, t]
+        outputs.append(raster)
+    ys = torch.stack(outputs, 1)
+    if gate is None:
+        return ys.sum(1)
+    pooled = F.layer_norm(ys, (dim,), gate.norm_weight.to(ys.dtype), gate.norm_bias.to(ys.dtype), gate.eps).mean(2)
+    return (ys * gate.excite(pooled).unsqueeze(2)).sum(1)
+
+
+def directions_for(K, window, cross_scale=None):
+    """K directions cycling row, row-reversed, column, column-reversed, with one window."""
+    base = [ScanDirection(window, False, False, cross_scale), ScanDirection(window, False, True, cross_scale),
+            ScanDirection(window, True, False, cross_scale), ScanDirection(window, True, True, cross_scale)]
+    return tuple(base[:K]) if K <= 4 else tuple(base[k % 4] for k in range(K))
