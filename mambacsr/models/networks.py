@@ -97,12 +97,11 @@ class MambaCSR(_SuperResolutionNet):
         pattern = dict(scan_pattern or {})
         rates = _drop_path_rates(depths, drop_path_rate)
 
-        def group(depth: int, first_rate: int) -> RLMG:
-            return RLMG([RLMB(embed_dim, block_directions(i, **pattern), d_state, mlp_ratio,
-                              rates[first_rate + i], cab=cab, backend=scan_backend) for i in range(depth)],
-                        embed_dim)
+        def group(group_rates: Sequence[float]) -> RLMG:
+            return RLMG([RLMB(embed_dim, block_directions(i, **pattern), d_state, mlp_ratio, rate, cab=cab,
+                              backend=scan_backend) for i, rate in enumerate(group_rates)], embed_dim)
 
-        self.groups = nn.ModuleList(group(d, sum(depths[:g])) for g, d in enumerate(depths))
+        self.groups = nn.ModuleList(group(rates[sum(depths[:g]):sum(depths[:g + 1])]) for g in range(len(depths)))
         cross_scale = dict(cross_scale or {})
         self.cross_scale_after = None
         if cross_scale.get("enabled", False):
@@ -113,8 +112,9 @@ class MambaCSR(_SuperResolutionNet):
                 raise ValueError(f"cross_scale.after_group={self.cross_scale_after} is not a group index "
                                  f"(0..{len(depths) - 1}).")
             self.low_norm = nn.LayerNorm(embed_dim)
-            # The released code gives the low-resolution group the first group's drop-path rates.
-            self.low_group = group(int(cross_scale.get("low_depth", 6)), 0)
+            # The released code gives the low-resolution group the drop-path rates of the first blocks.
+            low_depth = int(cross_scale.get("low_depth", 6))
+            self.low_group = group(rates[:low_depth] + [rates[-1]] * max(0, low_depth - len(rates)))
             self.cross_block = CrossScaleBlock(embed_dim, parse_directions(names, mode), d_state,
                                                float(cross_scale.get("mlp_ratio", 4.0)), backend=scan_backend)
         self.apply(_init_weights)

@@ -3,9 +3,10 @@
 The sequence is cut into chunks of ``chunk_size`` steps.  Inside a chunk the linear recurrence
 ``h_t = a_t * h_{t-1} + b_t`` is solved with a Hillis-Steele scan (log2(chunk_size) vectorised steps, each a
 product of decays <= 1, so it cannot overflow the way an ``exp(-cumsum)`` trick does); chunks run one after the
-other, carrying the float32 state.  Only one chunk's (batch, dim, chunk, N) tensors exist at a time.  Under autograd
-every chunk is checkpointed: the forward keeps the chunk-start states, the backward recomputes one chunk at a time,
-so memory stays O(batch * dim * (L + N * L / chunk_size)) instead of O(batch * dim * L * N).
+other, carrying the float32 state.  Only one chunk's (batch, dim, chunk, N) tensors exist at a time.  The backward
+(hand-written, see :class:`_ChunkedScan`) recomputes one chunk at a time from the stored chunk-entry states, so
+memory stays O(batch * dim * (L + N * L / chunk_size)) instead of O(batch * dim * L * N).  (torch.utils.checkpoint
+was tried first: in torch 2.13 it kept every chunk's temporaries alive during the forward.)
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
 
 MIN_CHUNK, MAX_CHUNK = 16, 256
 CHUNK_ELEMENTS = 1 << 20  # about 4 MB of float32 per (batch, dim, chunk, N) temporary
@@ -53,21 +53,69 @@ def _linear_recurrence(h0: torch.Tensor, decay: torch.Tensor, drive: torch.Tenso
     return drive
 
 
-def _scan_chunk(h0, u, delta, A, B, C):
-    """One chunk of the recurrence.
+def _chunk_inputs(u, delta, A, B, sl):
+    """Decays exp(delta*A) and drives delta*B*u of one chunk, (batch, G, dim/G, T, N)."""
+    d = delta[..., sl]
+    decay = torch.exp(d.unsqueeze(-1) * A.unsqueeze(-2))
+    drive = (d * u[..., sl]).unsqueeze(-1) * B[..., sl, :]
+    return decay, drive
 
-    Args:
-        h0: (batch, G, dim/G, N) state entering the chunk.
-        u, delta: (batch, G, dim/G, T) with delta already biased and softplus-ed.
-        A: (G, dim/G, N).  B, C: (batch, G, 1, T, N).
-    Returns:
-        y (batch, G, dim/G, T) without the D skip, and the state after the chunk.
+
+class _ChunkedScan(torch.autograd.Function):
+    """The recurrence y_t = C_t . h_t with h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t, chunk by chunk.
+
+    Forward keeps only the state entering each chunk; backward walks the chunks from the end, recomputes one
+    chunk's states from its stored entry state and runs the adjoint recurrence
+    g_t = C_t dy_t + exp(delta_{t+1} A) g_{t+1}.  Because exp(delta_t A) h_{t-1} = h_t - delta_t B_t u_t, the
+    gradients need h_t only, never a division by a decay.
+
+    Shapes: u, delta (batch, G, dim/G, L) with delta already biased and softplus-ed; A (G, dim/G, N);
+    B, C (batch, G, 1, L, N).  Output y (batch, G, dim/G, L) and the last state (batch, G, dim/G, N).
     """
-    decay = torch.exp(delta.unsqueeze(-1) * A.unsqueeze(-2))
-    drive = (delta * u).unsqueeze(-1) * B
-    states = _linear_recurrence(h0, decay, drive)
-    y = (states * C).sum(-1)
-    return y, states[..., -1, :]
+
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, chunk_size):
+        length = u.shape[-1]
+        h = u.new_zeros(u.shape[:-1] + (A.shape[-1],))
+        entry_states, ys = [], []
+        for start in range(0, length, chunk_size):
+            sl = slice(start, start + chunk_size)
+            entry_states.append(h)
+            decay, drive = _chunk_inputs(u, delta, A, B, sl)
+            states = _linear_recurrence(h, decay, drive)
+            ys.append((states * C[..., sl, :]).sum(-1))
+            h = states[..., -1, :].clone()
+        ctx.chunk_size = chunk_size
+        ctx.save_for_backward(u, delta, A, B, C, torch.stack(entry_states, dim=-2))
+        return torch.cat(ys, dim=-1), h
+
+    @staticmethod
+    def backward(ctx, dy, dlast):
+        u, delta, A, B, C, entry_states = ctx.saved_tensors
+        chunk_size, length = ctx.chunk_size, u.shape[-1]
+        du, ddelta = torch.empty_like(u), torch.empty_like(delta)
+        dB, dC = torch.empty_like(B), torch.empty_like(C)
+        dA = torch.zeros_like(A)
+        g_next = dlast if dlast is not None else torch.zeros_like(entry_states[..., 0, :])
+        starts = list(range(0, length, chunk_size))
+        for index in reversed(range(len(starts))):
+            sl = slice(starts[index], starts[index] + chunk_size)
+            decay, drive = _chunk_inputs(u, delta, A, B, sl)
+            states = _linear_recurrence(entry_states[..., index, :], decay, drive)
+            # Adjoint recurrence, run backwards in time: g_t = C_t dy_t + decay_{t+1} g_{t+1}.
+            back_decay = torch.cat([decay[..., 1:, :], torch.ones_like(decay[..., :1, :])], dim=-2).flip(-2)
+            back_drive = (dy[..., sl].unsqueeze(-1) * C[..., sl, :]).flip(-2)
+            g = _linear_recurrence(g_next, back_decay, back_drive).flip(-2)
+            d, uu = delta[..., sl], u[..., sl]
+            decayed_prev = states - drive  # exp(delta_t A) h_{t-1}
+            gB = (g * B[..., sl, :]).sum(-1)
+            ddelta[..., sl] = gB * uu + (g * decayed_prev * A.unsqueeze(-2)).sum(-1)
+            du[..., sl] = gB * d
+            dB[..., sl, :] = (g * (d * uu).unsqueeze(-1)).sum(2, keepdim=True)
+            dC[..., sl, :] = (states * dy[..., sl].unsqueeze(-1)).sum(2, keepdim=True)
+            dA += (g * decayed_prev * d.unsqueeze(-1)).sum(dim=(0, 3))
+            g_next = g[..., 0, :] * decay[..., 0, :]
+        return du, ddelta, dA, dB, dC, None
 
 
 def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
@@ -94,20 +142,8 @@ def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
     B_c = B.to(compute).view(batch, groups, -1, length).transpose(-1, -2).unsqueeze(2)
     C_c = C.to(compute).view(batch, groups, -1, length).transpose(-1, -2).unsqueeze(2)
 
-    recompute = torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (u, delta, A, B, C)
-    )
-    h = u_c.new_zeros(batch, groups, per_group, A.shape[1])
-    ys = []
-    for start in range(0, length, chunk_size):
-        sl = slice(start, start + chunk_size)
-        args = (h, u_c[..., sl], delta[..., sl], A_c, B_c[..., sl, :], C_c[..., sl, :])
-        if recompute:
-            y, h = checkpoint(_scan_chunk, *args, use_reentrant=False)
-        else:
-            y, h = _scan_chunk(*args)
-        ys.append(y)
-    out = torch.cat(ys, dim=-1).view(batch, dim, length)
+    out, h = _ChunkedScan.apply(u_c, delta, A_c, B_c, C_c, chunk_size)
+    out = out.reshape(batch, dim, length)
     if D is not None:
         out = out + u.to(compute) * D.to(compute)[:, None]
     if z is not None:

@@ -1,0 +1,57 @@
+"""Shared helpers for the benchmarks: timing, result records, device names."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Callable, Dict, List
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU {platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
+
+
+def time_ms(fn: Callable[[], object], device: torch.device, warmup: int = 1, repeats: int = 5) -> float:
+    """Median wall time of ``fn`` in milliseconds (CUDA events on a GPU)."""
+    for _ in range(warmup):
+        fn()
+    samples: List[float] = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize()
+            samples.append(start.elapsed_time(end))
+        else:
+            t0 = time.perf_counter()
+            fn()
+            samples.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(samples)
+
+
+def record(case: str, shape: Dict, dtype: torch.dtype, backend: str, device: torch.device, **values) -> Dict:
+    row = dict(case=case, shape=shape, dtype=str(dtype).replace("torch.", ""), backend=backend,
+               device=device_name(device), date=_dt.date.today().isoformat())
+    row.update({k: (round(v, 3) if isinstance(v, float) else v) for k, v in values.items()})
+    return row
+
+
+def write_jsonl(rows: List[Dict], name: str) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / name
+    with open(path, "w") as fh:
+        for row in rows:
+            fh.write(json.dumps(row) + "\n")
+    return path

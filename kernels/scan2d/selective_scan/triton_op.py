@@ -1,0 +1,73 @@
+"""Autograd wrapper of the Triton kernels for the drop-in ``selective_scan`` (mamba-ssm's ``selective_scan_fn``)."""
+
+from __future__ import annotations
+
+import torch
+
+from ..triton import launch
+
+
+def _operands(u, delta, A, B, C, D, z, delta_bias, delta_softplus) -> launch.ScanOperands:
+    batch, dim, length = u.shape
+    grouped = B.dim() == 4
+    B4 = B if grouped else B.unsqueeze(1)
+    C4 = C if grouped else C.unsqueeze(1)
+    dirs = torch.tensor([[0, 0, 1, length, length, 1, 1, 0]], dtype=torch.int32, device=u.device)
+    return launch.ScanOperands(
+        u=u, u_strides=(u.stride(0), u.stride(2), u.stride(1)), u_low=u, u_low_batch_stride=0,
+        x=u, x_strides=(0, 0, 0, 0), x_low=u, x_low_batch_stride=0,
+        delta=delta, delta_strides=(delta.stride(0), delta.stride(2), delta.stride(1)),
+        B=B4, C=C4, B_strides=(B4.stride(0), B4.stride(1), B4.stride(2), B4.stride(3)),
+        C_strides=(C4.stride(0), C4.stride(1), C4.stride(2), C4.stride(3)),
+        per_group=dim // B4.shape[1], dt_weight=u, dt_bias=delta_bias if delta_bias is not None else u,
+        A=A, D=D, z=z, z_strides=(z.stride(0), z.stride(2), z.stride(1)) if z is not None else (0, 0, 0),
+        dirs=dirs, batch=batch, K=1, dim=dim, height=1, width=length, n_state=A.shape[1], rank=1, order=0,
+        lowrank=False, grouped=grouped and B4.shape[1] > 1, has_bias=delta_bias is not None,
+        softplus=bool(delta_softplus), n_chunks=launch.n_chunks_for(dirs),
+    )
+
+
+class _SelectiveScanTriton(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+        tensors = [t.contiguous() if t is not None else None for t in (u, delta, A, B, C, D, z, delta_bias)]
+        u_, delta_, A_, B_, C_, D_, z_, bias_ = tensors
+        A_ = A_.float()
+        ops = _operands(u_, delta_, A_, B_, C_, D_, z_, bias_, delta_softplus)
+        out = torch.empty_like(u_)
+        entry, dsum, final = launch.forward(ops, out, (out.stride(0), 0, out.stride(2), out.stride(1)), False, None)
+        ctx.save_for_backward(u_, delta_, A_, B_, C_, D_, z_, bias_, entry, dsum)
+        ctx.delta_softplus = delta_softplus
+        ctx.A_dtype = A.dtype
+        ctx.mark_non_differentiable(final)
+        return out, final.view(u.shape[0], u.shape[1], -1)
+
+    @staticmethod
+    def backward(ctx, dout, dfinal):
+        u, delta, A, B, C, D, z, bias, entry, dsum = ctx.saved_tensors
+        ops = _operands(u, delta, A, B, C, D, z, bias, ctx.delta_softplus)
+        dout = dout.contiguous()
+        f32 = dict(dtype=torch.float32, device=u.device)
+        buffers = dict(du=torch.zeros(u.shape, **f32), ddelta=torch.zeros(delta.shape, **f32),
+                       dB=torch.zeros(B.shape, **f32), dC=torch.zeros(C.shape, **f32),
+                       dz=torch.zeros(z.shape, **f32) if z is not None else None)
+        if B.dim() == 3:  # kernels address B as (batch, G=1, N, L)
+            buffers["dB"], buffers["dC"] = buffers["dB"].unsqueeze(1), buffers["dC"].unsqueeze(1)
+        grads = launch.backward(ops, dout, (dout.stride(0), 0, dout.stride(2), dout.stride(1)), False, None, entry,
+                                dsum, None, buffers)
+        dB, dC = grads.dB.view(B.shape), grads.dC.view(C.shape)
+        return (grads.du.to(u.dtype), grads.ddelta.to(delta.dtype), grads.dA[0].to(ctx.A_dtype), dB.to(B.dtype),
+                dC.to(C.dtype), grads.dD[0].to(D.dtype) if D is not None else None,
+                grads.dz.to(z.dtype) if z is not None else None,
+                grads.dbias[0].to(bias.dtype) if bias is not None else None, None)
+
+
+def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                          return_last_state=False):
+    """Triton path of :func:`scan2d.selective_scan` (arguments already validated)."""
+    n_state = A.shape[1]
+    if n_state & (n_state - 1):
+        raise ValueError(f"the Triton selective scan needs a power-of-two state size N, got N={n_state}; "
+                         "use backend='torch' for this shape.")
+    out, last = _SelectiveScanTriton.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    return (out, last) if return_last_state else out

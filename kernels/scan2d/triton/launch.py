@@ -1,0 +1,213 @@
+"""Host side of the Triton scan: argument layout, launches, and the reductions of per-chunk partial sums.
+
+:class:`ScanOperands` describes where the kernels read every input (pointers and strides), so the drop-in
+``selective_scan`` (channels-first, given delta and B/C) and ``directional_scan`` (channels-last tokens, delta from
+the dt low-rank projection) share one set of kernels.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import torch
+import triton
+
+from ..directions import ScanDirection
+from . import scan_kernels as K
+
+BLOCK_T = 16
+BLOCK_D = 16
+NUM_WARPS = 4
+
+
+def _next_pow2(x: int) -> int:
+    return 1 << max(0, (x - 1).bit_length())
+
+
+def _padded(extent: int, window: int) -> int:
+    return math.ceil(extent / window) * window
+
+
+def direction_table(directions: Sequence[ScanDirection], height: int, width: int, device) -> torch.Tensor:
+    """int32 (K, 8) per-direction parameters of :func:`positions.step_positions`."""
+    rows = []
+    low_h, low_w = (height + 1) // 2, (width + 1) // 2
+    for d in directions:
+        frame = (width, height) if d.column_first else (height, width)
+        wh, ww = frame if d.window is None else (min(d.window, frame[0]), min(d.window, frame[1]))
+        high_len = _padded(frame[0], wh) * _padded(frame[1], ww)
+        lwh = lww = 1
+        low_len = 0
+        if d.cross_scale is not None:
+            lframe = (low_w, low_h) if d.column_first else (low_h, low_w)
+            lwin = None if d.window is None else d.window // 2
+            lwh, lww = lframe if lwin is None else (min(lwin, lframe[0]), min(lwin, lframe[1]))
+            low_len = _padded(lframe[0], lwh) * _padded(lframe[1], lww)
+        length = {None: high_len, "aligned": 5 * low_len, "sequential": low_len + high_len}[d.cross_scale]
+        rows.append([int(d.column_first), int(d.reverse), wh, ww, length, lwh, lww, low_len])
+    return torch.tensor(rows, dtype=torch.int32, device=device)
+
+
+ORDER_OF = {None: 0, "aligned": 1, "sequential": 2}
+
+
+@dataclass
+class ScanOperands:
+    """Everything the kernels read.  Unused tensors point at ``u`` (never dereferenced)."""
+
+    u: torch.Tensor
+    u_strides: tuple            # (batch, position, channel)
+    u_low: torch.Tensor
+    u_low_batch_stride: int
+    x: torch.Tensor             # xdbl (batch, L, K, R+2N) when lowrank
+    x_strides: tuple            # (batch, position, direction, column)
+    x_low: torch.Tensor
+    x_low_batch_stride: int
+    delta: torch.Tensor         # given delta when not lowrank
+    delta_strides: tuple        # (batch, position, channel)
+    B: torch.Tensor
+    C: torch.Tensor
+    B_strides: tuple            # (batch, group, state, position)
+    C_strides: tuple
+    per_group: int
+    dt_weight: torch.Tensor     # (K, D, R) contiguous
+    dt_bias: torch.Tensor       # (K, D) contiguous
+    A: torch.Tensor             # (K, D, N) float32 contiguous
+    D: Optional[torch.Tensor]   # (K, D)
+    z: Optional[torch.Tensor]
+    z_strides: tuple
+    dirs: torch.Tensor          # (K, 8) int32
+    batch: int
+    K: int
+    dim: int
+    height: int
+    width: int
+    n_state: int
+    rank: int
+    order: int
+    lowrank: bool
+    grouped: bool
+    has_bias: bool
+    softplus: bool
+    n_chunks: int
+
+    def common_args(self):
+        return (self.u, self.u_low, *self.u_strides, self.u_low_batch_stride,
+                self.x, self.x_low, *self.x_strides, self.x_low_batch_stride,
+                self.delta, *self.delta_strides,
+                self.B, self.C, *self.B_strides, *self.C_strides, self.per_group,
+                self.dt_weight, self.dt_bias, self.A, self.dirs, self.K, self.height, self.width, self.dim,
+                self.n_chunks)
+
+    def common_meta(self):
+        return dict(ORDER=self.order, LOWRANK=self.lowrank, GROUPED=self.grouped, HAS_BIAS=self.has_bias,
+                    SOFTPLUS=self.softplus, R=self.rank, R_PAD=_next_pow2(max(self.rank, 1)), N=self.n_state)
+
+    def grid(self):
+        return (self.batch * self.K, triton.cdiv(self.dim, BLOCK_D), self.n_chunks)
+
+    def state_buffer(self, *tail):
+        return torch.empty(self.batch * self.K, self.n_chunks, self.dim, *tail, device=self.u.device,
+                           dtype=torch.float32)
+
+
+def n_chunks_for(dirs: torch.Tensor) -> int:
+    return triton.cdiv(int(dirs[:, 4].max().item()), BLOCK_T)
+
+
+def forward(ops: ScanOperands, out: torch.Tensor, out_strides: tuple, sum_directions: bool,
+            weight: Optional[torch.Tensor]):
+    """Run the forward.  Returns (entry states, chunk delta sums, final state) for the backward."""
+    local = ops.state_buffer(ops.n_state)
+    dsum = ops.state_buffer()
+    grid = ops.grid()
+    K.chunk_end_state_kernel[grid](local, dsum, *ops.common_args()[:-7], ops.A, ops.dirs, ops.K, ops.height,
+                                   ops.width, ops.dim, ops.n_chunks, **ops.common_meta(), BLOCK_T=BLOCK_T,
+                                   BLOCK_D=BLOCK_D, num_warps=NUM_WARPS)
+    entry = ops.state_buffer(ops.n_state)
+    final = torch.empty(ops.batch * ops.K, ops.dim, ops.n_state, device=out.device, dtype=torch.float32)
+    K.chunk_carry_kernel[grid[:2]](entry, final, local, dsum, final, ops.A, ops.K, ops.dim, ops.n_chunks,
+                                   HAS_INIT=False, REVERSE=False, N=ops.n_state, BLOCK_D=BLOCK_D,
+                                   num_warps=NUM_WARPS)
+    has_z = ops.z is not None
+    K.forward_output_kernel[grid](
+        out, *out_strides, weight if weight is not None else dsum,
+        entry, ops.D if ops.D is not None else dsum, ops.z if has_z else ops.u, *ops.z_strides,
+        *_args_without_tail(ops), ops.A, ops.dirs, ops.K, ops.height, ops.width, ops.dim, ops.n_chunks,
+        **ops.common_meta(), HAS_D=ops.D is not None, HAS_Z=has_z, SUM_DIRECTIONS=sum_directions,
+        HAS_WEIGHT=weight is not None, BLOCK_T=BLOCK_T, BLOCK_D=BLOCK_D, num_warps=NUM_WARPS)
+    return entry, dsum, final
+
+
+def _args_without_tail(ops: ScanOperands):
+    """The load_chunk arguments up to the dt bias (what every kernel passes before A and the sizes)."""
+    return ops.common_args()[:-7]
+
+
+@dataclass
+class Grads:
+    du: torch.Tensor
+    du_low: Optional[torch.Tensor]
+    ddelta: Optional[torch.Tensor]
+    dx: Optional[torch.Tensor]
+    dx_low: Optional[torch.Tensor]
+    dB: Optional[torch.Tensor]
+    dC: Optional[torch.Tensor]
+    dz: Optional[torch.Tensor]
+    dweight: Optional[torch.Tensor]
+    dA: torch.Tensor          # (K, D, N)
+    dD: torch.Tensor          # (K, D)
+    dbias: torch.Tensor       # (K, D)
+    dW: Optional[torch.Tensor]  # (K, D, R)
+
+
+def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_directions: bool,
+             weight: Optional[torch.Tensor], entry: torch.Tensor, dsum: torch.Tensor,
+             dfinal: Optional[torch.Tensor], grad_buffers: dict) -> Grads:
+    """Run the backward; ``grad_buffers`` holds zeroed fp32 buffers laid out like the inputs they belong to
+    (du, du_low, ddelta, dx, dx_low, dB, dC, dz)."""
+    grid = ops.grid()
+    has_z = ops.z is not None
+    z = ops.z if has_z else ops.u
+    wt = weight if weight is not None else dsum
+    meta = dict(**ops.common_meta(), HAS_Z=has_z, SUM_DIRECTIONS=sum_directions, HAS_WEIGHT=weight is not None,
+                BLOCK_T=BLOCK_T, BLOCK_D=BLOCK_D, num_warps=NUM_WARPS)
+    local = ops.state_buffer(ops.n_state)
+    K.chunk_adjoint_kernel[grid](local, dout, *dout_strides, wt, z, *ops.z_strides, *_args_without_tail(ops),
+                                 ops.A, ops.dirs, ops.K, ops.height, ops.width, ops.dim, ops.n_chunks, **meta)
+    arrive = ops.state_buffer(ops.n_state)
+    K.chunk_carry_kernel[grid[:2]](arrive, arrive, local, dsum, dfinal if dfinal is not None else local, ops.A,
+                                   ops.K, ops.dim, ops.n_chunks, HAS_INIT=dfinal is not None, REVERSE=True,
+                                   N=ops.n_state, BLOCK_D=BLOCK_D, num_warps=NUM_WARPS)
+    dA_part = ops.state_buffer(ops.n_state)
+    dD_part = ops.state_buffer()
+    dbias_part = ops.state_buffer()
+    dW_part = ops.state_buffer(ops.rank) if ops.lowrank else dD_part
+    dweight = (torch.zeros(ops.batch, ops.K, ops.dim, device=dout.device, dtype=torch.float32)
+               if weight is not None else None)
+    gb = grad_buffers
+    fallback = dD_part
+    K.backward_grads_kernel[grid](
+        gb["du"], gb.get("du_low") if gb.get("du_low") is not None else gb["du"],
+        gb.get("ddelta") if gb.get("ddelta") is not None else fallback,
+        gb.get("dx") if gb.get("dx") is not None else fallback,
+        gb.get("dx_low") if gb.get("dx_low") is not None else (gb.get("dx") if gb.get("dx") is not None else fallback),
+        gb.get("dB") if gb.get("dB") is not None else fallback, gb.get("dC") if gb.get("dC") is not None else fallback,
+        gb.get("dz") if gb.get("dz") is not None else fallback, dweight if dweight is not None else fallback,
+        dA_part, dD_part, dbias_part, dW_part,
+        dout, *dout_strides, wt, entry, arrive, ops.D if ops.D is not None else dsum, z, *ops.z_strides,
+        *_args_without_tail(ops), ops.A, ops.dirs, ops.K, ops.height, ops.width, ops.dim, ops.n_chunks,
+        **ops.common_meta(), HAS_D=ops.D is not None, HAS_Z=has_z, SUM_DIRECTIONS=sum_directions,
+        HAS_WEIGHT=weight is not None, BLOCK_T=BLOCK_T, BLOCK_D=BLOCK_D, num_warps=NUM_WARPS)
+
+    def per_direction(part):
+        return part.view(ops.batch, ops.K, ops.n_chunks, *part.shape[2:]).sum(dim=(0, 2))
+
+    return Grads(
+        du=gb["du"], du_low=gb.get("du_low"), ddelta=gb.get("ddelta"), dx=gb.get("dx"), dx_low=gb.get("dx_low"),
+        dB=gb.get("dB"), dC=gb.get("dC"), dz=gb.get("dz"), dweight=dweight,
+        dA=per_direction(dA_part), dD=per_direction(dD_part), dbias=per_direction(dbias_part),
+        dW=per_direction(dW_part) if ops.lowrank else None,
+    )

@@ -1,0 +1,445 @@
+"""Triton kernels of the chunked selective scan, shared by ``selective_scan`` and ``directional_scan``.
+
+Work is split over (batch x direction, channel block, sequence chunk), so a batch-1 image with a long sequence still
+launches thousands of programs.  Each program handles BLOCK_D channels x BLOCK_T steps x N states in registers and
+solves its part of the recurrence with ``tl.associative_scan``.  One pass each way needs the state entering every
+chunk, so both directions of the computation have three launches:
+
+    forward:  chunk_end_state  ->  chunk_carry (sequential over chunks, tiny)  ->  forward_output
+    backward: chunk_adjoint    ->  chunk_carry (reversed)                      ->  backward_grads
+
+The only tensors written besides inputs' gradients and the output are per-chunk states (batch, K, chunks, dim, N),
+1/BLOCK_T of what storing every state would take; the backward recomputes the states of its chunk from them.
+
+Loads go through ``load_chunk``, which computes every step's position (:mod:`.positions`), gathers u and the
+projections at that position, and builds delta either from a given tensor (the drop-in ``selective_scan``) or from
+the dt low-rank projection, bias and softplus (``directional_scan``): no permuted copy of the feature map and no
+per-direction delta tensor ever exists in memory.
+"""
+
+import triton
+import triton.language as tl
+
+from .positions import step_positions
+
+
+@triton.jit
+def _combine(a1, b1, a2, b2):
+    # (a1, b1) then (a2, b2): h -> a2 * (a1 * h + b1) + b2
+    return a1 * a2, a2 * b1 + b2
+
+
+@triton.jit
+def _softplus(x):
+    return tl.where(x > 20.0, x, tl.log(1.0 + tl.exp(tl.minimum(x, 20.0))))
+
+
+@triton.jit
+def load_chunk(
+    s, b, k, d, d_mask,
+    u_ptr, u_low_ptr, s_ub, s_ul, s_ud, s_ub_low,
+    x_ptr, x_low_ptr, s_xb, s_xl, s_xk, s_xc, s_xb_low,
+    delta_ptr, s_db, s_dl, s_dd,
+    B_ptr, C_ptr, s_bb, s_bg, s_bn, s_bl, s_cb, s_cg, s_cn, s_cl, per_group,
+    dtw_ptr, dtb_ptr, dirs_ptr, H, W, Dm,
+    ORDER: tl.constexpr, LOWRANK: tl.constexpr, GROUPED: tl.constexpr, HAS_BIAS: tl.constexpr,
+    SOFTPLUS: tl.constexpr, R: tl.constexpr, R_PAD: tl.constexpr, N: tl.constexpr,
+):
+    """Inputs of steps ``s`` (BLOCK_T,) for channels ``d`` (BLOCK_D,).
+
+    Returns pos, is_low, valid (BLOCK_T,); u, delta_pre (bias added, before softplus), delta (T, D), zero on
+    invalid steps; Bm, Cm broadcastable to (T, D, N); dt_low (T, R_PAD) (zeros unless LOWRANK).
+    """
+    pos, is_low, valid = step_positions(s, k, dirs_ptr, H, W, ORDER)
+    pos64 = pos.to(tl.int64)
+    b64 = b.to(tl.int64)
+    n = tl.arange(0, N)
+    mask_td = valid[:, None] & d_mask[None, :]
+    high_u = u_ptr + b64 * s_ub + pos64[:, None] * s_ul + d[None, :] * s_ud
+    if ORDER == 0:
+        u = tl.load(high_u, mask=mask_td, other=0.0).to(tl.float32)
+    else:
+        low_u = u_low_ptr + b64 * s_ub_low + pos64[:, None] * s_ul + d[None, :] * s_ud
+        u = tl.load(tl.where(is_low[:, None], low_u, high_u), mask=mask_td, other=0.0).to(tl.float32)
+    r = tl.arange(0, R_PAD)
+    if LOWRANK:
+        # x_proj outputs [dt_low | B | C] of direction k at each step's position.
+        high_x = x_ptr + b64 * s_xb + pos64 * s_xl + k * s_xk
+        if ORDER == 0:
+            xrow = high_x
+        else:
+            xrow = tl.where(is_low, x_low_ptr + b64 * s_xb_low + pos64 * s_xl + k * s_xk, high_x)
+        dt_low = tl.load(xrow[:, None] + r[None, :] * s_xc, mask=valid[:, None] & (r[None, :] < R),
+                         other=0.0).to(tl.float32)
+        w = tl.load(dtw_ptr + k * Dm * R + d[:, None] * R + r[None, :], mask=d_mask[:, None] & (r[None, :] < R),
+                    other=0.0).to(tl.float32)
+        delta_pre = tl.sum(dt_low[:, None, :] * w[None, :, :], axis=2)
+        Bm = tl.load(xrow[:, None] + (R + n[None, :]) * s_xc, mask=valid[:, None], other=0.0).to(tl.float32)
+        Cm = tl.load(xrow[:, None] + (R + N + n[None, :]) * s_xc, mask=valid[:, None], other=0.0).to(tl.float32)
+        Bm = Bm[:, None, :]
+        Cm = Cm[:, None, :]
+    else:
+        dt_low = tl.zeros([s.shape[0], R_PAD], dtype=tl.float32)
+        delta_pre = tl.load(delta_ptr + b64 * s_db + pos64[:, None] * s_dl + d[None, :] * s_dd, mask=mask_td,
+                            other=0.0).to(tl.float32)
+        if GROUPED:
+            g = (d // per_group).to(tl.int64)
+            Bm = tl.load(B_ptr + b64 * s_bb + g[None, :, None] * s_bg + n[None, None, :] * s_bn
+                         + pos64[:, None, None] * s_bl, mask=mask_td[:, :, None], other=0.0).to(tl.float32)
+            Cm = tl.load(C_ptr + b64 * s_cb + g[None, :, None] * s_cg + n[None, None, :] * s_cn
+                         + pos64[:, None, None] * s_cl, mask=mask_td[:, :, None], other=0.0).to(tl.float32)
+        else:
+            Bm = tl.load(B_ptr + b64 * s_bb + n[None, :] * s_bn + pos64[:, None] * s_bl, mask=valid[:, None],
+                         other=0.0).to(tl.float32)[:, None, :]
+            Cm = tl.load(C_ptr + b64 * s_cb + n[None, :] * s_cn + pos64[:, None] * s_cl, mask=valid[:, None],
+                         other=0.0).to(tl.float32)[:, None, :]
+    if HAS_BIAS:
+        delta_pre += tl.load(dtb_ptr + k * Dm + d, mask=d_mask, other=0.0).to(tl.float32)[None, :]
+    if SOFTPLUS:
+        delta = _softplus(delta_pre)
+    else:
+        delta = delta_pre
+    delta = tl.where(mask_td, delta, 0.0)
+    return pos, is_low, valid, u, delta_pre, delta, Bm, Cm, dt_low
+
+
+@triton.jit
+def _row(x, t, index):
+    """Row ``index`` of a (T, D, N) tile as (D, N)."""
+    return tl.sum(tl.where((t == index)[:, None, None], x, 0.0), axis=0)
+
+
+@triton.jit
+def chunk_end_state_kernel(
+    state_ptr, dsum_ptr,
+    u_ptr, u_low_ptr, s_ub, s_ul, s_ud, s_ub_low,
+    x_ptr, x_low_ptr, s_xb, s_xl, s_xk, s_xc, s_xb_low,
+    delta_ptr, s_db, s_dl, s_dd,
+    B_ptr, C_ptr, s_bb, s_bg, s_bn, s_bl, s_cb, s_cg, s_cn, s_cl, per_group,
+    dtw_ptr, dtb_ptr, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks,
+    ORDER: tl.constexpr, LOWRANK: tl.constexpr, GROUPED: tl.constexpr, HAS_BIAS: tl.constexpr,
+    SOFTPLUS: tl.constexpr, R: tl.constexpr, R_PAD: tl.constexpr, N: tl.constexpr,
+    BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
+):
+    """State at the end of each chunk when the chunk starts from zero, and the chunk's sum of delta.
+
+    state: (batch*K, chunks, dim, N) fp32; dsum: (batch*K, chunks, dim) fp32.
+    """
+    pid_bk, pid_d, pid_c = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    b, k = pid_bk // K, pid_bk % K
+    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    d_mask = d < Dm
+    t = tl.arange(0, BLOCK_T)
+    s = pid_c * BLOCK_T + t
+    n = tl.arange(0, N)
+    pos, is_low, valid, u, delta_pre, delta, Bm, Cm, dt_low = load_chunk(
+        s, b, k, d, d_mask, u_ptr, u_low_ptr, s_ub, s_ul, s_ud, s_ub_low, x_ptr, x_low_ptr, s_xb, s_xl, s_xk,
+        s_xc, s_xb_low, delta_ptr, s_db, s_dl, s_dd, B_ptr, C_ptr, s_bb, s_bg, s_bn, s_bl, s_cb, s_cg, s_cn,
+        s_cl, per_group, dtw_ptr, dtb_ptr, dirs_ptr, H, W, Dm, ORDER, LOWRANK, GROUPED, HAS_BIAS, SOFTPLUS, R,
+        R_PAD, N)
+    A = tl.load(A_ptr + k * Dm * N + d[:, None] * N + n[None, :], mask=d_mask[:, None], other=0.0).to(tl.float32)
+    decay = tl.exp(delta[:, :, None] * A[None, :, :])
+    drive = (delta * u)[:, :, None] * Bm
+    _, h = tl.associative_scan((decay, drive), 0, _combine)
+    end = _row(h, t, BLOCK_T - 1)
+    base = (pid_bk.to(tl.int64) * n_chunks + pid_c) * Dm
+    tl.store(state_ptr + (base + d[:, None]) * N + n[None, :], end, mask=d_mask[:, None])
+    tl.store(dsum_ptr + base + d, tl.sum(delta, axis=0), mask=d_mask)
+
+
+@triton.jit
+def chunk_carry_kernel(
+    carry_ptr, final_ptr, local_ptr, dsum_ptr, init_ptr, A_ptr, K, Dm, n_chunks,
+    HAS_INIT: tl.constexpr, REVERSE: tl.constexpr, N: tl.constexpr, BLOCK_D: tl.constexpr,
+):
+    """Pass a state across chunks: carry_c = state before chunk c; state <- exp(A * dsum_c) * state + local_c.
+
+    Forward: chunks in order, local = chunk end states, carry = state entering each chunk, final = last state.
+    Backward (REVERSE): chunks from the end, local = each chunk's adjoint at its start, carry = the adjoint arriving
+    at each chunk's end, init = gradient of the final state.
+    """
+    pid_bk, pid_d = tl.program_id(0), tl.program_id(1)
+    k = pid_bk % K
+    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    d_mask = d < Dm
+    n = tl.arange(0, N)
+    mask = d_mask[:, None]
+    A = tl.load(A_ptr + k * Dm * N + d[:, None] * N + n[None, :], mask=mask, other=0.0).to(tl.float32)
+    dn = d[:, None] * N + n[None, :]
+    if HAS_INIT:
+        state = tl.load(init_ptr + pid_bk.to(tl.int64) * Dm * N + dn, mask=mask, other=0.0).to(tl.float32)
+    else:
+        state = tl.zeros([BLOCK_D, N], dtype=tl.float32)
+    for i in range(0, n_chunks):
+        c = n_chunks - 1 - i if REVERSE else i
+        base = (pid_bk.to(tl.int64) * n_chunks + c) * Dm
+        tl.store(carry_ptr + base * N + dn, state, mask=mask)
+        dsum = tl.load(dsum_ptr + base + d, mask=d_mask, other=0.0)
+        local = tl.load(local_ptr + base * N + dn, mask=mask, other=0.0)
+        state = tl.exp(A * dsum[:, None]) * state + local
+    if not REVERSE:
+        tl.store(final_ptr + pid_bk.to(tl.int64) * Dm * N + dn, state, mask=mask)
+
+
+@triton.jit
+def forward_output_kernel(
+    out_ptr, s_ob, s_ok, s_ol, s_od, weight_ptr,
+    carry_ptr, Dskip_ptr, z_ptr, s_zb, s_zl, s_zd,
+    u_ptr, u_low_ptr, s_ub, s_ul, s_ud, s_ub_low,
+    x_ptr, x_low_ptr, s_xb, s_xl, s_xk, s_xc, s_xb_low,
+    delta_ptr, s_db, s_dl, s_dd,
+    B_ptr, C_ptr, s_bb, s_bg, s_bn, s_bl, s_cb, s_cg, s_cn, s_cl, per_group,
+    dtw_ptr, dtb_ptr, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks,
+    ORDER: tl.constexpr, LOWRANK: tl.constexpr, GROUPED: tl.constexpr, HAS_BIAS: tl.constexpr,
+    SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, SUM_DIRECTIONS: tl.constexpr,
+    HAS_WEIGHT: tl.constexpr, R: tl.constexpr, R_PAD: tl.constexpr, N: tl.constexpr,
+    BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
+):
+    """y_t = C_t . h_t + D u_t (times silu(z_t)) from the chunk's entry state, written at each step's position.
+
+    SUM_DIRECTIONS: out is (batch, L, dim) fp32 and the K directions are added with atomics (times weight[b, k, d]
+    when HAS_WEIGHT); otherwise out[b, k, pos, d] through the strides (K = 1 for the drop-in scan).
+    Low-resolution tokens of a cross-scale scan are never written.
+    """
+    pid_bk, pid_d, pid_c = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    b, k = pid_bk // K, pid_bk % K
+    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    d_mask = d < Dm
+    t = tl.arange(0, BLOCK_T)
+    s = pid_c * BLOCK_T + t
+    n = tl.arange(0, N)
+    pos, is_low, valid, u, delta_pre, delta, Bm, Cm, dt_low = load_chunk(
+        s, b, k, d, d_mask, u_ptr, u_low_ptr, s_ub, s_ul, s_ud, s_ub_low, x_ptr, x_low_ptr, s_xb, s_xl, s_xk,
+        s_xc, s_xb_low, delta_ptr, s_db, s_dl, s_dd, B_ptr, C_ptr, s_bb, s_bg, s_bn, s_bl, s_cb, s_cg, s_cn,
+        s_cl, per_group, dtw_ptr, dtb_ptr, dirs_ptr, H, W, Dm, ORDER, LOWRANK, GROUPED, HAS_BIAS, SOFTPLUS, R,
+        R_PAD, N)
+    A = tl.load(A_ptr + k * Dm * N + d[:, None] * N + n[None, :], mask=d_mask[:, None], other=0.0).to(tl.float32)
+    h0 = tl.load(carry_ptr + ((pid_bk.to(tl.int64) * n_chunks + pid_c) * Dm + d[:, None]) * N + n[None, :],
+                 mask=d_mask[:, None], other=0.0)
+    decay = tl.exp(delta[:, :, None] * A[None, :, :])
+    drive = (delta * u)[:, :, None] * Bm
+    drive += tl.where((t == 0)[:, None, None], decay * h0[None, :, :], 0.0)
+    _, h = tl.associative_scan((decay, drive), 0, _combine)
+    y = tl.sum(h * Cm, axis=2)
+    if HAS_D:
+        y += u * tl.load(Dskip_ptr + k * Dm + d, mask=d_mask, other=0.0).to(tl.float32)[None, :]
+    pos64 = pos.to(tl.int64)
+    b64 = b.to(tl.int64)
+    if HAS_Z:
+        z = tl.load(z_ptr + b64 * s_zb + pos64[:, None] * s_zl + d[None, :] * s_zd,
+                    mask=valid[:, None] & d_mask[None, :], other=0.0).to(tl.float32)
+        y = y * z / (1.0 + tl.exp(-z))
+    write = (valid & (is_low == 0))[:, None] & d_mask[None, :]
+    dest = out_ptr + b64 * s_ob + k * s_ok + pos64[:, None] * s_ol + d[None, :] * s_od
+    if SUM_DIRECTIONS:
+        if HAS_WEIGHT:
+            y = y * tl.load(weight_ptr + (b * K + k) * Dm + d, mask=d_mask, other=0.0).to(tl.float32)[None, :]
+        tl.atomic_add(dest, y, mask=write)
+    else:
+        tl.store(dest, y.to(out_ptr.dtype.element_ty), mask=write)
+
+
+@triton.jit
+def _upstream_grad(
+    pos64, b64, k, d, d_mask, valid, is_low, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, K, Dm,
+    SUM_DIRECTIONS: tl.constexpr, HAS_WEIGHT: tl.constexpr,
+):
+    """Gradient reaching this direction's output at each step, (T, D); zero for low-resolution tokens."""
+    m = (valid & (is_low == 0))[:, None] & d_mask[None, :]
+    dy = tl.load(dout_ptr + b64 * s_gb + k * s_gk + pos64[:, None] * s_gl + d[None, :] * s_gd, mask=m,
+                 other=0.0).to(tl.float32)
+    if SUM_DIRECTIONS:
+        if HAS_WEIGHT:
+            dy = dy * tl.load(weight_ptr + (b64 * K + k) * Dm + d, mask=d_mask, other=0.0).to(tl.float32)[None, :]
+    return dy
+
+
+@triton.jit
+def chunk_adjoint_kernel(
+    local_ptr, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, z_ptr, s_zb, s_zl, s_zd,
+    u_ptr, u_low_ptr, s_ub, s_ul, s_ud, s_ub_low,
+    x_ptr, x_low_ptr, s_xb, s_xl, s_xk, s_xc, s_xb_low,
+    delta_ptr, s_db, s_dl, s_dd,
+    B_ptr, C_ptr, s_bb, s_bg, s_bn, s_bl, s_cb, s_cg, s_cn, s_cl, per_group,
+    dtw_ptr, dtb_ptr, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks,
+    ORDER: tl.constexpr, LOWRANK: tl.constexpr, GROUPED: tl.constexpr, HAS_BIAS: tl.constexpr,
+    SOFTPLUS: tl.constexpr, HAS_Z: tl.constexpr, SUM_DIRECTIONS: tl.constexpr, HAS_WEIGHT: tl.constexpr,
+    R: tl.constexpr, R_PAD: tl.constexpr, N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
+):
+    """Adjoint of each chunk with nothing arriving from later chunks, taken back through its first decay:
+    local = exp(delta_t0 A) * g_t0, the gradient the chunk sends to the state entering it."""
+    pid_bk, pid_d, pid_c = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    b, k = pid_bk // K, pid_bk % K
+    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    d_mask = d < Dm
+    t = tl.arange(0, BLOCK_T)
+    s = pid_c * BLOCK_T + t
+    n = tl.arange(0, N)
+    pos, is_low, valid, u, delta_pre, delta, Bm, Cm, dt_low = load_chunk(
+        s, b, k, d, d_mask, u_ptr, u_low_ptr, s_ub, s_ul, s_ud, s_ub_low, x_ptr, x_low_ptr, s_xb, s_xl, s_xk,
+        s_xc, s_xb_low, delta_ptr, s_db, s_dl, s_dd, B_ptr, C_ptr, s_bb, s_bg, s_bn, s_bl, s_cb, s_cg, s_cn,
+        s_cl, per_group, dtw_ptr, dtb_ptr, dirs_ptr, H, W, Dm, ORDER, LOWRANK, GROUPED, HAS_BIAS, SOFTPLUS, R,
+        R_PAD, N)
+    _, _, _, _, _, delta_next, _, _, _ = load_chunk(
+        s + 1, b, k, d, d_mask, u_ptr, u_low_ptr, s_ub, s_ul, s_ud, s_ub_low, x_ptr, x_low_ptr, s_xb, s_xl, s_xk,
+        s_xc, s_xb_low, delta_ptr, s_db, s_dl, s_dd, B_ptr, C_ptr, s_bb, s_bg, s_bn, s_bl, s_cb, s_cg, s_cn,
+        s_cl, per_group, dtw_ptr, dtb_ptr, dirs_ptr, H, W, Dm, ORDER, LOWRANK, GROUPED, HAS_BIAS, SOFTPLUS, R,
+        R_PAD, N)
+    A = tl.load(A_ptr + k * Dm * N + d[:, None] * N + n[None, :], mask=d_mask[:, None], other=0.0).to(tl.float32)
+    pos64 = pos.to(tl.int64)
+    b64 = b.to(tl.int64)
+    dy = _upstream_grad(pos64, b64, k, d, d_mask, valid, is_low, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, K,
+                        Dm, SUM_DIRECTIONS, HAS_WEIGHT)
+    if HAS_Z:
+        z = tl.load(z_ptr + b64 * s_zb + pos64[:, None] * s_zl + d[None, :] * s_zd,
+                    mask=valid[:, None] & d_mask[None, :], other=0.0).to(tl.float32)
+        dy = dy * z / (1.0 + tl.exp(-z))
+    back_decay = tl.exp(delta_next[:, :, None] * A[None, :, :])
+    back_decay = tl.where((t == BLOCK_T - 1)[:, None, None], 0.0, back_decay)
+    _, g = tl.associative_scan((back_decay, dy[:, :, None] * Cm), 0, _combine, reverse=True)
+    first = _row(tl.exp(delta[:, :, None] * A[None, :, :]) * g, t, 0)
+    base = (pid_bk.to(tl.int64) * n_chunks + pid_c) * Dm
+    tl.store(local_ptr + (base + d[:, None]) * N + n[None, :], first, mask=d_mask[:, None])
+
+
+@triton.jit
+def backward_grads_kernel(
+    # gradients
+    du_ptr, du_low_ptr, ddelta_ptr, dx_ptr, dx_low_ptr, dB_ptr, dC_ptr, dz_ptr, dweight_ptr,
+    dA_part_ptr, dD_part_ptr, dbias_part_ptr, dW_part_ptr,
+    # upstream and saved
+    dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, entry_ptr, arrive_ptr, Dskip_ptr, z_ptr, s_zb, s_zl, s_zd,
+    u_ptr, u_low_ptr, s_ub, s_ul, s_ud, s_ub_low,
+    x_ptr, x_low_ptr, s_xb, s_xl, s_xk, s_xc, s_xb_low,
+    delta_ptr, s_db, s_dl, s_dd,
+    B_ptr, C_ptr, s_bb, s_bg, s_bn, s_bl, s_cb, s_cg, s_cn, s_cl, per_group,
+    dtw_ptr, dtb_ptr, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks,
+    ORDER: tl.constexpr, LOWRANK: tl.constexpr, GROUPED: tl.constexpr, HAS_BIAS: tl.constexpr,
+    SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, SUM_DIRECTIONS: tl.constexpr,
+    HAS_WEIGHT: tl.constexpr, R: tl.constexpr, R_PAD: tl.constexpr, N: tl.constexpr,
+    BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
+):
+    """All gradients of one chunk: recompute h from the chunk's entry state, run the adjoint recurrence
+    g_t = C_t dy_t + exp(delta_{t+1} A) g_{t+1} from the adjoint arriving at the chunk's end, then
+
+        du     = delta * sum_n g B + D dy             ddelta = sum_n g (B u + A exp(delta A) h_prev)
+        dB     = sum_d g delta u                      dC     = sum_d dy h
+        dA     = sum_t g delta exp(delta A) h_prev    with exp(delta_t A) h_{t-1} = h_t - delta_t B_t u_t.
+
+    Gradients summed over channel blocks (dB, dC, the dt low-rank input) or over directions (du, and the weights)
+    use fp32 atomics; per-program sums over steps (dA, dD, dbias, dW) go to per-chunk buffers that the host adds up.
+    """
+    pid_bk, pid_d, pid_c = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    b, k = pid_bk // K, pid_bk % K
+    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    d_mask = d < Dm
+    t = tl.arange(0, BLOCK_T)
+    s = pid_c * BLOCK_T + t
+    n = tl.arange(0, N)
+    r = tl.arange(0, R_PAD)
+    pos, is_low, valid, u, delta_pre, delta, Bm, Cm, dt_low = load_chunk(
+        s, b, k, d, d_mask, u_ptr, u_low_ptr, s_ub, s_ul, s_ud, s_ub_low, x_ptr, x_low_ptr, s_xb, s_xl, s_xk,
+        s_xc, s_xb_low, delta_ptr, s_db, s_dl, s_dd, B_ptr, C_ptr, s_bb, s_bg, s_bn, s_bl, s_cb, s_cg, s_cn,
+        s_cl, per_group, dtw_ptr, dtb_ptr, dirs_ptr, H, W, Dm, ORDER, LOWRANK, GROUPED, HAS_BIAS, SOFTPLUS, R,
+        R_PAD, N)
+    _, _, _, _, _, delta_next, _, _, _ = load_chunk(
+        s + 1, b, k, d, d_mask, u_ptr, u_low_ptr, s_ub, s_ul, s_ud, s_ub_low, x_ptr, x_low_ptr, s_xb, s_xl, s_xk,
+        s_xc, s_xb_low, delta_ptr, s_db, s_dl, s_dd, B_ptr, C_ptr, s_bb, s_bg, s_bn, s_bl, s_cb, s_cg, s_cn,
+        s_cl, per_group, dtw_ptr, dtb_ptr, dirs_ptr, H, W, Dm, ORDER, LOWRANK, GROUPED, HAS_BIAS, SOFTPLUS, R,
+        R_PAD, N)
+    A = tl.load(A_ptr + k * Dm * N + d[:, None] * N + n[None, :], mask=d_mask[:, None], other=0.0).to(tl.float32)
+    dn_mask = d_mask[:, None]
+    chunk_base = (pid_bk.to(tl.int64) * n_chunks + pid_c) * Dm
+    h0 = tl.load(entry_ptr + (chunk_base + d[:, None]) * N + n[None, :], mask=dn_mask, other=0.0)
+    g_end = tl.load(arrive_ptr + (chunk_base + d[:, None]) * N + n[None, :], mask=dn_mask, other=0.0)
+    pos64 = pos.to(tl.int64)
+    b64 = b.to(tl.int64)
+    mask_td = valid[:, None] & d_mask[None, :]
+
+    # Recompute the chunk's states.
+    decay = tl.exp(delta[:, :, None] * A[None, :, :])
+    drive = (delta * u)[:, :, None] * Bm
+    _, h = tl.associative_scan((decay, drive + tl.where((t == 0)[:, None, None], decay * h0[None], 0.0)), 0,
+                               _combine)
+    y_ssm = tl.sum(h * Cm, axis=2)
+
+    # Upstream gradient of this direction's output (before the D skip and the z gate).
+    dout = _upstream_grad(pos64, b64, k, d, d_mask, valid, is_low, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, K,
+                          Dm, SUM_DIRECTIONS, HAS_WEIGHT)
+    if HAS_D:
+        Dk = tl.load(Dskip_ptr + k * Dm + d, mask=d_mask, other=0.0).to(tl.float32)
+    else:
+        Dk = tl.zeros([BLOCK_D], dtype=tl.float32)
+    y = y_ssm + u * Dk[None, :]
+    if SUM_DIRECTIONS:
+        if HAS_WEIGHT:
+            # d weight[b, k, d] = sum over high-resolution steps of dout * y (dout read without the weight).
+            raw = tl.load(dout_ptr + b64 * s_gb + pos64[:, None] * s_gl + d[None, :] * s_gd,
+                          mask=(valid & (is_low == 0))[:, None] & d_mask[None, :], other=0.0).to(tl.float32)
+            tl.atomic_add(dweight_ptr + (b * K + k) * Dm + d, tl.sum(raw * y, axis=0), mask=d_mask)
+    dy = dout
+    if HAS_Z:
+        zp = z_ptr + b64 * s_zb + pos64[:, None] * s_zl + d[None, :] * s_zd
+        z = tl.load(zp, mask=mask_td, other=0.0).to(tl.float32)
+        sig = 1.0 / (1.0 + tl.exp(-z))
+        tl.store(dz_ptr + b64 * s_zb + pos64[:, None] * s_zl + d[None, :] * s_zd,
+                 dout * y * sig * (1.0 + z * (1.0 - sig)), mask=mask_td)
+        dy = dout * z * sig
+
+    # Adjoint recurrence over the chunk, seeded with what arrives from later chunks.
+    back_decay = tl.exp(delta_next[:, :, None] * A[None, :, :])
+    back_decay = tl.where((t == BLOCK_T - 1)[:, None, None], 0.0, back_decay)
+    seed = dy[:, :, None] * Cm + tl.where((t == BLOCK_T - 1)[:, None, None], g_end[None], 0.0)
+    _, g = tl.associative_scan((back_decay, seed), 0, _combine, reverse=True)
+
+    decayed_prev = h - drive  # exp(delta_t A) h_{t-1}
+    gB = tl.sum(g * Bm, axis=2)
+    du = gB * delta + dy * Dk[None, :]
+    ddelta = gB * u + tl.sum(g * decayed_prev * A[None, :, :], axis=2)
+    if SOFTPLUS:
+        ddelta = ddelta / (1.0 + tl.exp(-delta_pre))
+    ddelta = tl.where(mask_td, ddelta, 0.0)
+
+    # u (and the low-resolution tokens) can be read by several directions: accumulate.
+    du_high = du_ptr + b64 * s_ub + pos64[:, None] * s_ul + d[None, :] * s_ud
+    if ORDER == 0:
+        tl.atomic_add(du_high, du, mask=mask_td)
+    else:
+        du_low = du_low_ptr + b64 * s_ub_low + pos64[:, None] * s_ul + d[None, :] * s_ud
+        tl.atomic_add(tl.where(is_low[:, None], du_low, du_high), du, mask=mask_td)
+
+    gdu = g * (delta * u)[:, :, None]
+    dyh = h * dy[:, :, None]
+    if LOWRANK:
+        x_high = dx_ptr + b64 * s_xb + pos64 * s_xl + k * s_xk
+        if ORDER == 0:
+            xrow = x_high
+        else:
+            xrow = tl.where(is_low, dx_low_ptr + b64 * s_xb_low + pos64 * s_xl + k * s_xk, x_high)
+        w = tl.load(dtw_ptr + k * Dm * R + d[:, None] * R + r[None, :], mask=d_mask[:, None] & (r[None, :] < R),
+                    other=0.0).to(tl.float32)
+        tl.atomic_add(xrow[:, None] + r[None, :] * s_xc, tl.sum(ddelta[:, :, None] * w[None, :, :], axis=1),
+                      mask=valid[:, None] & (r[None, :] < R))
+        tl.atomic_add(xrow[:, None] + (R + n[None, :]) * s_xc, tl.sum(gdu, axis=1), mask=valid[:, None])
+        tl.atomic_add(xrow[:, None] + (R + N + n[None, :]) * s_xc, tl.sum(dyh, axis=1), mask=valid[:, None])
+        dW = tl.sum(ddelta[:, :, None] * dt_low[:, None, :], axis=0)
+        tl.store(dW_part_ptr + (chunk_base + d[:, None]) * R + r[None, :], dW,
+                 mask=d_mask[:, None] & (r[None, :] < R))
+    else:
+        tl.store(ddelta_ptr + b64 * s_db + pos64[:, None] * s_dl + d[None, :] * s_dd, ddelta, mask=mask_td)
+        if GROUPED:
+            g_idx = (d // per_group).to(tl.int64)
+            tl.atomic_add(dB_ptr + b64 * s_bb + g_idx[None, :, None] * s_bg + n[None, None, :] * s_bn
+                          + pos64[:, None, None] * s_bl, gdu, mask=mask_td[:, :, None])
+            tl.atomic_add(dC_ptr + b64 * s_cb + g_idx[None, :, None] * s_cg + n[None, None, :] * s_cn
+                          + pos64[:, None, None] * s_cl, dyh, mask=mask_td[:, :, None])
+        else:
+            tl.atomic_add(dB_ptr + b64 * s_bb + n[None, :] * s_bn + pos64[:, None] * s_bl, tl.sum(gdu, axis=1),
+                          mask=valid[:, None])
+            tl.atomic_add(dC_ptr + b64 * s_cb + n[None, :] * s_cn + pos64[:, None] * s_cl, tl.sum(dyh, axis=1),
+                          mask=valid[:, None])
+
+    tl.store(dA_part_ptr + (chunk_base + d[:, None]) * N + n[None, :],
+             tl.sum(g * decayed_prev * delta[:, :, None], axis=0), mask=dn_mask)
+    tl.store(dD_part_ptr + chunk_base + d, tl.sum(dy * u, axis=0), mask=d_mask)
+    tl.store(dbias_part_ptr + chunk_base + d, tl.sum(ddelta, axis=0), mask=d_mask)

@@ -1,0 +1,39 @@
+"""Loading the Hydra configs in conf/ outside ``@hydra.main`` (tools, tests, the evaluator)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, List
+
+import hydra
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, OmegaConf
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+def available_experiments() -> List[str]:
+    return sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
+
+
+def load_config(overrides: Iterable[str] = ()) -> DictConfig:
+    """Compose conf/config.yaml with command-line style overrides such as ``+experiment=dis_w8``."""
+    overrides = list(overrides)
+    for item in overrides:
+        key, _, value = item.lstrip("+~").partition("=")
+        if key == "experiment" and value not in available_experiments():
+            raise ValueError(
+                f"experiment {value!r} does not exist; choose one of: {', '.join(available_experiments())} "
+                f"(files in {CONFIG_DIR / 'experiment'})."
+            )
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)
+
+
+def build_model(cfg: DictConfig):
+    """Instantiate ``cfg.model`` (a MambaCSR or MambaIR network)."""
+    return hydra.utils.instantiate(cfg.model)
+
+
+def to_yaml(cfg: DictConfig) -> str:
+    return OmegaConf.to_yaml(cfg, resolve=True)
