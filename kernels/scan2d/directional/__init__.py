@@ -82,6 +82,7 @@ def directional_scan(
     u_low: Optional[torch.Tensor] = None,
     xdbl_low: Optional[torch.Tensor] = None,
     gate: Optional[ChannelGate] = None,
+    direction_weights: Optional[torch.Tensor] = None,
     backend: str = "auto",
 ) -> torch.Tensor:
     """Scan a 2D map in K directions and return the (gated) sum of the directions in raster order.
@@ -99,15 +100,21 @@ def directional_scan(
         u_low, xdbl_low: for cross-scale directions, the half-resolution tokens (batch, ceil(h/2)*ceil(w/2), dim)
             and their projections (batch, ceil(h/2)*ceil(w/2), K, rank + 2N); they are scanned, never output.
         gate: optional :class:`ChannelGate` applied to each direction before the sum.
+        direction_weights: optional (batch, K, dim) per-direction channel weights of the sum
+            (``out = sum_k direction_weights[:, k] * y_k``), multiplied with the gate's when both are given.
         backend: "auto" | "torch" | "triton".
     Returns:
         (batch, height * width, dim) in u's dtype.
     """
     check_directional_args(u, xdbl, dt_weight, dt_bias, A, D, directions, height, width, u_low, xdbl_low)
+    if direction_weights is not None:
+        check_tensor("direction_weights", direction_weights, (3,), "(batch, K, dim)", FLOAT_DTYPES)
+        check_shape("direction_weights", direction_weights, (u.shape[0], len(directions), u.shape[2]),
+                    "(batch, K, dim)")
     if resolve_backend(backend, u) == "triton":
         from .triton_op import directional_scan_triton
 
         return directional_scan_triton(u, xdbl, dt_weight, dt_bias, A, D, tuple(directions), height, width,
-                                       u_low, xdbl_low, gate)
+                                       u_low, xdbl_low, gate, direction_weights)
     return directional_scan_torch(u, xdbl, dt_weight, dt_bias, A, D, directions, height, width, u_low, xdbl_low,
-                                  gate)
+                                  gate, direction_weights)

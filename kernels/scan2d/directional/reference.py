@@ -57,10 +57,13 @@ def scan_directions_raster(
     return ys.transpose(2, 3)
 
 
-def directional_scan_torch(u, xdbl, dt_weight, dt_bias, A, D, directions, height, width,
-                           u_low=None, xdbl_low=None, gate: Optional[ChannelGate] = None) -> torch.Tensor:
+def directional_scan_torch(u, xdbl, dt_weight, dt_bias, A, D, directions, height, width, u_low=None,
+                           xdbl_low=None, gate: Optional[ChannelGate] = None,
+                           direction_weights: Optional[torch.Tensor] = None) -> torch.Tensor:
     ys = scan_directions_raster(u, xdbl, dt_weight, dt_bias, A, D, directions, height, width, u_low, xdbl_low)
-    if gate is None:
+    weights = direction_weights
+    if gate is not None:
+        weights = gate.excite(gate.pool(ys)) * (1 if weights is None else weights)  # (batch, K, dim)
+    if weights is None:
         return ys.sum(dim=1)
-    weights = gate.excite(gate.pool(ys))  # (batch, K, dim)
-    return (ys * weights.unsqueeze(2)).sum(dim=1)
+    return (ys * weights.unsqueeze(2).to(ys.dtype)).sum(dim=1)

@@ -17,9 +17,27 @@ import triton
 from ..directions import ScanDirection
 from . import scan_kernels as K
 
-BLOCK_T = 16
-BLOCK_D = 16
+import contextlib
+
+from .._backend import triton_interpreted
+
+# Steps and channels per program.  Under the interpreter every program costs Python overhead, so fewer, larger
+# programs test the same code far faster; on a GPU small chunks give the parallelism that long sequences need.
+BLOCK_T = 32 if triton_interpreted() else 16
+BLOCK_D = 32 if triton_interpreted() else 16
 NUM_WARPS = 4
+
+
+@contextlib.contextmanager
+def block_sizes(block_t: int, block_d: int):
+    """Temporarily run the kernels with other tile sizes (tests use it to cross many chunk boundaries)."""
+    global BLOCK_T, BLOCK_D
+    saved = BLOCK_T, BLOCK_D
+    BLOCK_T, BLOCK_D = block_t, block_d
+    try:
+        yield
+    finally:
+        BLOCK_T, BLOCK_D = saved
 
 
 def _next_pow2(x: int) -> int:

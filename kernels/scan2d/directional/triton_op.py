@@ -1,0 +1,95 @@
+"""Autograd wrapper of the fused Triton kernels for :func:`scan2d.directional_scan`.
+
+One launch sequence scans all K directions of a layer: positions come from the direction table, delta is built
+in-kernel from the dt low-rank projection, and either every direction is added into one raster-order output (fp32
+atomics; ``sum_directions=True``) or, when a channel gate needs each direction's token statistics, each direction's
+output is written in raster order (batch, K, L, dim) and the gate is applied in PyTorch.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+
+from ..directions import ScanDirection
+from ..triton import launch
+from .gate import ChannelGate
+
+
+def _operands(u, xdbl, dt_weight, dt_bias, A, D, directions, height, width, u_low, xdbl_low):
+    batch, length, dim = u.shape
+    dirs = launch.direction_table(directions, height, width, u.device)
+    low = u_low is not None
+    return launch.ScanOperands(
+        u=u, u_strides=(u.stride(0), u.stride(1), u.stride(2)),
+        u_low=u_low if low else u, u_low_batch_stride=u_low.stride(0) if low else 0,
+        x=xdbl, x_strides=tuple(xdbl.stride()), x_low=xdbl_low if low else xdbl,
+        x_low_batch_stride=xdbl_low.stride(0) if low else 0,
+        delta=u, delta_strides=(0, 0, 0), B=u, C=u, B_strides=(0, 0, 0, 0), C_strides=(0, 0, 0, 0), per_group=1,
+        dt_weight=dt_weight, dt_bias=dt_bias, A=A, D=D, z=None, z_strides=(0, 0, 0), dirs=dirs, batch=batch,
+        K=len(directions), dim=dim, height=height, width=width, n_state=A.shape[-1], rank=dt_weight.shape[-1],
+        order=launch.ORDER_OF[directions[0].cross_scale], lowrank=True, grouped=False, has_bias=True,
+        softplus=True, n_chunks=launch.n_chunks_for(dirs),
+    )
+
+
+def _out_strides(out: torch.Tensor, summed: bool) -> tuple:
+    if summed:  # (batch, L, dim)
+        return out.stride(0), 0, out.stride(1), out.stride(2)
+    return tuple(out.stride())  # (batch, K, L, dim)
+
+
+class _DirectionalScanTriton(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, u, xdbl, dt_weight, dt_bias, A, D, u_low, xdbl_low, weight, directions, height, width, summed):
+        u, xdbl, dt_weight, dt_bias, D = (t.contiguous() for t in (u, xdbl, dt_weight, dt_bias, D))
+        A32 = A.float().contiguous()
+        if u_low is not None:
+            u_low, xdbl_low = u_low.contiguous(), xdbl_low.contiguous()
+        w = weight.float().contiguous() if weight is not None else None
+        ops = _operands(u, xdbl, dt_weight, dt_bias, A32, D, directions, height, width, u_low, xdbl_low)
+        batch, length, dim = u.shape
+        if summed:
+            out = torch.zeros(batch, length, dim, device=u.device, dtype=torch.float32)
+        else:
+            out = torch.empty(batch, len(directions), length, dim, device=u.device, dtype=u.dtype)
+        entry, dsum, _ = launch.forward(ops, out, _out_strides(out, summed), summed, w)
+        ctx.save_for_backward(u, xdbl, dt_weight, dt_bias, A32, D, u_low, xdbl_low, w, entry, dsum)
+        ctx.meta = (tuple(directions), height, width, summed, A.dtype, weight.dtype if weight is not None else None)
+        return out.to(u.dtype)
+
+    @staticmethod
+    def backward(ctx, dout):
+        u, xdbl, dt_weight, dt_bias, A, D, u_low, xdbl_low, w, entry, dsum = ctx.saved_tensors
+        directions, height, width, summed, A_dtype, w_dtype = ctx.meta
+        ops = _operands(u, xdbl, dt_weight, dt_bias, A, D, directions, height, width, u_low, xdbl_low)
+        dout = dout.contiguous()
+        f32 = dict(dtype=torch.float32, device=u.device)
+        buffers = dict(du=torch.zeros(u.shape, **f32), dx=torch.zeros(xdbl.shape, **f32),
+                       du_low=torch.zeros(u_low.shape, **f32) if u_low is not None else None,
+                       dx_low=torch.zeros(xdbl_low.shape, **f32) if u_low is not None else None)
+        g = launch.backward(ops, dout, _out_strides(dout, summed), summed, w, entry, dsum, None, buffers)
+        return (g.du.to(u.dtype), g.dx.to(xdbl.dtype), g.dW.to(dt_weight.dtype), g.dbias.to(dt_bias.dtype),
+                g.dA.to(A_dtype), g.dD.to(D.dtype),
+                g.du_low.to(u_low.dtype) if u_low is not None else None,
+                g.dx_low.to(xdbl_low.dtype) if u_low is not None else None,
+                g.dweight.to(w_dtype) if w is not None else None, None, None, None, None)
+
+
+def directional_scan_triton(u, xdbl, dt_weight, dt_bias, A, D, directions: Sequence[ScanDirection], height, width,
+                            u_low=None, xdbl_low=None, gate: Optional[ChannelGate] = None,
+                            direction_weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Triton path of :func:`scan2d.directional_scan` (arguments already validated)."""
+    n_state = A.shape[-1]
+    if n_state & (n_state - 1):
+        raise ValueError(f"the Triton scan needs a power-of-two state size N, got N={n_state}; use backend='torch'.")
+    args = (u, xdbl, dt_weight, dt_bias, A, D, u_low, xdbl_low)
+    if gate is None:
+        return _DirectionalScanTriton.apply(*args, direction_weights, tuple(directions), height, width, True)
+    # The gate needs each direction's token-mean after a LayerNorm before any direction can be added in.
+    ys = _DirectionalScanTriton.apply(*args, None, tuple(directions), height, width, False)
+    weights = gate.excite(gate.pool(ys))
+    if direction_weights is not None:
+        weights = weights * direction_weights
+    return (ys * weights.unsqueeze(2)).sum(dim=1)

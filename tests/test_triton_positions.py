@@ -1,0 +1,55 @@
+"""The kernels' in-kernel scan positions equal the orders of scan2d.orders for every kind of direction."""
+
+import torch
+import triton
+import triton.language as tl
+from hypothesis import given
+from hypothesis import strategies as st
+
+from scan2d import ScanDirection
+from scan2d.directions import _order
+from scan2d.triton.launch import ORDER_OF, direction_table
+from scan2d.triton.positions import step_positions
+
+
+@triton.jit
+def _positions_kernel(dirs_ptr, pos_ptr, low_ptr, valid_ptr, length, H, W, ORDER: tl.constexpr,
+                      BLOCK: tl.constexpr):
+    s = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    pos, is_low, valid = step_positions(s, 0, dirs_ptr, H, W, ORDER)
+    m = s < length
+    tl.store(pos_ptr + s, pos, mask=m)
+    tl.store(low_ptr + s, is_low.to(tl.int32), mask=m)
+    tl.store(valid_ptr + s, valid.to(tl.int32), mask=m)
+
+
+def kernel_order(direction: ScanDirection, height: int, width: int) -> torch.Tensor:
+    """The valid steps of the kernels' padded sequence, as entries of a scan2d order."""
+    table = direction_table([direction], height, width, "cpu")
+    length = int(table[0, 4])
+    pos, low, valid = (torch.zeros(length, dtype=torch.int32) for _ in range(3))
+    _positions_kernel[(triton.cdiv(length, 64),)](table, pos, low, valid, length, height, width,
+                                                   ORDER=ORDER_OF[direction.cross_scale], BLOCK=64)
+    keep = valid.bool()
+    return (pos.long() + low.long() * height * width)[keep]
+
+
+@given(st.integers(1, 19), st.integers(1, 19), st.sampled_from([None, 1, 2, 3, 4, 8, 16, 64]), st.booleans(),
+       st.booleans())
+def test_plain_positions_match_scan_order(height, width, window, column_first, reverse):
+    d = ScanDirection(window, column_first, reverse)
+    assert torch.equal(kernel_order(d, height, width), _order(d, height, width))
+
+
+@given(st.integers(1, 19), st.integers(1, 19), st.sampled_from([None, 2, 4, 6, 16, 64]), st.booleans(),
+       st.booleans(), st.sampled_from(["aligned", "sequential"]))
+def test_cross_scale_positions_match_orders(height, width, window, column_first, reverse, mode):
+    d = ScanDirection(window, column_first, reverse, mode)
+    assert torch.equal(kernel_order(d, height, width), _order(d, height, width))
+
+
+def test_padding_stays_small_for_windows():
+    # Only cut-short windows are padded: a 64x64 map with window 8 has no padded step, 65x64 one padded row band.
+    assert int(direction_table([ScanDirection(8)], 64, 64, "cpu")[0, 4]) == 64 * 64
+    assert int(direction_table([ScanDirection(8)], 65, 64, "cpu")[0, 4]) == 72 * 64
+    assert int(direction_table([ScanDirection(None, True)], 48, 64, "cpu")[0, 4]) == 48 * 64

@@ -1,0 +1,73 @@
+"""Triton selective scan (drop-in for mamba-ssm's selective_scan_fn) against the float64 reference.
+
+Runs on the GPU when there is one, else under TRITON_INTERPRET=1 (set by conftest.py): each example takes a few
+seconds in the interpreter, hence short sequences and a bounded example count.
+"""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from scan2d import selective_scan, selective_scan_ref
+from scan2d.triton.launch import block_sizes
+from test_selective_scan import make_inputs
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+# mamba-ssm's own tolerances for float32 outputs; bfloat16 inputs are compared against the reference computed on
+# the same rounded inputs, so only the output rounding and fp32 accumulation remain.
+TOL = {torch.float32: dict(rtol=6e-4, atol=2e-3), torch.bfloat16: dict(rtol=3e-2, atol=5e-2)}
+
+
+def _run(fn, inp, opt, **kw):
+    return fn(inp["u"], inp["delta"], inp["A"], inp["B"], inp["C"], inp["D"] if opt["D"] else None,
+              inp["z"] if opt["z"] else None, inp["delta_bias"] if opt["bias"] else None, True, **kw)
+
+
+@settings(max_examples=10)
+@given(st.fixed_dictionaries(dict(
+    batch=st.integers(1, 3), dim=st.sampled_from([1, 5, 17, 24]), length=st.integers(1, 70),
+    n_state=st.sampled_from([1, 4, 16]), groups=st.sampled_from([0, 1, 2]), D=st.booleans(), z=st.booleans(),
+    bias=st.booleans(), dtype=st.sampled_from([torch.float32, torch.bfloat16]))))
+def test_forward_and_every_gradient_match_reference(opt):
+    groups = opt["groups"] if opt["dim"] % max(opt["groups"], 1) == 0 else 0
+    inp = make_inputs(opt["batch"], opt["dim"], opt["length"], opt["n_state"], groups)
+    low = {k: v.to(DEVICE, opt["dtype"]).requires_grad_() for k, v in inp.items()}
+    exact = {k: v.detach().double().cpu().requires_grad_() for k, v in low.items()}
+    out, last = _run(selective_scan, low, opt, backend="triton", return_last_state=True)
+    ref, ref_last = _run(selective_scan_ref, exact, opt, return_last_state=True)
+    assert out.dtype == opt["dtype"]
+    tol = TOL[opt["dtype"]]
+    torch.testing.assert_close(out.double().cpu(), ref, **tol)
+    torch.testing.assert_close(last.double().cpu(), ref_last, **tol)
+    weight = torch.randn(ref.shape, dtype=torch.float64)
+    names = ["u", "delta", "A", "B", "C"] + [n for n, k in (("D", "D"), ("z", "z"), ("delta_bias", "bias")) if opt[k]]
+    grads = torch.autograd.grad((out * weight.to(DEVICE, out.dtype)).sum(), [low[n] for n in names])
+    ref_grads = torch.autograd.grad((ref * weight).sum(), [exact[n] for n in names])
+    for name, g, r in zip(names, grads, ref_grads):
+        scale = r.abs().max().item() + 1.0  # sums over long sequences: compare relative to the gradient's size
+        torch.testing.assert_close(g.double().cpu() / scale, r / scale, **tol, msg=lambda m: f"d{name}: {m}")
+
+
+def test_long_sequence_spans_many_chunks():
+    inp = make_inputs(1, 6, 300, 16, 0)
+    low = {k: v.float().to(DEVICE).requires_grad_() for k, v in inp.items()}
+    opt = dict(D=True, z=False, bias=True)
+    with block_sizes(16, 16):  # 19 chunks, 1 channel block
+        out = _run(selective_scan, low, opt, backend="triton")
+        out.sum().backward()
+    ref = _run(selective_scan_ref, {k: v.detach().double().cpu() for k, v in low.items()}, opt)
+    torch.testing.assert_close(out.detach().double().cpu(), ref, **TOL[torch.float32])
+    assert all(torch.isfinite(v.grad).all() for v in low.values() if v.grad is not None)
+
+
+def test_non_power_of_two_state_is_refused_clearly():
+    inp = make_inputs(1, 4, 8, 3, 0, dtype=torch.float32)
+    with pytest.raises(ValueError, match="power-of-two state size"):
+        selective_scan(**{k: v.to(DEVICE) for k, v in inp.items()}, backend="triton")
+
+
+def test_auto_backend_is_torch_on_cpu():
+    inp = make_inputs(1, 4, 8, 4, 0, dtype=torch.float32)
+    from scan2d._backend import resolve_backend
+    assert resolve_backend("auto", inp["u"]) == "torch"
