@@ -1,0 +1,193 @@
+"""Scan-layer microbenchmarks: mamba-ssm's CUDA op, the MambaIR-style path, our PyTorch path, our fused op.
+
+    python bench/scan_bench.py --mamba-sdist mamba_ssm-2.3.2.post1.tar.gz     # on a GPU; writes bench/results/
+    python bench/scan_bench.py --smoke                                         # CPU check of the harness itself
+
+Cases (one JSON object each in ``bench/results/scan-<device>-<date>.jsonl``):
+  (a) training: batch 8, 360 channels, state 16, 64x64, two directions, window 8 and window 64;
+  (b) inference: batch 1, 256x256, two directions (window 8);
+  (c) the cross-scale block's scan (four window-16 aligned directions) at 64x64 and 256x256 (batch 1 and 8);
+float32 and bfloat16, forward and forward+backward, median of many runs (CUDA events).
+
+Backends on the same work:
+  mamba_ssm      the CUDA selective scan alone, on sequences already permuted and delta already projected
+  mambair_path   what MambaIR-style code runs: gather copies, dt projection, the CUDA scan, scatter back, sum
+  torch          scan2d's PyTorch path
+  fused          scan2d's Triton kernels (directional_scan, backend="triton")
+``bytes`` is what each must at least move (inputs read once, outputs written once); GB/s = bytes / time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import record, time_ms, write_jsonl  # noqa: E402
+
+import scan2d  # noqa: E402
+from scan2d import ScanDirection, directional_scan  # noqa: E402
+from scan2d.directions import gather_index  # noqa: E402
+
+
+def layer_inputs(batch, H, W, D, K, N, R, dtype, device, cross_scale):
+    g = torch.Generator(device="cpu").manual_seed(0)
+    L, Ll = H * W, ((H + 1) // 2) * ((W + 1) // 2)
+
+    def rnd(*shape, scale=1.0, shift=0.0):
+        return (torch.randn(*shape, generator=g) * scale + shift).to(device, dtype).requires_grad_()
+
+    inp = dict(u=rnd(batch, L, D), xdbl=rnd(batch, L, K, R + 2 * N, scale=0.5), dt_weight=rnd(K, D, R, scale=0.2),
+               dt_bias=rnd(K, D, scale=0.5, shift=-3.0),
+               A=(-torch.arange(1, N + 1, dtype=torch.float32).repeat(K, D, 1)).to(device).requires_grad_(),
+               D=torch.ones(K, D, device=device, requires_grad=True))
+    if cross_scale:
+        inp.update(u_low=rnd(batch, Ll, D), xdbl_low=rnd(batch, Ll, K, R + 2 * N, scale=0.5))
+    return inp
+
+
+def mambair_path(selective_scan_cuda, inp, directions, H, W):
+    """Copies + mamba-ssm scan + merge, as MambaIR-style code does it."""
+    u, xdbl = inp["u"], inp["xdbl"]
+    if "u_low" in inp:
+        u, xdbl = torch.cat([u, inp["u_low"]], 1), torch.cat([xdbl, inp["xdbl_low"]], 1)
+    batch, _, D = u.shape
+    K, R, N = len(directions), inp["dt_weight"].shape[-1], inp["A"].shape[-1]
+    index = torch.stack([gather_index(d, H, W, u.device) for d in directions])
+    xs = u[:, index].permute(0, 1, 3, 2).reshape(batch, K * D, -1)
+    proj = xdbl[:, index, torch.arange(K, device=u.device)[:, None]]
+    dts, Bs, Cs = proj.split([R, N, N], dim=-1)
+    delta = torch.einsum("bktr,kdr->bkdt", dts, inp["dt_weight"]).reshape(batch, K * D, -1)
+    out = selective_scan_cuda(xs, delta, inp["A"].reshape(K * D, N), Bs.permute(0, 1, 3, 2).contiguous(),
+                              Cs.permute(0, 1, 3, 2).contiguous(), inp["D"].reshape(-1),
+                              inp["dt_bias"].reshape(-1))
+    out = out.view(batch, K, D, -1)
+    inverse = torch.stack([d.inverse(H, W, u.device) for d in directions])
+    return out.gather(3, inverse[None, :, None, :].expand(batch, K, D, H * W)).sum(1).transpose(1, 2)
+
+
+def mamba_fn(module):
+    """mamba-ssm's selective_scan_fn semantics over the raw CUDA op (fwd + bwd)."""
+
+    class Fn(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, u, delta, A, B, C, D, bias):
+            out, x, *_ = module.fwd(u, delta, A, B, C, D, None, bias, True)
+            ctx.save_for_backward(u, delta, A, B, C, D, bias, x)
+            return out
+
+        @staticmethod
+        def backward(ctx, dout):
+            u, delta, A, B, C, D, bias, x = ctx.saved_tensors
+            du, ddelta, dA, dB, dC, dD, dbias, *_ = module.bwd(u, delta, A, B, C, D, None, bias, dout.contiguous(),
+                                                               x, None, None, True, False)
+            return du, ddelta, dA, dB, dC, dD, dbias
+
+    return Fn.apply
+
+
+def bytes_moved(batch, L, Ll, D, K, N, R, dtype, backend):
+    e = torch.finfo(dtype).bits // 8
+    T = L + Ll
+    if backend == "mamba_ssm":  # u, delta per direction in, B, C per direction in, out per direction
+        return batch * K * (3 * D * T * e + 2 * N * T * e)
+    # fused: u and xdbl read once, one summed output written
+    return batch * (T * D * e + T * K * (R + 2 * N) * e + L * D * 4)
+
+
+def run(args) -> list:
+    device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
+    module = None
+    if args.mamba_sdist and device.type == "cuda":
+        from build_mamba_ssm import load
+
+        module = load(args.mamba_sdist)
+    if args.smoke:
+        cases = [("smoke", 1, 8, 8, 16, 2, 8, None)]
+        dtypes = [torch.float32]
+    else:
+        cases = [("a_training_w8", 8, 64, 64, 360, 2, 8, None), ("a_training_w64", 8, 64, 64, 360, 2, 64, None),
+                 ("b_inference_256", 1, 256, 256, 360, 2, 8, None),
+                 ("c_cross_scale_64", 8, 64, 64, 360, 4, 16, "aligned"),
+                 ("c_cross_scale_256", 1, 256, 256, 360, 4, 16, "aligned")]
+        dtypes = [torch.float32, torch.bfloat16]
+    N, R = 16, 12
+    rows = []
+    for name, batch, H, W, D, K, window, xs in cases:
+        for dtype in dtypes:
+            base = [ScanDirection(window, False, False, xs), ScanDirection(window, False, True, xs),
+                    ScanDirection(window, True, False, xs), ScanDirection(window, True, True, xs)]
+            directions = tuple(base[:K])  # K=2: a row-first pair; K=4: both orientations
+            inp = layer_inputs(batch, H, W, D, K, N, R, dtype, device, xs is not None)
+            L, Ll = H * W, (((H + 1) // 2) * ((W + 1) // 2) if xs else 0)
+            shape = dict(batch=batch, height=H, width=W, dim=D, state=N, directions=[d.name for d in directions],
+                         cross_scale=xs)
+            backends = {"torch": lambda: directional_scan(**inp, directions=directions, height=H, width=W,
+                                                          backend="torch")}
+            if device.type == "cuda" or args.smoke:
+                backends["fused"] = lambda: directional_scan(**inp, directions=directions, height=H, width=W,
+                                                             backend="triton")
+            if module is not None:
+                fn = mamba_fn(module)
+                backends["mambair_path"] = lambda: mambair_path(fn, inp, directions, H, W)
+                T = L + Ll
+                pre = dict(u=torch.randn(batch, K * D, T, device=device, dtype=dtype, requires_grad=True),
+                           delta=torch.randn(batch, K * D, T, device=device, dtype=dtype, requires_grad=True),
+                           A=inp["A"].detach().reshape(K * D, N).requires_grad_(),
+                           B=torch.randn(batch, K, N, T, device=device, dtype=dtype, requires_grad=True),
+                           C=torch.randn(batch, K, N, T, device=device, dtype=dtype, requires_grad=True),
+                           D=inp["D"].detach().reshape(-1).requires_grad_(),
+                           bias=inp["dt_bias"].detach().float().reshape(-1).requires_grad_())
+                backends["mamba_ssm"] = lambda: fn(*pre.values())
+            mamba_times = {}
+            for backend, fwd in backends.items():
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats()
+                    torch.cuda.synchronize()
+                    start_mem = torch.cuda.memory_allocated()
+
+                def forward():
+                    with torch.no_grad():
+                        fwd()
+
+                def fwd_bwd():
+                    fwd().float().sum().backward()
+
+                repeats = 3 if args.smoke else args.repeats
+                fwd_ms = time_ms(forward, device, warmup=1 if args.smoke else 5, repeats=repeats)
+                fwdbwd_ms = time_ms(fwd_bwd, device, warmup=1 if args.smoke else 5, repeats=repeats)
+                peak = ((torch.cuda.max_memory_allocated() - start_mem) / 2**20) if device.type == "cuda" else None
+                moved = bytes_moved(batch, L, Ll, D, K, N, R, dtype, "mamba_ssm" if backend != "fused" else "fused")
+                if backend == "mamba_ssm":
+                    mamba_times = dict(fwd=fwd_ms, fwdbwd=fwdbwd_ms)
+                row = record(name, shape, dtype, backend, device, fwd_ms=fwd_ms, fwdbwd_ms=fwdbwd_ms, peak_mb=peak,
+                             bytes_min=moved, fwd_gbps=moved / fwd_ms / 1e6)
+                rows.append(row)
+                print(row, flush=True)
+            for row in rows[-len(backends):]:
+                if mamba_times:
+                    row["fwd_speedup_vs_mamba_ssm"] = round(mamba_times["fwd"] / row["fwd_ms"], 3)
+                    row["fwdbwd_speedup_vs_mamba_ssm"] = round(mamba_times["fwdbwd"] / row["fwdbwd_ms"], 3)
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mamba-sdist", help="mamba_ssm-2.3.2.post1.tar.gz to build the CUDA baseline from")
+    parser.add_argument("--smoke", action="store_true", help="tiny CPU run that checks the harness")
+    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--out", help="result file name under bench/results/")
+    args = parser.parse_args()
+    rows = run(args)
+    if not args.smoke:
+        device = torch.cuda.get_device_name().replace(" ", "-") if torch.cuda.is_available() else "cpu"
+        print("wrote", write_jsonl(rows, args.out or f"scan-{device}-{dt.date.today().isoformat()}.jsonl"))
+    print("scan2d", scan2d.__version__)
+
+
+if __name__ == "__main__":
+    main()
