@@ -31,26 +31,28 @@ def default_chunk_size(batch: int, dim: int, n_state: int) -> int:
 
 
 def _linear_recurrence(h0: torch.Tensor, decay: torch.Tensor, drive: torch.Tensor) -> torch.Tensor:
-    """All states of ``h_t = decay_t * h_{t-1} + drive_t`` along dim -2.
+    """All states of ``h_t = decay_t * h_{t-1} + drive_t`` along dim -2 (runs without autograd: the caller's
+    autograd.Function owns the backward, so the updates can be done in place).
 
     Args:
         h0: (..., N) state before the first step.
-        decay, drive: (..., T, N).
+        decay, drive: (..., T, N); neither is modified.
     Returns:
         (..., T, N) states h_1..h_T.
     """
-    drive = torch.cat([drive[..., :1, :] + decay[..., :1, :] * h0.unsqueeze(-2), drive[..., 1:, :]], dim=-2)
-    steps = drive.shape[-2]
+    states = drive.clone()
+    states[..., 0, :] += decay[..., 0, :] * h0
+    steps = states.shape[-2]
+    carry = decay
     offset = 1
     while offset < steps:
-        drive = torch.cat(
-            [drive[..., :offset, :], drive[..., offset:, :] + decay[..., offset:, :] * drive[..., :-offset, :]],
-            dim=-2,
-        )
+        # Right-hand sides are evaluated before the (overlapping) slices are written.
+        states[..., offset:, :] += carry[..., offset:, :] * states[..., :-offset, :]
         if offset * 2 < steps:
-            decay = torch.cat([decay[..., :offset, :], decay[..., offset:, :] * decay[..., :-offset, :]], dim=-2)
+            carry = carry.clone() if carry is decay else carry
+            carry[..., offset:, :] = carry[..., offset:, :] * carry[..., :-offset, :]
         offset *= 2
-    return drive
+    return states
 
 
 def _chunk_inputs(u, delta, A, B, sl):

@@ -1,0 +1,123 @@
+"""Evaluate a checkpoint on the benchmark sets, in the paper's table layout.
+
+    python -m mambacsr.evaluate +experiment=dis_w8 checkpoint=runs/dis_w8/model_ema.safetensors \
+        data_root=datasets/benchmarks qualities=[10,20,30] [tile=256] [out=results/dis_w8]
+
+Benchmark folders found under data_root (HR images; LR are made with the paper's degradation, seeded per image):
+Set5, Set14, Manga109, Urban100, DIV2K (DIV2K_valid_HR).  Each may hold its images directly or in an ``HR`` /
+``GTmod12`` subfolder.  PSNR/SSIM on Y with a 4-pixel crop, outputs rounded to uint8.  A JPEG+bicubic row (the
+degraded input upsampled with MATLAB bicubic) is reported beside the model.  Writes Markdown and CSV.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+from tqdm import tqdm
+
+from .checkpoints import load_weights
+from .config import build_model, load_config
+from .data.degrade import crop_to_scale, degrade
+from .data.io import ImageError, list_images, read_rgb
+from .data.resize import imresize
+from .metrics import calculate_psnr, calculate_ssim
+from .training.validation import restore
+from .utils.atomic import atomic_path
+
+BENCHMARKS = ("Set5", "Set14", "Manga109", "Urban100", "DIV2K")
+_SUBFOLDERS = ("HR", "GTmod12", "DIV2K_valid_HR", "")
+
+
+def find_benchmarks(root) -> Dict[str, Path]:
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"data_root {root} does not exist; point it at a folder holding Set5, Set14, ...")
+    found = {}
+    for name in BENCHMARKS:
+        for base in (root / name, root / f"{name}_valid_HR"):
+            for sub in _SUBFOLDERS:
+                folder = base / sub if sub else base
+                if folder.is_dir() and any(p.is_file() for p in folder.iterdir()):
+                    found.setdefault(name, folder)
+    if not found:
+        raise FileNotFoundError(f"no benchmark folder ({', '.join(BENCHMARKS)}) found under {root}.")
+    return found
+
+
+def evaluate_folder(model, folder: Path, quality: int, scale: int, device, tile, seed: int = 0) -> Dict[str, float]:
+    rows = {"model": ([], []), "bicubic": ([], [])}
+    for index, path in enumerate(tqdm(list_images(folder), desc=f"{folder.name} q{quality}", leave=False)):
+        hr = crop_to_scale(read_rgb(path), scale)
+        lr = degrade(hr, scale, quality, np.random.default_rng([seed, index]))
+        for name, out in (("model", restore(model, lr, scale, device, tile)),
+                          ("bicubic", imresize(lr, hr.shape[0], hr.shape[1]))):
+            rows[name][0].append(calculate_psnr(out, hr, scale, True))
+            rows[name][1].append(calculate_ssim(out, hr, scale, True))
+    return {f"{name}_{metric}": float(np.mean(values[i])) for name, values in rows.items()
+            for i, metric in enumerate(("psnr", "ssim"))}
+
+
+def format_table(results: Dict[int, Dict[str, Dict[str, float]]], label: str) -> str:
+    names = [b for b in BENCHMARKS if any(b in r for r in results.values())]
+    lines = []
+    for quality, per_set in results.items():
+        lines.append(f"\n**JPEG quality {quality}** (PSNR / SSIM on Y, crop 4)\n")
+        lines.append("| Method | " + " | ".join(names) + " |")
+        lines.append("| --- |" + " --- |" * len(names))
+        for row, key in (("JPEG + bicubic", "bicubic"), (label, "model")):
+            cells = [f"{per_set[n][key + '_psnr']:.2f} / {per_set[n][key + '_ssim']:.4f}" if n in per_set else "-"
+                     for n in names]
+            lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    opts = {"checkpoint": None, "data_root": "datasets/benchmarks", "qualities": "[10]", "tile": "256", "out": None}
+    overrides = []
+    for item in args:
+        key = item.split("=", 1)[0]
+        if key in opts:
+            opts[key] = item.split("=", 1)[1]
+        else:
+            overrides.append(item)
+    try:
+        if opts["checkpoint"] is None:
+            raise ValueError("pass checkpoint=PATH (our .safetensors / iter_*.pt, or an authors' .pth).")
+        cfg = load_config(overrides)
+        qualities = [int(q) for q in OmegaConf.create({"q": opts["qualities"]}).q] if opts["qualities"].startswith(
+            "[") else [int(opts["qualities"])]
+        tile = None if opts["tile"] in ("null", "None", "0") else int(opts["tile"])
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        model = load_weights(build_model(cfg), opts["checkpoint"]).to(device).eval()
+        sets = find_benchmarks(opts["data_root"])
+        results = {q: {name: evaluate_folder(model, folder, q, cfg.data.scale, device, tile)
+                       for name, folder in sets.items()} for q in qualities}
+    except (ValueError, FileNotFoundError, ImageError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    table = format_table(results, cfg.name)
+    print(table)
+    out = Path(opts["out"] or Path(cfg.run_dir) / "evaluation")
+    with atomic_path(out.with_suffix(".md")) as tmp:
+        tmp.write_text(table)
+    with atomic_path(out.with_suffix(".csv")) as tmp:
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["quality", "benchmark", "method", "psnr", "ssim"])
+            for q, per_set in results.items():
+                for name, r in per_set.items():
+                    for method in ("bicubic", "model"):
+                        writer.writerow([q, name, method, f"{r[method + '_psnr']:.4f}", f"{r[method + '_ssim']:.6f}"])
+    print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.csv')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,99 @@
+"""Prepare training and test data on all cores, resumably.
+
+    python -m mambacsr.prepare subimages HR_DIR OUT_DIR [size=480] [step=240]   # DF2K sub-images, as BasicSR
+    python -m mambacsr.prepare lr HR_DIR OUT_DIR [quality=10] [scale=4] [seed=0] # degraded LR partners
+
+Each output is written atomically and skipped when it already exists, so an interrupted run continues where it
+stopped without leaving half-written files.  LR images are seeded per file (by its position in the sorted folder),
+so they match what the on-the-fly datasets produce.
+
+Folder layouts (see README "Data"): DF2K = DIV2K_train_HR (0001-0800) and Flickr2K_HR copied into one HR folder;
+benchmarks = Set5, Set14, Manga109, Urban100, DIV2K (DIV2K_valid_HR) side by side.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+from tqdm import tqdm
+
+from .data.degrade import crop_to_scale, degrade
+from .data.io import ImageError, list_images, read_rgb, write_image
+
+
+def subimage_boxes(height: int, width: int, size: int, step: int):
+    """Top-left corners of ``size`` crops every ``step`` pixels, the last flush with the border (BasicSR's rule)."""
+    def starts(extent):
+        s = list(range(0, max(extent - size, 0) + 1, step))
+        if extent > size and s[-1] != extent - size:
+            s.append(extent - size)
+        return s
+    return [(y, x) for y in starts(height) for x in starts(width)]
+
+
+def _subimages(path: Path, out_dir: Path, size: int, step: int) -> Optional[str]:
+    try:
+        img = read_rgb(path)
+        for i, (y, x) in enumerate(subimage_boxes(img.shape[0], img.shape[1], size, step), start=1):
+            target = out_dir / f"{path.stem}_s{i:03d}.png"
+            if not target.exists():
+                write_image(target, np.ascontiguousarray(img[y:y + size, x:x + size]))
+    except ImageError as err:
+        return str(err)
+    return None
+
+
+def _lr(job, out_dir: Path, scale: int, quality: int, seed: int) -> Optional[str]:
+    index, path = job
+    target = out_dir / f"{path.stem}.png"
+    if target.exists():
+        return None
+    try:
+        hr = crop_to_scale(read_rgb(path), scale)
+        write_image(target, degrade(hr, scale, quality, np.random.default_rng([seed, index])))
+    except ImageError as err:
+        return str(err)
+    return None
+
+
+def run(jobs, fn, desc: str) -> List[str]:
+    workers = max(1, os.cpu_count() or 1)
+    with ProcessPoolExecutor(workers) as pool:
+        errors = [e for e in tqdm(pool.map(fn, jobs, chunksize=4), total=len(jobs), desc=desc) if e]
+    return errors
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    opts = dict(a.split("=", 1) for a in args if "=" in a)
+    positional = [a for a in args if "=" not in a]
+    if len(positional) != 3 or positional[0] not in ("subimages", "lr"):
+        print(__doc__, file=sys.stderr)
+        return 2
+    mode, src, dst = positional[0], Path(positional[1]), Path(positional[2])
+    try:
+        files = list_images(src)
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    dst.mkdir(parents=True, exist_ok=True)
+    if mode == "subimages":
+        errors = run(files, partial(_subimages, out_dir=dst, size=int(opts.get("size", 480)),
+                                    step=int(opts.get("step", 240))), "sub-images")
+    else:
+        errors = run(list(enumerate(files)), partial(_lr, out_dir=dst, scale=int(opts.get("scale", 4)),
+                                                     quality=int(opts.get("quality", 10)),
+                                                     seed=int(opts.get("seed", 0))), "LR images")
+    for err in errors:
+        print(f"error: {err}", file=sys.stderr)
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,33 @@
+"""Train a network: ``python -m mambacsr.train +experiment=dis_w8`` (any Hydra override after it).
+
+Multi-GPU: ``torchrun --nproc_per_node=8 -m mambacsr.train +experiment=dis_w8`` (train.batch_size is the total).
+A run resumes from the newest checkpoint in ``<run_dir>/checkpoints`` when started again.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from .training.trainer import Trainer, TrainingDiverged
+
+
+@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    trainer = None
+    try:
+        trainer = Trainer(cfg, Path(cfg.run_dir))
+        trainer.train()
+    except (TrainingDiverged, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
+    finally:
+        if trainer is not None:
+            trainer.close()
+
+
+if __name__ == "__main__":
+    main()

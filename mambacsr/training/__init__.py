@@ -1,0 +1,1 @@
+"""The training loop and its parts: checkpoints, distributed setup, validation."""

@@ -1,0 +1,205 @@
+"""The training loop: the paper's recipe (Adam, MultiStepLR, L1, EMA) from Hydra config, exact resume."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Optional
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm import tqdm
+
+from ..config import build_model
+from ..data.datasets import ImageSource, IterationBatches, TrainPatches, validation_images
+from . import distributed
+from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .validation import validate
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+def data_sources(data: DictConfig):
+    if data.train_hr is None:
+        train = ImageSource.embedded("train")
+    else:
+        train = ImageSource.from_folders(data.train_hr, data.get("train_lr"))
+    if data.val_hr is None:
+        val = ImageSource.embedded("val")
+    else:
+        val = ImageSource.from_folders(data.val_hr, data.get("val_lr"))
+    return train, val
+
+
+class Trainer:
+    def __init__(self, cfg: DictConfig, run_dir: Path):
+        self.cfg, self.run_dir = cfg, Path(run_dir)
+        t = cfg.train
+        self.dist = distributed.setup(t.device)
+        if t.batch_size % self.dist.world_size:
+            raise ValueError(f"train.batch_size={t.batch_size} is the total over {self.dist.world_size} processes "
+                             "and must divide evenly.")
+        self.per_rank_batch = t.batch_size // self.dist.world_size
+        torch.manual_seed(t.seed * 1000 + self.dist.rank)
+        self.device = self.dist.device
+        self.model = build_model(cfg).to(self.device)
+        self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(t.ema_decay), use_buffers=True)
+        self.net = self.model
+        if self.dist.world_size > 1:
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr, betas=tuple(t.betas))
+        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, list(t.milestones), t.gamma)
+        self.iteration = 0
+        train_source, val_source = data_sources(cfg.data)
+        d = cfg.data
+        quality = OmegaConf.to_object(d.quality) if OmegaConf.is_config(d.quality) else d.quality
+        self.dataset = TrainPatches(train_source, d.scale, quality, d.patch_size, d.augment, t.seed)
+        val_quality = quality if isinstance(quality, int) else quality[0]
+        self.val_images = (validation_images(val_source, d.scale, val_quality, t.seed, d.get("val_limit"))
+                           if self.dist.is_main else [])
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.writer = None
+        if self.dist.is_main:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+        self._maybe_resume()
+
+    # ----------------------------------------------------------------------------------------------------- state
+    def state_dict(self) -> dict:
+        rng = {"cpu": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
+        rngs = [rng]
+        if self.dist.world_size > 1:
+            rngs = [None] * self.dist.world_size
+            dist.all_gather_object(rngs, rng)
+        return {
+            "iteration": self.iteration,
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": rngs,
+            "config": OmegaConf.to_yaml(self.cfg.model),
+        }
+
+    def _maybe_resume(self) -> None:
+        path = latest_checkpoint(self.ckpt_dir) if self.cfg.train.resume else None
+        if path is None:
+            return
+        state = load_checkpoint(path)
+        saved_model = state.get("config")
+        if saved_model is not None and saved_model != OmegaConf.to_yaml(self.cfg.model):
+            raise ValueError(f"{path} was written by a run with another model config; use another run_dir or "
+                             "train.resume=false.")
+        self.model.load_state_dict(state["model"])
+        self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.iteration = int(state["iteration"])
+        rngs = state["rng"]
+        if len(rngs) != self.dist.world_size:
+            raise ValueError(f"{path} was written by {len(rngs)} processes, this run has {self.dist.world_size}; "
+                             "resume with the same number of processes.")
+        rng = rngs[self.dist.rank]
+        torch.set_rng_state(rng["cpu"])
+        if rng.get("cuda") is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
+        if self.dist.is_main:
+            print(f"resumed from {path} at iteration {self.iteration}", flush=True)
+
+    def save(self) -> None:
+        state = self.state_dict()  # every rank joins the gather
+        if self.dist.is_main:
+            save_checkpoint(self.ckpt_dir, self.iteration, state, self.cfg.train.keep_last)
+        if self.dist.world_size > 1:
+            dist.barrier()
+
+    def export_weights(self, path: Optional[Path] = None) -> Path:
+        """The EMA weights (what is evaluated) as plain safetensors."""
+        from safetensors.torch import save_file
+
+        from ..utils.atomic import atomic_path
+
+        path = Path(path or self.run_dir / "model_ema.safetensors")
+        weights = {k: v.detach().cpu().contiguous() for k, v in self.ema.module.state_dict().items()}
+        with atomic_path(path) as tmp:
+            save_file(weights, str(tmp))
+        return path
+
+    # ------------------------------------------------------------------------------------------------------ loop
+    def train(self) -> dict:
+        t = self.cfg.train
+        loader = torch.utils.data.DataLoader(
+            self.dataset, batch_sampler=IterationBatches(self.iteration, t.iterations, self.per_rank_batch,
+                                                         self.dist.rank, self.dist.world_size),
+            num_workers=self.cfg.data.num_workers, pin_memory=self.device.type == "cuda",
+            persistent_workers=False)
+        bar = tqdm(total=t.iterations, initial=self.iteration, disable=not self.dist.is_main, dynamic_ncols=True)
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=bool(t.bf16) and self.device.type == "cuda")
+        last = {}
+        tic = time.perf_counter()
+        self.net.train()
+        for lr_img, hr_img in loader:
+            lr_img = lr_img.to(self.device, non_blocking=True)
+            hr_img = hr_img.to(self.device, non_blocking=True)
+            with autocast:
+                out = self.net(lr_img)
+            loss = F.l1_loss(out.float(), hr_img)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(
+                    f"loss became {loss.item()} at iteration {self.iteration + 1}; training stopped. The last good "
+                    f"checkpoint is in {self.ckpt_dir} (it was not overwritten). Lower train.lr or enable "
+                    "train.grad_clip, then resume.")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if t.grad_clip:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.ema.update_parameters(self.model)
+            self.iteration += 1
+            if self.dist.is_main:
+                lr_now = self.optimizer.param_groups[0]["lr"]
+                bar.update(1)
+                rate = 1.0 / max(1e-9, time.perf_counter() - tic)
+                tic = time.perf_counter()
+                bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr_now:.2e}", it_s=f"{rate:.2f}")
+                if self.iteration % t.log_every == 0:
+                    self.writer.add_scalar("train/l1", loss.item(), self.iteration)
+                    self.writer.add_scalar("train/lr", lr_now, self.iteration)
+                    self.writer.add_scalar("train/it_per_s", rate, self.iteration)
+            if t.val_every and self.iteration % t.val_every == 0:
+                last = self.run_validation()
+            if self.iteration % t.ckpt_every == 0 or self.iteration == t.iterations:
+                self.save()
+        bar.close()
+        if self.dist.is_main:
+            self.export_weights()
+        return last
+
+    def run_validation(self) -> dict:
+        if not self.dist.is_main:
+            return {}
+        scores = validate(self.ema.module, self.val_images, self.cfg.data.scale, self.device,
+                          self.cfg.train.val_tile, self.run_dir / "val", self.cfg.train.val_images,
+                          f"iter_{self.iteration:08d}_")
+        for k, v in scores.items():
+            self.writer.add_scalar(f"val/{k}", v, self.iteration)
+        self.writer.flush()
+        tqdm.write(f"[iter {self.iteration}] val PSNR {scores['psnr']:.2f} dB (bicubic {scores['psnr_bicubic']:.2f}),"
+                   f" SSIM {scores['ssim']:.4f} (bicubic {scores['ssim_bicubic']:.4f})")
+        return scores
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        distributed.teardown()

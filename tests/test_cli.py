@@ -1,0 +1,103 @@
+"""The command-line tools on real files: inference (gray, RGBA, 16-bit, bad files, resume), prepare, evaluate."""
+
+import cv2
+import numpy as np
+import pytest
+from safetensors.torch import save_file
+
+from mambacsr import evaluate, infer, prepare
+from mambacsr.config import build_model, load_config
+from mambacsr.data.datasets import embedded_images
+from mambacsr.data.io import read_image_any
+
+TINY = ["+experiment=demo_cpu", "model.embed_dim=8", "model.depths=[1]", "model.d_state=4",
+        "model.cross_scale.low_depth=1"]
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
+    model = build_model(load_config(TINY))
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def photo():
+    return embedded_images(["chelsea"])[0][:40, :52]
+
+
+def test_infer_handles_rgb_gray_rgba_and_16_bit(tmp_path, weights, photo):
+    src = tmp_path / "in"
+    src.mkdir()
+    cv2.imwrite(str(src / "rgb.png"), photo[:, :, ::-1])
+    cv2.imwrite(str(src / "gray.png"), photo[:, :, 0])
+    rgba = np.dstack([photo, np.full(photo.shape[:2], 128, np.uint8)])
+    cv2.imwrite(str(src / "rgba.png"), cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))
+    cv2.imwrite(str(src / "deep.png"), (photo[:, :, ::-1].astype(np.uint16) * 257))
+    out = tmp_path / "out"
+    assert infer.main([*TINY, f"checkpoint={weights}", f"input={src}", f"output={out}", "tile=24"]) == 0
+    rgb, gray, alpha, deep = (read_image_any(out / f"{n}.png") for n in ("rgb", "gray", "rgba", "deep"))
+    assert rgb.shape == (160, 208, 3) and rgb.dtype == np.uint8
+    assert gray.shape == (160, 208)
+    assert alpha.shape == (160, 208, 4) and abs(int(alpha[..., 3].mean()) - 128) <= 1
+    assert deep.shape == (160, 208, 3) and deep.dtype == np.uint16
+    assert abs(deep.astype(float) / 257 - rgb).mean() < 1.0  # the same image at 16 bits
+
+
+def test_infer_reports_bad_files_and_resumes(tmp_path, weights, photo, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    cv2.imwrite(str(src / "good.png"), photo)
+    (src / "empty.png").write_bytes(b"")
+    good_bytes = (src / "good.png").read_bytes()
+    (src / "truncated.png").write_bytes(good_bytes[: len(good_bytes) // 3])
+    out = tmp_path / "out"
+    assert infer.main([*TINY, f"checkpoint={weights}", f"input={src}", f"output={out}"]) == 1
+    err = capsys.readouterr().err
+    assert "empty.png: the file is empty" in err and "truncated.png" in err
+    assert sorted(p.name for p in out.iterdir()) == ["good.png"]  # nothing half-written
+    stamp = (out / "good.png").stat().st_mtime_ns
+    infer.main([*TINY, f"checkpoint={weights}", f"input={src / 'good.png'}", f"output={out}"])
+    assert (out / "good.png").stat().st_mtime_ns == stamp  # finished files are not redone
+
+
+def test_infer_refuses_weights_of_another_architecture(tmp_path, weights, photo):
+    cv2.imwrite(str(tmp_path / "a.png"), photo)
+    assert infer.main(["+experiment=mambair", "model.embed_dim=8", "model.depths=[1]", f"checkpoint={weights}",
+                       f"input={tmp_path / 'a.png'}", f"output={tmp_path / 'out'}"]) == 1
+    assert infer.main([*TINY, f"checkpoint={weights}", f"input={tmp_path / 'missing'}",
+                       f"output={tmp_path / 'out'}"]) == 1
+
+
+def test_prepare_writes_subimages_and_lr_and_resumes(tmp_path, photo):
+    hr = tmp_path / "hr"
+    hr.mkdir()
+    big = embedded_images(["coffee"])[0]  # 400 x 600
+    cv2.imwrite(str(hr / "coffee.png"), big[:, :, ::-1])
+    assert prepare.main(["subimages", str(hr), str(tmp_path / "sub"), "size=240", "step=120"]) == 0
+    subs = sorted((tmp_path / "sub").iterdir())
+    assert len(subs) == 3 * 4  # rows at 0, 120, 160; columns at 0, 120, 240, 360
+    np.testing.assert_array_equal(read_image_any(subs[0]), big[:240, :240])
+    assert prepare.main(["lr", str(tmp_path / "sub"), str(tmp_path / "lr"), "quality=20"]) == 0
+    lrs = sorted((tmp_path / "lr").iterdir())
+    assert len(lrs) == 12 and read_image_any(lrs[0]).shape == (60, 60, 3)
+    stamps = [p.stat().st_mtime_ns for p in lrs]
+    (lrs[0]).unlink()
+    assert prepare.main(["lr", str(tmp_path / "sub"), str(tmp_path / "lr"), "quality=20"]) == 0
+    assert [p.stat().st_mtime_ns for p in sorted((tmp_path / "lr").iterdir())][1:] == stamps[1:]
+    assert prepare.main(["lr", str(tmp_path / "nope"), str(tmp_path / "x")]) == 1
+
+
+def test_evaluate_writes_the_paper_table(tmp_path, weights, photo):
+    for name in ("Set5", "Urban100"):
+        (tmp_path / "bench" / name / "HR").mkdir(parents=True)
+        cv2.imwrite(str(tmp_path / "bench" / name / "HR" / "img.png"), photo[:, :, ::-1])
+    out = tmp_path / "table"
+    assert evaluate.main([*TINY, f"checkpoint={weights}", f"data_root={tmp_path / 'bench'}", "qualities=[10,30]",
+                          f"out={out}"]) == 0
+    table = out.with_suffix(".md").read_text()
+    assert "| Method | Set5 | Urban100 |" in table and "JPEG + bicubic" in table and "quality 30" in table
+    rows = out.with_suffix(".csv").read_text().splitlines()
+    assert rows[0] == "quality,benchmark,method,psnr,ssim" and len(rows) == 1 + 2 * 2 * 2
+    assert evaluate.main([*TINY, f"checkpoint={weights}", f"data_root={tmp_path / 'none'}"]) == 1

@@ -1,0 +1,100 @@
+"""The degradation against direct OpenCV / NumPy / Pillow computations, and the datasets' determinism."""
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mambacsr.data import degrade, imresize
+from mambacsr.data.datasets import ImageSource, IterationBatches, TrainPatches, embedded_images
+from mambacsr.data.resize import resize_matrix
+from mambacsr.metrics import calculate_psnr
+
+
+@pytest.fixture(scope="module")
+def photo():
+    return embedded_images(["astronaut"])[0]
+
+
+def test_bicubic_kernel_rows_by_hand():
+    # Upscaling 8 -> 16 without antialias: output pixel 1 sits at input coordinate u = 2/2 + 0.25 = 1.25 (1-based),
+    # so it takes the cubic (a = -0.5) weights at distances 1.25, 0.25, 0.75, 1.75 from 1-based pixels 0, 1, 2, 3;
+    # pixel 0 mirrors onto pixel 1.  By hand: w(0.25) = 0.8671875, w(0.75) = 0.2265625, w(1.25) = -0.0703125,
+    # w(1.75) = -0.0234375.
+    m = resize_matrix(8, 16)
+    np.testing.assert_allclose(m[1, :4], [0.8671875 - 0.0703125, 0.2265625, -0.0234375, 0.0], atol=1e-12)
+    # Every row of a resampling matrix sums to one (constant images stay constant).
+    np.testing.assert_allclose(resize_matrix(37, 9).sum(1), 1.0, atol=1e-12)
+
+
+def test_downsample_matches_pillow_bicubic(photo):
+    # Pillow's BICUBIC is antialiased with a = -0.5 too; the two agree to about 50 dB (rounding aside).
+    ours = imresize(photo, 128, 128)
+    pil = np.asarray(Image.fromarray(photo).resize((128, 128), Image.BICUBIC))
+    assert calculate_psnr(ours, pil, 0) > 45
+    # cv2's INTER_CUBIC does not antialias: clearly different, which is why we do not call it bicubic.
+    cv = cv2.resize(photo, (128, 128), interpolation=cv2.INTER_CUBIC)
+    assert calculate_psnr(cv, pil, 0) < calculate_psnr(ours, pil, 0) - 5
+
+
+def test_degrade_is_crop_resize_then_opencv_jpeg(photo):
+    hr = photo[:203, :198]  # not multiples of 4: cropped to 200 x 196
+    lr = degrade(hr, scale=4, quality=10)
+    assert lr.shape == (50, 49, 3) and lr.dtype == np.uint8
+    small = imresize(hr[:200, :196], 50, 49)
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 10])
+    expected = cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    np.testing.assert_array_equal(lr, expected)
+    # Quality matters: q30 is closer to the clean downsample than q10.
+    assert calculate_psnr(degrade(hr, 4, 30), small, 0) > calculate_psnr(lr, small, 0) + 1
+
+
+def test_quality_lists_are_drawn_with_the_rng(photo):
+    hr = photo[:64, :64]
+    a = degrade(hr, 4, [10, 30], np.random.default_rng(1))
+    b = degrade(hr, 4, [10, 30], np.random.default_rng(1))
+    np.testing.assert_array_equal(a, b)
+    drawn = {degrade(hr, 4, [10, 30], np.random.default_rng(s)).tobytes() for s in range(8)}
+    assert len(drawn) == 2
+
+
+@pytest.mark.parametrize("bad, match", [
+    (np.zeros((8, 8), np.uint8), "HxWx3 uint8"), (np.zeros((8, 8, 3), np.float32), "HxWx3 uint8"),
+    (np.zeros((3, 8, 3), np.uint8), "smaller than the scale"),
+])
+def test_degrade_rejects_bad_images(bad, match):
+    with pytest.raises(ValueError, match=match):
+        degrade(bad)
+    with pytest.raises(ValueError, match="JPEG quality"):
+        degrade(np.zeros((8, 8, 3), np.uint8), quality=[0])
+
+
+def test_train_patches_are_a_function_of_the_key():
+    source = ImageSource(embedded_images(["coffee", "rocket"]), names=["coffee", "rocket"])
+    data = TrainPatches(source, 4, [10, 30], patch=16, augment=True, seed=3)
+    lr, hr = data[12345]
+    assert lr.shape == (3, 16, 16) and hr.shape == (3, 64, 64)
+    lr2, hr2 = data[12345]
+    assert torch.equal(lr, lr2) and torch.equal(hr, hr2)
+    assert not torch.equal(data[12346][0], lr)
+    # the LR patch is the degraded HR patch's partner: downsampling the HR patch lands near it
+    down = imresize((hr.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8), 16, 16)
+    assert calculate_psnr((lr.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8), down, 0) > 20
+
+
+def test_iteration_batches_split_ranks_and_resume():
+    full = list(IterationBatches(0, 4, 3, rank=1, world=2))
+    assert full[0] == [3, 4, 5] and full[1] == [9, 10, 11]
+    assert list(IterationBatches(2, 4, 3, rank=1, world=2)) == full[2:]
+
+
+def test_folders_pair_up_and_missing_folders_are_clear(tmp_path):
+    (tmp_path / "hr").mkdir()
+    (tmp_path / "lr").mkdir()
+    img = embedded_images(["chelsea"])[0][:32, :32]
+    cv2.imwrite(str(tmp_path / "hr" / "a.png"), img)
+    with pytest.raises(FileNotFoundError, match="holds no images"):
+        ImageSource.from_folders(tmp_path / "hr", tmp_path / "lr")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        ImageSource.from_folders(tmp_path / "nope")

@@ -1,0 +1,98 @@
+"""The trainer: exact resume after a kill, a stop on a non-finite loss, and a two-process torchrun (gloo) run."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from mambacsr.training.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
+
+TINY = ["+experiment=demo_cpu", "model.embed_dim=8", "model.depths=[1]", "model.d_state=4",
+        "model.cross_scale.low_depth=1", "data.patch_size=8", "data.num_workers=0", "train.val_every=0",
+        "train.log_every=1", "train.keep_last=100"]
+
+
+def train(run_dir, *overrides, wait=True):
+    cmd = [sys.executable, "-m", "mambacsr.train", *TINY, f"run_dir={run_dir}", *overrides]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    if wait:
+        return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def assert_same_state(a: dict, b: dict, path=""):
+    assert a.keys() == b.keys(), path
+    for key in a:
+        x, y = a[key], b[key]
+        if isinstance(x, dict):
+            assert_same_state(x, y, f"{path}.{key}")
+        elif isinstance(x, torch.Tensor):
+            assert torch.equal(x, y), f"{path}.{key} differs"
+        elif isinstance(x, list) and x and isinstance(x[0], dict):
+            for i, (xi, yi) in enumerate(zip(x, y)):
+                assert_same_state(xi, yi, f"{path}.{key}[{i}]")
+        else:
+            assert x == y, f"{path}.{key}: {x} != {y}"
+
+
+def test_killed_run_resumes_exactly(tmp_path):
+    steps = ["train.iterations=14", "train.ckpt_every=2", "train.batch_size=2"]
+    straight = train(tmp_path / "straight", *steps)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+
+    proc = train(tmp_path / "killed", *steps, wait=False)
+    deadline = time.time() + 300
+    while not list_checkpoints(tmp_path / "killed" / "checkpoints") and time.time() < deadline:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = list_checkpoints(tmp_path / "killed" / "checkpoints")
+    assert done and done[-1].name != "iter_00000014.pt", "the run finished before it could be killed"
+    resumed = train(tmp_path / "killed", *steps)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resumed from" in resumed.stdout + resumed.stderr
+
+    a = load_checkpoint(latest_checkpoint(tmp_path / "straight" / "checkpoints"))
+    b = load_checkpoint(latest_checkpoint(tmp_path / "killed" / "checkpoints"))
+    assert a["iteration"] == b["iteration"] == 14
+    for key in ("model", "ema", "optimizer", "scheduler", "rng"):
+        assert_same_state({key: a[key]}, {key: b[key]})
+    assert (tmp_path / "killed" / "model_ema.safetensors").is_file()
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    result = train(tmp_path / "run", "train.iterations=20", "train.ckpt_every=1", "train.batch_size=2",
+                   "train.lr=1e30", "train.milestones=[100]")
+    assert result.returncode == 1
+    assert "loss became" in result.stderr and "last good checkpoint" in result.stderr
+    last = latest_checkpoint(tmp_path / "run" / "checkpoints")
+    state = load_checkpoint(last)
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_unknown_experiment_fails_clearly(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "mambacsr.train", "+experiment=nope", f"run_dir={tmp_path}"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "nope" in result.stderr and "dis_w8" in result.stderr
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_match_one(tmp_path):
+    common = ["train.iterations=3", "train.ckpt_every=3", "train.batch_size=4", "model.drop_path_rate=0"]
+    single = train(tmp_path / "single", *common)
+    assert single.returncode == 0, single.stderr[-2000:]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+           "mambacsr.train", *TINY, f"run_dir={tmp_path / 'ddp'}", *common]
+    ddp = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    a = load_checkpoint(latest_checkpoint(tmp_path / "single" / "checkpoints"))
+    b = load_checkpoint(latest_checkpoint(tmp_path / "ddp" / "checkpoints"))
+    assert len(b["rng"]) == 2  # every rank's RNG state is kept for an exact resume
+    # Two half-batches averaged by DDP take the same step as one full batch (up to summation order).
+    for name, value in a["model"].items():
+        torch.testing.assert_close(b["model"][name], value, rtol=1e-4, atol=1e-5, msg=name)
