@@ -18,7 +18,6 @@ from typing import Dict, List, Optional
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from .checkpoints import load_weights
@@ -91,8 +90,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if opts["checkpoint"] is None:
             raise ValueError("pass checkpoint=PATH (our .safetensors / iter_*.pt, or an authors' .pth).")
         cfg = load_config(overrides)
-        qualities = [int(q) for q in OmegaConf.create({"q": opts["qualities"]}).q] if opts["qualities"].startswith(
-            "[") else [int(opts["qualities"])]
+        qualities = [int(q) for q in opts["qualities"].strip("[]").split(",") if q.strip()]
         tile = None if opts["tile"] in ("null", "None", "0") else int(opts["tile"])
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         model = load_weights(build_model(cfg), opts["checkpoint"]).to(device).eval()

@@ -142,7 +142,9 @@ class Trainer:
             self.dataset, batch_sampler=IterationBatches(self.iteration, t.iterations, self.per_rank_batch,
                                                          self.dist.rank, self.dist.world_size),
             num_workers=self.cfg.data.num_workers, pin_memory=self.device.type == "cuda",
-            persistent_workers=False)
+            # Its own generator: the loader draws a base seed when it starts, which must not shift the global RNG
+            # (drop-path) between an uninterrupted and a resumed run.
+            generator=torch.Generator().manual_seed(t.seed))
         bar = tqdm(total=t.iterations, initial=self.iteration, disable=not self.dist.is_main, dynamic_ncols=True)
         autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=bool(t.bf16) and self.device.type == "cuda")
         last = {}
