@@ -1,9 +1,16 @@
 """Autograd wrapper of the fused Triton kernels for :func:`scan2d.directional_scan`.
 
 One launch sequence scans all K directions of a layer: positions come from the direction table, delta is built
-in-kernel from the dt low-rank projection, and either every direction is added into one raster-order output (fp32
-atomics; ``sum_directions=True``) or, when a channel gate needs each direction's token statistics, each direction's
-output is written in raster order (batch, K, L, dim) and the gate is applied in PyTorch.
+in-kernel from the dt low-rank projection, and every direction is added into one raster-order output (fp32
+atomics), optionally weighted per (batch, direction, channel).
+
+The channel gate needs, per direction, the token-mean of LayerNorm(y_k) before any direction can be added in.
+It is computed without writing any per-direction output (:class:`_GatePool`): one pass accumulates each token's
+sum and sum of squares over channels (atomics over channel blocks), a second the sum over tokens of y * rstd, from
+which the pooled statistic follows exactly; PyTorch applies the small excitation MLP; the final pass adds the
+gated directions.  Its backward adds one pass for each token's sum over channels of g * y and then runs the usual
+adjoint kernels with the LayerNorm gradient as their upstream.  So the gated forward scans each chunk four times
+(chunk ends, statistics, pooling, output) instead of twice, trading exponentials for memory traffic.
 """
 
 from __future__ import annotations
@@ -77,6 +84,60 @@ class _DirectionalScanTriton(torch.autograd.Function):
                 g.dweight.to(w_dtype) if w is not None else None, None, None, None, None)
 
 
+class _GatePool(torch.autograd.Function):
+    """pooled[b, k] = mean over high-resolution tokens of LayerNorm(y_k) (weight, bias, eps), (batch, K, dim)."""
+
+    @staticmethod
+    def forward(ctx, u, xdbl, dt_weight, dt_bias, A, D, u_low, xdbl_low, ln_weight, ln_bias, eps, directions,
+                height, width):
+        u, xdbl, dt_weight, dt_bias, D = (t.contiguous() for t in (u, xdbl, dt_weight, dt_bias, D))
+        A32 = A.float().contiguous()
+        if u_low is not None:
+            u_low, xdbl_low = u_low.contiguous(), xdbl_low.contiguous()
+        ops = _operands(u, xdbl, dt_weight, dt_bias, A32, D, directions, height, width, u_low, xdbl_low)
+        entry, dsum, _ = launch.forward_states(ops)
+        BK, L, dim = ops.batch * ops.K, height * width, ops.dim
+        f32 = dict(device=u.device, dtype=torch.float32)
+        sums = torch.zeros(BK, L, 2, **f32)
+        launch.output_pass(ops, entry, sums, (0, 0, 0, 0), False, None, reduce=1, red=sums)
+        mean = sums[..., 0] / dim
+        rstd = torch.rsqrt((sums[..., 1] / dim - mean * mean).clamp_min(0.0) + eps)
+        tok = torch.stack([mean, rstd], dim=-1).contiguous()
+        part = torch.empty(BK, ops.n_chunks, dim, **f32)
+        launch.output_pass(ops, entry, part, (0, 0, 0, 0), False, None, reduce=2, tok=tok, part=part)
+        mean_xhat = (part.sum(1) - (mean * rstd).sum(1, keepdim=True)) / L  # (BK, dim)
+        pooled = ln_weight.float() * mean_xhat + ln_bias.float()
+        ctx.save_for_backward(u, xdbl, dt_weight, dt_bias, A32, D, u_low, xdbl_low, ln_weight, entry, dsum, mean,
+                              rstd, mean_xhat)
+        ctx.meta = (tuple(directions), height, width, A.dtype, ln_weight.dtype, ln_bias.dtype)
+        return pooled.view(ops.batch, ops.K, dim).to(u.dtype)
+
+    @staticmethod
+    def backward(ctx, dpooled):
+        u, xdbl, dt_weight, dt_bias, A, D, u_low, xdbl_low, ln_weight, entry, dsum, mean, rstd, mean_xhat = \
+            ctx.saved_tensors
+        directions, height, width, A_dtype, w_dtype, b_dtype = ctx.meta
+        ops = _operands(u, xdbl, dt_weight, dt_bias, A, D, directions, height, width, u_low, xdbl_low)
+        BK, L, dim = ops.batch * ops.K, height * width, ops.dim
+        dp = dpooled.float().reshape(BK, dim)
+        g = (dp * ln_weight.float() / L).contiguous()
+        q = torch.zeros(BK, L, device=u.device, dtype=torch.float32)
+        launch.output_pass(ops, entry, q, (0, 0, 0, 0), False, None, reduce=3, red=q, vec=g)
+        m = rstd * (q - mean * g.sum(1, keepdim=True)) / dim
+        tok = torch.stack([mean, rstd, m], dim=-1).contiguous()
+        f32 = dict(dtype=torch.float32, device=u.device)
+        buffers = dict(du=torch.zeros(u.shape, **f32), dx=torch.zeros(xdbl.shape, **f32),
+                       du_low=torch.zeros(u_low.shape, **f32) if u_low is not None else None,
+                       dx_low=torch.zeros(xdbl_low.shape, **f32) if u_low is not None else None)
+        grads = launch.backward(ops, q, (0, 0, 0, 0), False, None, entry, dsum, None, buffers,
+                                ln_upstream=(tok, g, g.mean(1).contiguous()))
+        return (grads.du.to(u.dtype), grads.dx.to(xdbl.dtype), grads.dW.to(dt_weight.dtype),
+                grads.dbias.to(dt_bias.dtype), grads.dA.to(A_dtype), grads.dD.to(D.dtype),
+                grads.du_low.to(u_low.dtype) if u_low is not None else None,
+                grads.dx_low.to(xdbl_low.dtype) if u_low is not None else None,
+                (dp * mean_xhat).sum(0).to(w_dtype), dp.sum(0).to(b_dtype), None, None, None, None)
+
+
 def directional_scan_triton(u, xdbl, dt_weight, dt_bias, A, D, directions: Sequence[ScanDirection], height, width,
                             u_low=None, xdbl_low=None, gate: Optional[ChannelGate] = None,
                             direction_weights: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -85,11 +146,8 @@ def directional_scan_triton(u, xdbl, dt_weight, dt_bias, A, D, directions: Seque
     if n_state & (n_state - 1):
         raise ValueError(f"the Triton scan needs a power-of-two state size N, got N={n_state}; use backend='torch'.")
     args = (u, xdbl, dt_weight, dt_bias, A, D, u_low, xdbl_low)
-    if gate is None:
-        return _DirectionalScanTriton.apply(*args, direction_weights, tuple(directions), height, width, True)
-    # The gate needs each direction's token-mean after a LayerNorm before any direction can be added in.
-    ys = _DirectionalScanTriton.apply(*args, None, tuple(directions), height, width, False)
-    weights = gate.excite(gate.pool(ys))
-    if direction_weights is not None:
-        weights = weights * direction_weights
-    return (ys * weights.unsqueeze(2)).sum(dim=1)
+    weights = direction_weights
+    if gate is not None:
+        pooled = _GatePool.apply(*args, gate.norm_weight, gate.norm_bias, gate.eps, tuple(directions), height, width)
+        weights = gate.excite(pooled) * (1 if weights is None else weights)
+    return _DirectionalScanTriton.apply(*args, weights, tuple(directions), height, width, True)

@@ -135,27 +135,42 @@ def n_chunks_for(dirs: torch.Tensor) -> int:
     return triton.cdiv(int(dirs[:, 4].max().item()), BLOCK_T)
 
 
-def forward(ops: ScanOperands, out: torch.Tensor, out_strides: tuple, sum_directions: bool,
-            weight: Optional[torch.Tensor]):
-    """Run the forward.  Returns (entry states, chunk delta sums, final state) for the backward."""
+def forward_states(ops: ScanOperands):
+    """The state entering every chunk (batch*K, chunks, dim, N), the chunks' delta sums and the final state."""
     local = ops.state_buffer(ops.n_state)
     dsum = ops.state_buffer()
     grid = ops.grid()
-    K.chunk_end_state_kernel[grid](local, dsum, *ops.common_args()[:-7], ops.A, ops.dirs, ops.K, ops.height,
+    K.chunk_end_state_kernel[grid](local, dsum, *_args_without_tail(ops), ops.A, ops.dirs, ops.K, ops.height,
                                    ops.width, ops.dim, ops.n_chunks, **ops.common_meta(), BLOCK_T=BLOCK_T,
                                    BLOCK_D=BLOCK_D, num_warps=NUM_WARPS)
     entry = ops.state_buffer(ops.n_state)
-    final = torch.empty(ops.batch * ops.K, ops.dim, ops.n_state, device=out.device, dtype=torch.float32)
+    final = torch.empty(ops.batch * ops.K, ops.dim, ops.n_state, device=ops.u.device, dtype=torch.float32)
     K.chunk_carry_kernel[grid[:2]](entry, final, local, dsum, final, ops.A, ops.K, ops.dim, ops.n_chunks,
                                    HAS_INIT=False, REVERSE=False, N=ops.n_state, BLOCK_D=BLOCK_D,
                                    num_warps=NUM_WARPS)
+    return entry, dsum, final
+
+
+def output_pass(ops: ScanOperands, entry: torch.Tensor, out: torch.Tensor, out_strides: tuple, sum_directions: bool,
+                weight: Optional[torch.Tensor], reduce: int = 0, red=None, tok=None, vec=None, part=None):
+    """Recompute each chunk's outputs from its entry state and write them (reduce=0) or reduce them for the
+    channel gate (see ``forward_output_kernel``)."""
     has_z = ops.z is not None
-    K.forward_output_kernel[grid](
-        out, *out_strides, weight if weight is not None else dsum,
-        entry, ops.D if ops.D is not None else dsum, ops.z if has_z else ops.u, *ops.z_strides,
-        *_args_without_tail(ops), ops.A, ops.dirs, ops.K, ops.height, ops.width, ops.dim, ops.n_chunks,
-        **ops.common_meta(), HAS_D=ops.D is not None, HAS_Z=has_z, SUM_DIRECTIONS=sum_directions,
-        HAS_WEIGHT=weight is not None, BLOCK_T=BLOCK_T, BLOCK_D=BLOCK_D, num_warps=NUM_WARPS)
+    dummy = entry
+    K.forward_output_kernel[ops.grid()](
+        out, *out_strides, weight if weight is not None else dummy, red if red is not None else dummy,
+        tok if tok is not None else dummy, vec if vec is not None else dummy, part if part is not None else dummy,
+        ops.height * ops.width, entry, ops.D if ops.D is not None else dummy, ops.z if has_z else ops.u,
+        *ops.z_strides, *_args_without_tail(ops), ops.A, ops.dirs, ops.K, ops.height, ops.width, ops.dim,
+        ops.n_chunks, **ops.common_meta(), HAS_D=ops.D is not None, HAS_Z=has_z, SUM_DIRECTIONS=sum_directions,
+        HAS_WEIGHT=weight is not None, REDUCE=reduce, BLOCK_T=BLOCK_T, BLOCK_D=BLOCK_D, num_warps=NUM_WARPS)
+
+
+def forward(ops: ScanOperands, out: torch.Tensor, out_strides: tuple, sum_directions: bool,
+            weight: Optional[torch.Tensor]):
+    """Run the forward.  Returns (entry states, chunk delta sums, final state) for the backward."""
+    entry, dsum, final = forward_states(ops)
+    output_pass(ops, entry, out, out_strides, sum_directions, weight)
     return entry, dsum, final
 
 
@@ -183,18 +198,26 @@ class Grads:
 
 def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_directions: bool,
              weight: Optional[torch.Tensor], entry: torch.Tensor, dsum: torch.Tensor,
-             dfinal: Optional[torch.Tensor], grad_buffers: dict) -> Grads:
+             dfinal: Optional[torch.Tensor], grad_buffers: dict, ln_upstream: Optional[tuple] = None) -> Grads:
     """Run the backward; ``grad_buffers`` holds zeroed fp32 buffers laid out like the inputs they belong to
-    (du, du_low, ddelta, dx, dx_low, dB, dC, dz)."""
+    (du, du_low, ddelta, dx, dx_low, dB, dC, dz).
+
+    ``ln_upstream = (tok, vec, gbar)``: instead of an output gradient, back-propagate the gate's pooled LayerNorm
+    statistic (tok: (batch*K, L, 3) mean, rstd, m per token; vec: (batch*K, dim) g; gbar: (batch*K,) mean of g).
+    """
     grid = ops.grid()
     has_z = ops.z is not None
     z = ops.z if has_z else ops.u
     wt = weight if weight is not None else dsum
+    tok, vec, gbar = ln_upstream if ln_upstream is not None else (dsum, dsum, dsum)
+    ln_args = (tok, vec, gbar, ops.height * ops.width)
+    Dskip = ops.D if ops.D is not None else dsum
     meta = dict(**ops.common_meta(), HAS_Z=has_z, SUM_DIRECTIONS=sum_directions, HAS_WEIGHT=weight is not None,
-                BLOCK_T=BLOCK_T, BLOCK_D=BLOCK_D, num_warps=NUM_WARPS)
+                LN_UPSTREAM=ln_upstream is not None, BLOCK_T=BLOCK_T, BLOCK_D=BLOCK_D, num_warps=NUM_WARPS)
     local = ops.state_buffer(ops.n_state)
-    K.chunk_adjoint_kernel[grid](local, dout, *dout_strides, wt, z, *ops.z_strides, *_args_without_tail(ops),
-                                 ops.A, ops.dirs, ops.K, ops.height, ops.width, ops.dim, ops.n_chunks, **meta)
+    K.chunk_adjoint_kernel[grid](local, dout, *dout_strides, wt, z, *ops.z_strides, entry, Dskip, *ln_args,
+                                 *_args_without_tail(ops), ops.A, ops.dirs, ops.K, ops.height, ops.width, ops.dim,
+                                 ops.n_chunks, HAS_D=ops.D is not None, **meta)
     arrive = ops.state_buffer(ops.n_state)
     K.chunk_carry_kernel[grid[:2]](arrive, arrive, local, dsum, dfinal if dfinal is not None else local, ops.A,
                                    ops.K, ops.dim, ops.n_chunks, HAS_INIT=dfinal is not None, REVERSE=True,
@@ -215,10 +238,9 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
         gb.get("dB") if gb.get("dB") is not None else fallback, gb.get("dC") if gb.get("dC") is not None else fallback,
         gb.get("dz") if gb.get("dz") is not None else fallback, dweight if dweight is not None else fallback,
         dA_part, dD_part, dbias_part, dW_part,
-        dout, *dout_strides, wt, entry, arrive, ops.D if ops.D is not None else dsum, z, *ops.z_strides,
+        dout, *dout_strides, wt, entry, arrive, Dskip, z, *ops.z_strides, *ln_args,
         *_args_without_tail(ops), ops.A, ops.dirs, ops.K, ops.height, ops.width, ops.dim, ops.n_chunks,
-        **ops.common_meta(), HAS_D=ops.D is not None, HAS_Z=has_z, SUM_DIRECTIONS=sum_directions,
-        HAS_WEIGHT=weight is not None, BLOCK_T=BLOCK_T, BLOCK_D=BLOCK_D, num_warps=NUM_WARPS)
+        HAS_D=ops.D is not None, **meta)
 
     def per_direction(part):
         return part.view(ops.batch, ops.K, ops.n_chunks, *part.shape[2:]).sum(dim=(0, 2))

@@ -183,7 +183,7 @@ def chunk_carry_kernel(
 
 @triton.jit
 def forward_output_kernel(
-    out_ptr, s_ob, s_ok, s_ol, s_od, weight_ptr,
+    out_ptr, s_ob, s_ok, s_ol, s_od, weight_ptr, red_ptr, tok_ptr, vec_ptr, part_ptr, L_high,
     carry_ptr, Dskip_ptr, z_ptr, s_zb, s_zl, s_zd,
     u_ptr, u_low_ptr, s_ub, s_ul, s_ud, s_ub_low,
     x_ptr, x_low_ptr, s_xb, s_xl, s_xk, s_xc, s_xb_low,
@@ -192,13 +192,17 @@ def forward_output_kernel(
     dtw_ptr, dtb_ptr, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks,
     ORDER: tl.constexpr, LOWRANK: tl.constexpr, GROUPED: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, SUM_DIRECTIONS: tl.constexpr,
-    HAS_WEIGHT: tl.constexpr, R: tl.constexpr, R_PAD: tl.constexpr, N: tl.constexpr,
+    HAS_WEIGHT: tl.constexpr, REDUCE: tl.constexpr, R: tl.constexpr, R_PAD: tl.constexpr, N: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     """y_t = C_t . h_t + D u_t (times silu(z_t)) from the chunk's entry state, written at each step's position.
 
-    SUM_DIRECTIONS: out is (batch, L, dim) fp32 and the K directions are added with atomics (times weight[b, k, d]
-    when HAS_WEIGHT); otherwise out[b, k, pos, d] through the strides (K = 1 for the drop-in scan).
+    REDUCE = 0: SUM_DIRECTIONS: out is (batch, L, dim) fp32 and the K directions are added with atomics (times
+    weight[b, k, d] when HAS_WEIGHT); otherwise out[b, k, pos, d] through the strides (K = 1 for the drop-in scan).
+    Instead of writing y, the channel gate's passes reduce it (over high-resolution tokens only):
+    REDUCE = 1: red[bk, pos] += (sum_d y, sum_d y^2)       per-token LayerNorm statistics (atomics over channel blocks)
+    REDUCE = 2: part[bk, chunk, d] = sum_t y * rstd[bk, t]   (tok holds (mean, rstd) per token; no atomics)
+    REDUCE = 3: red[bk, pos] += sum_d vec[bk, d] * y         (for the gate's LayerNorm backward)
     Low-resolution tokens of a cross-scale scan are never written.
     """
     pid_bk, pid_d, pid_c = tl.program_id(0), tl.program_id(1), tl.program_id(2)
@@ -229,34 +233,65 @@ def forward_output_kernel(
         z = tl.load(z_ptr + b64 * s_zb + pos64[:, None] * s_zl + d[None, :] * s_zd,
                     mask=valid[:, None] & d_mask[None, :], other=0.0).to(tl.float32)
         y = y * z / (1.0 + tl.exp(-z))
-    write = (valid & (is_low == 0))[:, None] & d_mask[None, :]
-    dest = out_ptr + b64 * s_ob + k * s_ok + pos64[:, None] * s_ol + d[None, :] * s_od
-    if SUM_DIRECTIONS:
-        if HAS_WEIGHT:
-            y = y * tl.load(weight_ptr + (b * K + k) * Dm + d, mask=d_mask, other=0.0).to(tl.float32)[None, :]
-        tl.atomic_add(dest, y, mask=write)
+    high = valid & (is_low == 0)
+    write = high[:, None] & d_mask[None, :]
+    token = pid_bk.to(tl.int64) * L_high + pos64
+    if REDUCE == 0:
+        dest = out_ptr + b64 * s_ob + k * s_ok + pos64[:, None] * s_ol + d[None, :] * s_od
+        if SUM_DIRECTIONS:
+            if HAS_WEIGHT:
+                y = y * tl.load(weight_ptr + (b * K + k) * Dm + d, mask=d_mask, other=0.0).to(tl.float32)[None, :]
+            tl.atomic_add(dest, y, mask=write)
+        else:
+            tl.store(dest, y.to(out_ptr.dtype.element_ty), mask=write)
+    elif REDUCE == 1:
+        y = tl.where(write, y, 0.0)
+        tl.atomic_add(red_ptr + token * 2, tl.sum(y, axis=1), mask=high)
+        tl.atomic_add(red_ptr + token * 2 + 1, tl.sum(y * y, axis=1), mask=high)
+    elif REDUCE == 2:
+        rstd = tl.load(tok_ptr + token * 2 + 1, mask=high, other=0.0)
+        contrib = tl.sum(tl.where(write, y * rstd[:, None], 0.0), axis=0)
+        tl.store(part_ptr + (pid_bk.to(tl.int64) * n_chunks + pid_c) * Dm + d, contrib, mask=d_mask)
     else:
-        tl.store(dest, y.to(out_ptr.dtype.element_ty), mask=write)
+        g = tl.load(vec_ptr + pid_bk * Dm + d, mask=d_mask, other=0.0)
+        tl.atomic_add(red_ptr + token, tl.sum(tl.where(write, y * g[None, :], 0.0), axis=1), mask=high)
 
 
 @triton.jit
 def _upstream_grad(
     pos64, b64, k, d, d_mask, valid, is_low, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, K, Dm,
-    SUM_DIRECTIONS: tl.constexpr, HAS_WEIGHT: tl.constexpr,
+    y, tok_ptr, vec_ptr, gbar_ptr, L_high,
+    SUM_DIRECTIONS: tl.constexpr, HAS_WEIGHT: tl.constexpr, LN_UPSTREAM: tl.constexpr,
 ):
-    """Gradient reaching this direction's output at each step, (T, D); zero for low-resolution tokens."""
+    """Gradient reaching this direction's output at each step, (T, D); zero for low-resolution tokens.
+
+    LN_UPSTREAM: the gradient of the gate's pooled statistic mean_t LayerNorm(y_t) instead of an output gradient:
+    rstd_t (g - mean(g) - xhat_t m_t) with g = vec[bk] and (mean, rstd, m) per token in tok.
+    """
     m = (valid & (is_low == 0))[:, None] & d_mask[None, :]
-    dy = tl.load(dout_ptr + b64 * s_gb + k * s_gk + pos64[:, None] * s_gl + d[None, :] * s_gd, mask=m,
-                 other=0.0).to(tl.float32)
-    if SUM_DIRECTIONS:
-        if HAS_WEIGHT:
-            dy = dy * tl.load(weight_ptr + (b64 * K + k) * Dm + d, mask=d_mask, other=0.0).to(tl.float32)[None, :]
+    if LN_UPSTREAM:
+        bk = b64 * K + k
+        token = bk * L_high + pos64
+        mu = tl.load(tok_ptr + token * 3, mask=valid, other=0.0)
+        rstd = tl.load(tok_ptr + token * 3 + 1, mask=valid, other=0.0)
+        mt = tl.load(tok_ptr + token * 3 + 2, mask=valid, other=0.0)
+        g = tl.load(vec_ptr + bk * Dm + d, mask=d_mask, other=0.0)
+        gbar = tl.load(gbar_ptr + bk)
+        xhat = (y - mu[:, None]) * rstd[:, None]
+        dy = tl.where(m, rstd[:, None] * (g[None, :] - gbar - xhat * mt[:, None]), 0.0)
+    else:
+        dy = tl.load(dout_ptr + b64 * s_gb + k * s_gk + pos64[:, None] * s_gl + d[None, :] * s_gd, mask=m,
+                     other=0.0).to(tl.float32)
+        if SUM_DIRECTIONS:
+            if HAS_WEIGHT:
+                dy = dy * tl.load(weight_ptr + (b64 * K + k) * Dm + d, mask=d_mask, other=0.0).to(tl.float32)[None, :]
     return dy
 
 
 @triton.jit
 def chunk_adjoint_kernel(
     local_ptr, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, z_ptr, s_zb, s_zl, s_zd,
+    entry_ptr, Dskip_ptr, tok_ptr, vec_ptr, gbar_ptr, L_high,
     u_ptr, u_low_ptr, s_ub, s_ul, s_ud, s_ub_low,
     x_ptr, x_low_ptr, s_xb, s_xl, s_xk, s_xc, s_xb_low,
     delta_ptr, s_db, s_dl, s_dd,
@@ -264,6 +299,7 @@ def chunk_adjoint_kernel(
     dtw_ptr, dtb_ptr, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks,
     ORDER: tl.constexpr, LOWRANK: tl.constexpr, GROUPED: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, HAS_Z: tl.constexpr, SUM_DIRECTIONS: tl.constexpr, HAS_WEIGHT: tl.constexpr,
+    LN_UPSTREAM: tl.constexpr, HAS_D: tl.constexpr,
     R: tl.constexpr, R_PAD: tl.constexpr, N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     """Adjoint of each chunk with nothing arriving from later chunks, taken back through its first decay:
@@ -288,8 +324,18 @@ def chunk_adjoint_kernel(
     A = tl.load(A_ptr + k * Dm * N + d[:, None] * N + n[None, :], mask=d_mask[:, None], other=0.0).to(tl.float32)
     pos64 = pos.to(tl.int64)
     b64 = b.to(tl.int64)
+    y = tl.zeros([BLOCK_T, BLOCK_D], dtype=tl.float32)
+    if LN_UPSTREAM:  # the LayerNorm gradient depends on y: recompute the chunk's outputs
+        h0 = tl.load(entry_ptr + ((pid_bk.to(tl.int64) * n_chunks + pid_c) * Dm + d[:, None]) * N + n[None, :],
+                     mask=d_mask[:, None], other=0.0)
+        decay0 = tl.exp(delta[:, :, None] * A[None, :, :])
+        drive0 = (delta * u)[:, :, None] * Bm + tl.where((t == 0)[:, None, None], decay0 * h0[None], 0.0)
+        _, h = tl.associative_scan((decay0, drive0), 0, _combine)
+        y = tl.sum(h * Cm, axis=2)
+        if HAS_D:
+            y += u * tl.load(Dskip_ptr + k * Dm + d, mask=d_mask, other=0.0).to(tl.float32)[None, :]
     dy = _upstream_grad(pos64, b64, k, d, d_mask, valid, is_low, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, K,
-                        Dm, SUM_DIRECTIONS, HAS_WEIGHT)
+                        Dm, y, tok_ptr, vec_ptr, gbar_ptr, L_high, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM)
     if HAS_Z:
         z = tl.load(z_ptr + b64 * s_zb + pos64[:, None] * s_zl + d[None, :] * s_zd,
                     mask=valid[:, None] & d_mask[None, :], other=0.0).to(tl.float32)
@@ -309,6 +355,7 @@ def backward_grads_kernel(
     dA_part_ptr, dD_part_ptr, dbias_part_ptr, dW_part_ptr,
     # upstream and saved
     dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, entry_ptr, arrive_ptr, Dskip_ptr, z_ptr, s_zb, s_zl, s_zd,
+    tok_ptr, vec_ptr, gbar_ptr, L_high,
     u_ptr, u_low_ptr, s_ub, s_ul, s_ud, s_ub_low,
     x_ptr, x_low_ptr, s_xb, s_xl, s_xk, s_xc, s_xb_low,
     delta_ptr, s_db, s_dl, s_dd,
@@ -316,7 +363,7 @@ def backward_grads_kernel(
     dtw_ptr, dtb_ptr, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks,
     ORDER: tl.constexpr, LOWRANK: tl.constexpr, GROUPED: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, SUM_DIRECTIONS: tl.constexpr,
-    HAS_WEIGHT: tl.constexpr, R: tl.constexpr, R_PAD: tl.constexpr, N: tl.constexpr,
+    HAS_WEIGHT: tl.constexpr, LN_UPSTREAM: tl.constexpr, R: tl.constexpr, R_PAD: tl.constexpr, N: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     """All gradients of one chunk: recompute h from the chunk's entry state, run the adjoint recurrence
@@ -363,15 +410,15 @@ def backward_grads_kernel(
                                _combine)
     y_ssm = tl.sum(h * Cm, axis=2)
 
-    # Upstream gradient of this direction's output (before the D skip and the z gate).
-    dout = _upstream_grad(pos64, b64, k, d, d_mask, valid, is_low, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, K,
-                          Dm, SUM_DIRECTIONS, HAS_WEIGHT)
     if HAS_D:
         Dk = tl.load(Dskip_ptr + k * Dm + d, mask=d_mask, other=0.0).to(tl.float32)
     else:
         Dk = tl.zeros([BLOCK_D], dtype=tl.float32)
     y = y_ssm + u * Dk[None, :]
-    if SUM_DIRECTIONS:
+    # Upstream gradient of this direction's output (before the D skip and the z gate).
+    dout = _upstream_grad(pos64, b64, k, d, d_mask, valid, is_low, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, K,
+                          Dm, y, tok_ptr, vec_ptr, gbar_ptr, L_high, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM)
+    if SUM_DIRECTIONS:  # never together with LN_UPSTREAM
         if HAS_WEIGHT:
             # d weight[b, k, d] = sum over high-resolution steps of dout * y (dout read without the weight).
             raw = tl.load(dout_ptr + b64 * s_gb + pos64[:, None] * s_gl + d[None, :] * s_gd,
