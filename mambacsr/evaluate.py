@@ -28,6 +28,7 @@ from .data.resize import imresize
 from .metrics import calculate_psnr, calculate_ssim
 from .training.validation import restore
 from .utils.atomic import atomic_path
+from .utils.cli import parse_tile, split_options
 
 BENCHMARKS = ("Set5", "Set14", "Manga109", "Urban100", "DIV2K")
 _SUBFOLDERS = ("HR", "GTmod12", "DIV2K_valid_HR", "")
@@ -78,20 +79,14 @@ def format_table(results: Dict[int, Dict[str, Dict[str, float]]], label: str) ->
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    opts = {"checkpoint": None, "data_root": "datasets/benchmarks", "qualities": "[10]", "tile": "256", "out": None}
-    overrides = []
-    for item in args:
-        key = item.split("=", 1)[0]
-        if key in opts:
-            opts[key] = item.split("=", 1)[1]
-        else:
-            overrides.append(item)
+    opts, overrides = split_options(args, {"checkpoint": None, "data_root": "datasets/benchmarks", "qualities": "[10]",
+                                           "tile": "256", "out": None})
     try:
         if opts["checkpoint"] is None:
             raise ValueError("pass checkpoint=PATH (our .safetensors / iter_*.pt, or an authors' .pth).")
         cfg = load_config(overrides)
         qualities = [int(q) for q in opts["qualities"].strip("[]").split(",") if q.strip()]
-        tile = None if opts["tile"] in ("null", "None", "0") else int(opts["tile"])
+        tile = parse_tile(opts["tile"])
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         model = load_weights(build_model(cfg), opts["checkpoint"]).to(device).eval()
         sets = find_benchmarks(opts["data_root"])

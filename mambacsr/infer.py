@@ -27,6 +27,7 @@ from .config import build_model, load_config
 from .data.io import IMAGE_SUFFIXES, ImageError, read_image_any, write_image
 from .data.resize import imresize
 from .tiling import restore_tiled
+from .utils.cli import parse_tile, split_options
 
 
 def restore_array(model, img: np.ndarray, scale: int, device, tile: Optional[int], overlap: int) -> np.ndarray:
@@ -64,14 +65,8 @@ def collect_inputs(path) -> List[Path]:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    opts = {"checkpoint": None, "input": None, "output": None, "tile": "256", "overlap": "16", "overwrite": "false"}
-    overrides = []
-    for item in args:
-        key = item.split("=", 1)[0]
-        if key in opts:
-            opts[key] = item.split("=", 1)[1]
-        else:
-            overrides.append(item)
+    opts, overrides = split_options(args, {"checkpoint": None, "input": None, "output": None, "tile": "256",
+                                           "overlap": "16", "overwrite": "false"})
     try:
         for key in ("checkpoint", "input", "output"):
             if opts[key] is None:
@@ -84,7 +79,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     out_dir = Path(opts["output"])
-    tile = None if opts["tile"] in ("null", "None", "0") else int(opts["tile"])
+    tile = parse_tile(opts["tile"])
     overwrite = opts["overwrite"].lower() in ("1", "true", "yes")
     failures = []
     for path in tqdm(inputs, desc="restoring", disable=len(inputs) == 1):

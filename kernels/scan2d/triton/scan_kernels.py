@@ -110,6 +110,18 @@ def _row(x, t, index):
 
 
 @triton.jit
+def _states_from_entry(entry_ptr, pid_bk, pid_c, n_chunks, Dm, d, d_mask, n, t, delta, u, Bm, A):
+    """Decays, drives and states h_t (T, D, N) of a chunk started from its stored entry state."""
+    h0 = tl.load(entry_ptr + ((pid_bk.to(tl.int64) * n_chunks + pid_c) * Dm + d[:, None]) * n.shape[0] + n[None, :],
+                 mask=d_mask[:, None], other=0.0)
+    decay = tl.exp(delta[:, :, None] * A[None, :, :])
+    drive = (delta * u)[:, :, None] * Bm
+    _, h = tl.associative_scan((decay, drive + tl.where((t == 0)[:, None, None], decay * h0[None, :, :], 0.0)), 0,
+                               _combine)
+    return decay, drive, h
+
+
+@triton.jit
 def chunk_end_state_kernel(
     state_ptr, dsum_ptr,
     u_ptr, u_low_ptr, s_ub, s_ul, s_ud, s_ub_low,
@@ -218,12 +230,7 @@ def forward_output_kernel(
         s_cl, per_group, dtw_ptr, dtb_ptr, dirs_ptr, H, W, Dm, ORDER, LOWRANK, GROUPED, HAS_BIAS, SOFTPLUS, R,
         R_PAD, N)
     A = tl.load(A_ptr + k * Dm * N + d[:, None] * N + n[None, :], mask=d_mask[:, None], other=0.0).to(tl.float32)
-    h0 = tl.load(carry_ptr + ((pid_bk.to(tl.int64) * n_chunks + pid_c) * Dm + d[:, None]) * N + n[None, :],
-                 mask=d_mask[:, None], other=0.0)
-    decay = tl.exp(delta[:, :, None] * A[None, :, :])
-    drive = (delta * u)[:, :, None] * Bm
-    drive += tl.where((t == 0)[:, None, None], decay * h0[None, :, :], 0.0)
-    _, h = tl.associative_scan((decay, drive), 0, _combine)
+    _, _, h = _states_from_entry(carry_ptr, pid_bk, pid_c, n_chunks, Dm, d, d_mask, n, t, delta, u, Bm, A)
     y = tl.sum(h * Cm, axis=2)
     if HAS_D:
         y += u * tl.load(Dskip_ptr + k * Dm + d, mask=d_mask, other=0.0).to(tl.float32)[None, :]
@@ -326,11 +333,7 @@ def chunk_adjoint_kernel(
     b64 = b.to(tl.int64)
     y = tl.zeros([BLOCK_T, BLOCK_D], dtype=tl.float32)
     if LN_UPSTREAM:  # the LayerNorm gradient depends on y: recompute the chunk's outputs
-        h0 = tl.load(entry_ptr + ((pid_bk.to(tl.int64) * n_chunks + pid_c) * Dm + d[:, None]) * N + n[None, :],
-                     mask=d_mask[:, None], other=0.0)
-        decay0 = tl.exp(delta[:, :, None] * A[None, :, :])
-        drive0 = (delta * u)[:, :, None] * Bm + tl.where((t == 0)[:, None, None], decay0 * h0[None], 0.0)
-        _, h = tl.associative_scan((decay0, drive0), 0, _combine)
+        _, _, h = _states_from_entry(entry_ptr, pid_bk, pid_c, n_chunks, Dm, d, d_mask, n, t, delta, u, Bm, A)
         y = tl.sum(h * Cm, axis=2)
         if HAS_D:
             y += u * tl.load(Dskip_ptr + k * Dm + d, mask=d_mask, other=0.0).to(tl.float32)[None, :]
@@ -397,17 +400,13 @@ def backward_grads_kernel(
     A = tl.load(A_ptr + k * Dm * N + d[:, None] * N + n[None, :], mask=d_mask[:, None], other=0.0).to(tl.float32)
     dn_mask = d_mask[:, None]
     chunk_base = (pid_bk.to(tl.int64) * n_chunks + pid_c) * Dm
-    h0 = tl.load(entry_ptr + (chunk_base + d[:, None]) * N + n[None, :], mask=dn_mask, other=0.0)
     g_end = tl.load(arrive_ptr + (chunk_base + d[:, None]) * N + n[None, :], mask=dn_mask, other=0.0)
     pos64 = pos.to(tl.int64)
     b64 = b.to(tl.int64)
     mask_td = valid[:, None] & d_mask[None, :]
 
     # Recompute the chunk's states.
-    decay = tl.exp(delta[:, :, None] * A[None, :, :])
-    drive = (delta * u)[:, :, None] * Bm
-    _, h = tl.associative_scan((decay, drive + tl.where((t == 0)[:, None, None], decay * h0[None], 0.0)), 0,
-                               _combine)
+    decay, drive, h = _states_from_entry(entry_ptr, pid_bk, pid_c, n_chunks, Dm, d, d_mask, n, t, delta, u, Bm, A)
     y_ssm = tl.sum(h * Cm, axis=2)
 
     if HAS_D:
