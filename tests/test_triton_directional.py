@@ -16,13 +16,7 @@ TOL = {torch.float32: dict(rtol=6e-4, atol=2e-3), torch.bfloat16: dict(rtol=3e-2
 direction = st.builds(lambda w, c, r: (w, c, r), st.sampled_from([None, 4, 8, 16]), st.booleans(), st.booleans())
 
 
-@settings(max_examples=10)
-@given(batch=st.integers(1, 3), height=st.integers(1, 9), width=st.integers(1, 9),
-       dim=st.sampled_from([1, 7, 17]), specs=st.lists(direction, min_size=1, max_size=4).filter(lambda s: len(s) != 3),
-       cross_scale=st.sampled_from([None, None, "aligned", "sequential"]), gated=st.booleans(),
-       weighted=st.booleans(), dtype=st.sampled_from([torch.float32, torch.float32, torch.bfloat16]),
-       blocks=st.sampled_from([(16, 16), (32, 32), (64, 8)]))
-def test_triton_matches_torch_path(batch, height, width, dim, specs, cross_scale, gated, weighted, dtype, blocks):
+def check_against_torch_path(batch, height, width, dim, specs, cross_scale, gated, weighted, dtype, blocks):
     K = len(specs)
     directions = tuple(ScanDirection(w, c, r, cross_scale) for w, c, r in specs)
     inp = make_layer_inputs(batch, height, width, dim, K, n_state=4, cross_scale=cross_scale is not None)
@@ -51,6 +45,32 @@ def test_triton_matches_torch_path(batch, height, width, dim, specs, cross_scale
     for name, g, r in zip(names, grads, ref_grads):
         scale = r.abs().max().item() + 1.0
         torch.testing.assert_close(g.double().cpu() / scale, r / scale, **tol, msg=lambda m: f"d{name}: {m}")
+
+
+# Three properties so that pytest-xdist can spread the interpreter's cost over the CI cores.
+common = dict(batch=st.integers(1, 2), height=st.integers(1, 8), width=st.integers(1, 8),
+              dim=st.sampled_from([1, 7, 17]), weighted=st.booleans(),
+              dtype=st.sampled_from([torch.float32, torch.float32, torch.bfloat16]),
+              blocks=st.sampled_from([(16, 16), (32, 32), (64, 8)]))
+directions_k = st.lists(direction, min_size=1, max_size=4).filter(lambda s: len(s) != 3)
+
+
+@settings(max_examples=6)
+@given(specs=directions_k, **common)
+def test_plain_scans_match_torch_path(specs, **kw):
+    check_against_torch_path(specs=specs, cross_scale=None, gated=False, **kw)
+
+
+@settings(max_examples=5)
+@given(specs=directions_k, cross_scale=st.sampled_from(["aligned", "sequential"]), **common)
+def test_cross_scale_scans_match_torch_path(specs, cross_scale, **kw):
+    check_against_torch_path(specs=specs, cross_scale=cross_scale, gated=False, **kw)
+
+
+@settings(max_examples=5)
+@given(specs=directions_k, cross_scale=st.sampled_from([None, "aligned"]), **common)
+def test_gated_scans_match_torch_path(specs, cross_scale, **kw):
+    check_against_torch_path(specs=specs, cross_scale=cross_scale, gated=True, **kw)
 
 
 def test_window_grid_spanning_many_chunks():

@@ -228,15 +228,12 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
     dW_part = ops.state_buffer(ops.rank) if ops.lowrank else dD_part
     dweight = (torch.zeros(ops.batch, ops.K, ops.dim, device=dout.device, dtype=torch.float32)
                if weight is not None else None)
-    gb = grad_buffers
-    fallback = dD_part
+    # Buffers a configuration does not use are never written (their constexpr branch is off): any tensor will do.
+    gb = {name: grad_buffers.get(name) if grad_buffers.get(name) is not None else dD_part
+          for name in ("du", "du_low", "ddelta", "dx", "dx_low", "dB", "dC", "dz")}
     K.backward_grads_kernel[grid](
-        gb["du"], gb.get("du_low") if gb.get("du_low") is not None else gb["du"],
-        gb.get("ddelta") if gb.get("ddelta") is not None else fallback,
-        gb.get("dx") if gb.get("dx") is not None else fallback,
-        gb.get("dx_low") if gb.get("dx_low") is not None else (gb.get("dx") if gb.get("dx") is not None else fallback),
-        gb.get("dB") if gb.get("dB") is not None else fallback, gb.get("dC") if gb.get("dC") is not None else fallback,
-        gb.get("dz") if gb.get("dz") is not None else fallback, dweight if dweight is not None else fallback,
+        gb["du"], gb["du_low"], gb["ddelta"], gb["dx"], gb["dx_low"], gb["dB"], gb["dC"], gb["dz"],
+        dweight if dweight is not None else dD_part,
         dA_part, dD_part, dbias_part, dW_part,
         dout, *dout_strides, wt, entry, arrive, Dskip, z, *ops.z_strides, *ln_args,
         *_args_without_tail(ops), ops.A, ops.dirs, ops.K, ops.height, ops.width, ops.dim, ops.n_chunks,
@@ -245,6 +242,7 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
     def per_direction(part):
         return part.view(ops.batch, ops.K, ops.n_chunks, *part.shape[2:]).sum(dim=(0, 2))
 
+    gb = grad_buffers
     return Grads(
         du=gb["du"], du_low=gb.get("du_low"), ddelta=gb.get("ddelta"), dx=gb.get("dx"), dx_low=gb.get("dx_low"),
         dB=gb.get("dB"), dC=gb.get("dC"), dz=gb.get("dz"), dweight=dweight,
