@@ -7,7 +7,7 @@ from typing import Iterable, List
 
 import hydra
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -34,6 +34,3 @@ def build_model(cfg: DictConfig):
     """Instantiate ``cfg.model`` (a MambaCSR or MambaIR network)."""
     return hydra.utils.instantiate(cfg.model)
 
-
-def to_yaml(cfg: DictConfig) -> str:
-    return OmegaConf.to_yaml(cfg, resolve=True)

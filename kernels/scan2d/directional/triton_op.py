@@ -41,47 +41,54 @@ def _operands(u, xdbl, dt_weight, dt_bias, A, D, directions, height, width, u_lo
     )
 
 
-def _out_strides(out: torch.Tensor, summed: bool) -> tuple:
-    if summed:  # (batch, L, dim)
-        return out.stride(0), 0, out.stride(1), out.stride(2)
-    return tuple(out.stride())  # (batch, K, L, dim)
+def _prepare(u, xdbl, dt_weight, dt_bias, A, D, u_low, xdbl_low):
+    """Contiguous inputs (the kernels assume channels-last contiguous tokens) and A in float32."""
+    u, xdbl, dt_weight, dt_bias, D = (t.contiguous() for t in (u, xdbl, dt_weight, dt_bias, D))
+    if u_low is not None:
+        u_low, xdbl_low = u_low.contiguous(), xdbl_low.contiguous()
+    return u, xdbl, dt_weight, dt_bias, A.float().contiguous(), D, u_low, xdbl_low
+
+
+def _layer_backward(ops, saved, A_dtype, dout, dout_strides, summed, weight, entry, dsum, ln_upstream=None):
+    """Run the backward kernels; returns the gradient tensors of (u, xdbl, dt_weight, dt_bias, A, D, u_low,
+    xdbl_low) in their dtypes, and the gradient of the direction weights (or None)."""
+    u, xdbl, dt_weight, dt_bias, _, D, u_low, xdbl_low = saved
+    f32 = dict(dtype=torch.float32, device=u.device)
+    low = u_low is not None
+    buffers = dict(du=torch.zeros(u.shape, **f32), dx=torch.zeros(xdbl.shape, **f32),
+                   du_low=torch.zeros(u_low.shape, **f32) if low else None,
+                   dx_low=torch.zeros(xdbl_low.shape, **f32) if low else None)
+    g = launch.backward(ops, dout, dout_strides, summed, weight, entry, dsum, None, buffers, ln_upstream)
+    grads = (g.du.to(u.dtype), g.dx.to(xdbl.dtype), g.dW.to(dt_weight.dtype), g.dbias.to(dt_bias.dtype),
+             g.dA.to(A_dtype), g.dD.to(D.dtype), g.du_low.to(u_low.dtype) if low else None,
+             g.dx_low.to(xdbl_low.dtype) if low else None)
+    return grads, g.dweight
 
 
 class _DirectionalScanTriton(torch.autograd.Function):
+    """out (batch, L, dim) = sum_k weight[:, k] * y_k (weight optional), all directions added in-kernel."""
+
     @staticmethod
-    def forward(ctx, u, xdbl, dt_weight, dt_bias, A, D, u_low, xdbl_low, weight, directions, height, width, summed):
-        u, xdbl, dt_weight, dt_bias, D = (t.contiguous() for t in (u, xdbl, dt_weight, dt_bias, D))
-        A32 = A.float().contiguous()
-        if u_low is not None:
-            u_low, xdbl_low = u_low.contiguous(), xdbl_low.contiguous()
+    def forward(ctx, u, xdbl, dt_weight, dt_bias, A, D, u_low, xdbl_low, weight, directions, height, width):
+        saved = _prepare(u, xdbl, dt_weight, dt_bias, A, D, u_low, xdbl_low)
         w = weight.float().contiguous() if weight is not None else None
-        ops = _operands(u, xdbl, dt_weight, dt_bias, A32, D, directions, height, width, u_low, xdbl_low)
-        batch, length, dim = u.shape
-        if summed:
-            out = torch.zeros(batch, length, dim, device=u.device, dtype=torch.float32)
-        else:
-            out = torch.empty(batch, len(directions), length, dim, device=u.device, dtype=u.dtype)
-        entry, dsum, _ = launch.forward(ops, out, _out_strides(out, summed), summed, w)
-        ctx.save_for_backward(u, xdbl, dt_weight, dt_bias, A32, D, u_low, xdbl_low, w, entry, dsum)
-        ctx.meta = (tuple(directions), height, width, summed, A.dtype, weight.dtype if weight is not None else None)
+        ops = _operands(*saved[:6], directions, height, width, *saved[6:])
+        out = torch.zeros(u.shape, device=u.device, dtype=torch.float32)
+        strides = (out.stride(0), 0, out.stride(1), out.stride(2))
+        entry, dsum, _ = launch.forward(ops, out, strides, True, w)
+        ctx.save_for_backward(*saved, w, entry, dsum)
+        ctx.meta = (tuple(directions), height, width, A.dtype, weight.dtype if weight is not None else None)
         return out.to(u.dtype)
 
     @staticmethod
     def backward(ctx, dout):
-        u, xdbl, dt_weight, dt_bias, A, D, u_low, xdbl_low, w, entry, dsum = ctx.saved_tensors
-        directions, height, width, summed, A_dtype, w_dtype = ctx.meta
-        ops = _operands(u, xdbl, dt_weight, dt_bias, A, D, directions, height, width, u_low, xdbl_low)
+        *saved, w, entry, dsum = ctx.saved_tensors
+        directions, height, width, A_dtype, w_dtype = ctx.meta
+        ops = _operands(*saved[:6], directions, height, width, *saved[6:])
         dout = dout.contiguous()
-        f32 = dict(dtype=torch.float32, device=u.device)
-        buffers = dict(du=torch.zeros(u.shape, **f32), dx=torch.zeros(xdbl.shape, **f32),
-                       du_low=torch.zeros(u_low.shape, **f32) if u_low is not None else None,
-                       dx_low=torch.zeros(xdbl_low.shape, **f32) if u_low is not None else None)
-        g = launch.backward(ops, dout, _out_strides(dout, summed), summed, w, entry, dsum, None, buffers)
-        return (g.du.to(u.dtype), g.dx.to(xdbl.dtype), g.dW.to(dt_weight.dtype), g.dbias.to(dt_bias.dtype),
-                g.dA.to(A_dtype), g.dD.to(D.dtype),
-                g.du_low.to(u_low.dtype) if u_low is not None else None,
-                g.dx_low.to(xdbl_low.dtype) if u_low is not None else None,
-                g.dweight.to(w_dtype) if w is not None else None, None, None, None, None)
+        strides = (dout.stride(0), 0, dout.stride(1), dout.stride(2))
+        grads, dweight = _layer_backward(ops, saved, A_dtype, dout, strides, True, w, entry, dsum)
+        return (*grads, dweight.to(w_dtype) if w is not None else None, None, None, None)
 
 
 class _GatePool(torch.autograd.Function):
@@ -90,11 +97,8 @@ class _GatePool(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, xdbl, dt_weight, dt_bias, A, D, u_low, xdbl_low, ln_weight, ln_bias, eps, directions,
                 height, width):
-        u, xdbl, dt_weight, dt_bias, D = (t.contiguous() for t in (u, xdbl, dt_weight, dt_bias, D))
-        A32 = A.float().contiguous()
-        if u_low is not None:
-            u_low, xdbl_low = u_low.contiguous(), xdbl_low.contiguous()
-        ops = _operands(u, xdbl, dt_weight, dt_bias, A32, D, directions, height, width, u_low, xdbl_low)
+        saved = _prepare(u, xdbl, dt_weight, dt_bias, A, D, u_low, xdbl_low)
+        ops = _operands(*saved[:6], directions, height, width, *saved[6:])
         entry, dsum, _ = launch.forward_states(ops)
         BK, L, dim = ops.batch * ops.K, height * width, ops.dim
         f32 = dict(device=u.device, dtype=torch.float32)
@@ -107,35 +111,25 @@ class _GatePool(torch.autograd.Function):
         launch.output_pass(ops, entry, part, (0, 0, 0, 0), False, None, reduce=2, tok=tok, part=part)
         mean_xhat = (part.sum(1) - (mean * rstd).sum(1, keepdim=True)) / L  # (BK, dim)
         pooled = ln_weight.float() * mean_xhat + ln_bias.float()
-        ctx.save_for_backward(u, xdbl, dt_weight, dt_bias, A32, D, u_low, xdbl_low, ln_weight, entry, dsum, mean,
-                              rstd, mean_xhat)
+        ctx.save_for_backward(*saved, ln_weight, entry, dsum, mean, rstd, mean_xhat)
         ctx.meta = (tuple(directions), height, width, A.dtype, ln_weight.dtype, ln_bias.dtype)
         return pooled.view(ops.batch, ops.K, dim).to(u.dtype)
 
     @staticmethod
     def backward(ctx, dpooled):
-        u, xdbl, dt_weight, dt_bias, A, D, u_low, xdbl_low, ln_weight, entry, dsum, mean, rstd, mean_xhat = \
-            ctx.saved_tensors
+        *saved, ln_weight, entry, dsum, mean, rstd, mean_xhat = ctx.saved_tensors
         directions, height, width, A_dtype, w_dtype, b_dtype = ctx.meta
-        ops = _operands(u, xdbl, dt_weight, dt_bias, A, D, directions, height, width, u_low, xdbl_low)
+        ops = _operands(*saved[:6], directions, height, width, *saved[6:])
         BK, L, dim = ops.batch * ops.K, height * width, ops.dim
         dp = dpooled.float().reshape(BK, dim)
         g = (dp * ln_weight.float() / L).contiguous()
-        q = torch.zeros(BK, L, device=u.device, dtype=torch.float32)
+        q = torch.zeros(BK, L, device=dp.device, dtype=torch.float32)
         launch.output_pass(ops, entry, q, (0, 0, 0, 0), False, None, reduce=3, red=q, vec=g)
         m = rstd * (q - mean * g.sum(1, keepdim=True)) / dim
         tok = torch.stack([mean, rstd, m], dim=-1).contiguous()
-        f32 = dict(dtype=torch.float32, device=u.device)
-        buffers = dict(du=torch.zeros(u.shape, **f32), dx=torch.zeros(xdbl.shape, **f32),
-                       du_low=torch.zeros(u_low.shape, **f32) if u_low is not None else None,
-                       dx_low=torch.zeros(xdbl_low.shape, **f32) if u_low is not None else None)
-        grads = launch.backward(ops, q, (0, 0, 0, 0), False, None, entry, dsum, None, buffers,
-                                ln_upstream=(tok, g, g.mean(1).contiguous()))
-        return (grads.du.to(u.dtype), grads.dx.to(xdbl.dtype), grads.dW.to(dt_weight.dtype),
-                grads.dbias.to(dt_bias.dtype), grads.dA.to(A_dtype), grads.dD.to(D.dtype),
-                grads.du_low.to(u_low.dtype) if u_low is not None else None,
-                grads.dx_low.to(xdbl_low.dtype) if u_low is not None else None,
-                (dp * mean_xhat).sum(0).to(w_dtype), dp.sum(0).to(b_dtype), None, None, None, None)
+        grads, _ = _layer_backward(ops, saved, A_dtype, q, (0, 0, 0, 0), False, None, entry, dsum,
+                                   ln_upstream=(tok, g, g.mean(1).contiguous()))
+        return (*grads, (dp * mean_xhat).sum(0).to(w_dtype), dp.sum(0).to(b_dtype), None, None, None, None)
 
 
 def directional_scan_triton(u, xdbl, dt_weight, dt_bias, A, D, directions: Sequence[ScanDirection], height, width,
@@ -150,4 +144,4 @@ def directional_scan_triton(u, xdbl, dt_weight, dt_bias, A, D, directions: Seque
     if gate is not None:
         pooled = _GatePool.apply(*args, gate.norm_weight, gate.norm_bias, gate.eps, tuple(directions), height, width)
         weights = gate.excite(pooled) * (1 if weights is None else weights)
-    return _DirectionalScanTriton.apply(*args, weights, tuple(directions), height, width, True)
+    return _DirectionalScanTriton.apply(*args, weights, tuple(directions), height, width)

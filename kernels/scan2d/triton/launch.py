@@ -7,6 +7,7 @@ the dt low-rank projection) share one set of kernels.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Optional, Sequence
@@ -14,12 +15,10 @@ from typing import Optional, Sequence
 import torch
 import triton
 
+from .._backend import triton_interpreted
 from ..directions import ScanDirection
 from . import scan_kernels as K
-
-import contextlib
-
-from .._backend import triton_interpreted
+from .positions import ORDER_ALIGNED, ORDER_PLAIN, ORDER_SEQUENTIAL
 
 # Steps and channels per program.  Under the interpreter every program costs Python overhead, so fewer, larger
 # programs test the same code far faster; on a GPU small chunks give the parallelism that long sequences need.
@@ -68,7 +67,7 @@ def direction_table(directions: Sequence[ScanDirection], height: int, width: int
     return torch.tensor(rows, dtype=torch.int32, device=device)
 
 
-ORDER_OF = {None: 0, "aligned": 1, "sequential": 2}
+ORDER_OF = {None: ORDER_PLAIN, "aligned": ORDER_ALIGNED, "sequential": ORDER_SEQUENTIAL}
 
 
 @dataclass
@@ -112,6 +111,8 @@ class ScanOperands:
     n_chunks: int
 
     def common_args(self):
+        """What every kernel takes after its own leading arguments: load_chunk's inputs, then A, the direction
+        table and the sizes."""
         return (self.u, self.u_low, *self.u_strides, self.u_low_batch_stride,
                 self.x, self.x_low, *self.x_strides, self.x_low_batch_stride,
                 self.delta, *self.delta_strides,
@@ -140,8 +141,7 @@ def forward_states(ops: ScanOperands):
     local = ops.state_buffer(ops.n_state)
     dsum = ops.state_buffer()
     grid = ops.grid()
-    K.chunk_end_state_kernel[grid](local, dsum, *_args_without_tail(ops), ops.A, ops.dirs, ops.K, ops.height,
-                                   ops.width, ops.dim, ops.n_chunks, **ops.common_meta(), BLOCK_T=BLOCK_T,
+    K.chunk_end_state_kernel[grid](local, dsum, *ops.common_args(), **ops.common_meta(), BLOCK_T=BLOCK_T,
                                    BLOCK_D=BLOCK_D, num_warps=NUM_WARPS)
     entry = ops.state_buffer(ops.n_state)
     final = torch.empty(ops.batch * ops.K, ops.dim, ops.n_state, device=ops.u.device, dtype=torch.float32)
@@ -161,9 +161,8 @@ def output_pass(ops: ScanOperands, entry: torch.Tensor, out: torch.Tensor, out_s
         out, *out_strides, weight if weight is not None else dummy, red if red is not None else dummy,
         tok if tok is not None else dummy, vec if vec is not None else dummy, part if part is not None else dummy,
         ops.height * ops.width, entry, ops.D if ops.D is not None else dummy, ops.z if has_z else ops.u,
-        *ops.z_strides, *_args_without_tail(ops), ops.A, ops.dirs, ops.K, ops.height, ops.width, ops.dim,
-        ops.n_chunks, **ops.common_meta(), HAS_D=ops.D is not None, HAS_Z=has_z, SUM_DIRECTIONS=sum_directions,
-        HAS_WEIGHT=weight is not None, REDUCE=reduce, BLOCK_T=BLOCK_T, BLOCK_D=BLOCK_D, num_warps=NUM_WARPS)
+        *ops.z_strides, *ops.common_args(), **ops.common_meta(), HAS_D=ops.D is not None, HAS_Z=has_z,
+        SUM_DIRECTIONS=sum_directions, HAS_WEIGHT=weight is not None, REDUCE=reduce, BLOCK_T=BLOCK_T, BLOCK_D=BLOCK_D, num_warps=NUM_WARPS)
 
 
 def forward(ops: ScanOperands, out: torch.Tensor, out_strides: tuple, sum_directions: bool,
@@ -172,11 +171,6 @@ def forward(ops: ScanOperands, out: torch.Tensor, out_strides: tuple, sum_direct
     entry, dsum, final = forward_states(ops)
     output_pass(ops, entry, out, out_strides, sum_directions, weight)
     return entry, dsum, final
-
-
-def _args_without_tail(ops: ScanOperands):
-    """The load_chunk arguments up to the dt bias (what every kernel passes before A and the sizes)."""
-    return ops.common_args()[:-7]
 
 
 @dataclass
@@ -216,8 +210,7 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
                 LN_UPSTREAM=ln_upstream is not None, BLOCK_T=BLOCK_T, BLOCK_D=BLOCK_D, num_warps=NUM_WARPS)
     local = ops.state_buffer(ops.n_state)
     K.chunk_adjoint_kernel[grid](local, dout, *dout_strides, wt, z, *ops.z_strides, entry, Dskip, *ln_args,
-                                 *_args_without_tail(ops), ops.A, ops.dirs, ops.K, ops.height, ops.width, ops.dim,
-                                 ops.n_chunks, HAS_D=ops.D is not None, **meta)
+                                 *ops.common_args(), HAS_D=ops.D is not None, **meta)
     arrive = ops.state_buffer(ops.n_state)
     K.chunk_carry_kernel[grid[:2]](arrive, arrive, local, dsum, dfinal if dfinal is not None else local, ops.A,
                                    ops.K, ops.dim, ops.n_chunks, HAS_INIT=dfinal is not None, REVERSE=True,
@@ -236,8 +229,7 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
         dweight if dweight is not None else dD_part,
         dA_part, dD_part, dbias_part, dW_part,
         dout, *dout_strides, wt, entry, arrive, Dskip, z, *ops.z_strides, *ln_args,
-        *_args_without_tail(ops), ops.A, ops.dirs, ops.K, ops.height, ops.width, ops.dim, ops.n_chunks,
-        HAS_D=ops.D is not None, **meta)
+        *ops.common_args(), HAS_D=ops.D is not None, **meta)
 
     def per_direction(part):
         return part.view(ops.batch, ops.K, ops.n_chunks, *part.shape[2:]).sum(dim=(0, 2))
