@@ -1,0 +1,199 @@
+"""Compile the scan kernels for a GPU architecture on a machine that has none, and report their resources.
+
+The interpreter (``TRITON_INTERPRET=1``) checks what the kernels compute, not that the GPU compiler accepts them,
+and says nothing about registers.  This tool runs the ops' real host code with every kernel launch replaced by an
+ahead-of-time compile (Triton -> PTX -> cubin with Triton's own ptxas) for the chosen architectures, then reads
+each cubin's registers, local memory (register spills), stack and shared memory with cuobjdump.
+
+    python -m scan2d.triton.compile_check --arch 90 --arch 80 [--json resources.jsonl]
+
+It must run without ``TRITON_INTERPRET`` (the interpreter replaces the compiled kernels) and uses Triton internals
+(``create_function_from_signature``, ``JITFunction._pack_args``) that are stable across triton 3.6-3.7.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable, Iterator, List, Sequence
+
+import torch
+
+
+@dataclass
+class KernelBuild:
+    """One compiled specialization: which kernel, for which architecture, with which compile-time constants."""
+
+    kernel: str
+    arch: int
+    constexprs: dict
+    num_warps: int
+    registers: int
+    local_bytes: int    # per-thread local memory: nonzero means register spills
+    stack_bytes: int
+    shared_bytes: int
+    compile_s: float
+
+
+_USAGE = re.compile(r"REG:(\d+) STACK:(\d+) SHARED:(\d+) LOCAL:(\d+)")
+
+
+def _resource_usage(cubin: bytes) -> tuple:
+    """(registers, stack, shared, local) of the single function in ``cubin``."""
+    from triton import knobs
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "kernel.cubin")
+        with open(path, "wb") as f:
+            f.write(cubin)
+        text = subprocess.run([knobs.nvidia.cuobjdump.path, "--dump-resource-usage", path], check=True,
+                              capture_output=True, text=True).stdout
+    match = _USAGE.search(text)
+    if match is None:
+        raise RuntimeError(f"cuobjdump printed no resource usage:\n{text}")
+    return tuple(int(v) for v in match.groups())
+
+
+@contextlib.contextmanager
+def compile_instead_of_launch(arches: Sequence[int], builds: List[KernelBuild]) -> Iterator[None]:
+    """Within the block, every ``kernel[grid](...)`` compiles for each of ``arches`` and launches nothing.
+
+    Outputs of the skipped launches keep whatever their buffers held, so only the host code's control flow and the
+    kernels' specializations are real; that is all a compile check needs.
+    """
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource, make_backend
+    from triton.runtime.jit import JITFunction, create_function_from_signature
+
+    if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
+        raise RuntimeError("compile_check needs real compiled kernels: unset TRITON_INTERPRET.")
+    seen = set()
+    original = JITFunction.run
+
+    def compile_run(self, *args, grid, warmup, **kwargs):
+        kwargs.setdefault("debug", False)
+        for arch in arches:
+            target = GPUTarget("cuda", arch, 32)
+            backend = make_backend(target)
+            binder = create_function_from_signature(self.signature, self.params, backend)
+            bound, specialization, options = binder(*args, **kwargs)
+            key = (self.fn.__name__, arch, str(specialization), str(sorted(options.items())))
+            if key in seen:
+                continue
+            seen.add(key)
+            options, signature, constexprs, attrs = self._pack_args(backend, kwargs, bound, specialization, options)
+            start = time.perf_counter()
+            compiled = triton.compile(ASTSource(self, signature, constexprs, attrs), target=target,
+                                      options=options.__dict__)
+            seconds = time.perf_counter() - start
+            regs, stack, shared, local = _resource_usage(compiled.asm["cubin"])
+            names = {self.arg_names[path[0]]: value for path, value in constexprs.items()}
+            builds.append(KernelBuild(self.fn.__name__, arch, names, compiled.metadata.num_warps, regs, local, stack,
+                                      max(shared, compiled.metadata.shared), round(seconds, 2)))
+        return None
+
+    JITFunction.run = compile_run
+    try:
+        yield
+    finally:
+        JITFunction.run = original
+
+
+def _layer_case(dtype, gate: bool, cross_scale, n_state=16) -> Callable[[], None]:
+    """A scan layer as the model runs it (two directions, window 8, 360 channels at 16x16), forward + backward."""
+
+    def run():
+        from ..directional import ChannelGate
+        from ..directional.triton_op import directional_scan_triton
+        from ..directions import ScanDirection
+
+        torch.manual_seed(0)
+        batch, height, width, dim, rank, K = 2, 16, 16, 360, 23, 2
+        dirs = [ScanDirection(window=8, column_first=c, cross_scale=cross_scale) for c in (False, True)]
+        leaf = lambda *shape: torch.randn(*shape, dtype=dtype).requires_grad_()  # noqa: E731
+        u, x = leaf(batch, height * width, dim), leaf(batch, height * width, K, rank + 2 * n_state)
+        low = {}
+        if cross_scale is not None:
+            lh, lw = (height + 1) // 2, (width + 1) // 2
+            low = dict(u_low=leaf(batch, lh * lw, dim), xdbl_low=leaf(batch, lh * lw, K, rank + 2 * n_state))
+        g = ChannelGate(leaf(dim), leaf(dim), 1e-5, torch.sigmoid) if gate else None
+        out = directional_scan_triton(u, x, leaf(K, dim, rank), leaf(K, dim), -torch.rand(K, dim, n_state),
+                                      leaf(K, dim), dirs, height, width, gate=g, **low)
+        out.float().sum().backward()
+
+    return run
+
+
+def _drop_in_case(dtype, grouped: bool, with_z: bool) -> Callable[[], None]:
+    """``selective_scan(..., backend="triton")`` at mamba-ssm's shapes, forward + backward."""
+
+    def run():
+        from ..selective_scan.triton_op import selective_scan_triton
+
+        batch, dim, length, n_state = 2, 48, 200, 16
+        leaf = lambda *shape: torch.randn(*shape, dtype=dtype).requires_grad_()  # noqa: E731
+        bc = (batch, 2, n_state, length) if grouped else (batch, n_state, length)
+        out = selective_scan_triton(leaf(batch, dim, length), leaf(batch, dim, length),
+                                    -torch.rand(dim, n_state, requires_grad=True), leaf(*bc), leaf(*bc),
+                                    D=leaf(dim), z=leaf(batch, dim, length) if with_z else None, delta_bias=leaf(dim),
+                                    delta_softplus=True)
+        out.float().sum().backward()
+
+    return run
+
+
+CASES = {
+    "layer fp32": _layer_case(torch.float32, gate=False, cross_scale=None),
+    "layer bf16": _layer_case(torch.bfloat16, gate=False, cross_scale=None),
+    "layer fp32 gated": _layer_case(torch.float32, gate=True, cross_scale=None),
+    "layer bf16 gated": _layer_case(torch.bfloat16, gate=True, cross_scale=None),
+    "cross-scale aligned fp32 gated": _layer_case(torch.float32, gate=True, cross_scale="aligned"),
+    "cross-scale sequential fp32": _layer_case(torch.float32, gate=False, cross_scale="sequential"),
+    "drop-in fp32 z grouped": _drop_in_case(torch.float32, grouped=True, with_z=True),
+    "drop-in fp16": _drop_in_case(torch.float16, grouped=False, with_z=False),
+}
+
+
+def compile_all(arches: Sequence[int], cases: Sequence[str] = tuple(CASES)) -> List[KernelBuild]:
+    builds: List[KernelBuild] = []
+    with compile_instead_of_launch(arches, builds):
+        for name in cases:
+            CASES[name]()
+    return builds
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--arch", type=int, action="append", help="compute capability x10 (90 = H100/H200, "
+                        "80 = A100); repeatable; default 90")
+    parser.add_argument("--case", action="append", choices=sorted(CASES), help="default: every case")
+    parser.add_argument("--json", help="also write one JSON object per compiled kernel to this file")
+    args = parser.parse_args(argv)
+    import triton
+
+    builds = compile_all(args.arch or [90], args.case or tuple(CASES))
+    print(f"{'kernel':28} {'arch':>4} {'warps':>5} {'regs':>4} {'spill B':>7} {'shared B':>8} {'s':>5}  constexprs")
+    for b in builds:
+        flags = " ".join(f"{k}={v}" for k, v in b.constexprs.items() if k not in ("N", "R", "R_PAD"))
+        print(f"{b.kernel:28} {b.arch:>4} {b.num_warps:>5} {b.registers:>4} {b.local_bytes:>7} {b.shared_bytes:>8} "
+              f"{b.compile_s:>5}  {flags}")
+    if args.json:
+        with open(args.json, "w") as f:
+            for b in builds:
+                f.write(json.dumps(dict(asdict(b), triton=triton.__version__)) + "\n")
+    spilled = [b for b in builds if b.local_bytes]
+    print(f"{len(builds)} kernels compiled; {len(spilled)} spill registers to local memory.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
