@@ -2,13 +2,14 @@
 (odd, non-square, smaller than the window), windows, orders, reversals, cross-scale modes, K = 1, 2, 4, batch 1-3,
 channel counts that are not a multiple of the block, float32 and bfloat16, with and without the channel gate."""
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from directional_cases import make_gate, make_layer_inputs
 from scan2d import ScanDirection, directional_scan
-from scan2d.triton.launch import block_sizes
+from scan2d.triton.launch import tile_config
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 TOL = {torch.float32: dict(rtol=6e-4, atol=2e-3), torch.bfloat16: dict(rtol=3e-2, atol=5e-2)}
@@ -32,7 +33,7 @@ def check_against_torch_path(batch, height, width, dim, specs, cross_scale, gate
         low_gate = type(gate)(gate.norm_weight.to(DEVICE, torch.float32), gate.norm_bias.to(DEVICE, torch.float32),
                               gate.eps, lambda p: gate.excite(p.double().cpu()).to(p.device, p.dtype))
     low_w = weights.to(DEVICE, dtype) if weights is not None else None
-    with block_sizes(*blocks):
+    with tile_config(block_t=blocks[0], block_d=blocks[1]):
         out = directional_scan(**low, directions=directions, height=height, width=width, gate=low_gate,
                                direction_weights=low_w, backend="triton")
         w = torch.randn(ref.shape, dtype=torch.float64)
@@ -81,10 +82,24 @@ def test_window_grid_spanning_many_chunks():
     ref = directional_scan(**ref_in, directions=directions, height=16, width=12, backend="torch")
     ref.square().sum().backward()
     dev_in = {k: v.to(DEVICE).requires_grad_() for k, v in inp.items()}
-    with block_sizes(16, 16):
+    with tile_config(block_t=16, block_d=16):
         out = directional_scan(**dev_in, directions=directions, height=16, width=12, backend="triton")
         out.square().sum().backward()
     torch.testing.assert_close(out.detach().cpu(), ref.detach(), **TOL[torch.float32])
     for name in inp:
         g, r = dev_in[name].grad.cpu(), ref_in[name].grad
         torch.testing.assert_close(g / (r.abs().max() + 1), r / (r.abs().max() + 1), **TOL[torch.float32], msg=name)
+
+
+@pytest.mark.parametrize("cross_scale,gated", [(None, False), ("aligned", True), ("sequential", False)])
+def test_forward_without_gradients_carries_the_state_across_tiles_of_a_chunk(cross_scale, gated):
+    # Inference chunks hold several tiles scanned in turn (TileConfig.inference_tiles); 4-step tiles, 3 per chunk
+    # put tile and chunk boundaries everywhere in this 7x6 window-4 scan.
+    directions = (ScanDirection(4, False, False, cross_scale), ScanDirection(4, True, True, cross_scale))
+    inp = make_layer_inputs(1, 7, 6, 5, 2, n_state=4, cross_scale=cross_scale is not None, dtype=torch.float32)
+    gate = make_gate(5, 2, dtype=torch.float32) if gated else None
+    ref = directional_scan(**inp, directions=directions, height=7, width=6, gate=gate, backend="torch")
+    dev = {k: v.to(DEVICE) for k, v in inp.items()}
+    with torch.no_grad(), tile_config(block_t=4, block_d=8, inference_tiles=3):
+        out = directional_scan(**dev, directions=directions, height=7, width=6, gate=gate, backend="triton")
+    torch.testing.assert_close(out.cpu(), ref, **TOL[torch.float32])

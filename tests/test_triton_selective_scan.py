@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scan2d import selective_scan, selective_scan_ref
-from scan2d.triton.launch import block_sizes
+from scan2d.triton.launch import tile_config
 from test_selective_scan import make_inputs
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -53,12 +53,55 @@ def test_long_sequence_spans_many_chunks():
     inp = make_inputs(1, 6, 300, 16, 0)
     low = {k: v.float().to(DEVICE).requires_grad_() for k, v in inp.items()}
     opt = dict(D=True, z=False, bias=True)
-    with block_sizes(16, 16):  # 19 chunks, 1 channel block
+    with tile_config(block_t=16, block_d=16):  # 19 chunks, 1 channel block
         out = _run(selective_scan, low, opt, backend="triton")
         out.sum().backward()
     ref = _run(selective_scan_ref, {k: v.detach().double().cpu() for k, v in low.items()}, opt)
     torch.testing.assert_close(out.detach().double().cpu(), ref, **TOL[torch.float32])
     assert all(torch.isfinite(v.grad).all() for v in low.values() if v.grad is not None)
+
+
+def test_backward_uses_the_tiles_its_forward_ran_with():
+    # Stored chunk states are per forward chunk: a backward outside the forward's tile_config must still match.
+    inp = make_inputs(1, 5, 50, 4, 0)
+    low = {k: v.float().to(DEVICE).requires_grad_() for k, v in inp.items()}
+    exact = {k: v.detach().double().cpu().requires_grad_() for k, v in low.items()}
+    opt = dict(D=True, z=False, bias=True)
+    with tile_config(block_t=8, block_d=4):  # 7 chunks, 2 channel blocks
+        out = _run(selective_scan, low, opt, backend="triton")
+    du, = torch.autograd.grad(out.sum(), [low["u"]])
+    ref_du, = torch.autograd.grad(_run(selective_scan_ref, exact, opt).sum(), [exact["u"]])
+    torch.testing.assert_close(du.double().cpu(), ref_du, **TOL[torch.float32])
+
+
+def test_forward_without_gradients_carries_state_and_last_state_across_tiles():
+    inp = make_inputs(2, 6, 50, 4, 0)
+    dev = {k: v.float().to(DEVICE) for k, v in inp.items()}
+    opt = dict(D=True, z=True, bias=True)
+    with torch.no_grad(), tile_config(block_t=4, block_d=4, inference_tiles=3):  # 5 chunks of 3 tiles
+        out, last = _run(selective_scan, dev, opt, backend="triton", return_last_state=True)
+    ref, ref_last = _run(selective_scan_ref, {k: v.double().cpu() for k, v in dev.items()}, opt,
+                         return_last_state=True)
+    torch.testing.assert_close(out.double().cpu(), ref, **TOL[torch.float32])
+    torch.testing.assert_close(last.double().cpu(), ref_last, **TOL[torch.float32])
+
+
+@pytest.mark.parametrize("dim,groups", [(12, 4), (40, 2)], ids=["group-of-3", "group-of-20"])
+def test_groups_smaller_than_or_not_a_multiple_of_the_channel_block(dim, groups):
+    # The launch shrinks the channel block until it divides the group size (here to 1 and 4 channels).
+    inp = make_inputs(2, dim, 37, 4, groups)
+    low = {k: v.float().to(DEVICE).requires_grad_() for k, v in inp.items()}
+    exact = {k: v.detach().double().cpu().requires_grad_() for k, v in low.items()}
+    opt = dict(D=True, z=True, bias=True)
+    out = _run(selective_scan, low, opt, backend="triton")
+    ref = _run(selective_scan_ref, exact, opt)
+    torch.testing.assert_close(out.detach().double().cpu(), ref, **TOL[torch.float32])
+    names = ["u", "delta", "B", "C"]
+    grads = torch.autograd.grad(out.sum(), [low[n] for n in names])
+    for name, g, r in zip(names, grads, torch.autograd.grad(ref.sum(), [exact[n] for n in names])):
+        scale = r.abs().max().item() + 1.0
+        torch.testing.assert_close(g.double().cpu() / scale, r / scale, **TOL[torch.float32],
+                                   msg=lambda m: f"d{name}: {m}")
 
 
 def test_non_power_of_two_state_is_refused_clearly():

@@ -24,9 +24,11 @@ from ..triton import launch
 from .gate import ChannelGate
 
 
-def _operands(u, xdbl, dt_weight, dt_bias, A, D, directions, height, width, u_low, xdbl_low):
-    batch, length, dim = u.shape
-    dirs = launch.direction_table(directions, height, width, u.device)
+def _operands(u, xdbl, dt_weight, dt_bias, A, D, directions, height, width, u_low, xdbl_low, tiles=None,
+              for_backward=True):
+    batch, _, dim = u.shape
+    rows = launch.direction_rows(directions, height, width)
+    dirs = torch.tensor(rows, dtype=torch.int32, device=u.device)
     low = u_low is not None
     return launch.ScanOperands(
         u=u, u_strides=(u.stride(0), u.stride(1), u.stride(2)),
@@ -37,7 +39,8 @@ def _operands(u, xdbl, dt_weight, dt_bias, A, D, directions, height, width, u_lo
         dt_weight=dt_weight, dt_bias=dt_bias, A=A, D=D, z=None, z_strides=(0, 0, 0), dirs=dirs, batch=batch,
         K=len(directions), dim=dim, height=height, width=width, n_state=A.shape[-1], rank=dt_weight.shape[-1],
         order=launch.ORDER_OF[directions[0].cross_scale], lowrank=True, grouped=False, has_bias=True,
-        softplus=True, n_chunks=launch.n_chunks_for(dirs),
+        softplus=True, length=max(row[4] for row in rows), tiles=tiles or launch.current_tiles(),
+        for_backward=for_backward,
     )
 
 
@@ -72,7 +75,9 @@ class _DirectionalScanTriton(torch.autograd.Function):
     def forward(ctx, u, xdbl, dt_weight, dt_bias, A, D, u_low, xdbl_low, weight, directions, height, width):
         saved = _prepare(u, xdbl, dt_weight, dt_bias, A, D, u_low, xdbl_low)
         w = weight.float().contiguous() if weight is not None else None
-        ops = _operands(*saved[:6], directions, height, width, *saved[6:])
+        ops = _operands(*saved[:6], directions, height, width, *saved[6:],
+                        for_backward=any(ctx.needs_input_grad))
+        ctx.tiles = ops.tiles
         out = torch.zeros(u.shape, device=u.device, dtype=torch.float32)
         strides = (out.stride(0), 0, out.stride(1), out.stride(2))
         entry, dsum, _ = launch.forward(ops, out, strides, True, w)
@@ -84,7 +89,7 @@ class _DirectionalScanTriton(torch.autograd.Function):
     def backward(ctx, dout):
         *saved, w, entry, dsum = ctx.saved_tensors
         directions, height, width, A_dtype, w_dtype = ctx.meta
-        ops = _operands(*saved[:6], directions, height, width, *saved[6:])
+        ops = _operands(*saved[:6], directions, height, width, *saved[6:], tiles=ctx.tiles)
         dout = dout.contiguous()
         strides = (dout.stride(0), 0, dout.stride(1), dout.stride(2))
         grads, dweight = _layer_backward(ops, saved, A_dtype, dout, strides, True, w, entry, dsum)
@@ -98,7 +103,9 @@ class _GatePool(torch.autograd.Function):
     def forward(ctx, u, xdbl, dt_weight, dt_bias, A, D, u_low, xdbl_low, ln_weight, ln_bias, eps, directions,
                 height, width):
         saved = _prepare(u, xdbl, dt_weight, dt_bias, A, D, u_low, xdbl_low)
-        ops = _operands(*saved[:6], directions, height, width, *saved[6:])
+        ops = _operands(*saved[:6], directions, height, width, *saved[6:],
+                        for_backward=any(ctx.needs_input_grad))
+        ctx.tiles = ops.tiles
         entry, dsum, _ = launch.forward_states(ops)
         BK, L, dim = ops.batch * ops.K, height * width, ops.dim
         f32 = dict(device=u.device, dtype=torch.float32)
@@ -119,7 +126,7 @@ class _GatePool(torch.autograd.Function):
     def backward(ctx, dpooled):
         *saved, ln_weight, entry, dsum, mean, rstd, mean_xhat = ctx.saved_tensors
         directions, height, width, A_dtype, w_dtype, b_dtype = ctx.meta
-        ops = _operands(*saved[:6], directions, height, width, *saved[6:])
+        ops = _operands(*saved[:6], directions, height, width, *saved[6:], tiles=ctx.tiles)
         BK, L, dim = ops.batch * ops.K, height * width, ops.dim
         dp = dpooled.float().reshape(BK, dim)
         g = (dp * ln_weight.float() / L).contiguous()

@@ -7,7 +7,8 @@ import torch
 from ..triton import launch
 
 
-def _operands(u, delta, A, B, C, D, z, delta_bias, delta_softplus) -> launch.ScanOperands:
+def _operands(u, delta, A, B, C, D, z, delta_bias, delta_softplus, tiles=None,
+              for_backward=True) -> launch.ScanOperands:
     batch, dim, length = u.shape
     grouped = B.dim() == 4
     B4 = B if grouped else B.unsqueeze(1)
@@ -23,7 +24,8 @@ def _operands(u, delta, A, B, C, D, z, delta_bias, delta_softplus) -> launch.Sca
         A=A, D=D, z=z, z_strides=(z.stride(0), z.stride(2), z.stride(1)) if z is not None else (0, 0, 0),
         dirs=dirs, batch=batch, K=1, dim=dim, height=1, width=length, n_state=A.shape[1], rank=1, order=0,
         lowrank=False, grouped=grouped and B4.shape[1] > 1, has_bias=delta_bias is not None,
-        softplus=bool(delta_softplus), n_chunks=launch.n_chunks_for(dirs),
+        softplus=bool(delta_softplus), length=length, tiles=tiles or launch.current_tiles(),
+        for_backward=for_backward,
     )
 
 
@@ -33,11 +35,13 @@ class _SelectiveScanTriton(torch.autograd.Function):
         tensors = [t.contiguous() if t is not None else None for t in (u, delta, A, B, C, D, z, delta_bias)]
         u_, delta_, A_, B_, C_, D_, z_, bias_ = tensors
         A_ = A_.float()
-        ops = _operands(u_, delta_, A_, B_, C_, D_, z_, bias_, delta_softplus)
+        ops = _operands(u_, delta_, A_, B_, C_, D_, z_, bias_, delta_softplus,
+                       for_backward=any(ctx.needs_input_grad))
         out = torch.empty_like(u_)
         entry, dsum, final = launch.forward(ops, out, (out.stride(0), 0, out.stride(2), out.stride(1)), False, None)
         ctx.save_for_backward(u_, delta_, A_, B_, C_, D_, z_, bias_, entry, dsum)
         ctx.delta_softplus = delta_softplus
+        ctx.tiles = ops.tiles
         ctx.A_dtype = A.dtype
         ctx.mark_non_differentiable(final)
         return out, final.view(u.shape[0], u.shape[1], -1)
@@ -45,7 +49,7 @@ class _SelectiveScanTriton(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dout, dfinal):
         u, delta, A, B, C, D, z, bias, entry, dsum = ctx.saved_tensors
-        ops = _operands(u, delta, A, B, C, D, z, bias, ctx.delta_softplus)
+        ops = _operands(u, delta, A, B, C, D, z, bias, ctx.delta_softplus, ctx.tiles)
         dout = dout.contiguous()
         f32 = dict(dtype=torch.float32, device=u.device)
         buffers = dict(du=torch.zeros(u.shape, **f32), ddelta=torch.zeros(delta.shape, **f32),

@@ -2,8 +2,8 @@
 
 The interpreter (``TRITON_INTERPRET=1``) checks what the kernels compute, not that the GPU compiler accepts them,
 and says nothing about registers.  This tool runs the ops' real host code with every kernel launch replaced by an
-ahead-of-time compile (Triton -> PTX -> cubin with Triton's own ptxas) for the chosen architectures, then reads
-each cubin's registers, local memory (register spills), stack and shared memory with cuobjdump.
+ahead-of-time compile (Triton -> PTX -> cubin with Triton's own ptxas) for the chosen architectures, and reports
+each kernel's registers, register spills and stack (``ptxas -v``) and shared memory.
 
     python -m scan2d.triton.compile_check --arch 90 --arch 80 [--json resources.jsonl]
 
@@ -37,29 +37,34 @@ class KernelBuild:
     constexprs: dict
     num_warps: int
     registers: int
-    local_bytes: int    # per-thread local memory: nonzero means register spills
+    spill_store_bytes: int  # nonzero: ptxas ran out of registers and spills to local memory
+    spill_load_bytes: int
     stack_bytes: int
     shared_bytes: int
     compile_s: float
 
 
-_USAGE = re.compile(r"REG:(\d+) STACK:(\d+) SHARED:(\d+) LOCAL:(\d+)")
+_USED = re.compile(r"Used (\d+) registers")
+_FRAME = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
 
 
-def _resource_usage(cubin: bytes) -> tuple:
-    """(registers, stack, shared, local) of the single function in ``cubin``."""
+def _ptxas_report(ptx: str, arch: int) -> tuple:
+    """(registers, spill stores, spill loads, stack frame) from ``ptxas -v`` with the flags Triton compiles with."""
     from triton import knobs
 
+    gpu = f"sm_{arch}{'a' if arch >= 90 else ''}"
     with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "kernel.cubin")
-        with open(path, "wb") as f:
-            f.write(cubin)
-        text = subprocess.run([knobs.nvidia.cuobjdump.path, "--dump-resource-usage", path], check=True,
-                              capture_output=True, text=True).stdout
-    match = _USAGE.search(text)
-    if match is None:
-        raise RuntimeError(f"cuobjdump printed no resource usage:\n{text}")
-    return tuple(int(v) for v in match.groups())
+        src = os.path.join(tmp, "kernel.ptx")
+        with open(src, "w") as f:
+            f.write(ptx)
+        log = subprocess.run([knobs.nvidia.ptxas.path, "-lineinfo", "-v", "--regAllocOptLevel=2",
+                              f"--gpu-name={gpu}", src, "-o", os.path.join(tmp, "kernel.o")],
+                             check=True, capture_output=True, text=True).stderr
+    used, frame = _USED.search(log), _FRAME.search(log)
+    if used is None or frame is None:
+        raise RuntimeError(f"unexpected ptxas -v output:\n{log}")
+    stack, stores, loads = (int(v) for v in frame.groups())
+    return int(used.group(1)), stores, loads, stack
 
 
 @contextlib.contextmanager
@@ -95,10 +100,10 @@ def compile_instead_of_launch(arches: Sequence[int], builds: List[KernelBuild]) 
             compiled = triton.compile(ASTSource(self, signature, constexprs, attrs), target=target,
                                       options=options.__dict__)
             seconds = time.perf_counter() - start
-            regs, stack, shared, local = _resource_usage(compiled.asm["cubin"])
+            regs, stores, loads, stack = _ptxas_report(compiled.asm["ptx"], arch)
             names = {self.arg_names[path[0]]: value for path, value in constexprs.items()}
-            builds.append(KernelBuild(self.fn.__name__, arch, names, compiled.metadata.num_warps, regs, local, stack,
-                                      max(shared, compiled.metadata.shared), round(seconds, 2)))
+            builds.append(KernelBuild(self.fn.__name__, arch, names, compiled.metadata.num_warps, regs, stores, loads,
+                                      stack, compiled.metadata.shared, round(seconds, 2)))
         return None
 
     JITFunction.run = compile_run
@@ -108,8 +113,9 @@ def compile_instead_of_launch(arches: Sequence[int], builds: List[KernelBuild]) 
         JITFunction.run = original
 
 
-def _layer_case(dtype, gate: bool, cross_scale, n_state=16) -> Callable[[], None]:
-    """A scan layer as the model runs it (two directions, window 8, 360 channels at 16x16), forward + backward."""
+def _layer_case(dtype, gate: bool, cross_scale, n_state=16, backward=True) -> Callable[[], None]:
+    """A scan layer as the model runs it (two directions, window 8, 360 channels at 16x16), forward + backward
+    (or the forward alone, as inference runs it: several tiles per chunk)."""
 
     def run():
         from ..directional import ChannelGate
@@ -119,7 +125,7 @@ def _layer_case(dtype, gate: bool, cross_scale, n_state=16) -> Callable[[], None
         torch.manual_seed(0)
         batch, height, width, dim, rank, K = 2, 16, 16, 360, 23, 2
         dirs = [ScanDirection(window=8, column_first=c, cross_scale=cross_scale) for c in (False, True)]
-        leaf = lambda *shape: torch.randn(*shape, dtype=dtype).requires_grad_()  # noqa: E731
+        leaf = lambda *shape: torch.randn(*shape, dtype=dtype).requires_grad_(backward)  # noqa: E731
         u, x = leaf(batch, height * width, dim), leaf(batch, height * width, K, rank + 2 * n_state)
         low = {}
         if cross_scale is not None:
@@ -128,7 +134,8 @@ def _layer_case(dtype, gate: bool, cross_scale, n_state=16) -> Callable[[], None
         g = ChannelGate(leaf(dim), leaf(dim), 1e-5, torch.sigmoid) if gate else None
         out = directional_scan_triton(u, x, leaf(K, dim, rank), leaf(K, dim), -torch.rand(K, dim, n_state),
                                       leaf(K, dim), dirs, height, width, gate=g, **low)
-        out.float().sum().backward()
+        if backward:
+            out.float().sum().backward()
 
     return run
 
@@ -158,6 +165,9 @@ CASES = {
     "layer bf16 gated": _layer_case(torch.bfloat16, gate=True, cross_scale=None),
     "cross-scale aligned fp32 gated": _layer_case(torch.float32, gate=True, cross_scale="aligned"),
     "cross-scale sequential fp32": _layer_case(torch.float32, gate=False, cross_scale="sequential"),
+    "inference bf16 gated": _layer_case(torch.bfloat16, gate=True, cross_scale=None, backward=False),
+    "inference cross-scale aligned fp32": _layer_case(torch.float32, gate=False, cross_scale="aligned",
+                                                      backward=False),
     "drop-in fp32 z grouped": _drop_in_case(torch.float32, grouped=True, with_z=True),
     "drop-in fp16": _drop_in_case(torch.float16, grouped=False, with_z=False),
 }
@@ -181,16 +191,16 @@ def main(argv=None) -> int:
     import triton
 
     builds = compile_all(args.arch or [90], args.case or tuple(CASES))
-    print(f"{'kernel':28} {'arch':>4} {'warps':>5} {'regs':>4} {'spill B':>7} {'shared B':>8} {'s':>5}  constexprs")
+    print(f"{'kernel':24} {'arch':>4} {'warps':>5} {'regs':>4} {'spill B':>7} {'shared B':>8} {'s':>5}  constexprs")
     for b in builds:
-        flags = " ".join(f"{k}={v}" for k, v in b.constexprs.items() if k not in ("N", "R", "R_PAD"))
-        print(f"{b.kernel:28} {b.arch:>4} {b.num_warps:>5} {b.registers:>4} {b.local_bytes:>7} {b.shared_bytes:>8} "
-              f"{b.compile_s:>5}  {flags}")
+        flags = " ".join(f"{k}={v}" for k, v in b.constexprs.items() if k[0].isupper() and k not in ("N", "R"))
+        print(f"{b.kernel:24} {b.arch:>4} {b.num_warps:>5} {b.registers:>4} {b.spill_store_bytes:>7} "
+              f"{b.shared_bytes:>8} {b.compile_s:>5}  {flags}")
     if args.json:
         with open(args.json, "w") as f:
             for b in builds:
                 f.write(json.dumps(dict(asdict(b), triton=triton.__version__)) + "\n")
-    spilled = [b for b in builds if b.local_bytes]
+    spilled = [b for b in builds if b.spill_store_bytes]
     print(f"{len(builds)} kernels compiled; {len(spilled)} spill registers to local memory.")
     return 0
 

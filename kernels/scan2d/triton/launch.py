@@ -8,8 +8,9 @@ the dt low-rank projection) share one set of kernels.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 import torch
@@ -20,35 +21,60 @@ from ..directions import ScanDirection
 from . import scan_kernels as K
 from .positions import ORDER_ALIGNED, ORDER_PLAIN, ORDER_SEQUENTIAL
 
-# Steps and channels per program.  Under the interpreter every program costs Python overhead, so fewer, larger
-# programs test the same code far faster; on a GPU small chunks give the parallelism that long sequences need.
-BLOCK_T = 32 if triton_interpreted() else 16
-BLOCK_D = 32 if triton_interpreted() else 16
-NUM_WARPS = 4
+
+@dataclass(frozen=True)
+class TileConfig:
+    """How the kernels split the work.  Under the interpreter every program costs Python overhead, so fewer, larger
+    programs test the same code far faster; on a GPU small chunks give the parallelism that long sequences need.
+
+    Attributes:
+        block_t: steps per program (the chunk length).
+        block_d: channels per program (shrunk for grouped B/C, see ``ScanOperands.block_d``).
+        num_warps: warps per program, every kernel.
+        backward_maxnreg: register cap for ``backward_grads_kernel`` (None: ptxas's choice, which is 255).
+        inference_tiles: tiles of block_t steps per chunk when no gradient is needed.  The forward stores one state
+            (dim x N fp32) per direction and chunk; with K = 2, N = 16 and 16-step chunks that is twice the output,
+            with 8 tiles a quarter.  The backward recomputes each chunk from its stored state, so training keeps
+            one tile per chunk.
+    """
+
+    block_t: int = 32 if triton_interpreted() else 16
+    block_d: int = 32 if triton_interpreted() else 16
+    num_warps: int = 4
+    backward_maxnreg: Optional[int] = None
+    inference_tiles: int = 2 if triton_interpreted() else 8
+
+    def backward_options(self) -> dict:
+        return {} if self.backward_maxnreg is None else dict(maxnreg=self.backward_maxnreg)
+
+
+CONFIG = TileConfig()
 
 
 @contextlib.contextmanager
-def block_sizes(block_t: int, block_d: int):
-    """Temporarily run the kernels with other tile sizes (tests use it to cross many chunk boundaries)."""
-    global BLOCK_T, BLOCK_D
-    saved = BLOCK_T, BLOCK_D
-    BLOCK_T, BLOCK_D = block_t, block_d
+def tile_config(**changes):
+    """Run the kernels with other tiles inside the block (tests cross many chunk boundaries with it; the
+    benchmarks sweep it).  An op's backward uses the tiles its forward ran with."""
+    global CONFIG
+    saved = CONFIG
+    CONFIG = dataclasses.replace(CONFIG, **changes)
     try:
-        yield
+        yield CONFIG
     finally:
-        BLOCK_T, BLOCK_D = saved
+        CONFIG = saved
 
 
-def _next_pow2(x: int) -> int:
-    return 1 << max(0, (x - 1).bit_length())
+def current_tiles() -> TileConfig:
+    return CONFIG
 
 
 def _padded(extent: int, window: int) -> int:
     return math.ceil(extent / window) * window
 
 
-def direction_table(directions: Sequence[ScanDirection], height: int, width: int, device) -> torch.Tensor:
-    """int32 (K, 8) per-direction parameters of :func:`positions.step_positions`."""
+def direction_rows(directions: Sequence[ScanDirection], height: int, width: int) -> list:
+    """Per-direction parameters of :func:`positions.step_positions`: [column_first, reverse, window h, window w,
+    scan length, low-res window h, low-res window w, low-res length] for each direction."""
     rows = []
     low_h, low_w = (height + 1) // 2, (width + 1) // 2
     for d in directions:
@@ -64,7 +90,12 @@ def direction_table(directions: Sequence[ScanDirection], height: int, width: int
             low_len = _padded(lframe[0], lwh) * _padded(lframe[1], lww)
         length = {None: high_len, "aligned": 5 * low_len, "sequential": low_len + high_len}[d.cross_scale]
         rows.append([int(d.column_first), int(d.reverse), wh, ww, length, lwh, lww, low_len])
-    return torch.tensor(rows, dtype=torch.int32, device=device)
+    return rows
+
+
+def direction_table(directions: Sequence[ScanDirection], height: int, width: int, device) -> torch.Tensor:
+    """int32 (K, 8) :func:`direction_rows` on ``device``, as the kernels read it."""
+    return torch.tensor(direction_rows(directions, height, width), dtype=torch.int32, device=device)
 
 
 ORDER_OF = {None: ORDER_PLAIN, "aligned": ORDER_ALIGNED, "sequential": ORDER_SEQUENTIAL}
@@ -108,7 +139,14 @@ class ScanOperands:
     grouped: bool
     has_bias: bool
     softplus: bool
-    n_chunks: int
+    length: int                 # steps of the longest direction's scan (padded windows included)
+    tiles: TileConfig = field(default_factory=current_tiles)
+    for_backward: bool = True   # False: forward only, several tiles per chunk (TileConfig.inference_tiles)
+    n_chunks: int = field(init=False)
+
+    def __post_init__(self):
+        self.tiles_per_chunk = 1 if self.for_backward else self.tiles.inference_tiles
+        self.n_chunks = triton.cdiv(self.length, self.tiles.block_t * self.tiles_per_chunk)
 
     def common_args(self):
         """What every kernel takes after its own leading arguments: load_chunk's inputs, then A, the direction
@@ -121,19 +159,24 @@ class ScanOperands:
                 self.n_chunks)
 
     def common_meta(self):
-        return dict(ORDER=self.order, LOWRANK=self.lowrank, GROUPED=self.grouped, HAS_BIAS=self.has_bias,
-                    SOFTPLUS=self.softplus, R=self.rank, R_PAD=_next_pow2(max(self.rank, 1)), N=self.n_state)
+        return dict(ORDER=self.order, LOWRANK=self.lowrank, HAS_BIAS=self.has_bias,
+                    SOFTPLUS=self.softplus, R=self.rank, N=self.n_state)
+
+    @property
+    def block_d(self) -> int:
+        """Channels per program: tiles.block_d, halved until it divides the group size of grouped B/C, so that a block
+        reads one group (``scan_kernels.block_group``)."""
+        block = self.tiles.block_d
+        while self.grouped and self.per_group % block:
+            block //= 2
+        return block
 
     def grid(self):
-        return (self.batch * self.K, triton.cdiv(self.dim, BLOCK_D), self.n_chunks)
+        return (self.batch * self.K, triton.cdiv(self.dim, self.block_d), self.n_chunks)
 
     def state_buffer(self, *tail):
         return torch.empty(self.batch * self.K, self.n_chunks, self.dim, *tail, device=self.u.device,
                            dtype=torch.float32)
-
-
-def n_chunks_for(dirs: torch.Tensor) -> int:
-    return triton.cdiv(int(dirs[:, 4].max().item()), BLOCK_T)
 
 
 def forward_states(ops: ScanOperands):
@@ -141,13 +184,14 @@ def forward_states(ops: ScanOperands):
     local = ops.state_buffer(ops.n_state)
     dsum = ops.state_buffer()
     grid = ops.grid()
-    K.chunk_end_state_kernel[grid](local, dsum, *ops.common_args(), **ops.common_meta(), BLOCK_T=BLOCK_T,
-                                   BLOCK_D=BLOCK_D, num_warps=NUM_WARPS)
-    entry = ops.state_buffer(ops.n_state)
+    K.chunk_end_state_kernel[grid](local, dsum, *ops.common_args(), **ops.common_meta(), BLOCK_T=ops.tiles.block_t,
+                                   BLOCK_D=ops.block_d, TILES=ops.tiles_per_chunk, num_warps=ops.tiles.num_warps)
+    # The carry turns the chunk end states into entry states in place.
+    entry = local
     final = torch.empty(ops.batch * ops.K, ops.dim, ops.n_state, device=ops.u.device, dtype=torch.float32)
     K.chunk_carry_kernel[grid[:2]](entry, final, local, dsum, final, ops.A, ops.K, ops.dim, ops.n_chunks,
-                                   HAS_INIT=False, REVERSE=False, N=ops.n_state, BLOCK_D=BLOCK_D,
-                                   num_warps=NUM_WARPS)
+                                   HAS_INIT=False, REVERSE=False, N=ops.n_state, BLOCK_D=ops.block_d,
+                                   num_warps=ops.tiles.num_warps)
     return entry, dsum, final
 
 
@@ -162,7 +206,8 @@ def output_pass(ops: ScanOperands, entry: torch.Tensor, out: torch.Tensor, out_s
         tok if tok is not None else dummy, vec if vec is not None else dummy, part if part is not None else dummy,
         ops.height * ops.width, entry, ops.D if ops.D is not None else dummy, ops.z if has_z else ops.u,
         *ops.z_strides, *ops.common_args(), **ops.common_meta(), HAS_D=ops.D is not None, HAS_Z=has_z,
-        SUM_DIRECTIONS=sum_directions, HAS_WEIGHT=weight is not None, REDUCE=reduce, BLOCK_T=BLOCK_T, BLOCK_D=BLOCK_D, num_warps=NUM_WARPS)
+        SUM_DIRECTIONS=sum_directions, HAS_WEIGHT=weight is not None, REDUCE=reduce, BLOCK_T=ops.tiles.block_t,
+        BLOCK_D=ops.block_d, TILES=ops.tiles_per_chunk, num_warps=ops.tiles.num_warps)
 
 
 def forward(ops: ScanOperands, out: torch.Tensor, out_strides: tuple, sum_directions: bool,
@@ -199,6 +244,8 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
     ``ln_upstream = (tok, vec, gbar)``: instead of an output gradient, back-propagate the gate's pooled LayerNorm
     statistic (tok: (batch*K, L, 3) mean, rstd, m per token; vec: (batch*K, dim) g; gbar: (batch*K,) mean of g).
     """
+    if not ops.for_backward:
+        raise RuntimeError("internal error: backward on operands made for a forward-only run (for_backward=False).")
     grid = ops.grid()
     has_z = ops.z is not None
     z = ops.z if has_z else ops.u
@@ -207,14 +254,15 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
     ln_args = (tok, vec, gbar, ops.height * ops.width)
     Dskip = ops.D if ops.D is not None else dsum
     meta = dict(**ops.common_meta(), HAS_Z=has_z, SUM_DIRECTIONS=sum_directions, HAS_WEIGHT=weight is not None,
-                LN_UPSTREAM=ln_upstream is not None, BLOCK_T=BLOCK_T, BLOCK_D=BLOCK_D, num_warps=NUM_WARPS)
+                LN_UPSTREAM=ln_upstream is not None, BLOCK_T=ops.tiles.block_t, BLOCK_D=ops.block_d,
+                num_warps=ops.tiles.num_warps)
     local = ops.state_buffer(ops.n_state)
     K.chunk_adjoint_kernel[grid](local, dout, *dout_strides, wt, z, *ops.z_strides, entry, Dskip, *ln_args,
                                  *ops.common_args(), HAS_D=ops.D is not None, **meta)
-    arrive = ops.state_buffer(ops.n_state)
+    arrive = local  # in place, as in forward_states
     K.chunk_carry_kernel[grid[:2]](arrive, arrive, local, dsum, dfinal if dfinal is not None else local, ops.A,
                                    ops.K, ops.dim, ops.n_chunks, HAS_INIT=dfinal is not None, REVERSE=True,
-                                   N=ops.n_state, BLOCK_D=BLOCK_D, num_warps=NUM_WARPS)
+                                   N=ops.n_state, BLOCK_D=ops.block_d, num_warps=ops.tiles.num_warps)
     dA_part = ops.state_buffer(ops.n_state)
     dD_part = ops.state_buffer()
     dbias_part = ops.state_buffer()
@@ -229,7 +277,7 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
         dweight if dweight is not None else dD_part,
         dA_part, dD_part, dbias_part, dW_part,
         dout, *dout_strides, wt, entry, arrive, Dskip, z, *ops.z_strides, *ln_args,
-        *ops.common_args(), HAS_D=ops.D is not None, **meta)
+        *ops.common_args(), HAS_D=ops.D is not None, **meta, **ops.tiles.backward_options())
 
     def per_direction(part):
         return part.view(ops.batch, ops.K, ops.n_chunks, *part.shape[2:]).sum(dim=(0, 2))

@@ -35,6 +35,24 @@ def _softplus(x):
 
 
 @triton.jit
+def x_rows(x_ptr, x_low_ptr, b64, pos64, is_low, k, s_xb, s_xl, s_xk, s_xb_low, ORDER: tl.constexpr):
+    """Pointers (BLOCK_T,) to direction k's x_proj row [dt_low | B | C] at each step's position (low-resolution
+    tokens in the low-resolution tensor).  Gradient buffers laid out like x use it too."""
+    high = x_ptr + b64 * s_xb + pos64 * s_xl + k * s_xk
+    if ORDER == 0:
+        return high
+    else:
+        return tl.where(is_low, x_low_ptr + b64 * s_xb_low + pos64 * s_xl + k * s_xk, high)
+
+
+@triton.jit
+def block_group(d, per_group):
+    """The group of B/C that this program's channel block reads.  Blocks never straddle two groups (the host picks
+    BLOCK_D to divide the group size), so B and C are (T, N) tiles shared by all the block's channels."""
+    return ((tl.program_id(1) * d.shape[0]) // per_group).to(tl.int64)
+
+
+@triton.jit
 def load_chunk(
     s, b, k, d, d_mask,
     u_ptr, u_low_ptr, s_ub, s_ul, s_ud, s_ub_low,
@@ -42,13 +60,13 @@ def load_chunk(
     delta_ptr, s_db, s_dl, s_dd,
     B_ptr, C_ptr, s_bb, s_bg, s_bn, s_bl, s_cb, s_cg, s_cn, s_cl, per_group,
     dtw_ptr, dtb_ptr, dirs_ptr, H, W, Dm,
-    ORDER: tl.constexpr, LOWRANK: tl.constexpr, GROUPED: tl.constexpr, HAS_BIAS: tl.constexpr,
-    SOFTPLUS: tl.constexpr, R: tl.constexpr, R_PAD: tl.constexpr, N: tl.constexpr,
+    ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr,
+    SOFTPLUS: tl.constexpr, R: tl.constexpr, N: tl.constexpr,
 ):
     """Inputs of steps ``s`` (BLOCK_T,) for channels ``d`` (BLOCK_D,).
 
     Returns pos, is_low, valid (BLOCK_T,); u, delta_pre (bias added, before softplus), delta (T, D), zero on
-    invalid steps; Bm, Cm broadcastable to (T, D, N); dt_low (T, R_PAD) (zeros unless LOWRANK).
+    invalid steps; Bm, Cm broadcastable to (T, D, N).
     """
     pos, is_low, valid = step_positions(s, k, dirs_ptr, H, W, ORDER)
     pos64 = pos.to(tl.int64)
@@ -61,38 +79,28 @@ def load_chunk(
     else:
         low_u = u_low_ptr + b64 * s_ub_low + pos64[:, None] * s_ul + d[None, :] * s_ud
         u = tl.load(tl.where(is_low[:, None], low_u, high_u), mask=mask_td, other=0.0).to(tl.float32)
-    r = tl.arange(0, R_PAD)
     if LOWRANK:
         # x_proj outputs [dt_low | B | C] of direction k at each step's position.
-        high_x = x_ptr + b64 * s_xb + pos64 * s_xl + k * s_xk
-        if ORDER == 0:
-            xrow = high_x
-        else:
-            xrow = tl.where(is_low, x_low_ptr + b64 * s_xb_low + pos64 * s_xl + k * s_xk, high_x)
-        dt_low = tl.load(xrow[:, None] + r[None, :] * s_xc, mask=valid[:, None] & (r[None, :] < R),
-                         other=0.0).to(tl.float32)
-        w = tl.load(dtw_ptr + k * Dm * R + d[:, None] * R + r[None, :], mask=d_mask[:, None] & (r[None, :] < R),
-                    other=0.0).to(tl.float32)
-        delta_pre = tl.sum(dt_low[:, None, :] * w[None, :, :], axis=2)
+        xrow = x_rows(x_ptr, x_low_ptr, b64, pos64, is_low, k, s_xb, s_xl, s_xk, s_xb_low, ORDER)
+        # delta_pre = dt_low @ dt_weight[k].T, one rank at a time: a (T, D, R) product tile would take a third
+        # of the registers of the kernels that use it (compile_check) and pad R to a power of two.
+        delta_pre = tl.zeros([s.shape[0], d.shape[0]], dtype=tl.float32)
+        for i in range(R):
+            col = tl.load(xrow + i * s_xc, mask=valid, other=0.0).to(tl.float32)
+            wi = tl.load(dtw_ptr + (k * Dm + d) * R + i, mask=d_mask, other=0.0).to(tl.float32)
+            delta_pre += col[:, None] * wi[None, :]
         Bm = tl.load(xrow[:, None] + (R + n[None, :]) * s_xc, mask=valid[:, None], other=0.0).to(tl.float32)
         Cm = tl.load(xrow[:, None] + (R + N + n[None, :]) * s_xc, mask=valid[:, None], other=0.0).to(tl.float32)
         Bm = Bm[:, None, :]
         Cm = Cm[:, None, :]
     else:
-        dt_low = tl.zeros([s.shape[0], R_PAD], dtype=tl.float32)
         delta_pre = tl.load(delta_ptr + b64 * s_db + pos64[:, None] * s_dl + d[None, :] * s_dd, mask=mask_td,
                             other=0.0).to(tl.float32)
-        if GROUPED:
-            g = (d // per_group).to(tl.int64)
-            Bm = tl.load(B_ptr + b64 * s_bb + g[None, :, None] * s_bg + n[None, None, :] * s_bn
-                         + pos64[:, None, None] * s_bl, mask=mask_td[:, :, None], other=0.0).to(tl.float32)
-            Cm = tl.load(C_ptr + b64 * s_cb + g[None, :, None] * s_cg + n[None, None, :] * s_cn
-                         + pos64[:, None, None] * s_cl, mask=mask_td[:, :, None], other=0.0).to(tl.float32)
-        else:
-            Bm = tl.load(B_ptr + b64 * s_bb + n[None, :] * s_bn + pos64[:, None] * s_bl, mask=valid[:, None],
-                         other=0.0).to(tl.float32)[:, None, :]
-            Cm = tl.load(C_ptr + b64 * s_cb + n[None, :] * s_cn + pos64[:, None] * s_cl, mask=valid[:, None],
-                         other=0.0).to(tl.float32)[:, None, :]
+        grp = block_group(d, per_group)
+        Bm = tl.load(B_ptr + b64 * s_bb + grp * s_bg + n[None, :] * s_bn + pos64[:, None] * s_bl,
+                     mask=valid[:, None], other=0.0).to(tl.float32)[:, None, :]
+        Cm = tl.load(C_ptr + b64 * s_cb + grp * s_cg + n[None, :] * s_cn + pos64[:, None] * s_cl,
+                     mask=valid[:, None], other=0.0).to(tl.float32)[:, None, :]
     if HAS_BIAS:
         delta_pre += tl.load(dtb_ptr + k * Dm + d, mask=d_mask, other=0.0).to(tl.float32)[None, :]
     if SOFTPLUS:
@@ -100,7 +108,7 @@ def load_chunk(
     else:
         delta = delta_pre
     delta = tl.where(mask_td, delta, 0.0)
-    return pos, is_low, valid, u, delta_pre, delta, Bm, Cm, dt_low
+    return pos, is_low, valid, u, delta_pre, delta, Bm, Cm
 
 
 @triton.jit
@@ -110,15 +118,26 @@ def _row(x, t, index):
 
 
 @triton.jit
-def _states_from_entry(entry_ptr, pid_bk, pid_c, n_chunks, Dm, d, d_mask, n, t, delta, u, Bm, A):
-    """Decays, drives and states h_t (T, D, N) of a chunk started from its stored entry state."""
-    h0 = tl.load(entry_ptr + ((pid_bk.to(tl.int64) * n_chunks + pid_c) * Dm + d[:, None]) * n.shape[0] + n[None, :],
-                 mask=d_mask[:, None], other=0.0)
+def _load_state(ptr, pid_bk, chunk, n_chunks, Dm, d, d_mask, n):
+    """A stored chunk state (D, N) of a (batch*K, chunks, dim, N) fp32 buffer."""
+    return tl.load(ptr + ((pid_bk.to(tl.int64) * n_chunks + chunk) * Dm + d[:, None]) * n.shape[0] + n[None, :],
+                   mask=d_mask[:, None], other=0.0)
+
+
+@triton.jit
+def _tile_states(h0, t, delta, u, Bm, A):
+    """Decays, drives and states h_t (T, D, N) of a tile of steps entered with state h0 (D, N)."""
     decay = tl.exp(delta[:, :, None] * A[None, :, :])
     drive = (delta * u)[:, :, None] * Bm
     _, h = tl.associative_scan((decay, drive + tl.where((t == 0)[:, None, None], decay * h0[None, :, :], 0.0)), 0,
                                _combine)
     return decay, drive, h
+
+
+@triton.jit
+def _states_from_entry(entry_ptr, pid_bk, pid_c, n_chunks, Dm, d, d_mask, n, t, delta, u, Bm, A):
+    """Decays, drives and states h_t (T, D, N) of a one-tile chunk started from its stored entry state."""
+    return _tile_states(_load_state(entry_ptr, pid_bk, pid_c, n_chunks, Dm, d, d_mask, n), t, delta, u, Bm, A)
 
 
 @triton.jit
@@ -129,12 +148,13 @@ def chunk_end_state_kernel(
     delta_ptr, s_db, s_dl, s_dd,
     B_ptr, C_ptr, s_bb, s_bg, s_bn, s_bl, s_cb, s_cg, s_cn, s_cl, per_group,
     dtw_ptr, dtb_ptr, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks,
-    ORDER: tl.constexpr, LOWRANK: tl.constexpr, GROUPED: tl.constexpr, HAS_BIAS: tl.constexpr,
-    SOFTPLUS: tl.constexpr, R: tl.constexpr, R_PAD: tl.constexpr, N: tl.constexpr,
-    BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
+    ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr,
+    SOFTPLUS: tl.constexpr, R: tl.constexpr, N: tl.constexpr,
+    BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, TILES: tl.constexpr,
 ):
     """State at the end of each chunk when the chunk starts from zero, and the chunk's sum of delta.
 
+    A chunk is TILES tiles of BLOCK_T steps, scanned one after another with the state carried in registers.
     state: (batch*K, chunks, dim, N) fp32; dsum: (batch*K, chunks, dim) fp32.
     """
     pid_bk, pid_d, pid_c = tl.program_id(0), tl.program_id(1), tl.program_id(2)
@@ -142,21 +162,22 @@ def chunk_end_state_kernel(
     d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
     d_mask = d < Dm
     t = tl.arange(0, BLOCK_T)
-    s = pid_c * BLOCK_T + t
     n = tl.arange(0, N)
-    pos, is_low, valid, u, delta_pre, delta, Bm, Cm, dt_low = load_chunk(
-        s, b, k, d, d_mask, u_ptr, u_low_ptr, s_ub, s_ul, s_ud, s_ub_low, x_ptr, x_low_ptr, s_xb, s_xl, s_xk,
-        s_xc, s_xb_low, delta_ptr, s_db, s_dl, s_dd, B_ptr, C_ptr, s_bb, s_bg, s_bn, s_bl, s_cb, s_cg, s_cn,
-        s_cl, per_group, dtw_ptr, dtb_ptr, dirs_ptr, H, W, Dm, ORDER, LOWRANK, GROUPED, HAS_BIAS, SOFTPLUS, R,
-        R_PAD, N)
     A = tl.load(A_ptr + k * Dm * N + d[:, None] * N + n[None, :], mask=d_mask[:, None], other=0.0).to(tl.float32)
-    decay = tl.exp(delta[:, :, None] * A[None, :, :])
-    drive = (delta * u)[:, :, None] * Bm
-    _, h = tl.associative_scan((decay, drive), 0, _combine)
-    end = _row(h, t, BLOCK_T - 1)
+    h = tl.zeros([BLOCK_D, N], dtype=tl.float32)
+    dsum = tl.zeros([BLOCK_D], dtype=tl.float32)
+    for j in range(TILES):
+        s = (pid_c * TILES + j) * BLOCK_T + t
+        pos, is_low, valid, u, delta_pre, delta, Bm, Cm = load_chunk(
+            s, b, k, d, d_mask, u_ptr, u_low_ptr, s_ub, s_ul, s_ud, s_ub_low, x_ptr, x_low_ptr, s_xb, s_xl, s_xk,
+            s_xc, s_xb_low, delta_ptr, s_db, s_dl, s_dd, B_ptr, C_ptr, s_bb, s_bg, s_bn, s_bl, s_cb, s_cg, s_cn,
+            s_cl, per_group, dtw_ptr, dtb_ptr, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS, SOFTPLUS, R, N)
+        _, _, hs = _tile_states(h, t, delta, u, Bm, A)
+        h = _row(hs, t, BLOCK_T - 1)
+        dsum += tl.sum(delta, axis=0)
     base = (pid_bk.to(tl.int64) * n_chunks + pid_c) * Dm
-    tl.store(state_ptr + (base + d[:, None]) * N + n[None, :], end, mask=d_mask[:, None])
-    tl.store(dsum_ptr + base + d, tl.sum(delta, axis=0), mask=d_mask)
+    tl.store(state_ptr + (base + d[:, None]) * N + n[None, :], h, mask=d_mask[:, None])
+    tl.store(dsum_ptr + base + d, dsum, mask=d_mask)
 
 
 @triton.jit
@@ -185,9 +206,12 @@ def chunk_carry_kernel(
     for i in range(0, n_chunks):
         c = n_chunks - 1 - i if REVERSE else i
         base = (pid_bk.to(tl.int64) * n_chunks + c) * Dm
-        tl.store(carry_ptr + base * N + dn, state, mask=mask)
         dsum = tl.load(dsum_ptr + base + d, mask=d_mask, other=0.0)
         local = tl.load(local_ptr + base * N + dn, mask=mask, other=0.0)
+        # carry may be local itself (the host passes one buffer to halve the state memory): every thread's loads of
+        # this chunk complete before any thread overwrites it, also where the layout replicates elements.
+        tl.debug_barrier()
+        tl.store(carry_ptr + base * N + dn, state, mask=mask)
         state = tl.exp(A * dsum[:, None]) * state + local
     if not REVERSE:
         tl.store(final_ptr + pid_bk.to(tl.int64) * Dm * N + dn, state, mask=mask)
@@ -202,13 +226,14 @@ def forward_output_kernel(
     delta_ptr, s_db, s_dl, s_dd,
     B_ptr, C_ptr, s_bb, s_bg, s_bn, s_bl, s_cb, s_cg, s_cn, s_cl, per_group,
     dtw_ptr, dtb_ptr, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks,
-    ORDER: tl.constexpr, LOWRANK: tl.constexpr, GROUPED: tl.constexpr, HAS_BIAS: tl.constexpr,
+    ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, SUM_DIRECTIONS: tl.constexpr,
-    HAS_WEIGHT: tl.constexpr, REDUCE: tl.constexpr, R: tl.constexpr, R_PAD: tl.constexpr, N: tl.constexpr,
-    BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
+    HAS_WEIGHT: tl.constexpr, REDUCE: tl.constexpr, R: tl.constexpr, N: tl.constexpr,
+    BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, TILES: tl.constexpr,
 ):
     """y_t = C_t . h_t + D u_t (times silu(z_t)) from the chunk's entry state, written at each step's position.
 
+    The chunk's TILES tiles of BLOCK_T steps run one after another, the state carried in registers.
     REDUCE = 0: SUM_DIRECTIONS: out is (batch, L, dim) fp32 and the K directions are added with atomics (times
     weight[b, k, d] when HAS_WEIGHT); otherwise out[b, k, pos, d] through the strides (K = 1 for the drop-in scan).
     Instead of writing y, the channel gate's passes reduce it (over high-resolution tokens only):
@@ -219,49 +244,59 @@ def forward_output_kernel(
     """
     pid_bk, pid_d, pid_c = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     b, k = pid_bk // K, pid_bk % K
+    b64 = b.to(tl.int64)
     d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
     d_mask = d < Dm
     t = tl.arange(0, BLOCK_T)
-    s = pid_c * BLOCK_T + t
     n = tl.arange(0, N)
-    pos, is_low, valid, u, delta_pre, delta, Bm, Cm, dt_low = load_chunk(
-        s, b, k, d, d_mask, u_ptr, u_low_ptr, s_ub, s_ul, s_ud, s_ub_low, x_ptr, x_low_ptr, s_xb, s_xl, s_xk,
-        s_xc, s_xb_low, delta_ptr, s_db, s_dl, s_dd, B_ptr, C_ptr, s_bb, s_bg, s_bn, s_bl, s_cb, s_cg, s_cn,
-        s_cl, per_group, dtw_ptr, dtb_ptr, dirs_ptr, H, W, Dm, ORDER, LOWRANK, GROUPED, HAS_BIAS, SOFTPLUS, R,
-        R_PAD, N)
     A = tl.load(A_ptr + k * Dm * N + d[:, None] * N + n[None, :], mask=d_mask[:, None], other=0.0).to(tl.float32)
-    _, _, h = _states_from_entry(carry_ptr, pid_bk, pid_c, n_chunks, Dm, d, d_mask, n, t, delta, u, Bm, A)
-    y = tl.sum(h * Cm, axis=2)
     if HAS_D:
-        y += u * tl.load(Dskip_ptr + k * Dm + d, mask=d_mask, other=0.0).to(tl.float32)[None, :]
-    pos64 = pos.to(tl.int64)
-    b64 = b.to(tl.int64)
-    if HAS_Z:
-        z = tl.load(z_ptr + b64 * s_zb + pos64[:, None] * s_zl + d[None, :] * s_zd,
-                    mask=valid[:, None] & d_mask[None, :], other=0.0).to(tl.float32)
-        y = y * z / (1.0 + tl.exp(-z))
-    high = valid & (is_low == 0)
-    write = high[:, None] & d_mask[None, :]
-    token = pid_bk.to(tl.int64) * L_high + pos64
-    if REDUCE == 0:
-        dest = out_ptr + b64 * s_ob + k * s_ok + pos64[:, None] * s_ol + d[None, :] * s_od
-        if SUM_DIRECTIONS:
-            if HAS_WEIGHT:
-                y = y * tl.load(weight_ptr + (b * K + k) * Dm + d, mask=d_mask, other=0.0).to(tl.float32)[None, :]
-            tl.atomic_add(dest, y, mask=write)
-        else:
-            tl.store(dest, y.to(out_ptr.dtype.element_ty), mask=write)
-    elif REDUCE == 1:
-        y = tl.where(write, y, 0.0)
-        tl.atomic_add(red_ptr + token * 2, tl.sum(y, axis=1), mask=high)
-        tl.atomic_add(red_ptr + token * 2 + 1, tl.sum(y * y, axis=1), mask=high)
-    elif REDUCE == 2:
-        rstd = tl.load(tok_ptr + token * 2 + 1, mask=high, other=0.0)
-        contrib = tl.sum(tl.where(write, y * rstd[:, None], 0.0), axis=0)
-        tl.store(part_ptr + (pid_bk.to(tl.int64) * n_chunks + pid_c) * Dm + d, contrib, mask=d_mask)
-    else:
+        Dk = tl.load(Dskip_ptr + k * Dm + d, mask=d_mask, other=0.0).to(tl.float32)
+    if HAS_WEIGHT:
+        wk = tl.load(weight_ptr + (b * K + k) * Dm + d, mask=d_mask, other=0.0).to(tl.float32)
+    if REDUCE == 3:
         g = tl.load(vec_ptr + pid_bk * Dm + d, mask=d_mask, other=0.0)
-        tl.atomic_add(red_ptr + token, tl.sum(tl.where(write, y * g[None, :], 0.0), axis=1), mask=high)
+    h0 = _load_state(carry_ptr, pid_bk, pid_c, n_chunks, Dm, d, d_mask, n)
+    part = tl.zeros([BLOCK_D], dtype=tl.float32)
+    for j in range(TILES):
+        s = (pid_c * TILES + j) * BLOCK_T + t
+        pos, is_low, valid, u, delta_pre, delta, Bm, Cm = load_chunk(
+            s, b, k, d, d_mask, u_ptr, u_low_ptr, s_ub, s_ul, s_ud, s_ub_low, x_ptr, x_low_ptr, s_xb, s_xl, s_xk,
+            s_xc, s_xb_low, delta_ptr, s_db, s_dl, s_dd, B_ptr, C_ptr, s_bb, s_bg, s_bn, s_bl, s_cb, s_cg, s_cn,
+            s_cl, per_group, dtw_ptr, dtb_ptr, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS, SOFTPLUS, R, N)
+        _, _, h = _tile_states(h0, t, delta, u, Bm, A)
+        if TILES > 1:
+            h0 = _row(h, t, BLOCK_T - 1)
+        y = tl.sum(h * Cm, axis=2)
+        if HAS_D:
+            y += u * Dk[None, :]
+        pos64 = pos.to(tl.int64)
+        if HAS_Z:
+            z = tl.load(z_ptr + b64 * s_zb + pos64[:, None] * s_zl + d[None, :] * s_zd,
+                        mask=valid[:, None] & d_mask[None, :], other=0.0).to(tl.float32)
+            y = y * z / (1.0 + tl.exp(-z))
+        high = valid & (is_low == 0)
+        write = high[:, None] & d_mask[None, :]
+        token = pid_bk.to(tl.int64) * L_high + pos64
+        if REDUCE == 0:
+            dest = out_ptr + b64 * s_ob + k * s_ok + pos64[:, None] * s_ol + d[None, :] * s_od
+            if SUM_DIRECTIONS:
+                if HAS_WEIGHT:
+                    y = y * wk[None, :]
+                tl.atomic_add(dest, y, mask=write)
+            else:
+                tl.store(dest, y.to(out_ptr.dtype.element_ty), mask=write)
+        elif REDUCE == 1:
+            y = tl.where(write, y, 0.0)
+            tl.atomic_add(red_ptr + token * 2, tl.sum(y, axis=1), mask=high)
+            tl.atomic_add(red_ptr + token * 2 + 1, tl.sum(y * y, axis=1), mask=high)
+        elif REDUCE == 2:
+            rstd = tl.load(tok_ptr + token * 2 + 1, mask=high, other=0.0)
+            part += tl.sum(tl.where(write, y * rstd[:, None], 0.0), axis=0)
+        else:
+            tl.atomic_add(red_ptr + token, tl.sum(tl.where(write, y * g[None, :], 0.0), axis=1), mask=high)
+    if REDUCE == 2:
+        tl.store(part_ptr + (pid_bk.to(tl.int64) * n_chunks + pid_c) * Dm + d, part, mask=d_mask)
 
 
 @triton.jit
@@ -304,10 +339,10 @@ def chunk_adjoint_kernel(
     delta_ptr, s_db, s_dl, s_dd,
     B_ptr, C_ptr, s_bb, s_bg, s_bn, s_bl, s_cb, s_cg, s_cn, s_cl, per_group,
     dtw_ptr, dtb_ptr, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks,
-    ORDER: tl.constexpr, LOWRANK: tl.constexpr, GROUPED: tl.constexpr, HAS_BIAS: tl.constexpr,
+    ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, HAS_Z: tl.constexpr, SUM_DIRECTIONS: tl.constexpr, HAS_WEIGHT: tl.constexpr,
     LN_UPSTREAM: tl.constexpr, HAS_D: tl.constexpr,
-    R: tl.constexpr, R_PAD: tl.constexpr, N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
+    R: tl.constexpr, N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     """Adjoint of each chunk with nothing arriving from later chunks, taken back through its first decay:
     local = exp(delta_t0 A) * g_t0, the gradient the chunk sends to the state entering it."""
@@ -318,16 +353,14 @@ def chunk_adjoint_kernel(
     t = tl.arange(0, BLOCK_T)
     s = pid_c * BLOCK_T + t
     n = tl.arange(0, N)
-    pos, is_low, valid, u, delta_pre, delta, Bm, Cm, dt_low = load_chunk(
+    pos, is_low, valid, u, delta_pre, delta, Bm, Cm = load_chunk(
         s, b, k, d, d_mask, u_ptr, u_low_ptr, s_ub, s_ul, s_ud, s_ub_low, x_ptr, x_low_ptr, s_xb, s_xl, s_xk,
         s_xc, s_xb_low, delta_ptr, s_db, s_dl, s_dd, B_ptr, C_ptr, s_bb, s_bg, s_bn, s_bl, s_cb, s_cg, s_cn,
-        s_cl, per_group, dtw_ptr, dtb_ptr, dirs_ptr, H, W, Dm, ORDER, LOWRANK, GROUPED, HAS_BIAS, SOFTPLUS, R,
-        R_PAD, N)
-    _, _, _, _, _, delta_next, _, _, _ = load_chunk(
+        s_cl, per_group, dtw_ptr, dtb_ptr, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS, SOFTPLUS, R, N)
+    _, _, _, _, _, delta_next, _, _ = load_chunk(
         s + 1, b, k, d, d_mask, u_ptr, u_low_ptr, s_ub, s_ul, s_ud, s_ub_low, x_ptr, x_low_ptr, s_xb, s_xl, s_xk,
         s_xc, s_xb_low, delta_ptr, s_db, s_dl, s_dd, B_ptr, C_ptr, s_bb, s_bg, s_bn, s_bl, s_cb, s_cg, s_cn,
-        s_cl, per_group, dtw_ptr, dtb_ptr, dirs_ptr, H, W, Dm, ORDER, LOWRANK, GROUPED, HAS_BIAS, SOFTPLUS, R,
-        R_PAD, N)
+        s_cl, per_group, dtw_ptr, dtb_ptr, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS, SOFTPLUS, R, N)
     A = tl.load(A_ptr + k * Dm * N + d[:, None] * N + n[None, :], mask=d_mask[:, None], other=0.0).to(tl.float32)
     pos64 = pos.to(tl.int64)
     b64 = b.to(tl.int64)
@@ -364,9 +397,9 @@ def backward_grads_kernel(
     delta_ptr, s_db, s_dl, s_dd,
     B_ptr, C_ptr, s_bb, s_bg, s_bn, s_bl, s_cb, s_cg, s_cn, s_cl, per_group,
     dtw_ptr, dtb_ptr, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks,
-    ORDER: tl.constexpr, LOWRANK: tl.constexpr, GROUPED: tl.constexpr, HAS_BIAS: tl.constexpr,
+    ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, SUM_DIRECTIONS: tl.constexpr,
-    HAS_WEIGHT: tl.constexpr, LN_UPSTREAM: tl.constexpr, R: tl.constexpr, R_PAD: tl.constexpr, N: tl.constexpr,
+    HAS_WEIGHT: tl.constexpr, LN_UPSTREAM: tl.constexpr, R: tl.constexpr, N: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     """All gradients of one chunk: recompute h from the chunk's entry state, run the adjoint recurrence
@@ -386,17 +419,14 @@ def backward_grads_kernel(
     t = tl.arange(0, BLOCK_T)
     s = pid_c * BLOCK_T + t
     n = tl.arange(0, N)
-    r = tl.arange(0, R_PAD)
-    pos, is_low, valid, u, delta_pre, delta, Bm, Cm, dt_low = load_chunk(
+    pos, is_low, valid, u, delta_pre, delta, Bm, Cm = load_chunk(
         s, b, k, d, d_mask, u_ptr, u_low_ptr, s_ub, s_ul, s_ud, s_ub_low, x_ptr, x_low_ptr, s_xb, s_xl, s_xk,
         s_xc, s_xb_low, delta_ptr, s_db, s_dl, s_dd, B_ptr, C_ptr, s_bb, s_bg, s_bn, s_bl, s_cb, s_cg, s_cn,
-        s_cl, per_group, dtw_ptr, dtb_ptr, dirs_ptr, H, W, Dm, ORDER, LOWRANK, GROUPED, HAS_BIAS, SOFTPLUS, R,
-        R_PAD, N)
-    _, _, _, _, _, delta_next, _, _, _ = load_chunk(
+        s_cl, per_group, dtw_ptr, dtb_ptr, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS, SOFTPLUS, R, N)
+    _, _, _, _, _, delta_next, _, _ = load_chunk(
         s + 1, b, k, d, d_mask, u_ptr, u_low_ptr, s_ub, s_ul, s_ud, s_ub_low, x_ptr, x_low_ptr, s_xb, s_xl, s_xk,
         s_xc, s_xb_low, delta_ptr, s_db, s_dl, s_dd, B_ptr, C_ptr, s_bb, s_bg, s_bn, s_bl, s_cb, s_cg, s_cn,
-        s_cl, per_group, dtw_ptr, dtb_ptr, dirs_ptr, H, W, Dm, ORDER, LOWRANK, GROUPED, HAS_BIAS, SOFTPLUS, R,
-        R_PAD, N)
+        s_cl, per_group, dtw_ptr, dtb_ptr, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS, SOFTPLUS, R, N)
     A = tl.load(A_ptr + k * Dm * N + d[:, None] * N + n[None, :], mask=d_mask[:, None], other=0.0).to(tl.float32)
     dn_mask = d_mask[:, None]
     chunk_base = (pid_bk.to(tl.int64) * n_chunks + pid_c) * Dm
@@ -432,16 +462,28 @@ def backward_grads_kernel(
                  dout * y * sig * (1.0 + z * (1.0 - sig)), mask=mask_td)
         dy = dout * z * sig
 
+    # dC is the last use of h: write it before the adjoint scan so that h and g are never live together (the
+    # kernel's register peak, see compile_check).
+    decayed_prev = h - drive  # exp(delta_t A) h_{t-1}
+    dyh = h * dy[:, :, None]
+    if LOWRANK:
+        dxrow = x_rows(dx_ptr, dx_low_ptr, b64, pos64, is_low, k, s_xb, s_xl, s_xk, s_xb_low, ORDER)
+        tl.atomic_add(dxrow[:, None] + (R + N + n[None, :]) * s_xc, tl.sum(dyh, axis=1), mask=valid[:, None])
+    else:
+        grp = block_group(d, per_group)
+        tl.atomic_add(dC_ptr + b64 * s_cb + grp * s_cg + n[None, :] * s_cn + pos64[:, None] * s_cl,
+                      tl.sum(dyh, axis=1), mask=valid[:, None])
+
     # Adjoint recurrence over the chunk, seeded with what arrives from later chunks.
     back_decay = tl.exp(delta_next[:, :, None] * A[None, :, :])
     back_decay = tl.where((t == BLOCK_T - 1)[:, None, None], 0.0, back_decay)
     seed = dy[:, :, None] * Cm + tl.where((t == BLOCK_T - 1)[:, None, None], g_end[None], 0.0)
     _, g = tl.associative_scan((back_decay, seed), 0, _combine, reverse=True)
 
-    decayed_prev = h - drive  # exp(delta_t A) h_{t-1}
     gB = tl.sum(g * Bm, axis=2)
     du = gB * delta + dy * Dk[None, :]
-    ddelta = gB * u + tl.sum(g * decayed_prev * A[None, :, :], axis=2)
+    g_prev = g * decayed_prev
+    ddelta = gB * u + tl.sum(g_prev * A[None, :, :], axis=2)
     if SOFTPLUS:
         ddelta = ddelta / (1.0 + tl.exp(-delta_pre))
     ddelta = tl.where(mask_td, ddelta, 0.0)
@@ -455,37 +497,22 @@ def backward_grads_kernel(
         tl.atomic_add(tl.where(is_low[:, None], du_low, du_high), du, mask=mask_td)
 
     gdu = g * (delta * u)[:, :, None]
-    dyh = h * dy[:, :, None]
     if LOWRANK:
-        x_high = dx_ptr + b64 * s_xb + pos64 * s_xl + k * s_xk
-        if ORDER == 0:
-            xrow = x_high
-        else:
-            xrow = tl.where(is_low, dx_low_ptr + b64 * s_xb_low + pos64 * s_xl + k * s_xk, x_high)
-        w = tl.load(dtw_ptr + k * Dm * R + d[:, None] * R + r[None, :], mask=d_mask[:, None] & (r[None, :] < R),
-                    other=0.0).to(tl.float32)
-        tl.atomic_add(xrow[:, None] + r[None, :] * s_xc, tl.sum(ddelta[:, :, None] * w[None, :, :], axis=1),
-                      mask=valid[:, None] & (r[None, :] < R))
-        tl.atomic_add(xrow[:, None] + (R + n[None, :]) * s_xc, tl.sum(gdu, axis=1), mask=valid[:, None])
-        tl.atomic_add(xrow[:, None] + (R + N + n[None, :]) * s_xc, tl.sum(dyh, axis=1), mask=valid[:, None])
-        dW = tl.sum(ddelta[:, :, None] * dt_low[:, None, :], axis=0)
-        tl.store(dW_part_ptr + (chunk_base + d[:, None]) * R + r[None, :], dW,
-                 mask=d_mask[:, None] & (r[None, :] < R))
+        xrow = x_rows(x_ptr, x_low_ptr, b64, pos64, is_low, k, s_xb, s_xl, s_xk, s_xb_low, ORDER)
+        tl.atomic_add(dxrow[:, None] + (R + n[None, :]) * s_xc, tl.sum(gdu, axis=1), mask=valid[:, None])
+        # Through delta_pre = dt_low @ dt_weight[k].T, one rank at a time (see load_chunk).
+        for i in range(R):
+            wi = tl.load(dtw_ptr + (k * Dm + d) * R + i, mask=d_mask, other=0.0).to(tl.float32)
+            tl.atomic_add(dxrow + i * s_xc, tl.sum(ddelta * wi[None, :], axis=1), mask=valid)
+            col = tl.load(xrow + i * s_xc, mask=valid, other=0.0).to(tl.float32)
+            tl.store(dW_part_ptr + (chunk_base + d) * R + i, tl.sum(ddelta * col[:, None], axis=0), mask=d_mask)
     else:
         tl.store(ddelta_ptr + b64 * s_db + pos64[:, None] * s_dl + d[None, :] * s_dd, ddelta, mask=mask_td)
-        if GROUPED:
-            g_idx = (d // per_group).to(tl.int64)
-            tl.atomic_add(dB_ptr + b64 * s_bb + g_idx[None, :, None] * s_bg + n[None, None, :] * s_bn
-                          + pos64[:, None, None] * s_bl, gdu, mask=mask_td[:, :, None])
-            tl.atomic_add(dC_ptr + b64 * s_cb + g_idx[None, :, None] * s_cg + n[None, None, :] * s_cn
-                          + pos64[:, None, None] * s_cl, dyh, mask=mask_td[:, :, None])
-        else:
-            tl.atomic_add(dB_ptr + b64 * s_bb + n[None, :] * s_bn + pos64[:, None] * s_bl, tl.sum(gdu, axis=1),
-                          mask=valid[:, None])
-            tl.atomic_add(dC_ptr + b64 * s_cb + n[None, :] * s_cn + pos64[:, None] * s_cl, tl.sum(dyh, axis=1),
-                          mask=valid[:, None])
+        grp = block_group(d, per_group)
+        tl.atomic_add(dB_ptr + b64 * s_bb + grp * s_bg + n[None, :] * s_bn + pos64[:, None] * s_bl,
+                      tl.sum(gdu, axis=1), mask=valid[:, None])
 
     tl.store(dA_part_ptr + (chunk_base + d[:, None]) * N + n[None, :],
-             tl.sum(g * decayed_prev * delta[:, :, None], axis=0), mask=dn_mask)
+             tl.sum(g_prev * delta[:, :, None], axis=0), mask=dn_mask)
     tl.store(dD_part_ptr + chunk_base + d, tl.sum(dy * u, axis=0), mask=d_mask)
     tl.store(dbias_part_ptr + chunk_base + d, tl.sum(ddelta, axis=0), mask=d_mask)
