@@ -1,8 +1,9 @@
 """Autograd wrapper of the fused Triton kernels for :func:`scan2d.directional_scan`.
 
 One launch sequence scans all K directions of a layer: positions come from the direction table, delta is built
-in-kernel from the dt low-rank projection, and every direction is added into one raster-order output (fp32
-atomics), optionally weighted per (batch, direction, channel).
+in-kernel from the dt low-rank projection, and every direction is added into one raster-order output in the
+input dtype (one output launch per direction, each adding to the last: no atomics, deterministic), optionally
+weighted per (batch, direction, channel).
 
 The channel gate needs, per direction, the token-mean of LayerNorm(y_k) before any direction can be added in.
 It is computed without writing any per-direction output (:class:`_GatePool`): one pass accumulates each token's
@@ -78,12 +79,12 @@ class _DirectionalScanTriton(torch.autograd.Function):
         ops = _operands(*saved[:6], directions, height, width, *saved[6:],
                         for_backward=any(ctx.needs_input_grad))
         ctx.tiles = ops.tiles
-        out = torch.zeros(u.shape, device=u.device, dtype=torch.float32)
+        out = torch.empty(u.shape, device=u.device, dtype=u.dtype)  # the first direction writes every element
         strides = (out.stride(0), 0, out.stride(1), out.stride(2))
         entry, dsum, _ = launch.forward(ops, out, strides, True, w)
         ctx.save_for_backward(*saved, w, entry, dsum)
         ctx.meta = (tuple(directions), height, width, A.dtype, weight.dtype if weight is not None else None)
-        return out.to(u.dtype)
+        return out
 
     @staticmethod
     def backward(ctx, dout):

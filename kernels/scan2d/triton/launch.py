@@ -198,16 +198,25 @@ def forward_states(ops: ScanOperands):
 def output_pass(ops: ScanOperands, entry: torch.Tensor, out: torch.Tensor, out_strides: tuple, sum_directions: bool,
                 weight: Optional[torch.Tensor], reduce: int = 0, red=None, tok=None, vec=None, part=None):
     """Recompute each chunk's outputs from its entry state and write them (reduce=0) or reduce them for the
-    channel gate (see ``forward_output_kernel``)."""
+    channel gate (see ``forward_output_kernel``).
+
+    Summed directions are written one launch per direction, each adding to what the last left (one direction
+    visits every output token once, so no two programs of a launch touch the same element): the sum needs no
+    atomics, is deterministic, and accumulates in ``out``'s own dtype without an fp32 buffer.
+    """
     has_z = ops.z is not None
     dummy = entry
-    K.forward_output_kernel[ops.grid()](
-        out, *out_strides, weight if weight is not None else dummy, red if red is not None else dummy,
-        tok if tok is not None else dummy, vec if vec is not None else dummy, part if part is not None else dummy,
-        ops.height * ops.width, entry, ops.D if ops.D is not None else dummy, ops.z if has_z else ops.u,
-        *ops.z_strides, *ops.common_args(), **ops.common_meta(), HAS_D=ops.D is not None, HAS_Z=has_z,
-        SUM_DIRECTIONS=sum_directions, HAS_WEIGHT=weight is not None, REDUCE=reduce, BLOCK_T=ops.tiles.block_t,
-        BLOCK_D=ops.block_d, TILES=ops.tiles_per_chunk, num_warps=ops.tiles.num_warps)
+    launches = [(k, 1) for k in range(ops.K)] if sum_directions and reduce == 0 else [(0, ops.K)]
+    for k_first, k_count in launches:
+        grid = (ops.batch * k_count, triton.cdiv(ops.dim, ops.block_d), ops.n_chunks)
+        K.forward_output_kernel[grid](
+            out, *out_strides, weight if weight is not None else dummy, red if red is not None else dummy,
+            tok if tok is not None else dummy, vec if vec is not None else dummy,
+            part if part is not None else dummy, ops.height * ops.width, entry, ops.D if ops.D is not None else dummy,
+            ops.z if has_z else ops.u, *ops.z_strides, *ops.common_args(), k_first, k_count, **ops.common_meta(),
+            HAS_D=ops.D is not None, HAS_Z=has_z, SUM_DIRECTIONS=sum_directions, ACCUMULATE=k_first > 0,
+            HAS_WEIGHT=weight is not None, REDUCE=reduce, BLOCK_T=ops.tiles.block_t, BLOCK_D=ops.block_d,
+            TILES=ops.tiles_per_chunk, num_warps=ops.tiles.num_warps)
 
 
 def forward(ops: ScanOperands, out: torch.Tensor, out_strides: tuple, sum_directions: bool,

@@ -225,25 +225,28 @@ def forward_output_kernel(
     x_ptr, x_low_ptr, s_xb, s_xl, s_xk, s_xc, s_xb_low,
     delta_ptr, s_db, s_dl, s_dd,
     B_ptr, C_ptr, s_bb, s_bg, s_bn, s_bl, s_cb, s_cg, s_cn, s_cl, per_group,
-    dtw_ptr, dtb_ptr, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks,
+    dtw_ptr, dtb_ptr, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks, k_first, k_count,
     ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, SUM_DIRECTIONS: tl.constexpr,
-    HAS_WEIGHT: tl.constexpr, REDUCE: tl.constexpr, R: tl.constexpr, N: tl.constexpr,
+    ACCUMULATE: tl.constexpr, HAS_WEIGHT: tl.constexpr, REDUCE: tl.constexpr, R: tl.constexpr, N: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, TILES: tl.constexpr,
 ):
     """y_t = C_t . h_t + D u_t (times silu(z_t)) from the chunk's entry state, written at each step's position.
 
-    The chunk's TILES tiles of BLOCK_T steps run one after another, the state carried in registers.
-    REDUCE = 0: SUM_DIRECTIONS: out is (batch, L, dim) fp32 and the K directions are added with atomics (times
-    weight[b, k, d] when HAS_WEIGHT); otherwise out[b, k, pos, d] through the strides (K = 1 for the drop-in scan).
+    The launch covers directions k_first .. k_first + k_count - 1.  The chunk's TILES tiles of BLOCK_T steps run
+    one after another, the state carried in registers.
+    REDUCE = 0: SUM_DIRECTIONS: out is (batch, L, dim) and this launch's one direction is written (times
+    weight[b, k, d] when HAS_WEIGHT), added to what out holds when ACCUMULATE; otherwise out[b, k, pos, d] through
+    the strides (K = 1 for the drop-in scan).
     Instead of writing y, the channel gate's passes reduce it (over high-resolution tokens only):
     REDUCE = 1: red[bk, pos] += (sum_d y, sum_d y^2)       per-token LayerNorm statistics (atomics over channel blocks)
     REDUCE = 2: part[bk, chunk, d] = sum_t y * rstd[bk, t]   (tok holds (mean, rstd) per token; no atomics)
     REDUCE = 3: red[bk, pos] += sum_d vec[bk, d] * y         (for the gate's LayerNorm backward)
     Low-resolution tokens of a cross-scale scan are never written.
     """
-    pid_bk, pid_d, pid_c = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    b, k = pid_bk // K, pid_bk % K
+    pid_g, pid_d, pid_c = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    b, k = pid_g // k_count, k_first + pid_g % k_count
+    pid_bk = b * K + k  # index of (batch, direction) in the state buffers
     b64 = b.to(tl.int64)
     d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
     d_mask = d < Dm
@@ -280,12 +283,11 @@ def forward_output_kernel(
         token = pid_bk.to(tl.int64) * L_high + pos64
         if REDUCE == 0:
             dest = out_ptr + b64 * s_ob + k * s_ok + pos64[:, None] * s_ol + d[None, :] * s_od
-            if SUM_DIRECTIONS:
-                if HAS_WEIGHT:
-                    y = y * wk[None, :]
-                tl.atomic_add(dest, y, mask=write)
-            else:
-                tl.store(dest, y.to(out_ptr.dtype.element_ty), mask=write)
+            if HAS_WEIGHT:
+                y = y * wk[None, :]
+            if ACCUMULATE:
+                y += tl.load(dest, mask=write, other=0.0).to(tl.float32)
+            tl.store(dest, y.to(out_ptr.dtype.element_ty), mask=write)
         elif REDUCE == 1:
             y = tl.where(write, y, 0.0)
             tl.atomic_add(red_ptr + token * 2, tl.sum(y, axis=1), mask=high)
