@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import platform
 import statistics
 import time
@@ -12,7 +13,8 @@ from typing import Callable, Dict, List
 
 import torch
 
-RESULTS = Path(__file__).resolve().parent / "results"
+# BENCH_RESULTS redirects the result files (a GPU session writes them where they are fetched from).
+RESULTS = Path(os.environ.get("BENCH_RESULTS") or Path(__file__).resolve().parent / "results")
 
 
 def device_name(device: torch.device) -> str:
@@ -46,6 +48,30 @@ def record(case: str, shape: Dict, dtype: torch.dtype, backend: str, device: tor
                device=device_name(device), date=_dt.date.today().isoformat())
     row.update({k: (round(v, 3) if isinstance(v, float) else v) for k, v in values.items()})
     return row
+
+
+def peak_mb(fn: Callable[[], object], device: torch.device):
+    """Memory allocated by one call of ``fn`` at its peak, above what was allocated before it (MB; None on CPU).
+    What ``fn`` returns is held until the peak is read, so an output counts."""
+    if device.type != "cuda":
+        return None
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    result = fn()
+    torch.cuda.synchronize()
+    peak = (torch.cuda.max_memory_allocated() - base) / 2**20
+    del result
+    return peak
+
+
+def append_jsonl(row: Dict, name: str) -> Path:
+    """Add one result row to ``RESULTS/name`` (rows are written as they are measured, so a run cut short keeps them)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / name
+    with open(path, "a") as fh:
+        fh.write(json.dumps(row) + "\n")
+    return path
 
 
 def write_jsonl(rows: List[Dict], name: str) -> Path:

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import record, time_ms, write_jsonl  # noqa: E402
+from common import RESULTS, append_jsonl, record, time_ms  # noqa: E402
 
 import scan2d  # noqa: E402
 from mambacsr.config import build_model, load_config  # noqa: E402
@@ -73,7 +73,10 @@ def main():
     cases = [("train_step_256", 8, 64), ("infer_256", 1, 64), ("infer_1024", 1, 256)]
     if args.smoke:
         cases = [("train_step_smoke", 2, 16), ("infer_smoke", 1, 16)]
-    rows = []
+    tag = torch.cuda.get_device_name().replace(" ", "-") if cuda else "cpu"
+    out_name = f"model-{tag}-{dt.date.today().isoformat()}.jsonl"
+    if not args.smoke:
+        (RESULTS / out_name).unlink(missing_ok=True)
     for backend in backends:
         cfg = load_config(overrides + [f"model.scan_backend={'torch' if backend == 'mamba_ssm' else backend}"])
         model = build_model(cfg).to(device)
@@ -103,11 +106,11 @@ def main():
                 row = record(name, dict(experiment=args.experiment, batch=batch, lr=size, hr=4 * size), torch.float32,
                              backend, device, fwd_ms=None if name.startswith("train") else ms,
                              fwdbwd_ms=ms if name.startswith("train") else None, peak_mb=peak)
-                rows.append(row)
+                if not args.smoke:
+                    append_jsonl(row, out_name)  # as measured: a run cut short keeps its rows
                 print(row, flush=True)
     if not args.smoke:
-        tag = torch.cuda.get_device_name().replace(" ", "-") if cuda else "cpu"
-        print("wrote", write_jsonl(rows, f"model-{tag}-{dt.date.today().isoformat()}.jsonl"))
+        print("wrote", RESULTS / out_name)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,15 @@
 """Scan-layer microbenchmarks: mamba-ssm's CUDA op, the MambaIR-style path, our PyTorch path, our fused op.
 
     python bench/scan_bench.py --mamba-sdist mamba_ssm-2.3.2.post1.tar.gz     # on a GPU; writes bench/results/
+    python bench/scan_bench.py --sweep --cases a_training_w8 b_inference_256   # tile configurations of the fused op
     python bench/scan_bench.py --smoke                                         # CPU check of the harness itself
 
 Cases (one JSON object each in ``bench/results/scan-<device>-<date>.jsonl``):
   (a) training: batch 8, 360 channels, state 16, 64x64, two directions, window 8 and window 64;
   (b) inference: batch 1, 256x256, two directions (window 8);
   (c) the cross-scale block's scan (four window-16 aligned directions) at 64x64 and 256x256 (batch 1 and 8);
-float32 and bfloat16, forward and forward+backward, median of many runs (CUDA events).
+float32 and bfloat16, forward (no autograd) and forward+backward, median of many runs (CUDA events), and the peak
+memory each allocates above its inputs (``fwd_peak_over_output``: forward peak / output size, goal (b) < 1.5).
 
 Backends on the same work:
   mamba_ssm      the CUDA selective scan alone, on sequences already permuted and delta already projected
@@ -20,14 +22,16 @@ Backends on the same work:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
+import json
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import record, time_ms, write_jsonl  # noqa: E402
+from common import RESULTS, append_jsonl, peak_mb, record, time_ms  # noqa: E402
 
 import scan2d  # noqa: E402
 from scan2d import ScanDirection, directional_scan  # noqa: E402
@@ -99,79 +103,105 @@ def bytes_moved(batch, L, Ll, D, K, N, R, dtype, backend):
     return batch * (T * D * e + T * K * (R + 2 * N) * e + L * D * 4)
 
 
-def run(args) -> list:
+CASES = {  # name: batch, height, width, channels, directions, window, cross-scale
+    "a_training_w8": (8, 64, 64, 360, 2, 8, None),
+    "a_training_w64": (8, 64, 64, 360, 2, 64, None),
+    "b_inference_256": (1, 256, 256, 360, 2, 8, None),
+    "c_cross_scale_64": (8, 64, 64, 360, 4, 16, "aligned"),
+    "c_cross_scale_256": (1, 256, 256, 360, 4, 16, "aligned"),
+}
+SMOKE_CASES = {"smoke": (1, 8, 8, 16, 2, 8, None)}
+# --sweep: tile configurations of the fused op (changes to scan2d.triton.launch.TileConfig), on cases a and b.
+SWEEP = [dict(), dict(num_warps=8), dict(backward_maxnreg=128), dict(num_warps=8, backward_maxnreg=128),
+         dict(block_t=32, block_d=8), dict(block_t=8, block_d=32), dict(block_d=32, num_warps=8),
+         dict(inference_tiles=4), dict(inference_tiles=8), dict(inference_tiles=32)]
+N_STATE, RANK = 16, 12
+
+
+def measure(fwd, device, args) -> dict:
+    """Median times and peak memory of the forward (no autograd) and of forward + backward."""
+    def forward():
+        with torch.no_grad():
+            return fwd()
+
+    def fwd_bwd():
+        fwd().float().sum().backward()
+
+    warmup, repeats = (1, 3) if args.smoke else (5, args.repeats)
+    return dict(fwd_ms=time_ms(forward, device, warmup=warmup, repeats=repeats),
+                fwd_peak_mb=peak_mb(forward, device),
+                fwdbwd_ms=time_ms(fwd_bwd, device, warmup=warmup, repeats=repeats),
+                fwdbwd_peak_mb=peak_mb(fwd_bwd, device))
+
+
+def run(args, out_name: str) -> list:
+    from scan2d.triton.launch import tile_config
+
     device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
     module = None
     if args.mamba_sdist and device.type == "cuda":
         from build_mamba_ssm import load
 
         module = load(args.mamba_sdist)
-    if args.smoke:
-        cases = [("smoke", 1, 8, 8, 16, 2, 8, None)]
-        dtypes = [torch.float32]
-    else:
-        cases = [("a_training_w8", 8, 64, 64, 360, 2, 8, None), ("a_training_w64", 8, 64, 64, 360, 2, 64, None),
-                 ("b_inference_256", 1, 256, 256, 360, 2, 8, None),
-                 ("c_cross_scale_64", 8, 64, 64, 360, 4, 16, "aligned"),
-                 ("c_cross_scale_256", 1, 256, 256, 360, 4, 16, "aligned")]
-        dtypes = [torch.float32, torch.bfloat16]
-    N, R = 16, 12
+    cases = SMOKE_CASES if args.smoke else {k: v for k, v in CASES.items() if not args.cases or k in args.cases}
+    dtypes = [torch.float32] if args.smoke else [getattr(torch, d) for d in args.dtypes]
     rows = []
-    for name, batch, H, W, D, K, window, xs in cases:
+    for name, (batch, H, W, D, K, window, xs) in cases.items():
         for dtype in dtypes:
             base = [ScanDirection(window, False, False, xs), ScanDirection(window, False, True, xs),
                     ScanDirection(window, True, False, xs), ScanDirection(window, True, True, xs)]
             directions = tuple(base[:K])  # K=2: a row-first pair; K=4: both orientations
-            inp = layer_inputs(batch, H, W, D, K, N, R, dtype, device, xs is not None)
+            inp = layer_inputs(batch, H, W, D, K, N_STATE, RANK, dtype, device, xs is not None)
             L, Ll = H * W, (((H + 1) // 2) * ((W + 1) // 2) if xs else 0)
-            shape = dict(batch=batch, height=H, width=W, dim=D, state=N, directions=[d.name for d in directions],
-                         cross_scale=xs)
-            backends = {"torch": lambda: directional_scan(**inp, directions=directions, height=H, width=W,
-                                                          backend="torch")}
-            if device.type == "cuda" or args.smoke:
-                backends["fused"] = lambda: directional_scan(**inp, directions=directions, height=H, width=W,
-                                                             backend="triton")
-            if module is not None:
+            shape = dict(batch=batch, height=H, width=W, dim=D, state=N_STATE, rank=RANK,
+                         directions=[d.name for d in directions], cross_scale=xs)
+            out_mb = batch * L * D * torch.finfo(dtype).bits / 8 / 2**20
+
+            def fused():
+                return directional_scan(**inp, directions=directions, height=H, width=W, backend="triton")
+
+            backends = {}
+            if module is not None:  # first, so that every other row can carry its ratio to it
                 fn = mamba_fn(module)
-                backends["mambair_path"] = lambda: mambair_path(fn, inp, directions, H, W)
                 T = L + Ll
                 pre = dict(u=torch.randn(batch, K * D, T, device=device, dtype=dtype, requires_grad=True),
                            delta=torch.randn(batch, K * D, T, device=device, dtype=dtype, requires_grad=True),
-                           A=inp["A"].detach().reshape(K * D, N).requires_grad_(),
-                           B=torch.randn(batch, K, N, T, device=device, dtype=dtype, requires_grad=True),
-                           C=torch.randn(batch, K, N, T, device=device, dtype=dtype, requires_grad=True),
+                           A=inp["A"].detach().reshape(K * D, N_STATE).requires_grad_(),
+                           B=torch.randn(batch, K, N_STATE, T, device=device, dtype=dtype, requires_grad=True),
+                           C=torch.randn(batch, K, N_STATE, T, device=device, dtype=dtype, requires_grad=True),
                            D=inp["D"].detach().reshape(-1).requires_grad_(),
                            bias=inp["dt_bias"].detach().float().reshape(-1).requires_grad_())
-                backends["mamba_ssm"] = lambda: fn(*pre.values())
-            mamba_times = {}
-            for backend, fwd in backends.items():
-                if device.type == "cuda":
-                    torch.cuda.reset_peak_memory_stats()
-                    torch.cuda.synchronize()
-                    start_mem = torch.cuda.memory_allocated()
-
-                def forward():
-                    with torch.no_grad():
-                        fwd()
-
-                def fwd_bwd():
-                    fwd().float().sum().backward()
-
-                repeats = 3 if args.smoke else args.repeats
-                fwd_ms = time_ms(forward, device, warmup=1 if args.smoke else 5, repeats=repeats)
-                fwdbwd_ms = time_ms(fwd_bwd, device, warmup=1 if args.smoke else 5, repeats=repeats)
-                peak = ((torch.cuda.max_memory_allocated() - start_mem) / 2**20) if device.type == "cuda" else None
-                moved = bytes_moved(batch, L, Ll, D, K, N, R, dtype, "mamba_ssm" if backend != "fused" else "fused")
+                backends["mamba_ssm"] = (lambda: fn(*pre.values()), {})
+                backends["mambair_path"] = (lambda: mambair_path(fn, inp, directions, H, W), {})
+            if device.type == "cuda" or args.smoke:
+                configs = (SWEEP[:2] if args.smoke else SWEEP) if args.sweep else [dict()]
+                for changes in configs:
+                    label = "fused" + "".join(f" {k}={v}" for k, v in changes.items())
+                    backends[label] = (fused, changes)
+            if not args.sweep:
+                backends["torch"] = (lambda: directional_scan(**inp, directions=directions, height=H, width=W,
+                                                              backend="torch"), {})
+            reference = None
+            for backend, (fwd, changes) in backends.items():
+                with tile_config(**changes) as tiles:
+                    values = measure(fwd, device, args)
+                kind = "fused" if backend.startswith("fused") else backend
+                moved = bytes_moved(batch, L, Ll, D, K, N_STATE, RANK, dtype, "fused" if kind == "fused" else "mamba_ssm")
+                row = record(name, shape, dtype, kind, device, **values, out_mb=out_mb, bytes_min=moved,
+                             fwd_gbps=moved / values["fwd_ms"] / 1e6)
+                if kind == "fused":
+                    row["tiles"] = dataclasses.asdict(tiles)
+                if values["fwd_peak_mb"] is not None:
+                    row["fwd_peak_over_output"] = round(values["fwd_peak_mb"] / out_mb, 3)
                 if backend == "mamba_ssm":
-                    mamba_times = dict(fwd=fwd_ms, fwdbwd=fwdbwd_ms)
-                row = record(name, shape, dtype, backend, device, fwd_ms=fwd_ms, fwdbwd_ms=fwdbwd_ms, peak_mb=peak,
-                             bytes_min=moved, fwd_gbps=moved / fwd_ms / 1e6)
+                    reference = values
+                elif reference is not None:
+                    row["fwd_speedup_vs_mamba_ssm"] = round(reference["fwd_ms"] / values["fwd_ms"], 3)
+                    row["fwdbwd_speedup_vs_mamba_ssm"] = round(reference["fwdbwd_ms"] / values["fwdbwd_ms"], 3)
                 rows.append(row)
-                print(row, flush=True)
-            for row in rows[-len(backends):]:
-                if mamba_times:
-                    row["fwd_speedup_vs_mamba_ssm"] = round(mamba_times["fwd"] / row["fwd_ms"], 3)
-                    row["fwdbwd_speedup_vs_mamba_ssm"] = round(mamba_times["fwdbwd"] / row["fwdbwd_ms"], 3)
+                if not args.smoke:
+                    append_jsonl(row, out_name)
+                print(json.dumps(row), flush=True)
     return rows
 
 
@@ -179,13 +209,21 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mamba-sdist", help="mamba_ssm-2.3.2.post1.tar.gz to build the CUDA baseline from")
     parser.add_argument("--smoke", action="store_true", help="tiny CPU run that checks the harness")
+    parser.add_argument("--cases", nargs="*", choices=sorted(CASES), help="default: every case")
+    parser.add_argument("--dtypes", nargs="*", default=["float32", "bfloat16"], choices=["float32", "bfloat16"])
+    parser.add_argument("--sweep", action="store_true",
+                        help="time the fused op alone under each tile configuration of SWEEP")
     parser.add_argument("--repeats", type=int, default=50)
-    parser.add_argument("--out", help="result file name under bench/results/")
+    parser.add_argument("--out", help="result file name under bench/results/ (or $BENCH_RESULTS)")
     args = parser.parse_args()
-    rows = run(args)
+    device = torch.cuda.get_device_name().replace(" ", "-") if torch.cuda.is_available() else "cpu"
+    kind = "sweep" if args.sweep else "scan"
+    out_name = args.out or f"{kind}-{device}-{dt.date.today().isoformat()}.jsonl"
     if not args.smoke:
-        device = torch.cuda.get_device_name().replace(" ", "-") if torch.cuda.is_available() else "cpu"
-        print("wrote", write_jsonl(rows, args.out or f"scan-{device}-{dt.date.today().isoformat()}.jsonl"))
+        (RESULTS / out_name).unlink(missing_ok=True)
+    run(args, out_name)
+    if not args.smoke:
+        print("wrote", RESULTS / out_name)
     print("scan2d", scan2d.__version__)
 
 

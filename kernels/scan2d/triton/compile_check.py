@@ -187,10 +187,16 @@ def main(argv=None) -> int:
                         "80 = A100); repeatable; default 90")
     parser.add_argument("--case", action="append", choices=sorted(CASES), help="default: every case")
     parser.add_argument("--json", help="also write one JSON object per compiled kernel to this file")
+    parser.add_argument("--num-warps", type=int, help="TileConfig.num_warps (default: the package's)")
+    parser.add_argument("--backward-maxnreg", type=int, help="TileConfig.backward_maxnreg (register cap)")
     args = parser.parse_args(argv)
     import triton
 
-    builds = compile_all(args.arch or [90], args.case or tuple(CASES))
+    from .launch import tile_config
+
+    changes = {k: v for k, v in (("num_warps", args.num_warps), ("backward_maxnreg", args.backward_maxnreg)) if v}
+    with tile_config(**changes):
+        builds = compile_all(args.arch or [90], args.case or tuple(CASES))
     print(f"{'kernel':24} {'arch':>4} {'warps':>5} {'regs':>4} {'spill B':>7} {'shared B':>8} {'s':>5}  constexprs")
     for b in builds:
         flags = " ".join(f"{k}={v}" for k, v in b.constexprs.items() if k[0].isupper() and k not in ("N", "R"))

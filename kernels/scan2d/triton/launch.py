@@ -33,16 +33,16 @@ class TileConfig:
         num_warps: warps per program, every kernel.
         backward_maxnreg: register cap for ``backward_grads_kernel`` (None: ptxas's choice, which is 255).
         inference_tiles: tiles of block_t steps per chunk when no gradient is needed.  The forward stores one state
-            (dim x N fp32) per direction and chunk; with K = 2, N = 16 and 16-step chunks that is twice the output,
-            with 8 tiles a quarter.  The backward recomputes each chunk from its stored state, so training keeps
-            one tile per chunk.
+            (dim x N fp32) per direction and chunk; with K = 2, N = 16 and 16-step chunks that is twice a float32
+            output, with 16 tiles an eighth.  The backward recomputes each chunk from its stored state, so
+            training keeps one tile per chunk.
     """
 
     block_t: int = 32 if triton_interpreted() else 16
     block_d: int = 32 if triton_interpreted() else 16
     num_warps: int = 4
     backward_maxnreg: Optional[int] = None
-    inference_tiles: int = 2 if triton_interpreted() else 8
+    inference_tiles: int = 2 if triton_interpreted() else 16
 
     def backward_options(self) -> dict:
         return {} if self.backward_maxnreg is None else dict(maxnreg=self.backward_maxnreg)

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Everything a short GPU lease should measure, prepared ahead (a lease has 15 minutes of device time, start included).
+#
+#   bash bench/gpu_session.sh fetch   # here (network, the project's venv): mamba-ssm's sdist, hydra's wheels -> .whl/
+#   bash bench/gpu_session.sh main    # on the GPU machine (.whl carried): ~9 minutes, see the steps below
+#   bash bench/gpu_session.sh sweep   # on the GPU machine, if time is left: tile configurations of the fused op
+#
+# Results and logs go to $OUT (the device tool fetches it; at most 8 files) or bench/results/gpu-session. Steps run
+# in order of importance, each under its own time limit, and benchmarks write each row as it is measured, so a run
+# cut short keeps what it finished.
+set -u
+cd "$(dirname "$0")/.."
+step=${1:-main}
+MAMBA=mamba_ssm==2.3.2.post1
+
+if [ "$step" = fetch ]; then
+    set -e
+    mkdir -p .whl
+    # pip prepares an sdist's metadata by running its setup.py: skip mamba-ssm's CUDA build there (needs torch).
+    MAMBA_SKIP_CUDA_BUILD=TRUE python3 -m pip download -q --no-deps --no-binary :all: --no-build-isolation \
+        -d .whl "$MAMBA"
+    # hydra for the model benchmark's configs; the image has PyYAML. antlr4 4.9.3 ships no wheel: build one.
+    python3 -m pip download -q --no-deps --only-binary=:all: -d .whl hydra-core==1.3.2 omegaconf==2.3.0
+    python3 -m pip wheel -q --no-deps -w .whl antlr4-python3-runtime==4.9.3
+    ls -la .whl
+    exit 0
+fi
+
+OUT=${OUT:-bench/results/gpu-session}
+mkdir -p "$OUT"
+export BENCH_RESULTS=$OUT PYTHONUNBUFFERED=1 MAX_JOBS=10
+SDIST=$(ls .whl/mamba_ssm-*.tar.gz 2>/dev/null | head -1)
+# No network there: the packages come from the source tree, hydra from the carried wheels.
+if ls .whl/*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+    export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH=$PWD/kernels:$PWD${PYTHONPATH:+:$PYTHONPATH}
+mamba_args=()
+[ -n "$SDIST" ] && mamba_args=(--mamba-sdist "$SDIST")
+
+if [ "$step" = main ]; then
+    { date; nvidia-smi; python3 -c "import torch, triton; print(torch.__version__, triton.__version__,
+torch.cuda.get_device_name())"; } > "$OUT/env.txt" 2>&1
+    # 1. mamba-ssm's selective scan for this GPU only, in the background (about 2 minutes with 16 jobs).
+    ( [ -n "$SDIST" ] && python3 bench/build_mamba_ssm.py "$SDIST"; echo "build rc=$?" ) > "$OUT/build.log" 2>&1 &
+    build=$!
+    # 2. The kernel tests compiled for the GPU (conftest leaves TRITON_INTERPRET unset where /dev/nvidia0 exists).
+    timeout 200 python3 -m pytest -q -x -n 6 -p no:cacheprovider tests/test_triton_selective_scan.py \
+        tests/test_triton_directional.py tests/test_bench_baseline.py tests/test_models.py > "$OUT/tests.log" 2>&1
+    echo "tests rc=$?" >> "$OUT/tests.log"
+    wait "$build"
+    # 3. Scan-layer cases a, b, c in float32 and bfloat16 against mamba-ssm, the MambaIR-style path and PyTorch.
+    timeout 200 python3 bench/scan_bench.py "${mamba_args[@]}" --repeats 30 > "$OUT/scan.log" 2>&1
+    echo "scan rc=$?" >> "$OUT/scan.log"
+    # 4. The dis_w8 network: training step and inference through each scan backend.
+    timeout 110 python3 bench/model_bench.py "${mamba_args[@]}" --repeats 5 > "$OUT/model.log" 2>&1
+    echo "model rc=$?" >> "$OUT/model.log"
+elif [ "$step" = sweep ]; then
+    timeout 300 python3 bench/scan_bench.py --sweep --cases a_training_w8 b_inference_256 --dtypes float32 \
+        --repeats 20 > "$OUT/sweep.log" 2>&1
+    echo "sweep rc=$?" >> "$OUT/sweep.log"
+else
+    echo "unknown step $step (fetch | main | sweep)" >&2
+    exit 2
+fi
+ls -la "$OUT"
+python3 bench/summarize.py "$OUT"/*.jsonl  # the reply carries the end of the output

@@ -1,0 +1,61 @@
+"""Print benchmark result files (JSON lines) as Markdown tables, the form bench/README.md quotes them in.
+
+    python bench/summarize.py bench/results/scan-NVIDIA-H200-2026-11-27.jsonl [more files]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def _fmt(value):
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.0f}" if abs(value) >= 100 else f"{value:.1f}" if abs(value) >= 10 else f"{value:.3g}"
+    return str(value)
+
+
+def _tiles(row) -> str:
+    """The tile settings of a fused row that differ from the first fused row's (the sweep's baseline)."""
+    tiles = row.get("tiles")
+    if not tiles:
+        return ""
+    default = _tiles.baseline.setdefault(row["case"] + row["dtype"], tiles)
+    changed = {k: v for k, v in tiles.items() if default.get(k) != v}
+    return " ".join(f"{k}={v}" for k, v in changed.items()) or "default"
+
+
+_tiles.baseline = {}
+
+
+def table(rows) -> str:
+    if rows and "fwd_peak_mb" in rows[0]:  # scan benchmark
+        head = ["case", "dtype", "backend", "tiles", "fwd ms", "fwd+bwd ms", "fwd x mamba", "fwd+bwd x mamba",
+                "fwd peak / out", "fwd GB/s"]
+        body = [[r["case"], r["dtype"], r["backend"], _tiles(r), _fmt(r["fwd_ms"]), _fmt(r["fwdbwd_ms"]),
+                 _fmt(r.get("fwd_speedup_vs_mamba_ssm")), _fmt(r.get("fwdbwd_speedup_vs_mamba_ssm")),
+                 _fmt(r.get("fwd_peak_over_output")), _fmt(r.get("fwd_gbps"))] for r in rows]
+    else:  # model or CPU benchmark
+        head = ["case", "backend", "fwd ms", "fwd+bwd ms", "peak MB"]
+        body = [[r["case"], r["backend"], _fmt(r.get("fwd_ms")), _fmt(r.get("fwdbwd_ms")), _fmt(r.get("peak_mb"))]
+                for r in rows]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in body]
+    return "\n".join(lines)
+
+
+def main(paths) -> int:
+    for path in paths:
+        rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+        if not rows:
+            continue
+        print(f"\n{path} ({rows[0]['device']}, {rows[0]['date']})\n")
+        print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

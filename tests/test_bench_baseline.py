@@ -1,0 +1,34 @@
+"""The benchmarks' MambaIR-style baseline does the same work as our op, so its timings compare like with like.
+
+mamba-ssm's CUDA op needs a GPU; here a stand-in with its calling convention runs scan2d's PyTorch selective scan,
+and the baseline's gathers, dt projection, scan and merge must reproduce ``directional_scan``.
+"""
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from scan2d import ScanDirection, directional_scan, selective_scan
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from scan_bench import layer_inputs, mamba_fn, mambair_path  # noqa: E402
+
+
+class SelectiveScanCudaStandIn:
+    """``selective_scan_cuda.fwd``'s arguments and results, computed by the PyTorch path."""
+
+    @staticmethod
+    def fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+        return selective_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, backend="torch"), None
+
+
+@pytest.mark.parametrize("window,cross_scale", [(4, None), (None, None), (4, "aligned"), (4, "sequential")])
+def test_mambair_path_equals_directional_scan(window, cross_scale):
+    directions = (ScanDirection(window, False, False, cross_scale), ScanDirection(window, True, True, cross_scale))
+    inp = layer_inputs(2, 9, 7, 6, 2, 4, 3, torch.float64, torch.device("cpu"), cross_scale is not None)
+    with torch.no_grad():
+        baseline = mambair_path(mamba_fn(SelectiveScanCudaStandIn), inp, directions, 9, 7)
+        ours = directional_scan(**inp, directions=directions, height=9, width=7, backend="torch")
+    torch.testing.assert_close(baseline, ours)
