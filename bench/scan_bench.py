@@ -112,7 +112,7 @@ CASES = {  # name: batch, height, width, channels, directions, window, cross-sca
 }
 SMOKE_CASES = {"smoke": (1, 8, 8, 16, 2, 8, None)}
 # --sweep: tile configurations of the fused op (changes to scan2d.triton.launch.TileConfig), on cases a and b.
-SWEEP = [dict(), dict(num_warps=8), dict(backward_maxnreg=128), dict(num_warps=8, backward_maxnreg=128),
+SWEEP = [dict(), dict(backward_num_warps=4), dict(num_warps=8), dict(backward_num_warps=4, backward_maxnreg=128),
          dict(block_t=32, block_d=8), dict(block_t=8, block_d=32), dict(block_d=32, num_warps=8),
          dict(inference_tiles=4), dict(inference_tiles=8), dict(inference_tiles=32)]
 N_STATE, RANK = 16, 12

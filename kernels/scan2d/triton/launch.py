@@ -28,10 +28,13 @@ class TileConfig:
     programs test the same code far faster; on a GPU small chunks give the parallelism that long sequences need.
 
     Attributes:
-        block_t: steps per program (the chunk length).
+        block_t: steps per tile (a chunk is one tile with gradients, inference_tiles tiles without).
         block_d: channels per program (shrunk for grouped B/C, see ``ScanOperands.block_d``).
-        num_warps: warps per program, every kernel.
-        backward_maxnreg: register cap for ``backward_grads_kernel`` (None: ptxas's choice, which is 255).
+        num_warps: warps per program of every kernel but backward_grads.
+        backward_num_warps: warps of ``backward_grads_kernel``, the kernel with the most live tiles (None: num_warps).
+            compile_check: at 4 warps it needs about 232-255 registers (triton 3.6 spills up to 260 bytes in the gated
+            backward), at 8 warps 143-254 without spills; either way 8 warps fit on an SM at once.
+        backward_maxnreg: register cap for ``backward_grads_kernel`` (None: ptxas's choice).
         inference_tiles: tiles of block_t steps per chunk when no gradient is needed.  The forward stores one state
             (dim x N fp32) per direction and chunk; with K = 2, N = 16 and 16-step chunks that is twice a float32
             output, with 16 tiles an eighth.  The backward recomputes each chunk from its stored state, so
@@ -41,11 +44,16 @@ class TileConfig:
     block_t: int = 32 if triton_interpreted() else 16
     block_d: int = 32 if triton_interpreted() else 16
     num_warps: int = 4
+    backward_num_warps: Optional[int] = 8
     backward_maxnreg: Optional[int] = None
     inference_tiles: int = 2 if triton_interpreted() else 16
 
     def backward_options(self) -> dict:
-        return {} if self.backward_maxnreg is None else dict(maxnreg=self.backward_maxnreg)
+        """Launch options of ``backward_grads_kernel``."""
+        options = dict(num_warps=self.backward_num_warps or self.num_warps)
+        if self.backward_maxnreg is not None:
+            options["maxnreg"] = self.backward_maxnreg
+        return options
 
 
 CONFIG = TileConfig()
@@ -263,11 +271,11 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
     ln_args = (tok, vec, gbar, ops.height * ops.width)
     Dskip = ops.D if ops.D is not None else dsum
     meta = dict(**ops.common_meta(), HAS_Z=has_z, SUM_DIRECTIONS=sum_directions, HAS_WEIGHT=weight is not None,
-                LN_UPSTREAM=ln_upstream is not None, BLOCK_T=ops.tiles.block_t, BLOCK_D=ops.block_d,
-                num_warps=ops.tiles.num_warps)
+                LN_UPSTREAM=ln_upstream is not None, BLOCK_T=ops.tiles.block_t, BLOCK_D=ops.block_d)
     local = ops.state_buffer(ops.n_state)
     K.chunk_adjoint_kernel[grid](local, dout, *dout_strides, wt, z, *ops.z_strides, entry, Dskip, *ln_args,
-                                 *ops.common_args(), HAS_D=ops.D is not None, **meta)
+                                 *ops.common_args(), HAS_D=ops.D is not None, **meta,
+                                 num_warps=ops.tiles.num_warps)
     arrive = local  # in place, as in forward_states
     K.chunk_carry_kernel[grid[:2]](arrive, arrive, local, dsum, dfinal if dfinal is not None else local, ops.A,
                                    ops.K, ops.dim, ops.n_chunks, HAS_INIT=dfinal is not None, REVERSE=True,
