@@ -101,7 +101,9 @@ def compile_instead_of_launch(arches: Sequence[int], builds: List[KernelBuild]) 
                                       options=options.__dict__)
             seconds = time.perf_counter() - start
             regs, stores, loads, stack = _ptxas_report(compiled.asm["ptx"], arch)
-            names = {self.arg_names[path[0]]: value for path, value in constexprs.items()}
+            # Tuple arguments' elements are specialized one by one: name them arg[i].
+            names = {self.arg_names[path[0]] + "".join(f"[{i}]" for i in path[1:]): value
+                     for path, value in constexprs.items()}
             builds.append(KernelBuild(self.fn.__name__, arch, names, compiled.metadata.num_warps, regs, stores, loads,
                                       stack, compiled.metadata.shared, round(seconds, 2)))
         return None
@@ -201,7 +203,8 @@ def main(argv=None) -> int:
         builds = compile_all(args.arch or [90], args.case or tuple(CASES))
     print(f"{'kernel':24} {'arch':>4} {'warps':>5} {'regs':>4} {'spill B':>7} {'shared B':>8} {'s':>5}  constexprs")
     for b in builds:
-        flags = " ".join(f"{k}={v}" for k, v in b.constexprs.items() if k[0].isupper() and k not in ("N", "R"))
+        flags = " ".join(f"{k}={v}" for k, v in b.constexprs.items()
+                         if k[0].isupper() and "[" not in k and k not in ("N", "R"))
         print(f"{b.kernel:24} {b.arch:>4} {b.num_warps:>5} {b.registers:>4} {b.spill_store_bytes:>7} "
               f"{b.shared_bytes:>8} {b.compile_s:>5}  {flags}")
     if args.json:

@@ -157,14 +157,14 @@ class ScanOperands:
         self.n_chunks = triton.cdiv(self.length, self.tiles.block_t * self.tiles_per_chunk)
 
     def common_args(self):
-        """What every kernel takes after its own leading arguments: load_chunk's inputs, then A, the direction
-        table and the sizes."""
-        return (self.u, self.u_low, *self.u_strides, self.u_low_batch_stride,
-                self.x, self.x_low, *self.x_strides, self.x_low_batch_stride,
-                self.delta, *self.delta_strides,
-                self.B, self.C, *self.B_strides, *self.C_strides, self.per_group,
-                self.dt_weight, self.dt_bias, self.A, self.dirs, self.K, self.height, self.width, self.dim,
-                self.n_chunks)
+        """What every kernel takes after its own leading arguments: load_chunk's inputs as tuples (U, X, DELTA,
+        BC, PROJ; see ``scan_kernels.load_chunk``), then A, the direction table and the sizes."""
+        return ((self.u, self.u_low, *self.u_strides, self.u_low_batch_stride),
+                (self.x, self.x_low, *self.x_strides, self.x_low_batch_stride),
+                (self.delta, *self.delta_strides),
+                (self.B, self.C, *self.B_strides, *self.C_strides, self.per_group),
+                (self.dt_weight, self.dt_bias),
+                self.A, self.dirs, self.K, self.height, self.width, self.dim, self.n_chunks)
 
     def common_meta(self):
         return dict(ORDER=self.order, LOWRANK=self.lowrank, HAS_BIAS=self.has_bias,

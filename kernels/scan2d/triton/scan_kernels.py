@@ -35,9 +35,11 @@ def _softplus(x):
 
 
 @triton.jit
-def x_rows(x_ptr, x_low_ptr, b64, pos64, is_low, k, s_xb, s_xl, s_xk, s_xb_low, ORDER: tl.constexpr):
+def x_rows(x_ptr, x_low_ptr, X, b64, pos64, is_low, k, ORDER: tl.constexpr):
     """Pointers (BLOCK_T,) to direction k's x_proj row [dt_low | B | C] at each step's position (low-resolution
-    tokens in the low-resolution tensor).  Gradient buffers laid out like x use it too."""
+    tokens in the low-resolution tensor), with the strides of X (see load_chunk).  Gradient buffers laid out like
+    x use it too."""
+    _, _, s_xb, s_xl, s_xk, _, s_xb_low = X
     high = x_ptr + b64 * s_xb + pos64 * s_xl + k * s_xk
     if ORDER == 0:
         return high
@@ -54,20 +56,25 @@ def block_group(d, per_group):
 
 @triton.jit
 def load_chunk(
-    s, b, k, d, d_mask,
-    u_ptr, u_low_ptr, s_ub, s_ul, s_ud, s_ub_low,
-    x_ptr, x_low_ptr, s_xb, s_xl, s_xk, s_xc, s_xb_low,
-    delta_ptr, s_db, s_dl, s_dd,
-    B_ptr, C_ptr, s_bb, s_bg, s_bn, s_bl, s_cb, s_cg, s_cn, s_cl, per_group,
-    dtw_ptr, dtb_ptr, dirs_ptr, H, W, Dm,
+    s, b, k, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm,
     ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, R: tl.constexpr, N: tl.constexpr,
 ):
     """Inputs of steps ``s`` (BLOCK_T,) for channels ``d`` (BLOCK_D,).
 
+    The inputs' pointers and strides come as tuples (``launch.ScanOperands.common_args``):
+    U = (u, u_low, batch, position, channel strides, u_low's batch stride); X = (x_proj outputs, their low-res
+    twin, batch, position, direction, column strides, low-res batch stride); DELTA = (delta, batch, position,
+    channel strides); BC = (B, C, B's batch, group, state, position strides, C's, channels per group);
+    PROJ = (dt projection weight (K, D, R), dt bias (K, D)).
     Returns pos, is_low, valid (BLOCK_T,); u, delta_pre (bias added, before softplus), delta (T, D), zero on
     invalid steps; Bm, Cm broadcastable to (T, D, N).
     """
+    u_ptr, u_low_ptr, s_ub, s_ul, s_ud, s_ub_low = U
+    delta_ptr, s_db, s_dl, s_dd = DELTA
+    B_ptr, C_ptr, s_bb, s_bg, s_bn, s_bl, s_cb, s_cg, s_cn, s_cl, per_group = BC
+    dtw_ptr, dtb_ptr = PROJ
+    s_xc = X[5]  # the column stride; x_rows reads the others
     pos, is_low, valid = step_positions(s, k, dirs_ptr, H, W, ORDER)
     pos64 = pos.to(tl.int64)
     b64 = b.to(tl.int64)
@@ -81,7 +88,7 @@ def load_chunk(
         u = tl.load(tl.where(is_low[:, None], low_u, high_u), mask=mask_td, other=0.0).to(tl.float32)
     if LOWRANK:
         # x_proj outputs [dt_low | B | C] of direction k at each step's position.
-        xrow = x_rows(x_ptr, x_low_ptr, b64, pos64, is_low, k, s_xb, s_xl, s_xk, s_xb_low, ORDER)
+        xrow = x_rows(X[0], X[1], X, b64, pos64, is_low, k, ORDER)
         # delta_pre = dt_low @ dt_weight[k].T, one rank at a time: a (T, D, R) product tile would take a third
         # of the registers of the kernels that use it (compile_check) and pad R to a power of two.
         delta_pre = tl.zeros([s.shape[0], d.shape[0]], dtype=tl.float32)
@@ -143,11 +150,7 @@ def _states_from_entry(entry_ptr, pid_bk, pid_c, n_chunks, Dm, d, d_mask, n, t, 
 @triton.jit
 def chunk_end_state_kernel(
     state_ptr, dsum_ptr,
-    u_ptr, u_low_ptr, s_ub, s_ul, s_ud, s_ub_low,
-    x_ptr, x_low_ptr, s_xb, s_xl, s_xk, s_xc, s_xb_low,
-    delta_ptr, s_db, s_dl, s_dd,
-    B_ptr, C_ptr, s_bb, s_bg, s_bn, s_bl, s_cb, s_cg, s_cn, s_cl, per_group,
-    dtw_ptr, dtb_ptr, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks,
+    U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks,
     ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, R: tl.constexpr, N: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, TILES: tl.constexpr,
@@ -169,9 +172,8 @@ def chunk_end_state_kernel(
     for j in range(TILES):
         s = (pid_c * TILES + j) * BLOCK_T + t
         pos, is_low, valid, u, delta_pre, delta, Bm, Cm = load_chunk(
-            s, b, k, d, d_mask, u_ptr, u_low_ptr, s_ub, s_ul, s_ud, s_ub_low, x_ptr, x_low_ptr, s_xb, s_xl, s_xk,
-            s_xc, s_xb_low, delta_ptr, s_db, s_dl, s_dd, B_ptr, C_ptr, s_bb, s_bg, s_bn, s_bl, s_cb, s_cg, s_cn,
-            s_cl, per_group, dtw_ptr, dtb_ptr, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS, SOFTPLUS, R, N)
+            s, b, k, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS, SOFTPLUS,
+            R, N)
         _, _, hs = _tile_states(h, t, delta, u, Bm, A)
         h = _row(hs, t, BLOCK_T - 1)
         dsum += tl.sum(delta, axis=0)
@@ -221,11 +223,7 @@ def chunk_carry_kernel(
 def forward_output_kernel(
     out_ptr, s_ob, s_ok, s_ol, s_od, weight_ptr, red_ptr, tok_ptr, vec_ptr, part_ptr, L_high,
     carry_ptr, Dskip_ptr, z_ptr, s_zb, s_zl, s_zd,
-    u_ptr, u_low_ptr, s_ub, s_ul, s_ud, s_ub_low,
-    x_ptr, x_low_ptr, s_xb, s_xl, s_xk, s_xc, s_xb_low,
-    delta_ptr, s_db, s_dl, s_dd,
-    B_ptr, C_ptr, s_bb, s_bg, s_bn, s_bl, s_cb, s_cg, s_cn, s_cl, per_group,
-    dtw_ptr, dtb_ptr, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks, k_first, k_count,
+    U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks, k_first, k_count,
     ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, SUM_DIRECTIONS: tl.constexpr,
     ACCUMULATE: tl.constexpr, HAS_WEIGHT: tl.constexpr, REDUCE: tl.constexpr, R: tl.constexpr, N: tl.constexpr,
@@ -264,9 +262,8 @@ def forward_output_kernel(
     for j in range(TILES):
         s = (pid_c * TILES + j) * BLOCK_T + t
         pos, is_low, valid, u, delta_pre, delta, Bm, Cm = load_chunk(
-            s, b, k, d, d_mask, u_ptr, u_low_ptr, s_ub, s_ul, s_ud, s_ub_low, x_ptr, x_low_ptr, s_xb, s_xl, s_xk,
-            s_xc, s_xb_low, delta_ptr, s_db, s_dl, s_dd, B_ptr, C_ptr, s_bb, s_bg, s_bn, s_bl, s_cb, s_cg, s_cn,
-            s_cl, per_group, dtw_ptr, dtb_ptr, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS, SOFTPLUS, R, N)
+            s, b, k, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS, SOFTPLUS,
+            R, N)
         _, _, h = _tile_states(h0, t, delta, u, Bm, A)
         if TILES > 1:
             h0 = _row(h, t, BLOCK_T - 1)
@@ -336,11 +333,7 @@ def _upstream_grad(
 def chunk_adjoint_kernel(
     local_ptr, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, z_ptr, s_zb, s_zl, s_zd,
     entry_ptr, Dskip_ptr, tok_ptr, vec_ptr, gbar_ptr, L_high,
-    u_ptr, u_low_ptr, s_ub, s_ul, s_ud, s_ub_low,
-    x_ptr, x_low_ptr, s_xb, s_xl, s_xk, s_xc, s_xb_low,
-    delta_ptr, s_db, s_dl, s_dd,
-    B_ptr, C_ptr, s_bb, s_bg, s_bn, s_bl, s_cb, s_cg, s_cn, s_cl, per_group,
-    dtw_ptr, dtb_ptr, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks,
+    U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks,
     ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, HAS_Z: tl.constexpr, SUM_DIRECTIONS: tl.constexpr, HAS_WEIGHT: tl.constexpr,
     LN_UPSTREAM: tl.constexpr, HAS_D: tl.constexpr,
@@ -356,13 +349,11 @@ def chunk_adjoint_kernel(
     s = pid_c * BLOCK_T + t
     n = tl.arange(0, N)
     pos, is_low, valid, u, delta_pre, delta, Bm, Cm = load_chunk(
-        s, b, k, d, d_mask, u_ptr, u_low_ptr, s_ub, s_ul, s_ud, s_ub_low, x_ptr, x_low_ptr, s_xb, s_xl, s_xk,
-        s_xc, s_xb_low, delta_ptr, s_db, s_dl, s_dd, B_ptr, C_ptr, s_bb, s_bg, s_bn, s_bl, s_cb, s_cg, s_cn,
-        s_cl, per_group, dtw_ptr, dtb_ptr, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS, SOFTPLUS, R, N)
+        s, b, k, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS, SOFTPLUS,
+        R, N)
     _, _, _, _, _, delta_next, _, _ = load_chunk(
-        s + 1, b, k, d, d_mask, u_ptr, u_low_ptr, s_ub, s_ul, s_ud, s_ub_low, x_ptr, x_low_ptr, s_xb, s_xl, s_xk,
-        s_xc, s_xb_low, delta_ptr, s_db, s_dl, s_dd, B_ptr, C_ptr, s_bb, s_bg, s_bn, s_bl, s_cb, s_cg, s_cn,
-        s_cl, per_group, dtw_ptr, dtb_ptr, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS, SOFTPLUS, R, N)
+        s + 1, b, k, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS, SOFTPLUS,
+        R, N)
     A = tl.load(A_ptr + k * Dm * N + d[:, None] * N + n[None, :], mask=d_mask[:, None], other=0.0).to(tl.float32)
     pos64 = pos.to(tl.int64)
     b64 = b.to(tl.int64)
@@ -394,11 +385,7 @@ def backward_grads_kernel(
     # upstream and saved
     dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, entry_ptr, arrive_ptr, Dskip_ptr, z_ptr, s_zb, s_zl, s_zd,
     tok_ptr, vec_ptr, gbar_ptr, L_high,
-    u_ptr, u_low_ptr, s_ub, s_ul, s_ud, s_ub_low,
-    x_ptr, x_low_ptr, s_xb, s_xl, s_xk, s_xc, s_xb_low,
-    delta_ptr, s_db, s_dl, s_dd,
-    B_ptr, C_ptr, s_bb, s_bg, s_bn, s_bl, s_cb, s_cg, s_cn, s_cl, per_group,
-    dtw_ptr, dtb_ptr, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks,
+    U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks,
     ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, SUM_DIRECTIONS: tl.constexpr,
     HAS_WEIGHT: tl.constexpr, LN_UPSTREAM: tl.constexpr, R: tl.constexpr, N: tl.constexpr,
@@ -414,6 +401,11 @@ def backward_grads_kernel(
     Gradients summed over channel blocks (dB, dC, the dt low-rank input) or over directions (du, and the weights)
     use fp32 atomics; per-program sums over steps (dA, dD, dbias, dW) go to per-chunk buffers that the host adds up.
     """
+    _, _, s_ub, s_ul, s_ud, s_ub_low = U  # the gradients of u, x, delta, B, C are laid out like their inputs
+    s_xc = X[5]
+    _, s_db, s_dl, s_dd = DELTA
+    _, _, s_bb, s_bg, s_bn, s_bl, s_cb, s_cg, s_cn, s_cl, per_group = BC
+    dtw_ptr = PROJ[0]
     pid_bk, pid_d, pid_c = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     b, k = pid_bk // K, pid_bk % K
     d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
@@ -422,13 +414,11 @@ def backward_grads_kernel(
     s = pid_c * BLOCK_T + t
     n = tl.arange(0, N)
     pos, is_low, valid, u, delta_pre, delta, Bm, Cm = load_chunk(
-        s, b, k, d, d_mask, u_ptr, u_low_ptr, s_ub, s_ul, s_ud, s_ub_low, x_ptr, x_low_ptr, s_xb, s_xl, s_xk,
-        s_xc, s_xb_low, delta_ptr, s_db, s_dl, s_dd, B_ptr, C_ptr, s_bb, s_bg, s_bn, s_bl, s_cb, s_cg, s_cn,
-        s_cl, per_group, dtw_ptr, dtb_ptr, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS, SOFTPLUS, R, N)
+        s, b, k, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS, SOFTPLUS,
+        R, N)
     _, _, _, _, _, delta_next, _, _ = load_chunk(
-        s + 1, b, k, d, d_mask, u_ptr, u_low_ptr, s_ub, s_ul, s_ud, s_ub_low, x_ptr, x_low_ptr, s_xb, s_xl, s_xk,
-        s_xc, s_xb_low, delta_ptr, s_db, s_dl, s_dd, B_ptr, C_ptr, s_bb, s_bg, s_bn, s_bl, s_cb, s_cg, s_cn,
-        s_cl, per_group, dtw_ptr, dtb_ptr, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS, SOFTPLUS, R, N)
+        s + 1, b, k, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS, SOFTPLUS,
+        R, N)
     A = tl.load(A_ptr + k * Dm * N + d[:, None] * N + n[None, :], mask=d_mask[:, None], other=0.0).to(tl.float32)
     dn_mask = d_mask[:, None]
     chunk_base = (pid_bk.to(tl.int64) * n_chunks + pid_c) * Dm
@@ -469,7 +459,7 @@ def backward_grads_kernel(
     decayed_prev = h - drive  # exp(delta_t A) h_{t-1}
     dyh = h * dy[:, :, None]
     if LOWRANK:
-        dxrow = x_rows(dx_ptr, dx_low_ptr, b64, pos64, is_low, k, s_xb, s_xl, s_xk, s_xb_low, ORDER)
+        dxrow = x_rows(dx_ptr, dx_low_ptr, X, b64, pos64, is_low, k, ORDER)
         tl.atomic_add(dxrow[:, None] + (R + N + n[None, :]) * s_xc, tl.sum(dyh, axis=1), mask=valid[:, None])
     else:
         grp = block_group(d, per_group)
@@ -500,7 +490,7 @@ def backward_grads_kernel(
 
     gdu = g * (delta * u)[:, :, None]
     if LOWRANK:
-        xrow = x_rows(x_ptr, x_low_ptr, b64, pos64, is_low, k, s_xb, s_xl, s_xk, s_xb_low, ORDER)
+        xrow = x_rows(X[0], X[1], X, b64, pos64, is_low, k, ORDER)
         tl.atomic_add(dxrow[:, None] + (R + n[None, :]) * s_xc, tl.sum(gdu, axis=1), mask=valid[:, None])
         # Through delta_pre = dt_low @ dt_weight[k].T, one rank at a time (see load_chunk).
         for i in range(R):
