@@ -186,7 +186,8 @@ def run(args, out_name: str) -> list:
                 with tile_config(**changes) as tiles:
                     values = measure(fwd, device, args)
                 kind = "fused" if backend.startswith("fused") else backend
-                moved = bytes_moved(batch, L, Ll, D, K, N_STATE, RANK, dtype, "fused" if kind == "fused" else "mamba_ssm")
+                moved = bytes_moved(batch, L, Ll, D, K, N_STATE, RANK, dtype,
+                                    "fused" if kind == "fused" else "mamba_ssm")
                 row = record(name, shape, dtype, kind, device, **values, out_mb=out_mb, bytes_min=moved,
                              fwd_gbps=moved / values["fwd_ms"] / 1e6)
                 if kind == "fused":

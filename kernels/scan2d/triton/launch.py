@@ -150,6 +150,7 @@ class ScanOperands:
     length: int                 # steps of the longest direction's scan (padded windows included)
     tiles: TileConfig = field(default_factory=current_tiles)
     for_backward: bool = True   # False: forward only, several tiles per chunk (TileConfig.inference_tiles)
+    tiles_per_chunk: int = field(init=False)
     n_chunks: int = field(init=False)
 
     def __post_init__(self):
@@ -172,8 +173,8 @@ class ScanOperands:
 
     @property
     def block_d(self) -> int:
-        """Channels per program: tiles.block_d, halved until it divides the group size of grouped B/C, so that a block
-        reads one group (``scan_kernels.block_group``)."""
+        """Channels per program: tiles.block_d, halved until it divides the group size of grouped B/C, so that a
+        block reads one group (``scan_kernels.block_group``)."""
         block = self.tiles.block_d
         while self.grouped and self.per_group % block:
             block //= 2
