@@ -330,17 +330,14 @@ def _upstream_grad(
 
 
 @triton.jit
-def chunk_adjoint_kernel(
-    local_ptr, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, z_ptr, s_zb, s_zl, s_zd,
-    entry_ptr, Dskip_ptr, tok_ptr, vec_ptr, gbar_ptr, L_high,
-    U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks,
-    ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr,
-    SOFTPLUS: tl.constexpr, HAS_Z: tl.constexpr, SUM_DIRECTIONS: tl.constexpr, HAS_WEIGHT: tl.constexpr,
-    LN_UPSTREAM: tl.constexpr, HAS_D: tl.constexpr,
+def _backward_chunk(
+    U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm,
+    ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     R: tl.constexpr, N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
-    """Adjoint of each chunk with nothing arriving from later chunks, taken back through its first decay:
-    local = exp(delta_t0 A) * g_t0, the gradient the chunk sends to the state entering it."""
+    """What both backward kernels read for their one-tile chunk: the program's indices, the chunk's inputs
+    (load_chunk), the next step's delta (the decay the adjoint crosses backwards) and A (D, N).  Shared so that
+    the adjoint pass and the gradient pass recompute exactly the same chunk."""
     pid_bk, pid_d, pid_c = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     b, k = pid_bk // K, pid_bk % K
     d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
@@ -355,6 +352,25 @@ def chunk_adjoint_kernel(
         s + 1, b, k, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS, SOFTPLUS,
         R, N)
     A = tl.load(A_ptr + k * Dm * N + d[:, None] * N + n[None, :], mask=d_mask[:, None], other=0.0).to(tl.float32)
+    return b, k, d, d_mask, t, n, pos, is_low, valid, u, delta_pre, delta, Bm, Cm, delta_next, A
+
+
+@triton.jit
+def chunk_adjoint_kernel(
+    local_ptr, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, z_ptr, s_zb, s_zl, s_zd,
+    entry_ptr, Dskip_ptr, tok_ptr, vec_ptr, gbar_ptr, L_high,
+    U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks,
+    ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr,
+    SOFTPLUS: tl.constexpr, HAS_Z: tl.constexpr, SUM_DIRECTIONS: tl.constexpr, HAS_WEIGHT: tl.constexpr,
+    LN_UPSTREAM: tl.constexpr, HAS_D: tl.constexpr,
+    R: tl.constexpr, N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
+):
+    """Adjoint of each chunk with nothing arriving from later chunks, taken back through its first decay:
+    local = exp(delta_t0 A) * g_t0, the gradient the chunk sends to the state entering it."""
+    pid_bk, pid_c = tl.program_id(0), tl.program_id(2)
+    b, k, d, d_mask, t, n, pos, is_low, valid, u, delta_pre, delta, Bm, Cm, delta_next, A = _backward_chunk(
+        U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, ORDER, LOWRANK, HAS_BIAS, SOFTPLUS, R, N, BLOCK_T,
+        BLOCK_D)
     pos64 = pos.to(tl.int64)
     b64 = b.to(tl.int64)
     y = tl.zeros([BLOCK_T, BLOCK_D], dtype=tl.float32)
@@ -406,20 +422,10 @@ def backward_grads_kernel(
     _, s_db, s_dl, s_dd = DELTA
     _, _, s_bb, s_bg, s_bn, s_bl, s_cb, s_cg, s_cn, s_cl, per_group = BC
     dtw_ptr = PROJ[0]
-    pid_bk, pid_d, pid_c = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    b, k = pid_bk // K, pid_bk % K
-    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    d_mask = d < Dm
-    t = tl.arange(0, BLOCK_T)
-    s = pid_c * BLOCK_T + t
-    n = tl.arange(0, N)
-    pos, is_low, valid, u, delta_pre, delta, Bm, Cm = load_chunk(
-        s, b, k, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS, SOFTPLUS,
-        R, N)
-    _, _, _, _, _, delta_next, _, _ = load_chunk(
-        s + 1, b, k, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS, SOFTPLUS,
-        R, N)
-    A = tl.load(A_ptr + k * Dm * N + d[:, None] * N + n[None, :], mask=d_mask[:, None], other=0.0).to(tl.float32)
+    pid_bk, pid_c = tl.program_id(0), tl.program_id(2)
+    b, k, d, d_mask, t, n, pos, is_low, valid, u, delta_pre, delta, Bm, Cm, delta_next, A = _backward_chunk(
+        U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, ORDER, LOWRANK, HAS_BIAS, SOFTPLUS, R, N, BLOCK_T,
+        BLOCK_D)
     dn_mask = d_mask[:, None]
     chunk_base = (pid_bk.to(tl.int64) * n_chunks + pid_c) * Dm
     g_end = tl.load(arrive_ptr + (chunk_base + d[:, None]) * N + n[None, :], mask=dn_mask, other=0.0)
