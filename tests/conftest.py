@@ -5,6 +5,8 @@ import os
 
 if "TRITON_INTERPRET" not in os.environ and not os.path.exists("/dev/nvidia0"):
     os.environ["TRITON_INTERPRET"] = "1"
+# Tests that turn on torch.use_deterministic_algorithms may run a CUDA matmul: cuBLAS needs this to be repeatable.
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

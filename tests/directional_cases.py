@@ -27,11 +27,11 @@ def make_layer_inputs(batch, height, width, dim, K, n_state=4, rank=3, cross_sca
     return {k: v.to(dtype) for k, v in inputs.items()}
 
 
-def make_gate(dim, K, dtype=torch.float64, seed=1):
+def make_gate(dim, K, dtype=torch.float64, seed=1, device="cpu"):
     g = torch.Generator().manual_seed(seed)
-    w1 = torch.randn(dim, dim, generator=g, dtype=dtype) * 0.5
-    return ChannelGate(1 + 0.1 * torch.randn(dim, generator=g, dtype=dtype),
-                       0.1 * torch.randn(dim, generator=g, dtype=dtype), 1e-5,
+    w1 = (torch.randn(dim, dim, generator=g, dtype=dtype) * 0.5).to(device)
+    return ChannelGate((1 + 0.1 * torch.randn(dim, generator=g, dtype=dtype)).to(device),
+                       (0.1 * torch.randn(dim, generator=g, dtype=dtype)).to(device), 1e-5,
                        lambda pooled: torch.sigmoid(pooled @ w1))
 
 

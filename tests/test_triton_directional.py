@@ -1,6 +1,7 @@
 """Fused Triton directional scan against the PyTorch path: forward and every gradient, over random sizes
 (odd, non-square, smaller than the window), windows, orders, reversals, cross-scale modes, K = 1, 2, 4, batch 1-3,
-channel counts that are not a multiple of the block, float32 and bfloat16, with and without the channel gate."""
+channel counts that are not a multiple of the block, float32 and bfloat16, with and without the channel gate, with
+atomics and in deterministic mode (``torch.use_deterministic_algorithms``)."""
 
 import pytest
 import torch
@@ -8,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from directional_cases import make_gate, make_layer_inputs
-from scan2d import ScanDirection, directional_scan
+from scan2d import ChannelGate, ScanDirection, directional_scan
+from scan2d._backend import deterministic_algorithms
 from scan2d.triton.launch import tile_config
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -17,7 +19,8 @@ TOL = {torch.float32: dict(rtol=6e-4, atol=2e-3), torch.bfloat16: dict(rtol=3e-2
 direction = st.builds(lambda w, c, r: (w, c, r), st.sampled_from([None, 4, 8, 16]), st.booleans(), st.booleans())
 
 
-def check_against_torch_path(batch, height, width, dim, specs, cross_scale, gated, weighted, dtype, blocks):
+def check_against_torch_path(batch, height, width, dim, specs, cross_scale, gated, weighted, dtype, blocks,
+                             deterministic):
     K = len(specs)
     directions = tuple(ScanDirection(w, c, r, cross_scale) for w, c, r in specs)
     inp = make_layer_inputs(batch, height, width, dim, K, n_state=4, cross_scale=cross_scale is not None)
@@ -33,7 +36,7 @@ def check_against_torch_path(batch, height, width, dim, specs, cross_scale, gate
         low_gate = type(gate)(gate.norm_weight.to(DEVICE, torch.float32), gate.norm_bias.to(DEVICE, torch.float32),
                               gate.eps, lambda p: gate.excite(p.double().cpu()).to(p.device, p.dtype))
     low_w = weights.to(DEVICE, dtype) if weights is not None else None
-    with tile_config(block_t=blocks[0], block_d=blocks[1]):
+    with tile_config(block_t=blocks[0], block_d=blocks[1]), deterministic_algorithms(deterministic):
         out = directional_scan(**low, directions=directions, height=height, width=width, gate=low_gate,
                                direction_weights=low_w, backend="triton")
         w = torch.randn(ref.shape, dtype=torch.float64)
@@ -52,7 +55,7 @@ def check_against_torch_path(batch, height, width, dim, specs, cross_scale, gate
 common = dict(batch=st.integers(1, 2), height=st.integers(1, 8), width=st.integers(1, 8),
               dim=st.sampled_from([1, 7, 17]), weighted=st.booleans(),
               dtype=st.sampled_from([torch.float32, torch.float32, torch.bfloat16]),
-              blocks=st.sampled_from([(16, 16), (32, 32), (64, 8)]))
+              blocks=st.sampled_from([(16, 16), (32, 32), (64, 8)]), deterministic=st.booleans())
 directions_k = st.lists(direction, min_size=1, max_size=4).filter(lambda s: len(s) != 3)
 
 
@@ -91,15 +94,42 @@ def test_window_grid_spanning_many_chunks():
         torch.testing.assert_close(g / (r.abs().max() + 1), r / (r.abs().max() + 1), **TOL[torch.float32], msg=name)
 
 
-@pytest.mark.parametrize("cross_scale,gated", [(None, False), ("aligned", True), ("sequential", False)])
-def test_forward_without_gradients_carries_the_state_across_tiles_of_a_chunk(cross_scale, gated):
+@pytest.mark.parametrize("cross_scale,gated,deterministic", [(None, False, False), ("aligned", True, False),
+                                                             ("aligned", True, True), ("sequential", False, False)])
+def test_forward_without_gradients_carries_the_state_across_tiles_of_a_chunk(cross_scale, gated, deterministic):
     # Inference chunks hold several tiles scanned in turn (TileConfig.inference_tiles); 4-step tiles, 3 per chunk
-    # put tile and chunk boundaries everywhere in this 7x6 window-4 scan.
+    # put tile and chunk boundaries everywhere in this 7x6 window-4 scan; 11 channels are two channel blocks.
     directions = (ScanDirection(4, False, False, cross_scale), ScanDirection(4, True, True, cross_scale))
-    inp = make_layer_inputs(1, 7, 6, 5, 2, n_state=4, cross_scale=cross_scale is not None, dtype=torch.float32)
-    gate = make_gate(5, 2, dtype=torch.float32) if gated else None
+    inp = make_layer_inputs(1, 7, 6, 11, 2, n_state=4, cross_scale=cross_scale is not None, dtype=torch.float32)
+    gate = make_gate(11, 2, dtype=torch.float32) if gated else None
     ref = directional_scan(**inp, directions=directions, height=7, width=6, gate=gate, backend="torch")
     dev = {k: v.to(DEVICE) for k, v in inp.items()}
-    with torch.no_grad(), tile_config(block_t=4, block_d=8, inference_tiles=3):
-        out = directional_scan(**dev, directions=directions, height=7, width=6, gate=gate, backend="triton")
+    dev_gate = make_gate(11, 2, dtype=torch.float32, device=DEVICE) if gated else None
+    with torch.no_grad(), tile_config(block_t=4, block_d=8, inference_tiles=3), deterministic_algorithms(deterministic):
+        out = directional_scan(**dev, directions=directions, height=7, width=6, gate=dev_gate, backend="triton")
     torch.testing.assert_close(out.cpu(), ref, **TOL[torch.float32])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU: the interpreter runs one program at a time, so "
+                    "its atomics add in a fixed order and every run repeats anyway")
+@pytest.mark.parametrize("cross_scale", [None, "aligned"])
+def test_deterministic_mode_repeats_bit_for_bit(cross_scale):
+    # Many programs add into the same tokens here (40 channels = 3 blocks, 4 directions sharing u, 768 steps), which
+    # is where atomics would reorder float additions between runs.
+    directions = tuple(ScanDirection(8, c, r, cross_scale) for c in (False, True) for r in (False, True))
+    inp = make_layer_inputs(2, 32, 24, 40, 4, n_state=16, cross_scale=cross_scale is not None, dtype=torch.float32)
+    scale = torch.rand(40, device=DEVICE)
+    gate = ChannelGate(torch.ones(40, device=DEVICE), torch.zeros(40, device=DEVICE), 1e-5,
+                       lambda pooled: torch.sigmoid(pooled * scale))  # elementwise: no cuBLAS in deterministic mode
+    w = torch.randn(2, 32 * 24, 40, device=DEVICE)
+
+    def run():
+        leaves = {k: v.to(DEVICE).requires_grad_() for k, v in inp.items()}
+        with deterministic_algorithms(True):
+            out = directional_scan(**leaves, directions=directions, height=32, width=24, gate=gate, backend="triton")
+            grads = torch.autograd.grad((out * w).sum(), list(leaves.values()))
+        return (out, *grads)
+
+    first, second = run(), run()
+    for name, a, b in zip(["out", *inp], first, second):
+        assert torch.equal(a, b), f"{name} differs between two deterministic runs"

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scan2d import selective_scan, selective_scan_ref
+from scan2d._backend import deterministic_algorithms
 from scan2d.triton.launch import tile_config
 from test_selective_scan import make_inputs
 
@@ -28,21 +29,22 @@ def _run(fn, inp, opt, **kw):
 @given(st.fixed_dictionaries(dict(
     batch=st.integers(1, 3), dim=st.sampled_from([1, 5, 17, 24]), length=st.integers(1, 70),
     n_state=st.sampled_from([1, 4, 16]), groups=st.sampled_from([0, 1, 2]), D=st.booleans(), z=st.booleans(),
-    bias=st.booleans(), dtype=st.sampled_from([torch.float32, torch.bfloat16]))))
+    bias=st.booleans(), dtype=st.sampled_from([torch.float32, torch.bfloat16]), deterministic=st.booleans())))
 def test_forward_and_every_gradient_match_reference(opt):
     groups = opt["groups"] if opt["dim"] % max(opt["groups"], 1) == 0 else 0
     inp = make_inputs(opt["batch"], opt["dim"], opt["length"], opt["n_state"], groups)
     low = {k: v.to(DEVICE, opt["dtype"]).requires_grad_() for k, v in inp.items()}
     exact = {k: v.detach().double().cpu().requires_grad_() for k, v in low.items()}
-    out, last = _run(selective_scan, low, opt, backend="triton", return_last_state=True)
     ref, ref_last = _run(selective_scan_ref, exact, opt, return_last_state=True)
+    weight = torch.randn(ref.shape, dtype=torch.float64)
+    names = ["u", "delta", "A", "B", "C"] + [n for n, k in (("D", "D"), ("z", "z"), ("delta_bias", "bias")) if opt[k]]
+    with deterministic_algorithms(opt["deterministic"]):
+        out, last = _run(selective_scan, low, opt, backend="triton", return_last_state=True)
+        grads = torch.autograd.grad((out * weight.to(DEVICE, out.dtype)).sum(), [low[n] for n in names])
     assert out.dtype == opt["dtype"]
     tol = TOL[opt["dtype"]]
     torch.testing.assert_close(out.double().cpu(), ref, **tol)
     torch.testing.assert_close(last.double().cpu(), ref_last, **tol)
-    weight = torch.randn(ref.shape, dtype=torch.float64)
-    names = ["u", "delta", "A", "B", "C"] + [n for n, k in (("D", "D"), ("z", "z"), ("delta_bias", "bias")) if opt[k]]
-    grads = torch.autograd.grad((out * weight.to(DEVICE, out.dtype)).sum(), [low[n] for n in names])
     ref_grads = torch.autograd.grad((ref * weight).sum(), [exact[n] for n in names])
     for name, g, r in zip(names, grads, ref_grads):
         scale = r.abs().max().item() + 1.0  # sums over long sequences: compare relative to the gradient's size

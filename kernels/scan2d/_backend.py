@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 
@@ -43,3 +44,15 @@ def resolve_backend(backend: str, tensor: torch.Tensor) -> str:
                 "backend='torch', or set TRITON_INTERPRET=1 before importing triton to run the kernels on the CPU."
             )
     return backend
+
+
+@contextlib.contextmanager
+def deterministic_algorithms(enabled: bool = True):
+    """``torch.use_deterministic_algorithms(enabled)`` inside the block, the previous setting after it.  The Triton
+    scan reads the setting when an op runs (``launch.ScanOperands.deterministic``)."""
+    saved = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(enabled, warn_only=saved[1])
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])

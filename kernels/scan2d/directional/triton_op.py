@@ -7,9 +7,9 @@ weighted per (batch, direction, channel).
 
 The channel gate needs, per direction, the token-mean of LayerNorm(y_k) before any direction can be added in.
 It is computed without writing any per-direction output (:class:`_GatePool`): one pass accumulates each token's
-sum and sum of squares over channels (atomics over channel blocks), a second the sum over tokens of y * rstd, from
-which the pooled statistic follows exactly; PyTorch applies the small excitation MLP; the final pass adds the
-gated directions.  Its backward adds one pass for each token's sum over channels of g * y and then runs the usual
+sum and sum of squares over channels (atomics over channel blocks, or under torch.use_deterministic_algorithms one
+program per chunk looping over them), a second the sum over tokens of y * rstd, from which the pooled statistic
+follows exactly; PyTorch applies the small excitation MLP; the final pass adds the gated directions.  Its backward adds one pass for each token's sum over channels of g * y and then runs the usual
 adjoint kernels with the LayerNorm gradient as their upstream.  So the gated forward scans each chunk four times
 (chunk ends, statistics, pooling, output) instead of twice, trading exponentials for memory traffic.
 """

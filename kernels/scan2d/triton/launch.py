@@ -150,6 +150,9 @@ class ScanOperands:
     length: int                 # steps of the longest direction's scan (padded windows included)
     tiles: TileConfig = field(default_factory=current_tiles)
     for_backward: bool = True   # False: forward only, several tiles per chunk (TileConfig.inference_tiles)
+    # torch.use_deterministic_algorithms(True): sums that cross programs (the gate's statistics, dB, dC, the dt
+    # low-rank and du gradients) run in a fixed order instead of through atomics (``scan_kernels._channel_blocks``).
+    deterministic: bool = field(default_factory=torch.are_deterministic_algorithms_enabled)
     tiles_per_chunk: int = field(init=False)
     n_chunks: int = field(init=False)
 
@@ -180,8 +183,10 @@ class ScanOperands:
             block //= 2
         return block
 
-    def grid(self):
-        return (self.batch * self.K, triton.cdiv(self.dim, self.block_d), self.n_chunks)
+    def grid(self, directions: Optional[int] = None, channel_blocks: bool = True):
+        """(batch x ``directions`` (default all K), channel blocks (1 where one program loops over them), chunks)."""
+        blocks = triton.cdiv(self.dim, self.block_d) if channel_blocks else 1
+        return (self.batch * (self.K if directions is None else directions), blocks, self.n_chunks)
 
     def state_buffer(self, *tail):
         return torch.empty(self.batch * self.K, self.n_chunks, self.dim, *tail, device=self.u.device,
@@ -211,21 +216,23 @@ def output_pass(ops: ScanOperands, entry: torch.Tensor, out: torch.Tensor, out_s
 
     Summed directions are written one launch per direction, each adding to what the last left (one direction
     visits every output token once, so no two programs of a launch touch the same element): the sum needs no
-    atomics, is deterministic, and accumulates in ``out``'s own dtype without an fp32 buffer.
+    atomics, is deterministic, and accumulates in ``out``'s own dtype without an fp32 buffer.  The gate's sums
+    over channels (reduce 1 and 3) use atomics unless ``ops.deterministic``.
     """
     has_z = ops.z is not None
     dummy = entry
     launches = [(k, 1) for k in range(ops.K)] if sum_directions and reduce == 0 else [(0, ops.K)]
+    deterministic = ops.deterministic and reduce in (1, 3)
     for k_first, k_count in launches:
-        grid = (ops.batch * k_count, triton.cdiv(ops.dim, ops.block_d), ops.n_chunks)
+        grid = ops.grid(k_count, channel_blocks=not deterministic)
         K.forward_output_kernel[grid](
             out, *out_strides, weight if weight is not None else dummy, red if red is not None else dummy,
             tok if tok is not None else dummy, vec if vec is not None else dummy,
             part if part is not None else dummy, ops.height * ops.width, entry, ops.D if ops.D is not None else dummy,
             ops.z if has_z else ops.u, *ops.z_strides, *ops.common_args(), k_first, k_count, **ops.common_meta(),
             HAS_D=ops.D is not None, HAS_Z=has_z, SUM_DIRECTIONS=sum_directions, ACCUMULATE=k_first > 0,
-            HAS_WEIGHT=weight is not None, REDUCE=reduce, BLOCK_T=ops.tiles.block_t, BLOCK_D=ops.block_d,
-            TILES=ops.tiles_per_chunk, num_warps=ops.tiles.num_warps)
+            HAS_WEIGHT=weight is not None, REDUCE=reduce, DETERMINISTIC=deterministic, BLOCK_T=ops.tiles.block_t,
+            BLOCK_D=ops.block_d, TILES=ops.tiles_per_chunk, num_warps=ops.tiles.num_warps)
 
 
 def forward(ops: ScanOperands, out: torch.Tensor, out_strides: tuple, sum_directions: bool,
@@ -285,17 +292,19 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
     dD_part = ops.state_buffer()
     dbias_part = ops.state_buffer()
     dW_part = ops.state_buffer(ops.rank) if ops.lowrank else dD_part
-    dweight = (torch.zeros(ops.batch, ops.K, ops.dim, device=dout.device, dtype=torch.float32)
-               if weight is not None else None)
+    dweight_part = ops.state_buffer() if weight is not None else dD_part
     # Buffers a configuration does not use are never written (their constexpr branch is off): any tensor will do.
     gb = {name: grad_buffers.get(name) if grad_buffers.get(name) is not None else dD_part
           for name in ("du", "du_low", "ddelta", "dx", "dx_low", "dB", "dC", "dz")}
-    K.backward_grads_kernel[grid](
-        gb["du"], gb["du_low"], gb["ddelta"], gb["dx"], gb["dx_low"], gb["dB"], gb["dC"], gb["dz"],
-        dweight if dweight is not None else dD_part,
-        dA_part, dD_part, dbias_part, dW_part,
-        dout, *dout_strides, wt, entry, arrive, Dskip, z, *ops.z_strides, *ln_args,
-        *ops.common_args(), HAS_D=ops.D is not None, **meta, **ops.tiles.backward_options())
+    # Deterministic: one direction per launch (du is shared by the directions) and one program per chunk.
+    launches = [(k, 1) for k in range(ops.K)] if ops.deterministic else [(0, ops.K)]
+    for k_first, k_count in launches:
+        K.backward_grads_kernel[ops.grid(k_count, channel_blocks=not ops.deterministic)](
+            gb["du"], gb["du_low"], gb["ddelta"], gb["dx"], gb["dx_low"], gb["dB"], gb["dC"], gb["dz"],
+            dA_part, dD_part, dbias_part, dW_part, dweight_part,
+            dout, *dout_strides, wt, entry, arrive, Dskip, z, *ops.z_strides, *ln_args,
+            *ops.common_args(), k_first, k_count, HAS_D=ops.D is not None, DETERMINISTIC=ops.deterministic, **meta,
+            **ops.tiles.backward_options())
 
     def per_direction(part):
         return part.view(ops.batch, ops.K, ops.n_chunks, *part.shape[2:]).sum(dim=(0, 2))
@@ -303,7 +312,8 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
     gb = grad_buffers
     return Grads(
         du=gb["du"], du_low=gb.get("du_low"), ddelta=gb.get("ddelta"), dx=gb.get("dx"), dx_low=gb.get("dx_low"),
-        dB=gb.get("dB"), dC=gb.get("dC"), dz=gb.get("dz"), dweight=dweight,
+        dB=gb.get("dB"), dC=gb.get("dC"), dz=gb.get("dz"),
+        dweight=dweight_part.view(ops.batch, ops.K, ops.n_chunks, ops.dim).sum(2) if weight is not None else None,
         dA=per_direction(dA_part), dD=per_direction(dD_part), dbias=per_direction(dbias_part),
         dW=per_direction(dW_part) if ops.lowrank else None,
     )

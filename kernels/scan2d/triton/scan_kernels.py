@@ -48,19 +48,30 @@ def x_rows(x_ptr, x_low_ptr, X, b64, pos64, is_low, k, ORDER: tl.constexpr):
 
 
 @triton.jit
-def block_group(d, per_group):
-    """The group of B/C that this program's channel block reads.  Blocks never straddle two groups (the host picks
-    BLOCK_D to divide the group size), so B and C are (T, N) tiles shared by all the block's channels."""
-    return ((tl.program_id(1) * d.shape[0]) // per_group).to(tl.int64)
+def block_group(d_block, d, per_group):
+    """The group of B/C that channel block ``d_block`` (channels ``d``) reads.  Blocks never straddle two groups
+    (the host picks BLOCK_D to divide the group size), so B and C are (T, N) tiles shared by all the block's
+    channels."""
+    return ((d_block * d.shape[0]) // per_group).to(tl.int64)
+
+
+@triton.jit
+def _accumulate(ptr, value, mask, OWNED: tl.constexpr):
+    """ptr += value.  OWNED: no other program of the launch writes these elements, so a plain read-add-write does it
+    in a fixed order (deterministic); otherwise fp32 atomics."""
+    if OWNED:
+        tl.store(ptr, tl.load(ptr, mask=mask, other=0.0) + value, mask=mask)
+    else:
+        tl.atomic_add(ptr, value, mask=mask)
 
 
 @triton.jit
 def load_chunk(
-    s, b, k, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm,
+    s, b, k, d_block, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm,
     ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, R: tl.constexpr, N: tl.constexpr,
 ):
-    """Inputs of steps ``s`` (BLOCK_T,) for channels ``d`` (BLOCK_D,).
+    """Inputs of steps ``s`` (BLOCK_T,) for channels ``d`` (BLOCK_D,), channel block ``d_block``.
 
     The inputs' pointers and strides come as tuples (``launch.ScanOperands.common_args``):
     U = (u, u_low, batch, position, channel strides, u_low's batch stride); X = (x_proj outputs, their low-res
@@ -103,7 +114,7 @@ def load_chunk(
     else:
         delta_pre = tl.load(delta_ptr + b64 * s_db + pos64[:, None] * s_dl + d[None, :] * s_dd, mask=mask_td,
                             other=0.0).to(tl.float32)
-        grp = block_group(d, per_group)
+        grp = block_group(d_block, d, per_group)
         Bm = tl.load(B_ptr + b64 * s_bb + grp * s_bg + n[None, :] * s_bn + pos64[:, None] * s_bl,
                      mask=valid[:, None], other=0.0).to(tl.float32)[:, None, :]
         Cm = tl.load(C_ptr + b64 * s_cb + grp * s_cg + n[None, :] * s_cn + pos64[:, None] * s_cl,
@@ -172,7 +183,7 @@ def chunk_end_state_kernel(
     for j in range(TILES):
         s = (pid_c * TILES + j) * BLOCK_T + t
         pos, is_low, valid, u, delta_pre, delta, Bm, Cm = load_chunk(
-            s, b, k, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS, SOFTPLUS,
+            s, b, k, pid_d, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS, SOFTPLUS,
             R, N)
         _, _, hs = _tile_states(h, t, delta, u, Bm, A)
         h = _row(hs, t, BLOCK_T - 1)
@@ -220,14 +231,24 @@ def chunk_carry_kernel(
 
 
 @triton.jit
+def _channel_blocks(Dm, BLOCK_D: tl.constexpr, DETERMINISTIC: tl.constexpr):
+    """(first channel block, how many) of this program: its own one (grid axis 1), or with DETERMINISTIC every
+    block in turn (the host launches one program per chunk), so sums over channels never cross programs."""
+    if DETERMINISTIC:
+        return 0, tl.cdiv(Dm, BLOCK_D)
+    else:
+        return tl.program_id(1), 1
+
+
+@triton.jit(do_not_specialize=["k_first"])  # one compiled kernel for every direction
 def forward_output_kernel(
     out_ptr, s_ob, s_ok, s_ol, s_od, weight_ptr, red_ptr, tok_ptr, vec_ptr, part_ptr, L_high,
     carry_ptr, Dskip_ptr, z_ptr, s_zb, s_zl, s_zd,
     U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks, k_first, k_count,
     ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, SUM_DIRECTIONS: tl.constexpr,
-    ACCUMULATE: tl.constexpr, HAS_WEIGHT: tl.constexpr, REDUCE: tl.constexpr, R: tl.constexpr, N: tl.constexpr,
-    BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, TILES: tl.constexpr,
+    ACCUMULATE: tl.constexpr, HAS_WEIGHT: tl.constexpr, REDUCE: tl.constexpr, DETERMINISTIC: tl.constexpr,
+    R: tl.constexpr, N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, TILES: tl.constexpr,
 ):
     """y_t = C_t . h_t + D u_t (times silu(z_t)) from the chunk's entry state, written at each step's position.
 
@@ -237,65 +258,75 @@ def forward_output_kernel(
     weight[b, k, d] when HAS_WEIGHT), added to what out holds when ACCUMULATE; otherwise out[b, k, pos, d] through
     the strides (K = 1 for the drop-in scan).
     Instead of writing y, the channel gate's passes reduce it (over high-resolution tokens only):
-    REDUCE = 1: red[bk, pos] += (sum_d y, sum_d y^2)       per-token LayerNorm statistics (atomics over channel blocks)
-    REDUCE = 2: part[bk, chunk, d] = sum_t y * rstd[bk, t]   (tok holds (mean, rstd) per token; no atomics)
+    REDUCE = 1: red[bk, pos] += (sum_d y, sum_d y^2)       per-token LayerNorm statistics
+    REDUCE = 2: part[bk, chunk, d] = sum_t y * rstd[bk, t]   (tok holds (mean, rstd) per token)
     REDUCE = 3: red[bk, pos] += sum_d vec[bk, d] * y         (for the gate's LayerNorm backward)
-    Low-resolution tokens of a cross-scale scan are never written.
+    The sums over channels of REDUCE 1 and 3 use atomics across channel blocks, or with DETERMINISTIC one program
+    per chunk visits every channel block (``_channel_blocks``).  Low-resolution tokens of a cross-scale scan are
+    never written.
     """
-    pid_g, pid_d, pid_c = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    pid_g, pid_c = tl.program_id(0), tl.program_id(2)
     b, k = pid_g // k_count, k_first + pid_g % k_count
     pid_bk = b * K + k  # index of (batch, direction) in the state buffers
     b64 = b.to(tl.int64)
-    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    d_mask = d < Dm
     t = tl.arange(0, BLOCK_T)
     n = tl.arange(0, N)
-    A = tl.load(A_ptr + k * Dm * N + d[:, None] * N + n[None, :], mask=d_mask[:, None], other=0.0).to(tl.float32)
-    if HAS_D:
-        Dk = tl.load(Dskip_ptr + k * Dm + d, mask=d_mask, other=0.0).to(tl.float32)
-    if HAS_WEIGHT:
-        wk = tl.load(weight_ptr + (b * K + k) * Dm + d, mask=d_mask, other=0.0).to(tl.float32)
-    if REDUCE == 3:
-        g = tl.load(vec_ptr + pid_bk * Dm + d, mask=d_mask, other=0.0)
-    h0 = _load_state(carry_ptr, pid_bk, pid_c, n_chunks, Dm, d, d_mask, n)
-    part = tl.zeros([BLOCK_D], dtype=tl.float32)
-    for j in range(TILES):
-        s = (pid_c * TILES + j) * BLOCK_T + t
-        pos, is_low, valid, u, delta_pre, delta, Bm, Cm = load_chunk(
-            s, b, k, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS, SOFTPLUS,
-            R, N)
-        _, _, h = _tile_states(h0, t, delta, u, Bm, A)
-        if TILES > 1:
-            h0 = _row(h, t, BLOCK_T - 1)
-        y = tl.sum(h * Cm, axis=2)
+    first_block, n_blocks = _channel_blocks(Dm, BLOCK_D, DETERMINISTIC)
+    for i in range(n_blocks):
+        pid_d = first_block + i
+        d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+        d_mask = d < Dm
+        A = tl.load(A_ptr + k * Dm * N + d[:, None] * N + n[None, :], mask=d_mask[:, None],
+                    other=0.0).to(tl.float32)
         if HAS_D:
-            y += u * Dk[None, :]
-        pos64 = pos.to(tl.int64)
-        if HAS_Z:
-            z = tl.load(z_ptr + b64 * s_zb + pos64[:, None] * s_zl + d[None, :] * s_zd,
-                        mask=valid[:, None] & d_mask[None, :], other=0.0).to(tl.float32)
-            y = y * z / (1.0 + tl.exp(-z))
-        high = valid & (is_low == 0)
-        write = high[:, None] & d_mask[None, :]
-        token = pid_bk.to(tl.int64) * L_high + pos64
-        if REDUCE == 0:
-            dest = out_ptr + b64 * s_ob + k * s_ok + pos64[:, None] * s_ol + d[None, :] * s_od
-            if HAS_WEIGHT:
-                y = y * wk[None, :]
-            if ACCUMULATE:
-                y += tl.load(dest, mask=write, other=0.0).to(tl.float32)
-            tl.store(dest, y.to(out_ptr.dtype.element_ty), mask=write)
-        elif REDUCE == 1:
-            y = tl.where(write, y, 0.0)
-            tl.atomic_add(red_ptr + token * 2, tl.sum(y, axis=1), mask=high)
-            tl.atomic_add(red_ptr + token * 2 + 1, tl.sum(y * y, axis=1), mask=high)
-        elif REDUCE == 2:
-            rstd = tl.load(tok_ptr + token * 2 + 1, mask=high, other=0.0)
-            part += tl.sum(tl.where(write, y * rstd[:, None], 0.0), axis=0)
-        else:
-            tl.atomic_add(red_ptr + token, tl.sum(tl.where(write, y * g[None, :], 0.0), axis=1), mask=high)
-    if REDUCE == 2:
-        tl.store(part_ptr + (pid_bk.to(tl.int64) * n_chunks + pid_c) * Dm + d, part, mask=d_mask)
+            Dk = tl.load(Dskip_ptr + k * Dm + d, mask=d_mask, other=0.0).to(tl.float32)
+        if HAS_WEIGHT:
+            wk = tl.load(weight_ptr + (b * K + k) * Dm + d, mask=d_mask, other=0.0).to(tl.float32)
+        if REDUCE == 3:
+            g = tl.load(vec_ptr + pid_bk * Dm + d, mask=d_mask, other=0.0)
+        h0 = _load_state(carry_ptr, pid_bk, pid_c, n_chunks, Dm, d, d_mask, n)
+        part = tl.zeros([BLOCK_D], dtype=tl.float32)
+        for j in range(TILES):
+            s = (pid_c * TILES + j) * BLOCK_T + t
+            pos, is_low, valid, u, delta_pre, delta, Bm, Cm = load_chunk(
+                s, b, k, pid_d, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS,
+                SOFTPLUS, R, N)
+            _, _, h = _tile_states(h0, t, delta, u, Bm, A)
+            if TILES > 1:
+                h0 = _row(h, t, BLOCK_T - 1)
+            y = tl.sum(h * Cm, axis=2)
+            if HAS_D:
+                y += u * Dk[None, :]
+            pos64 = pos.to(tl.int64)
+            if HAS_Z:
+                z = tl.load(z_ptr + b64 * s_zb + pos64[:, None] * s_zl + d[None, :] * s_zd,
+                            mask=valid[:, None] & d_mask[None, :], other=0.0).to(tl.float32)
+                y = y * z / (1.0 + tl.exp(-z))
+            high = valid & (is_low == 0)
+            write = high[:, None] & d_mask[None, :]
+            token = pid_bk.to(tl.int64) * L_high + pos64
+            if REDUCE == 0:
+                dest = out_ptr + b64 * s_ob + k * s_ok + pos64[:, None] * s_ol + d[None, :] * s_od
+                if HAS_WEIGHT:
+                    y = y * wk[None, :]
+                if ACCUMULATE:
+                    y += tl.load(dest, mask=write, other=0.0).to(tl.float32)
+                tl.store(dest, y.to(out_ptr.dtype.element_ty), mask=write)
+            elif REDUCE == 1:
+                y = tl.where(write, y, 0.0)
+                _accumulate(red_ptr + token * 2, tl.sum(y, axis=1), high, DETERMINISTIC)
+                _accumulate(red_ptr + token * 2 + 1, tl.sum(y * y, axis=1), high, DETERMINISTIC)
+            elif REDUCE == 2:
+                rstd = tl.load(tok_ptr + token * 2 + 1, mask=high, other=0.0)
+                part += tl.sum(tl.where(write, y * rstd[:, None], 0.0), axis=0)
+            else:
+                _accumulate(red_ptr + token, tl.sum(tl.where(write, y * g[None, :], 0.0), axis=1), high,
+                            DETERMINISTIC)
+        if REDUCE == 2:
+            tl.store(part_ptr + (pid_bk.to(tl.int64) * n_chunks + pid_c) * Dm + d, part, mask=d_mask)
+        if DETERMINISTIC:
+            # The next block's read-add-writes must see this block's stores, whichever thread made them.
+            tl.debug_barrier()
 
 
 @triton.jit
@@ -331,28 +362,27 @@ def _upstream_grad(
 
 @triton.jit
 def _backward_chunk(
-    U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm,
+    b, k, pid_d, pid_c, U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, H, W, Dm,
     ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     R: tl.constexpr, N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
-    """What both backward kernels read for their one-tile chunk: the program's indices, the chunk's inputs
-    (load_chunk), the next step's delta (the decay the adjoint crosses backwards) and A (D, N).  Shared so that
-    the adjoint pass and the gradient pass recompute exactly the same chunk."""
-    pid_bk, pid_d, pid_c = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    b, k = pid_bk // K, pid_bk % K
+    """What both backward kernels read for the one-tile chunk ``pid_c`` of (batch b, direction k), channel block
+    ``pid_d``: the chunk's indices and inputs (load_chunk), the next step's delta (the decay the adjoint crosses
+    backwards) and A (D, N).  Shared so that the adjoint pass and the gradient pass recompute exactly the same
+    chunk."""
     d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
     d_mask = d < Dm
     t = tl.arange(0, BLOCK_T)
     s = pid_c * BLOCK_T + t
     n = tl.arange(0, N)
     pos, is_low, valid, u, delta_pre, delta, Bm, Cm = load_chunk(
-        s, b, k, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS, SOFTPLUS,
+        s, b, k, pid_d, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS, SOFTPLUS,
         R, N)
     _, _, _, _, _, delta_next, _, _ = load_chunk(
-        s + 1, b, k, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS, SOFTPLUS,
-        R, N)
+        s + 1, b, k, pid_d, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS,
+        SOFTPLUS, R, N)
     A = tl.load(A_ptr + k * Dm * N + d[:, None] * N + n[None, :], mask=d_mask[:, None], other=0.0).to(tl.float32)
-    return b, k, d, d_mask, t, n, pos, is_low, valid, u, delta_pre, delta, Bm, Cm, delta_next, A
+    return d, d_mask, t, n, pos, is_low, valid, u, delta_pre, delta, Bm, Cm, delta_next, A
 
 
 @triton.jit
@@ -368,9 +398,10 @@ def chunk_adjoint_kernel(
     """Adjoint of each chunk with nothing arriving from later chunks, taken back through its first decay:
     local = exp(delta_t0 A) * g_t0, the gradient the chunk sends to the state entering it."""
     pid_bk, pid_c = tl.program_id(0), tl.program_id(2)
-    b, k, d, d_mask, t, n, pos, is_low, valid, u, delta_pre, delta, Bm, Cm, delta_next, A = _backward_chunk(
-        U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, ORDER, LOWRANK, HAS_BIAS, SOFTPLUS, R, N, BLOCK_T,
-        BLOCK_D)
+    b, k = pid_bk // K, pid_bk % K
+    d, d_mask, t, n, pos, is_low, valid, u, delta_pre, delta, Bm, Cm, delta_next, A = _backward_chunk(
+        b, k, tl.program_id(1), pid_c, U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS,
+        SOFTPLUS, R, N, BLOCK_T, BLOCK_D)
     pos64 = pos.to(tl.int64)
     b64 = b.to(tl.int64)
     y = tl.zeros([BLOCK_T, BLOCK_D], dtype=tl.float32)
@@ -393,19 +424,19 @@ def chunk_adjoint_kernel(
     tl.store(local_ptr + (base + d[:, None]) * N + n[None, :], first, mask=d_mask[:, None])
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["k_first"])  # one compiled kernel for every direction
 def backward_grads_kernel(
     # gradients
-    du_ptr, du_low_ptr, ddelta_ptr, dx_ptr, dx_low_ptr, dB_ptr, dC_ptr, dz_ptr, dweight_ptr,
-    dA_part_ptr, dD_part_ptr, dbias_part_ptr, dW_part_ptr,
+    du_ptr, du_low_ptr, ddelta_ptr, dx_ptr, dx_low_ptr, dB_ptr, dC_ptr, dz_ptr,
+    dA_part_ptr, dD_part_ptr, dbias_part_ptr, dW_part_ptr, dweight_part_ptr,
     # upstream and saved
     dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, entry_ptr, arrive_ptr, Dskip_ptr, z_ptr, s_zb, s_zl, s_zd,
     tok_ptr, vec_ptr, gbar_ptr, L_high,
-    U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks,
+    U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks, k_first, k_count,
     ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, SUM_DIRECTIONS: tl.constexpr,
-    HAS_WEIGHT: tl.constexpr, LN_UPSTREAM: tl.constexpr, R: tl.constexpr, N: tl.constexpr,
-    BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
+    HAS_WEIGHT: tl.constexpr, LN_UPSTREAM: tl.constexpr, DETERMINISTIC: tl.constexpr, R: tl.constexpr,
+    N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     """All gradients of one chunk: recompute h from the chunk's entry state, run the adjoint recurrence
     g_t = C_t dy_t + exp(delta_{t+1} A) g_{t+1} from the adjoint arriving at the chunk's end, then
@@ -414,103 +445,119 @@ def backward_grads_kernel(
         dB     = sum_d g delta u                      dC     = sum_d dy h
         dA     = sum_t g delta exp(delta A) h_prev    with exp(delta_t A) h_{t-1} = h_t - delta_t B_t u_t.
 
-    Gradients summed over channel blocks (dB, dC, the dt low-rank input) or over directions (du, and the weights)
-    use fp32 atomics; per-program sums over steps (dA, dD, dbias, dW) go to per-chunk buffers that the host adds up.
+    The launch covers directions k_first .. k_first + k_count - 1.  Per-program sums over steps (dA, dD, dbias, dW,
+    the direction weights) go to per-chunk buffers that the host adds up.  Gradients summed over channel blocks
+    (dB, dC, the dt low-rank input) or over directions (du) use fp32 atomics, or with DETERMINISTIC a plain
+    read-add-write: one program per chunk visits every channel block (``_channel_blocks``) and the host launches
+    one direction at a time, so no two programs of a launch write the same element.
     """
-    _, _, s_ub, s_ul, s_ud, s_ub_low = U  # the gradients of u, x, delta, B, C are laid out like their inputs
+    # The gradients of u, x, delta, B, C are laid out like their inputs.  (Indexing, not unpacking into "_": a
+    # name assigned before the channel loop must keep its type inside it.)
+    s_ub, s_ul, s_ud, s_ub_low = U[2], U[3], U[4], U[5]
     s_xc = X[5]
-    _, s_db, s_dl, s_dd = DELTA
-    _, _, s_bb, s_bg, s_bn, s_bl, s_cb, s_cg, s_cn, s_cl, per_group = BC
+    s_db, s_dl, s_dd = DELTA[1], DELTA[2], DELTA[3]
+    s_bb, s_bg, s_bn, s_bl, s_cb, s_cg, s_cn, s_cl, per_group = BC[2], BC[3], BC[4], BC[5], BC[6], BC[7], BC[8], \
+        BC[9], BC[10]
     dtw_ptr = PROJ[0]
-    pid_bk, pid_c = tl.program_id(0), tl.program_id(2)
-    b, k, d, d_mask, t, n, pos, is_low, valid, u, delta_pre, delta, Bm, Cm, delta_next, A = _backward_chunk(
-        U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, ORDER, LOWRANK, HAS_BIAS, SOFTPLUS, R, N, BLOCK_T,
-        BLOCK_D)
-    dn_mask = d_mask[:, None]
-    chunk_base = (pid_bk.to(tl.int64) * n_chunks + pid_c) * Dm
-    g_end = tl.load(arrive_ptr + (chunk_base + d[:, None]) * N + n[None, :], mask=dn_mask, other=0.0)
-    pos64 = pos.to(tl.int64)
+    pid_g, pid_c = tl.program_id(0), tl.program_id(2)
+    b, k = pid_g // k_count, k_first + pid_g % k_count
+    pid_bk = b * K + k  # index of (batch, direction) in the state buffers
     b64 = b.to(tl.int64)
-    mask_td = valid[:, None] & d_mask[None, :]
+    first_block, n_blocks = _channel_blocks(Dm, BLOCK_D, DETERMINISTIC)
+    for blk in range(n_blocks):
+        pid_d = first_block + blk
+        d, d_mask, t, n, pos, is_low, valid, u, delta_pre, delta, Bm, Cm, delta_next, A = _backward_chunk(
+            b, k, pid_d, pid_c, U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, H, W, Dm, ORDER, LOWRANK,
+            HAS_BIAS, SOFTPLUS, R, N, BLOCK_T, BLOCK_D)
+        dn_mask = d_mask[:, None]
+        chunk_base = (pid_bk.to(tl.int64) * n_chunks + pid_c) * Dm
+        g_end = tl.load(arrive_ptr + (chunk_base + d[:, None]) * N + n[None, :], mask=dn_mask, other=0.0)
+        pos64 = pos.to(tl.int64)
+        mask_td = valid[:, None] & d_mask[None, :]
 
-    # Recompute the chunk's states.
-    decay, drive, h = _states_from_entry(entry_ptr, pid_bk, pid_c, n_chunks, Dm, d, d_mask, n, t, delta, u, Bm, A)
-    y_ssm = tl.sum(h * Cm, axis=2)
+        # Recompute the chunk's states.
+        decay, drive, h = _states_from_entry(entry_ptr, pid_bk, pid_c, n_chunks, Dm, d, d_mask, n, t, delta, u, Bm,
+                                             A)
+        y_ssm = tl.sum(h * Cm, axis=2)
 
-    if HAS_D:
-        Dk = tl.load(Dskip_ptr + k * Dm + d, mask=d_mask, other=0.0).to(tl.float32)
-    else:
-        Dk = tl.zeros([BLOCK_D], dtype=tl.float32)
-    y = y_ssm + u * Dk[None, :]
-    # Upstream gradient of this direction's output (before the D skip and the z gate).
-    dout = _upstream_grad(pos64, b64, k, d, d_mask, valid, is_low, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, K,
-                          Dm, y, tok_ptr, vec_ptr, gbar_ptr, L_high, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM)
-    if SUM_DIRECTIONS:  # never together with LN_UPSTREAM
-        if HAS_WEIGHT:
-            # d weight[b, k, d] = sum over high-resolution steps of dout * y (dout read without the weight).
-            raw = tl.load(dout_ptr + b64 * s_gb + pos64[:, None] * s_gl + d[None, :] * s_gd,
-                          mask=(valid & (is_low == 0))[:, None] & d_mask[None, :], other=0.0).to(tl.float32)
-            tl.atomic_add(dweight_ptr + (b * K + k) * Dm + d, tl.sum(raw * y, axis=0), mask=d_mask)
-    dy = dout
-    if HAS_Z:
-        zp = z_ptr + b64 * s_zb + pos64[:, None] * s_zl + d[None, :] * s_zd
-        z = tl.load(zp, mask=mask_td, other=0.0).to(tl.float32)
-        sig = 1.0 / (1.0 + tl.exp(-z))
-        tl.store(dz_ptr + b64 * s_zb + pos64[:, None] * s_zl + d[None, :] * s_zd,
-                 dout * y * sig * (1.0 + z * (1.0 - sig)), mask=mask_td)
-        dy = dout * z * sig
+        if HAS_D:
+            Dk = tl.load(Dskip_ptr + k * Dm + d, mask=d_mask, other=0.0).to(tl.float32)
+        else:
+            Dk = tl.zeros([BLOCK_D], dtype=tl.float32)
+        y = y_ssm + u * Dk[None, :]
+        # Upstream gradient of this direction's output (before the D skip and the z gate).
+        dout = _upstream_grad(pos64, b64, k, d, d_mask, valid, is_low, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr,
+                              K, Dm, y, tok_ptr, vec_ptr, gbar_ptr, L_high, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM)
+        if SUM_DIRECTIONS:  # never together with LN_UPSTREAM
+            if HAS_WEIGHT:
+                # d weight[b, k, d] = sum over high-resolution steps of dout * y (dout read without the weight).
+                raw = tl.load(dout_ptr + b64 * s_gb + pos64[:, None] * s_gl + d[None, :] * s_gd,
+                              mask=(valid & (is_low == 0))[:, None] & d_mask[None, :], other=0.0).to(tl.float32)
+                tl.store(dweight_part_ptr + chunk_base + d, tl.sum(raw * y, axis=0), mask=d_mask)
+        dy = dout
+        if HAS_Z:
+            zp = z_ptr + b64 * s_zb + pos64[:, None] * s_zl + d[None, :] * s_zd
+            z = tl.load(zp, mask=mask_td, other=0.0).to(tl.float32)
+            sig = 1.0 / (1.0 + tl.exp(-z))
+            tl.store(dz_ptr + b64 * s_zb + pos64[:, None] * s_zl + d[None, :] * s_zd,
+                     dout * y * sig * (1.0 + z * (1.0 - sig)), mask=mask_td)
+            dy = dout * z * sig
 
-    # dC is the last use of h: write it before the adjoint scan so that h and g are never live together (the
-    # kernel's register peak, see compile_check).
-    decayed_prev = h - drive  # exp(delta_t A) h_{t-1}
-    dyh = h * dy[:, :, None]
-    if LOWRANK:
-        dxrow = x_rows(dx_ptr, dx_low_ptr, X, b64, pos64, is_low, k, ORDER)
-        tl.atomic_add(dxrow[:, None] + (R + N + n[None, :]) * s_xc, tl.sum(dyh, axis=1), mask=valid[:, None])
-    else:
-        grp = block_group(d, per_group)
-        tl.atomic_add(dC_ptr + b64 * s_cb + grp * s_cg + n[None, :] * s_cn + pos64[:, None] * s_cl,
-                      tl.sum(dyh, axis=1), mask=valid[:, None])
+        # dC is the last use of h: write it before the adjoint scan so that h and g are never live together (the
+        # kernel's register peak, see compile_check).
+        decayed_prev = h - drive  # exp(delta_t A) h_{t-1}
+        dyh = h * dy[:, :, None]
+        if LOWRANK:
+            dxrow = x_rows(dx_ptr, dx_low_ptr, X, b64, pos64, is_low, k, ORDER)
+            _accumulate(dxrow[:, None] + (R + N + n[None, :]) * s_xc, tl.sum(dyh, axis=1), valid[:, None],
+                        DETERMINISTIC)
+        else:
+            grp = block_group(pid_d, d, per_group)
+            _accumulate(dC_ptr + b64 * s_cb + grp * s_cg + n[None, :] * s_cn + pos64[:, None] * s_cl,
+                        tl.sum(dyh, axis=1), valid[:, None], DETERMINISTIC)
 
-    # Adjoint recurrence over the chunk, seeded with what arrives from later chunks.
-    back_decay = tl.exp(delta_next[:, :, None] * A[None, :, :])
-    back_decay = tl.where((t == BLOCK_T - 1)[:, None, None], 0.0, back_decay)
-    seed = dy[:, :, None] * Cm + tl.where((t == BLOCK_T - 1)[:, None, None], g_end[None], 0.0)
-    _, g = tl.associative_scan((back_decay, seed), 0, _combine, reverse=True)
+        # Adjoint recurrence over the chunk, seeded with what arrives from later chunks.
+        back_decay = tl.exp(delta_next[:, :, None] * A[None, :, :])
+        back_decay = tl.where((t == BLOCK_T - 1)[:, None, None], 0.0, back_decay)
+        seed = dy[:, :, None] * Cm + tl.where((t == BLOCK_T - 1)[:, None, None], g_end[None], 0.0)
+        _, g = tl.associative_scan((back_decay, seed), 0, _combine, reverse=True)
 
-    gB = tl.sum(g * Bm, axis=2)
-    du = gB * delta + dy * Dk[None, :]
-    g_prev = g * decayed_prev
-    ddelta = gB * u + tl.sum(g_prev * A[None, :, :], axis=2)
-    if SOFTPLUS:
-        ddelta = ddelta / (1.0 + tl.exp(-delta_pre))
-    ddelta = tl.where(mask_td, ddelta, 0.0)
+        gB = tl.sum(g * Bm, axis=2)
+        du = gB * delta + dy * Dk[None, :]
+        g_prev = g * decayed_prev
+        ddelta = gB * u + tl.sum(g_prev * A[None, :, :], axis=2)
+        if SOFTPLUS:
+            ddelta = ddelta / (1.0 + tl.exp(-delta_pre))
+        ddelta = tl.where(mask_td, ddelta, 0.0)
 
-    # u (and the low-resolution tokens) can be read by several directions: accumulate.
-    du_high = du_ptr + b64 * s_ub + pos64[:, None] * s_ul + d[None, :] * s_ud
-    if ORDER == 0:
-        tl.atomic_add(du_high, du, mask=mask_td)
-    else:
-        du_low = du_low_ptr + b64 * s_ub_low + pos64[:, None] * s_ul + d[None, :] * s_ud
-        tl.atomic_add(tl.where(is_low[:, None], du_low, du_high), du, mask=mask_td)
+        # u (and the low-resolution tokens) can be read by several directions: accumulate.
+        du_high = du_ptr + b64 * s_ub + pos64[:, None] * s_ul + d[None, :] * s_ud
+        if ORDER == 0:
+            _accumulate(du_high, du, mask_td, DETERMINISTIC)
+        else:
+            du_low = du_low_ptr + b64 * s_ub_low + pos64[:, None] * s_ul + d[None, :] * s_ud
+            _accumulate(tl.where(is_low[:, None], du_low, du_high), du, mask_td, DETERMINISTIC)
 
-    gdu = g * (delta * u)[:, :, None]
-    if LOWRANK:
-        xrow = x_rows(X[0], X[1], X, b64, pos64, is_low, k, ORDER)
-        tl.atomic_add(dxrow[:, None] + (R + n[None, :]) * s_xc, tl.sum(gdu, axis=1), mask=valid[:, None])
-        # Through delta_pre = dt_low @ dt_weight[k].T, one rank at a time (see load_chunk).
-        for i in range(R):
-            wi = tl.load(dtw_ptr + (k * Dm + d) * R + i, mask=d_mask, other=0.0).to(tl.float32)
-            tl.atomic_add(dxrow + i * s_xc, tl.sum(ddelta * wi[None, :], axis=1), mask=valid)
-            col = tl.load(xrow + i * s_xc, mask=valid, other=0.0).to(tl.float32)
-            tl.store(dW_part_ptr + (chunk_base + d) * R + i, tl.sum(ddelta * col[:, None], axis=0), mask=d_mask)
-    else:
-        tl.store(ddelta_ptr + b64 * s_db + pos64[:, None] * s_dl + d[None, :] * s_dd, ddelta, mask=mask_td)
-        grp = block_group(d, per_group)
-        tl.atomic_add(dB_ptr + b64 * s_bb + grp * s_bg + n[None, :] * s_bn + pos64[:, None] * s_bl,
-                      tl.sum(gdu, axis=1), mask=valid[:, None])
+        gdu = g * (delta * u)[:, :, None]
+        if LOWRANK:
+            xrow = x_rows(X[0], X[1], X, b64, pos64, is_low, k, ORDER)
+            _accumulate(dxrow[:, None] + (R + n[None, :]) * s_xc, tl.sum(gdu, axis=1), valid[:, None], DETERMINISTIC)
+            # Through delta_pre = dt_low @ dt_weight[k].T, one rank at a time (see load_chunk).
+            for r in range(R):
+                wr = tl.load(dtw_ptr + (k * Dm + d) * R + r, mask=d_mask, other=0.0).to(tl.float32)
+                _accumulate(dxrow + r * s_xc, tl.sum(ddelta * wr[None, :], axis=1), valid, DETERMINISTIC)
+                col = tl.load(xrow + r * s_xc, mask=valid, other=0.0).to(tl.float32)
+                tl.store(dW_part_ptr + (chunk_base + d) * R + r, tl.sum(ddelta * col[:, None], axis=0), mask=d_mask)
+        else:
+            tl.store(ddelta_ptr + b64 * s_db + pos64[:, None] * s_dl + d[None, :] * s_dd, ddelta, mask=mask_td)
+            grp = block_group(pid_d, d, per_group)
+            _accumulate(dB_ptr + b64 * s_bb + grp * s_bg + n[None, :] * s_bn + pos64[:, None] * s_bl,
+                        tl.sum(gdu, axis=1), valid[:, None], DETERMINISTIC)
 
-    tl.store(dA_part_ptr + (chunk_base + d[:, None]) * N + n[None, :],
-             tl.sum(g_prev * delta[:, :, None], axis=0), mask=dn_mask)
-    tl.store(dD_part_ptr + chunk_base + d, tl.sum(dy * u, axis=0), mask=d_mask)
-    tl.store(dbias_part_ptr + chunk_base + d, tl.sum(ddelta, axis=0), mask=d_mask)
+        tl.store(dA_part_ptr + (chunk_base + d[:, None]) * N + n[None, :],
+                 tl.sum(g_prev * delta[:, :, None], axis=0), mask=dn_mask)
+        tl.store(dD_part_ptr + chunk_base + d, tl.sum(dy * u, axis=0), mask=d_mask)
+        tl.store(dbias_part_ptr + chunk_base + d, tl.sum(ddelta, axis=0), mask=d_mask)
+        if DETERMINISTIC:
+            # The next block's read-add-writes must see this block's stores, whichever thread made them.
+            tl.debug_barrier()
