@@ -37,6 +37,17 @@ def test_every_kernel_compiles_without_register_spills(arch, tmp_path):
     assert {c["TILES"] for c in outputs} == {1, 16}  # training (one tile per chunk) and inference chunks
     grads = [b["constexprs"] for b in builds if b["kernel"] == "backward_grads_kernel"]
     assert {c["LN_UPSTREAM"] for c in grads} == {True, False}
+    # Atomics only where the README says (the backward's sums over channel blocks and directions, the gate's
+    # per-token sums over channels), and none at all in deterministic mode.
+    atomic = {(b["kernel"], b["constexprs"].get("REDUCE")) for b in builds
+              if b["atomics"] and not b["constexprs"].get("DETERMINISTIC")}
+    assert atomic == {("backward_grads_kernel", None), ("forward_output_kernel", 1), ("forward_output_kernel", 3)}
+    deterministic = [b for b in builds if b["constexprs"].get("DETERMINISTIC")]
+    assert {(b["kernel"], b["constexprs"].get("REDUCE")) for b in deterministic} == {
+        ("backward_grads_kernel", None), ("forward_output_kernel", 1), ("forward_output_kernel", 3)}
+    assert {b["constexprs"]["LOWRANK"] for b in deterministic if b["kernel"] == "backward_grads_kernel"} == {
+        True, False}
+    assert [b["kernel"] for b in deterministic if b["atomics"]] == []
     spilled = [(b["kernel"], b["spill_store_bytes"], b["constexprs"]) for b in builds if b["spill_store_bytes"]]
     assert not spilled, f"register spills to local memory: {spilled}"
     assert max(b["registers"] for b in builds) <= 255

@@ -41,11 +41,13 @@ class KernelBuild:
     spill_load_bytes: int
     stack_bytes: int
     shared_bytes: int
+    atomics: int  # atomic read-modify-write instructions in the PTX (zero: the kernel's sums are deterministic)
     compile_s: float
 
 
 _USED = re.compile(r"Used (\d+) registers")
 _FRAME = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
+_ATOMIC = re.compile(r"^\s*(?:@!?%p\d+\s+)?(?:atom|red)\.", re.MULTILINE)  # optionally predicated atom.* / red.*
 
 
 def _ptxas_report(ptx: str, arch: int) -> tuple:
@@ -105,7 +107,8 @@ def compile_instead_of_launch(arches: Sequence[int], builds: List[KernelBuild]) 
             names = {self.arg_names[path[0]] + "".join(f"[{i}]" for i in path[1:]): value
                      for path, value in constexprs.items()}
             builds.append(KernelBuild(self.fn.__name__, arch, names, compiled.metadata.num_warps, regs, stores, loads,
-                                      stack, compiled.metadata.shared, round(seconds, 2)))
+                                      stack, compiled.metadata.shared, len(_ATOMIC.findall(compiled.asm["ptx"])),
+                                      round(seconds, 2)))
         return None
 
     JITFunction.run = compile_run
@@ -160,6 +163,18 @@ def _drop_in_case(dtype, grouped: bool, with_z: bool) -> Callable[[], None]:
     return run
 
 
+def _deterministic(case: Callable[[], None]) -> Callable[[], None]:
+    """``case`` under ``torch.use_deterministic_algorithms(True)``: the kernels' fixed-order sums instead of atomics."""
+
+    def run():
+        from .._backend import deterministic_algorithms
+
+        with deterministic_algorithms():
+            case()
+
+    return run
+
+
 CASES = {
     "layer fp32": _layer_case(torch.float32, gate=False, cross_scale=None),
     "layer bf16": _layer_case(torch.bfloat16, gate=False, cross_scale=None),
@@ -172,6 +187,10 @@ CASES = {
                                                       backward=False),
     "drop-in fp32 z grouped": _drop_in_case(torch.float32, grouped=True, with_z=True),
     "drop-in fp16": _drop_in_case(torch.float16, grouped=False, with_z=False),
+    "deterministic cross-scale aligned fp32 gated": _deterministic(_layer_case(torch.float32, gate=True,
+                                                                               cross_scale="aligned")),
+    "deterministic layer bf16 gated": _deterministic(_layer_case(torch.bfloat16, gate=True, cross_scale=None)),
+    "deterministic drop-in fp32 z grouped": _deterministic(_drop_in_case(torch.float32, grouped=True, with_z=True)),
 }
 
 
@@ -201,12 +220,13 @@ def main(argv=None) -> int:
                                  ("backward_maxnreg", args.backward_maxnreg)) if v}
     with tile_config(**changes):
         builds = compile_all(args.arch or [90], args.case or tuple(CASES))
-    print(f"{'kernel':24} {'arch':>4} {'warps':>5} {'regs':>4} {'spill B':>7} {'shared B':>8} {'s':>5}  constexprs")
+    print(f"{'kernel':24} {'arch':>4} {'warps':>5} {'regs':>4} {'spill B':>7} {'shared B':>8} {'atomics':>7} "
+          f"{'s':>5}  constexprs")
     for b in builds:
         flags = " ".join(f"{k}={v}" for k, v in b.constexprs.items()
                          if k[0].isupper() and "[" not in k and k not in ("N", "R"))
         print(f"{b.kernel:24} {b.arch:>4} {b.num_warps:>5} {b.registers:>4} {b.spill_store_bytes:>7} "
-              f"{b.shared_bytes:>8} {b.compile_s:>5}  {flags}")
+              f"{b.shared_bytes:>8} {b.atomics:>7} {b.compile_s:>5}  {flags}")
     if args.json:
         with open(args.json, "w") as f:
             for b in builds:
