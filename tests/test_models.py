@@ -6,7 +6,9 @@ import torch
 from mambacsr.complexity import count_complexity
 from mambacsr.config import available_experiments, build_model, load_config
 from mambacsr.models import block_directions
+from mambacsr.models.networks import half_resolution
 from scan2d import ScanDirection
+from scan2d._backend import deterministic_algorithms
 from tiny import tiny_mambacsr, tiny_mambair
 
 EXPECTED_PARAMS = {
@@ -100,6 +102,20 @@ def test_training_step_lowers_the_loss_on_a_fixed_batch():
 def test_bad_images_are_clear_errors(bad, match):
     with pytest.raises(ValueError, match=match):
         tiny_mambacsr()(bad)
+
+
+@pytest.mark.parametrize("size", [(8, 8), (7, 5), (1, 3)])
+def test_half_resolution_in_deterministic_mode_is_the_same_bilinear_resize(size):
+    # Deterministic mode swaps F.interpolate (whose CUDA backward uses atomics) for two matmuls with its weights.
+    x = torch.randn(2, 3, *size, dtype=torch.float64, requires_grad=True)
+    expected = torch.nn.functional.interpolate(x, size=((size[0] + 1) // 2, (size[1] + 1) // 2), mode="bilinear",
+                                               align_corners=False)
+    with deterministic_algorithms(True):
+        low = half_resolution(x)
+    torch.testing.assert_close(low, expected)
+    w = torch.randn(expected.shape, dtype=torch.float64)
+    torch.testing.assert_close(torch.autograd.grad((low * w).sum(), x)[0],
+                               torch.autograd.grad((expected * w).sum(), x)[0])
 
 
 def test_complexity_counts_scan_flops_by_hand():

@@ -75,6 +75,16 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
 
 
+def test_deterministic_training_runs_and_repeats(tmp_path):
+    # train.deterministic turns on torch.use_deterministic_algorithms (which the scan kernels follow): a CPU run
+    # must still train, and the same command must train the same weights again.
+    runs = [train(tmp_path / name, "train.iterations=2", "train.ckpt_every=2", "train.batch_size=2",
+                  "train.deterministic=true") for name in ("a", "b")]
+    assert all(r.returncode == 0 for r in runs), runs[0].stderr[-2000:]
+    a, b = (load_checkpoint(latest_checkpoint(tmp_path / name / "checkpoints")) for name in ("a", "b"))
+    assert_same_state(a["model"], b["model"])
+
+
 def test_unknown_experiment_fails_clearly(tmp_path):
     result = subprocess.run([sys.executable, "-m", "mambacsr.train", "+experiment=nope", f"run_dir={tmp_path}"],
                             capture_output=True, text=True, timeout=300)

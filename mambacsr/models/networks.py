@@ -75,6 +75,25 @@ class _SuperResolutionNet(nn.Module):
         return self.shift.denormalise(self.upsampler(features))
 
 
+def _linear_resize_weights(n_in: int, n_out: int, like: torch.Tensor) -> torch.Tensor:
+    """(n_out, n_in) weights of a 1D linear resize with align_corners=False: row i mixes the inputs output i reads."""
+    eye = torch.eye(n_in, dtype=like.dtype, device=like.device)
+    return F.interpolate(eye[None], size=n_out, mode="linear", align_corners=False)[0].T
+
+
+def half_resolution(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, ceil(H/2), ceil(W/2)), bilinear with align_corners=False as in the released code.
+
+    Under ``torch.use_deterministic_algorithms(True)`` the same resize runs as two small matmuls with the same
+    weights: bilinear resizing's CUDA backward adds with atomics, a matmul's backward does not."""
+    size = ((x.shape[2] + 1) // 2, (x.shape[3] + 1) // 2)
+    if not torch.are_deterministic_algorithms_enabled():
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    rows = _linear_resize_weights(x.shape[2], size[0], x)
+    cols = _linear_resize_weights(x.shape[3], size[1], x)
+    return rows @ x @ cols.T
+
+
 class MambaCSR(_SuperResolutionNet):
     """MambaCSR: RLMG groups with dual-interleaved scanning, plus position-aligned cross-scale scanning.
 
@@ -121,8 +140,7 @@ class MambaCSR(_SuperResolutionNet):
 
     def low_resolution_features(self, shallow: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) shallow features -> (B, ceil(H/2), ceil(W/2), C) half-resolution branch output."""
-        size = ((shallow.shape[2] + 1) // 2, (shallow.shape[3] + 1) // 2)
-        low = F.interpolate(shallow, size=size, mode="bilinear", align_corners=False)
+        low = half_resolution(shallow)
         return self.low_group(self.low_norm(low.permute(0, 2, 3, 1)))
 
     def deep_features(self, tokens: torch.Tensor, shallow: torch.Tensor) -> torch.Tensor:

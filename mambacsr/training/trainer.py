@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 from pathlib import Path
 from typing import Optional
@@ -37,10 +38,23 @@ def data_sources(data: DictConfig):
     return train, val
 
 
+def use_deterministic_algorithms() -> None:
+    """``train.deterministic``: repeatable gradients on a GPU.  The scan kernels then sum over channel blocks and
+    directions in a fixed order instead of with atomics (a slower backward), the cross-scale branch resizes with
+    matmuls (``networks.half_resolution``), cuDNN picks deterministic convolutions and cuBLAS gets the workspace
+    setting it needs.  An op without a deterministic CUDA kernel (none in these networks) warns instead of
+    stopping the run."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when the first cuBLAS handle is made
+    torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
 class Trainer:
     def __init__(self, cfg: DictConfig, run_dir: Path):
         self.cfg, self.run_dir = cfg, Path(run_dir)
         t = cfg.train
+        if t.deterministic:
+            use_deterministic_algorithms()
         self.dist = distributed.setup(t.device)
         if t.batch_size % self.dist.world_size:
             raise ValueError(f"train.batch_size={t.batch_size} is the total over {self.dist.world_size} processes "
