@@ -129,10 +129,12 @@ def test_complexity_counts_scan_flops_by_hand():
 def test_model_forward_and_backward_agree_across_backends():
     torch.manual_seed(0)
     # One RLMB per group, one low-resolution block and the cross-scale block: every kind of scan layer.
-    torch_model = tiny_mambacsr(depths=(1, 1), low_depth=1, scan_backend="torch")
-    triton_model = tiny_mambacsr(depths=(1, 1), low_depth=1, scan_backend="triton")
+    # On a GPU machine the kernels run compiled (conftest leaves the interpreter off), so the models go there.
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch_model = tiny_mambacsr(depths=(1, 1), low_depth=1, scan_backend="torch").to(device)
+    triton_model = tiny_mambacsr(depths=(1, 1), low_depth=1, scan_backend="triton").to(device)
     triton_model.load_state_dict(torch_model.state_dict())
-    x = torch.rand(1, 3, 5, 4)
+    x = torch.rand(1, 3, 5, 4, device=device)
     outs, grads = [], []
     for model in (torch_model, triton_model):
         out = model(x)
