@@ -3,7 +3,8 @@
 The interpreter (``TRITON_INTERPRET=1``) checks what the kernels compute, not that the GPU compiler accepts them,
 and says nothing about registers.  This tool runs the ops' real host code with every kernel launch replaced by an
 ahead-of-time compile (Triton -> PTX -> cubin with Triton's own ptxas) for the chosen architectures, and reports
-each kernel's registers, register spills and stack (``ptxas -v``) and shared memory.
+each kernel's registers, register spills and stack (``ptxas -v``), shared memory and atomic instructions (which
+must not appear in deterministic mode, see ``launch.ScanOperands.deterministic``).
 
     python -m scan2d.triton.compile_check --arch 90 --arch 80 [--json resources.jsonl]
 
