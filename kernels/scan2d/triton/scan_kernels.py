@@ -1,7 +1,8 @@
 """Triton kernels of the chunked selective scan, shared by ``selective_scan`` and ``directional_scan``.
 
 Work is split over (batch x direction, channel block, sequence chunk), so a batch-1 image with a long sequence still
-launches thousands of programs.  Each program handles BLOCK_D channels x BLOCK_T steps x N states in registers and
+launches thousands of programs (in deterministic mode the passes that sum over channels give each program all the
+channel blocks of its chunk instead, see ``_channel_blocks``).  Each program handles BLOCK_D channels x BLOCK_T steps x N states in registers and
 solves its part of the recurrence with ``tl.associative_scan``.  One pass each way needs the state entering every
 chunk, so both directions of the computation have three launches:
 
