@@ -116,6 +116,9 @@ def test_half_resolution_in_deterministic_mode_is_the_same_bilinear_resize(size)
     w = torch.randn(expected.shape, dtype=torch.float64)
     torch.testing.assert_close(torch.autograd.grad((low * w).sum(), x)[0],
                                torch.autograd.grad((expected * w).sum(), x)[0])
+    # Like F.interpolate, it keeps its input's precision under bf16 autocast.
+    with torch.autocast("cpu", dtype=torch.bfloat16), deterministic_algorithms(True):
+        assert half_resolution(x.detach().float()).dtype == torch.float32
 
 
 def test_complexity_counts_scan_flops_by_hand():

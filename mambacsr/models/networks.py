@@ -91,7 +91,8 @@ def half_resolution(x: torch.Tensor) -> torch.Tensor:
         return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
     rows = _linear_resize_weights(x.shape[2], size[0], x)
     cols = _linear_resize_weights(x.shape[3], size[1], x)
-    return rows @ x @ cols.T
+    with torch.autocast(x.device.type, enabled=False):  # in x's precision, as F.interpolate under bf16 autocast
+        return rows @ x @ cols.T
 
 
 class MambaCSR(_SuperResolutionNet):
