@@ -209,6 +209,13 @@ def forward_states(ops: ScanOperands):
     return entry, dsum, final
 
 
+def direction_launches(K: int, one_at_a_time: bool) -> list:
+    """(first direction, directions) of each launch: all K in one, or one direction per launch, so that what the
+    directions share (the summed output, du) is added in a fixed order without atomics: one direction visits every
+    token once, so no two programs of such a launch touch the same element."""
+    return [(k, 1) for k in range(K)] if one_at_a_time else [(0, K)]
+
+
 def output_pass(ops: ScanOperands, entry: torch.Tensor, out: torch.Tensor, out_strides: tuple, sum_directions: bool,
                 weight: Optional[torch.Tensor], reduce: int = 0, red=None, tok=None, vec=None, part=None):
     """Recompute each chunk's outputs from its entry state and write them (reduce=0) or reduce them for the
@@ -221,9 +228,8 @@ def output_pass(ops: ScanOperands, entry: torch.Tensor, out: torch.Tensor, out_s
     """
     has_z = ops.z is not None
     dummy = entry
-    launches = [(k, 1) for k in range(ops.K)] if sum_directions and reduce == 0 else [(0, ops.K)]
     deterministic = ops.deterministic and reduce in (1, 3)
-    for k_first, k_count in launches:
+    for k_first, k_count in direction_launches(ops.K, sum_directions and reduce == 0):
         grid = ops.grid(k_count, channel_blocks=not deterministic)
         K.forward_output_kernel[grid](
             out, *out_strides, weight if weight is not None else dummy, red if red is not None else dummy,
@@ -297,8 +303,7 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
     gb = {name: grad_buffers.get(name) if grad_buffers.get(name) is not None else dD_part
           for name in ("du", "du_low", "ddelta", "dx", "dx_low", "dB", "dC", "dz")}
     # Deterministic: one direction per launch (du is shared by the directions) and one program per chunk.
-    launches = [(k, 1) for k in range(ops.K)] if ops.deterministic else [(0, ops.K)]
-    for k_first, k_count in launches:
+    for k_first, k_count in direction_launches(ops.K, ops.deterministic):
         K.backward_grads_kernel[ops.grid(k_count, channel_blocks=not ops.deterministic)](
             gb["du"], gb["du_low"], gb["ddelta"], gb["dx"], gb["dx_low"], gb["dB"], gb["dC"], gb["dz"],
             dA_part, dD_part, dbias_part, dW_part, dweight_part,
