@@ -4,8 +4,9 @@ The interpreter (``TRITON_INTERPRET=1``) checks what the kernels compute, not th
 and says nothing about registers.  This tool runs the ops' real host code with every kernel launch replaced by an
 ahead-of-time compile (Triton -> PTX -> cubin with Triton's own ptxas) for the chosen architectures, and reports
 each kernel's registers, register spills and stack (``ptxas -v``), shared memory, atomic instructions (which
-must not appear in deterministic mode, see ``launch.ScanOperands.deterministic``) and exp/log instructions (the
-special-function-unit work that the exponentials floor in ``bench/README.md`` counts).
+must not appear in deterministic mode, see ``launch.ScanOperands.deterministic``), exp/log instructions (the
+special-function-unit work that the exponentials floor in ``bench/README.md`` counts) and warp shuffles (which
+Triton 3.6-3.7 spends generously on reverse scans, see ``bench/README.md``).
 
     python -m scan2d.triton.compile_check --arch 90 --arch 80 [--json resources.jsonl]
 
@@ -45,6 +46,7 @@ class KernelBuild:
     shared_bytes: int
     atomics: int  # atomic read-modify-write instructions in the PTX (zero: the kernel's sums are deterministic)
     exp_log: int  # ex2 / lg2 instructions in the PTX: the transcendentals one thread issues per program (MUFU work)
+    shuffles: int  # shfl instructions in the PTX: cross-lane reductions, and the lane flips of reverse scans
     compile_s: float
 
 
@@ -52,6 +54,7 @@ _USED = re.compile(r"Used (\d+) registers")
 _FRAME = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
 _ATOMIC = re.compile(r"^\s*(?:@!?%p\d+\s+)?(?:atom|red)\.", re.MULTILINE)  # optionally predicated atom.* / red.*
 _EXP_LOG = re.compile(r"^\s*(?:@!?%p\d+\s+)?(?:ex2|lg2)\.", re.MULTILINE)
+_SHUFFLE = re.compile(r"^\s*(?:@!?%p\d+\s+)?shfl\.", re.MULTILINE)
 
 
 def _ptxas_report(ptx: str, arch: int) -> tuple:
@@ -112,7 +115,8 @@ def compile_instead_of_launch(arches: Sequence[int], builds: List[KernelBuild]) 
                      for path, value in constexprs.items()}
             builds.append(KernelBuild(self.fn.__name__, arch, names, compiled.metadata.num_warps, regs, stores, loads,
                                       stack, compiled.metadata.shared, len(_ATOMIC.findall(compiled.asm["ptx"])),
-                                      len(_EXP_LOG.findall(compiled.asm["ptx"])), round(seconds, 2)))
+                                      len(_EXP_LOG.findall(compiled.asm["ptx"])),
+                                      len(_SHUFFLE.findall(compiled.asm["ptx"])), round(seconds, 2)))
         return None
 
     JITFunction.run = compile_run
@@ -225,12 +229,12 @@ def main(argv=None) -> int:
     with tile_config(**changes):
         builds = compile_all(args.arch or [90], args.case or tuple(CASES))
     print(f"{'kernel':24} {'arch':>4} {'warps':>5} {'regs':>4} {'spill B':>7} {'shared B':>8} {'atomics':>7} "
-          f"{'exp/log':>7} {'s':>5}  constexprs")
+          f"{'exp/log':>7} {'shfl':>5} {'s':>5}  constexprs")
     for b in builds:
         flags = " ".join(f"{k}={v}" for k, v in b.constexprs.items()
                          if k[0].isupper() and "[" not in k and k not in ("N", "R"))
         print(f"{b.kernel:24} {b.arch:>4} {b.num_warps:>5} {b.registers:>4} {b.spill_store_bytes:>7} "
-              f"{b.shared_bytes:>8} {b.atomics:>7} {b.exp_log:>7} {b.compile_s:>5}  {flags}")
+              f"{b.shared_bytes:>8} {b.atomics:>7} {b.exp_log:>7} {b.shuffles:>5} {b.compile_s:>5}  {flags}")
     if args.json:
         with open(args.json, "w") as f:
             for b in builds:
