@@ -48,14 +48,15 @@ def test_every_kernel_compiles_without_register_spills(arch, tmp_path):
     assert {b["constexprs"]["LOWRANK"] for b in deterministic if b["kernel"] == "backward_grads_kernel"} == {
         True, False}
     assert [b["kernel"] for b in deterministic if b["atomics"]] == []
-    # One exponential per (step, channel, state) in each scan kernel of the model's layer: the backward crosses
-    # each step with the next step's decay taken from the tile it recomputes anyway, not from a second exp of a
-    # shifted tile (ex2/lg2 per thread, times the program's threads, over its elements; the rest is softplus).
+    # Exponentials per (step, channel, state) in the model's layer kernels: one for the states each pass computes,
+    # one more where the backward crosses steps with the next step's decay or recomputes the states for the gate's
+    # LayerNorm gradient (ex2/lg2 per thread, times the program's threads, over its elements; the rest is softplus).
     for b in builds:
         c = b["constexprs"]
         if c.get("LOWRANK") and "BLOCK_T" in c:
+            budget = 2 if b["kernel"] == "backward_grads_kernel" or c.get("LN_UPSTREAM") else 1
             per_element = b["exp_log"] * 32 * b["num_warps"] / (c["BLOCK_T"] * c["BLOCK_D"] * c["N"])
-            assert per_element < 1.25, (b["kernel"], per_element, c)
+            assert budget <= per_element < budget + 0.25, (b["kernel"], per_element, c)
     spilled = [(b["kernel"], b["spill_store_bytes"], b["constexprs"]) for b in builds if b["spill_store_bytes"]]
     assert not spilled, f"register spills to local memory: {spilled}"
     assert max(b["registers"] for b in builds) <= 255

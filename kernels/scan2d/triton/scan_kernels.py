@@ -31,15 +31,6 @@ def _combine(a1, b1, a2, b2):
 
 
 @triton.jit
-def _combine_adjoint(first_l, inner_l, g_l, first_e, inner_e, g_e):
-    # The reverse scan's combine: (.._l) sums up a later run of steps [m+1..u], (.._e) the run just before it
-    # [t..m].  Each run keeps its first step's decay, the product of its other decays and its adjoint g over the run
-    # alone, so the adjoint crosses from m+1 to m with decay_{m+1} = first_l, taken from the run it belongs to.
-    bridge = inner_e * first_l  # decays t+1 .. m+1
-    return first_e, bridge * inner_l, g_e + bridge * g_l
-
-
-@triton.jit
 def _softplus(x):
     return tl.where(x > 20.0, x, tl.log(1.0 + tl.exp(tl.minimum(x, 20.0))))
 
@@ -160,20 +151,6 @@ def _tile_states(h0, t, delta, u, Bm, A):
     _, h = tl.associative_scan((decay, drive + tl.where((t == 0)[:, None, None], decay * h0[None, :, :], 0.0)), 0,
                                _combine)
     return decay, drive, h
-
-
-@triton.jit
-def _tile_adjoint(decay, seed):
-    """Adjoint states g_t = seed_t + exp(delta_{t+1} A) g_{t+1} over one tile, nothing beyond its last step (what
-    arrives from later tiles is part of the last step's seed), (T, D, N).
-
-    The decay a step crosses backwards is the next step's, but the tile's own decays suffice: the scan carries each
-    run's first decay to bridge to the run before it (``_combine_adjoint``).  Shifting delta by one step instead
-    would mean a second gather and dt projection of the tile and a second exp per (step, channel, state).
-    """
-    _, _, g = tl.associative_scan((decay, tl.full(decay.shape, 1.0, tl.float32), seed), 0, _combine_adjoint,
-                                  reverse=True)
-    return g
 
 
 @triton.jit
@@ -436,11 +413,11 @@ def chunk_adjoint_kernel(
         z = tl.load(z_ptr + b64 * s_zb + pos64[:, None] * s_zl + d[None, :] * s_zd,
                     mask=valid[:, None] & d_mask[None, :], other=0.0).to(tl.float32)
         dy = dy * z / (1.0 + tl.exp(-z))
-    # Only the chunk's first step is needed, so scan q_t = exp(delta_t A) g_t = exp(delta_t A) (C_t dy_t + q_{t+1})
-    # directly: the plain linear recurrence with the tile's own decays.
-    decay = tl.exp(delta[:, :, None] * A[None, :, :])
-    _, q = tl.associative_scan((decay, decay * (dy[:, :, None] * Cm)), 0, _combine, reverse=True)
-    first = _row(q, t, 0)
+    # Only the adjoint at the chunk's first step is needed, so a sum over steps replaces the adjoint scan:
+    # exp(delta_0 A) g_0 = sum_t exp(A sum_{r<=t} delta_r) C_t dy_t.  One exp per element either way, and no reverse
+    # scan, which Triton 3.6-3.7 lowers with lane flips of every scanned tensor (bench/README.md).
+    reach = tl.cumsum(delta, axis=0)
+    first = tl.sum(tl.exp(reach[:, :, None] * A[None, :, :]) * (dy[:, :, None] * Cm), axis=0)
     base = (pid_bk.to(tl.int64) * n_chunks + pid_c) * Dm
     tl.store(local_ptr + (base + d[:, None]) * N + n[None, :], first, mask=d_mask[:, None])
 
@@ -490,6 +467,12 @@ def backward_grads_kernel(
         d, d_mask, t, n, pos, is_low, valid, u, delta_pre, delta, Bm, Cm, A = _backward_chunk(
             b, k, pid_d, pid_c, U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, H, W, Dm, ORDER, LOWRANK,
             HAS_BIAS, SOFTPLUS, R, N, BLOCK_T, BLOCK_D)
+        # The adjoint crosses each step with the next step's decay: delta from the tile reloaded one step on.
+        # Shifting the tile's own decays instead costs more (a third tensor in the reverse scan, bench/README.md)
+        # than the reload's (T, D) work and one more exp per element.
+        _, _, _, _, _, delta_next, _, _ = load_chunk(
+            pid_c * BLOCK_T + t + 1, b, k, pid_d, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER,
+            LOWRANK, HAS_BIAS, SOFTPLUS, R, N)
         dn_mask = d_mask[:, None]
         chunk_base = (pid_bk.to(tl.int64) * n_chunks + pid_c) * Dm
         g_end = tl.load(arrive_ptr + (chunk_base + d[:, None]) * N + n[None, :], mask=dn_mask, other=0.0)
@@ -538,8 +521,10 @@ def backward_grads_kernel(
                         tl.sum(dyh, axis=1), valid[:, None], DETERMINISTIC)
 
         # Adjoint recurrence over the chunk, seeded with what arrives from later chunks.
+        back_decay = tl.exp(delta_next[:, :, None] * A[None, :, :])
+        back_decay = tl.where((t == BLOCK_T - 1)[:, None, None], 0.0, back_decay)
         seed = dy[:, :, None] * Cm + tl.where((t == BLOCK_T - 1)[:, None, None], g_end[None], 0.0)
-        g = _tile_adjoint(decay, seed)
+        _, g = tl.associative_scan((back_decay, seed), 0, _combine, reverse=True)
 
         gB = tl.sum(g * Bm, axis=2)
         du = gB * delta + dy * Dk[None, :]
