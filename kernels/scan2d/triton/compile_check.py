@@ -47,6 +47,7 @@ class KernelBuild:
     atomics: int  # atomic read-modify-write instructions in the PTX (zero: the kernel's sums are deterministic)
     exp_log: int  # ex2 / lg2 instructions in the PTX: the transcendentals one thread issues per program (MUFU work)
     shuffles: int  # shfl instructions in the PTX: cross-lane reductions, and the lane flips of reverse scans
+    reverse_scans: int  # associative_scan(reverse=True) ops in the TTGIR (see scan_kernels._reverse_steps)
     compile_s: float
 
 
@@ -55,6 +56,7 @@ _FRAME = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) b
 _ATOMIC = re.compile(r"^\s*(?:@!?%p\d+\s+)?(?:atom|red)\.", re.MULTILINE)  # optionally predicated atom.* / red.*
 _EXP_LOG = re.compile(r"^\s*(?:@!?%p\d+\s+)?(?:ex2|lg2)\.", re.MULTILINE)
 _SHUFFLE = re.compile(r"^\s*(?:@!?%p\d+\s+)?shfl\.", re.MULTILINE)
+_REVERSE_SCAN = re.compile(r'"tt\.scan".*reverse = true')
 
 
 def _ptxas_report(ptx: str, arch: int) -> tuple:
@@ -116,7 +118,8 @@ def compile_instead_of_launch(arches: Sequence[int], builds: List[KernelBuild]) 
             builds.append(KernelBuild(self.fn.__name__, arch, names, compiled.metadata.num_warps, regs, stores, loads,
                                       stack, compiled.metadata.shared, len(_ATOMIC.findall(compiled.asm["ptx"])),
                                       len(_EXP_LOG.findall(compiled.asm["ptx"])),
-                                      len(_SHUFFLE.findall(compiled.asm["ptx"])), round(seconds, 2)))
+                                      len(_SHUFFLE.findall(compiled.asm["ptx"])),
+                                      len(_REVERSE_SCAN.findall(compiled.asm["ttgir"])), round(seconds, 2)))
         return None
 
     JITFunction.run = compile_run
