@@ -31,6 +31,56 @@ def _combine(a1, b1, a2, b2):
 
 
 @triton.jit
+def _swap_halves_of_last(x):
+    first, second = tl.split(x)
+    return tl.join(second, first)
+
+
+@triton.jit
+def _reverse_steps(x):
+    """x (T, P, Q) with its steps in reverse order; T a power of two.
+
+    Step t goes to T-1-t, which complements every bit of t: swap the halves along each bit's axis in turn (split and
+    join of a size-2 axis moved last).  With the steps in each thread's registers, as the kernels lay them out,
+    this only renames registers, whereas Triton 3.6-3.7 lower ``associative_scan(reverse=True)`` with butterfly
+    shuffles that flip every scanned element across the warp's lanes (bench/README.md).
+    """
+    T: tl.constexpr = x.shape[0]
+    P: tl.constexpr = x.shape[1]
+    Q: tl.constexpr = x.shape[2]
+    for i in tl.static_range(8):  # the index's bits, for up to 256 steps
+        if (2 << i) <= T:
+            y = tl.reshape(x, [1 << i, 2, T >> (i + 1), P, Q])
+            y = _swap_halves_of_last(tl.permute(y, [0, 2, 3, 4, 1]))
+            x = tl.reshape(tl.permute(y, [0, 4, 1, 2, 3]), [T, P, Q])
+    tl.static_assert(T <= 256, "_reverse_steps handles up to 256 steps")
+    return x
+
+
+@triton.jit
+def _tile_adjoint(delta_next, A, dy, Cm, g_end, t, BY_REGISTERS: tl.constexpr):
+    """Adjoint states (T, D, N) of a one-tile chunk: g_t = C_t dy_t + exp(delta_{t+1} A) g_{t+1}, with g_end (D, N)
+    arriving after the last step.  delta_next (T, D) is each step's next delta, dy (T, D), Cm (T, 1, N).
+
+    The recurrence runs backwards over the steps.  BY_REGISTERS: as a forward scan of the steps reversed
+    (_reverse_steps), the tile's last step first; otherwise with ``associative_scan(reverse=True)``, which costs
+    five shuffles per scanned element and flip (bench/README.md) but no extra registers.
+    """
+    if BY_REGISTERS:
+        last = (t == 0)[:, None, None]
+        back_decay = tl.where(last, 0.0, tl.exp(_reverse_steps(delta_next[:, :, None]) * A[None, :, :]))
+        seed = _reverse_steps(dy[:, :, None]) * _reverse_steps(Cm) + tl.where(last, g_end[None], 0.0)
+        _, g = tl.associative_scan((back_decay, seed), 0, _combine)
+        g = _reverse_steps(g)
+    else:
+        last = (t == t.shape[0] - 1)[:, None, None]
+        back_decay = tl.where(last, 0.0, tl.exp(delta_next[:, :, None] * A[None, :, :]))
+        seed = dy[:, :, None] * Cm + tl.where(last, g_end[None], 0.0)
+        _, g = tl.associative_scan((back_decay, seed), 0, _combine, reverse=True)
+    return g
+
+
+@triton.jit
 def _softplus(x):
     return tl.where(x > 20.0, x, tl.log(1.0 + tl.exp(tl.minimum(x, 20.0))))
 
@@ -520,11 +570,10 @@ def backward_grads_kernel(
             _accumulate(dC_ptr + b64 * s_cb + grp * s_cg + n[None, :] * s_cn + pos64[:, None] * s_cl,
                         tl.sum(dyh, axis=1), valid[:, None], DETERMINISTIC)
 
-        # Adjoint recurrence over the chunk, seeded with what arrives from later chunks.
-        back_decay = tl.exp(delta_next[:, :, None] * A[None, :, :])
-        back_decay = tl.where((t == BLOCK_T - 1)[:, None, None], 0.0, back_decay)
-        seed = dy[:, :, None] * Cm + tl.where((t == BLOCK_T - 1)[:, None, None], g_end[None], 0.0)
-        _, g = tl.associative_scan((back_decay, seed), 0, _combine, reverse=True)
+        # Adjoint recurrence over the chunk, seeded with what arrives from later chunks.  The deterministic kernel
+        # keeps Triton's reverse scan: it loops over channel blocks and already holds about 40 more registers, and
+        # the reversal's extra ones spill there under Triton 3.6.
+        g = _tile_adjoint(delta_next, A, dy, Cm, g_end, t, BY_REGISTERS=not DETERMINISTIC)
 
         gB = tl.sum(g * Bm, axis=2)
         du = gB * delta + dy * Dk[None, :]
