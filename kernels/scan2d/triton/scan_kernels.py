@@ -48,12 +48,12 @@ def _reverse_steps(x):
     T: tl.constexpr = x.shape[0]
     P: tl.constexpr = x.shape[1]
     Q: tl.constexpr = x.shape[2]
-    for i in tl.static_range(8):  # the index's bits, for up to 256 steps
+    tl.static_assert(T <= 256, "_reverse_steps handles up to 256 steps")
+    for i in tl.static_range(8):  # the index's bits
         if (2 << i) <= T:
             y = tl.reshape(x, [1 << i, 2, T >> (i + 1), P, Q])
             y = _swap_halves_of_last(tl.permute(y, [0, 2, 3, 4, 1]))
             x = tl.reshape(tl.permute(y, [0, 4, 1, 2, 3]), [T, P, Q])
-    tl.static_assert(T <= 256, "_reverse_steps handles up to 256 steps")
     return x
 
 
