@@ -46,8 +46,9 @@ torch.cuda.get_device_name())"; } > "$OUT/env.txt" 2>&1
     ( [ -n "$SDIST" ] && python3 bench/build_mamba_ssm.py "$SDIST"; echo "build rc=$?" ) > "$OUT/build.log" 2>&1 &
     build=$!
     # 2. The kernel tests compiled for the GPU (conftest leaves TRITON_INTERPRET unset where /dev/nvidia0 exists).
-    timeout 200 python3 -m pytest -q -x -n 6 -p no:cacheprovider tests/test_triton_selective_scan.py \
-        tests/test_triton_directional.py tests/test_bench_baseline.py tests/test_models.py > "$OUT/tests.log" 2>&1
+    timeout 200 python3 -m pytest -q -x -n 6 -p no:cacheprovider tests/test_triton_adjoint.py \
+        tests/test_triton_selective_scan.py tests/test_triton_directional.py tests/test_bench_baseline.py \
+        tests/test_models.py > "$OUT/tests.log" 2>&1
     echo "tests rc=$?" >> "$OUT/tests.log"
     wait "$build"
     # 3. Scan-layer cases a, b, c in float32 and bfloat16 against mamba-ssm, the MambaIR-style path and PyTorch.
