@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from directional_cases import make_gate, make_layer_inputs
+from gradients import assert_gradients_close
 from scan2d import ChannelGate, ScanDirection, directional_scan
 from scan2d._backend import deterministic_algorithms
 from scan2d.triton.launch import tile_config
@@ -45,10 +46,7 @@ def check_against_torch_path(batch, height, width, dim, specs, cross_scale, gate
     tol = TOL[dtype]
     torch.testing.assert_close(out.double().cpu(), ref, **tol)
     names = list(exact)
-    ref_grads = torch.autograd.grad((ref * w).sum(), [exact[n] for n in names])
-    for name, g, r in zip(names, grads, ref_grads):
-        scale = r.abs().max().item() + 1.0
-        torch.testing.assert_close(g.double().cpu() / scale, r / scale, **tol, msg=lambda m: f"d{name}: {m}")
+    assert_gradients_close(names, grads, torch.autograd.grad((ref * w).sum(), [exact[n] for n in names]), tol)
 
 
 # Three properties so that pytest-xdist can spread the interpreter's cost over the CI cores.

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from scan2d import selective_scan, selective_scan_ref
 from scan2d._backend import deterministic_algorithms
 from scan2d.triton.launch import tile_config
+from gradients import assert_gradients_close
 from test_selective_scan import make_inputs
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -45,10 +46,7 @@ def test_forward_and_every_gradient_match_reference(opt):
     tol = TOL[opt["dtype"]]
     torch.testing.assert_close(out.double().cpu(), ref, **tol)
     torch.testing.assert_close(last.double().cpu(), ref_last, **tol)
-    ref_grads = torch.autograd.grad((ref * weight).sum(), [exact[n] for n in names])
-    for name, g, r in zip(names, grads, ref_grads):
-        scale = r.abs().max().item() + 1.0  # sums over long sequences: compare relative to the gradient's size
-        torch.testing.assert_close(g.double().cpu() / scale, r / scale, **tol, msg=lambda m: f"d{name}: {m}")
+    assert_gradients_close(names, grads, torch.autograd.grad((ref * weight).sum(), [exact[n] for n in names]), tol)
 
 
 def test_long_sequence_spans_many_chunks():
@@ -64,11 +62,8 @@ def test_long_sequence_spans_many_chunks():
         grads = torch.autograd.grad((out * weight.to(DEVICE, out.dtype)).sum(), [low[n] for n in names])
     ref = _run(selective_scan_ref, exact, opt)
     torch.testing.assert_close(out.detach().double().cpu(), ref, **TOL[torch.float32])
-    ref_grads = torch.autograd.grad((ref * weight).sum(), [exact[n] for n in names])
-    for name, g, r in zip(names, grads, ref_grads):
-        scale = r.abs().max().item() + 1.0
-        torch.testing.assert_close(g.double().cpu() / scale, r / scale, **TOL[torch.float32],
-                                   msg=lambda m: f"d{name}: {m}")
+    assert_gradients_close(names, grads, torch.autograd.grad((ref * weight).sum(), [exact[n] for n in names]),
+                            TOL[torch.float32])
 
 
 def test_backward_uses_the_tiles_its_forward_ran_with():
@@ -108,10 +103,7 @@ def test_groups_smaller_than_or_not_a_multiple_of_the_channel_block(dim, groups)
     torch.testing.assert_close(out.detach().double().cpu(), ref, **TOL[torch.float32])
     names = ["u", "delta", "B", "C"]
     grads = torch.autograd.grad(out.sum(), [low[n] for n in names])
-    for name, g, r in zip(names, grads, torch.autograd.grad(ref.sum(), [exact[n] for n in names])):
-        scale = r.abs().max().item() + 1.0
-        torch.testing.assert_close(g.double().cpu() / scale, r / scale, **TOL[torch.float32],
-                                   msg=lambda m: f"d{name}: {m}")
+    assert_gradients_close(names, grads, torch.autograd.grad(ref.sum(), [exact[n] for n in names]), TOL[torch.float32])
 
 
 def test_non_power_of_two_state_is_refused_clearly():
