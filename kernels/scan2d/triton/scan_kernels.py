@@ -518,8 +518,8 @@ def backward_grads_kernel(
             b, k, pid_d, pid_c, U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, H, W, Dm, ORDER, LOWRANK,
             HAS_BIAS, SOFTPLUS, R, N, BLOCK_T, BLOCK_D)
         # The adjoint crosses each step with the next step's decay: delta from the tile reloaded one step on.
-        # Shifting the tile's own decays instead costs more (a third tensor in the reverse scan, bench/README.md)
-        # than the reload's (T, D) work and one more exp per element.
+        # Bridging steps with the tile's own decays (a third scanned tensor) was tried and showed no clear win in
+        # the compile reports: more shuffles or more registers (bench/README.md).
         _, _, _, _, _, delta_next, _, _ = load_chunk(
             pid_c * BLOCK_T + t + 1, b, k, pid_d, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER,
             LOWRANK, HAS_BIAS, SOFTPLUS, R, N)
