@@ -17,6 +17,9 @@ Backends on the same work:
   torch          scan2d's PyTorch path
   fused          scan2d's Triton kernels (directional_scan, backend="triton")
 ``bytes`` is what each must at least move (inputs read once, outputs written once); GB/s = bytes / time.
+With mamba-ssm built, each fused row also carries ``rel_err_vs_mambair``: the relative L2 distance of the fused
+op's output, and of its gradient for u, from the MambaIR-style path's on the same inputs (an independent CUDA
+implementation of the same layer, so a fast but wrong kernel cannot pass unnoticed).
 """
 
 from __future__ import annotations
@@ -66,9 +69,10 @@ def mambair_path(selective_scan_cuda, inp, directions, H, W):
     proj = xdbl[:, index, torch.arange(K, device=u.device)[:, None]]
     dts, Bs, Cs = proj.split([R, N, N], dim=-1)
     delta = torch.einsum("bktr,kdr->bkdt", dts, inp["dt_weight"]).reshape(batch, K * D, -1)
-    out = selective_scan_cuda(xs, delta, inp["A"].reshape(K * D, N), Bs.permute(0, 1, 3, 2).contiguous(),
-                              Cs.permute(0, 1, 3, 2).contiguous(), inp["D"].reshape(-1),
-                              inp["dt_bias"].reshape(-1))
+    # mamba-ssm takes delta in the input dtype and its bias, A and D in float32 (MambaIR: dts.contiguous()).
+    out = selective_scan_cuda(xs, delta.contiguous(), inp["A"].reshape(K * D, N),
+                              Bs.permute(0, 1, 3, 2).contiguous(), Cs.permute(0, 1, 3, 2).contiguous(),
+                              inp["D"].float().reshape(-1), inp["dt_bias"].float().reshape(-1))
     out = out.view(batch, K, D, -1)
     inverse = torch.stack([d.inverse(H, W, u.device) for d in directions])
     return out.gather(3, inverse[None, :, None, :].expand(batch, K, D, H * W)).sum(1).transpose(1, 2)
@@ -94,6 +98,20 @@ def mamba_fn(module):
     return Fn.apply
 
 
+def relative_errors(fused, mambair, inp) -> dict:
+    """||fused - mambair|| / ||mambair|| for the output and for the gradient of u, in float32."""
+    errors = {}
+    for key, fn in (("fused", fused), ("mambair", mambair)):
+        inp["u"].grad = None
+        out = fn()
+        out.backward(torch.ones_like(out))
+        errors[key] = (out.detach().float(), inp["u"].grad.float())
+        inp["u"].grad = None
+    (y, du), (y_ref, du_ref) = errors["fused"], errors["mambair"]
+    return dict(out=round(float((y - y_ref).norm() / y_ref.norm()), 6),
+                du=round(float((du - du_ref).norm() / du_ref.norm()), 6))
+
+
 def bytes_moved(batch, L, Ll, D, K, N, R, dtype, backend):
     e = torch.finfo(dtype).bits // 8
     T = L + Ll
@@ -113,9 +131,10 @@ CASES = {  # name: batch, height, width, channels, directions, window, cross-sca
 SMOKE_CASES = {"smoke": (1, 8, 8, 16, 2, 8, None)}
 # --sweep: tile configurations of the fused op (changes to scan2d.triton.launch.TileConfig), on cases a and b, and
 # the cost of torch.use_deterministic_algorithms (fixed-order sums instead of atomics).
-SWEEP = [dict(), dict(backward_num_warps=4), dict(num_warps=8), dict(backward_num_warps=4, backward_maxnreg=128),
-         dict(block_t=32, block_d=8), dict(block_t=8, block_d=32), dict(block_d=32, num_warps=8),
-         dict(inference_tiles=4), dict(inference_tiles=8), dict(inference_tiles=32), dict(deterministic=True)]
+# In order of interest, since a short lease may cut the sweep off.
+SWEEP = [dict(), dict(deterministic=True), dict(backward_num_warps=4), dict(inference_tiles=8),
+         dict(inference_tiles=32), dict(num_warps=8), dict(block_t=32, block_d=8), dict(block_t=8, block_d=32),
+         dict(backward_num_warps=4, backward_maxnreg=128), dict(block_d=32, num_warps=8), dict(inference_tiles=4)]
 N_STATE, RANK = 16, 12
 
 
@@ -175,8 +194,9 @@ def run(args, out_name: str) -> list:
                            bias=inp["dt_bias"].detach().float().reshape(-1).requires_grad_())
                 backends["mamba_ssm"] = (lambda: fn(*pre.values()), {})
                 backends["mambair_path"] = (lambda: mambair_path(fn, inp, directions, H, W), {})
+                check = relative_errors(fused, backends["mambair_path"][0], inp)
             if device.type == "cuda" or args.smoke:
-                configs = (SWEEP[:1] + SWEEP[-1:] if args.smoke else SWEEP) if args.sweep else [dict()]
+                configs = (SWEEP[:2] if args.smoke else SWEEP) if args.sweep else [dict()]
                 for changes in configs:
                     label = "fused" + "".join(f" {k}={v}" for k, v in changes.items())
                     backends[label] = (fused, changes)
@@ -184,6 +204,8 @@ def run(args, out_name: str) -> list:
                 backends["torch"] = (lambda: directional_scan(**inp, directions=directions, height=H, width=W,
                                                               backend="torch"), {})
             reference = None
+            if args.backends:
+                backends = {k: v for k, v in backends.items() if k.split()[0] in args.backends}
             for backend, (fwd, changes) in backends.items():
                 changes = dict(changes)
                 deterministic = changes.pop("deterministic", False)
@@ -194,6 +216,8 @@ def run(args, out_name: str) -> list:
                                     "fused" if kind == "fused" else "mamba_ssm")
                 row = record(name, shape, dtype, kind, device, **values, out_mb=out_mb, bytes_min=moved,
                              fwd_gbps=moved / values["fwd_ms"] / 1e6)
+                if kind == "fused" and module is not None:
+                    row["rel_err_vs_mambair"] = check
                 if kind == "fused":
                     row["tiles"] = dict(dataclasses.asdict(tiles), deterministic=deterministic)
                 if values["fwd_peak_mb"] is not None:
@@ -218,6 +242,8 @@ def main():
     parser.add_argument("--dtypes", nargs="*", default=["float32", "bfloat16"], choices=["float32", "bfloat16"])
     parser.add_argument("--sweep", action="store_true",
                         help="time the fused op alone under each tile configuration of SWEEP")
+    parser.add_argument("--backends", nargs="*", choices=["mamba_ssm", "mambair_path", "fused", "torch"],
+                        help="time only these (default: all); a fused row's speedup needs mamba_ssm in the run")
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--out", help="result file name under bench/results/ (or $BENCH_RESULTS)")
     args = parser.parse_args()
