@@ -4,6 +4,7 @@
 #   bash bench/gpu_session.sh fetch   # here (network, the project's venv): mamba-ssm's sdist, hydra's wheels -> .whl/
 #   bash bench/gpu_session.sh main    # on the GPU machine (.whl carried): at most BUDGET=520 s, steps below
 #   bash bench/gpu_session.sh sweep   # on the GPU machine, if time is left: tile configurations of the fused op
+#   bash bench/gpu_session.sh profile # on the GPU machine: GPU time per kernel (bench/profile_kernels.py)
 #
 # Results and logs go to $OUT (the device tool fetches it; at most 8 files) or bench/results/gpu-session. Steps run
 # in order of importance, each under its own time limit, and benchmarks write each row as it is measured, so a run
@@ -80,6 +81,10 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     # 6. What is left: deterministic mode's cost, then tile configurations.
     step_run sweep 300 python3 bench/scan_bench.py --sweep --cases a_training_w8 b_inference_256 \
         --dtypes float32 --repeats 20
+elif [ "$step" = profile ]; then
+    # GPU time per kernel: the fused layer under a few tile configurations, and a dis_w8 training step.
+    step_run profile 200 python3 bench/profile_kernels.py --cases a_training_w8 b_inference_256 --configs default \
+        deterministic=True backward_num_warps=4,backward_maxnreg=128 block_t=32,block_d=8 --model
 elif [ "$step" = sweep ]; then
     step_run sweep 300 python3 bench/scan_bench.py --sweep --cases a_training_w8 b_inference_256 \
         --dtypes float32 --repeats 20

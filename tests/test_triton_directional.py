@@ -108,6 +108,25 @@ def test_forward_without_gradients_carries_the_state_across_tiles_of_a_chunk(cro
     torch.testing.assert_close(out.cpu(), ref, **TOL[torch.float32])
 
 
+@pytest.mark.parametrize("grad_mode", [False, True])
+def test_only_a_recorded_forward_keeps_training_chunks(monkeypatch, grad_mode):
+    # Model inference runs under torch.no_grad() with parameters that require grad: that forward must take the
+    # inference chunks (one stored state per inference_tiles tiles), a recorded one the one-tile training chunks.
+    import scan2d.triton.launch as launch
+
+    seen = []
+    real = launch.forward_states
+    monkeypatch.setattr(launch, "forward_states", lambda ops: seen.append(ops.for_backward) or real(ops))
+    directions = (ScanDirection(4, False, False, "aligned"), ScanDirection(4, True, True, "aligned"))
+    inp = make_layer_inputs(1, 5, 4, 6, 2, n_state=4, cross_scale=True, dtype=torch.float32)
+    leaves = {k: v.to(DEVICE).requires_grad_() for k, v in inp.items()}
+    with torch.set_grad_enabled(grad_mode):
+        out = directional_scan(**leaves, directions=directions, height=5, width=4, gate=make_gate(6, 2, torch.float32,
+                               device=DEVICE), backend="triton")
+    assert seen == [grad_mode, grad_mode]  # the gate's pooling pass and the output pass
+    assert out.requires_grad == grad_mode
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU: the interpreter runs one program at a time, so "
                     "its atomics add in a fixed order and every run repeats anyway")
 @pytest.mark.parametrize("cross_scale", [None, "aligned"])

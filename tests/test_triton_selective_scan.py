@@ -116,3 +116,18 @@ def test_auto_backend_is_torch_on_cpu():
     inp = make_inputs(1, 4, 8, 4, 0, dtype=torch.float32)
     from scan2d._backend import resolve_backend
     assert resolve_backend("auto", inp["u"]) == "torch"
+
+
+@pytest.mark.parametrize("grad_mode", [False, True])
+def test_only_a_recorded_forward_keeps_training_chunks(monkeypatch, grad_mode):
+    # Under torch.no_grad() inputs that require grad must not make the forward keep one state per training chunk.
+    import scan2d.triton.launch as launch
+
+    seen = []
+    real = launch.forward_states
+    monkeypatch.setattr(launch, "forward_states", lambda ops: seen.append(ops.for_backward) or real(ops))
+    inp = {k: v.to(DEVICE, torch.float32).requires_grad_() for k, v in make_inputs(1, 3, 20, 4, 0).items()}
+    with torch.set_grad_enabled(grad_mode):
+        out = _run(selective_scan, inp, dict(D=True, z=False, bias=True), backend="triton")
+    assert seen == [grad_mode]
+    assert out.requires_grad == grad_mode

@@ -25,6 +25,13 @@ def triton_available() -> bool:
     return True
 
 
+def autograd_records(*tensors) -> bool:
+    """True when autograd records an op on these inputs: grad mode is on and one of them requires grad.  Only then
+    do the Triton forwards keep what a backward needs (one state per short chunk); ``ctx.needs_input_grad`` alone
+    is True under ``torch.no_grad()`` as well, which made inference run with the training chunks."""
+    return torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in tensors)
+
+
 def resolve_backend(backend: str, tensor: torch.Tensor) -> str:
     """Map ``backend`` ("auto" | "torch" | "triton") to the path that runs for ``tensor``.
 

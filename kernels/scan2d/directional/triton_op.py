@@ -20,6 +20,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from .._backend import autograd_records
 from ..directions import ScanDirection
 from ..triton import launch
 from .gate import ChannelGate
@@ -73,11 +74,11 @@ class _DirectionalScanTriton(torch.autograd.Function):
     """out (batch, L, dim) = sum_k weight[:, k] * y_k (weight optional), all directions added in-kernel."""
 
     @staticmethod
-    def forward(ctx, u, xdbl, dt_weight, dt_bias, A, D, u_low, xdbl_low, weight, directions, height, width):
+    def forward(ctx, u, xdbl, dt_weight, dt_bias, A, D, u_low, xdbl_low, weight, directions, height, width,
+                for_backward):
         saved = _prepare(u, xdbl, dt_weight, dt_bias, A, D, u_low, xdbl_low)
         w = weight.float().contiguous() if weight is not None else None
-        ops = _operands(*saved[:6], directions, height, width, *saved[6:],
-                        for_backward=any(ctx.needs_input_grad))
+        ops = _operands(*saved[:6], directions, height, width, *saved[6:], for_backward=for_backward)
         ctx.tiles = ops.tiles
         out = torch.empty(u.shape, device=u.device, dtype=u.dtype)  # the first direction writes every element
         strides = (out.stride(0), 0, out.stride(1), out.stride(2))
@@ -94,7 +95,7 @@ class _DirectionalScanTriton(torch.autograd.Function):
         dout = dout.contiguous()
         strides = (dout.stride(0), 0, dout.stride(1), dout.stride(2))
         grads, dweight = _layer_backward(ops, saved, A_dtype, dout, strides, True, w, entry, dsum)
-        return (*grads, dweight.to(w_dtype) if w is not None else None, None, None, None)
+        return (*grads, dweight.to(w_dtype) if w is not None else None, None, None, None, None)
 
 
 class _GatePool(torch.autograd.Function):
@@ -102,10 +103,9 @@ class _GatePool(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, u, xdbl, dt_weight, dt_bias, A, D, u_low, xdbl_low, ln_weight, ln_bias, eps, directions,
-                height, width):
+                height, width, for_backward):
         saved = _prepare(u, xdbl, dt_weight, dt_bias, A, D, u_low, xdbl_low)
-        ops = _operands(*saved[:6], directions, height, width, *saved[6:],
-                        for_backward=any(ctx.needs_input_grad))
+        ops = _operands(*saved[:6], directions, height, width, *saved[6:], for_backward=for_backward)
         ctx.tiles = ops.tiles
         entry, dsum, _ = launch.forward_states(ops)
         BK, L, dim = ops.batch * ops.K, height * width, ops.dim
@@ -137,7 +137,7 @@ class _GatePool(torch.autograd.Function):
         tok = torch.stack([mean, rstd, m], dim=-1).contiguous()
         grads, _ = _layer_backward(ops, saved, A_dtype, q, (0, 0, 0, 0), False, None, entry, dsum,
                                    ln_upstream=(tok, g, g.mean(1).contiguous()))
-        return (*grads, (dp * mean_xhat).sum(0).to(w_dtype), dp.sum(0).to(b_dtype), None, None, None, None)
+        return (*grads, (dp * mean_xhat).sum(0).to(w_dtype), dp.sum(0).to(b_dtype), None, None, None, None, None)
 
 
 def directional_scan_triton(u, xdbl, dt_weight, dt_bias, A, D, directions: Sequence[ScanDirection], height, width,
@@ -150,6 +150,8 @@ def directional_scan_triton(u, xdbl, dt_weight, dt_bias, A, D, directions: Seque
     args = (u, xdbl, dt_weight, dt_bias, A, D, u_low, xdbl_low)
     weights = direction_weights
     if gate is not None:
-        pooled = _GatePool.apply(*args, gate.norm_weight, gate.norm_bias, gate.eps, tuple(directions), height, width)
+        pooled = _GatePool.apply(*args, gate.norm_weight, gate.norm_bias, gate.eps, tuple(directions), height, width,
+                                 autograd_records(*args, gate.norm_weight, gate.norm_bias))
         weights = gate.excite(pooled) * (1 if weights is None else weights)
-    return _DirectionalScanTriton.apply(*args, weights, tuple(directions), height, width)
+    return _DirectionalScanTriton.apply(*args, weights, tuple(directions), height, width,
+                                        autograd_records(*args, weights))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from .._backend import autograd_records
 from ..triton import launch
 
 
@@ -31,12 +32,11 @@ def _operands(u, delta, A, B, C, D, z, delta_bias, delta_softplus, tiles=None,
 
 class _SelectiveScanTriton(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, for_backward):
         tensors = [t.contiguous() if t is not None else None for t in (u, delta, A, B, C, D, z, delta_bias)]
         u_, delta_, A_, B_, C_, D_, z_, bias_ = tensors
         A_ = A_.float()
-        ops = _operands(u_, delta_, A_, B_, C_, D_, z_, bias_, delta_softplus,
-                       for_backward=any(ctx.needs_input_grad))
+        ops = _operands(u_, delta_, A_, B_, C_, D_, z_, bias_, delta_softplus, for_backward=for_backward)
         out = torch.empty_like(u_)
         entry, dsum, final = launch.forward(ops, out, (out.stride(0), 0, out.stride(2), out.stride(1)), False, None)
         ctx.save_for_backward(u_, delta_, A_, B_, C_, D_, z_, bias_, entry, dsum)
@@ -63,7 +63,7 @@ class _SelectiveScanTriton(torch.autograd.Function):
         return (grads.du.to(u.dtype), grads.ddelta.to(delta.dtype), grads.dA[0].to(ctx.A_dtype), dB.to(B.dtype),
                 dC.to(C.dtype), grads.dD[0].to(D.dtype) if D is not None else None,
                 grads.dz.to(z.dtype) if z is not None else None,
-                grads.dbias[0].to(bias.dtype) if bias is not None else None, None)
+                grads.dbias[0].to(bias.dtype) if bias is not None else None, None, None)
 
 
 def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
@@ -73,5 +73,6 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
     if n_state & (n_state - 1):
         raise ValueError(f"the Triton selective scan needs a power-of-two state size N, got N={n_state}; "
                          "use backend='torch' for this shape.")
-    out, last = _SelectiveScanTriton.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    out, last = _SelectiveScanTriton.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                                           autograd_records(u, delta, A, B, C, D, z, delta_bias))
     return (out, last) if return_last_state else out
