@@ -108,8 +108,8 @@ def relative_errors(fused, mambair, inp) -> dict:
         errors[key] = (out.detach().float(), inp["u"].grad.float())
         inp["u"].grad = None
     (y, du), (y_ref, du_ref) = errors["fused"], errors["mambair"]
-    return dict(out=round(float((y - y_ref).norm() / y_ref.norm()), 6),
-                du=round(float((du - du_ref).norm() / du_ref.norm()), 6))
+    return dict(out=float(f"{(y - y_ref).norm() / y_ref.norm():.3g}"),
+                du=float(f"{(du - du_ref).norm() / du_ref.norm():.3g}"))  # significant digits: fp32 is near 1e-7
 
 
 def bytes_moved(batch, L, Ll, D, K, N, R, dtype, backend):
