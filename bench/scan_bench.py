@@ -132,9 +132,10 @@ SMOKE_CASES = {"smoke": (1, 8, 8, 16, 2, 8, None)}
 # --sweep: tile configurations of the fused op (changes to scan2d.triton.launch.TileConfig), on cases a and b, and
 # the cost of torch.use_deterministic_algorithms (fixed-order sums instead of atomics).
 # In order of interest, since a short lease may cut the sweep off.
-SWEEP = [dict(), dict(deterministic=True), dict(backward_num_warps=4), dict(inference_tiles=8),
-         dict(inference_tiles=32), dict(num_warps=8), dict(block_t=32, block_d=8), dict(block_t=8, block_d=32),
-         dict(backward_num_warps=4, backward_maxnreg=128), dict(block_d=32, num_warps=8), dict(inference_tiles=4)]
+SWEEP = [dict(), dict(deterministic=True), dict(backward_num_warps=4, backward_maxnreg=128),
+         dict(backward_maxnreg=128), dict(backward_num_warps=4), dict(backward_num_warps=4, backward_maxnreg=168),
+         dict(carry_chunks=32), dict(inference_tiles=32), dict(block_t=32, block_d=8), dict(num_warps=8),
+         dict(block_d=32, num_warps=8), dict(block_t=8, block_d=32), dict(inference_tiles=8)]
 N_STATE, RANK = 16, 12
 
 

@@ -48,6 +48,9 @@ def test_every_kernel_compiles_without_register_spills(arch, tmp_path):
     assert {b["constexprs"]["LOWRANK"] for b in deterministic if b["kernel"] == "backward_grads_kernel"} == {
         True, False}
     assert [b["kernel"] for b in deterministic if b["atomics"]] == []
+    # Relaxed atomics only: an acq_rel one (Triton's default) is fenced in the SASS, which made the backward 2x
+    # slower on an H200.
+    assert [b["kernel"] for b in builds if b["fenced_atomics"]] == []
     # Exponentials per (step, channel, state) in the model's layer kernels: one for the states each pass computes,
     # one more where the backward crosses steps with the next step's decay or recomputes the states for the gate's
     # LayerNorm gradient (ex2/lg2 per thread, times the program's threads, over its elements; the rest is softplus).

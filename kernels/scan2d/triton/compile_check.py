@@ -45,6 +45,7 @@ class KernelBuild:
     stack_bytes: int
     shared_bytes: int
     atomics: int  # atomic read-modify-write instructions in the PTX (zero: the kernel's sums are deterministic)
+    fenced_atomics: int  # those with acquire/release semantics: ptxas fences each (MEMBAR.ALL.GPU, CCTL.IVALL)
     exp_log: int  # ex2 / lg2 instructions in the PTX: the transcendentals one thread issues per program (MUFU work)
     shuffles: int  # shfl instructions in the PTX: cross-lane reductions, and the lane flips of reverse scans
     reverse_scans: int  # associative_scan(reverse=True) ops in the TTGIR (see scan_kernels._reverse_steps)
@@ -54,6 +55,8 @@ class KernelBuild:
 _USED = re.compile(r"Used (\d+) registers")
 _FRAME = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
 _ATOMIC = re.compile(r"^\s*(?:@!?%p\d+\s+)?(?:atom|red)\.", re.MULTILINE)  # optionally predicated atom.* / red.*
+_FENCED_ATOMIC = re.compile(r"^\s*(?:@!?%p\d+\s+)?(?:atom|red)\.[\w.:]*\.(?:acq_rel|acquire|release)\.",
+                            re.MULTILINE)
 _EXP_LOG = re.compile(r"^\s*(?:@!?%p\d+\s+)?(?:ex2|lg2)\.", re.MULTILINE)
 _SHUFFLE = re.compile(r"^\s*(?:@!?%p\d+\s+)?shfl\.", re.MULTILINE)
 _REVERSE_SCAN = re.compile(r'"tt\.scan".*reverse = true')
@@ -117,6 +120,7 @@ def compile_instead_of_launch(arches: Sequence[int], builds: List[KernelBuild]) 
                      for path, value in constexprs.items()}
             builds.append(KernelBuild(self.fn.__name__, arch, names, compiled.metadata.num_warps, regs, stores, loads,
                                       stack, compiled.metadata.shared, len(_ATOMIC.findall(compiled.asm["ptx"])),
+                                      len(_FENCED_ATOMIC.findall(compiled.asm["ptx"])),
                                       len(_EXP_LOG.findall(compiled.asm["ptx"])),
                                       len(_SHUFFLE.findall(compiled.asm["ptx"])),
                                       len(_REVERSE_SCAN.findall(compiled.asm["ttgir"])), round(seconds, 2)))

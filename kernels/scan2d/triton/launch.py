@@ -39,6 +39,8 @@ class TileConfig:
             (dim x N fp32) per direction and chunk; with K = 2, N = 16 and 16-step chunks that is twice a float32
             output, with 16 tiles an eighth.  The backward recomputes each chunk from its stored state, so
             training keeps one tile per chunk.
+        carry_chunks: chunks that ``chunk_carry_kernel`` loads and scans at once (a power of two).  Small under
+            the interpreter so that the tests cross several such blocks.
     """
 
     block_t: int = 32 if triton_interpreted() else 16
@@ -47,6 +49,7 @@ class TileConfig:
     backward_num_warps: Optional[int] = 8
     backward_maxnreg: Optional[int] = None
     inference_tiles: int = 2 if triton_interpreted() else 16
+    carry_chunks: int = 4 if triton_interpreted() else 16
 
     def backward_options(self) -> dict:
         """Launch options of ``backward_grads_kernel``."""
@@ -205,7 +208,7 @@ def forward_states(ops: ScanOperands):
     final = torch.empty(ops.batch * ops.K, ops.dim, ops.n_state, device=ops.u.device, dtype=torch.float32)
     K.chunk_carry_kernel[grid[:2]](entry, final, local, dsum, final, ops.A, ops.K, ops.dim, ops.n_chunks,
                                    HAS_INIT=False, REVERSE=False, N=ops.n_state, BLOCK_D=ops.block_d,
-                                   num_warps=ops.tiles.num_warps)
+                                   BLOCK_C=ops.tiles.carry_chunks, num_warps=ops.tiles.num_warps)
     return entry, dsum, final
 
 
@@ -293,7 +296,8 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
     arrive = local  # in place, as in forward_states
     K.chunk_carry_kernel[grid[:2]](arrive, arrive, local, dsum, dfinal if dfinal is not None else local, ops.A,
                                    ops.K, ops.dim, ops.n_chunks, HAS_INIT=dfinal is not None, REVERSE=True,
-                                   N=ops.n_state, BLOCK_D=ops.block_d, num_warps=ops.tiles.num_warps)
+                                   N=ops.n_state, BLOCK_D=ops.block_d, BLOCK_C=ops.tiles.carry_chunks,
+                                   num_warps=ops.tiles.num_warps)
     dA_part = ops.state_buffer(ops.n_state)
     dD_part = ops.state_buffer()
     dbias_part = ops.state_buffer()
