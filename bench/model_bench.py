@@ -39,10 +39,13 @@ def mamba_ssm_scan_layers(module):
         inp = dict(u=u, xdbl=xdbl, dt_weight=dt_weight, dt_bias=dt_bias, A=A, D=D)
         if u_low is not None:
             inp.update(u_low=u_low, xdbl_low=xdbl_low)
-        if gate is None:
+        if gate is None and direction_weights is None:
             return mambair_path(fn, inp, directions, height, width)
-        ys = torch.stack([mambair_path(fn, inp, (d,), height, width) for d in directions], 1)
-        return (ys * gate.excite(gate.pool(ys)).unsqueeze(2)).sum(1)
+        ys = mambair_path(fn, inp, directions, height, width, sum_directions=False)  # (batch, K, L, dim)
+        weights = 1 if direction_weights is None else direction_weights
+        if gate is not None:
+            weights = gate.excite(gate.pool(ys)) * weights
+        return (ys * weights.unsqueeze(2)).sum(1)
 
     scan2d.directional_scan = patched
     try:

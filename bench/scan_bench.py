@@ -57,8 +57,9 @@ def layer_inputs(batch, H, W, D, K, N, R, dtype, device, cross_scale):
     return inp
 
 
-def mambair_path(selective_scan_cuda, inp, directions, H, W):
-    """Copies + mamba-ssm scan + merge, as MambaIR-style code does it."""
+def mambair_path(selective_scan_cuda, inp, directions, H, W, sum_directions=True):
+    """Copies + mamba-ssm scan + merge, as MambaIR-style code does it: (batch, L, dim), or with sum_directions=False
+    each direction's output (batch, K, L, dim) for a channel gate."""
     u, xdbl = inp["u"], inp["xdbl"]
     if "u_low" in inp:
         u, xdbl = torch.cat([u, inp["u_low"]], 1), torch.cat([xdbl, inp["xdbl_low"]], 1)
@@ -75,7 +76,8 @@ def mambair_path(selective_scan_cuda, inp, directions, H, W):
                               inp["D"].float().reshape(-1), inp["dt_bias"].float().reshape(-1))
     out = out.view(batch, K, D, -1)
     inverse = torch.stack([d.inverse(H, W, u.device) for d in directions])
-    return out.gather(3, inverse[None, :, None, :].expand(batch, K, D, H * W)).sum(1).transpose(1, 2)
+    ys = out.gather(3, inverse[None, :, None, :].expand(batch, K, D, H * W))
+    return ys.sum(1).transpose(1, 2) if sum_directions else ys.transpose(2, 3)
 
 
 def mamba_fn(module):
@@ -134,7 +136,7 @@ SMOKE_CASES = {"smoke": (1, 8, 8, 16, 2, 8, None)}
 # In order of interest, since a short lease may cut the sweep off.
 SWEEP = [dict(), dict(deterministic=True), dict(backward_num_warps=4, backward_maxnreg=128),
          dict(backward_maxnreg=128), dict(backward_num_warps=4), dict(backward_num_warps=4, backward_maxnreg=168),
-         dict(carry_chunks=32), dict(inference_tiles=32), dict(block_t=32, block_d=8), dict(num_warps=8),
+         dict(carry_chunks=16), dict(inference_tiles=32), dict(block_t=32, block_d=8), dict(num_warps=8),
          dict(block_d=32, num_warps=8), dict(block_t=8, block_d=32), dict(inference_tiles=8)]
 N_STATE, RANK = 16, 12
 

@@ -39,3 +39,24 @@ def test_mambair_path_equals_directional_scan(window, cross_scale, dtype):
     # float64: the same sums in another order; bfloat16: the baseline rounds its projected delta to bf16 first.
     tolerance = {} if dtype == torch.float64 else dict(rtol=2e-2, atol=2e-2)
     torch.testing.assert_close(baseline.float(), ours.float(), **tolerance)
+
+
+@pytest.mark.parametrize("cross_scale", [None, "aligned"])
+def test_model_bench_routes_gated_layers_through_the_baseline(cross_scale):
+    # model_bench's mamba_ssm backend replaces every scan layer, the channel-gated ones included.
+    import scan2d
+    from directional_cases import make_gate
+    from model_bench import mamba_ssm_scan_layers
+
+    directions = (ScanDirection(4, False, False, cross_scale), ScanDirection(4, True, True, cross_scale))
+    inp = layer_inputs(2, 9, 7, 6, 2, 4, 3, torch.float32, torch.device("cpu"), cross_scale is not None)
+    gate = make_gate(6, 2, dtype=torch.float32)
+    weights = torch.rand(2, 2, 6) + 0.5
+    with torch.no_grad():
+        ours = directional_scan(**inp, directions=directions, height=9, width=7, gate=gate,
+                                direction_weights=weights, backend="torch")
+        with mamba_ssm_scan_layers(SelectiveScanCudaStandIn):
+            baseline = scan2d.directional_scan(**inp, directions=directions, height=9, width=7, gate=gate,
+                                               direction_weights=weights)
+    assert scan2d.directional_scan is directional_scan  # restored
+    torch.testing.assert_close(baseline, ours, rtol=1e-4, atol=1e-5)

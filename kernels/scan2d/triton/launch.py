@@ -49,7 +49,7 @@ class TileConfig:
     backward_num_warps: Optional[int] = 8
     backward_maxnreg: Optional[int] = None
     inference_tiles: int = 2 if triton_interpreted() else 16
-    carry_chunks: int = 4 if triton_interpreted() else 16
+    carry_chunks: int = 4 if triton_interpreted() else 8
 
     def backward_options(self) -> dict:
         """Launch options of ``backward_grads_kernel``."""
@@ -313,7 +313,7 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
             dA_part, dD_part, dbias_part, dW_part, dweight_part,
             dout, *dout_strides, wt, entry, arrive, Dskip, z, *ops.z_strides, *ln_args,
             *ops.common_args(), k_first, k_count, HAS_D=ops.D is not None, DETERMINISTIC=ops.deterministic, **meta,
-            **ops.tiles.backward_options())
+            RP=triton.next_power_of_2(ops.rank), **ops.tiles.backward_options())
 
     def per_direction(part):
         return part.view(ops.batch, ops.K, ops.n_chunks, *part.shape[2:]).sum(dim=(0, 2))
