@@ -32,7 +32,12 @@ _tiles.baseline = {}
 
 
 def table(rows) -> str:
-    if rows and "fwd_peak_mb" in rows[0]:  # scan benchmark
+    if rows and "kernels" in rows[0]:  # profile_kernels.py
+        head = ["case", "dtype", "config", "phase", "wall ms", "GPU ms", "slowest kernel", "its ms"]
+        body = [[r["case"], r["dtype"], r["config"], r["phase"], _fmt(r["wall_ms"]), _fmt(r["gpu_ms"]),
+                 *(next(iter(r["kernels"].items()), ("-", None)))] for r in rows]
+        body = [cells[:7] + [_fmt(cells[7])] for cells in body]
+    elif rows and "fwd_peak_mb" in rows[0]:  # scan benchmark
         head = ["case", "dtype", "backend", "tiles", "fwd ms", "fwd+bwd ms", "fwd x mamba", "fwd+bwd x mamba",
                 "fwd peak / out", "fwd GB/s"]
         body = [[r["case"], r["dtype"], r["backend"], _tiles(r), _fmt(r["fwd_ms"]), _fmt(r["fwdbwd_ms"]),
