@@ -23,9 +23,9 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, append_jsonl, record, time_ms  # noqa: E402
-from scan_bench import CASES, N_STATE, RANK, layer_inputs  # noqa: E402
+from scan_bench import CASES, N_STATE, RANK, case_directions, layer_inputs  # noqa: E402
 
-from scan2d import ScanDirection, directional_scan  # noqa: E402
+from scan2d import directional_scan  # noqa: E402
 from scan2d._backend import deterministic_algorithms  # noqa: E402
 from scan2d.triton.launch import tile_config  # noqa: E402
 
@@ -59,9 +59,7 @@ def scan_rows(args, out_name):
     device = torch.device("cuda")
     for name in args.cases:
         batch, H, W, D, K, window, xs = CASES[name]
-        base = [ScanDirection(window, False, False, xs), ScanDirection(window, False, True, xs),
-                ScanDirection(window, True, False, xs), ScanDirection(window, True, True, xs)]
-        directions = tuple(base[:K])
+        directions = case_directions(K, window, xs)
         for dtype in [getattr(torch, d) for d in args.dtypes]:
             inp = layer_inputs(batch, H, W, D, K, N_STATE, RANK, dtype, device, xs is not None)
 

@@ -141,6 +141,13 @@ SWEEP = [dict(), dict(deterministic=True), dict(backward_num_warps=4, backward_m
 N_STATE, RANK = 16, 12
 
 
+def case_directions(K, window, cross_scale):
+    """The scan directions of a case: K = 2 a row-first pair, K = 4 both orientations."""
+    both = [ScanDirection(window, column_first, reverse, cross_scale)
+            for column_first in (False, True) for reverse in (False, True)]
+    return tuple(both[:K])
+
+
 def measure(fwd, device, args) -> dict:
     """Median times and peak memory of the forward (no autograd) and of forward + backward."""
     def forward():
@@ -172,9 +179,7 @@ def run(args, out_name: str) -> list:
     rows = []
     for name, (batch, H, W, D, K, window, xs) in cases.items():
         for dtype in dtypes:
-            base = [ScanDirection(window, False, False, xs), ScanDirection(window, False, True, xs),
-                    ScanDirection(window, True, False, xs), ScanDirection(window, True, True, xs)]
-            directions = tuple(base[:K])  # K=2: a row-first pair; K=4: both orientations
+            directions = case_directions(K, window, xs)
             inp = layer_inputs(batch, H, W, D, K, N_STATE, RANK, dtype, device, xs is not None)
             L, Ll = H * W, (((H + 1) // 2) * ((W + 1) // 2) if xs else 0)
             shape = dict(batch=batch, height=H, width=W, dim=D, state=N_STATE, rank=RANK,

@@ -627,13 +627,13 @@ def backward_grads_kernel(
             # a rank at a time took R reductions over channels, each with four barriers (the PTX).
             r = tl.arange(0, RP)
             mask_tr = valid[:, None] & (r < R)[None, :]
-            w = tl.load(dtw_ptr + (k * Dm + d[:, None]) * R + r[None, :], mask=d_mask[:, None] & (r < R)[None, :],
-                        other=0.0).to(tl.float32)
+            mask_dr = d_mask[:, None] & (r < R)[None, :]
+            w = tl.load(dtw_ptr + (k * Dm + d[:, None]) * R + r[None, :], mask=mask_dr, other=0.0).to(tl.float32)
             _accumulate(dxrow[:, None] + r[None, :] * s_xc, tl.sum(ddelta[:, :, None] * w[None, :, :], axis=1),
                         mask_tr, DETERMINISTIC)
             cols = tl.load(xrow[:, None] + r[None, :] * s_xc, mask=mask_tr, other=0.0).to(tl.float32)
             tl.store(dW_part_ptr + (chunk_base + d[:, None]) * R + r[None, :],
-                     tl.sum(ddelta[:, :, None] * cols[:, None, :], axis=0), mask=d_mask[:, None] & (r < R)[None, :])
+                     tl.sum(ddelta[:, :, None] * cols[:, None, :], axis=0), mask=mask_dr)
         else:
             tl.store(ddelta_ptr + b64 * s_db + pos64[:, None] * s_dl + d[None, :] * s_dd, ddelta, mask=mask_td)
             grp = block_group(pid_d, d, per_group)
