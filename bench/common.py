@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import datetime as _dt
 import json
 import os
@@ -81,3 +82,11 @@ def write_jsonl(rows: List[Dict], name: str) -> Path:
         for row in rows:
             fh.write(json.dumps(row) + "\n")
     return path
+
+
+def parse_config(text: str) -> dict:
+    """A tile configuration from the command line: ``default`` or ``key=value`` pairs joined by commas (changes to
+    ``scan2d.triton.launch.TileConfig``, plus ``deterministic``), values as Python literals."""
+    if text == "default":
+        return {}
+    return {k: ast.literal_eval(v) for k, v in (pair.split("=") for pair in text.split(","))}

@@ -11,7 +11,6 @@ and ``wall_ms`` the median time of a call with CUDA events (the difference is la
 from __future__ import annotations
 
 import argparse
-import ast
 import collections
 import datetime as dt
 import json
@@ -22,7 +21,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, append_jsonl, record, time_ms  # noqa: E402
+from common import RESULTS, append_jsonl, parse_config, record, time_ms  # noqa: E402
 from scan_bench import CASES, N_STATE, RANK, case_directions, layer_inputs  # noqa: E402
 
 from scan2d import directional_scan  # noqa: E402
@@ -46,13 +45,6 @@ def kernel_times(fn, iterations: int) -> dict:
         if us > 0 and event.device_type == torch.autograd.DeviceType.CUDA:
             totals[event.key] += us / 1e3 / iterations
     return {name: round(ms, 4) for name, ms in totals.most_common()}
-
-
-def parse_config(text: str) -> dict:
-    """``default`` or ``key=value`` pairs joined by commas, values as Python literals."""
-    if text == "default":
-        return {}
-    return {k: ast.literal_eval(v) for k, v in (pair.split("=") for pair in text.split(","))}
 
 
 def scan_rows(args, out_name):

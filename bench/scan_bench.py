@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, append_jsonl, peak_mb, record, time_ms  # noqa: E402
+from common import RESULTS, append_jsonl, parse_config, peak_mb, record, time_ms  # noqa: E402
 
 import scan2d  # noqa: E402
 from scan2d import ScanDirection, directional_scan  # noqa: E402
@@ -134,10 +134,12 @@ SMOKE_CASES = {"smoke": (1, 8, 8, 16, 2, 8, None)}
 # --sweep: tile configurations of the fused op (changes to scan2d.triton.launch.TileConfig), on cases a and b, and
 # the cost of torch.use_deterministic_algorithms (fixed-order sums instead of atomics).
 # In order of interest, since a short lease may cut the sweep off.
-SWEEP = [dict(), dict(deterministic=True), dict(backward_num_warps=4, backward_maxnreg=128),
-         dict(backward_maxnreg=128), dict(backward_num_warps=4), dict(backward_num_warps=4, backward_maxnreg=168),
-         dict(carry_chunks=16), dict(inference_tiles=32), dict(block_t=32, block_d=8), dict(num_warps=8),
-         dict(block_d=32, num_warps=8), dict(block_t=8, block_d=32), dict(inference_tiles=8)]
+SWEEP = [dict(), dict(forward_state_loop=True), dict(backward_num_warps=4, backward_maxnreg=168),
+         dict(block_d=32, num_warps=8), dict(deterministic=True), dict(forward_state_loop=True, inference_tiles=32),
+         dict(backward_num_warps=4),
+         dict(backward_num_warps=4, backward_maxnreg=128), dict(backward_maxnreg=128), dict(carry_chunks=16),
+         dict(inference_tiles=32), dict(block_t=32, block_d=8), dict(num_warps=8), dict(block_t=8, block_d=32),
+         dict(inference_tiles=8)]
 N_STATE, RANK = 16, 12
 
 
@@ -204,7 +206,10 @@ def run(args, out_name: str) -> list:
                 backends["mambair_path"] = (lambda: mambair_path(fn, inp, directions, H, W), {})
                 check = relative_errors(fused, backends["mambair_path"][0], inp)
             if device.type == "cuda" or args.smoke:
-                configs = (SWEEP[:2] if args.smoke else SWEEP) if args.sweep else [dict()]
+                if args.configs:
+                    configs = [parse_config(text) for text in args.configs]
+                else:
+                    configs = (SWEEP[:2] if args.smoke else SWEEP) if args.sweep else [dict()]
                 for changes in configs:
                     label = "fused" + "".join(f" {k}={v}" for k, v in changes.items())
                     backends[label] = (fused, changes)
@@ -250,6 +255,8 @@ def main():
     parser.add_argument("--dtypes", nargs="*", default=["float32", "bfloat16"], choices=["float32", "bfloat16"])
     parser.add_argument("--sweep", action="store_true",
                         help="time the fused op alone under each tile configuration of SWEEP")
+    parser.add_argument("--configs", nargs="*", help="the fused op's tile configurations instead of the default "
+                        "(or of SWEEP): 'default' or key=value pairs joined by commas, e.g. forward_state_loop=True")
     parser.add_argument("--backends", nargs="*", choices=["mamba_ssm", "mambair_path", "fused", "torch"],
                         help="time only these (default: all); a fused row's speedup needs mamba_ssm in the run")
     parser.add_argument("--repeats", type=int, default=50)

@@ -17,15 +17,20 @@ KERNELS = {"chunk_end_state_kernel", "chunk_carry_kernel", "forward_output_kerne
            "backward_grads_kernel"}
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("arch", [90, 80], ids=["hopper-sm90", "ampere-sm80"])
-def test_every_kernel_compiles_without_register_spills(arch, tmp_path):
+def compile_report(tmp_path, arch, *flags):
+    """compile_check's JSON rows for ``arch`` under the given tile flags."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     report = tmp_path / "resources.jsonl"
     proc = subprocess.run([sys.executable, "-m", "scan2d.triton.compile_check", "--arch", str(arch),
-                           "--json", str(report)], env=env, capture_output=True, text=True, timeout=900)
+                           "--json", str(report), *flags], env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    builds = [json.loads(line) for line in report.read_text().splitlines()]
+    return [json.loads(line) for line in report.read_text().splitlines()]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", [90, 80], ids=["hopper-sm90", "ampere-sm80"])
+def test_every_kernel_compiles_without_register_spills(arch, tmp_path):
+    builds = compile_report(tmp_path, arch)
     assert {b["kernel"] for b in builds} == KERNELS
     assert all(b["arch"] == arch for b in builds)
     # Every configuration the ops launch was compiled: plain/aligned/sequential orders, the gate's reduce modes,
@@ -67,3 +72,24 @@ def test_every_kernel_compiles_without_register_spills(arch, tmp_path):
     spilled = [(b["kernel"], b["spill_store_bytes"], b["constexprs"]) for b in builds if b["spill_store_bytes"]]
     assert not spilled, f"register spills to local memory: {spilled}"
     assert max(b["registers"] for b in builds) <= 255
+
+
+@pytest.mark.slow
+def test_state_loop_forward_compiles_without_spills_or_cross_thread_traffic(tmp_path):
+    # TileConfig.forward_state_loop: the forward kernels solve the recurrence one state at a time on (steps,
+    # channels) tiles whose steps lie in each thread's registers, so where a kernel neither sums over channels nor
+    # is the drop-in path (whose small channel blocks spread steps over threads) nothing crosses threads at all.
+    builds = compile_report(tmp_path, 90, "--forward-state-loop")
+    loop = [b for b in builds if b["constexprs"].get("STATE_LOOP")]
+    assert {(b["kernel"], b["constexprs"].get("REDUCE"), b["constexprs"]["TILES"]) for b in loop} >= {
+        ("chunk_end_state_kernel", None, 1), ("chunk_end_state_kernel", None, 16), ("forward_output_kernel", 0, 1),
+        ("forward_output_kernel", 0, 16), ("forward_output_kernel", 1, 1), ("forward_output_kernel", 2, 16)}
+    # The deterministic gate passes loop over every channel block in one program and keep the tile kernels.
+    assert not [b for b in loop if b["constexprs"].get("DETERMINISTIC")]
+    for b in loop:
+        c = b["constexprs"]
+        if c["LOWRANK"] and c.get("REDUCE") in (None, 0, 2):
+            assert (b["shuffles"], b["shared_bytes"]) == (0, 0), (b["kernel"], c)
+    assert [b["kernel"] for b in builds if b["fenced_atomics"]] == []
+    spilled = [(b["kernel"], b["spill_store_bytes"], b["constexprs"]) for b in builds if b["spill_store_bytes"]]
+    assert not spilled, f"register spills to local memory: {spilled}"

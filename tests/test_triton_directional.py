@@ -21,7 +21,7 @@ direction = st.builds(lambda w, c, r: (w, c, r), st.sampled_from([None, 4, 8, 16
 
 
 def check_against_torch_path(batch, height, width, dim, specs, cross_scale, gated, weighted, dtype, blocks,
-                             deterministic):
+                             deterministic, state_loop):
     K = len(specs)
     directions = tuple(ScanDirection(w, c, r, cross_scale) for w, c, r in specs)
     inp = make_layer_inputs(batch, height, width, dim, K, n_state=4, cross_scale=cross_scale is not None)
@@ -37,7 +37,8 @@ def check_against_torch_path(batch, height, width, dim, specs, cross_scale, gate
         low_gate = type(gate)(gate.norm_weight.to(DEVICE, torch.float32), gate.norm_bias.to(DEVICE, torch.float32),
                               gate.eps, lambda p: gate.excite(p.double().cpu()).to(p.device, p.dtype))
     low_w = weights.to(DEVICE, dtype) if weights is not None else None
-    with tile_config(block_t=blocks[0], block_d=blocks[1]), deterministic_algorithms(deterministic):
+    with tile_config(block_t=blocks[0], block_d=blocks[1], forward_state_loop=state_loop), \
+            deterministic_algorithms(deterministic):
         out = directional_scan(**low, directions=directions, height=height, width=width, gate=low_gate,
                                direction_weights=low_w, backend="triton")
         w = torch.randn(ref.shape, dtype=torch.float64)
@@ -53,7 +54,8 @@ def check_against_torch_path(batch, height, width, dim, specs, cross_scale, gate
 common = dict(batch=st.integers(1, 2), height=st.integers(1, 8), width=st.integers(1, 8),
               dim=st.sampled_from([1, 7, 17]), weighted=st.booleans(),
               dtype=st.sampled_from([torch.float32, torch.float32, torch.bfloat16]),
-              blocks=st.sampled_from([(16, 16), (32, 32), (64, 8)]), deterministic=st.booleans())
+              blocks=st.sampled_from([(16, 16), (32, 32), (64, 8)]), deterministic=st.booleans(),
+              state_loop=st.booleans())
 directions_k = st.lists(direction, min_size=1, max_size=4).filter(lambda s: len(s) != 3)
 
 
@@ -92,18 +94,23 @@ def test_window_grid_spanning_many_chunks():
         torch.testing.assert_close(g / (r.abs().max() + 1), r / (r.abs().max() + 1), **TOL[torch.float32], msg=name)
 
 
+@pytest.mark.parametrize("state_loop", [False, True], ids=["state-tiles", "state-loop"])
 @pytest.mark.parametrize("cross_scale,gated,deterministic", [(None, False, False), ("aligned", True, False),
                                                              ("aligned", True, True), ("sequential", False, False)])
-def test_forward_without_gradients_carries_the_state_across_tiles_of_a_chunk(cross_scale, gated, deterministic):
+def test_forward_without_gradients_carries_the_state_across_tiles_of_a_chunk(cross_scale, gated, deterministic,
+                                                                             state_loop):
     # Inference chunks hold several tiles scanned in turn (TileConfig.inference_tiles); 4-step tiles, 3 per chunk
-    # put tile and chunk boundaries everywhere in this 7x6 window-4 scan; 11 channels are two channel blocks.
+    # put tile and chunk boundaries everywhere in this 7x6 window-4 scan; 11 channels are two channel blocks.  The
+    # state loop carries the state between tiles through memory: the gate's first pass must leave the entry states
+    # intact for its second, and the output pass's own forward_states.
     directions = (ScanDirection(4, False, False, cross_scale), ScanDirection(4, True, True, cross_scale))
     inp = make_layer_inputs(1, 7, 6, 11, 2, n_state=4, cross_scale=cross_scale is not None, dtype=torch.float32)
     gate = make_gate(11, 2, dtype=torch.float32) if gated else None
     ref = directional_scan(**inp, directions=directions, height=7, width=6, gate=gate, backend="torch")
     dev = {k: v.to(DEVICE) for k, v in inp.items()}
     dev_gate = make_gate(11, 2, dtype=torch.float32, device=DEVICE) if gated else None
-    with torch.no_grad(), tile_config(block_t=4, block_d=8, inference_tiles=3), deterministic_algorithms(deterministic):
+    with torch.no_grad(), tile_config(block_t=4, block_d=8, forward_block_d=8, inference_tiles=3,
+                                      forward_state_loop=state_loop), deterministic_algorithms(deterministic):
         out = directional_scan(**dev, directions=directions, height=7, width=6, gate=dev_gate, backend="triton")
     torch.testing.assert_close(out.cpu(), ref, **TOL[torch.float32])
 
@@ -125,6 +132,50 @@ def test_only_a_recorded_forward_keeps_training_chunks(monkeypatch, grad_mode):
                                device=DEVICE), backend="triton")
     assert seen == [grad_mode, grad_mode]  # the gate's pooling pass and the output pass
     assert out.requires_grad == grad_mode
+
+
+class _LaunchSpy:
+    """Stands in for a Triton kernel: records each launch's STATE_LOOP and BLOCK_D, then launches the real one."""
+
+    def __init__(self, kernel, seen):
+        self.kernel, self.seen = kernel, seen
+
+    def __getitem__(self, grid):
+        def launch(*args, **meta):
+            self.seen.append((self.kernel.fn.__name__, meta["STATE_LOOP"], meta["BLOCK_D"]))
+            return self.kernel[grid](*args, **meta)
+        return launch
+
+
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_state_loop_runs_the_layer_forward_except_the_deterministic_gate_passes(monkeypatch, deterministic):
+    # TileConfig.forward_state_loop routes the 2D layer's forward kernels to the state loop with their own channel
+    # block; the deterministic gate statistics passes (one program over all channel blocks) and the drop-in scan
+    # keep the (steps, channels, states) tiles.
+    import scan2d.triton.launch as launch
+    from scan2d import selective_scan
+    from test_selective_scan import make_inputs
+
+    seen = []
+    for name in ("chunk_end_state_kernel", "forward_output_kernel"):
+        monkeypatch.setattr(launch.K, name, _LaunchSpy(getattr(launch.K, name), seen))
+    directions = (ScanDirection(4, False, False), ScanDirection(4, True, True))
+    inp = {k: v.to(DEVICE) for k, v in make_layer_inputs(1, 5, 6, 12, 2, n_state=4, dtype=torch.float32).items()}
+    gate = make_gate(12, 2, dtype=torch.float32, device=DEVICE)
+    with torch.no_grad(), tile_config(block_d=4, forward_block_d=8, forward_state_loop=True), \
+            deterministic_algorithms(deterministic):
+        out = directional_scan(**inp, directions=directions, height=5, width=6, gate=gate, backend="triton")
+        ref = directional_scan(**inp, directions=directions, height=5, width=6, gate=gate, backend="torch")
+        torch.testing.assert_close(out, ref, **TOL[torch.float32])
+        layer = list(seen)
+        seen.clear()
+        drop_in = {k: v.float().to(DEVICE) for k, v in make_inputs(1, 6, 20, 4, 0).items()}
+        selective_scan(**drop_in, delta_softplus=True, backend="triton")
+    # The gate's pooling: forward states, the mean/variance pass, the normalised-sum pass; then the output's forward
+    # states and one pass per direction.
+    gate_stats = [(False, 4), (True, 8)] if deterministic else [(True, 8)] * 2  # the second pass has no atomics
+    assert [(loop, block) for _, loop, block in layer] == [(True, 8)] + gate_stats + [(True, 8)] * 3
+    assert {(loop, block) for _, loop, block in seen} == {(False, 4)}
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU: the interpreter runs one program at a time, so "

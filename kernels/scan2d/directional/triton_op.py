@@ -116,7 +116,8 @@ class _GatePool(torch.autograd.Function):
         rstd = torch.rsqrt((sums[..., 1] / dim - mean * mean).clamp_min(0.0) + eps)
         tok = torch.stack([mean, rstd], dim=-1).contiguous()
         part = torch.empty(BK, ops.n_chunks, dim, **f32)
-        launch.output_pass(ops, entry, part, (0, 0, 0, 0), False, None, reduce=2, tok=tok, part=part)
+        launch.output_pass(ops, entry, part, (0, 0, 0, 0), False, None, reduce=2, tok=tok, part=part,
+                           last_use=not for_backward)
         mean_xhat = (part.sum(1) - (mean * rstd).sum(1, keepdim=True)) / L  # (BK, dim)
         pooled = ln_weight.float() * mean_xhat + ln_bias.float()
         ctx.save_for_backward(*saved, ln_weight, entry, dsum, mean, rstd, mean_xhat)

@@ -41,6 +41,15 @@ class TileConfig:
             training keeps one tile per chunk.
         carry_chunks: chunks that ``chunk_carry_kernel`` loads and scans at once (a power of two).  Small under
             the interpreter so that the tests cross several such blocks.
+        forward_state_loop: the 2D layer's forward kernels (``chunk_end_state``, ``forward_output``) solve the
+            recurrence one state at a time on (steps, channels) tiles (``scan_kernels._state_loop_tile``) instead of
+            on (steps, channels, states) tiles; the drop-in scan keeps the tiles (``ScanOperands.state_loop``).
+            compile_check: 20-22 SASS instructions per element and no shuffles, barriers or shared memory, against
+            33-42 per element with 128 shuffles and 17 barriers per tile (bench/README.md).  Off until a GPU run
+            times it (bench/gpu_session.sh times both).
+        forward_block_d: channels per program of the state-loop forward: 128 puts one channel on each of 4 warps'
+            threads with the tile's steps in its registers.
+        forward_maxnreg: register cap for the state-loop forward kernels (None: ptxas's choice).
     """
 
     block_t: int = 32 if triton_interpreted() else 16
@@ -50,6 +59,16 @@ class TileConfig:
     backward_maxnreg: Optional[int] = None
     inference_tiles: int = 2 if triton_interpreted() else 16
     carry_chunks: int = 4 if triton_interpreted() else 8
+    forward_state_loop: bool = False
+    forward_block_d: int = 32 if triton_interpreted() else 128
+    forward_maxnreg: Optional[int] = None
+
+    def forward_options(self, state_loop: bool) -> dict:
+        """Launch options of ``chunk_end_state_kernel`` and ``forward_output_kernel`` (with the state loop or not)."""
+        options = dict(num_warps=self.num_warps)
+        if state_loop and self.forward_maxnreg is not None:
+            options["maxnreg"] = self.forward_maxnreg
+        return options
 
     def backward_options(self) -> dict:
         """Launch options of ``backward_grads_kernel``."""
@@ -177,18 +196,34 @@ class ScanOperands:
         return dict(ORDER=self.order, LOWRANK=self.lowrank, HAS_BIAS=self.has_bias,
                     SOFTPLUS=self.softplus, R=self.rank, N=self.n_state)
 
-    @property
-    def block_d(self) -> int:
-        """Channels per program: tiles.block_d, halved until it divides the group size of grouped B/C, so that a
-        block reads one group (``scan_kernels.block_group``)."""
-        block = self.tiles.block_d
+    def _channel_block(self, block: int) -> int:
+        # Halved until it divides the group size of grouped B/C, so that a block reads one group
+        # (``scan_kernels.block_group``).
         while self.grouped and self.per_group % block:
             block //= 2
         return block
 
-    def grid(self, directions: Optional[int] = None, channel_blocks: bool = True):
-        """(batch x ``directions`` (default all K), channel blocks (1 where one program loops over them), chunks)."""
-        blocks = triton.cdiv(self.dim, self.block_d) if channel_blocks else 1
+    @property
+    def block_d(self) -> int:
+        """Channels per program of the backward and the carry: tiles.block_d (see ``_channel_block``)."""
+        return self._channel_block(self.tiles.block_d)
+
+    @property
+    def state_loop(self) -> bool:
+        """Whether the forward kernels run the state loop (``TileConfig.forward_state_loop``): the 2D layer only.  The
+        drop-in scan's channels-first inputs make Triton spread the steps over lanes, where the state loop's scans
+        would shuffle (compile_check: 160-288 shuffles per thread against none in the layer)."""
+        return self.tiles.forward_state_loop and self.lowrank
+
+    @property
+    def forward_block_d(self) -> int:
+        """Channels per program of the forward kernels: tiles.forward_block_d with the state loop, else block_d."""
+        return self._channel_block(self.tiles.forward_block_d) if self.state_loop else self.block_d
+
+    def grid(self, directions: Optional[int] = None, channel_blocks: bool = True, block_d: Optional[int] = None):
+        """(batch x ``directions`` (default all K), channel blocks of ``block_d`` (default ``self.block_d``; 1
+        where one program loops over them), chunks)."""
+        blocks = triton.cdiv(self.dim, block_d or self.block_d) if channel_blocks else 1
         return (self.batch * (self.K if directions is None else directions), blocks, self.n_chunks)
 
     def state_buffer(self, *tail):
@@ -200,9 +235,10 @@ def forward_states(ops: ScanOperands):
     """The state entering every chunk (batch*K, chunks, dim, N), the chunks' delta sums and the final state."""
     local = ops.state_buffer(ops.n_state)
     dsum = ops.state_buffer()
+    K.chunk_end_state_kernel[ops.grid(block_d=ops.forward_block_d)](
+        local, dsum, *ops.common_args(), **ops.common_meta(), BLOCK_T=ops.tiles.block_t, BLOCK_D=ops.forward_block_d,
+        TILES=ops.tiles_per_chunk, STATE_LOOP=ops.state_loop, **ops.tiles.forward_options(ops.state_loop))
     grid = ops.grid()
-    K.chunk_end_state_kernel[grid](local, dsum, *ops.common_args(), **ops.common_meta(), BLOCK_T=ops.tiles.block_t,
-                                   BLOCK_D=ops.block_d, TILES=ops.tiles_per_chunk, num_warps=ops.tiles.num_warps)
     # The carry turns the chunk end states into entry states in place.
     entry = local
     final = torch.empty(ops.batch * ops.K, ops.dim, ops.n_state, device=ops.u.device, dtype=torch.float32)
@@ -220,9 +256,14 @@ def direction_launches(K: int, one_at_a_time: bool) -> list:
 
 
 def output_pass(ops: ScanOperands, entry: torch.Tensor, out: torch.Tensor, out_strides: tuple, sum_directions: bool,
-                weight: Optional[torch.Tensor], reduce: int = 0, red=None, tok=None, vec=None, part=None):
+                weight: Optional[torch.Tensor], reduce: int = 0, red=None, tok=None, vec=None, part=None,
+                last_use: bool = False):
     """Recompute each chunk's outputs from its entry state and write them (reduce=0) or reduce them for the
     channel gate (see ``forward_output_kernel``).
+
+    The state-loop kernels carry the state between the tiles of a multi-tile chunk through memory: through
+    ``entry`` itself when ``last_use`` (nothing reads the entry states afterwards), else through a scratch copy's
+    worth of memory.
 
     Summed directions are written one launch per direction, each adding to what the last left (one direction
     visits every output token once, so no two programs of a launch touch the same element): the sum needs no
@@ -232,23 +273,31 @@ def output_pass(ops: ScanOperands, entry: torch.Tensor, out: torch.Tensor, out_s
     has_z = ops.z is not None
     dummy = entry
     deterministic = ops.deterministic and reduce in (1, 3)
+    # The deterministic gate passes loop over every channel block in one program: with the state loop's tiles that
+    # reaches 255 registers and spills (compile_check), so they keep the (steps, channels, states) tiles.
+    state_loop = ops.state_loop and not deterministic
+    block_d = ops.forward_block_d if state_loop else ops.block_d
+    carried = state_loop and ops.tiles_per_chunk > 1
+    scratch = torch.empty_like(entry) if carried and not last_use else entry
     for k_first, k_count in direction_launches(ops.K, sum_directions and reduce == 0):
-        grid = ops.grid(k_count, channel_blocks=not deterministic)
+        grid = ops.grid(k_count, channel_blocks=not deterministic, block_d=block_d)
         K.forward_output_kernel[grid](
             out, *out_strides, weight if weight is not None else dummy, red if red is not None else dummy,
             tok if tok is not None else dummy, vec if vec is not None else dummy,
-            part if part is not None else dummy, ops.height * ops.width, entry, ops.D if ops.D is not None else dummy,
-            ops.z if has_z else ops.u, *ops.z_strides, *ops.common_args(), k_first, k_count, **ops.common_meta(),
-            HAS_D=ops.D is not None, HAS_Z=has_z, SUM_DIRECTIONS=sum_directions, ACCUMULATE=k_first > 0,
-            HAS_WEIGHT=weight is not None, REDUCE=reduce, DETERMINISTIC=deterministic, BLOCK_T=ops.tiles.block_t,
-            BLOCK_D=ops.block_d, TILES=ops.tiles_per_chunk, num_warps=ops.tiles.num_warps)
+            part if part is not None else dummy, ops.height * ops.width, entry, scratch,
+            ops.D if ops.D is not None else dummy, ops.z if has_z else ops.u, *ops.z_strides, *ops.common_args(),
+            k_first, k_count, **ops.common_meta(), HAS_D=ops.D is not None, HAS_Z=has_z,
+            SUM_DIRECTIONS=sum_directions, ACCUMULATE=k_first > 0, HAS_WEIGHT=weight is not None, REDUCE=reduce,
+            DETERMINISTIC=deterministic, BLOCK_T=ops.tiles.block_t, BLOCK_D=block_d, TILES=ops.tiles_per_chunk,
+            STATE_LOOP=state_loop, **ops.tiles.forward_options(state_loop))
 
 
 def forward(ops: ScanOperands, out: torch.Tensor, out_strides: tuple, sum_directions: bool,
             weight: Optional[torch.Tensor]):
-    """Run the forward.  Returns (entry states, chunk delta sums, final state) for the backward."""
+    """Run the forward.  Returns (entry states, chunk delta sums, final state) for the backward; without one
+    (``ops.for_backward`` False) the state-loop kernels may have used the entry states' memory (``output_pass``)."""
     entry, dsum, final = forward_states(ops)
-    output_pass(ops, entry, out, out_strides, sum_directions, weight)
+    output_pass(ops, entry, out, out_strides, sum_directions, weight, last_use=not ops.for_backward)
     return entry, dsum, final
 
 

@@ -121,12 +121,15 @@ def _accumulate(ptr, value, mask, OWNED: tl.constexpr):
 
 
 @triton.jit
-def load_chunk(
+def load_steps(
     s, b, k, d_block, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm,
     ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr,
-    SOFTPLUS: tl.constexpr, R: tl.constexpr, N: tl.constexpr,
+    SOFTPLUS: tl.constexpr, R: tl.constexpr, N: tl.constexpr, STEPS_IN_REGISTERS: tl.constexpr = False,
 ):
-    """Inputs of steps ``s`` (BLOCK_T,) for channels ``d`` (BLOCK_D,), channel block ``d_block``.
+    """Inputs of steps ``s`` (BLOCK_T,) for channels ``d`` (BLOCK_D,), channel block ``d_block``, with B and C as
+    row pointers (the state-loop kernels read one state's column at a time; ``load_chunk`` loads whole tiles).
+    STEPS_IN_REGISTERS: the caller's tiles hold all their steps in each thread (the state-loop kernels), where the
+    dt projection's loads are cheapest unrolled and unmasked (below).
 
     The inputs' pointers and strides come as tuples (``launch.ScanOperands.common_args``):
     U = (u, u_low, batch, position, channel strides, u_low's batch stride); X = (x_proj outputs, their low-res
@@ -134,7 +137,8 @@ def load_chunk(
     channel strides); BC = (B, C, B's batch, group, state, position strides, C's, channels per group);
     PROJ = (dt projection weight (K, D, R), dt bias (K, D)).
     Returns pos, is_low, valid (BLOCK_T,); u, delta_pre (bias added, before softplus), delta (T, D), zero on
-    invalid steps; Bm, Cm broadcastable to (T, D, N).
+    invalid steps; b_rows, c_rows (BLOCK_T,) pointers to state 0 of B and C at each step, whose state n lies n * s_bn
+    (s_cn) further.  Invalid steps point at position 0, which is always in bounds.
     """
     u_ptr, u_low_ptr, s_ub, s_ul, s_ud, s_ub_low = U
     delta_ptr, s_db, s_dl, s_dd = DELTA
@@ -144,7 +148,6 @@ def load_chunk(
     pos, is_low, valid = step_positions(s, k, dirs_ptr, H, W, ORDER)
     pos64 = pos.to(tl.int64)
     b64 = b.to(tl.int64)
-    n = tl.arange(0, N)
     mask_td = valid[:, None] & d_mask[None, :]
     high_u = u_ptr + b64 * s_ub + pos64[:, None] * s_ul + d[None, :] * s_ud
     if ORDER == 0:
@@ -158,22 +161,41 @@ def load_chunk(
         # delta_pre = dt_low @ dt_weight[k].T, one rank at a time: a (T, D, R) product tile would take a third
         # of the registers of the kernels that use it (compile_check) and pad R to a power of two.
         delta_pre = tl.zeros([s.shape[0], d.shape[0]], dtype=tl.float32)
-        for i in range(R):
-            col = tl.load(xrow + i * s_xc, mask=valid, other=0.0).to(tl.float32)
-            wi = tl.load(dtw_ptr + (k * Dm + d) * R + i, mask=d_mask, other=0.0).to(tl.float32)
-            delta_pre += col[:, None] * wi[None, :]
-        Bm = tl.load(xrow[:, None] + (R + n[None, :]) * s_xc, mask=valid[:, None], other=0.0).to(tl.float32)
-        Cm = tl.load(xrow[:, None] + (R + N + n[None, :]) * s_xc, mask=valid[:, None], other=0.0).to(tl.float32)
-        Bm = Bm[:, None, :]
-        Cm = Cm[:, None, :]
+        if STEPS_IN_REGISTERS:
+            # Every thread loads all the tile's steps: unrolled and unmasked (invalid steps read position 0, whose
+            # delta is zeroed below), the loads take constant offsets and no predicates: about 41 SASS instructions
+            # per rank instead of 111.  Unrolled whole (or by 8), ptxas hoists the ranks' loads and spills in the
+            # multi-tile kernels, so blocks of 4 ranks; the last block ends at rank R-1, overlapping the one before,
+            # whose ranks it masks out.  The tile kernels, whose steps are spread over threads, keep the rolled
+            # loop: unrolled it compiles to more loads and exponentials there.
+            if R >= 4:
+                for i0 in range(0, R, 4):
+                    start = tl.minimum(i0, R - 4)
+                    for i1 in tl.static_range(4):
+                        col = tl.load(xrow + (start + i1) * s_xc).to(tl.float32)
+                        wi = tl.load(dtw_ptr + (k * Dm + d) * R + start + i1,
+                                     mask=d_mask & ((d * 0 + start + i1) >= i0), other=0.0).to(tl.float32)
+                        delta_pre += col[:, None] * wi[None, :]
+            else:
+                for i in tl.static_range(R):
+                    col = tl.load(xrow + i * s_xc).to(tl.float32)
+                    wi = tl.load(dtw_ptr + (k * Dm + d) * R + i, mask=d_mask, other=0.0).to(tl.float32)
+                    delta_pre += col[:, None] * wi[None, :]
+        else:
+            for i in range(R):
+                col = tl.load(xrow + i * s_xc, mask=valid, other=0.0).to(tl.float32)
+                wi = tl.load(dtw_ptr + (k * Dm + d) * R + i, mask=d_mask, other=0.0).to(tl.float32)
+                delta_pre += col[:, None] * wi[None, :]
+        b_rows = xrow + R * s_xc
+        c_rows = xrow + (R + N) * s_xc
+        s_bn = s_xc
+        s_cn = s_xc
     else:
         delta_pre = tl.load(delta_ptr + b64 * s_db + pos64[:, None] * s_dl + d[None, :] * s_dd, mask=mask_td,
                             other=0.0).to(tl.float32)
         grp = block_group(d_block, d, per_group)
-        Bm = tl.load(B_ptr + b64 * s_bb + grp * s_bg + n[None, :] * s_bn + pos64[:, None] * s_bl,
-                     mask=valid[:, None], other=0.0).to(tl.float32)[:, None, :]
-        Cm = tl.load(C_ptr + b64 * s_cb + grp * s_cg + n[None, :] * s_cn + pos64[:, None] * s_cl,
-                     mask=valid[:, None], other=0.0).to(tl.float32)[:, None, :]
+        b_rows = B_ptr + b64 * s_bb + grp * s_bg + pos64 * s_bl
+        c_rows = C_ptr + b64 * s_cb + grp * s_cg + pos64 * s_cl
     if HAS_BIAS:
         delta_pre += tl.load(dtb_ptr + k * Dm + d, mask=d_mask, other=0.0).to(tl.float32)[None, :]
     if SOFTPLUS:
@@ -181,6 +203,23 @@ def load_chunk(
     else:
         delta = delta_pre
     delta = tl.where(mask_td, delta, 0.0)
+    return pos, is_low, valid, u, delta_pre, delta, b_rows, c_rows, s_bn, s_cn
+
+
+@triton.jit
+def load_chunk(
+    s, b, k, d_block, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm,
+    ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr,
+    SOFTPLUS: tl.constexpr, R: tl.constexpr, N: tl.constexpr,
+):
+    """``load_steps`` with B and C loaded as (T, 1, N) tiles (Bm, Cm), broadcastable to (T, D, N), zero on invalid
+    steps.  Returns pos, is_low, valid, u, delta_pre, delta, Bm, Cm."""
+    pos, is_low, valid, u, delta_pre, delta, b_rows, c_rows, s_bn, s_cn = load_steps(
+        s, b, k, d_block, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS, SOFTPLUS,
+        R, N)
+    n = tl.arange(0, N)
+    Bm = tl.load(b_rows[:, None] + n[None, :] * s_bn, mask=valid[:, None], other=0.0).to(tl.float32)[:, None, :]
+    Cm = tl.load(c_rows[:, None] + n[None, :] * s_cn, mask=valid[:, None], other=0.0).to(tl.float32)[:, None, :]
     return pos, is_low, valid, u, delta_pre, delta, Bm, Cm
 
 
@@ -208,6 +247,40 @@ def _tile_states(h0, t, delta, u, Bm, A):
 
 
 @triton.jit
+def _state_loop_tile(h0_rows, h0_mask, end_rows, A_rows, d_mask, t, delta, u, b_rows, c_rows, s_bn, s_cn, y,
+                     N: tl.constexpr, OUTPUT: tl.constexpr, STORE_END: tl.constexpr):
+    """A tile of the recurrence solved one state at a time: returns y (T, D) + sum_n C_n h_n (y unchanged unless
+    OUTPUT; passing the D skip in as y frees u's registers before the loop).
+
+    h0_rows, end_rows, A_rows: (D,) pointers to state 0 of each channel's entry state (loaded where h0_mask, zero
+    elsewhere), of where its end state goes (written when STORE_END; it may be h0_rows: state n is read before it is
+    written) and of A[k, d]; states and A are contiguous over n.  delta, u (T, D); b_rows, c_rows (T,) as
+    ``load_steps`` returns them.
+
+    Why one state at a time: a (T, D, N) tile lays the N states across a warp's lanes, so each output is a sum over
+    lanes (4 shuffle rounds per element) and the kernels hold three such tiles.  Here a (T, D) tile with the steps
+    in registers and the channels across threads scans without any cross-thread traffic and accumulates y in
+    registers (compile_check: no shuffles, barriers or shared memory in the loop), as mamba-ssm's CUDA kernel does.
+    """
+    du = delta * u
+    first = (t == 0)[:, None]
+    last = (t == t.shape[0] - 1)[:, None]
+    for n in range(N):
+        a = tl.load(A_rows + n, mask=d_mask, other=0.0).to(tl.float32) * 1.4426950408889634  # exp(x) = 2^(x log2 e)
+        h0 = tl.load(h0_rows + n, mask=h0_mask, other=0.0)
+        decay = tl.exp2(delta * a[None, :])
+        # Invalid steps read position 0 (always in bounds) and have du = 0, delta = 0: decay 1, drive 0.
+        bn = tl.load(b_rows + n * s_bn).to(tl.float32)
+        drive = du * bn[:, None] + tl.where(first, decay * h0[None, :], 0.0)
+        _, h = tl.associative_scan((decay, drive), 0, _combine)
+        if STORE_END:
+            tl.store(end_rows + n, tl.sum(tl.where(last, h, 0.0), axis=0), mask=d_mask)
+        if OUTPUT:
+            y += tl.load(c_rows + n * s_cn).to(tl.float32)[:, None] * h
+    return y
+
+
+@triton.jit
 def _states_from_entry(entry_ptr, pid_bk, pid_c, n_chunks, Dm, d, d_mask, n, t, delta, u, Bm, A):
     """Decays, drives and states h_t (T, D, N) of a one-tile chunk started from its stored entry state."""
     return _tile_states(_load_state(entry_ptr, pid_bk, pid_c, n_chunks, Dm, d, d_mask, n), t, delta, u, Bm, A)
@@ -219,11 +292,12 @@ def chunk_end_state_kernel(
     U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks,
     ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, R: tl.constexpr, N: tl.constexpr,
-    BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, TILES: tl.constexpr,
+    BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, TILES: tl.constexpr, STATE_LOOP: tl.constexpr,
 ):
     """State at the end of each chunk when the chunk starts from zero, and the chunk's sum of delta.
 
-    A chunk is TILES tiles of BLOCK_T steps, scanned one after another with the state carried in registers.
+    A chunk is TILES tiles of BLOCK_T steps, scanned one after another with the state carried in registers (with
+    STATE_LOOP, one state at a time through the chunk's own slot of ``state``, see ``_state_loop_tile``).
     state: (batch*K, chunks, dim, N) fp32; dsum: (batch*K, chunks, dim) fp32.
     """
     pid_bk, pid_d, pid_c = tl.program_id(0), tl.program_id(1), tl.program_id(2)
@@ -232,19 +306,32 @@ def chunk_end_state_kernel(
     d_mask = d < Dm
     t = tl.arange(0, BLOCK_T)
     n = tl.arange(0, N)
-    A = tl.load(A_ptr + k * Dm * N + d[:, None] * N + n[None, :], mask=d_mask[:, None], other=0.0).to(tl.float32)
-    h = tl.zeros([BLOCK_D, N], dtype=tl.float32)
-    dsum = tl.zeros([BLOCK_D], dtype=tl.float32)
-    for j in range(TILES):
-        s = (pid_c * TILES + j) * BLOCK_T + t
-        pos, is_low, valid, u, delta_pre, delta, Bm, Cm = load_chunk(
-            s, b, k, pid_d, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS, SOFTPLUS,
-            R, N)
-        _, _, hs = _tile_states(h, t, delta, u, Bm, A)
-        h = _row(hs, t, BLOCK_T - 1)
-        dsum += tl.sum(delta, axis=0)
     base = (pid_bk.to(tl.int64) * n_chunks + pid_c) * Dm
-    tl.store(state_ptr + (base + d[:, None]) * N + n[None, :], h, mask=d_mask[:, None])
+    dsum = tl.zeros([BLOCK_D], dtype=tl.float32)
+    if STATE_LOOP:
+        rows = state_ptr + (base + d) * N
+        for j in range(TILES):
+            s = (pid_c * TILES + j) * BLOCK_T + t
+            pos, is_low, valid, u, delta_pre, delta, b_rows, c_rows, s_bn, s_cn = load_steps(
+                s, b, k, pid_d, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS,
+                SOFTPLUS, R, N, STEPS_IN_REGISTERS=True)
+            # The first tile starts from zero; later ones from the state the previous one left in the slot.
+            _state_loop_tile(rows, d_mask & ((d * 0 + j) > 0), rows, A_ptr + (k * Dm + d) * N, d_mask, t, delta, u,
+                             b_rows, c_rows, s_bn, s_cn, delta, N, OUTPUT=False, STORE_END=True)  # (y unused)
+            dsum += tl.sum(delta, axis=0)
+    else:
+        A = tl.load(A_ptr + k * Dm * N + d[:, None] * N + n[None, :], mask=d_mask[:, None],
+                    other=0.0).to(tl.float32)
+        h = tl.zeros([BLOCK_D, N], dtype=tl.float32)
+        for j in range(TILES):
+            s = (pid_c * TILES + j) * BLOCK_T + t
+            pos, is_low, valid, u, delta_pre, delta, Bm, Cm = load_chunk(
+                s, b, k, pid_d, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS,
+                SOFTPLUS, R, N)
+            _, _, hs = _tile_states(h, t, delta, u, Bm, A)
+            h = _row(hs, t, BLOCK_T - 1)
+            dsum += tl.sum(delta, axis=0)
+        tl.store(state_ptr + (base + d[:, None]) * N + n[None, :], h, mask=d_mask[:, None])
     tl.store(dsum_ptr + base + d, dsum, mask=d_mask)
 
 
@@ -317,17 +404,20 @@ def _channel_blocks(Dm, BLOCK_D: tl.constexpr, DETERMINISTIC: tl.constexpr):
 @triton.jit(do_not_specialize=["k_first"])  # one compiled kernel for every direction
 def forward_output_kernel(
     out_ptr, s_ob, s_ok, s_ol, s_od, weight_ptr, red_ptr, tok_ptr, vec_ptr, part_ptr, L_high,
-    carry_ptr, Dskip_ptr, z_ptr, s_zb, s_zl, s_zd,
+    carry_ptr, scratch_ptr, Dskip_ptr, z_ptr, s_zb, s_zl, s_zd,
     U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks, k_first, k_count,
     ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, SUM_DIRECTIONS: tl.constexpr,
     ACCUMULATE: tl.constexpr, HAS_WEIGHT: tl.constexpr, REDUCE: tl.constexpr, DETERMINISTIC: tl.constexpr,
     R: tl.constexpr, N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, TILES: tl.constexpr,
+    STATE_LOOP: tl.constexpr,
 ):
     """y_t = C_t . h_t + D u_t (times silu(z_t)) from the chunk's entry state, written at each step's position.
 
     The launch covers directions k_first .. k_first + k_count - 1.  The chunk's TILES tiles of BLOCK_T steps run
-    one after another, the state carried in registers.
+    one after another, the state carried in registers, or with STATE_LOOP (``_state_loop_tile``) one state at a time
+    through ``scratch`` (laid out like the entry states ``carry``; it may be ``carry`` itself when the caller no
+    longer needs the entry states).
     REDUCE = 0: SUM_DIRECTIONS: out is (batch, L, dim) and this launch's one direction is written (times
     weight[b, k, d] when HAS_WEIGHT), added to what out holds when ACCUMULATE; otherwise out[b, k, pos, d] through
     the strides (K = 1 for the drop-in scan).
@@ -350,27 +440,43 @@ def forward_output_kernel(
         pid_d = first_block + i
         d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
         d_mask = d < Dm
-        A = tl.load(A_ptr + k * Dm * N + d[:, None] * N + n[None, :], mask=d_mask[:, None],
-                    other=0.0).to(tl.float32)
+        if STATE_LOOP:
+            entry_rows = carry_ptr + ((pid_bk.to(tl.int64) * n_chunks + pid_c) * Dm + d) * N
+            scratch_rows = scratch_ptr + ((pid_bk.to(tl.int64) * n_chunks + pid_c) * Dm + d) * N
+        else:
+            A = tl.load(A_ptr + k * Dm * N + d[:, None] * N + n[None, :], mask=d_mask[:, None],
+                        other=0.0).to(tl.float32)
+            h0 = _load_state(carry_ptr, pid_bk, pid_c, n_chunks, Dm, d, d_mask, n)
         if HAS_D:
             Dk = tl.load(Dskip_ptr + k * Dm + d, mask=d_mask, other=0.0).to(tl.float32)
         if HAS_WEIGHT:
             wk = tl.load(weight_ptr + (b * K + k) * Dm + d, mask=d_mask, other=0.0).to(tl.float32)
         if REDUCE == 3:
             g = tl.load(vec_ptr + pid_bk * Dm + d, mask=d_mask, other=0.0)
-        h0 = _load_state(carry_ptr, pid_bk, pid_c, n_chunks, Dm, d, d_mask, n)
         part = tl.zeros([BLOCK_D], dtype=tl.float32)
         for j in range(TILES):
             s = (pid_c * TILES + j) * BLOCK_T + t
-            pos, is_low, valid, u, delta_pre, delta, Bm, Cm = load_chunk(
-                s, b, k, pid_d, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS,
-                SOFTPLUS, R, N)
-            _, _, h = _tile_states(h0, t, delta, u, Bm, A)
-            if TILES > 1:
-                h0 = _row(h, t, BLOCK_T - 1)
-            y = tl.sum(h * Cm, axis=2)
-            if HAS_D:
-                y += u * Dk[None, :]
+            if STATE_LOOP:
+                pos, is_low, valid, u, delta_pre, delta, b_rows, c_rows, s_bn, s_cn = load_steps(
+                    s, b, k, pid_d, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS,
+                    SOFTPLUS, R, N, STEPS_IN_REGISTERS=True)
+                y = tl.zeros([BLOCK_T, BLOCK_D], dtype=tl.float32)
+                if HAS_D:
+                    y = u * Dk[None, :]
+                # The chunk's first tile starts from its entry state, later ones from what the tile before left.
+                y = _state_loop_tile(tl.where((d * 0 + j) == 0, entry_rows, scratch_rows), d_mask, scratch_rows,
+                                     A_ptr + (k * Dm + d) * N, d_mask, t, delta, u, b_rows, c_rows, s_bn, s_cn, y, N,
+                                     OUTPUT=True, STORE_END=TILES > 1)
+            else:
+                pos, is_low, valid, u, delta_pre, delta, Bm, Cm = load_chunk(
+                    s, b, k, pid_d, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS,
+                    SOFTPLUS, R, N)
+                _, _, h = _tile_states(h0, t, delta, u, Bm, A)
+                if TILES > 1:
+                    h0 = _row(h, t, BLOCK_T - 1)
+                y = tl.sum(h * Cm, axis=2)
+                if HAS_D:
+                    y += u * Dk[None, :]
             pos64 = pos.to(tl.int64)
             if HAS_Z:
                 z = tl.load(z_ptr + b64 * s_zb + pos64[:, None] * s_zl + d[None, :] * s_zd,
