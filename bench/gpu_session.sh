@@ -61,7 +61,7 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     # 2. The kernel tests compiled for the GPU, while it builds; the fused op's benchmark kernels compile beside them
     #    (Triton's cache is per machine), so the timed runs below start warm.
     ( BENCH_RESULTS=/tmp/warmup timeout 150 python3 bench/scan_bench.py --backends fused --repeats 1 \
-        --configs default forward_state_loop=True > /tmp/warmup.log 2>&1 ) &
+        --configs default forward_state_loop=True,backward_state_loop=True > /tmp/warmup.log 2>&1 ) &
     export TRITON_INTERPRET=0 HYPOTHESIS_PROFILE=dev
     timeout "$(left 130)" python3 -m pytest -q -n 6 --maxfail 5 -rfEs -p no:cacheprovider \
         tests/test_triton_adjoint.py tests/test_triton_selective_scan.py tests/test_triton_directional.py \
@@ -71,14 +71,15 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     wait
     echo "warm-up compile: $(tail -1 /tmp/warmup.log) at ${SECONDS}s" >> "$log"
     # 3. Scan-layer cases a, b, c in float32 and bfloat16: mamba-ssm, the MambaIR-style path, the fused op with
-    #    the default forward and with the state-loop forward (TileConfig.forward_state_loop, not yet measured).
-    step_run scan 75 python3 bench/scan_bench.py "${mamba_args[@]}" --repeats 30 \
-        --backends mamba_ssm mambair_path fused --configs default forward_state_loop=True
+    #    the tile kernels and with the state loops (TileConfig.forward_/backward_state_loop, not yet measured).
+    step_run scan 80 python3 bench/scan_bench.py "${mamba_args[@]}" --repeats 30 \
+        --backends mamba_ssm mambair_path fused --configs default forward_state_loop=True,backward_state_loop=True
     # 4. The dis_w8 network: training step and inference, fused against MambaIR-style mamba-ssm, then PyTorch.
-    step_run model 80 python3 bench/model_bench.py "${mamba_args[@]}" --repeats 5
+    step_run model 80 python3 bench/model_bench.py "${mamba_args[@]}" --repeats 5 \
+        --configs default forward_state_loop=True,backward_state_loop=True
     # 5. GPU time per kernel of the training case's layer.
     step_run profile 35 python3 bench/profile_kernels.py --cases a_training_w8 b_inference_256 \
-        --configs default forward_state_loop=True
+        --configs default forward_state_loop=True,backward_state_loop=True
     # 6. What is left: deterministic mode's cost, then tile configurations, on the training case.
     step_run sweep 300 python3 bench/scan_bench.py --sweep --cases a_training_w8 --dtypes float32 --repeats 20
 elif [ "$step" = torch ]; then

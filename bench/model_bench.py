@@ -20,9 +20,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, append_jsonl, record, time_ms  # noqa: E402
+from common import RESULTS, append_jsonl, parse_config, record, time_ms  # noqa: E402
 
 import scan2d  # noqa: E402
+from scan2d.triton.launch import tile_config  # noqa: E402
 from mambacsr.config import build_model, load_config  # noqa: E402
 
 
@@ -61,6 +62,8 @@ def main():
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--backends", nargs="*", choices=["triton", "mamba_ssm", "torch"], help="default: all")
+    parser.add_argument("--configs", nargs="*", default=["default"], help="tile configurations of the triton "
+                        "backend, each timed: 'default' or key=value pairs joined by commas (scan_bench --configs)")
     args = parser.parse_args()
     cuda = torch.cuda.is_available() and not args.smoke
     device = torch.device("cuda" if cuda else "cpu")
@@ -83,12 +86,14 @@ def main():
     out_name = f"model-{tag}-{dt.date.today().isoformat()}.jsonl"
     if not args.smoke:
         (RESULTS / out_name).unlink(missing_ok=True)
-    for backend in backends:
+    runs = [(b, parse_config(c) if b == "triton" else {}) for b in backends
+            for c in (args.configs if b == "triton" else ["default"])]
+    for backend, changes in runs:
         cfg = load_config(overrides + [f"model.scan_backend={'torch' if backend == 'mamba_ssm' else backend}"])
         model = build_model(cfg).to(device)
         opt = torch.optim.Adam(model.parameters(), lr=2e-4)
         ctx = mamba_ssm_scan_layers(module) if backend == "mamba_ssm" else contextlib.nullcontext()
-        with ctx:
+        with ctx, tile_config(**changes):
             for name, batch, size in cases:
                 x = torch.rand(batch, 3, size, size, device=device)
                 if name.startswith("train"):
@@ -112,6 +117,8 @@ def main():
                 row = record(name, dict(experiment=args.experiment, batch=batch, lr=size, hr=4 * size), torch.float32,
                              backend, device, fwd_ms=None if name.startswith("train") else ms,
                              fwdbwd_ms=ms if name.startswith("train") else None, peak_mb=peak)
+                if changes:
+                    row["tiles"] = changes
                 if not args.smoke:
                     append_jsonl(row, out_name)  # as measured: a run cut short keeps its rows
                 print(row, flush=True)

@@ -134,7 +134,8 @@ SMOKE_CASES = {"smoke": (1, 8, 8, 16, 2, 8, None)}
 # --sweep: tile configurations of the fused op (changes to scan2d.triton.launch.TileConfig), on cases a and b, and
 # the cost of torch.use_deterministic_algorithms (fixed-order sums instead of atomics).
 # In order of interest, since a short lease may cut the sweep off.
-SWEEP = [dict(), dict(forward_state_loop=True), dict(backward_num_warps=4, backward_maxnreg=168),
+SWEEP = [dict(), dict(forward_state_loop=True, backward_state_loop=True), dict(backward_state_loop=True),
+         dict(forward_state_loop=True), dict(backward_num_warps=4, backward_maxnreg=168),
          dict(block_d=32, num_warps=8), dict(deterministic=True), dict(forward_state_loop=True, inference_tiles=32),
          dict(backward_num_warps=4),
          dict(backward_num_warps=4, backward_maxnreg=128), dict(backward_maxnreg=128), dict(carry_chunks=16),

@@ -37,8 +37,8 @@ def check_against_torch_path(batch, height, width, dim, specs, cross_scale, gate
         low_gate = type(gate)(gate.norm_weight.to(DEVICE, torch.float32), gate.norm_bias.to(DEVICE, torch.float32),
                               gate.eps, lambda p: gate.excite(p.double().cpu()).to(p.device, p.dtype))
     low_w = weights.to(DEVICE, dtype) if weights is not None else None
-    with tile_config(block_t=blocks[0], block_d=blocks[1], forward_state_loop=state_loop), \
-            deterministic_algorithms(deterministic):
+    with tile_config(block_t=blocks[0], block_d=blocks[1], forward_state_loop=state_loop,
+                     backward_state_loop=state_loop), deterministic_algorithms(deterministic):
         out = directional_scan(**low, directions=directions, height=height, width=width, gate=low_gate,
                                direction_weights=low_w, backend="triton")
         w = torch.randn(ref.shape, dtype=torch.float64)
@@ -142,7 +142,7 @@ class _LaunchSpy:
 
     def __getitem__(self, grid):
         def launch(*args, **meta):
-            self.seen.append((self.kernel.fn.__name__, meta["STATE_LOOP"], meta["BLOCK_D"]))
+            self.seen.append((self.kernel.fn.__name__, meta.get("STATE_LOOP", False), meta["BLOCK_D"]))
             return self.kernel[grid](*args, **meta)
         return launch
 
@@ -176,6 +176,29 @@ def test_state_loop_runs_the_layer_forward_except_the_deterministic_gate_passes(
     gate_stats = [(False, 4), (True, 8)] if deterministic else [(True, 8)] * 2  # the second pass has no atomics
     assert [(loop, block) for _, loop, block in layer] == [(True, 8)] + gate_stats + [(True, 8)] * 3
     assert {(loop, block) for _, loop, block in seen} == {(False, 4)}
+
+
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_backward_state_loop_runs_unless_deterministic(monkeypatch, deterministic):
+    # TileConfig.backward_state_loop: backward_grads of the 2D layer in one-warp programs of backward_block_d
+    # channels; deterministic mode (no atomics) keeps the tile kernel.  Gradients checked against the PyTorch path.
+    import scan2d.triton.launch as launch
+
+    seen = []
+    monkeypatch.setattr(launch.K, "backward_grads_kernel", _LaunchSpy(launch.K.backward_grads_kernel, seen))
+    directions = (ScanDirection(None, False, False), ScanDirection(None, True, True))
+    inp = make_layer_inputs(1, 4, 5, 9, 2, n_state=4, dtype=torch.float32)
+    ref_in = {k: v.clone().requires_grad_() for k, v in inp.items()}
+    directional_scan(**ref_in, directions=directions, height=4, width=5, backend="torch").square().sum().backward()
+    dev_in = {k: v.to(DEVICE).requires_grad_() for k, v in inp.items()}
+    with tile_config(block_t=16, block_d=4, backward_block_d=16, backward_state_loop=True), \
+            deterministic_algorithms(deterministic):
+        out = directional_scan(**dev_in, directions=directions, height=4, width=5, backend="triton")
+        out.square().sum().backward()
+    for name in inp:
+        g, r = dev_in[name].grad.cpu(), ref_in[name].grad
+        torch.testing.assert_close(g / (r.abs().max() + 1), r / (r.abs().max() + 1), **TOL[torch.float32], msg=name)
+    assert {(loop, block) for _, loop, block in seen} == ({(False, 4)} if deterministic else {(True, 16)})
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU: the interpreter runs one program at a time, so "

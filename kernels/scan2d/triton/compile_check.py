@@ -228,6 +228,7 @@ def main(argv=None) -> int:
     parser.add_argument("--backward-maxnreg", type=int, help="TileConfig.backward_maxnreg (register cap)")
     parser.add_argument("--forward-state-loop", action="store_true", help="TileConfig.forward_state_loop")
     parser.add_argument("--forward-maxnreg", type=int, help="TileConfig.forward_maxnreg")
+    parser.add_argument("--backward-state-loop", action="store_true", help="TileConfig.backward_state_loop")
     args = parser.parse_args(argv)
     import triton
 
@@ -236,7 +237,8 @@ def main(argv=None) -> int:
     changes = {k: v for k, v in (("num_warps", args.num_warps), ("backward_num_warps", args.backward_num_warps),
                                  ("backward_maxnreg", args.backward_maxnreg),
                                  ("forward_state_loop", args.forward_state_loop),
-                                 ("forward_maxnreg", args.forward_maxnreg)) if v}
+                                 ("forward_maxnreg", args.forward_maxnreg),
+                                 ("backward_state_loop", args.backward_state_loop)) if v}
     with tile_config(**changes):
         builds = compile_all(args.arch or [90], args.case or tuple(CASES))
     print(f"{'kernel':24} {'arch':>4} {'warps':>5} {'regs':>4} {'spill B':>7} {'shared B':>8} {'atomics':>7} "

@@ -50,6 +50,11 @@ class TileConfig:
         forward_block_d: channels per program of the state-loop forward: 128 puts one channel on each of 4 warps'
             threads with the tile's steps in its registers.
         forward_maxnreg: register cap for the state-loop forward kernels (None: ptxas's choice).
+        backward_state_loop: ``backward_grads`` of the 2D layer one state at a time
+            (``scan_kernels._backward_state_loop``), in one-warp programs of backward_block_d = 32 channels, one per
+            thread: no barriers, dB and dC summed over the warp's lanes and added with atomics.  Not in deterministic
+            mode, and only with tiles of at least 16 steps and channels (the dt gradients' tl.dot).  Off until a GPU
+            run times it.
     """
 
     block_t: int = 32 if triton_interpreted() else 16
@@ -62,6 +67,8 @@ class TileConfig:
     forward_state_loop: bool = False
     forward_block_d: int = 32 if triton_interpreted() else 128
     forward_maxnreg: Optional[int] = None
+    backward_state_loop: bool = False
+    backward_block_d: int = 32
 
     def forward_options(self, state_loop: bool) -> dict:
         """Launch options of ``chunk_end_state_kernel`` and ``forward_output_kernel`` (with the state loop or not)."""
@@ -196,7 +203,7 @@ class ScanOperands:
         return dict(ORDER=self.order, LOWRANK=self.lowrank, HAS_BIAS=self.has_bias,
                     SOFTPLUS=self.softplus, R=self.rank, N=self.n_state)
 
-    def _channel_block(self, block: int) -> int:
+    def channel_block(self, block: int) -> int:
         # Halved until it divides the group size of grouped B/C, so that a block reads one group
         # (``scan_kernels.block_group``).
         while self.grouped and self.per_group % block:
@@ -205,8 +212,8 @@ class ScanOperands:
 
     @property
     def block_d(self) -> int:
-        """Channels per program of the backward and the carry: tiles.block_d (see ``_channel_block``)."""
-        return self._channel_block(self.tiles.block_d)
+        """Channels per program of the backward and the carry: tiles.block_d (see ``channel_block``)."""
+        return self.channel_block(self.tiles.block_d)
 
     @property
     def state_loop(self) -> bool:
@@ -216,9 +223,16 @@ class ScanOperands:
         return self.tiles.forward_state_loop and self.lowrank
 
     @property
+    def backward_state_loop(self) -> bool:
+        """Whether ``backward_grads`` runs the state loop (``TileConfig.backward_state_loop``): the 2D layer, with
+        atomics (not deterministic), tiles of at least 16 steps and 16 channels (tl.dot's smallest)."""
+        return (self.tiles.backward_state_loop and self.lowrank and not self.deterministic
+                and self.tiles.block_t >= 16 and self.channel_block(self.tiles.backward_block_d) >= 16)
+
+    @property
     def forward_block_d(self) -> int:
         """Channels per program of the forward kernels: tiles.forward_block_d with the state loop, else block_d."""
-        return self._channel_block(self.tiles.forward_block_d) if self.state_loop else self.block_d
+        return self.channel_block(self.tiles.forward_block_d) if self.state_loop else self.block_d
 
     def grid(self, directions: Optional[int] = None, channel_blocks: bool = True, block_d: Optional[int] = None):
         """(batch x ``directions`` (default all K), channel blocks of ``block_d`` (default ``self.block_d``; 1
@@ -355,14 +369,22 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
     # Buffers a configuration does not use are never written (their constexpr branch is off): any tensor will do.
     gb = {name: grad_buffers.get(name) if grad_buffers.get(name) is not None else dD_part
           for name in ("du", "du_low", "ddelta", "dx", "dx_low", "dB", "dC", "dz")}
+    state_loop = ops.backward_state_loop
+    if state_loop:  # one warp per 32 channels, one channel per thread; tl.dot needs RP >= 16
+        block_d = ops.channel_block(ops.tiles.backward_block_d)
+        grads_meta = dict(meta, BLOCK_D=block_d, RP=max(16, triton.next_power_of_2(ops.rank)), STATE_LOOP=True,
+                          num_warps=max(1, block_d // 32))
+    else:
+        block_d = ops.block_d
+        grads_meta = dict(meta, RP=triton.next_power_of_2(ops.rank), **ops.tiles.backward_options())
     # Deterministic: one direction per launch (du is shared by the directions) and one program per chunk.
     for k_first, k_count in direction_launches(ops.K, ops.deterministic):
-        K.backward_grads_kernel[ops.grid(k_count, channel_blocks=not ops.deterministic)](
+        K.backward_grads_kernel[ops.grid(k_count, channel_blocks=not ops.deterministic, block_d=block_d)](
             gb["du"], gb["du_low"], gb["ddelta"], gb["dx"], gb["dx_low"], gb["dB"], gb["dC"], gb["dz"],
             dA_part, dD_part, dbias_part, dW_part, dweight_part,
             dout, *dout_strides, wt, entry, arrive, Dskip, z, *ops.z_strides, *ln_args,
-            *ops.common_args(), k_first, k_count, HAS_D=ops.D is not None, DETERMINISTIC=ops.deterministic, **meta,
-            RP=triton.next_power_of_2(ops.rank), **ops.tiles.backward_options())
+            *ops.common_args(), k_first, k_count, HAS_D=ops.D is not None, DETERMINISTIC=ops.deterministic,
+            **grads_meta)
 
     def per_direction(part):
         return part.view(ops.batch, ops.K, ops.n_chunks, *part.shape[2:]).sum(dim=(0, 2))

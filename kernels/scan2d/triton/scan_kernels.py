@@ -81,6 +81,22 @@ def _tile_adjoint(delta_next, A, dy, Cm, g_end, t, BY_REGISTERS: tl.constexpr):
 
 
 @triton.jit
+def _reverse_rows(x):
+    """x (T, D) with its rows (steps) in reverse order (``_reverse_steps``)."""
+    return tl.reshape(_reverse_steps(x[:, :, None]), [x.shape[0], x.shape[1]])
+
+
+@triton.jit
+def _adjoint_combine(f1, m1, g1, f2, m2, g2):
+    # Runs of steps scanned from the last step back: (f, m, g) = (decay of the run's earliest step, product of its
+    # other decays, its adjoint at the earliest step with nothing arriving after it).  Run 2 lies before run 1, so
+    # g = g2 + m2 * f1 * g1.  Each step's own decay is all it needs: no tile reloaded one step on.  In a thread's
+    # registers the scan runs in step order with m2 = 1, so it costs one multiply-add per step and m folds away.
+    bridge = m2 * f1
+    return f2, bridge * m1, g2 + bridge * g1
+
+
+@triton.jit
 def _softplus(x):
     return tl.where(x > 20.0, x, tl.log(1.0 + tl.exp(tl.minimum(x, 20.0))))
 
@@ -601,6 +617,142 @@ def chunk_adjoint_kernel(
     tl.store(local_ptr + (base + d[:, None]) * N + n[None, :], first, mask=d_mask[:, None])
 
 
+@triton.jit
+def _output_grads(
+    y, pos64, b64, k, d, d_mask, valid, is_low, mask_td, chunk_base, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr,
+    dweight_part_ptr, z_ptr, dz_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr, gbar_ptr, L_high, K, Dm,
+    SUM_DIRECTIONS: tl.constexpr, HAS_WEIGHT: tl.constexpr, LN_UPSTREAM: tl.constexpr, HAS_Z: tl.constexpr,
+):
+    """Gradient dy (T, D) reaching this direction's y = C.h + D u (the z gate's factor applied), given y; stores the
+    chunk's direction-weight gradient and dz on the way."""
+    dout = _upstream_grad(pos64, b64, k, d, d_mask, valid, is_low, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, K,
+                          Dm, y, tok_ptr, vec_ptr, gbar_ptr, L_high, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM)
+    if SUM_DIRECTIONS:  # never together with LN_UPSTREAM
+        if HAS_WEIGHT:
+            # d weight[b, k, d] = sum over high-resolution steps of dout * y (dout read without the weight).
+            raw = tl.load(dout_ptr + b64 * s_gb + pos64[:, None] * s_gl + d[None, :] * s_gd,
+                          mask=(valid & (is_low == 0))[:, None] & d_mask[None, :], other=0.0).to(tl.float32)
+            tl.store(dweight_part_ptr + chunk_base + d, tl.sum(raw * y, axis=0), mask=d_mask)
+    dy = dout
+    if HAS_Z:
+        z = tl.load(z_ptr + b64 * s_zb + pos64[:, None] * s_zl + d[None, :] * s_zd, mask=mask_td,
+                    other=0.0).to(tl.float32)
+        sig = 1.0 / (1.0 + tl.exp(-z))
+        tl.store(dz_ptr + b64 * s_zb + pos64[:, None] * s_zl + d[None, :] * s_zd,
+                 dout * y * sig * (1.0 + z * (1.0 - sig)), mask=mask_td)
+        dy = dout * z * sig
+    return dy
+
+
+@triton.jit
+def _accumulate_du(du_ptr, du_low_ptr, U, b64, pos64, is_low, d, du, mask_td, ORDER: tl.constexpr,
+                   OWNED: tl.constexpr):
+    """du (T, D) added at each step's token (u's low-resolution twin for low-resolution tokens): u can be read by
+    several directions."""
+    s_ub, s_ul, s_ud, s_ub_low = U[2], U[3], U[4], U[5]
+    du_high = du_ptr + b64 * s_ub + pos64[:, None] * s_ul + d[None, :] * s_ud
+    if ORDER == 0:
+        _accumulate(du_high, du, mask_td, OWNED)
+    else:
+        du_low = du_low_ptr + b64 * s_ub_low + pos64[:, None] * s_ul + d[None, :] * s_ud
+        _accumulate(tl.where(is_low[:, None], du_low, du_high), du, mask_td, OWNED)
+
+
+@triton.jit
+def _backward_state_loop(
+    du_ptr, du_low_ptr, dx_ptr, dx_low_ptr, dz_ptr, dA_part_ptr, dD_part_ptr, dbias_part_ptr, dW_part_ptr,
+    dweight_part_ptr, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, entry_ptr, arrive_ptr, Dskip_ptr,
+    z_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr, gbar_ptr, L_high,
+    U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks, b, k, pid_bk,
+    ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr,
+    SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, SUM_DIRECTIONS: tl.constexpr,
+    HAS_WEIGHT: tl.constexpr, LN_UPSTREAM: tl.constexpr, R: tl.constexpr,
+    N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, RP: tl.constexpr,
+):
+    """``backward_grads_kernel`` one state at a time (its STATE_LOOP), for the 2D layer (LOWRANK), with atomics.
+
+    The tile is (BLOCK_T steps, BLOCK_D channels) with each thread holding one channel's steps in registers, as in
+    ``_state_loop_tile``: per state n the states and the adjoint are scanned in registers (the adjoint over the steps
+    reversed, with ``_adjoint_combine``), du's and ddelta's sums over n accumulate in registers and dA's sum over steps
+    stays in the thread.  Only dB and dC (sums over channels) cross threads: a sum over the warp's lanes and one
+    atomic add per step and state, which is why the host launches one warp per 32 channels (no barriers).  The dt
+    low-rank gradients are two small products on the tile (tl.dot: (T, D) x (D, R) and (D, T) x (T, R)).
+    """
+    tl.static_assert(LOWRANK, "the state-loop backward serves the 2D layer (dt low-rank projection)")
+    s_xc = X[5]
+    dtw_ptr = PROJ[0]
+    b64 = b.to(tl.int64)
+    d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
+    d_mask = d < Dm
+    t = tl.arange(0, BLOCK_T)
+    pid_c = tl.program_id(2)
+    pos, is_low, valid, u, delta_pre, delta, b_rows, c_rows, s_bn, s_cn = load_steps(
+        pid_c * BLOCK_T + t, b, k, tl.program_id(1), d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER,
+        LOWRANK, HAS_BIAS, SOFTPLUS, R, N, STEPS_IN_REGISTERS=True)
+    pos64 = pos.to(tl.int64)
+    mask_td = valid[:, None] & d_mask[None, :]
+    chunk_base = (pid_bk.to(tl.int64) * n_chunks + pid_c) * Dm
+    entry_rows = entry_ptr + (chunk_base + d) * N
+    arrive_rows = arrive_ptr + (chunk_base + d) * N
+    A_rows = A_ptr + (k * Dm + d) * N
+    if HAS_D:
+        Dk = tl.load(Dskip_ptr + k * Dm + d, mask=d_mask, other=0.0).to(tl.float32)
+    else:
+        Dk = tl.zeros([BLOCK_D], dtype=tl.float32)
+    y = u * Dk[None, :]
+    if LN_UPSTREAM or HAS_Z or (SUM_DIRECTIONS and HAS_WEIGHT):  # these need the outputs: recompute them
+        y = _state_loop_tile(entry_rows, d_mask, entry_rows, A_rows, d_mask, t, delta, u, b_rows, c_rows, s_bn, s_cn,
+                             y, N, OUTPUT=True, STORE_END=False)
+    dy = _output_grads(y, pos64, b64, k, d, d_mask, valid, is_low, mask_td, chunk_base, dout_ptr, s_gb, s_gk, s_gl,
+                       s_gd, weight_ptr, dweight_part_ptr, z_ptr, dz_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr,
+                       gbar_ptr, L_high, K, Dm, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM, HAS_Z)
+    dxrow = x_rows(dx_ptr, dx_low_ptr, X, b64, pos64, is_low, k, ORDER)
+    du_delta = delta * u
+    first = (t == 0)[:, None]
+    ones = tl.full([BLOCK_T, BLOCK_D], 1.0, tl.float32)
+    gB = tl.zeros([BLOCK_T, BLOCK_D], dtype=tl.float32)  # sum_n g B
+    gA = tl.zeros([BLOCK_T, BLOCK_D], dtype=tl.float32)  # sum_n A g exp(delta A) h_prev
+    for n in range(N):
+        a = tl.load(A_rows + n, mask=d_mask, other=0.0).to(tl.float32)
+        h0 = tl.load(entry_rows + n, mask=d_mask, other=0.0)
+        g_end = tl.load(arrive_rows + n, mask=d_mask, other=0.0)
+        bn = tl.load(b_rows + n * s_bn).to(tl.float32)
+        cn = tl.load(c_rows + n * s_cn).to(tl.float32)
+        decay = tl.exp2(delta * (a * 1.4426950408889634)[None, :])
+        drive = du_delta * bn[:, None]
+        _, h = tl.associative_scan((decay, drive + tl.where(first, decay * h0[None, :], 0.0)), 0, _combine)
+        _accumulate(dxrow + (R + N + n) * s_xc, tl.sum(dy * h, axis=1), valid, False)  # dC
+        # The adjoint over the reversed steps: the tile's last step first, seeded with what arrives from later chunks.
+        seed = _reverse_rows(dy * cn[:, None]) + tl.where(first, g_end[None, :], 0.0)
+        _, _, g = tl.associative_scan((_reverse_rows(decay), ones, seed), 0, _adjoint_combine)
+        g = _reverse_rows(g)
+        gB += g * bn[:, None]
+        g_prev = g * (h - drive)  # g exp(delta A) h_prev
+        gA += g_prev * a[None, :]
+        tl.store(dA_part_ptr + (chunk_base + d) * N + n, tl.sum(g_prev * delta, axis=0), mask=d_mask)
+        _accumulate(dxrow + (R + n) * s_xc, tl.sum(g * du_delta, axis=1), valid, False)  # dB
+
+    du = gB * delta + dy * Dk[None, :]
+    ddelta = gB * u + gA
+    if SOFTPLUS:
+        ddelta = ddelta / (1.0 + tl.exp(-delta_pre))
+    ddelta = tl.where(mask_td, ddelta, 0.0)
+    tl.store(dD_part_ptr + chunk_base + d, tl.sum(dy * u, axis=0), mask=d_mask)
+    tl.store(dbias_part_ptr + chunk_base + d, tl.sum(ddelta, axis=0), mask=d_mask)
+    _accumulate_du(du_ptr, du_low_ptr, U, b64, pos64, is_low, d, du, mask_td, ORDER, False)
+    # Through delta_pre = dt_low @ dt_weight[k].T: the input's gradient sums over channels and the weight's over
+    # steps, both small products on the tile (RP >= 16, the smallest tl.dot; the host pads it).
+    r = tl.arange(0, RP)
+    mask_tr = valid[:, None] & (r < R)[None, :]
+    mask_dr = d_mask[:, None] & (r < R)[None, :]
+    w = tl.load(dtw_ptr + (k * Dm + d[:, None]) * R + r[None, :], mask=mask_dr, other=0.0).to(tl.float32)
+    _accumulate(dxrow[:, None] + r[None, :] * s_xc, tl.dot(ddelta, w, input_precision="ieee"), mask_tr, False)
+    xrow = x_rows(X[0], X[1], X, b64, pos64, is_low, k, ORDER)
+    cols = tl.load(xrow[:, None] + r[None, :] * s_xc, mask=mask_tr, other=0.0).to(tl.float32)
+    tl.store(dW_part_ptr + (chunk_base + d[:, None]) * R + r[None, :],
+             tl.dot(tl.trans(ddelta), cols, input_precision="ieee"), mask=mask_dr)
+
+
 @triton.jit(do_not_specialize=["k_first"])  # one compiled kernel for every direction
 def backward_grads_kernel(
     # gradients
@@ -614,6 +766,7 @@ def backward_grads_kernel(
     SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, SUM_DIRECTIONS: tl.constexpr,
     HAS_WEIGHT: tl.constexpr, LN_UPSTREAM: tl.constexpr, DETERMINISTIC: tl.constexpr, R: tl.constexpr,
     N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, RP: tl.constexpr,
+    STATE_LOOP: tl.constexpr = False,
 ):
     """All gradients of one chunk: recompute h from the chunk's entry state, run the adjoint recurrence
     g_t = C_t dy_t + exp(delta_{t+1} A) g_{t+1} from the adjoint arriving at the chunk's end, then
@@ -626,11 +779,11 @@ def backward_grads_kernel(
     the direction weights) go to per-chunk buffers that the host adds up.  Gradients summed over channel blocks
     (dB, dC, the dt low-rank input) or over directions (du) use fp32 atomics, or with DETERMINISTIC a plain
     read-add-write: one program per chunk visits every channel block (``_channel_blocks``) and the host launches
-    one direction at a time, so no two programs of a launch write the same element.
+    one direction at a time, so no two programs of a launch write the same element.  STATE_LOOP: the same one state
+    at a time (``_backward_state_loop``).
     """
     # The gradients of u, x, delta, B, C are laid out like their inputs.  (Indexing, not unpacking into "_": a
     # name assigned before the channel loop must keep its type inside it.)
-    s_ub, s_ul, s_ud, s_ub_low = U[2], U[3], U[4], U[5]
     s_xc = X[5]
     s_db, s_dl, s_dd = DELTA[1], DELTA[2], DELTA[3]
     s_bb, s_bg, s_bn, s_bl, s_cb, s_cg, s_cn, s_cl, per_group = BC[2], BC[3], BC[4], BC[5], BC[6], BC[7], BC[8], \
@@ -640,6 +793,16 @@ def backward_grads_kernel(
     b, k = pid_g // k_count, k_first + pid_g % k_count
     pid_bk = b * K + k  # index of (batch, direction) in the state buffers
     b64 = b.to(tl.int64)
+    if STATE_LOOP:
+        tl.static_assert(not DETERMINISTIC, "the state-loop backward adds dB and dC with atomics")
+        _backward_state_loop(
+            du_ptr, du_low_ptr, dx_ptr, dx_low_ptr, dz_ptr, dA_part_ptr, dD_part_ptr, dbias_part_ptr, dW_part_ptr,
+            dweight_part_ptr, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, entry_ptr, arrive_ptr, Dskip_ptr,
+            z_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr, gbar_ptr, L_high,
+            U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks, b, k, pid_bk,
+            ORDER, LOWRANK, HAS_BIAS, SOFTPLUS, HAS_D, HAS_Z, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM, R, N,
+            BLOCK_T, BLOCK_D, RP)
+        return
     first_block, n_blocks = _channel_blocks(Dm, BLOCK_D, DETERMINISTIC)
     for blk in range(n_blocks):
         pid_d = first_block + blk
@@ -668,23 +831,10 @@ def backward_grads_kernel(
         else:
             Dk = tl.zeros([BLOCK_D], dtype=tl.float32)
         y = y_ssm + u * Dk[None, :]
-        # Upstream gradient of this direction's output (before the D skip and the z gate).
-        dout = _upstream_grad(pos64, b64, k, d, d_mask, valid, is_low, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr,
-                              K, Dm, y, tok_ptr, vec_ptr, gbar_ptr, L_high, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM)
-        if SUM_DIRECTIONS:  # never together with LN_UPSTREAM
-            if HAS_WEIGHT:
-                # d weight[b, k, d] = sum over high-resolution steps of dout * y (dout read without the weight).
-                raw = tl.load(dout_ptr + b64 * s_gb + pos64[:, None] * s_gl + d[None, :] * s_gd,
-                              mask=(valid & (is_low == 0))[:, None] & d_mask[None, :], other=0.0).to(tl.float32)
-                tl.store(dweight_part_ptr + chunk_base + d, tl.sum(raw * y, axis=0), mask=d_mask)
-        dy = dout
-        if HAS_Z:
-            zp = z_ptr + b64 * s_zb + pos64[:, None] * s_zl + d[None, :] * s_zd
-            z = tl.load(zp, mask=mask_td, other=0.0).to(tl.float32)
-            sig = 1.0 / (1.0 + tl.exp(-z))
-            tl.store(dz_ptr + b64 * s_zb + pos64[:, None] * s_zl + d[None, :] * s_zd,
-                     dout * y * sig * (1.0 + z * (1.0 - sig)), mask=mask_td)
-            dy = dout * z * sig
+        # Gradient of this direction's output (its weight's and z's on the way).
+        dy = _output_grads(y, pos64, b64, k, d, d_mask, valid, is_low, mask_td, chunk_base, dout_ptr, s_gb, s_gk,
+                           s_gl, s_gd, weight_ptr, dweight_part_ptr, z_ptr, dz_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr,
+                           gbar_ptr, L_high, K, Dm, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM, HAS_Z)
 
         # dC is the last use of h: write it before the adjoint scan so that h and g are never live together (the
         # kernel's register peak, see compile_check).
@@ -717,13 +867,7 @@ def backward_grads_kernel(
         tl.store(dD_part_ptr + chunk_base + d, tl.sum(dy * u, axis=0), mask=d_mask)
         tl.store(dbias_part_ptr + chunk_base + d, tl.sum(ddelta, axis=0), mask=d_mask)
 
-        # u (and the low-resolution tokens) can be read by several directions: accumulate.
-        du_high = du_ptr + b64 * s_ub + pos64[:, None] * s_ul + d[None, :] * s_ud
-        if ORDER == 0:
-            _accumulate(du_high, du, mask_td, DETERMINISTIC)
-        else:
-            du_low = du_low_ptr + b64 * s_ub_low + pos64[:, None] * s_ul + d[None, :] * s_ud
-            _accumulate(tl.where(is_low[:, None], du_low, du_high), du, mask_td, DETERMINISTIC)
+        _accumulate_du(du_ptr, du_low_ptr, U, b64, pos64, is_low, d, du, mask_td, ORDER, DETERMINISTIC)
 
         gdu = g * (delta * u)[:, :, None]
         if LOWRANK:
