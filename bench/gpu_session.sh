@@ -76,7 +76,7 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
         --backends mamba_ssm mambair_path fused --configs default forward_state_loop=True,backward_state_loop=True
     # 4. The dis_w8 network: training step and inference, fused against MambaIR-style mamba-ssm, then PyTorch.
     step_run model 80 python3 bench/model_bench.py "${mamba_args[@]}" --repeats 5 \
-        --configs default forward_state_loop=True,backward_state_loop=True
+        --configs forward_state_loop=True,backward_state_loop=True default
     # 5. GPU time per kernel of the training case's layer.
     step_run profile 35 python3 bench/profile_kernels.py --cases a_training_w8 b_inference_256 \
         --configs default forward_state_loop=True,backward_state_loop=True

@@ -86,8 +86,11 @@ def main():
     out_name = f"model-{tag}-{dt.date.today().isoformat()}.jsonl"
     if not args.smoke:
         (RESULTS / out_name).unlink(missing_ok=True)
-    runs = [(b, parse_config(c) if b == "triton" else {}) for b in backends
-            for c in (args.configs if b == "triton" else ["default"])]
+    # The first triton configuration, then the mamba-ssm baseline, then the other configurations: a lease that cuts
+    # the run short still has a ratio.
+    configs = [parse_config(c) for c in args.configs]
+    runs = [("triton", configs[0])] * ("triton" in backends) + [(b, {}) for b in backends if b == "mamba_ssm"]
+    runs += [("triton", c) for c in configs[1:] if "triton" in backends] + [(b, {}) for b in backends if b == "torch"]
     for backend, changes in runs:
         cfg = load_config(overrides + [f"model.scan_backend={'torch' if backend == 'mamba_ssm' else backend}"])
         model = build_model(cfg).to(device)

@@ -45,8 +45,9 @@ def table(rows) -> str:
                  _fmt(r.get("fwd_peak_over_output")), _fmt(r.get("fwd_gbps"))] for r in rows]
     else:  # model or CPU benchmark
         head = ["case", "backend", "fwd ms", "fwd+bwd ms", "peak MB"]
-        body = [[r["case"], r["backend"], _fmt(r.get("fwd_ms")), _fmt(r.get("fwdbwd_ms")), _fmt(r.get("peak_mb"))]
-                for r in rows]
+        # model_bench rows of a non-default tile configuration carry its changes (model_bench --configs)
+        body = [[r["case"], r["backend"] + "".join(f" {k}={v}" for k, v in r.get("tiles", {}).items()),
+                 _fmt(r.get("fwd_ms")), _fmt(r.get("fwdbwd_ms")), _fmt(r.get("peak_mb"))] for r in rows]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     lines += ["| " + " | ".join(cells) + " |" for cells in body]
     return "\n".join(lines)

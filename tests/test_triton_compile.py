@@ -79,13 +79,14 @@ def test_state_loop_kernels_compile_and_keep_their_structure(tmp_path):
     # TileConfig.forward_state_loop / backward_state_loop: the 2D layer's kernels solve the recurrence one state at a
     # time on (steps, channels) tiles whose steps lie in each thread's registers.  In the forward, where a kernel
     # neither sums over channels nor is the drop-in path (whose channels-first inputs spread steps over lanes),
-    # nothing crosses threads at all; the backward sums dB and dC over one warp's lanes (one-warp programs).
+    # nothing crosses threads at all (chunk_adjoint included); backward_grads sums dB and dC over one warp's lanes
+    # (one-warp programs).
     builds = compile_report(tmp_path, 90, "--forward-state-loop", "--backward-state-loop")
     loop = [b for b in builds if b["constexprs"].get("STATE_LOOP")]
     assert {(b["kernel"], b["constexprs"].get("REDUCE"), b["constexprs"].get("TILES")) for b in loop} >= {
         ("chunk_end_state_kernel", None, 1), ("chunk_end_state_kernel", None, 16), ("forward_output_kernel", 0, 1),
         ("forward_output_kernel", 0, 16), ("forward_output_kernel", 1, 1), ("forward_output_kernel", 2, 16),
-        ("backward_grads_kernel", None, None)}
+        ("chunk_adjoint_kernel", None, None), ("backward_grads_kernel", None, None)}
     # Deterministic mode (no atomics; the gate passes loop over every channel block) keeps the tile kernels.
     assert not [b for b in loop if b["constexprs"].get("DETERMINISTIC")]
     for b in loop:

@@ -181,24 +181,27 @@ def test_state_loop_runs_the_layer_forward_except_the_deterministic_gate_passes(
 @pytest.mark.parametrize("deterministic", [False, True])
 def test_backward_state_loop_runs_unless_deterministic(monkeypatch, deterministic):
     # TileConfig.backward_state_loop: backward_grads of the 2D layer in one-warp programs of backward_block_d
-    # channels; deterministic mode (no atomics) keeps the tile kernel.  Gradients checked against the PyTorch path.
+    # channels, deterministic mode (no atomics) excepted; chunk_adjoint (no atomics) on forward_block_d channels
+    # either way.  Gradients checked against the PyTorch path.
     import scan2d.triton.launch as launch
 
     seen = []
-    monkeypatch.setattr(launch.K, "backward_grads_kernel", _LaunchSpy(launch.K.backward_grads_kernel, seen))
+    for name in ("chunk_adjoint_kernel", "backward_grads_kernel"):
+        monkeypatch.setattr(launch.K, name, _LaunchSpy(getattr(launch.K, name), seen))
     directions = (ScanDirection(None, False, False), ScanDirection(None, True, True))
     inp = make_layer_inputs(1, 4, 5, 9, 2, n_state=4, dtype=torch.float32)
     ref_in = {k: v.clone().requires_grad_() for k, v in inp.items()}
     directional_scan(**ref_in, directions=directions, height=4, width=5, backend="torch").square().sum().backward()
     dev_in = {k: v.to(DEVICE).requires_grad_() for k, v in inp.items()}
-    with tile_config(block_t=16, block_d=4, backward_block_d=16, backward_state_loop=True), \
+    with tile_config(block_t=16, block_d=4, backward_block_d=16, forward_block_d=8, backward_state_loop=True), \
             deterministic_algorithms(deterministic):
         out = directional_scan(**dev_in, directions=directions, height=4, width=5, backend="triton")
         out.square().sum().backward()
     for name in inp:
         g, r = dev_in[name].grad.cpu(), ref_in[name].grad
         torch.testing.assert_close(g / (r.abs().max() + 1), r / (r.abs().max() + 1), **TOL[torch.float32], msg=name)
-    assert {(loop, block) for _, loop, block in seen} == ({(False, 4)} if deterministic else {(True, 16)})
+    grads = ("backward_grads_kernel", False, 4) if deterministic else ("backward_grads_kernel", True, 16)
+    assert set(seen) == {("chunk_adjoint_kernel", True, 8), grads}
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU: the interpreter runs one program at a time, so "

@@ -53,8 +53,9 @@ class TileConfig:
         backward_state_loop: ``backward_grads`` of the 2D layer one state at a time
             (``scan_kernels._backward_state_loop``), in one-warp programs of backward_block_d = 32 channels, one per
             thread: no barriers, dB and dC summed over the warp's lanes and added with atomics.  Not in deterministic
-            mode, and only with tiles of at least 16 steps and channels (the dt gradients' tl.dot).  Off until a GPU
-            run times it.
+            mode, and only with tiles of at least 16 steps and channels (the dt gradients' tl.dot).  The layer's
+            ``chunk_adjoint`` then runs one state at a time too, on forward_block_d channels.  Off until a GPU run
+            times it.
     """
 
     block_t: int = 32 if triton_interpreted() else 16
@@ -353,9 +354,14 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
     meta = dict(**ops.common_meta(), HAS_Z=has_z, SUM_DIRECTIONS=sum_directions, HAS_WEIGHT=weight is not None,
                 LN_UPSTREAM=ln_upstream is not None, BLOCK_T=ops.tiles.block_t, BLOCK_D=ops.block_d)
     local = ops.state_buffer(ops.n_state)
-    K.chunk_adjoint_kernel[grid](local, dout, *dout_strides, wt, z, *ops.z_strides, entry, Dskip, *ln_args,
-                                 *ops.common_args(), HAS_D=ops.D is not None, **meta,
-                                 num_warps=ops.tiles.num_warps)
+    # With the backward state loop, the adjoint pass runs one state at a time on the forward's (steps, 128 channels)
+    # tiles: it sums over steps only, inside each thread.
+    adjoint_loop = ops.tiles.backward_state_loop and ops.lowrank
+    adjoint_block = ops.channel_block(ops.tiles.forward_block_d) if adjoint_loop else ops.block_d
+    K.chunk_adjoint_kernel[ops.grid(block_d=adjoint_block)](
+        local, dout, *dout_strides, wt, z, *ops.z_strides, entry, Dskip, *ln_args, *ops.common_args(),
+        HAS_D=ops.D is not None, **dict(meta, BLOCK_D=adjoint_block), STATE_LOOP=adjoint_loop,
+        num_warps=ops.tiles.num_warps)
     arrive = local  # in place, as in forward_states
     K.chunk_carry_kernel[grid[:2]](arrive, arrive, local, dsum, dfinal if dfinal is not None else local, ops.A,
                                    ops.K, ops.dim, ops.n_chunks, HAS_INIT=dfinal is not None, REVERSE=True,

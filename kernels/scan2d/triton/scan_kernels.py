@@ -585,36 +585,64 @@ def chunk_adjoint_kernel(
     ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, HAS_Z: tl.constexpr, SUM_DIRECTIONS: tl.constexpr, HAS_WEIGHT: tl.constexpr,
     LN_UPSTREAM: tl.constexpr, HAS_D: tl.constexpr,
-    R: tl.constexpr, N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
+    R: tl.constexpr, N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, STATE_LOOP: tl.constexpr = False,
 ):
     """Adjoint of each chunk with nothing arriving from later chunks, taken back through its first decay:
-    local = exp(delta_t0 A) * g_t0, the gradient the chunk sends to the state entering it."""
+    local = exp(delta_t0 A) * g_t0, the gradient the chunk sends to the state entering it.
+
+    Only the adjoint at the chunk's first step is needed, so a sum over steps replaces the adjoint scan:
+    exp(delta_0 A) g_0 = sum_t exp(A sum_{r<=t} delta_r) C_t dy_t.  One exp per element either way, and no reverse
+    scan, which Triton 3.6-3.7 lowers with lane flips of every scanned tensor (bench/README.md).  STATE_LOOP: one
+    state at a time on a (steps, channels) tile with the steps in registers (``_state_loop_tile``), where the sum
+    over steps stays in each thread.
+    """
     pid_bk, pid_c = tl.program_id(0), tl.program_id(2)
     b, k = pid_bk // K, pid_bk % K
-    d, d_mask, t, n, pos, is_low, valid, u, delta_pre, delta, Bm, Cm, A = _backward_chunk(
-        b, k, tl.program_id(1), pid_c, U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS,
-        SOFTPLUS, R, N, BLOCK_T, BLOCK_D)
-    pos64 = pos.to(tl.int64)
     b64 = b.to(tl.int64)
-    y = tl.zeros([BLOCK_T, BLOCK_D], dtype=tl.float32)
-    if LN_UPSTREAM:  # the LayerNorm gradient depends on y: recompute the chunk's outputs
-        _, _, h = _states_from_entry(entry_ptr, pid_bk, pid_c, n_chunks, Dm, d, d_mask, n, t, delta, u, Bm, A)
-        y = tl.sum(h * Cm, axis=2)
-        if HAS_D:
-            y += u * tl.load(Dskip_ptr + k * Dm + d, mask=d_mask, other=0.0).to(tl.float32)[None, :]
+    base = (pid_bk.to(tl.int64) * n_chunks + pid_c) * Dm
+    if STATE_LOOP:
+        d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
+        d_mask = d < Dm
+        t = tl.arange(0, BLOCK_T)
+        pos, is_low, valid, u, delta_pre, delta, b_rows, c_rows, s_bn, s_cn = load_steps(
+            pid_c * BLOCK_T + t, b, k, tl.program_id(1), d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER,
+            LOWRANK, HAS_BIAS, SOFTPLUS, R, N, STEPS_IN_REGISTERS=True)
+        A_rows = A_ptr + (k * Dm + d) * N
+        y = tl.zeros([BLOCK_T, BLOCK_D], dtype=tl.float32)
+        if LN_UPSTREAM:  # the LayerNorm gradient depends on y: recompute the chunk's outputs
+            if HAS_D:
+                y = u * tl.load(Dskip_ptr + k * Dm + d, mask=d_mask, other=0.0).to(tl.float32)[None, :]
+            entry_rows = entry_ptr + (base + d) * N
+            y = _state_loop_tile(entry_rows, d_mask, entry_rows, A_rows, d_mask, t, delta, u, b_rows, c_rows, s_bn,
+                                 s_cn, y, N, OUTPUT=True, STORE_END=False)
+    else:
+        d, d_mask, t, n, pos, is_low, valid, u, delta_pre, delta, Bm, Cm, A = _backward_chunk(
+            b, k, tl.program_id(1), pid_c, U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, H, W, Dm, ORDER, LOWRANK,
+            HAS_BIAS, SOFTPLUS, R, N, BLOCK_T, BLOCK_D)
+        y = tl.zeros([BLOCK_T, BLOCK_D], dtype=tl.float32)
+        if LN_UPSTREAM:  # the LayerNorm gradient depends on y: recompute the chunk's outputs
+            _, _, h = _states_from_entry(entry_ptr, pid_bk, pid_c, n_chunks, Dm, d, d_mask, n, t, delta, u, Bm, A)
+            y = tl.sum(h * Cm, axis=2)
+            if HAS_D:
+                y += u * tl.load(Dskip_ptr + k * Dm + d, mask=d_mask, other=0.0).to(tl.float32)[None, :]
+    pos64 = pos.to(tl.int64)
     dy = _upstream_grad(pos64, b64, k, d, d_mask, valid, is_low, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, K,
                         Dm, y, tok_ptr, vec_ptr, gbar_ptr, L_high, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM)
     if HAS_Z:
         z = tl.load(z_ptr + b64 * s_zb + pos64[:, None] * s_zl + d[None, :] * s_zd,
                     mask=valid[:, None] & d_mask[None, :], other=0.0).to(tl.float32)
         dy = dy * z / (1.0 + tl.exp(-z))
-    # Only the adjoint at the chunk's first step is needed, so a sum over steps replaces the adjoint scan:
-    # exp(delta_0 A) g_0 = sum_t exp(A sum_{r<=t} delta_r) C_t dy_t.  One exp per element either way, and no reverse
-    # scan, which Triton 3.6-3.7 lowers with lane flips of every scanned tensor (bench/README.md).
     reach = tl.cumsum(delta, axis=0)
-    first = tl.sum(tl.exp(reach[:, :, None] * A[None, :, :]) * (dy[:, :, None] * Cm), axis=0)
-    base = (pid_bk.to(tl.int64) * n_chunks + pid_c) * Dm
-    tl.store(local_ptr + (base + d[:, None]) * N + n[None, :], first, mask=d_mask[:, None])
+    if STATE_LOOP:
+        reach = reach * 1.4426950408889634  # exp(x) = 2^(x log2 e)
+        local_rows = local_ptr + (base + d) * N
+        for n in range(N):
+            a = tl.load(A_rows + n, mask=d_mask, other=0.0).to(tl.float32)
+            cn = tl.load(c_rows + n * s_cn).to(tl.float32)
+            tl.store(local_rows + n, tl.sum(tl.exp2(reach * a[None, :]) * (dy * cn[:, None]), axis=0), mask=d_mask)
+    else:
+        first = tl.sum(tl.exp(reach[:, :, None] * A[None, :, :]) * (dy[:, :, None] * Cm), axis=0)
+        tl.store(local_ptr + (base + d[:, None]) * N + n[None, :], first, mask=d_mask[:, None])
 
 
 @triton.jit
