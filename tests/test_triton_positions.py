@@ -1,5 +1,6 @@
 """The kernels' in-kernel scan positions equal the orders of scan2d.orders for every kind of direction."""
 
+import pytest
 import torch
 import triton
 import triton.language as tl
@@ -8,7 +9,7 @@ from hypothesis import strategies as st
 
 from scan2d import ScanDirection
 from scan2d.directions import _order
-from scan2d.triton.launch import ORDER_OF, direction_table
+from scan2d.triton.launch import ORDER_OF, direction_table, division_magic
 from scan2d.triton.positions import step_positions
 
 
@@ -53,3 +54,19 @@ def test_padding_stays_small_for_windows():
     assert int(direction_table([ScanDirection(8)], 64, 64, "cpu")[0, 4]) == 64 * 64
     assert int(direction_table([ScanDirection(8)], 65, 64, "cpu")[0, 4]) == 72 * 64
     assert int(direction_table([ScanDirection(None, True)], 48, 64, "cpu")[0, 4]) == 48 * 64
+
+
+@given(st.one_of(st.integers(1, 300), st.integers(1, 2**31 - 1)), st.integers(0, 2**31 - 1))
+def test_division_magic_divides_every_int32_step_exactly(divisor, n):
+    # The kernels divide steps by window sizes as (n * magic) >> shift (positions._divide); the step index is int32.
+    magic, shift = division_magic(divisor)
+    magic %= 2**32  # stored as int32 bits, read back unsigned
+    assert magic < 2**32
+    for m in (n, n - n % divisor, n - n % divisor - 1, 2**31 - 1, divisor - 1, divisor):
+        if 0 <= m < 2**31:
+            assert (m * magic) >> shift == m // divisor, (m, divisor)
+
+
+def test_a_scan_longer_than_the_int32_step_index_is_refused_clearly():
+    with pytest.raises(ValueError, match="int32 step"):
+        direction_table([ScanDirection(None)], 50_000, 50_000, "cpu")

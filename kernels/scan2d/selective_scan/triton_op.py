@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from .._backend import autograd_records
+from ..directions import ScanDirection
 from ..triton import launch
 
 
@@ -14,7 +15,7 @@ def _operands(u, delta, A, B, C, D, z, delta_bias, delta_softplus, tiles=None,
     grouped = B.dim() == 4
     B4 = B if grouped else B.unsqueeze(1)
     C4 = C if grouped else C.unsqueeze(1)
-    dirs = torch.tensor([[0, 0, 1, length, length, 1, 1, 0]], dtype=torch.int32, device=u.device)
+    dirs = launch.direction_table([ScanDirection(None)], 1, length, u.device)  # one row-first scan of a 1 x L map
     return launch.ScanOperands(
         u=u, u_strides=(u.stride(0), u.stride(2), u.stride(1)), u_low=u, u_low_batch_stride=0,
         x=u, x_strides=(0, 0, 0, 0), x_low=u, x_low_batch_stride=0,

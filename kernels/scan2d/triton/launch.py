@@ -19,7 +19,7 @@ import triton
 from .._backend import triton_interpreted
 from ..directions import ScanDirection
 from . import scan_kernels as K
-from .positions import ORDER_ALIGNED, ORDER_PLAIN, ORDER_SEQUENTIAL
+from .positions import DIRECTION_COLUMNS, ORDER_ALIGNED, ORDER_PLAIN, ORDER_SEQUENTIAL
 
 
 @dataclass(frozen=True)
@@ -44,8 +44,8 @@ class TileConfig:
         forward_state_loop: the 2D layer's forward kernels (``chunk_end_state``, ``forward_output``) solve the
             recurrence one state at a time on (steps, channels) tiles (``scan_kernels._state_loop_tile``) instead of
             on (steps, channels, states) tiles; the drop-in scan keeps the tiles (``ScanOperands.state_loop``).
-            compile_check: 20-22 SASS instructions per element and no shuffles, barriers or shared memory, against
-            33-42 per element with 128 shuffles and 17 barriers per tile (bench/README.md).  Off until a GPU run
+            compile_check: 18-21 SASS instructions per element and no shuffles, barriers or shared memory, against
+            29-39 per element with 128 shuffles and 17 barriers per tile (bench/README.md).  Off until a GPU run
             times it (bench/gpu_session.sh times both).
         forward_block_d: channels per program of the state-loop forward: 128 puts one channel on each of 4 warps'
             threads with the tile's steps in its registers.
@@ -110,9 +110,31 @@ def _padded(extent: int, window: int) -> int:
     return math.ceil(extent / window) * window
 
 
+def division_magic(divisor: int) -> tuple:
+    """(magic, shift) with n // divisor == (n * magic) >> shift for every 0 <= n < 2^31, magic < 2^32 (as int32
+    bits): shift = 31 + ceil(log2 divisor), magic = ceil(2^shift / divisor), so 2^shift <= magic * divisor <=
+    2^shift + 2^(shift - 31) (Granlund and Montgomery 1994, theorem 4.2).  The kernels divide scan steps by window
+    sizes this way: one wide multiply and a shift instead of a division routine (``positions._divide``)."""
+    if divisor < 1:
+        raise ValueError(f"division_magic needs a positive divisor, got {divisor}")
+    shift = 31 + (divisor - 1).bit_length()
+    magic = -(-(1 << shift) // divisor)
+    return (magic - (1 << 32) if magic >= 1 << 31 else magic), shift
+
+
+def _frame_divisions(frame_w: int, win_h: int, win_w: int) -> list:
+    """Magic numbers of a windowed scan's divisors: window area, windows per row, window width."""
+    out = []
+    for divisor in (win_h * win_w, math.ceil(frame_w / win_w), win_w):
+        out += division_magic(divisor)
+    return out
+
+
 def direction_rows(directions: Sequence[ScanDirection], height: int, width: int) -> list:
     """Per-direction parameters of :func:`positions.step_positions`: [column_first, reverse, window h, window w,
-    scan length, low-res window h, low-res window w, low-res length] for each direction."""
+    scan length, low-res window h, low-res window w, low-res length] for each direction, then the (magic, shift)
+    pairs of :func:`division_magic` for the high-resolution window area, windows per row and window width, and the
+    same three for the low-resolution frame."""
     rows = []
     low_h, low_w = (height + 1) // 2, (width + 1) // 2
     for d in directions:
@@ -126,13 +148,21 @@ def direction_rows(directions: Sequence[ScanDirection], height: int, width: int)
             lwin = None if d.window is None else d.window // 2
             lwh, lww = lframe if lwin is None else (min(lwin, lframe[0]), min(lwin, lframe[1]))
             low_len = _padded(lframe[0], lwh) * _padded(lframe[1], lww)
+        else:
+            lframe = (1, 1)
         length = {None: high_len, "aligned": 5 * low_len, "sequential": low_len + high_len}[d.cross_scale]
-        rows.append([int(d.column_first), int(d.reverse), wh, ww, length, lwh, lww, low_len])
+        if length >= 2 ** 31:
+            raise ValueError(f"a {height}x{width} map scans {length} steps, more than the Triton kernels' int32 step "
+                             "index holds (2^31 - 1); use backend='torch' or tile the image (mambacsr's tiled "
+                             "inference).")
+        rows.append([int(d.column_first), int(d.reverse), wh, ww, length, lwh, lww, low_len,
+                     *_frame_divisions(frame[1], wh, ww), *_frame_divisions(lframe[1], lwh, lww)])
+        assert len(rows[-1]) == DIRECTION_COLUMNS
     return rows
 
 
 def direction_table(directions: Sequence[ScanDirection], height: int, width: int, device) -> torch.Tensor:
-    """int32 (K, 8) :func:`direction_rows` on ``device``, as the kernels read it."""
+    """int32 (K, positions.DIRECTION_COLUMNS) :func:`direction_rows` on ``device``, as the kernels read it."""
     return torch.tensor(direction_rows(directions, height, width), dtype=torch.int32, device=device)
 
 
