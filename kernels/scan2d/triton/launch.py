@@ -43,7 +43,8 @@ class TileConfig:
             the interpreter so that the tests cross several such blocks.
         forward_state_loop: the 2D layer's forward kernels (``chunk_end_state``, ``forward_output``) solve the
             recurrence one state at a time on (steps, channels) tiles (``scan_kernels._state_loop_tile``) instead of
-            on (steps, channels, states) tiles; the drop-in scan keeps the tiles (``ScanOperands.state_loop``).
+            on (steps, channels, states) tiles; the drop-in scan keeps the tiles
+            (``ScanOperands.forward_state_loop``).
             compile_check: 18-21 SASS instructions per element and no shuffles, barriers or shared memory, against
             29-39 per element with 128 shuffles and 17 barriers per tile (bench/README.md).  Off until a GPU run
             times it (bench/gpu_session.sh times both).
@@ -247,7 +248,7 @@ class ScanOperands:
         return self.channel_block(self.tiles.block_d)
 
     @property
-    def state_loop(self) -> bool:
+    def forward_state_loop(self) -> bool:
         """Whether the forward kernels run the state loop (``TileConfig.forward_state_loop``): the 2D layer only.  The
         drop-in scan's channels-first inputs make Triton spread the steps over lanes, where the state loop's scans
         would shuffle (compile_check: 160-288 shuffles per thread against none in the layer)."""
@@ -261,9 +262,16 @@ class ScanOperands:
                 and self.tiles.block_t >= 16 and self.channel_block(self.tiles.backward_block_d) >= 16)
 
     @property
+    def adjoint_state_loop(self) -> bool:
+        """Whether ``chunk_adjoint`` runs the state loop: with ``TileConfig.backward_state_loop`` in the 2D layer.  It
+        sums over steps only, inside each thread, so it needs neither atomics nor tl.dot (and runs on
+        ``forward_block_d`` channels)."""
+        return self.tiles.backward_state_loop and self.lowrank
+
+    @property
     def forward_block_d(self) -> int:
         """Channels per program of the forward kernels: tiles.forward_block_d with the state loop, else block_d."""
-        return self.channel_block(self.tiles.forward_block_d) if self.state_loop else self.block_d
+        return self.channel_block(self.tiles.forward_block_d) if self.forward_state_loop else self.block_d
 
     def grid(self, directions: Optional[int] = None, channel_blocks: bool = True, block_d: Optional[int] = None):
         """(batch x ``directions`` (default all K), channel blocks of ``block_d`` (default ``self.block_d``; 1
@@ -282,7 +290,8 @@ def forward_states(ops: ScanOperands):
     dsum = ops.state_buffer()
     K.chunk_end_state_kernel[ops.grid(block_d=ops.forward_block_d)](
         local, dsum, *ops.common_args(), **ops.common_meta(), BLOCK_T=ops.tiles.block_t, BLOCK_D=ops.forward_block_d,
-        TILES=ops.tiles_per_chunk, STATE_LOOP=ops.state_loop, **ops.tiles.forward_options(ops.state_loop))
+        TILES=ops.tiles_per_chunk, STATE_LOOP=ops.forward_state_loop,
+        **ops.tiles.forward_options(ops.forward_state_loop))
     grid = ops.grid()
     # The carry turns the chunk end states into entry states in place.
     entry = local
@@ -320,7 +329,7 @@ def output_pass(ops: ScanOperands, entry: torch.Tensor, out: torch.Tensor, out_s
     deterministic = ops.deterministic and reduce in (1, 3)
     # The deterministic gate passes loop over every channel block in one program: with the state loop's tiles that
     # reaches 255 registers and spills (compile_check), so they keep the (steps, channels, states) tiles.
-    state_loop = ops.state_loop and not deterministic
+    state_loop = ops.forward_state_loop and not deterministic
     block_d = ops.forward_block_d if state_loop else ops.block_d
     carried = state_loop and ops.tiles_per_chunk > 1
     scratch = torch.empty_like(entry) if carried and not last_use else entry
@@ -384,9 +393,7 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
     meta = dict(**ops.common_meta(), HAS_Z=has_z, SUM_DIRECTIONS=sum_directions, HAS_WEIGHT=weight is not None,
                 LN_UPSTREAM=ln_upstream is not None, BLOCK_T=ops.tiles.block_t, BLOCK_D=ops.block_d)
     local = ops.state_buffer(ops.n_state)
-    # With the backward state loop, the adjoint pass runs one state at a time on the forward's (steps, 128 channels)
-    # tiles: it sums over steps only, inside each thread.
-    adjoint_loop = ops.tiles.backward_state_loop and ops.lowrank
+    adjoint_loop = ops.adjoint_state_loop
     adjoint_block = ops.channel_block(ops.tiles.forward_block_d) if adjoint_loop else ops.block_d
     K.chunk_adjoint_kernel[ops.grid(block_d=adjoint_block)](
         local, dout, *dout_strides, wt, z, *ops.z_strides, entry, Dskip, *ln_args, *ops.common_args(),

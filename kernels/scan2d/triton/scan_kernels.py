@@ -2,9 +2,11 @@
 
 Work is split over (batch x direction, channel block, sequence chunk), so a batch-1 image with a long sequence still
 launches thousands of programs (in deterministic mode the passes that sum over channels give each program all the
-channel blocks of its chunk instead, see ``_channel_blocks``).  Each program handles BLOCK_D channels x BLOCK_T steps x N states in registers and
-solves its part of the recurrence with ``tl.associative_scan``.  One pass each way needs the state entering every
-chunk, so both directions of the computation have three launches:
+channel blocks of its chunk instead, see ``_channel_blocks``).  Each program handles BLOCK_D channels x BLOCK_T
+steps x N states in registers and solves its part of the recurrence with ``tl.associative_scan``; with the state
+loops (``launch.TileConfig.forward_state_loop`` / ``backward_state_loop``, the 2D layer's kernels) it scans a
+(BLOCK_T, BLOCK_D) tile one state at a time instead (``_state_loop_tile``, ``_backward_state_loop``).  One pass
+each way needs the state entering every chunk, so both directions of the computation have three launches:
 
     forward:  chunk_end_state  ->  chunk_carry (sequential over chunks, tiny)  ->  forward_output
     backward: chunk_adjoint    ->  chunk_carry (reversed)                      ->  backward_grads
@@ -12,8 +14,8 @@ chunk, so both directions of the computation have three launches:
 The only tensors written besides inputs' gradients and the output are per-chunk states (batch, K, chunks, dim, N),
 1/BLOCK_T of what storing every state would take; the backward recomputes the states of its chunk from them.
 
-Loads go through ``load_chunk``, which computes every step's position (:mod:`.positions`), gathers u and the
-projections at that position, and builds delta either from a given tensor (the drop-in ``selective_scan``) or from
+Loads go through ``load_steps`` (``load_chunk`` adds B and C as tiles), which computes every step's position
+(:mod:`.positions`), gathers u and the projections at that position, and builds delta either from a given tensor (the drop-in ``selective_scan``) or from
 the dt low-rank projection, bias and softplus (``directional_scan``): no permuted copy of the feature map and no
 per-direction delta tensor ever exists in memory.
 """
