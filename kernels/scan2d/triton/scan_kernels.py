@@ -25,6 +25,8 @@ import triton.language as tl
 
 from .positions import step_positions
 
+LOG2E = tl.constexpr(1.4426950408889634)  # exp(x) = 2^(x log2 e): the state loops call exp2
+
 
 @triton.jit
 def _combine(a1, b1, a2, b2):
@@ -284,7 +286,7 @@ def _state_loop_tile(h0_rows, h0_mask, end_rows, A_rows, d_mask, t, delta, u, b_
     first = (t == 0)[:, None]
     last = (t == t.shape[0] - 1)[:, None]
     for n in range(N):
-        a = tl.load(A_rows + n, mask=d_mask, other=0.0).to(tl.float32) * 1.4426950408889634  # exp(x) = 2^(x log2 e)
+        a = tl.load(A_rows + n, mask=d_mask, other=0.0).to(tl.float32) * LOG2E
         h0 = tl.load(h0_rows + n, mask=h0_mask, other=0.0)
         decay = tl.exp2(delta * a[None, :])
         # Invalid steps read position 0 (always in bounds) and have du = 0, delta = 0: decay 1, drive 0.
@@ -459,8 +461,9 @@ def forward_output_kernel(
         d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
         d_mask = d < Dm
         if STATE_LOOP:
-            entry_rows = carry_ptr + ((pid_bk.to(tl.int64) * n_chunks + pid_c) * Dm + d) * N
-            scratch_rows = scratch_ptr + ((pid_bk.to(tl.int64) * n_chunks + pid_c) * Dm + d) * N
+            rows = ((pid_bk.to(tl.int64) * n_chunks + pid_c) * Dm + d) * N  # this chunk's states
+            entry_rows = carry_ptr + rows
+            scratch_rows = scratch_ptr + rows
         else:
             A = tl.load(A_ptr + k * Dm * N + d[:, None] * N + n[None, :], mask=d_mask[:, None],
                         other=0.0).to(tl.float32)
@@ -636,7 +639,7 @@ def chunk_adjoint_kernel(
         dy = dy * z / (1.0 + tl.exp(-z))
     reach = tl.cumsum(delta, axis=0)
     if STATE_LOOP:
-        reach = reach * 1.4426950408889634  # exp(x) = 2^(x log2 e)
+        reach = reach * LOG2E
         local_rows = local_ptr + (base + d) * N
         for n in range(N):
             a = tl.load(A_rows + n, mask=d_mask, other=0.0).to(tl.float32)
@@ -748,7 +751,7 @@ def _backward_state_loop(
         g_end = tl.load(arrive_rows + n, mask=d_mask, other=0.0)
         bn = tl.load(b_rows + n * s_bn).to(tl.float32)
         cn = tl.load(c_rows + n * s_cn).to(tl.float32)
-        decay = tl.exp2(delta * (a * 1.4426950408889634)[None, :])
+        decay = tl.exp2(delta * (a * LOG2E)[None, :])
         drive = du_delta * bn[:, None]
         _, h = tl.associative_scan((decay, drive + tl.where(first, decay * h0[None, :], 0.0)), 0, _combine)
         _accumulate(dxrow + (R + N + n) * s_xc, tl.sum(dy * h, axis=1), valid, False)  # dC
