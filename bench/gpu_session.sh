@@ -2,7 +2,7 @@
 # Everything a short GPU lease should measure, prepared ahead (a lease has 15 minutes of device time, start included).
 #
 #   bash bench/gpu_session.sh fetch   # here (network, the project's venv): mamba-ssm's sdist, hydra's wheels -> .whl/
-#   bash bench/gpu_session.sh main    # on the GPU machine (.whl carried): at most BUDGET=320 s, steps below
+#   bash bench/gpu_session.sh main    # on the GPU machine (.whl carried): at most BUDGET=370 s, steps below
 #   bash bench/gpu_session.sh sweep   # on the GPU machine, if time is left: tile configurations of the fused op
 #   bash bench/gpu_session.sh profile # on the GPU machine: GPU time per kernel (bench/profile_kernels.py)
 #
@@ -41,7 +41,7 @@ mamba_args=()
 [ -n "$SDIST" ] && mamba_args=(--mamba-sdist "$SDIST")
 
 # Each step runs under min(its own limit, what is left of BUDGET), so the run ends, and summarizes, in time.
-BUDGET=${BUDGET:-320}
+BUDGET=${BUDGET:-370}
 left() { local l=$(( BUDGET - SECONDS )); [ "$l" -lt "$1" ] && echo "$(( l > 1 ? l : 1 ))" || echo "$1"; }
 log="$OUT/session.log"  # one log for every step: $OUT returns at most 8 files
 step_run() {  # step_run NAME LIMIT command...: the step's output into the log, its status and time after it
@@ -61,27 +61,31 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     # 2. The kernel tests compiled for the GPU, while it builds; the fused op's benchmark kernels compile beside them
     #    (Triton's cache is per machine), so the timed runs below start warm.
     ( BENCH_RESULTS=/tmp/warmup timeout 150 python3 bench/scan_bench.py --backends fused --repeats 1 \
-        --configs default forward_state_loop=True,backward_state_loop=True > /tmp/warmup.log 2>&1 ) &
+        > /tmp/warmup.log 2>&1 ) &
+    ( BENCH_RESULTS=/tmp/warmup2 timeout 150 python3 bench/scan_bench.py --backends fused --repeats 1 \
+        --cases a_training_w8 b_inference_256 --dtypes float32 --configs state_unroll=2 state_unroll=4 \
+        carry_in_registers=True carry_in_registers=True,state_unroll=4 > /tmp/warmup2.log 2>&1 ) &
     export TRITON_INTERPRET=0 HYPOTHESIS_PROFILE=dev
     timeout "$(left 130)" python3 -m pytest -q -n 6 --maxfail 5 -rfEs -p no:cacheprovider \
-        tests/test_triton_adjoint.py tests/test_triton_selective_scan.py tests/test_triton_directional.py \
+        tests/test_triton_directional.py tests/test_triton_adjoint.py tests/test_triton_selective_scan.py \
         tests/test_models.py -k "not test_models or across_backends" > "$OUT/tests.log" 2>&1
     echo "tests rc=$? at ${SECONDS}s" >> "$OUT/tests.log"
     wait "$build"
     wait
     echo "warm-up compile: $(tail -1 /tmp/warmup.log) at ${SECONDS}s" >> "$log"
-    # 3. Scan-layer cases a, b, c in float32 and bfloat16: mamba-ssm, the MambaIR-style path, the fused op with
-    #    the tile kernels and with the state loops (TileConfig.forward_/backward_state_loop, not yet measured).
-    step_run scan 80 python3 bench/scan_bench.py "${mamba_args[@]}" --repeats 30 \
-        --backends mamba_ssm mambair_path fused --configs default forward_state_loop=True,backward_state_loop=True
+    # 3. Scan-layer cases a, b, c in float32 and bfloat16: mamba-ssm, the MambaIR-style path, the fused op (the
+    #    state loops, the default since the H200 run of 2026-11-27).
+    step_run scan 60 python3 bench/scan_bench.py "${mamba_args[@]}" --repeats 30 \
+        --backends mamba_ssm mambair_path fused
     # 4. The dis_w8 network: training step and inference, fused against MambaIR-style mamba-ssm, then PyTorch.
-    step_run model 80 python3 bench/model_bench.py "${mamba_args[@]}" --repeats 5 \
-        --configs forward_state_loop=True,backward_state_loop=True default
-    # 5. GPU time per kernel of the training case's layer.
-    step_run profile 35 python3 bench/profile_kernels.py --cases a_training_w8 b_inference_256 \
-        --configs default forward_state_loop=True,backward_state_loop=True
-    # 6. What is left: deterministic mode's cost, then tile configurations, on the training case.
-    step_run sweep 300 python3 bench/scan_bench.py --sweep --cases a_training_w8 --dtypes float32 --repeats 20
+    step_run model 75 python3 bench/model_bench.py "${mamba_args[@]}" --repeats 5
+    # 5. GPU time per kernel of the training and inference cases' layer.
+    step_run profile 30 python3 bench/profile_kernels.py --cases a_training_w8 b_inference_256 \
+        --configs default state_unroll=4 carry_in_registers=True
+    # 6. What is left: the tile configurations of SWEEP (state-loop unrolling, states in registers, inference
+    #    chunk sizes, ...), on the training and inference cases.
+    step_run sweep 300 python3 bench/scan_bench.py --sweep --cases a_training_w8 b_inference_256 --dtypes float32 \
+        --repeats 20
 elif [ "$step" = torch ]; then
     # The PyTorch path on the scan cases (slowest, fewest repeats).
     step_run scan-torch 120 python3 bench/scan_bench.py --backends torch --repeats 5 \

@@ -134,13 +134,12 @@ SMOKE_CASES = {"smoke": (1, 8, 8, 16, 2, 8, None)}
 # --sweep: tile configurations of the fused op (changes to scan2d.triton.launch.TileConfig), on cases a and b, and
 # the cost of torch.use_deterministic_algorithms (fixed-order sums instead of atomics).
 # In order of interest, since a short lease may cut the sweep off.
-SWEEP = [dict(), dict(forward_state_loop=True, backward_state_loop=True), dict(backward_state_loop=True),
-         dict(forward_state_loop=True), dict(backward_num_warps=4, backward_maxnreg=168),
-         dict(block_d=32, num_warps=8), dict(deterministic=True), dict(forward_state_loop=True, inference_tiles=32),
-         dict(backward_num_warps=4),
-         dict(backward_num_warps=4, backward_maxnreg=128), dict(backward_maxnreg=128), dict(carry_chunks=16),
-         dict(inference_tiles=32), dict(block_t=32, block_d=8), dict(num_warps=8), dict(block_t=8, block_d=32),
-         dict(inference_tiles=8)]
+SWEEP = [dict(), dict(state_unroll=2), dict(state_unroll=4), dict(carry_in_registers=True),
+         dict(carry_in_registers=True, state_unroll=4), dict(inference_tiles=8), dict(inference_tiles=4),
+         dict(forward_block_d=64, num_warps=2), dict(forward_maxnreg=128),
+         dict(forward_state_loop=False, backward_state_loop=False), dict(deterministic=True),
+         dict(forward_state_loop=False), dict(backward_block_d=64), dict(carry_chunks=16),
+         dict(forward_state_loop=False, backward_state_loop=False, backward_num_warps=4, backward_maxnreg=168)]
 N_STATE, RANK = 16, 12
 
 

@@ -30,7 +30,8 @@ def compile_report(tmp_path, arch, *flags):
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", [90, 80], ids=["hopper-sm90", "ampere-sm80"])
 def test_every_kernel_compiles_without_register_spills(arch, tmp_path):
-    builds = compile_report(tmp_path, arch)
+    # The (steps, channels, states) tile kernels; the default state loops are checked below.
+    builds = compile_report(tmp_path, arch, "--tiles", "forward_state_loop=False,backward_state_loop=False")
     assert {b["kernel"] for b in builds} == KERNELS
     assert all(b["arch"] == arch for b in builds)
     # Every configuration the ops launch was compiled: plain/aligned/sequential orders, the gate's reduce modes,
@@ -76,12 +77,12 @@ def test_every_kernel_compiles_without_register_spills(arch, tmp_path):
 
 @pytest.mark.slow
 def test_state_loop_kernels_compile_and_keep_their_structure(tmp_path):
-    # TileConfig.forward_state_loop / backward_state_loop: the 2D layer's kernels solve the recurrence one state at a
-    # time on (steps, channels) tiles whose steps lie in each thread's registers.  In the forward, where a kernel
-    # neither sums over channels nor is the drop-in path (whose channels-first inputs spread steps over lanes),
-    # nothing crosses threads at all (chunk_adjoint included); backward_grads sums dB and dC over one warp's lanes
-    # (one-warp programs).
-    builds = compile_report(tmp_path, 90, "--forward-state-loop", "--backward-state-loop")
+    # TileConfig.forward_state_loop / backward_state_loop (the default): the 2D layer's kernels solve the recurrence
+    # one state at a time on (steps, channels) tiles whose steps lie in each thread's registers.  In the forward,
+    # where a kernel neither sums over channels nor is the drop-in path (whose channels-first inputs spread steps
+    # over lanes), nothing crosses threads at all (chunk_adjoint included); backward_grads sums dB and dC over one
+    # warp's lanes (one-warp programs).
+    builds = compile_report(tmp_path, 90)
     loop = [b for b in builds if b["constexprs"].get("STATE_LOOP")]
     assert {(b["kernel"], b["constexprs"].get("REDUCE"), b["constexprs"].get("TILES")) for b in loop} >= {
         ("chunk_end_state_kernel", None, 1), ("chunk_end_state_kernel", None, 16), ("forward_output_kernel", 0, 1),
@@ -104,3 +105,28 @@ def test_state_loop_kernels_compile_and_keep_their_structure(tmp_path):
                and b not in loop_backward]
     assert not spilled, f"register spills to local memory: {spilled}"
     assert max(b["spill_store_bytes"] for b in loop_backward) <= 512
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tiles", ["state_unroll=4", "carry_in_registers=True"])
+def test_unrolled_state_loops_compile_without_spills_or_shuffles(tiles, tmp_path):
+    # TileConfig.state_unroll unrolls the forward and adjoint state loops; carry_in_registers unrolls all N states of
+    # the multi-tile (inference) forward kernels and keeps their states in registers between tiles.  Neither may
+    # move data across lanes; the in-register states change layout once per chunk, on entry and exit (shared
+    # memory, outside the tile loop).  Unrolled by 4 nothing spills; with all 16 states unrolled the aligned
+    # cross-scale output kernel spills 100 bytes (Triton 3.7.1), which must not grow.
+    cases = ["layer fp32", "inference bf16 gated", "inference cross-scale aligned fp32"]
+    builds = compile_report(tmp_path, 90, "--tiles", tiles, *(arg for case in cases for arg in ("--case", case)))
+    unrolled = [b for b in builds if b["constexprs"].get("STATE_LOOP") and b["kernel"] != "backward_grads_kernel"]
+    if tiles == "state_unroll=4":
+        assert {b["constexprs"]["STATE_UNROLL"] for b in unrolled} == {4}
+    else:
+        assert {b["constexprs"]["TILES"] for b in unrolled if b["constexprs"].get("CARRY_IN_REGISTERS")} >= {1, 16}
+    for b in unrolled:
+        c = b["constexprs"]
+        allowed = 128 if c.get("CARRY_IN_REGISTERS") and c.get("TILES", 1) > 1 and c.get("ORDER") == 1 else 0
+        assert b["spill_store_bytes"] <= allowed, (b["kernel"], b["spill_store_bytes"], c)
+        if c.get("REDUCE") in (None, 0, 2):
+            assert b["shuffles"] == 0, (b["kernel"], c)
+            assert b["shared_bytes"] <= (2048 if c.get("TILES", 1) > 1 and c.get("CARRY_IN_REGISTERS") else 0), (
+                b["kernel"], b["shared_bytes"], c)

@@ -21,7 +21,7 @@ direction = st.builds(lambda w, c, r: (w, c, r), st.sampled_from([None, 4, 8, 16
 
 
 def check_against_torch_path(batch, height, width, dim, specs, cross_scale, gated, weighted, dtype, blocks,
-                             deterministic, state_loop):
+                             deterministic, state_loop, state_unroll):
     K = len(specs)
     directions = tuple(ScanDirection(w, c, r, cross_scale) for w, c, r in specs)
     inp = make_layer_inputs(batch, height, width, dim, K, n_state=4, cross_scale=cross_scale is not None)
@@ -38,7 +38,7 @@ def check_against_torch_path(batch, height, width, dim, specs, cross_scale, gate
                               gate.eps, lambda p: gate.excite(p.double().cpu()).to(p.device, p.dtype))
     low_w = weights.to(DEVICE, dtype) if weights is not None else None
     with tile_config(block_t=blocks[0], block_d=blocks[1], forward_state_loop=state_loop,
-                     backward_state_loop=state_loop), deterministic_algorithms(deterministic):
+                     backward_state_loop=state_loop, state_unroll=state_unroll), deterministic_algorithms(deterministic):
         out = directional_scan(**low, directions=directions, height=height, width=width, gate=low_gate,
                                direction_weights=low_w, backend="triton")
         w = torch.randn(ref.shape, dtype=torch.float64)
@@ -55,7 +55,7 @@ common = dict(batch=st.integers(1, 2), height=st.integers(1, 8), width=st.intege
               dim=st.sampled_from([1, 7, 17]), weighted=st.booleans(),
               dtype=st.sampled_from([torch.float32, torch.float32, torch.bfloat16]),
               blocks=st.sampled_from([(16, 16), (32, 32), (64, 8)]), deterministic=st.booleans(),
-              state_loop=st.booleans())
+              state_loop=st.booleans(), state_unroll=st.sampled_from([1, 2, 4]))  # 4 = n_state: all unrolled
 directions_k = st.lists(direction, min_size=1, max_size=4).filter(lambda s: len(s) != 3)
 
 
@@ -94,23 +94,25 @@ def test_window_grid_spanning_many_chunks():
         torch.testing.assert_close(g / (r.abs().max() + 1), r / (r.abs().max() + 1), **TOL[torch.float32], msg=name)
 
 
-@pytest.mark.parametrize("state_loop", [False, True], ids=["state-tiles", "state-loop"])
+@pytest.mark.parametrize("state_loop", [dict(forward_state_loop=False), dict(),
+                                        dict(state_unroll=2), dict(carry_in_registers=True)],
+                         ids=["state-tiles", "state-loop", "state-loop-unrolled", "state-loop-in-registers"])
 @pytest.mark.parametrize("cross_scale,gated,deterministic", [(None, False, False), ("aligned", True, False),
                                                              ("aligned", True, True), ("sequential", False, False)])
 def test_forward_without_gradients_carries_the_state_across_tiles_of_a_chunk(cross_scale, gated, deterministic,
                                                                              state_loop):
     # Inference chunks hold several tiles scanned in turn (TileConfig.inference_tiles); 4-step tiles, 3 per chunk
     # put tile and chunk boundaries everywhere in this 7x6 window-4 scan; 11 channels are two channel blocks.  The
-    # state loop carries the state between tiles through memory: the gate's first pass must leave the entry states
-    # intact for its second, and the output pass's own forward_states.
+    # state loop carries the state between tiles through memory (the gate's first pass must leave the entry states
+    # intact for its second, and the output pass's own forward_states) or with carry_in_registers in registers.
     directions = (ScanDirection(4, False, False, cross_scale), ScanDirection(4, True, True, cross_scale))
     inp = make_layer_inputs(1, 7, 6, 11, 2, n_state=4, cross_scale=cross_scale is not None, dtype=torch.float32)
     gate = make_gate(11, 2, dtype=torch.float32) if gated else None
     ref = directional_scan(**inp, directions=directions, height=7, width=6, gate=gate, backend="torch")
     dev = {k: v.to(DEVICE) for k, v in inp.items()}
     dev_gate = make_gate(11, 2, dtype=torch.float32, device=DEVICE) if gated else None
-    with torch.no_grad(), tile_config(block_t=4, block_d=8, forward_block_d=8, inference_tiles=3,
-                                      forward_state_loop=state_loop), deterministic_algorithms(deterministic):
+    with torch.no_grad(), tile_config(block_t=4, block_d=8, forward_block_d=8, inference_tiles=3, **state_loop), \
+            deterministic_algorithms(deterministic):
         out = directional_scan(**dev, directions=directions, height=7, width=6, gate=dev_gate, backend="triton")
     torch.testing.assert_close(out.cpu(), ref, **TOL[torch.float32])
 

@@ -30,7 +30,7 @@ def _operands(u, xdbl, dt_weight, dt_bias, A, D, directions, height, width, u_lo
               for_backward=True):
     batch, _, dim = u.shape
     rows = launch.direction_rows(directions, height, width)
-    dirs = torch.tensor(rows, dtype=torch.int32, device=u.device)
+    dirs = launch.direction_table(directions, height, width, u.device)
     low = u_low is not None
     return launch.ScanOperands(
         u=u, u_strides=(u.stride(0), u.stride(1), u.stride(2)),

@@ -17,6 +17,7 @@ It must run without ``TRITON_INTERPRET`` (the interpreter replaces the compiled 
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
 import json
 import os
@@ -226,9 +227,10 @@ def main(argv=None) -> int:
     parser.add_argument("--num-warps", type=int, help="TileConfig.num_warps (default: the package's)")
     parser.add_argument("--backward-num-warps", type=int, help="TileConfig.backward_num_warps")
     parser.add_argument("--backward-maxnreg", type=int, help="TileConfig.backward_maxnreg (register cap)")
-    parser.add_argument("--forward-state-loop", action="store_true", help="TileConfig.forward_state_loop")
     parser.add_argument("--forward-maxnreg", type=int, help="TileConfig.forward_maxnreg")
-    parser.add_argument("--backward-state-loop", action="store_true", help="TileConfig.backward_state_loop")
+    parser.add_argument("--tiles", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
+                        help="other TileConfig changes, values as Python literals, e.g. "
+                        "forward_state_loop=False,backward_state_loop=False (the tile kernels) or state_unroll=16")
     args = parser.parse_args(argv)
     import triton
 
@@ -236,9 +238,14 @@ def main(argv=None) -> int:
 
     changes = {k: v for k, v in (("num_warps", args.num_warps), ("backward_num_warps", args.backward_num_warps),
                                  ("backward_maxnreg", args.backward_maxnreg),
-                                 ("forward_state_loop", args.forward_state_loop),
-                                 ("forward_maxnreg", args.forward_maxnreg),
-                                 ("backward_state_loop", args.backward_state_loop)) if v}
+                                 ("forward_maxnreg", args.forward_maxnreg)) if v}
+    for text in args.tiles:
+        for pair in text.split(","):
+            key, _, value = pair.partition("=")
+            try:
+                changes[key.strip()] = ast.literal_eval(value.strip())
+            except (ValueError, SyntaxError):
+                parser.error(f"--tiles {pair!r}: expected KEY=VALUE with a Python literal value, e.g. state_unroll=16")
     with tile_config(**changes):
         builds = compile_all(args.arch or [90], args.case or tuple(CASES))
     print(f"{'kernel':24} {'arch':>4} {'warps':>5} {'regs':>4} {'spill B':>7} {'shared B':>8} {'atomics':>7} "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
@@ -46,8 +47,8 @@ class TileConfig:
             on (steps, channels, states) tiles; the drop-in scan keeps the tiles
             (``ScanOperands.forward_state_loop``).
             compile_check: 18-21 SASS instructions per element and no shuffles, barriers or shared memory, against
-            29-39 per element with 128 shuffles and 17 barriers per tile (bench/README.md).  Off until a GPU run
-            times it (bench/gpu_session.sh times both).
+            29-39 per element with 128 shuffles and 17 barriers per tile (bench/README.md).  H200, case (a) with
+            gradients: forward_output 0.44 ms against 0.72 (results/h200-2026-11-27-state-loops/).
         forward_block_d: channels per program of the state-loop forward: 128 puts one channel on each of 4 warps'
             threads with the tile's steps in its registers.
         forward_maxnreg: register cap for the state-loop forward kernels (None: ptxas's choice).
@@ -55,8 +56,16 @@ class TileConfig:
             (``scan_kernels._backward_state_loop``), in one-warp programs of backward_block_d = 32 channels, one per
             thread: no barriers, dB and dC summed over the warp's lanes and added with atomics.  Not in deterministic
             mode, and only with tiles of at least 16 steps and channels (the dt gradients' tl.dot).  The layer's
-            ``chunk_adjoint`` then runs one state at a time too, on forward_block_d channels.  Off until a GPU run
-            times it.
+            ``chunk_adjoint`` then runs one state at a time too, on forward_block_d channels.  H200, case (a):
+            backward_grads 1.6 ms against 7.7, forward+backward 3.9 ms against 10.2.
+        state_unroll: states per trip of the state loops in the forward kernels and chunk_adjoint (its greatest
+            common divisor with N is used), so that ptxas can overlap one state's loads and exponentials with
+            another's scan.  compile_check (Triton 3.7.1, sm_90): at 4, chunk_adjoint needs 145-250 registers
+            instead of 183-255 and the training forward_output up to 253 instead of 226, without spills; at 16 the
+            latter spills.  Off until a GPU run times it.
+        carry_in_registers: the state-loop forward kernels of multi-tile (inference) chunks unroll all N states
+            and carry them between tiles in registers, N per channel, instead of through memory
+            (``scan_kernels._state_loop_tile``).  Off until a GPU run times it.
     """
 
     block_t: int = 32 if triton_interpreted() else 16
@@ -66,11 +75,13 @@ class TileConfig:
     backward_maxnreg: Optional[int] = None
     inference_tiles: int = 2 if triton_interpreted() else 16
     carry_chunks: int = 4 if triton_interpreted() else 8
-    forward_state_loop: bool = False
+    forward_state_loop: bool = True
     forward_block_d: int = 32 if triton_interpreted() else 128
     forward_maxnreg: Optional[int] = None
-    backward_state_loop: bool = False
+    backward_state_loop: bool = True
     backward_block_d: int = 32
+    state_unroll: int = 1
+    carry_in_registers: bool = False
 
     def forward_options(self, state_loop: bool) -> dict:
         """Launch options of ``chunk_end_state_kernel`` and ``forward_output_kernel`` (with the state loop or not)."""
@@ -163,7 +174,16 @@ def direction_rows(directions: Sequence[ScanDirection], height: int, width: int)
 
 
 def direction_table(directions: Sequence[ScanDirection], height: int, width: int, device) -> torch.Tensor:
-    """int32 (K, positions.DIRECTION_COLUMNS) :func:`direction_rows` on ``device``, as the kernels read it."""
+    """int32 (K, positions.DIRECTION_COLUMNS) :func:`direction_rows` on ``device``, as the kernels read it.
+
+    Cached per geometry and device, and read-only: copying a host list to a GPU (``torch.tensor(..., device=)``)
+    waits for everything queued on the stream, so building the table per call stalled the host at every layer of
+    the model and left the GPU idle while Python launched the next kernels."""
+    return _direction_table(tuple(directions), height, width, torch.device(device))
+
+
+@functools.lru_cache(maxsize=512)
+def _direction_table(directions: tuple, height: int, width: int, device: torch.device) -> torch.Tensor:
     return torch.tensor(direction_rows(directions, height, width), dtype=torch.int32, device=device)
 
 
@@ -269,6 +289,11 @@ class ScanOperands:
         return self.tiles.backward_state_loop and self.lowrank
 
     @property
+    def state_unroll(self) -> int:
+        """States per trip of the forward and adjoint state loops: the greatest divisor of N in tiles.state_unroll."""
+        return math.gcd(max(1, self.tiles.state_unroll), self.n_state)
+
+    @property
     def forward_block_d(self) -> int:
         """Channels per program of the forward kernels: tiles.forward_block_d with the state loop, else block_d."""
         return self.channel_block(self.tiles.forward_block_d) if self.forward_state_loop else self.block_d
@@ -290,8 +315,8 @@ def forward_states(ops: ScanOperands):
     dsum = ops.state_buffer()
     K.chunk_end_state_kernel[ops.grid(block_d=ops.forward_block_d)](
         local, dsum, *ops.common_args(), **ops.common_meta(), BLOCK_T=ops.tiles.block_t, BLOCK_D=ops.forward_block_d,
-        TILES=ops.tiles_per_chunk, STATE_LOOP=ops.forward_state_loop,
-        **ops.tiles.forward_options(ops.forward_state_loop))
+        TILES=ops.tiles_per_chunk, STATE_LOOP=ops.forward_state_loop, STATE_UNROLL=ops.state_unroll,
+        CARRY_IN_REGISTERS=ops.tiles.carry_in_registers, **ops.tiles.forward_options(ops.forward_state_loop))
     grid = ops.grid()
     # The carry turns the chunk end states into entry states in place.
     entry = local
@@ -317,7 +342,7 @@ def output_pass(ops: ScanOperands, entry: torch.Tensor, out: torch.Tensor, out_s
 
     The state-loop kernels carry the state between the tiles of a multi-tile chunk through memory: through
     ``entry`` itself when ``last_use`` (nothing reads the entry states afterwards), else through a scratch copy's
-    worth of memory.
+    worth of memory; with ``TileConfig.carry_in_registers``, in registers.
 
     Summed directions are written one launch per direction, each adding to what the last left (one direction
     visits every output token once, so no two programs of a launch touch the same element): the sum needs no
@@ -331,7 +356,7 @@ def output_pass(ops: ScanOperands, entry: torch.Tensor, out: torch.Tensor, out_s
     # reaches 255 registers and spills (compile_check), so they keep the (steps, channels, states) tiles.
     state_loop = ops.forward_state_loop and not deterministic
     block_d = ops.forward_block_d if state_loop else ops.block_d
-    carried = state_loop and ops.tiles_per_chunk > 1
+    carried = state_loop and ops.tiles_per_chunk > 1 and not ops.tiles.carry_in_registers  # else in registers
     scratch = torch.empty_like(entry) if carried and not last_use else entry
     for k_first, k_count in direction_launches(ops.K, sum_directions and reduce == 0):
         grid = ops.grid(k_count, channel_blocks=not deterministic, block_d=block_d)
@@ -343,7 +368,8 @@ def output_pass(ops: ScanOperands, entry: torch.Tensor, out: torch.Tensor, out_s
             k_first, k_count, **ops.common_meta(), HAS_D=ops.D is not None, HAS_Z=has_z,
             SUM_DIRECTIONS=sum_directions, ACCUMULATE=k_first > 0, HAS_WEIGHT=weight is not None, REDUCE=reduce,
             DETERMINISTIC=deterministic, BLOCK_T=ops.tiles.block_t, BLOCK_D=block_d, TILES=ops.tiles_per_chunk,
-            STATE_LOOP=state_loop, **ops.tiles.forward_options(state_loop))
+            STATE_LOOP=state_loop, STATE_UNROLL=ops.state_unroll, CARRY_IN_REGISTERS=ops.tiles.carry_in_registers,
+            **ops.tiles.forward_options(state_loop))
 
 
 def forward(ops: ScanOperands, out: torch.Tensor, out_strides: tuple, sum_directions: bool,
@@ -398,7 +424,7 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
     K.chunk_adjoint_kernel[ops.grid(block_d=adjoint_block)](
         local, dout, *dout_strides, wt, z, *ops.z_strides, entry, Dskip, *ln_args, *ops.common_args(),
         HAS_D=ops.D is not None, **dict(meta, BLOCK_D=adjoint_block), STATE_LOOP=adjoint_loop,
-        num_warps=ops.tiles.num_warps)
+        STATE_UNROLL=ops.state_unroll, num_warps=ops.tiles.num_warps)
     arrive = local  # in place, as in forward_states
     K.chunk_carry_kernel[grid[:2]](arrive, arrive, local, dsum, dfinal if dfinal is not None else local, ops.A,
                                    ops.K, ops.dim, ops.n_chunks, HAS_INIT=dfinal is not None, REVERSE=True,

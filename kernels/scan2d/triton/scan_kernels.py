@@ -267,15 +267,34 @@ def _tile_states(h0, t, delta, u, Bm, A):
 
 
 @triton.jit
-def _state_loop_tile(h0_rows, h0_mask, end_rows, A_rows, d_mask, t, delta, u, b_rows, c_rows, s_bn, s_cn, y,
-                     N: tl.constexpr, OUTPUT: tl.constexpr, STORE_END: tl.constexpr):
+def _state_step(a, h0, delta, du, bn, c_rows, n, s_cn, first, last, y, OUTPUT: tl.constexpr):
+    """State n of a state-loop tile: returns y (T, D) + C_n h_n (when OUTPUT) and the end state h_n (D,)."""
+    decay = tl.exp2(delta * a[None, :])
+    # Invalid steps read position 0 (always in bounds) and have du = 0, delta = 0: decay 1, drive 0.
+    drive = du * bn[:, None] + tl.where(first, decay * h0[None, :], 0.0)
+    _, h = tl.associative_scan((decay, drive), 0, _combine)
+    if OUTPUT:
+        y += tl.load(c_rows + n * s_cn).to(tl.float32)[:, None] * h
+    # -0.0 is the sum's identity (x + -0.0 == x, unlike + 0.0): with the steps in registers the mask is known per
+    # register, so the sum folds to one register.
+    return y, tl.sum(tl.where(last, h, -0.0), axis=0)
+
+
+@triton.jit
+def _state_loop_tile(h0_rows, h0_mask, end_rows, A_rows, d_mask, t, delta, u, b_rows, c_rows, s_bn, s_cn, y, states,
+                     N: tl.constexpr, OUTPUT: tl.constexpr, STORE_END: tl.constexpr, UNROLL: tl.constexpr = 1,
+                     IN_REGISTERS: tl.constexpr = False):
     """A tile of the recurrence solved one state at a time: returns y (T, D) + sum_n C_n h_n (y unchanged unless
-    OUTPUT; passing the D skip in as y frees u's registers before the loop).
+    OUTPUT; passing the D skip in as y frees u's registers before the loop) and ``states``.
 
     h0_rows, end_rows, A_rows: (D,) pointers to state 0 of each channel's entry state (loaded where h0_mask, zero
     elsewhere), of where its end state goes (written when STORE_END; it may be h0_rows: state n is read before it is
     written) and of A[k, d]; states and A are contiguous over n.  delta, u (T, D); b_rows, c_rows (T,) as
-    ``load_steps`` returns them.
+    ``load_steps`` returns them.  UNROLL states are unrolled per loop trip (a divisor of N), so that ptxas can
+    overlap one state's loads and exponentials with another's scan.
+    IN_REGISTERS (needs UNROLL == N, every state index a constant): the tile enters with ``states`` (N, D) and
+    returns its end states there, instead of reading h0_rows and writing end_rows: a multi-tile chunk then carries
+    its states between tiles in 16 registers per channel instead of through memory.
 
     Why one state at a time: a (T, D, N) tile lays the N states across a warp's lanes, so each output is a sum over
     lanes (4 shuffle rounds per element) and the kernels hold three such tiles.  Here a (T, D) tile with the steps
@@ -285,19 +304,26 @@ def _state_loop_tile(h0_rows, h0_mask, end_rows, A_rows, d_mask, t, delta, u, b_
     du = delta * u
     first = (t == 0)[:, None]
     last = (t == t.shape[0] - 1)[:, None]
-    for n in range(N):
-        a = tl.load(A_rows + n, mask=d_mask, other=0.0).to(tl.float32) * LOG2E
-        h0 = tl.load(h0_rows + n, mask=h0_mask, other=0.0)
-        decay = tl.exp2(delta * a[None, :])
-        # Invalid steps read position 0 (always in bounds) and have du = 0, delta = 0: decay 1, drive 0.
-        bn = tl.load(b_rows + n * s_bn).to(tl.float32)
-        drive = du * bn[:, None] + tl.where(first, decay * h0[None, :], 0.0)
-        _, h = tl.associative_scan((decay, drive), 0, _combine)
-        if STORE_END:
-            tl.store(end_rows + n, tl.sum(tl.where(last, h, 0.0), axis=0), mask=d_mask)
-        if OUTPUT:
-            y += tl.load(c_rows + n * s_cn).to(tl.float32)[:, None] * h
-    return y
+    if IN_REGISTERS:
+        tl.static_assert(UNROLL == N, "states carried in registers need every state index to be a constant")
+        rows = tl.arange(0, N)[:, None]
+        for n in tl.static_range(N):
+            a = tl.load(A_rows + n, mask=d_mask, other=0.0).to(tl.float32) * LOG2E
+            h0 = tl.sum(tl.where(rows == n, states, -0.0), axis=0)  # row n: folds to a register (see _state_step)
+            bn = tl.load(b_rows + n * s_bn).to(tl.float32)
+            y, h_end = _state_step(a, h0, delta, du, bn, c_rows, n, s_cn, first, last, y, OUTPUT)
+            states = tl.where(rows == n, h_end[None, :], states)
+    else:
+        for n0 in range(0, N, UNROLL):
+            for i in tl.static_range(UNROLL):
+                n = n0 + i
+                a = tl.load(A_rows + n, mask=d_mask, other=0.0).to(tl.float32) * LOG2E
+                h0 = tl.load(h0_rows + n, mask=h0_mask, other=0.0)
+                bn = tl.load(b_rows + n * s_bn).to(tl.float32)
+                y, h_end = _state_step(a, h0, delta, du, bn, c_rows, n, s_cn, first, last, y, OUTPUT)
+                if STORE_END:
+                    tl.store(end_rows + n, h_end, mask=d_mask)
+    return y, states
 
 
 @triton.jit
@@ -313,11 +339,13 @@ def chunk_end_state_kernel(
     ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, R: tl.constexpr, N: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, TILES: tl.constexpr, STATE_LOOP: tl.constexpr,
+    STATE_UNROLL: tl.constexpr = 1, CARRY_IN_REGISTERS: tl.constexpr = False,
 ):
     """State at the end of each chunk when the chunk starts from zero, and the chunk's sum of delta.
 
     A chunk is TILES tiles of BLOCK_T steps, scanned one after another with the state carried in registers (with
-    STATE_LOOP, one state at a time through the chunk's own slot of ``state``, see ``_state_loop_tile``).
+    STATE_LOOP, one state at a time through the chunk's own slot of ``state``, or in registers with
+    CARRY_IN_REGISTERS, see ``_state_loop_tile``; STATE_UNROLL states per loop trip).
     state: (batch*K, chunks, dim, N) fp32; dsum: (batch*K, chunks, dim) fp32.
     """
     pid_bk, pid_d, pid_c = tl.program_id(0), tl.program_id(1), tl.program_id(2)
@@ -330,15 +358,22 @@ def chunk_end_state_kernel(
     dsum = tl.zeros([BLOCK_D], dtype=tl.float32)
     if STATE_LOOP:
         rows = state_ptr + (base + d) * N
+        in_registers: tl.constexpr = CARRY_IN_REGISTERS and TILES > 1
+        unroll: tl.constexpr = N if in_registers else STATE_UNROLL
+        states = tl.zeros([N, BLOCK_D], dtype=tl.float32)
         for j in range(TILES):
             s = (pid_c * TILES + j) * BLOCK_T + t
             pos, is_low, valid, u, delta_pre, delta, b_rows, c_rows, s_bn, s_cn = load_steps(
                 s, b, k, pid_d, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS,
                 SOFTPLUS, R, N, STEPS_IN_REGISTERS=True)
-            # The first tile starts from zero; later ones from the state the previous one left in the slot.
-            _state_loop_tile(rows, d_mask & ((d * 0 + j) > 0), rows, A_ptr + (k * Dm + d) * N, d_mask, t, delta, u,
-                             b_rows, c_rows, s_bn, s_cn, delta, N, OUTPUT=False, STORE_END=True)  # (y unused)
+            # The first tile starts from zero; later ones from the state the previous one left in the slot (or in
+            # registers).  (y is unused.)
+            _, states = _state_loop_tile(rows, d_mask & ((d * 0 + j) > 0), rows, A_ptr + (k * Dm + d) * N, d_mask, t,
+                                         delta, u, b_rows, c_rows, s_bn, s_cn, delta, states, N, OUTPUT=False,
+                                         STORE_END=not in_registers, UNROLL=unroll, IN_REGISTERS=in_registers)
             dsum += tl.sum(delta, axis=0)
+        if in_registers:
+            tl.store(rows[None, :] + tl.arange(0, N)[:, None], states, mask=d_mask[None, :])
     else:
         A = tl.load(A_ptr + k * Dm * N + d[:, None] * N + n[None, :], mask=d_mask[:, None],
                     other=0.0).to(tl.float32)
@@ -430,14 +465,14 @@ def forward_output_kernel(
     SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, SUM_DIRECTIONS: tl.constexpr,
     ACCUMULATE: tl.constexpr, HAS_WEIGHT: tl.constexpr, REDUCE: tl.constexpr, DETERMINISTIC: tl.constexpr,
     R: tl.constexpr, N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, TILES: tl.constexpr,
-    STATE_LOOP: tl.constexpr,
+    STATE_LOOP: tl.constexpr, STATE_UNROLL: tl.constexpr = 1, CARRY_IN_REGISTERS: tl.constexpr = False,
 ):
     """y_t = C_t . h_t + D u_t (times silu(z_t)) from the chunk's entry state, written at each step's position.
 
     The launch covers directions k_first .. k_first + k_count - 1.  The chunk's TILES tiles of BLOCK_T steps run
     one after another, the state carried in registers, or with STATE_LOOP (``_state_loop_tile``) one state at a time
     through ``scratch`` (laid out like the entry states ``carry``; it may be ``carry`` itself when the caller no
-    longer needs the entry states).
+    longer needs the entry states), or in registers with CARRY_IN_REGISTERS (all N states unrolled).
     REDUCE = 0: SUM_DIRECTIONS: out is (batch, L, dim) and this launch's one direction is written (times
     weight[b, k, d] when HAS_WEIGHT), added to what out holds when ACCUMULATE; otherwise out[b, k, pos, d] through
     the strides (K = 1 for the drop-in scan).
@@ -464,6 +499,12 @@ def forward_output_kernel(
             rows = ((pid_bk.to(tl.int64) * n_chunks + pid_c) * Dm + d) * N  # this chunk's states
             entry_rows = carry_ptr + rows
             scratch_rows = scratch_ptr + rows
+            in_registers: tl.constexpr = CARRY_IN_REGISTERS and TILES > 1
+            unroll: tl.constexpr = N if in_registers else STATE_UNROLL
+            if in_registers:
+                states = tl.load(entry_rows[None, :] + n[:, None], mask=d_mask[None, :], other=0.0)
+            else:
+                states = tl.zeros([N, BLOCK_D], dtype=tl.float32)  # unused
         else:
             A = tl.load(A_ptr + k * Dm * N + d[:, None] * N + n[None, :], mask=d_mask[:, None],
                         other=0.0).to(tl.float32)
@@ -485,9 +526,11 @@ def forward_output_kernel(
                 if HAS_D:
                     y = u * Dk[None, :]
                 # The chunk's first tile starts from its entry state, later ones from what the tile before left.
-                y = _state_loop_tile(tl.where((d * 0 + j) == 0, entry_rows, scratch_rows), d_mask, scratch_rows,
-                                     A_ptr + (k * Dm + d) * N, d_mask, t, delta, u, b_rows, c_rows, s_bn, s_cn, y, N,
-                                     OUTPUT=True, STORE_END=TILES > 1)
+                y, states = _state_loop_tile(tl.where((d * 0 + j) == 0, entry_rows, scratch_rows), d_mask,
+                                             scratch_rows, A_ptr + (k * Dm + d) * N, d_mask, t, delta, u, b_rows,
+                                             c_rows, s_bn, s_cn, y, states, N, OUTPUT=True,
+                                             STORE_END=TILES > 1 and not in_registers, UNROLL=unroll,
+                                             IN_REGISTERS=in_registers)
             else:
                 pos, is_low, valid, u, delta_pre, delta, Bm, Cm = load_chunk(
                     s, b, k, pid_d, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS,
@@ -591,6 +634,7 @@ def chunk_adjoint_kernel(
     SOFTPLUS: tl.constexpr, HAS_Z: tl.constexpr, SUM_DIRECTIONS: tl.constexpr, HAS_WEIGHT: tl.constexpr,
     LN_UPSTREAM: tl.constexpr, HAS_D: tl.constexpr,
     R: tl.constexpr, N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, STATE_LOOP: tl.constexpr = False,
+    STATE_UNROLL: tl.constexpr = 1,
 ):
     """Adjoint of each chunk with nothing arriving from later chunks, taken back through its first decay:
     local = exp(delta_t0 A) * g_t0, the gradient the chunk sends to the state entering it.
@@ -618,8 +662,8 @@ def chunk_adjoint_kernel(
             if HAS_D:
                 y = u * tl.load(Dskip_ptr + k * Dm + d, mask=d_mask, other=0.0).to(tl.float32)[None, :]
             entry_rows = entry_ptr + (base + d) * N
-            y = _state_loop_tile(entry_rows, d_mask, entry_rows, A_rows, d_mask, t, delta, u, b_rows, c_rows, s_bn,
-                                 s_cn, y, N, OUTPUT=True, STORE_END=False)
+            y, _ = _state_loop_tile(entry_rows, d_mask, entry_rows, A_rows, d_mask, t, delta, u, b_rows, c_rows,
+                                    s_bn, s_cn, y, u, N, OUTPUT=True, STORE_END=False, UNROLL=STATE_UNROLL)
     else:
         d, d_mask, t, n, pos, is_low, valid, u, delta_pre, delta, Bm, Cm, A = _backward_chunk(
             b, k, tl.program_id(1), pid_c, U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, H, W, Dm, ORDER, LOWRANK,
@@ -641,10 +685,13 @@ def chunk_adjoint_kernel(
     if STATE_LOOP:
         reach = reach * LOG2E
         local_rows = local_ptr + (base + d) * N
-        for n in range(N):
-            a = tl.load(A_rows + n, mask=d_mask, other=0.0).to(tl.float32)
-            cn = tl.load(c_rows + n * s_cn).to(tl.float32)
-            tl.store(local_rows + n, tl.sum(tl.exp2(reach * a[None, :]) * (dy * cn[:, None]), axis=0), mask=d_mask)
+        for n0 in range(0, N, STATE_UNROLL):
+            for i in tl.static_range(STATE_UNROLL):
+                n = n0 + i
+                a = tl.load(A_rows + n, mask=d_mask, other=0.0).to(tl.float32)
+                cn = tl.load(c_rows + n * s_cn).to(tl.float32)
+                tl.store(local_rows + n, tl.sum(tl.exp2(reach * a[None, :]) * (dy * cn[:, None]), axis=0),
+                         mask=d_mask)
     else:
         first = tl.sum(tl.exp(reach[:, :, None] * A[None, :, :]) * (dy[:, :, None] * Cm), axis=0)
         tl.store(local_ptr + (base + d[:, None]) * N + n[None, :], first, mask=d_mask[:, None])
@@ -734,8 +781,8 @@ def _backward_state_loop(
         Dk = tl.zeros([BLOCK_D], dtype=tl.float32)
     y = u * Dk[None, :]
     if LN_UPSTREAM or HAS_Z or (SUM_DIRECTIONS and HAS_WEIGHT):  # these need the outputs: recompute them
-        y = _state_loop_tile(entry_rows, d_mask, entry_rows, A_rows, d_mask, t, delta, u, b_rows, c_rows, s_bn, s_cn,
-                             y, N, OUTPUT=True, STORE_END=False)
+        y, _ = _state_loop_tile(entry_rows, d_mask, entry_rows, A_rows, d_mask, t, delta, u, b_rows, c_rows, s_bn,
+                                s_cn, y, u, N, OUTPUT=True, STORE_END=False)
     dy = _output_grads(y, pos64, b64, k, d, d_mask, valid, is_low, mask_td, chunk_base, dout_ptr, s_gb, s_gk, s_gl,
                        s_gd, weight_ptr, dweight_part_ptr, z_ptr, dz_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr,
                        gbar_ptr, L_high, K, Dm, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM, HAS_Z)
