@@ -82,8 +82,12 @@ def test_state_loop_kernels_compile_and_keep_their_structure(tmp_path):
     # where a kernel neither sums over channels nor is the drop-in path (whose channels-first inputs spread steps
     # over lanes), nothing crosses threads at all (chunk_adjoint included); backward_grads sums dB and dC over one
     # warp's lanes (one-warp programs).
+    # The forward and adjoint unroll 4 states per trip (state_unroll); the forward of multi-tile (inference) chunks
+    # carries its states between tiles in registers (carry_in_registers), which changes their layout once per chunk,
+    # on entry and exit (shared memory, outside the tile loop).
     builds = compile_report(tmp_path, 90)
     loop = [b for b in builds if b["constexprs"].get("STATE_LOOP")]
+    assert {b["constexprs"]["STATE_UNROLL"] for b in loop if b["kernel"] != "backward_grads_kernel"} == {4}
     assert {(b["kernel"], b["constexprs"].get("REDUCE"), b["constexprs"].get("TILES")) for b in loop} >= {
         ("chunk_end_state_kernel", None, 1), ("chunk_end_state_kernel", None, 16), ("forward_output_kernel", 0, 1),
         ("forward_output_kernel", 0, 16), ("forward_output_kernel", 1, 1), ("forward_output_kernel", 2, 16),
@@ -96,37 +100,36 @@ def test_state_loop_kernels_compile_and_keep_their_structure(tmp_path):
         if b["kernel"] == "backward_grads_kernel":
             assert (b["num_warps"], c["BLOCK_D"], b["atomics"] > 0) == (1, 32, True)
         elif c.get("REDUCE") in (None, 0, 2):
-            assert (b["shuffles"], b["shared_bytes"]) == (0, 0), (b["kernel"], c)
+            assert b["shuffles"] == 0, (b["kernel"], c)
+            assert b["shared_bytes"] <= (2048 if c.get("TILES", 1) > 1 else 0), (b["kernel"], b["shared_bytes"], c)
     assert [b["kernel"] for b in builds if b["fenced_atomics"]] == []
-    # Spills: none in the forward; the state-loop backward keeps 255 registers and spills 220-480 bytes of what
-    # lives across its loops (positions, pointers), outside the loops (bench/README.md); it must not grow.
+    # Spills: the state-loop backward keeps 255 registers and spills 220-480 bytes of what lives across its loops
+    # (positions, pointers), outside the loops (bench/README.md); the aligned cross-scale output kernel of inference
+    # chunks, with all 16 states unrolled, 100 bytes (Triton 3.7.1).  Neither may grow; nothing else spills.
     loop_backward = [b for b in loop if b["kernel"] == "backward_grads_kernel"]
-    spilled = [(b["kernel"], b["spill_store_bytes"], b["constexprs"]) for b in builds if b["spill_store_bytes"]
-               and b not in loop_backward]
-    assert not spilled, f"register spills to local memory: {spilled}"
-    assert max(b["spill_store_bytes"] for b in loop_backward) <= 512
+    for b in builds:
+        c = b["constexprs"]
+        if b in loop_backward:
+            allowed = 512
+        elif b in loop and c.get("TILES", 1) > 1 and c.get("ORDER") == 1:
+            allowed = 128
+        else:
+            allowed = 0
+        assert b["spill_store_bytes"] <= allowed, (b["kernel"], b["spill_store_bytes"], c)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("tiles", ["state_unroll=4", "carry_in_registers=True"])
-def test_unrolled_state_loops_compile_without_spills_or_shuffles(tiles, tmp_path):
-    # TileConfig.state_unroll unrolls the forward and adjoint state loops; carry_in_registers unrolls all N states of
-    # the multi-tile (inference) forward kernels and keeps their states in registers between tiles.  Neither may
-    # move data across lanes; the in-register states change layout once per chunk, on entry and exit (shared
-    # memory, outside the tile loop).  Unrolled by 4 nothing spills; with all 16 states unrolled the aligned
-    # cross-scale output kernel spills 100 bytes (Triton 3.7.1), which must not grow.
+def test_state_loops_carrying_states_through_memory_compile_without_spills_or_shuffles(tmp_path):
+    # state_unroll=1, carry_in_registers=False: one state per loop trip, and multi-tile chunks carry each state
+    # between tiles through memory (the configuration first timed on the H200).  Nothing spills or crosses lanes.
     cases = ["layer fp32", "inference bf16 gated", "inference cross-scale aligned fp32"]
-    builds = compile_report(tmp_path, 90, "--tiles", tiles, *(arg for case in cases for arg in ("--case", case)))
-    unrolled = [b for b in builds if b["constexprs"].get("STATE_LOOP") and b["kernel"] != "backward_grads_kernel"]
-    if tiles == "state_unroll=4":
-        assert {b["constexprs"]["STATE_UNROLL"] for b in unrolled} == {4}
-    else:
-        assert {b["constexprs"]["TILES"] for b in unrolled if b["constexprs"].get("CARRY_IN_REGISTERS")} >= {1, 16}
-    for b in unrolled:
+    builds = compile_report(tmp_path, 90, "--tiles", "state_unroll=1,carry_in_registers=False",
+                            *(arg for case in cases for arg in ("--case", case)))
+    loop = [b for b in builds if b["constexprs"].get("STATE_LOOP") and b["kernel"] != "backward_grads_kernel"]
+    assert {b["constexprs"]["STATE_UNROLL"] for b in loop} == {1}
+    assert {b["constexprs"].get("TILES") for b in loop} >= {1, 16}
+    for b in loop:
         c = b["constexprs"]
-        allowed = 128 if c.get("CARRY_IN_REGISTERS") and c.get("TILES", 1) > 1 and c.get("ORDER") == 1 else 0
-        assert b["spill_store_bytes"] <= allowed, (b["kernel"], b["spill_store_bytes"], c)
+        assert b["spill_store_bytes"] == 0, (b["kernel"], b["spill_store_bytes"], c)
         if c.get("REDUCE") in (None, 0, 2):
-            assert b["shuffles"] == 0, (b["kernel"], c)
-            assert b["shared_bytes"] <= (2048 if c.get("TILES", 1) > 1 and c.get("CARRY_IN_REGISTERS") else 0), (
-                b["kernel"], b["shared_bytes"], c)
+            assert (b["shuffles"], b["shared_bytes"]) == (0, 0), (b["kernel"], c)

@@ -70,3 +70,14 @@ def test_division_magic_divides_every_int32_step_exactly(divisor, n):
 def test_a_scan_longer_than_the_int32_step_index_is_refused_clearly():
     with pytest.raises(ValueError, match="int32 step"):
         direction_table([ScanDirection(None)], 50_000, 50_000, "cpu")
+
+
+def test_direction_table_is_built_once_per_geometry():
+    # Building the table copies a host list to the device, which on a GPU waits for the stream: the ops reuse one
+    # read-only table per (directions, size, device), and a different geometry gets its own.
+    dirs = [ScanDirection(8, False, False), ScanDirection(8, True, True)]
+    first = direction_table(dirs, 12, 20, "cpu")
+    assert direction_table(tuple(dirs), 12, 20, torch.device("cpu")) is first
+    other = direction_table(dirs, 20, 12, "cpu")
+    assert other is not first and not torch.equal(other, first)
+    assert first.dtype == torch.int32 and first.shape[0] == 2

@@ -62,10 +62,12 @@ class TileConfig:
             common divisor with N is used), so that ptxas can overlap one state's loads and exponentials with
             another's scan.  compile_check (Triton 3.7.1, sm_90): at 4, chunk_adjoint needs 145-250 registers
             instead of 183-255 and the training forward_output up to 253 instead of 226, without spills; at 16 the
-            latter spills.  Off until a GPU run times it.
+            latter spills.  H200 (results/h200-2026-11-27-unrolled/): case (b) forward 2.08 ms against 2.54 at 1.
         carry_in_registers: the state-loop forward kernels of multi-tile (inference) chunks unroll all N states
             and carry them between tiles in registers, N per channel, instead of through memory
-            (``scan_kernels._state_loop_tile``).  Off until a GPU run times it.
+            (``scan_kernels._state_loop_tile``).  H200: forward without gradients 1.17 ms against 1.52 in case
+            (a), 1.78 against 2.54 in case (b) with state_unroll 4 (mamba-ssm 0.81 and 1.85).  Triton 3.7.1 spills
+            100 bytes in the aligned cross-scale output kernel this way.
     """
 
     block_t: int = 32 if triton_interpreted() else 16
@@ -80,8 +82,8 @@ class TileConfig:
     forward_maxnreg: Optional[int] = None
     backward_state_loop: bool = True
     backward_block_d: int = 32
-    state_unroll: int = 1
-    carry_in_registers: bool = False
+    state_unroll: int = 4
+    carry_in_registers: bool = True
 
     def forward_options(self, state_loop: bool) -> dict:
         """Launch options of ``chunk_end_state_kernel`` and ``forward_output_kernel`` (with the state loop or not)."""
