@@ -275,9 +275,8 @@ def _state_step(a, h0, delta, du, bn, c_rows, n, s_cn, first, last, y, OUTPUT: t
     _, h = tl.associative_scan((decay, drive), 0, _combine)
     if OUTPUT:
         y += tl.load(c_rows + n * s_cn).to(tl.float32)[:, None] * h
-    # -0.0 is the sum's identity (x + -0.0 == x, unlike + 0.0): with the steps in registers the mask is known per
-    # register, so the sum folds to one register.
-    return y, tl.sum(tl.where(last, h, -0.0), axis=0)
+    # With the steps in each thread's registers the mask is known per register: the sum compiles to no instruction.
+    return y, tl.sum(tl.where(last, h, 0.0), axis=0)
 
 
 @triton.jit
@@ -294,7 +293,8 @@ def _state_loop_tile(h0_rows, h0_mask, end_rows, A_rows, d_mask, t, delta, u, b_
     overlap one state's loads and exponentials with another's scan.
     IN_REGISTERS (needs UNROLL == N, every state index a constant): the tile enters with ``states`` (N, D) and
     returns its end states there, instead of reading h0_rows and writing end_rows: a multi-tile chunk then carries
-    its states between tiles in 16 registers per channel instead of through memory.
+    its states between tiles in N registers per channel instead of through memory (the PTX has no instruction for
+    picking or replacing row n, and no shuffle).
 
     Why one state at a time: a (T, D, N) tile lays the N states across a warp's lanes, so each output is a sum over
     lanes (4 shuffle rounds per element) and the kernels hold three such tiles.  Here a (T, D) tile with the steps
@@ -309,7 +309,7 @@ def _state_loop_tile(h0_rows, h0_mask, end_rows, A_rows, d_mask, t, delta, u, b_
         rows = tl.arange(0, N)[:, None]
         for n in tl.static_range(N):
             a = tl.load(A_rows + n, mask=d_mask, other=0.0).to(tl.float32) * LOG2E
-            h0 = tl.sum(tl.where(rows == n, states, -0.0), axis=0)  # row n: folds to a register (see _state_step)
+            h0 = tl.sum(tl.where(rows == n, states, 0.0), axis=0)  # row n: no instruction (see _state_step)
             bn = tl.load(b_rows + n * s_bn).to(tl.float32)
             y, h_end = _state_step(a, h0, delta, du, bn, c_rows, n, s_cn, first, last, y, OUTPUT)
             states = tl.where(rows == n, h_end[None, :], states)
