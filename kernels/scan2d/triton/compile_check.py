@@ -51,6 +51,7 @@ class KernelBuild:
     shuffles: int  # shfl instructions in the PTX: cross-lane reductions, and the lane flips of reverse scans
     reverse_scans: int  # associative_scan(reverse=True) ops in the TTGIR (see scan_kernels._reverse_steps)
     compile_s: float
+    sass_instructions: int = 0  # static count in the cubin (loops counted once): what ptxas made of the kernel
 
 
 _USED = re.compile(r"Used (\d+) registers")
@@ -61,10 +62,12 @@ _FENCED_ATOMIC = re.compile(r"^\s*(?:@!?%p\d+\s+)?(?:atom|red)\.[\w.:]*\.(?:acq_
 _EXP_LOG = re.compile(r"^\s*(?:@!?%p\d+\s+)?(?:ex2|lg2)\.", re.MULTILINE)
 _SHUFFLE = re.compile(r"^\s*(?:@!?%p\d+\s+)?shfl\.", re.MULTILINE)
 _REVERSE_SCAN = re.compile(r'"tt\.scan".*reverse = true')
+_SASS = re.compile(r"^\s+/\*[0-9a-f]{4,}\*/\s+\S", re.MULTILINE)  # "/*0a50*/  FFMA R4, ..." in cuobjdump -sass
 
 
 def _ptxas_report(ptx: str, arch: int) -> tuple:
-    """(registers, spill stores, spill loads, stack frame) from ``ptxas -v`` with the flags Triton compiles with."""
+    """(registers, spill stores, spill loads, stack frame) from ``ptxas -v`` with the flags Triton compiles with,
+    and the cubin's SASS instruction count (``cuobjdump -sass``)."""
     from triton import knobs
 
     gpu = f"sm_{arch}{'a' if arch >= 90 else ''}"
@@ -75,11 +78,14 @@ def _ptxas_report(ptx: str, arch: int) -> tuple:
         log = subprocess.run([knobs.nvidia.ptxas.path, "-lineinfo", "-v", "--regAllocOptLevel=2",
                               f"--gpu-name={gpu}", src, "-o", os.path.join(tmp, "kernel.o")],
                              check=True, capture_output=True, text=True).stderr
+        cuobjdump = os.path.join(os.path.dirname(knobs.nvidia.ptxas.path), "cuobjdump")
+        sass = subprocess.run([cuobjdump, "-sass", os.path.join(tmp, "kernel.o")], check=True, capture_output=True,
+                              text=True).stdout
     used, frame = _USED.search(log), _FRAME.search(log)
     if used is None or frame is None:
         raise RuntimeError(f"unexpected ptxas -v output:\n{log}")
     stack, stores, loads = (int(v) for v in frame.groups())
-    return int(used.group(1)), stores, loads, stack
+    return int(used.group(1)), stores, loads, stack, len(_SASS.findall(sass))
 
 
 @contextlib.contextmanager
@@ -115,7 +121,7 @@ def compile_instead_of_launch(arches: Sequence[int], builds: List[KernelBuild]) 
             compiled = triton.compile(ASTSource(self, signature, constexprs, attrs), target=target,
                                       options=options.__dict__)
             seconds = time.perf_counter() - start
-            regs, stores, loads, stack = _ptxas_report(compiled.asm["ptx"], arch)
+            regs, stores, loads, stack, sass = _ptxas_report(compiled.asm["ptx"], arch)
             # Tuple arguments' elements are specialized one by one: name them arg[i].
             names = {self.arg_names[path[0]] + "".join(f"[{i}]" for i in path[1:]): value
                      for path, value in constexprs.items()}
@@ -124,7 +130,7 @@ def compile_instead_of_launch(arches: Sequence[int], builds: List[KernelBuild]) 
                                       len(_FENCED_ATOMIC.findall(compiled.asm["ptx"])),
                                       len(_EXP_LOG.findall(compiled.asm["ptx"])),
                                       len(_SHUFFLE.findall(compiled.asm["ptx"])),
-                                      len(_REVERSE_SCAN.findall(compiled.asm["ttgir"])), round(seconds, 2)))
+                                      len(_REVERSE_SCAN.findall(compiled.asm["ttgir"])), round(seconds, 2), sass))
         return None
 
     JITFunction.run = compile_run
@@ -249,12 +255,13 @@ def main(argv=None) -> int:
     with tile_config(**changes):
         builds = compile_all(args.arch or [90], args.case or tuple(CASES))
     print(f"{'kernel':24} {'arch':>4} {'warps':>5} {'regs':>4} {'spill B':>7} {'shared B':>8} {'atomics':>7} "
-          f"{'exp/log':>7} {'shfl':>5} {'s':>5}  constexprs")
+          f"{'exp/log':>7} {'shfl':>5} {'SASS':>6} {'s':>5}  constexprs")
     for b in builds:
         flags = " ".join(f"{k}={v}" for k, v in b.constexprs.items()
                          if k[0].isupper() and "[" not in k and k not in ("N", "R"))
         print(f"{b.kernel:24} {b.arch:>4} {b.num_warps:>5} {b.registers:>4} {b.spill_store_bytes:>7} "
-              f"{b.shared_bytes:>8} {b.atomics:>7} {b.exp_log:>7} {b.shuffles:>5} {b.compile_s:>5}  {flags}")
+              f"{b.shared_bytes:>8} {b.atomics:>7} {b.exp_log:>7} {b.shuffles:>5} {b.sass_instructions:>6} "
+              f"{b.compile_s:>5}  {flags}")
     if args.json:
         with open(args.json, "w") as f:
             for b in builds:
