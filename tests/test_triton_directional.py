@@ -21,7 +21,7 @@ direction = st.builds(lambda w, c, r: (w, c, r), st.sampled_from([None, 4, 8, 16
 
 
 def check_against_torch_path(batch, height, width, dim, specs, cross_scale, gated, weighted, dtype, blocks,
-                             deterministic, state_loop, state_unroll):
+                             deterministic, state_loop, state_unroll, backward_sums):
     K = len(specs)
     directions = tuple(ScanDirection(w, c, r, cross_scale) for w, c, r in specs)
     inp = make_layer_inputs(batch, height, width, dim, K, n_state=4, cross_scale=cross_scale is not None)
@@ -38,7 +38,8 @@ def check_against_torch_path(batch, height, width, dim, specs, cross_scale, gate
                               gate.eps, lambda p: gate.excite(p.double().cpu()).to(p.device, p.dtype))
     low_w = weights.to(DEVICE, dtype) if weights is not None else None
     with tile_config(block_t=blocks[0], block_d=blocks[1], forward_state_loop=state_loop,
-                     backward_state_loop=state_loop, state_unroll=state_unroll), deterministic_algorithms(deterministic):
+                     backward_state_loop=state_loop, state_unroll=state_unroll, **backward_sums), \
+            deterministic_algorithms(deterministic):
         out = directional_scan(**low, directions=directions, height=height, width=width, gate=low_gate,
                                direction_weights=low_w, backend="triton")
         w = torch.randn(ref.shape, dtype=torch.float64)
@@ -55,7 +56,9 @@ common = dict(batch=st.integers(1, 2), height=st.integers(1, 8), width=st.intege
               dim=st.sampled_from([1, 7, 17]), weighted=st.booleans(),
               dtype=st.sampled_from([torch.float32, torch.float32, torch.bfloat16]),
               blocks=st.sampled_from([(16, 16), (32, 32), (64, 8)]), deterministic=st.booleans(),
-              state_loop=st.booleans(), state_unroll=st.sampled_from([1, 2, 4]))  # 4 = n_state: all unrolled
+              state_loop=st.booleans(), state_unroll=st.sampled_from([1, 2, 4]),  # 4 = n_state: all unrolled
+              backward_sums=st.sampled_from([{}, dict(backward_dx_copies=True),
+                                             dict(backward_direction_launches=True)]))
 directions_k = st.lists(direction, min_size=1, max_size=4).filter(lambda s: len(s) != 3)
 
 
@@ -137,14 +140,16 @@ def test_only_a_recorded_forward_keeps_training_chunks(monkeypatch, grad_mode):
 
 
 class _LaunchSpy:
-    """Stands in for a Triton kernel: records each launch's STATE_LOOP and BLOCK_D, then launches the real one."""
+    """Stands in for a Triton kernel: records each launch's name, STATE_LOOP, BLOCK_D, grid and (DX_COPIES,
+    DU_OWNED), then launches the real one."""
 
     def __init__(self, kernel, seen):
         self.kernel, self.seen = kernel, seen
 
     def __getitem__(self, grid):
         def launch(*args, **meta):
-            self.seen.append((self.kernel.fn.__name__, meta.get("STATE_LOOP", False), meta["BLOCK_D"]))
+            self.seen.append((self.kernel.fn.__name__, meta.get("STATE_LOOP", False), meta["BLOCK_D"], tuple(grid),
+                              (meta.get("DX_COPIES", False), meta.get("DU_OWNED", False))))
             return self.kernel[grid](*args, **meta)
         return launch
 
@@ -176,34 +181,48 @@ def test_state_loop_runs_the_layer_forward_except_the_deterministic_gate_passes(
     # The gate's pooling: forward states, the mean/variance pass, the normalised-sum pass; then the output's forward
     # states and one pass per direction.
     gate_stats = [(False, 4), (True, 8)] if deterministic else [(True, 8)] * 2  # the second pass has no atomics
-    assert [(loop, block) for _, loop, block in layer] == [(True, 8)] + gate_stats + [(True, 8)] * 3
-    assert {(loop, block) for _, loop, block in seen} == {(False, 4)}
+    assert [(loop, block) for _, loop, block, *_ in layer] == [(True, 8)] + gate_stats + [(True, 8)] * 3
+    assert {(loop, block) for _, loop, block, *_ in seen} == {(False, 4)}
 
 
-@pytest.mark.parametrize("deterministic", [False, True])
-def test_backward_state_loop_runs_unless_deterministic(monkeypatch, deterministic):
+@pytest.mark.parametrize("deterministic,sums,cross_scale", [
+    (False, {}, None), (False, dict(backward_dx_copies=True), None),
+    (False, dict(backward_direction_launches=True), "aligned"), (True, {}, None), (True, {}, "aligned")],
+    ids=["atomics", "dx-copies", "direction-launches-cross-scale", "deterministic", "deterministic-cross-scale"])
+def test_backward_state_loop_runs_in_every_mode(monkeypatch, deterministic, sums, cross_scale):
     # TileConfig.backward_state_loop: backward_grads of the 2D layer in one-warp programs of backward_block_d
-    # channels, deterministic mode (no atomics) excepted; chunk_adjoint (no atomics) on forward_block_d channels
-    # either way.  Gradients checked against the PyTorch path.
+    # channels (40 channels: three blocks of 16, the last one short).  With backward_dx_copies each channel block
+    # stores its dB, dC and dt low-rank sums into its own copy of dx, which the host adds up; with
+    # backward_direction_launches one launch per direction adds du without atomics; deterministic mode does both.
+    # chunk_adjoint (no atomics) runs on forward_block_d channels either way.  Gradients checked against the PyTorch
+    # path (a copy left out of the sum, or a store where an add was needed, would show in dx, dx_low or du).
     import scan2d.triton.launch as launch
 
     seen = []
     for name in ("chunk_adjoint_kernel", "backward_grads_kernel"):
         monkeypatch.setattr(launch.K, name, _LaunchSpy(getattr(launch.K, name), seen))
-    directions = (ScanDirection(None, False, False), ScanDirection(None, True, True))
-    inp = make_layer_inputs(1, 4, 5, 9, 2, n_state=4, dtype=torch.float32)
+    directions = (ScanDirection(None, False, False, cross_scale), ScanDirection(None, True, True, cross_scale))
+    inp = make_layer_inputs(1, 4, 5, 40, 2, n_state=4, dtype=torch.float32, cross_scale=cross_scale is not None)
     ref_in = {k: v.clone().requires_grad_() for k, v in inp.items()}
     directional_scan(**ref_in, directions=directions, height=4, width=5, backend="torch").square().sum().backward()
     dev_in = {k: v.to(DEVICE).requires_grad_() for k, v in inp.items()}
-    with tile_config(block_t=16, block_d=4, backward_block_d=16, forward_block_d=8, backward_state_loop=True), \
+    with tile_config(block_t=16, block_d=4, backward_block_d=16, forward_block_d=8, backward_state_loop=True,
+                     **sums), \
             deterministic_algorithms(deterministic):
         out = directional_scan(**dev_in, directions=directions, height=4, width=5, backend="triton")
         out.square().sum().backward()
     for name in inp:
         g, r = dev_in[name].grad.cpu(), ref_in[name].grad
         torch.testing.assert_close(g / (r.abs().max() + 1), r / (r.abs().max() + 1), **TOL[torch.float32], msg=name)
-    grads = ("backward_grads_kernel", False, 4) if deterministic else ("backward_grads_kernel", True, 16)
-    assert set(seen) == {("chunk_adjoint_kernel", True, 8), grads}
+    launches = [(grid, mode) for name, _, _, grid, mode in seen if name == "backward_grads_kernel"]
+    # Grids (batch x directions, channel blocks, chunks): two directions in one launch, or one launch each.
+    # 20 steps, or 30 with cross-scale (5 per token of the 2x3 low-resolution map): 2 chunks of 16 either way.
+    copies = deterministic or sums.get("backward_dx_copies", False)
+    if deterministic or sums.get("backward_direction_launches", False):
+        assert launches == [((1, 3, 2), (copies, True))] * 2
+    else:
+        assert launches == [((2, 3, 2), (copies, False))]
+    assert {entry[:3] for entry in seen} == {("chunk_adjoint_kernel", True, 8), ("backward_grads_kernel", True, 16)}
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU: the interpreter runs one program at a time, so "

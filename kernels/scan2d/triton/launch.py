@@ -54,10 +54,21 @@ class TileConfig:
         forward_maxnreg: register cap for the state-loop forward kernels (None: ptxas's choice).
         backward_state_loop: ``backward_grads`` of the 2D layer one state at a time
             (``scan_kernels._backward_state_loop``), in one-warp programs of backward_block_d = 32 channels, one per
-            thread: no barriers, dB and dC summed over the warp's lanes and added with atomics.  Not in deterministic
-            mode, and only with tiles of at least 16 steps and channels (the dt gradients' tl.dot).  The layer's
-            ``chunk_adjoint`` then runs one state at a time too, on forward_block_d channels.  H200, case (a):
-            backward_grads 1.6 ms against 7.7, forward+backward 3.9 ms against 10.2.
+            thread: no barriers, dB and dC summed over the warp's lanes and added with atomics (or see
+            backward_dx_copies, backward_direction_launches).  Only with tiles of at least 16 steps and channels (the
+            dt gradients' tl.dot).  The layer's ``chunk_adjoint`` then runs one state at a time too, on
+            forward_block_d channels.  H200, case (a): backward_grads 1.6 ms against 7.7, forward+backward 3.9 ms
+            against 10.2.
+        backward_dx_copies: the state-loop backward stores its sums over channels (dB, dC, the dt low-rank input's
+            gradient) into one zeroed copy of the x-projection gradient per channel block, which the host then sums,
+            instead of adding them with atomics, at the price of the copies (case (a): 12 copies of 14 MB) and their
+            sum.  compile_check (sm_90, Triton 3.7.1): 16 atomic instructions instead of 34, 12-16 bytes fewer spills.
+        backward_direction_launches: the state-loop backward runs one launch per direction, so that du, which the
+            directions share, is added with a plain read-add-write instead of atomics (each launch still has a
+            program per chunk and channel block).  compile_check: 18 atomic instructions instead of 34, 92-196 bytes
+            of spills against 232-464: the atomics on du's (steps, channels) tile held the most registers.
+            Deterministic mode turns on both (72-176 bytes, no atomics).  Neither is timed on a GPU yet
+            (bench/gpu_session.sh's sweep has both and deterministic mode).
         state_unroll: states per trip of the state loops in the forward kernels and chunk_adjoint (its greatest
             common divisor with N is used), so that ptxas can overlap one state's loads and exponentials with
             another's scan.  compile_check (Triton 3.7.1, sm_90): at 4, chunk_adjoint needs 145-250 registers
@@ -82,6 +93,8 @@ class TileConfig:
     forward_maxnreg: Optional[int] = None
     backward_state_loop: bool = True
     backward_block_d: int = 32
+    backward_dx_copies: bool = False
+    backward_direction_launches: bool = False
     state_unroll: int = 4
     carry_in_registers: bool = True
 
@@ -279,8 +292,10 @@ class ScanOperands:
     @property
     def backward_state_loop(self) -> bool:
         """Whether ``backward_grads`` runs the state loop (``TileConfig.backward_state_loop``): the 2D layer, with
-        atomics (not deterministic), tiles of at least 16 steps and 16 channels (tl.dot's smallest)."""
-        return (self.tiles.backward_state_loop and self.lowrank and not self.deterministic
+        tiles of at least 16 steps and 16 channels (tl.dot's smallest).  In deterministic mode too: there each
+        channel block stores into its own copy of the x-projection gradient, one direction per launch
+        (``backward``)."""
+        return (self.tiles.backward_state_loop and self.lowrank
                 and self.tiles.block_t >= 16 and self.channel_block(self.tiles.backward_block_d) >= 16)
 
     @property
@@ -441,21 +456,37 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
     gb = {name: grad_buffers.get(name) if grad_buffers.get(name) is not None else dD_part
           for name in ("du", "du_low", "ddelta", "dx", "dx_low", "dB", "dC", "dz")}
     state_loop = ops.backward_state_loop
+    dx, dx_low, part_strides = gb["dx"], gb["dx_low"], (0, 0)
+    has_low = grad_buffers.get("dx_low") is not None
     if state_loop:  # one warp per 32 channels, one channel per thread; tl.dot needs RP >= 16
         block_d = ops.channel_block(ops.tiles.backward_block_d)
         grads_meta = dict(meta, BLOCK_D=block_d, RP=max(16, triton.next_power_of_2(ops.rank)), STATE_LOOP=True,
                           num_warps=max(1, block_d // 32))
+        if ops.deterministic or ops.tiles.backward_dx_copies:
+            # The channel blocks' sums (dB, dC, the dt low-rank input) go to one copy of dx (dx_low) per block, added
+            # up below in a fixed order: the programs stay one per channel block, without atomics.
+            blocks = triton.cdiv(ops.dim, block_d)
+            dx = dx.new_zeros(blocks, *dx.shape)
+            dx_low = dx_low.new_zeros(blocks, *dx_low.shape) if has_low else dx_low
+            part_strides = (dx[0].numel(), dx_low[0].numel() if has_low else 0)
     else:
         block_d = ops.block_d
         grads_meta = dict(meta, RP=triton.next_power_of_2(ops.rank), **ops.tiles.backward_options())
-    # Deterministic: one direction per launch (du is shared by the directions) and one program per chunk.
-    for k_first, k_count in direction_launches(ops.K, ops.deterministic):
-        K.backward_grads_kernel[ops.grid(k_count, channel_blocks=not ops.deterministic, block_d=block_d)](
-            gb["du"], gb["du_low"], gb["ddelta"], gb["dx"], gb["dx_low"], gb["dB"], gb["dC"], gb["dz"],
+    # Deterministic: one direction per launch (du is shared by the directions); the tile kernels run one program per
+    # chunk that visits every channel block.
+    one_direction = ops.deterministic or (state_loop and ops.tiles.backward_direction_launches)
+    for k_first, k_count in direction_launches(ops.K, one_direction):
+        channel_blocks = state_loop or not ops.deterministic
+        K.backward_grads_kernel[ops.grid(k_count, channel_blocks=channel_blocks, block_d=block_d)](
+            gb["du"], gb["du_low"], gb["ddelta"], dx, dx_low, gb["dB"], gb["dC"], gb["dz"],
             dA_part, dD_part, dbias_part, dW_part, dweight_part,
             dout, *dout_strides, wt, entry, arrive, Dskip, z, *ops.z_strides, *ln_args,
-            *ops.common_args(), k_first, k_count, HAS_D=ops.D is not None, DETERMINISTIC=ops.deterministic,
-            **grads_meta)
+            *ops.common_args(), k_first, k_count, *part_strides, HAS_D=ops.D is not None,
+            DETERMINISTIC=ops.deterministic, DX_COPIES=part_strides[0] > 0, DU_OWNED=one_direction, **grads_meta)
+    if part_strides[0]:
+        torch.sum(dx, 0, out=gb["dx"])
+        if has_low:
+            torch.sum(dx_low, 0, out=gb["dx_low"])
 
     def per_direction(part):
         return part.view(ops.batch, ops.K, ops.n_chunks, *part.shape[2:]).sum(dim=(0, 2))

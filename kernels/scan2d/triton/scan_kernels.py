@@ -141,6 +141,18 @@ def _accumulate(ptr, value, mask, OWNED: tl.constexpr):
 
 
 @triton.jit
+def _add_to_copy(ptr, value, mask, COPY: tl.constexpr):
+    """ptr += value with fp32 atomics, or COPY: ptr = value, where ptr lies in this program's own zeroed copy of the
+    buffer, which nothing else writes (``_backward_state_loop``'s DX_COPIES).  A store holds fewer values than
+    ``_accumulate``'s read-add-write: with that, the deterministic state-loop backward spilled 460-908 bytes instead
+    of 72-176 (compile_check, sm_90)."""
+    if COPY:
+        tl.store(ptr, value, mask=mask)
+    else:
+        tl.atomic_add(ptr, value, mask=mask, sem="relaxed")
+
+
+@triton.jit
 def load_steps(
     s, b, k, d_block, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm,
     ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr,
@@ -743,31 +755,42 @@ def _backward_state_loop(
     du_ptr, du_low_ptr, dx_ptr, dx_low_ptr, dz_ptr, dA_part_ptr, dD_part_ptr, dbias_part_ptr, dW_part_ptr,
     dweight_part_ptr, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, entry_ptr, arrive_ptr, Dskip_ptr,
     z_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr, gbar_ptr, L_high,
-    U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks, b, k, pid_bk,
+    U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks, b, k, pid_bk, s_dx_part, s_dxl_part,
     ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, SUM_DIRECTIONS: tl.constexpr,
-    HAS_WEIGHT: tl.constexpr, LN_UPSTREAM: tl.constexpr, R: tl.constexpr,
+    HAS_WEIGHT: tl.constexpr, LN_UPSTREAM: tl.constexpr, DX_COPIES: tl.constexpr, DU_OWNED: tl.constexpr,
+    R: tl.constexpr,
     N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, RP: tl.constexpr,
 ):
-    """``backward_grads_kernel`` one state at a time (its STATE_LOOP), for the 2D layer (LOWRANK), with atomics.
+    """``backward_grads_kernel`` one state at a time (its STATE_LOOP), for the 2D layer (LOWRANK).
 
     The tile is (BLOCK_T steps, BLOCK_D channels) with each thread holding one channel's steps in registers, as in
     ``_state_loop_tile``: per state n the states and the adjoint are scanned in registers (the adjoint over the steps
     reversed, with ``_adjoint_combine``), du's and ddelta's sums over n accumulate in registers and dA's sum over steps
-    stays in the thread.  Only dB and dC (sums over channels) cross threads: a sum over the warp's lanes and one
-    atomic add per step and state, which is why the host launches one warp per 32 channels (no barriers).  The dt
-    low-rank gradients are two small products on the tile (tl.dot: (T, D) x (D, R) and (D, T) x (T, R)).
+    stays in the thread.  Only dB and dC (sums over channels) cross threads: a sum over the warp's lanes and one add
+    per step and state, which is why the host launches one warp per 32 channels (no barriers).  The dt low-rank
+    gradients are two small products on the tile (tl.dot: (T, D) x (D, R) and (D, T) x (T, R)).
+
+    What other programs also write: dB, dC and the dt low-rank input's gradient (in dx and dx_low), summed over the
+    channel blocks, are added with atomics, or with DX_COPIES stored into the block's own zeroed copy of dx and dx_low
+    (``s_dx_part``, ``s_dxl_part`` elements apart), which the host then sums.  du, summed over directions, is added
+    with atomics, or with DU_OWNED (the host launches one direction at a time) by a plain read-add-write; the (T, D)
+    tile's atomics hold the most registers (compile_check, sm_90: 92-196 bytes of spills without them, 232-464
+    with).  Deterministic mode sets both.  (Looping over the channel blocks in one program instead, as the tile
+    kernels do, kept what does not depend on the block, positions and row pointers, live across the loop: 1,032-1,268
+    bytes of spills.)
     """
     tl.static_assert(LOWRANK, "the state-loop backward serves the 2D layer (dt low-rank projection)")
     s_xc = X[5]
     dtw_ptr = PROJ[0]
     b64 = b.to(tl.int64)
-    d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
+    pid_d = tl.program_id(1)
+    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
     d_mask = d < Dm
     t = tl.arange(0, BLOCK_T)
     pid_c = tl.program_id(2)
     pos, is_low, valid, u, delta_pre, delta, b_rows, c_rows, s_bn, s_cn = load_steps(
-        pid_c * BLOCK_T + t, b, k, tl.program_id(1), d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER,
+        pid_c * BLOCK_T + t, b, k, pid_d, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER,
         LOWRANK, HAS_BIAS, SOFTPLUS, R, N, STEPS_IN_REGISTERS=True)
     pos64 = pos.to(tl.int64)
     mask_td = valid[:, None] & d_mask[None, :]
@@ -786,7 +809,8 @@ def _backward_state_loop(
     dy = _output_grads(y, pos64, b64, k, d, d_mask, valid, is_low, mask_td, chunk_base, dout_ptr, s_gb, s_gk, s_gl,
                        s_gd, weight_ptr, dweight_part_ptr, z_ptr, dz_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr,
                        gbar_ptr, L_high, K, Dm, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM, HAS_Z)
-    dxrow = x_rows(dx_ptr, dx_low_ptr, X, b64, pos64, is_low, k, ORDER)
+    dxrow = x_rows(dx_ptr + pid_d.to(tl.int64) * s_dx_part, dx_low_ptr + pid_d.to(tl.int64) * s_dxl_part, X, b64,
+                   pos64, is_low, k, ORDER)
     du_delta = delta * u
     first = (t == 0)[:, None]
     ones = tl.full([BLOCK_T, BLOCK_D], 1.0, tl.float32)
@@ -801,7 +825,7 @@ def _backward_state_loop(
         decay = tl.exp2(delta * (a * LOG2E)[None, :])
         drive = du_delta * bn[:, None]
         _, h = tl.associative_scan((decay, drive + tl.where(first, decay * h0[None, :], 0.0)), 0, _combine)
-        _accumulate(dxrow + (R + N + n) * s_xc, tl.sum(dy * h, axis=1), valid, False)  # dC
+        _add_to_copy(dxrow + (R + N + n) * s_xc, tl.sum(dy * h, axis=1), valid, DX_COPIES)  # dC
         # The adjoint over the reversed steps: the tile's last step first, seeded with what arrives from later chunks.
         seed = _reverse_rows(dy * cn[:, None]) + tl.where(first, g_end[None, :], 0.0)
         _, _, g = tl.associative_scan((_reverse_rows(decay), ones, seed), 0, _adjoint_combine)
@@ -810,7 +834,7 @@ def _backward_state_loop(
         g_prev = g * (h - drive)  # g exp(delta A) h_prev
         gA += g_prev * a[None, :]
         tl.store(dA_part_ptr + (chunk_base + d) * N + n, tl.sum(g_prev * delta, axis=0), mask=d_mask)
-        _accumulate(dxrow + (R + n) * s_xc, tl.sum(g * du_delta, axis=1), valid, False)  # dB
+        _add_to_copy(dxrow + (R + n) * s_xc, tl.sum(g * du_delta, axis=1), valid, DX_COPIES)  # dB
 
     du = gB * delta + dy * Dk[None, :]
     ddelta = gB * u + gA
@@ -819,14 +843,15 @@ def _backward_state_loop(
     ddelta = tl.where(mask_td, ddelta, 0.0)
     tl.store(dD_part_ptr + chunk_base + d, tl.sum(dy * u, axis=0), mask=d_mask)
     tl.store(dbias_part_ptr + chunk_base + d, tl.sum(ddelta, axis=0), mask=d_mask)
-    _accumulate_du(du_ptr, du_low_ptr, U, b64, pos64, is_low, d, du, mask_td, ORDER, False)
+    _accumulate_du(du_ptr, du_low_ptr, U, b64, pos64, is_low, d, du, mask_td, ORDER, DU_OWNED)
     # Through delta_pre = dt_low @ dt_weight[k].T: the input's gradient sums over channels and the weight's over
     # steps, both small products on the tile (RP >= 16, the smallest tl.dot; the host pads it).
     r = tl.arange(0, RP)
     mask_tr = valid[:, None] & (r < R)[None, :]
     mask_dr = d_mask[:, None] & (r < R)[None, :]
     w = tl.load(dtw_ptr + (k * Dm + d[:, None]) * R + r[None, :], mask=mask_dr, other=0.0).to(tl.float32)
-    _accumulate(dxrow[:, None] + r[None, :] * s_xc, tl.dot(ddelta, w, input_precision="ieee"), mask_tr, False)
+    _add_to_copy(dxrow[:, None] + r[None, :] * s_xc, tl.dot(ddelta, w, input_precision="ieee"), mask_tr,
+                 DX_COPIES)
     xrow = x_rows(X[0], X[1], X, b64, pos64, is_low, k, ORDER)
     cols = tl.load(xrow[:, None] + r[None, :] * s_xc, mask=mask_tr, other=0.0).to(tl.float32)
     tl.store(dW_part_ptr + (chunk_base + d[:, None]) * R + r[None, :],
@@ -841,12 +866,12 @@ def backward_grads_kernel(
     # upstream and saved
     dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, entry_ptr, arrive_ptr, Dskip_ptr, z_ptr, s_zb, s_zl, s_zd,
     tok_ptr, vec_ptr, gbar_ptr, L_high,
-    U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks, k_first, k_count,
+    U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks, k_first, k_count, s_dx_part, s_dxl_part,
     ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, SUM_DIRECTIONS: tl.constexpr,
     HAS_WEIGHT: tl.constexpr, LN_UPSTREAM: tl.constexpr, DETERMINISTIC: tl.constexpr, R: tl.constexpr,
     N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, RP: tl.constexpr,
-    STATE_LOOP: tl.constexpr = False,
+    STATE_LOOP: tl.constexpr = False, DX_COPIES: tl.constexpr = False, DU_OWNED: tl.constexpr = False,
 ):
     """All gradients of one chunk: recompute h from the chunk's entry state, run the adjoint recurrence
     g_t = C_t dy_t + exp(delta_{t+1} A) g_{t+1} from the adjoint arriving at the chunk's end, then
@@ -860,7 +885,9 @@ def backward_grads_kernel(
     (dB, dC, the dt low-rank input) or over directions (du) use fp32 atomics, or with DETERMINISTIC a plain
     read-add-write: one program per chunk visits every channel block (``_channel_blocks``) and the host launches
     one direction at a time, so no two programs of a launch write the same element.  STATE_LOOP: the same one state
-    at a time (``_backward_state_loop``).
+    at a time (``_backward_state_loop``), which keeps a program per channel block and, in deterministic mode, sets
+    DX_COPIES (each block stores its sums over channels into its own copy of dx and dx_low, ``s_dx_part`` and
+    ``s_dxl_part`` elements apart) and DU_OWNED (du added without atomics, one direction per launch).
     """
     # The gradients of u, x, delta, B, C are laid out like their inputs.  (Indexing, not unpacking into "_": a
     # name assigned before the channel loop must keep its type inside it.)
@@ -874,14 +901,13 @@ def backward_grads_kernel(
     pid_bk = b * K + k  # index of (batch, direction) in the state buffers
     b64 = b.to(tl.int64)
     if STATE_LOOP:
-        tl.static_assert(not DETERMINISTIC, "the state-loop backward adds dB and dC with atomics")
         _backward_state_loop(
             du_ptr, du_low_ptr, dx_ptr, dx_low_ptr, dz_ptr, dA_part_ptr, dD_part_ptr, dbias_part_ptr, dW_part_ptr,
             dweight_part_ptr, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, entry_ptr, arrive_ptr, Dskip_ptr,
             z_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr, gbar_ptr, L_high,
-            U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks, b, k, pid_bk,
-            ORDER, LOWRANK, HAS_BIAS, SOFTPLUS, HAS_D, HAS_Z, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM, R, N,
-            BLOCK_T, BLOCK_D, RP)
+            U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks, b, k, pid_bk, s_dx_part, s_dxl_part,
+            ORDER, LOWRANK, HAS_BIAS, SOFTPLUS, HAS_D, HAS_Z, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM,
+            DX_COPIES, DU_OWNED, R, N, BLOCK_T, BLOCK_D, RP)
         return
     first_block, n_blocks = _channel_blocks(Dm, BLOCK_D, DETERMINISTIC)
     for blk in range(n_blocks):
