@@ -60,3 +60,25 @@ def test_model_bench_routes_gated_layers_through_the_baseline(cross_scale):
                                                direction_weights=weights)
     assert scan2d.directional_scan is directional_scan  # restored
     torch.testing.assert_close(baseline, ours, rtol=1e-4, atol=1e-5)
+
+
+def test_every_benchmark_configuration_names_real_tile_settings():
+    # A GPU lease is short: a misspelt key in scan_bench.SWEEP or in gpu_session.sh's --configs would only fail
+    # there, after the build, and cost the rest of the sweep.
+    import dataclasses
+    import re
+
+    from common import parse_config
+    from scan_bench import SWEEP
+
+    from scan2d.triton.launch import TileConfig
+
+    script = (Path(__file__).resolve().parents[1] / "bench" / "gpu_session.sh").read_text()
+    given = [parse_config(word) for line in re.findall(r"--configs ((?:[^\n\\]|\\\n)+)", script)
+             for word in line.replace("\\\n", " ").split() if not word.startswith((">", "/", "2>"))
+             and "=" in word or word == "default"]
+    fields = {f.name for f in dataclasses.fields(TileConfig)} | {"deterministic"}
+    assert len(given) >= 4 and len(SWEEP) >= 8
+    for config in [*SWEEP, *given]:
+        assert set(config) <= fields, config
+        dataclasses.replace(TileConfig(), **{k: v for k, v in config.items() if k != "deterministic"})
