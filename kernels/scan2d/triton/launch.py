@@ -483,10 +483,10 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
             dout, *dout_strides, wt, entry, arrive, Dskip, z, *ops.z_strides, *ln_args,
             *ops.common_args(), k_first, k_count, *part_strides, HAS_D=ops.D is not None,
             DETERMINISTIC=ops.deterministic, DX_COPIES=part_strides[0] > 0, DU_OWNED=one_direction, **grads_meta)
-    if part_strides[0]:
-        torch.sum(dx, 0, out=gb["dx"])
+    if part_strides[0]:  # added, as the kernels add into every other buffer
+        gb["dx"].add_(dx.sum(0))
         if has_low:
-            torch.sum(dx_low, 0, out=gb["dx_low"])
+            gb["dx_low"].add_(dx_low.sum(0))
 
     def per_direction(part):
         return part.view(ops.batch, ops.K, ops.n_chunks, *part.shape[2:]).sum(dim=(0, 2))
