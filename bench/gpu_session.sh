@@ -63,11 +63,13 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     ( BENCH_RESULTS=/tmp/warmup timeout 150 python3 bench/scan_bench.py --backends fused --repeats 1 \
         > /tmp/warmup.log 2>&1 ) &
     ( BENCH_RESULTS=/tmp/warmup2 timeout 150 python3 bench/scan_bench.py --backends fused --repeats 1 \
-        --cases a_training_w8 b_inference_256 --dtypes float32 --configs deterministic=True \
-        backward_direction_launches=True backward_dx_copies=True state_unroll=8 > /tmp/warmup2.log 2>&1 ) &
+        --cases a_training_w8 b_inference_256 --dtypes float32 --configs backward_lane_sums=True \
+        backward_lane_sums=True,backward_direction_launches=True deterministic=True backward_direction_launches=True \
+        backward_dx_copies=True > /tmp/warmup2.log 2>&1 ) &
     export TRITON_INTERPRET=0 HYPOTHESIS_PROFILE=dev
     timeout "$(left 130)" python3 -m pytest -q -n 6 --maxfail 5 -rfEs -p no:cacheprovider \
-        tests/test_triton_directional.py tests/test_triton_adjoint.py tests/test_triton_selective_scan.py \
+        tests/test_triton_lane_sums.py tests/test_triton_directional.py tests/test_triton_adjoint.py \
+        tests/test_triton_selective_scan.py \
         tests/test_models.py -k "not test_models or across_backends" > "$OUT/tests.log" 2>&1
     echo "tests rc=$? at ${SECONDS}s" >> "$OUT/tests.log"
     wait "$build"
@@ -80,9 +82,9 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
         --backends mamba_ssm mambair_path fused
     # 4. The dis_w8 network: training step and inference, fused against MambaIR-style mamba-ssm, then PyTorch.
     step_run model 75 python3 bench/model_bench.py "${mamba_args[@]}" --repeats 5
-    # 5. GPU time per kernel of the training and inference cases' layer, and of deterministic mode's.
+    # 5. GPU time per kernel of the training and inference cases' layer, with the lane sums, in deterministic mode.
     step_run profile 30 python3 bench/profile_kernels.py --cases a_training_w8 b_inference_256 \
-        --configs default deterministic=True
+        --configs default backward_lane_sums=True deterministic=True
     # 6. What is left: the configurations of SWEEP (deterministic mode, dx copies, state-loop unrolling, inference
     #    chunk sizes, states through memory, the tile kernels, ...), on the training and inference cases.
     step_run sweep 300 python3 bench/scan_bench.py --sweep --cases a_training_w8 b_inference_256 --dtypes float32 \

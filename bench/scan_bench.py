@@ -134,8 +134,10 @@ SMOKE_CASES = {"smoke": (1, 8, 8, 16, 2, 8, None)}
 # --sweep: tile configurations of the fused op (changes to scan2d.triton.launch.TileConfig), on cases a and b, and
 # the cost of torch.use_deterministic_algorithms (fixed-order sums instead of atomics: the state-loop backward with
 # one copy of dx per channel block and one direction per launch; backward_dx_copies and backward_direction_launches
-# time each half).  In order of interest, since a short lease may cut the sweep off.
-SWEEP = [dict(), dict(deterministic=True), dict(backward_direction_launches=True), dict(backward_dx_copies=True),
+# time each half), after the backward's reduce-scattered lane sums.  In order of interest, since a short lease may cut
+# the sweep off.
+SWEEP = [dict(), dict(backward_lane_sums=True), dict(backward_lane_sums=True, backward_direction_launches=True),
+         dict(deterministic=True), dict(backward_direction_launches=True), dict(backward_dx_copies=True),
          dict(state_unroll=8), dict(state_unroll=16), dict(inference_tiles=32), dict(forward_block_d=64, num_warps=2),
          dict(state_unroll=1, carry_in_registers=False), dict(carry_in_registers=False),
          dict(forward_state_loop=False, backward_state_loop=False), dict(backward_block_d=64), dict(carry_chunks=16)]

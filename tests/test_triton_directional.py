@@ -57,8 +57,8 @@ common = dict(batch=st.integers(1, 2), height=st.integers(1, 8), width=st.intege
               dtype=st.sampled_from([torch.float32, torch.float32, torch.bfloat16]),
               blocks=st.sampled_from([(16, 16), (32, 32), (64, 8)]), deterministic=st.booleans(),
               state_loop=st.booleans(), state_unroll=st.sampled_from([1, 2, 4]),  # 4 = n_state: all unrolled
-              backward_sums=st.sampled_from([{}, dict(backward_dx_copies=True),
-                                             dict(backward_direction_launches=True)]))
+              backward_sums=st.sampled_from([{}, dict(backward_dx_copies=True), dict(backward_direction_launches=True),
+                                             dict(backward_lane_sums=True)]))
 directions_k = st.lists(direction, min_size=1, max_size=4).filter(lambda s: len(s) != 3)
 
 
@@ -141,7 +141,7 @@ def test_only_a_recorded_forward_keeps_training_chunks(monkeypatch, grad_mode):
 
 class _LaunchSpy:
     """Stands in for a Triton kernel: records each launch's name, STATE_LOOP, BLOCK_D, grid and (DX_COPIES,
-    DU_OWNED), then launches the real one."""
+    DU_OWNED, LANE_SUMS), then launches the real one."""
 
     def __init__(self, kernel, seen):
         self.kernel, self.seen = kernel, seen
@@ -149,7 +149,7 @@ class _LaunchSpy:
     def __getitem__(self, grid):
         def launch(*args, **meta):
             self.seen.append((self.kernel.fn.__name__, meta.get("STATE_LOOP", False), meta["BLOCK_D"], tuple(grid),
-                              (meta.get("DX_COPIES", False), meta.get("DU_OWNED", False))))
+                              tuple(meta.get(key, False) for key in ("DX_COPIES", "DU_OWNED", "LANE_SUMS"))))
             return self.kernel[grid](*args, **meta)
         return launch
 
@@ -187,15 +187,19 @@ def test_state_loop_runs_the_layer_forward_except_the_deterministic_gate_passes(
 
 @pytest.mark.parametrize("deterministic,sums,cross_scale", [
     (False, {}, None), (False, dict(backward_dx_copies=True), None),
-    (False, dict(backward_direction_launches=True), "aligned"), (True, {}, None), (True, {}, "aligned")],
-    ids=["atomics", "dx-copies", "direction-launches-cross-scale", "deterministic", "deterministic-cross-scale"])
+    (False, dict(backward_direction_launches=True), "aligned"), (True, {}, None), (True, {}, "aligned"),
+    (False, dict(backward_lane_sums=True), "aligned"), (True, dict(backward_lane_sums=True), None)],
+    ids=["atomics", "dx-copies", "direction-launches-cross-scale", "deterministic", "deterministic-cross-scale",
+         "lane-sums-cross-scale", "lane-sums-deterministic"])
 def test_backward_state_loop_runs_in_every_mode(monkeypatch, deterministic, sums, cross_scale):
     # TileConfig.backward_state_loop: backward_grads of the 2D layer in one-warp programs of backward_block_d
     # channels (40 channels: three blocks of 16, the last one short).  With backward_dx_copies each channel block
     # stores its dB, dC and dt low-rank sums into its own copy of dx, which the host adds up; with
     # backward_direction_launches one launch per direction adds du without atomics; deterministic mode does both.
-    # chunk_adjoint (no atomics) runs on forward_block_d channels either way.  Gradients checked against the PyTorch
-    # path (a copy left out of the sum, or a store where an add was needed, would show in dx, dx_low or du).
+    # backward_lane_sums (32-channel programs: a block of 32 and a short one of 8) reduce-scatters dB's and dC's sums
+    # over the lanes.  chunk_adjoint (no atomics) runs on forward_block_d channels either way.  Gradients checked
+    # against the PyTorch path (a copy left out of the sum, a store where an add was needed, or a lane adding the
+    # wrong step's sum would show in dx, dx_low or du).
     import scan2d.triton.launch as launch
 
     seen = []
@@ -206,7 +210,9 @@ def test_backward_state_loop_runs_in_every_mode(monkeypatch, deterministic, sums
     ref_in = {k: v.clone().requires_grad_() for k, v in inp.items()}
     directional_scan(**ref_in, directions=directions, height=4, width=5, backend="torch").square().sum().backward()
     dev_in = {k: v.to(DEVICE).requires_grad_() for k, v in inp.items()}
-    with tile_config(block_t=16, block_d=4, backward_block_d=16, forward_block_d=8, backward_state_loop=True,
+    lane_sums = sums.get("backward_lane_sums", False)
+    block, blocks = (32, 2) if lane_sums else (16, 3)
+    with tile_config(block_t=16, block_d=4, backward_block_d=block, forward_block_d=8, backward_state_loop=True,
                      **sums), \
             deterministic_algorithms(deterministic):
         out = directional_scan(**dev_in, directions=directions, height=4, width=5, backend="triton")
@@ -219,10 +225,10 @@ def test_backward_state_loop_runs_in_every_mode(monkeypatch, deterministic, sums
     # 20 steps, or 30 with cross-scale (5 per token of the 2x3 low-resolution map): 2 chunks of 16 either way.
     copies = deterministic or sums.get("backward_dx_copies", False)
     if deterministic or sums.get("backward_direction_launches", False):
-        assert launches == [((1, 3, 2), (copies, True))] * 2
+        assert launches == [((1, blocks, 2), (copies, True, lane_sums))] * 2
     else:
-        assert launches == [((2, 3, 2), (copies, False))]
-    assert {entry[:3] for entry in seen} == {("chunk_adjoint_kernel", True, 8), ("backward_grads_kernel", True, 16)}
+        assert launches == [((2, blocks, 2), (copies, False, lane_sums))]
+    assert {entry[:3] for entry in seen} == {("chunk_adjoint_kernel", True, 8), ("backward_grads_kernel", True, block)}
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU: the interpreter runs one program at a time, so "

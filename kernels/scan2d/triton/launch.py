@@ -69,6 +69,10 @@ class TileConfig:
             of spills against 232-464: the atomics on du's (steps, channels) tile held the most registers.
             Deterministic mode turns on both (72-176 bytes, no atomics).  Neither is timed on a GPU yet
             (bench/gpu_session.sh's sweep has both and deterministic mode).
+        backward_lane_sums: the state-loop backward reduce-scatters dB's and dC's sums over the channels across the
+            warp's lanes (``scan_kernels._lane_sums``; each lane then adds one step's sum) instead of reducing every
+            step over the whole warp: per state and tile, 2 x 16 shuffles instead of 2 x 80.  With 32 channels per
+            program and at most 32 steps per tile.  Not timed on a GPU yet.
         state_unroll: states per trip of the state loops in the forward kernels and chunk_adjoint (its greatest
             common divisor with N is used), so that ptxas can overlap one state's loads and exponentials with
             another's scan.  compile_check (Triton 3.7.1, sm_90): at 4, chunk_adjoint needs 145-250 registers
@@ -95,6 +99,7 @@ class TileConfig:
     backward_block_d: int = 32
     backward_dx_copies: bool = False
     backward_direction_launches: bool = False
+    backward_lane_sums: bool = False
     state_unroll: int = 4
     carry_in_registers: bool = True
 
@@ -299,6 +304,13 @@ class ScanOperands:
                 and self.tiles.block_t >= 16 and self.channel_block(self.tiles.backward_block_d) >= 16)
 
     @property
+    def backward_lane_sums(self) -> bool:
+        """Whether the state-loop backward reduce-scatters dB's and dC's sums over the warp's lanes
+        (``TileConfig.backward_lane_sums``): one-warp programs of 32 channels, at most 32 steps per tile."""
+        return (self.tiles.backward_lane_sums and self.channel_block(self.tiles.backward_block_d) == 32
+                and self.tiles.block_t <= 32)
+
+    @property
     def adjoint_state_loop(self) -> bool:
         """Whether ``chunk_adjoint`` runs the state loop: with ``TileConfig.backward_state_loop`` in the 2D layer.  It
         sums over steps only, inside each thread, so it needs neither atomics nor tl.dot (and runs on
@@ -482,7 +494,8 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
             dA_part, dD_part, dbias_part, dW_part, dweight_part,
             dout, *dout_strides, wt, entry, arrive, Dskip, z, *ops.z_strides, *ln_args,
             *ops.common_args(), k_first, k_count, *part_strides, HAS_D=ops.D is not None,
-            DETERMINISTIC=ops.deterministic, DX_COPIES=part_strides[0] > 0, DU_OWNED=one_direction, **grads_meta)
+            DETERMINISTIC=ops.deterministic, DX_COPIES=part_strides[0] > 0, DU_OWNED=one_direction,
+            LANE_SUMS=state_loop and ops.backward_lane_sums, **grads_meta)
     if part_strides[0]:  # added, as the kernels add into every other buffer
         gb["dx"].add_(dx.sum(0))
         if has_low:

@@ -153,6 +153,51 @@ def _add_to_copy(ptr, value, mask, COPY: tl.constexpr):
 
 
 @triton.jit
+def _halve_and_exchange(x, lane, ROWS: tl.constexpr, LANES: tl.constexpr, BIT: tl.constexpr):
+    """One round of ``_lane_sums``: x (ROWS, LANES) -> (ROWS / 2, LANES).  A lane whose BIT is set keeps the upper
+    half of its rows and sends the lower half to the lane BIT away, which does the opposite; each adds what it
+    receives to what it keeps.  The gather along the lanes axis is a warp shuffle (one per value) on the GPU."""
+    lo, hi = tl.split(tl.permute(tl.reshape(x, (2, ROWS // 2, LANES)), (1, 2, 0)))
+    upper = ((lane & BIT) != 0)[None, :]
+    send = tl.where(upper, lo, hi)
+    partner = tl.broadcast_to((lane ^ BIT)[None, :], (ROWS // 2, LANES))
+    return tl.where(upper, hi, lo) + tl.gather(send, partner, axis=1)
+
+
+@triton.jit
+def _lane_sums(x, lane, T: tl.constexpr, LANES: tl.constexpr):
+    """Sums of x (T, LANES) over its lanes axis, one per step, spread over the lanes: returns v (LANES,) with
+    v[l] = sum_j x[l // (LANES // T), j].  T and LANES are powers of two, 2 <= T <= LANES = 32 (one warp).
+
+    ``tl.sum(x, axis=1)`` reduces every step's values over the whole warp: log2(LANES) shuffles and adds per step, 80
+    of each for (16, 32), and every lane ends up holding every sum.  Here each round halves the rows a lane holds and
+    exchanges the other half with a partner (a reduce-scatter): 8 + 4 + 2 + 1 shuffles, then one more round to add
+    up the two lanes that share a step; 16 shuffles, 16 adds and 30 selects in all (sm_90), and no shared memory.
+    """
+    tl.static_assert(LANES == 32 and 2 <= T and T <= LANES, "one warp of lanes, at most one step per lane")
+    x = _halve_and_exchange(x, lane, T, LANES, 16)
+    if T >= 4:
+        x = _halve_and_exchange(x, lane, T // 2, LANES, 8)
+    if T >= 8:
+        x = _halve_and_exchange(x, lane, T // 4, LANES, 4)
+    if T >= 16:
+        x = _halve_and_exchange(x, lane, T // 8, LANES, 2)
+    if T >= 32:
+        x = _halve_and_exchange(x, lane, T // 16, LANES, 1)
+    v = tl.reshape(x, (LANES,))
+    # The lanes left sharing a step (LANES // T of them, adjacent) add up their partial sums.
+    if T <= 16:
+        v += tl.gather(v, lane ^ 1, axis=0)
+    if T <= 8:
+        v += tl.gather(v, lane ^ 2, axis=0)
+    if T <= 4:
+        v += tl.gather(v, lane ^ 4, axis=0)
+    if T <= 2:
+        v += tl.gather(v, lane ^ 8, axis=0)
+    return v
+
+
+@triton.jit
 def load_steps(
     s, b, k, d_block, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm,
     ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr,
@@ -759,7 +804,7 @@ def _backward_state_loop(
     ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, SUM_DIRECTIONS: tl.constexpr,
     HAS_WEIGHT: tl.constexpr, LN_UPSTREAM: tl.constexpr, DX_COPIES: tl.constexpr, DU_OWNED: tl.constexpr,
-    R: tl.constexpr,
+    LANE_SUMS: tl.constexpr, R: tl.constexpr,
     N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, RP: tl.constexpr,
 ):
     """``backward_grads_kernel`` one state at a time (its STATE_LOOP), for the 2D layer (LOWRANK).
@@ -779,6 +824,9 @@ def _backward_state_loop(
     with).  Deterministic mode sets both.  (Looping over the channel blocks in one program instead, as the tile
     kernels do, kept what does not depend on the block, positions and row pointers, live across the loop: 1,032-1,268
     bytes of spills.)
+
+    LANE_SUMS (BLOCK_D = 32, one warp): dB's and dC's sums over the channels are reduce-scattered over the lanes
+    (``_lane_sums``), each lane then adding the sum of one step, instead of every lane reducing every step.
     """
     tl.static_assert(LOWRANK, "the state-loop backward serves the 2D layer (dt low-rank projection)")
     s_xc = X[5]
@@ -811,6 +859,14 @@ def _backward_state_loop(
                        gbar_ptr, L_high, K, Dm, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM, HAS_Z)
     dxrow = x_rows(dx_ptr + pid_d.to(tl.int64) * s_dx_part, dx_low_ptr + pid_d.to(tl.int64) * s_dxl_part, X, b64,
                    pos64, is_low, k, ORDER)
+    if LANE_SUMS:
+        # Where each lane adds its step's sum: the step's dx row, recomputed for the lane's step (once per tile).
+        per_step: tl.constexpr = BLOCK_D // BLOCK_T
+        lane = tl.arange(0, BLOCK_D)
+        pos_l, is_low_l, valid_l = step_positions(pid_c * BLOCK_T + lane // per_step, k, dirs_ptr, H, W, ORDER)
+        dx_lane = x_rows(dx_ptr + pid_d.to(tl.int64) * s_dx_part, dx_low_ptr + pid_d.to(tl.int64) * s_dxl_part, X,
+                         b64, pos_l.to(tl.int64), is_low_l, k, ORDER)
+        lane_mask = valid_l & (lane % per_step == 0)
     du_delta = delta * u
     first = (t == 0)[:, None]
     ones = tl.full([BLOCK_T, BLOCK_D], 1.0, tl.float32)
@@ -825,7 +881,11 @@ def _backward_state_loop(
         decay = tl.exp2(delta * (a * LOG2E)[None, :])
         drive = du_delta * bn[:, None]
         _, h = tl.associative_scan((decay, drive + tl.where(first, decay * h0[None, :], 0.0)), 0, _combine)
-        _add_to_copy(dxrow + (R + N + n) * s_xc, tl.sum(dy * h, axis=1), valid, DX_COPIES)  # dC
+        if LANE_SUMS:  # dC
+            _add_to_copy(dx_lane + (R + N + n) * s_xc, _lane_sums(dy * h, lane, BLOCK_T, BLOCK_D), lane_mask,
+                         DX_COPIES)
+        else:
+            _add_to_copy(dxrow + (R + N + n) * s_xc, tl.sum(dy * h, axis=1), valid, DX_COPIES)
         # The adjoint over the reversed steps: the tile's last step first, seeded with what arrives from later chunks.
         seed = _reverse_rows(dy * cn[:, None]) + tl.where(first, g_end[None, :], 0.0)
         _, _, g = tl.associative_scan((_reverse_rows(decay), ones, seed), 0, _adjoint_combine)
@@ -834,7 +894,11 @@ def _backward_state_loop(
         g_prev = g * (h - drive)  # g exp(delta A) h_prev
         gA += g_prev * a[None, :]
         tl.store(dA_part_ptr + (chunk_base + d) * N + n, tl.sum(g_prev * delta, axis=0), mask=d_mask)
-        _add_to_copy(dxrow + (R + n) * s_xc, tl.sum(g * du_delta, axis=1), valid, DX_COPIES)  # dB
+        if LANE_SUMS:  # dB
+            _add_to_copy(dx_lane + (R + n) * s_xc, _lane_sums(g * du_delta, lane, BLOCK_T, BLOCK_D), lane_mask,
+                         DX_COPIES)
+        else:
+            _add_to_copy(dxrow + (R + n) * s_xc, tl.sum(g * du_delta, axis=1), valid, DX_COPIES)
 
     du = gB * delta + dy * Dk[None, :]
     ddelta = gB * u + gA
@@ -872,6 +936,7 @@ def backward_grads_kernel(
     HAS_WEIGHT: tl.constexpr, LN_UPSTREAM: tl.constexpr, DETERMINISTIC: tl.constexpr, R: tl.constexpr,
     N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, RP: tl.constexpr,
     STATE_LOOP: tl.constexpr = False, DX_COPIES: tl.constexpr = False, DU_OWNED: tl.constexpr = False,
+    LANE_SUMS: tl.constexpr = False,
 ):
     """All gradients of one chunk: recompute h from the chunk's entry state, run the adjoint recurrence
     g_t = C_t dy_t + exp(delta_{t+1} A) g_{t+1} from the adjoint arriving at the chunk's end, then
@@ -907,7 +972,7 @@ def backward_grads_kernel(
             z_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr, gbar_ptr, L_high,
             U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks, b, k, pid_bk, s_dx_part, s_dxl_part,
             ORDER, LOWRANK, HAS_BIAS, SOFTPLUS, HAS_D, HAS_Z, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM,
-            DX_COPIES, DU_OWNED, R, N, BLOCK_T, BLOCK_D, RP)
+            DX_COPIES, DU_OWNED, LANE_SUMS, R, N, BLOCK_T, BLOCK_D, RP)
         return
     first_block, n_blocks = _channel_blocks(Dm, BLOCK_D, DETERMINISTIC)
     for blk in range(n_blocks):
