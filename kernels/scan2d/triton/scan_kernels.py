@@ -857,15 +857,16 @@ def _backward_state_loop(
     dy = _output_grads(y, pos64, b64, k, d, d_mask, valid, is_low, mask_td, chunk_base, dout_ptr, s_gb, s_gk, s_gl,
                        s_gd, weight_ptr, dweight_part_ptr, z_ptr, dz_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr,
                        gbar_ptr, L_high, K, Dm, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM, HAS_Z)
-    dxrow = x_rows(dx_ptr + pid_d.to(tl.int64) * s_dx_part, dx_low_ptr + pid_d.to(tl.int64) * s_dxl_part, X, b64,
-                   pos64, is_low, k, ORDER)
+    # dx and dx_low, or this channel block's copies of them (DX_COPIES).
+    dx_block = dx_ptr + pid_d.to(tl.int64) * s_dx_part
+    dx_low_block = dx_low_ptr + pid_d.to(tl.int64) * s_dxl_part
+    dxrow = x_rows(dx_block, dx_low_block, X, b64, pos64, is_low, k, ORDER)
     if LANE_SUMS:
         # Where each lane adds its step's sum: the step's dx row, recomputed for the lane's step (once per tile).
         per_step: tl.constexpr = BLOCK_D // BLOCK_T
         lane = tl.arange(0, BLOCK_D)
         pos_l, is_low_l, valid_l = step_positions(pid_c * BLOCK_T + lane // per_step, k, dirs_ptr, H, W, ORDER)
-        dx_lane = x_rows(dx_ptr + pid_d.to(tl.int64) * s_dx_part, dx_low_ptr + pid_d.to(tl.int64) * s_dxl_part, X,
-                         b64, pos_l.to(tl.int64), is_low_l, k, ORDER)
+        dx_lane = x_rows(dx_block, dx_low_block, X, b64, pos_l.to(tl.int64), is_low_l, k, ORDER)
         lane_mask = valid_l & (lane % per_step == 0)
     du_delta = delta * u
     first = (t == 0)[:, None]
