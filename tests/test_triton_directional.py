@@ -233,10 +233,12 @@ def test_backward_state_loop_runs_in_every_mode(monkeypatch, deterministic, sums
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU: the interpreter runs one program at a time, so "
                     "its atomics add in a fixed order and every run repeats anyway")
+@pytest.mark.parametrize("lane_sums", [False, True], ids=["warp-sums", "lane-sums"])
 @pytest.mark.parametrize("cross_scale", [None, "aligned"])
-def test_deterministic_mode_repeats_bit_for_bit(cross_scale):
-    # Many programs add into the same tokens here (40 channels = 3 blocks, 4 directions sharing u, 768 steps), which
-    # is where atomics would reorder float additions between runs.
+def test_deterministic_mode_repeats_bit_for_bit(cross_scale, lane_sums):
+    # Many programs add into the same tokens here (40 channels: 2 or 3 channel blocks, 4 directions sharing u, 768
+    # steps), which is where atomics would reorder float additions between runs.  Also with the backward's sums over
+    # lanes reduce-scattered (TileConfig.backward_lane_sums).
     directions = tuple(ScanDirection(8, c, r, cross_scale) for c in (False, True) for r in (False, True))
     inp = make_layer_inputs(2, 32, 24, 40, 4, n_state=16, cross_scale=cross_scale is not None, dtype=torch.float32)
     scale = torch.rand(40, device=DEVICE)
@@ -246,7 +248,7 @@ def test_deterministic_mode_repeats_bit_for_bit(cross_scale):
 
     def run():
         leaves = {k: v.to(DEVICE).requires_grad_() for k, v in inp.items()}
-        with deterministic_algorithms(True):
+        with deterministic_algorithms(True), tile_config(backward_lane_sums=lane_sums):
             out = directional_scan(**leaves, directions=directions, height=32, width=24, gate=gate, backend="triton")
             grads = torch.autograd.grad((out * w).sum(), list(leaves.values()))
         return (out, *grads)
