@@ -304,11 +304,23 @@ class ScanOperands:
                 and self.tiles.block_t >= 16 and self.channel_block(self.tiles.backward_block_d) >= 16)
 
     @property
+    def backward_dx_copies(self) -> bool:
+        """Whether the state-loop backward stores its sums over channels into one copy of dx per channel block
+        (``TileConfig.backward_dx_copies``, and always in deterministic mode)."""
+        return self.backward_state_loop and (self.deterministic or self.tiles.backward_dx_copies)
+
+    @property
+    def backward_one_direction_per_launch(self) -> bool:
+        """Whether ``backward_grads`` runs one launch per direction, so that du's sum over directions needs no
+        atomics: in deterministic mode, and with ``TileConfig.backward_direction_launches`` in the state loop."""
+        return self.deterministic or (self.backward_state_loop and self.tiles.backward_direction_launches)
+
+    @property
     def backward_lane_sums(self) -> bool:
         """Whether the state-loop backward reduce-scatters dB's and dC's sums over the warp's lanes
         (``TileConfig.backward_lane_sums``): one-warp programs of 32 channels, at most 32 steps per tile."""
-        return (self.tiles.backward_lane_sums and self.channel_block(self.tiles.backward_block_d) == 32
-                and self.tiles.block_t <= 32)
+        return (self.backward_state_loop and self.tiles.backward_lane_sums
+                and self.channel_block(self.tiles.backward_block_d) == 32 and self.tiles.block_t <= 32)
 
     @property
     def adjoint_state_loop(self) -> bool:
@@ -474,7 +486,7 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
         block_d = ops.channel_block(ops.tiles.backward_block_d)
         grads_meta = dict(meta, BLOCK_D=block_d, RP=max(16, triton.next_power_of_2(ops.rank)), STATE_LOOP=True,
                           num_warps=max(1, block_d // 32))
-        if ops.deterministic or ops.tiles.backward_dx_copies:
+        if ops.backward_dx_copies:
             # The channel blocks' sums (dB, dC, the dt low-rank input) go to one copy of dx (dx_low) per block, added
             # up below in a fixed order: the programs stay one per channel block, without atomics.
             blocks = triton.cdiv(ops.dim, block_d)
@@ -484,19 +496,19 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
     else:
         block_d = ops.block_d
         grads_meta = dict(meta, RP=triton.next_power_of_2(ops.rank), **ops.tiles.backward_options())
-    # Deterministic: one direction per launch (du is shared by the directions); the tile kernels run one program per
-    # chunk that visits every channel block.
-    one_direction = ops.deterministic or (state_loop and ops.tiles.backward_direction_launches)
+    # One direction per launch: du, which the directions share, without atomics.  The deterministic tile kernels run
+    # one program per chunk that visits every channel block.
+    one_direction = ops.backward_one_direction_per_launch
+    channel_blocks = state_loop or not ops.deterministic
     for k_first, k_count in direction_launches(ops.K, one_direction):
-        channel_blocks = state_loop or not ops.deterministic
         K.backward_grads_kernel[ops.grid(k_count, channel_blocks=channel_blocks, block_d=block_d)](
             gb["du"], gb["du_low"], gb["ddelta"], dx, dx_low, gb["dB"], gb["dC"], gb["dz"],
             dA_part, dD_part, dbias_part, dW_part, dweight_part,
             dout, *dout_strides, wt, entry, arrive, Dskip, z, *ops.z_strides, *ln_args,
             *ops.common_args(), k_first, k_count, *part_strides, HAS_D=ops.D is not None,
-            DETERMINISTIC=ops.deterministic, DX_COPIES=part_strides[0] > 0, DU_OWNED=one_direction,
-            LANE_SUMS=state_loop and ops.backward_lane_sums, **grads_meta)
-    if part_strides[0]:  # added, as the kernels add into every other buffer
+            DETERMINISTIC=ops.deterministic, DX_COPIES=ops.backward_dx_copies, DU_OWNED=one_direction,
+            LANE_SUMS=ops.backward_lane_sums, **grads_meta)
+    if ops.backward_dx_copies:  # added, as the kernels add into every other buffer
         gb["dx"].add_(dx.sum(0))
         if has_low:
             gb["dx_low"].add_(dx_low.sum(0))
