@@ -142,6 +142,14 @@ def test_state_loops_carrying_states_through_memory_compile_without_spills_or_sh
             assert (b["shuffles"], b["shared_bytes"]) == (0, 0), (b["kernel"], c)
 
 
+def state_loop_backward_builds(tmp_path, cases, varying, *flags):
+    """The state-loop backward_grads builds (sm_90) of ``cases`` under ``flags``, keyed by their constexprs but the
+    ``varying`` ones, so that two configurations' builds pair up."""
+    builds = compile_report(tmp_path, 90, *flags, *(arg for case in cases for arg in ("--case", case)))
+    return {tuple(sorted((k, v) for k, v in b["constexprs"].items() if k not in varying)): b for b in builds
+            if b["kernel"] == "backward_grads_kernel" and b["constexprs"].get("STATE_LOOP")}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("flag,atomics_left", [("backward_dx_copies", 16), ("backward_direction_launches", 18)])
 def test_backward_sums_without_atomics_compile_with_fewer_atomics_and_spills(tmp_path, flag, atomics_left):
@@ -149,16 +157,11 @@ def test_backward_sums_without_atomics_compile_with_fewer_atomics_and_spills(tmp
     # low-rank input) into the block's own copy of dx, and only du's atomics remain (16 instructions).
     # backward_direction_launches: one direction per launch, du added without atomics, and only the sums over channel
     # blocks' remain (18).  Either holds fewer registers than the atomics, so spills less.
-    cases = [arg for case in ("layer fp32 gated", "cross-scale aligned fp32 gated") for arg in ("--case", case)]
-
-    def grads(*flags):
-        builds = compile_report(tmp_path, 90, *flags, *cases)
-        # Keyed by the other constexprs (k_count is specialized to 1 with one direction per launch).
-        other = ("DX_COPIES", "DU_OWNED", "k_count")
-        return {tuple(sorted((k, v) for k, v in b["constexprs"].items() if k not in other)): b
-                for b in builds if b["kernel"] == "backward_grads_kernel" and b["constexprs"].get("STATE_LOOP")}
-
-    atomic, changed = grads(), grads("--tiles", f"{flag}=True")
+    cases = ("layer fp32 gated", "cross-scale aligned fp32 gated")
+    # k_count is specialized to 1 with one direction per launch.
+    varying = ("DX_COPIES", "DU_OWNED", "k_count")
+    atomic = state_loop_backward_builds(tmp_path, cases, varying)
+    changed = state_loop_backward_builds(tmp_path, cases, varying, "--tiles", f"{flag}=True")
     assert atomic.keys() == changed.keys() and len(atomic) >= 3  # orders 0 and 1, the LayerNorm-upstream backward
     mode = (flag == "backward_dx_copies", flag == "backward_direction_launches")
     for key, b in changed.items():
@@ -173,14 +176,9 @@ def test_backward_sums_without_atomics_compile_with_fewer_atomics_and_spills(tmp
 def test_backward_lane_sums_shuffle_five_times_less(tmp_path):
     # TileConfig.backward_lane_sums: dB's and dC's sums over the warp's lanes reduce-scattered (scan_kernels._lane_sums)
     # take 16 shuffles each per state instead of 80, with no shared memory, and fewer instructions in all.
-    cases = [arg for case in ("layer fp32", "cross-scale aligned fp32 gated") for arg in ("--case", case)]
-
-    def grads(*flags):
-        return {tuple(sorted((k, v) for k, v in b["constexprs"].items() if k != "LANE_SUMS")): b
-                for b in compile_report(tmp_path, 90, *flags, *cases)
-                if b["kernel"] == "backward_grads_kernel" and b["constexprs"].get("STATE_LOOP")}
-
-    plain, lanes = grads(), grads("--tiles", "backward_lane_sums=True")
+    cases = ("layer fp32", "cross-scale aligned fp32 gated")
+    plain = state_loop_backward_builds(tmp_path, cases, ("LANE_SUMS",))
+    lanes = state_loop_backward_builds(tmp_path, cases, ("LANE_SUMS",), "--tiles", "backward_lane_sums=True")
     assert plain.keys() == lanes.keys() and len(plain) >= 3
     for key, b in lanes.items():
         a = plain[key]
