@@ -127,27 +127,20 @@ def block_group(d_block, d, per_group):
 
 
 @triton.jit
-def _accumulate(ptr, value, mask, OWNED: tl.constexpr):
+def _accumulate(ptr, value, mask, OWNED: tl.constexpr, FIRST_WRITE: tl.constexpr = False):
     """ptr += value.  OWNED: no other program of the launch writes these elements, so a plain read-add-write does it
-    in a fixed order (deterministic); otherwise fp32 atomics.
+    in a fixed order (deterministic); with FIRST_WRITE too, the elements are still zero and written once (a channel
+    block's own copy of dx, ``_backward_state_loop``'s DX_COPIES), so a store does.  Otherwise fp32 atomics.
 
-    The atomics are relaxed: the sums are read only after the kernel ends.  Triton's default, acq_rel, fences every
-    atomic (a membar.gpu around each in the SASS); on an H200 that made backward_grads 18 ms of a 20.5 ms layer
-    backward, against 9.7 ms for the same kernel with no atomics at all (bench/results/profile-*.jsonl)."""
-    if OWNED:
-        tl.store(ptr, tl.load(ptr, mask=mask, other=0.0) + value, mask=mask)
-    else:
-        tl.atomic_add(ptr, value, mask=mask, sem="relaxed")
-
-
-@triton.jit
-def _add_to_copy(ptr, value, mask, COPY: tl.constexpr):
-    """ptr += value with fp32 atomics, or COPY: ptr = value, where ptr lies in this program's own zeroed copy of the
-    buffer, which nothing else writes (``_backward_state_loop``'s DX_COPIES).  A store holds fewer values than
-    ``_accumulate``'s read-add-write: with that, the deterministic state-loop backward spilled 460-908 bytes instead
-    of 72-176 (compile_check, sm_90)."""
-    if COPY:
+    The store holds fewer values than the read-add-write: with that, the deterministic state-loop backward spilled
+    460-908 bytes instead of 72-176 (compile_check, sm_90).  The atomics are relaxed: the sums are read only after the
+    kernel ends.  Triton's default, acq_rel, fences every atomic (a membar.gpu around each in the SASS); on an H200
+    that made backward_grads 18 ms of a 20.5 ms layer backward, against 9.7 ms for the same kernel with no atomics at
+    all (bench/results/profile-*.jsonl)."""
+    if OWNED and FIRST_WRITE:
         tl.store(ptr, value, mask=mask)
+    elif OWNED:
+        tl.store(ptr, tl.load(ptr, mask=mask, other=0.0) + value, mask=mask)
     else:
         tl.atomic_add(ptr, value, mask=mask, sem="relaxed")
 
@@ -883,10 +876,10 @@ def _backward_state_loop(
         drive = du_delta * bn[:, None]
         _, h = tl.associative_scan((decay, drive + tl.where(first, decay * h0[None, :], 0.0)), 0, _combine)
         if LANE_SUMS:  # dC
-            _add_to_copy(dx_lane + (R + N + n) * s_xc, _lane_sums(dy * h, lane, BLOCK_T, BLOCK_D), lane_mask,
-                         DX_COPIES)
+            _accumulate(dx_lane + (R + N + n) * s_xc, _lane_sums(dy * h, lane, BLOCK_T, BLOCK_D), lane_mask,
+                        DX_COPIES, FIRST_WRITE=True)
         else:
-            _add_to_copy(dxrow + (R + N + n) * s_xc, tl.sum(dy * h, axis=1), valid, DX_COPIES)
+            _accumulate(dxrow + (R + N + n) * s_xc, tl.sum(dy * h, axis=1), valid, DX_COPIES, FIRST_WRITE=True)
         # The adjoint over the reversed steps: the tile's last step first, seeded with what arrives from later chunks.
         seed = _reverse_rows(dy * cn[:, None]) + tl.where(first, g_end[None, :], 0.0)
         _, _, g = tl.associative_scan((_reverse_rows(decay), ones, seed), 0, _adjoint_combine)
@@ -896,10 +889,10 @@ def _backward_state_loop(
         gA += g_prev * a[None, :]
         tl.store(dA_part_ptr + (chunk_base + d) * N + n, tl.sum(g_prev * delta, axis=0), mask=d_mask)
         if LANE_SUMS:  # dB
-            _add_to_copy(dx_lane + (R + n) * s_xc, _lane_sums(g * du_delta, lane, BLOCK_T, BLOCK_D), lane_mask,
-                         DX_COPIES)
+            _accumulate(dx_lane + (R + n) * s_xc, _lane_sums(g * du_delta, lane, BLOCK_T, BLOCK_D), lane_mask,
+                        DX_COPIES, FIRST_WRITE=True)
         else:
-            _add_to_copy(dxrow + (R + n) * s_xc, tl.sum(g * du_delta, axis=1), valid, DX_COPIES)
+            _accumulate(dxrow + (R + n) * s_xc, tl.sum(g * du_delta, axis=1), valid, DX_COPIES, FIRST_WRITE=True)
 
     du = gB * delta + dy * Dk[None, :]
     ddelta = gB * u + gA
@@ -915,8 +908,8 @@ def _backward_state_loop(
     mask_tr = valid[:, None] & (r < R)[None, :]
     mask_dr = d_mask[:, None] & (r < R)[None, :]
     w = tl.load(dtw_ptr + (k * Dm + d[:, None]) * R + r[None, :], mask=mask_dr, other=0.0).to(tl.float32)
-    _add_to_copy(dxrow[:, None] + r[None, :] * s_xc, tl.dot(ddelta, w, input_precision="ieee"), mask_tr,
-                 DX_COPIES)
+    _accumulate(dxrow[:, None] + r[None, :] * s_xc, tl.dot(ddelta, w, input_precision="ieee"), mask_tr, DX_COPIES,
+                FIRST_WRITE=True)
     xrow = x_rows(X[0], X[1], X, b64, pos64, is_low, k, ORDER)
     cols = tl.load(xrow[:, None] + r[None, :] * s_xc, mask=mask_tr, other=0.0).to(tl.float32)
     tl.store(dW_part_ptr + (chunk_base + d[:, None]) * R + r[None, :],
