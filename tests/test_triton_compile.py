@@ -77,10 +77,10 @@ def test_every_kernel_compiles_without_register_spills(arch, tmp_path):
 
 @pytest.mark.slow
 def test_state_loop_kernels_compile_and_keep_their_structure(tmp_path):
-    # TileConfig.forward_state_loop / backward_state_loop (the default): the 2D layer's kernels solve the recurrence
-    # one state at a time on (steps, channels) tiles whose steps lie in each thread's registers.  In the forward,
-    # where a kernel neither sums over channels nor is the drop-in path (whose channels-first inputs spread steps
-    # over lanes), nothing crosses threads at all (chunk_adjoint included); backward_grads sums dB and dC over one
+    # TileConfig.forward_state_loop / backward_state_loop (the default): the kernels of the 2D layer and of the
+    # drop-in scan solve the recurrence one state at a time on (steps, channels) tiles whose steps lie in each
+    # thread's registers.  In the forward, where a kernel does not sum over channels, nothing crosses threads at all
+    # (chunk_adjoint included; the drop-in's channels-first inputs too); backward_grads sums dB and dC over one
     # warp's lanes (one-warp programs).
     # The forward and adjoint unroll 4 states per trip (state_unroll); the forward of multi-tile (inference) chunks
     # carries its states between tiles in registers (carry_in_registers), which changes their layout once per chunk,
@@ -88,6 +88,9 @@ def test_state_loop_kernels_compile_and_keep_their_structure(tmp_path):
     builds = compile_report(tmp_path, 90)
     loop = [b for b in builds if b["constexprs"].get("STATE_LOOP")]
     assert {b["constexprs"]["STATE_UNROLL"] for b in loop if b["kernel"] != "backward_grads_kernel"} == {4}
+    assert {(b["kernel"], b["constexprs"]["LOWRANK"]) for b in loop} == {
+        (kernel, lowrank) for kernel in ("chunk_end_state_kernel", "forward_output_kernel", "chunk_adjoint_kernel",
+                                         "backward_grads_kernel") for lowrank in (True, False)}
     assert {(b["kernel"], b["constexprs"].get("REDUCE"), b["constexprs"].get("TILES")) for b in loop} >= {
         ("chunk_end_state_kernel", None, 1), ("chunk_end_state_kernel", None, 16), ("forward_output_kernel", 0, 1),
         ("forward_output_kernel", 0, 16), ("forward_output_kernel", 1, 1), ("forward_output_kernel", 2, 16),
@@ -101,7 +104,6 @@ def test_state_loop_kernels_compile_and_keep_their_structure(tmp_path):
                for b in deterministic)
     for b in loop:
         c = b["constexprs"]
-        assert c["LOWRANK"], "the drop-in scan keeps the tile kernels"
         if b["kernel"] == "backward_grads_kernel":
             assert (b["num_warps"], c["BLOCK_D"]) == (1, 32)
             assert (b["atomics"] > 0) == (not c["DETERMINISTIC"]), c
@@ -111,8 +113,9 @@ def test_state_loop_kernels_compile_and_keep_their_structure(tmp_path):
     assert [b["kernel"] for b in builds if b["fenced_atomics"]] == []
     # Spills: the state-loop backward keeps 255 registers and spills 220-480 bytes of what lives across its loops
     # (positions, pointers), outside the loops (bench/README.md), 72-176 bytes in deterministic mode; the aligned
-    # cross-scale output kernel of inference chunks, with all 16 states unrolled, 100 bytes (Triton 3.7.1).  None may
-    # grow; nothing else spills.
+    # cross-scale output kernel of inference chunks, with all 16 states unrolled, 100 bytes (Triton 3.7.1); the
+    # drop-in's float16 chunk_adjoint 12 bytes for sm_90, where ptxas stops at 96 registers.  None may grow; nothing
+    # else spills.
     loop_backward = [b for b in loop if b["kernel"] == "backward_grads_kernel"]
     for b in builds:
         c = b["constexprs"]
@@ -120,6 +123,8 @@ def test_state_loop_kernels_compile_and_keep_their_structure(tmp_path):
             allowed = 256 if c["DU_OWNED"] else 512
         elif b in loop and c.get("TILES", 1) > 1 and c.get("ORDER") == 1:
             allowed = 128
+        elif b in loop and b["kernel"] == "chunk_adjoint_kernel" and not c["LOWRANK"]:
+            allowed = 16
         else:
             allowed = 0
         assert b["spill_store_bytes"] <= allowed, (b["kernel"], b["spill_store_bytes"], c)

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from directional_cases import make_gate, make_layer_inputs
 from gradients import assert_gradients_close
+from launch_spy import LaunchSpy
 from scan2d import ChannelGate, ScanDirection, directional_scan
 from scan2d._backend import deterministic_algorithms
 from scan2d.triton.launch import tile_config
@@ -139,25 +140,10 @@ def test_only_a_recorded_forward_keeps_training_chunks(monkeypatch, grad_mode):
     assert out.requires_grad == grad_mode
 
 
-class _LaunchSpy:
-    """Stands in for a Triton kernel: records each launch's name, STATE_LOOP, BLOCK_D, grid and (DX_COPIES,
-    DU_OWNED, LANE_SUMS), then launches the real one."""
-
-    def __init__(self, kernel, seen):
-        self.kernel, self.seen = kernel, seen
-
-    def __getitem__(self, grid):
-        def launch(*args, **meta):
-            self.seen.append((self.kernel.fn.__name__, meta.get("STATE_LOOP", False), meta["BLOCK_D"], tuple(grid),
-                              tuple(meta.get(key, False) for key in ("DX_COPIES", "DU_OWNED", "LANE_SUMS"))))
-            return self.kernel[grid](*args, **meta)
-        return launch
-
-
 @pytest.mark.parametrize("deterministic", [False, True])
 def test_state_loop_runs_the_layer_forward_except_the_deterministic_gate_passes(monkeypatch, deterministic):
-    # TileConfig.forward_state_loop routes the 2D layer's forward kernels to the state loop with their own channel
-    # block; the deterministic gate statistics passes (one program over all channel blocks) and the drop-in scan
+    # TileConfig.forward_state_loop routes the 2D layer's and the drop-in scan's forward kernels to the state loop
+    # with their own channel block; the deterministic gate statistics passes (one program over all channel blocks)
     # keep the (steps, channels, states) tiles.
     import scan2d.triton.launch as launch
     from scan2d import selective_scan
@@ -165,7 +151,7 @@ def test_state_loop_runs_the_layer_forward_except_the_deterministic_gate_passes(
 
     seen = []
     for name in ("chunk_end_state_kernel", "forward_output_kernel"):
-        monkeypatch.setattr(launch.K, name, _LaunchSpy(getattr(launch.K, name), seen))
+        monkeypatch.setattr(launch.K, name, LaunchSpy(getattr(launch.K, name), seen))
     directions = (ScanDirection(4, False, False), ScanDirection(4, True, True))
     inp = {k: v.to(DEVICE) for k, v in make_layer_inputs(1, 5, 6, 12, 2, n_state=4, dtype=torch.float32).items()}
     gate = make_gate(12, 2, dtype=torch.float32, device=DEVICE)
@@ -182,7 +168,7 @@ def test_state_loop_runs_the_layer_forward_except_the_deterministic_gate_passes(
     # states and one pass per direction.
     gate_stats = [(False, 4), (True, 8)] if deterministic else [(True, 8)] * 2  # the second pass has no atomics
     assert [(loop, block) for _, loop, block, *_ in layer] == [(True, 8)] + gate_stats + [(True, 8)] * 3
-    assert {(loop, block) for _, loop, block, *_ in seen} == {(False, 4)}
+    assert {(loop, block) for _, loop, block, *_ in seen} == {(True, 8)}
 
 
 @pytest.mark.parametrize("deterministic,sums,cross_scale", [
@@ -204,7 +190,7 @@ def test_backward_state_loop_runs_in_every_mode(monkeypatch, deterministic, sums
 
     seen = []
     for name in ("chunk_adjoint_kernel", "backward_grads_kernel"):
-        monkeypatch.setattr(launch.K, name, _LaunchSpy(getattr(launch.K, name), seen))
+        monkeypatch.setattr(launch.K, name, LaunchSpy(getattr(launch.K, name), seen))
     directions = (ScanDirection(None, False, False, cross_scale), ScanDirection(None, True, True, cross_scale))
     inp = make_layer_inputs(1, 4, 5, 40, 2, n_state=4, dtype=torch.float32, cross_scale=cross_scale is not None)
     ref_in = {k: v.clone().requires_grad_() for k, v in inp.items()}

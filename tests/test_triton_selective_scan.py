@@ -13,6 +13,7 @@ from scan2d import selective_scan, selective_scan_ref
 from scan2d._backend import deterministic_algorithms
 from scan2d.triton.launch import tile_config
 from gradients import assert_gradients_close
+from launch_spy import LaunchSpy
 from test_selective_scan import make_inputs
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -26,11 +27,18 @@ def _run(fn, inp, opt, **kw):
               inp["z"] if opt["z"] else None, inp["delta_bias"] if opt["bias"] else None, True, **kw)
 
 
-@settings(max_examples=10)
+# Which kernels run: the state loops (the default), with the backward's sums over lanes reduce-scattered or stored
+# into one copy of dB and dC per channel block, or the (steps, channels, states) tile kernels.
+KERNELS = [{}, dict(backward_lane_sums=True), dict(backward_dx_copies=True),
+           dict(forward_state_loop=False, backward_state_loop=False)]
+
+
+@settings(max_examples=12)
 @given(st.fixed_dictionaries(dict(
     batch=st.integers(1, 3), dim=st.sampled_from([1, 5, 17, 24]), length=st.integers(1, 70),
     n_state=st.sampled_from([1, 4, 16]), groups=st.sampled_from([0, 1, 2]), D=st.booleans(), z=st.booleans(),
-    bias=st.booleans(), dtype=st.sampled_from([torch.float32, torch.bfloat16]), deterministic=st.booleans())))
+    bias=st.booleans(), dtype=st.sampled_from([torch.float32, torch.bfloat16]), deterministic=st.booleans(),
+    kernels=st.sampled_from(KERNELS))))
 def test_forward_and_every_gradient_match_reference(opt):
     groups = opt["groups"] if opt["dim"] % max(opt["groups"], 1) == 0 else 0
     inp = make_inputs(opt["batch"], opt["dim"], opt["length"], opt["n_state"], groups)
@@ -39,7 +47,7 @@ def test_forward_and_every_gradient_match_reference(opt):
     ref, ref_last = _run(selective_scan_ref, exact, opt, return_last_state=True)
     weight = torch.randn(ref.shape, dtype=torch.float64)
     names = ["u", "delta", "A", "B", "C"] + [n for n, k in (("D", "D"), ("z", "z"), ("delta_bias", "bias")) if opt[k]]
-    with deterministic_algorithms(opt["deterministic"]):
+    with deterministic_algorithms(opt["deterministic"]), tile_config(**opt["kernels"]):
         out, last = _run(selective_scan, low, opt, backend="triton", return_last_state=True)
         grads = torch.autograd.grad((out * weight.to(DEVICE, out.dtype)).sum(), [low[n] for n in names])
     assert out.dtype == opt["dtype"]
@@ -93,7 +101,8 @@ def test_forward_without_gradients_carries_state_and_last_state_across_tiles():
 
 @pytest.mark.parametrize("dim,groups", [(12, 4), (40, 2)], ids=["group-of-3", "group-of-20"])
 def test_groups_smaller_than_or_not_a_multiple_of_the_channel_block(dim, groups):
-    # The launch shrinks the channel block until it divides the group size (here to 1 and 4 channels).
+    # The channel blocks tile each group, the last block of a group masked: here one block of 3 channels per group,
+    # or two blocks of 20 and 12 (the interpreter's blocks are 32 channels; the tile kernels' too).
     inp = make_inputs(2, dim, 37, 4, groups)
     low = {k: v.float().to(DEVICE).requires_grad_() for k, v in inp.items()}
     exact = {k: v.detach().double().cpu().requires_grad_() for k, v in low.items()}
@@ -104,6 +113,47 @@ def test_groups_smaller_than_or_not_a_multiple_of_the_channel_block(dim, groups)
     names = ["u", "delta", "B", "C"]
     grads = torch.autograd.grad(out.sum(), [low[n] for n in names])
     assert_gradients_close(names, grads, torch.autograd.grad(ref.sum(), [exact[n] for n in names]), TOL[torch.float32])
+
+
+@pytest.mark.parametrize("deterministic,sums", [
+    (False, {}), (False, dict(backward_dx_copies=True)), (False, dict(backward_lane_sums=True)), (True, {}),
+    (True, dict(backward_lane_sums=True))], ids=["atomics", "copies", "lane-sums", "deterministic",
+                                                "lane-sums-deterministic"])
+def test_drop_in_runs_the_state_loops_on_blocks_that_tile_each_group(monkeypatch, deterministic, sums):
+    # Two groups of 20 channels sharing B and C: 16-channel blocks tile each group with a block of 16 and one of 4
+    # (32-channel blocks, which the lane sums need: one short block per group), so no block reads two groups' B and
+    # C and the sums over channels reach the right group's dB and dC.  One direction: every program owns its tile
+    # of du.  In deterministic mode, or with backward_dx_copies, each block stores its dB and dC sums into its own
+    # copy, which the host adds up.  Every gradient against the float64 reference (a block reading or writing the
+    # other group, or a copy left out of the sum, would show in B, C, u or delta).
+    import scan2d.triton.launch as launch
+
+    seen = []
+    for name in ("chunk_end_state_kernel", "forward_output_kernel", "chunk_adjoint_kernel", "backward_grads_kernel"):
+        monkeypatch.setattr(launch.K, name, LaunchSpy(getattr(launch.K, name), seen))
+    inp = make_inputs(2, 40, 40, 4, 2)
+    low = {k: v.float().to(DEVICE).requires_grad_() for k, v in inp.items()}
+    exact = {k: v.detach().double().cpu().requires_grad_() for k, v in low.items()}
+    opt = dict(D=True, z=True, bias=True)
+    names = ["u", "delta", "A", "B", "C", "D", "z", "delta_bias"]
+    weight = torch.randn(2, 40, 40, dtype=torch.float64)
+    lane_sums = sums.get("backward_lane_sums", False)
+    block = 32 if lane_sums else 16
+    with tile_config(block_t=16, forward_block_d=16, backward_block_d=block, **sums), \
+            deterministic_algorithms(deterministic):
+        out = _run(selective_scan, low, opt, backend="triton")
+        grads = torch.autograd.grad((out * weight.to(DEVICE)).sum(), [low[n] for n in names])
+    ref = _run(selective_scan_ref, exact, opt)
+    torch.testing.assert_close(out.detach().double().cpu(), ref, **TOL[torch.float32])
+    assert_gradients_close(names, grads, torch.autograd.grad((ref * weight).sum(), [exact[n] for n in names]),
+                           TOL[torch.float32])
+    # Grids (batch, channel blocks, chunks of 16 of the 40 steps) and (DX_COPIES, DU_OWNED, LANE_SUMS).
+    copies = deterministic or sums.get("backward_dx_copies", False)
+    assert [entry[:4] for entry in seen if entry[0] != "backward_grads_kernel"] == [
+        ("chunk_end_state_kernel", True, 16, (2, 4, 3)), ("forward_output_kernel", True, 16, (2, 4, 3)),
+        ("chunk_adjoint_kernel", True, 16, (2, 4, 3))]
+    assert [entry[1:] for entry in seen if entry[0] == "backward_grads_kernel"] == [
+        (True, block, (2, 4 if block == 16 else 2, 3), (copies, True, lane_sums))]
 
 
 def test_non_power_of_two_state_is_refused_clearly():

@@ -30,7 +30,8 @@ class TileConfig:
 
     Attributes:
         block_t: steps per tile (a chunk is one tile with gradients, inference_tiles tiles without).
-        block_d: channels per program (shrunk for grouped B/C, see ``ScanOperands.block_d``).
+        block_d: channels per program of the tile kernels and the carry.  With grouped B/C (the drop-in scan) every
+            kind of block tiles each group, the last block of a group masked (``scan_kernels.block_channels``).
         num_warps: warps per program of every kernel but backward_grads.
         backward_num_warps: warps of ``backward_grads_kernel``, the kernel with the most live tiles (None: num_warps).
             compile_check: at 4 warps it needs about 232-255 registers (triton 3.6 spills up to 260 bytes in the gated
@@ -42,25 +43,25 @@ class TileConfig:
             training keeps one tile per chunk.
         carry_chunks: chunks that ``chunk_carry_kernel`` loads and scans at once (a power of two).  Small under
             the interpreter so that the tests cross several such blocks.
-        forward_state_loop: the 2D layer's forward kernels (``chunk_end_state``, ``forward_output``) solve the
-            recurrence one state at a time on (steps, channels) tiles (``scan_kernels._state_loop_tile``) instead of
-            on (steps, channels, states) tiles; the drop-in scan keeps the tiles
-            (``ScanOperands.forward_state_loop``).
+        forward_state_loop: the forward kernels (``chunk_end_state``, ``forward_output``) of the 2D layer and of the
+            drop-in scan solve the recurrence one state at a time on (steps, channels) tiles
+            (``scan_kernels._state_loop_tile``) instead of on (steps, channels, states) tiles.
             compile_check: 18-21 SASS instructions per element and no shuffles, barriers or shared memory, against
             29-39 per element with 128 shuffles and 17 barriers per tile (bench/README.md).  H200, case (a) with
             gradients: forward_output 0.44 ms against 0.72 (results/h200-2026-11-27-state-loops/).
         forward_block_d: channels per program of the state-loop forward: 128 puts one channel on each of 4 warps'
             threads with the tile's steps in its registers.
         forward_maxnreg: register cap for the state-loop forward kernels (None: ptxas's choice).
-        backward_state_loop: ``backward_grads`` of the 2D layer one state at a time
+        backward_state_loop: ``backward_grads`` of the 2D layer and of the drop-in scan one state at a time
             (``scan_kernels._backward_state_loop``), in one-warp programs of backward_block_d = 32 channels, one per
             thread: no barriers, dB and dC summed over the warp's lanes and added with atomics (or see
             backward_dx_copies, backward_direction_launches).  Only with tiles of at least 16 steps and channels (the
-            dt gradients' tl.dot).  The layer's ``chunk_adjoint`` then runs one state at a time too, on
-            forward_block_d channels.  H200, case (a): backward_grads 1.6 ms against 7.7, forward+backward 3.9 ms
+            layer's dt gradients' tl.dot).  ``chunk_adjoint`` then runs one state at a time too, on forward_block_d
+            channels.  H200, case (a): backward_grads 1.6 ms against 7.7, forward+backward 3.9 ms
             against 10.2.
         backward_dx_copies: the state-loop backward stores its sums over channels (dB, dC, the dt low-rank input's
-            gradient) into one zeroed copy of the x-projection gradient per channel block, which the host then sums,
+            gradient) into one zeroed copy of the x-projection gradient (the drop-in scan: of dB and dC) per channel
+            block, which the host then sums,
             instead of adding them with atomics, at the price of the copies (case (a): 12 copies of 14 MB) and their
             sum.  compile_check (sm_90, Triton 3.7.1): 16 atomic instructions instead of 34, 12-16 bytes fewer spills.
         backward_direction_launches: the state-loop backward runs one launch per direction, so that du, which the
@@ -267,7 +268,7 @@ class ScanOperands:
         return ((self.u, self.u_low, *self.u_strides, self.u_low_batch_stride),
                 (self.x, self.x_low, *self.x_strides, self.x_low_batch_stride),
                 (self.delta, *self.delta_strides),
-                (self.B, self.C, *self.B_strides, *self.C_strides, self.per_group),
+                (self.B, self.C, *self.B_strides, *self.C_strides, self.group_size),
                 (self.dt_weight, self.dt_bias),
                 self.A, self.dirs, self.K, self.height, self.width, self.dim, self.n_chunks)
 
@@ -275,38 +276,40 @@ class ScanOperands:
         return dict(ORDER=self.order, LOWRANK=self.lowrank, HAS_BIAS=self.has_bias,
                     SOFTPLUS=self.softplus, R=self.rank, N=self.n_state)
 
-    def channel_block(self, block: int) -> int:
-        # Halved until it divides the group size of grouped B/C, so that a block reads one group
-        # (``scan_kernels.block_group``).
-        while self.grouped and self.per_group % block:
-            block //= 2
-        return block
+    @property
+    def group_size(self) -> int:
+        """Channels that share B and C: per_group with grouped B/C, else all of them."""
+        return self.per_group if self.grouped else self.dim
+
+    def channel_blocks(self, block: int) -> int:
+        """Programs of ``block`` channels that cover the channels: the blocks tile each group of channels that share
+        B and C, the last block of a group masked (``scan_kernels.block_channels``)."""
+        return self.dim // self.group_size * triton.cdiv(self.group_size, block)
 
     @property
     def block_d(self) -> int:
-        """Channels per program of the backward and the carry: tiles.block_d (see ``channel_block``)."""
-        return self.channel_block(self.tiles.block_d)
+        """Channels per program of the tile kernels and the carry."""
+        return self.tiles.block_d
 
     @property
     def forward_state_loop(self) -> bool:
-        """Whether the forward kernels run the state loop (``TileConfig.forward_state_loop``): the 2D layer only.  The
-        drop-in scan's channels-first inputs make Triton spread the steps over lanes, where the state loop's scans
-        would shuffle (compile_check: 160-288 shuffles per thread against none in the layer)."""
-        return self.tiles.forward_state_loop and self.lowrank
+        """Whether the forward kernels run the state loop (``TileConfig.forward_state_loop``).  The drop-in scan's
+        channels-first inputs compile to the same layout as the layer's tokens, one channel per thread with the
+        steps in its registers (compile_check: no shuffles or shared memory in either)."""
+        return self.tiles.forward_state_loop
 
     @property
     def backward_state_loop(self) -> bool:
-        """Whether ``backward_grads`` runs the state loop (``TileConfig.backward_state_loop``): the 2D layer, with
-        tiles of at least 16 steps and 16 channels (tl.dot's smallest).  In deterministic mode too: there each
-        channel block stores into its own copy of the x-projection gradient, one direction per launch
-        (``backward``)."""
-        return (self.tiles.backward_state_loop and self.lowrank
-                and self.tiles.block_t >= 16 and self.channel_block(self.tiles.backward_block_d) >= 16)
+        """Whether ``backward_grads`` runs the state loop (``TileConfig.backward_state_loop``), with tiles of at least
+        16 steps and 16 channels (tl.dot's smallest, for the layer's dt gradients).  In deterministic mode too: there
+        each channel block stores into its own copy of the x-projection gradient (the drop-in's dB and dC), one
+        direction per launch (``backward``)."""
+        return (self.tiles.backward_state_loop and self.tiles.block_t >= 16 and self.tiles.backward_block_d >= 16)
 
     @property
     def backward_dx_copies(self) -> bool:
-        """Whether the state-loop backward stores its sums over channels into one copy of dx per channel block
-        (``TileConfig.backward_dx_copies``, and always in deterministic mode)."""
+        """Whether the state-loop backward stores its sums over channels into one copy of dx (the drop-in's dB and
+        dC) per channel block (``TileConfig.backward_dx_copies``, and always in deterministic mode)."""
         return self.backward_state_loop and (self.deterministic or self.tiles.backward_dx_copies)
 
     @property
@@ -316,18 +319,24 @@ class ScanOperands:
         return self.deterministic or (self.backward_state_loop and self.tiles.backward_direction_launches)
 
     @property
+    def backward_du_owned(self) -> bool:
+        """Whether each program of the state-loop backward owns its tile of du (a plain read-add-write): one direction
+        per launch, or only one direction (the drop-in scan), visits every token once."""
+        return self.backward_one_direction_per_launch or self.K == 1
+
+    @property
     def backward_lane_sums(self) -> bool:
         """Whether the state-loop backward reduce-scatters dB's and dC's sums over the warp's lanes
         (``TileConfig.backward_lane_sums``): one-warp programs of 32 channels, at most 32 steps per tile."""
         return (self.backward_state_loop and self.tiles.backward_lane_sums
-                and self.channel_block(self.tiles.backward_block_d) == 32 and self.tiles.block_t <= 32)
+                and self.tiles.backward_block_d == 32 and self.tiles.block_t <= 32)
 
     @property
     def adjoint_state_loop(self) -> bool:
-        """Whether ``chunk_adjoint`` runs the state loop: with ``TileConfig.backward_state_loop`` in the 2D layer.  It
-        sums over steps only, inside each thread, so it needs neither atomics nor tl.dot (and runs on
-        ``forward_block_d`` channels)."""
-        return self.tiles.backward_state_loop and self.lowrank
+        """Whether ``chunk_adjoint`` runs the state loop: with ``TileConfig.backward_state_loop``.  It sums over steps
+        only, inside each thread, so it needs neither atomics nor tl.dot (and runs on ``forward_block_d``
+        channels)."""
+        return self.tiles.backward_state_loop
 
     @property
     def state_unroll(self) -> int:
@@ -337,13 +346,17 @@ class ScanOperands:
     @property
     def forward_block_d(self) -> int:
         """Channels per program of the forward kernels: tiles.forward_block_d with the state loop, else block_d."""
-        return self.channel_block(self.tiles.forward_block_d) if self.forward_state_loop else self.block_d
+        return self.tiles.forward_block_d if self.forward_state_loop else self.block_d
 
     def grid(self, directions: Optional[int] = None, channel_blocks: bool = True, block_d: Optional[int] = None):
         """(batch x ``directions`` (default all K), channel blocks of ``block_d`` (default ``self.block_d``; 1
         where one program loops over them), chunks)."""
-        blocks = triton.cdiv(self.dim, block_d or self.block_d) if channel_blocks else 1
+        blocks = self.channel_blocks(block_d or self.block_d) if channel_blocks else 1
         return (self.batch * (self.K if directions is None else directions), blocks, self.n_chunks)
+
+    def carry_grid(self):
+        """(batch x K, blocks of ``block_d`` channels) of ``chunk_carry_kernel``, which reads no B or C: dense blocks."""
+        return (self.batch * self.K, triton.cdiv(self.dim, self.block_d))
 
     def state_buffer(self, *tail):
         return torch.empty(self.batch * self.K, self.n_chunks, self.dim, *tail, device=self.u.device,
@@ -358,11 +371,10 @@ def forward_states(ops: ScanOperands):
         local, dsum, *ops.common_args(), **ops.common_meta(), BLOCK_T=ops.tiles.block_t, BLOCK_D=ops.forward_block_d,
         TILES=ops.tiles_per_chunk, STATE_LOOP=ops.forward_state_loop, STATE_UNROLL=ops.state_unroll,
         CARRY_IN_REGISTERS=ops.tiles.carry_in_registers, **ops.tiles.forward_options(ops.forward_state_loop))
-    grid = ops.grid()
     # The carry turns the chunk end states into entry states in place.
     entry = local
     final = torch.empty(ops.batch * ops.K, ops.dim, ops.n_state, device=ops.u.device, dtype=torch.float32)
-    K.chunk_carry_kernel[grid[:2]](entry, final, local, dsum, final, ops.A, ops.K, ops.dim, ops.n_chunks,
+    K.chunk_carry_kernel[ops.carry_grid()](entry, final, local, dsum, final, ops.A, ops.K, ops.dim, ops.n_chunks,
                                    HAS_INIT=False, REVERSE=False, N=ops.n_state, BLOCK_D=ops.block_d,
                                    BLOCK_C=ops.tiles.carry_chunks, num_warps=ops.tiles.num_warps)
     return entry, dsum, final
@@ -450,7 +462,6 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
     """
     if not ops.for_backward:
         raise RuntimeError("internal error: backward on operands made for a forward-only run (for_backward=False).")
-    grid = ops.grid()
     has_z = ops.z is not None
     z = ops.z if has_z else ops.u
     wt = weight if weight is not None else dsum
@@ -461,13 +472,13 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
                 LN_UPSTREAM=ln_upstream is not None, BLOCK_T=ops.tiles.block_t, BLOCK_D=ops.block_d)
     local = ops.state_buffer(ops.n_state)
     adjoint_loop = ops.adjoint_state_loop
-    adjoint_block = ops.channel_block(ops.tiles.forward_block_d) if adjoint_loop else ops.block_d
+    adjoint_block = ops.tiles.forward_block_d if adjoint_loop else ops.block_d
     K.chunk_adjoint_kernel[ops.grid(block_d=adjoint_block)](
         local, dout, *dout_strides, wt, z, *ops.z_strides, entry, Dskip, *ln_args, *ops.common_args(),
         HAS_D=ops.D is not None, **dict(meta, BLOCK_D=adjoint_block), STATE_LOOP=adjoint_loop,
         STATE_UNROLL=ops.state_unroll, num_warps=ops.tiles.num_warps)
     arrive = local  # in place, as in forward_states
-    K.chunk_carry_kernel[grid[:2]](arrive, arrive, local, dsum, dfinal if dfinal is not None else local, ops.A,
+    K.chunk_carry_kernel[ops.carry_grid()](arrive, arrive, local, dsum, dfinal if dfinal is not None else local, ops.A,
                                    ops.K, ops.dim, ops.n_chunks, HAS_INIT=dfinal is not None, REVERSE=True,
                                    N=ops.n_state, BLOCK_D=ops.block_d, BLOCK_C=ops.tiles.carry_chunks,
                                    num_warps=ops.tiles.num_warps)
@@ -480,38 +491,37 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
     gb = {name: grad_buffers.get(name) if grad_buffers.get(name) is not None else dD_part
           for name in ("du", "du_low", "ddelta", "dx", "dx_low", "dB", "dC", "dz")}
     state_loop = ops.backward_state_loop
-    dx, dx_low, part_strides = gb["dx"], gb["dx_low"], (0, 0)
-    has_low = grad_buffers.get("dx_low") is not None
+    launch_buffers, copies, part_strides = gb, {}, (0, 0)
     if state_loop:  # one warp per 32 channels, one channel per thread; tl.dot needs RP >= 16
-        block_d = ops.channel_block(ops.tiles.backward_block_d)
+        block_d = ops.tiles.backward_block_d
         grads_meta = dict(meta, BLOCK_D=block_d, RP=max(16, triton.next_power_of_2(ops.rank)), STATE_LOOP=True,
                           num_warps=max(1, block_d // 32))
         if ops.backward_dx_copies:
-            # The channel blocks' sums (dB, dC, the dt low-rank input) go to one copy of dx (dx_low) per block, added
-            # up below in a fixed order: the programs stay one per channel block, without atomics.
-            blocks = triton.cdiv(ops.dim, block_d)
-            dx = dx.new_zeros(blocks, *dx.shape)
-            dx_low = dx_low.new_zeros(blocks, *dx_low.shape) if has_low else dx_low
-            part_strides = (dx[0].numel(), dx_low[0].numel() if has_low else 0)
+            # The channel blocks' sums (dB, dC and the dt low-rank input: columns of dx and dx_low in the layer,
+            # the drop-in's own dB and dC) go to one copy per block, added up below in a fixed order: the programs
+            # stay one per channel block, without atomics.
+            blocks = ops.channel_blocks(block_d)
+            sums = ("dx", "dx_low") if ops.lowrank else ("dB", "dC")
+            copies = {name: gb[name].new_zeros(blocks, *gb[name].shape) for name in sums
+                      if grad_buffers.get(name) is not None}
+            part_strides = tuple(copies[name][0].numel() if name in copies else 0 for name in sums)
+            launch_buffers = {**gb, **copies}
     else:
         block_d = ops.block_d
         grads_meta = dict(meta, RP=triton.next_power_of_2(ops.rank), **ops.tiles.backward_options())
     # One direction per launch: du, which the directions share, without atomics.  The deterministic tile kernels run
     # one program per chunk that visits every channel block.
-    one_direction = ops.backward_one_direction_per_launch
     channel_blocks = state_loop or not ops.deterministic
-    for k_first, k_count in direction_launches(ops.K, one_direction):
+    for k_first, k_count in direction_launches(ops.K, ops.backward_one_direction_per_launch):
         K.backward_grads_kernel[ops.grid(k_count, channel_blocks=channel_blocks, block_d=block_d)](
-            gb["du"], gb["du_low"], gb["ddelta"], dx, dx_low, gb["dB"], gb["dC"], gb["dz"],
+            *(launch_buffers[name] for name in ("du", "du_low", "ddelta", "dx", "dx_low", "dB", "dC", "dz")),
             dA_part, dD_part, dbias_part, dW_part, dweight_part,
             dout, *dout_strides, wt, entry, arrive, Dskip, z, *ops.z_strides, *ln_args,
             *ops.common_args(), k_first, k_count, *part_strides, HAS_D=ops.D is not None,
-            DETERMINISTIC=ops.deterministic, DX_COPIES=ops.backward_dx_copies, DU_OWNED=one_direction,
+            DETERMINISTIC=ops.deterministic, DX_COPIES=ops.backward_dx_copies, DU_OWNED=ops.backward_du_owned,
             LANE_SUMS=ops.backward_lane_sums, **grads_meta)
-    if ops.backward_dx_copies:  # added, as the kernels add into every other buffer
-        gb["dx"].add_(dx.sum(0))
-        if has_low:
-            gb["dx_low"].add_(dx_low.sum(0))
+    for name, copy in copies.items():  # added, as the kernels add into every other buffer
+        gb[name].add_(copy.sum(0))
 
     def per_direction(part):
         return part.view(ops.batch, ops.K, ops.n_chunks, *part.shape[2:]).sum(dim=(0, 2))

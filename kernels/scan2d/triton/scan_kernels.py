@@ -4,7 +4,7 @@ Work is split over (batch x direction, channel block, sequence chunk), so a batc
 launches thousands of programs (in deterministic mode the passes that sum over channels give each program all the
 channel blocks of its chunk instead, see ``_channel_blocks``).  Each program handles BLOCK_D channels x BLOCK_T
 steps x N states in registers and solves its part of the recurrence with ``tl.associative_scan``; with the state
-loops (``launch.TileConfig.forward_state_loop`` / ``backward_state_loop``, the 2D layer's kernels) it scans a
+loops (``launch.TileConfig.forward_state_loop`` / ``backward_state_loop``, the default) it scans a
 (BLOCK_T, BLOCK_D) tile one state at a time instead (``_state_loop_tile``, ``_backward_state_loop``).  One pass
 each way needs the state entering every chunk, so both directions of the computation have three launches:
 
@@ -119,11 +119,41 @@ def x_rows(x_ptr, x_low_ptr, X, b64, pos64, is_low, k, ORDER: tl.constexpr):
 
 
 @triton.jit
-def block_group(d_block, d, per_group):
-    """The group of B/C that channel block ``d_block`` (channels ``d``) reads.  Blocks never straddle two groups
-    (the host picks BLOCK_D to divide the group size), so B and C are (T, N) tiles shared by all the block's
-    channels."""
-    return ((d_block * d.shape[0]) // per_group).to(tl.int64)
+def block_channels(d_block, per_group, Dm, BLOCK_D: tl.constexpr, ONE_GROUP: tl.constexpr):
+    """Channels d (BLOCK_D,) of channel block ``d_block`` and their mask.  The blocks tile each group of
+    ``per_group`` channels that share B and C: cdiv(per_group, BLOCK_D) blocks per group, the last one masked.  So
+    no block straddles two groups, B and C are one row per step for all the block's channels, and the block keeps
+    its size whatever the group size (halving it to divide the group left 8 channels per program for MambaIR's
+    360).  ONE_GROUP (the 2D layer, whose B and C are per direction): blocks of the Dm channels, without the
+    divisions (compile_check: about 50 SASS instructions per kernel)."""
+    if ONE_GROUP:
+        d = d_block * BLOCK_D + tl.arange(0, BLOCK_D)
+        return d, d < Dm
+    per_block = tl.cdiv(per_group, BLOCK_D)
+    in_group = (d_block % per_block) * BLOCK_D + tl.arange(0, BLOCK_D)
+    return (d_block // per_block) * per_group + in_group, in_group < per_group
+
+
+@triton.jit
+def block_group(d_block, per_group, BLOCK_D: tl.constexpr):
+    """The group of B/C that channel block ``d_block`` reads (see ``block_channels``)."""
+    return (d_block // tl.cdiv(per_group, BLOCK_D)).to(tl.int64)
+
+
+@triton.jit
+def _channel_sum_rows(sums_a, sums_b, X, BC, b64, pos64, is_low, k, d_block, ORDER: tl.constexpr,
+                      LOWRANK: tl.constexpr, R: tl.constexpr, N: tl.constexpr, BLOCK_D: tl.constexpr):
+    """Pointers (T,) to state 0 of dB's and dC's rows at the steps at positions ``pos64``, where the backward adds
+    its sums over channels; state n lies as far on as in B and C (``load_steps``'s s_bn, s_cn).  The 2D layer's
+    dB and dC are columns of the x-projection gradient (sums_a = dx, sums_b = dx_low, laid out like x); the drop-in
+    scan's are laid out like B and C (sums_a = dB, sums_b = dC) and read channel block ``d_block``'s group."""
+    if LOWRANK:
+        dxrow = x_rows(sums_a, sums_b, X, b64, pos64, is_low, k, ORDER)
+        return dxrow + R * X[5], dxrow + (R + N) * X[5]
+    else:
+        grp = block_group(d_block, BC[10], BLOCK_D)
+        return (sums_a + b64 * BC[2] + grp * BC[3] + pos64 * BC[5],
+                sums_b + b64 * BC[6] + grp * BC[7] + pos64 * BC[9])
 
 
 @triton.jit
@@ -263,7 +293,7 @@ def load_steps(
     else:
         delta_pre = tl.load(delta_ptr + b64 * s_db + pos64[:, None] * s_dl + d[None, :] * s_dd, mask=mask_td,
                             other=0.0).to(tl.float32)
-        grp = block_group(d_block, d, per_group)
+        grp = block_group(d_block, per_group, d.shape[0])
         b_rows = B_ptr + b64 * s_bb + grp * s_bg + pos64 * s_bl
         c_rows = C_ptr + b64 * s_cb + grp * s_cg + pos64 * s_cl
     if HAS_BIAS:
@@ -400,8 +430,7 @@ def chunk_end_state_kernel(
     """
     pid_bk, pid_d, pid_c = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     b, k = pid_bk // K, pid_bk % K
-    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    d_mask = d < Dm
+    d, d_mask = block_channels(pid_d, BC[10], Dm, BLOCK_D, LOWRANK)
     t = tl.arange(0, BLOCK_T)
     n = tl.arange(0, N)
     base = (pid_bk.to(tl.int64) * n_chunks + pid_c) * Dm
@@ -497,11 +526,11 @@ def chunk_carry_kernel(
 
 
 @triton.jit
-def _channel_blocks(Dm, BLOCK_D: tl.constexpr, DETERMINISTIC: tl.constexpr):
+def _channel_blocks(Dm, per_group, BLOCK_D: tl.constexpr, DETERMINISTIC: tl.constexpr):
     """(first channel block, how many) of this program: its own one (grid axis 1), or with DETERMINISTIC every
     block in turn (the host launches one program per chunk), so sums over channels never cross programs."""
     if DETERMINISTIC:
-        return 0, tl.cdiv(Dm, BLOCK_D)
+        return 0, (Dm // per_group) * tl.cdiv(per_group, BLOCK_D)
     else:
         return tl.program_id(1), 1
 
@@ -540,11 +569,10 @@ def forward_output_kernel(
     b64 = b.to(tl.int64)
     t = tl.arange(0, BLOCK_T)
     n = tl.arange(0, N)
-    first_block, n_blocks = _channel_blocks(Dm, BLOCK_D, DETERMINISTIC)
+    first_block, n_blocks = _channel_blocks(Dm, BC[10], BLOCK_D, DETERMINISTIC)
     for i in range(n_blocks):
         pid_d = first_block + i
-        d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-        d_mask = d < Dm
+        d, d_mask = block_channels(pid_d, BC[10], Dm, BLOCK_D, LOWRANK)
         if STATE_LOOP:
             rows = ((pid_bk.to(tl.int64) * n_chunks + pid_c) * Dm + d) * N  # this chunk's states
             entry_rows = carry_ptr + rows
@@ -663,8 +691,7 @@ def _backward_chunk(
     """What both backward kernels read for the one-tile chunk ``pid_c`` of (batch b, direction k), channel block
     ``pid_d``: the chunk's indices and inputs (load_chunk) and A (D, N).  Shared so that the adjoint pass and the
     gradient pass recompute exactly the same chunk."""
-    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    d_mask = d < Dm
+    d, d_mask = block_channels(pid_d, BC[10], Dm, BLOCK_D, LOWRANK)
     t = tl.arange(0, BLOCK_T)
     s = pid_c * BLOCK_T + t
     n = tl.arange(0, N)
@@ -700,8 +727,7 @@ def chunk_adjoint_kernel(
     b64 = b.to(tl.int64)
     base = (pid_bk.to(tl.int64) * n_chunks + pid_c) * Dm
     if STATE_LOOP:
-        d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
-        d_mask = d < Dm
+        d, d_mask = block_channels(tl.program_id(1), BC[10], Dm, BLOCK_D, LOWRANK)
         t = tl.arange(0, BLOCK_T)
         pos, is_low, valid, u, delta_pre, delta, b_rows, c_rows, s_bn, s_cn = load_steps(
             pid_c * BLOCK_T + t, b, k, tl.program_id(1), d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER,
@@ -790,7 +816,7 @@ def _accumulate_du(du_ptr, du_low_ptr, U, b64, pos64, is_low, d, du, mask_td, OR
 
 @triton.jit
 def _backward_state_loop(
-    du_ptr, du_low_ptr, dx_ptr, dx_low_ptr, dz_ptr, dA_part_ptr, dD_part_ptr, dbias_part_ptr, dW_part_ptr,
+    du_ptr, du_low_ptr, ddelta_ptr, dx_ptr, dx_low_ptr, dB_ptr, dC_ptr, dz_ptr, dA_part_ptr, dD_part_ptr, dbias_part_ptr, dW_part_ptr,
     dweight_part_ptr, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, entry_ptr, arrive_ptr, Dskip_ptr,
     z_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr, gbar_ptr, L_high,
     U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks, b, k, pid_bk, s_dx_part, s_dxl_part,
@@ -800,18 +826,20 @@ def _backward_state_loop(
     LANE_SUMS: tl.constexpr, R: tl.constexpr,
     N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, RP: tl.constexpr,
 ):
-    """``backward_grads_kernel`` one state at a time (its STATE_LOOP), for the 2D layer (LOWRANK).
+    """``backward_grads_kernel`` one state at a time (its STATE_LOOP), for the 2D layer (LOWRANK) and the drop-in scan.
 
     The tile is (BLOCK_T steps, BLOCK_D channels) with each thread holding one channel's steps in registers, as in
     ``_state_loop_tile``: per state n the states and the adjoint are scanned in registers (the adjoint over the steps
     reversed, with ``_adjoint_combine``), du's and ddelta's sums over n accumulate in registers and dA's sum over steps
     stays in the thread.  Only dB and dC (sums over channels) cross threads: a sum over the warp's lanes and one add
     per step and state, which is why the host launches one warp per 32 channels (no barriers).  The dt low-rank
-    gradients are two small products on the tile (tl.dot: (T, D) x (D, R) and (D, T) x (T, R)).
+    gradients are two small products on the tile (tl.dot: (T, D) x (D, R) and (D, T) x (T, R)); the drop-in scan,
+    given delta, stores ddelta instead.
 
-    What other programs also write: dB, dC and the dt low-rank input's gradient (in dx and dx_low), summed over the
-    channel blocks, are added with atomics, or with DX_COPIES stored into the block's own zeroed copy of dx and dx_low
-    (``s_dx_part``, ``s_dxl_part`` elements apart), which the host then sums.  du, summed over directions, is added
+    What other programs also write: dB, dC and the dt low-rank input's gradient (in dx and dx_low; the drop-in's dB
+    and dC are laid out like B and C), summed over the channel blocks, are added with atomics, or with DX_COPIES
+    stored into the block's own zeroed copy of dx and dx_low (dB and dC), ``s_dx_part`` and ``s_dxl_part`` elements
+    apart, which the host then sums.  du, summed over directions, is added
     with atomics, or with DU_OWNED (the host launches one direction at a time) by a plain read-add-write; the (T, D)
     tile's atomics hold the most registers (compile_check, sm_90: 92-196 bytes of spills without them, 232-464
     with).  Deterministic mode sets both.  (Looping over the channel blocks in one program instead, as the tile
@@ -821,13 +849,11 @@ def _backward_state_loop(
     LANE_SUMS (BLOCK_D = 32, one warp): dB's and dC's sums over the channels are reduce-scattered over the lanes
     (``_lane_sums``), each lane then adding the sum of one step, instead of every lane reducing every step.
     """
-    tl.static_assert(LOWRANK, "the state-loop backward serves the 2D layer (dt low-rank projection)")
     s_xc = X[5]
     dtw_ptr = PROJ[0]
     b64 = b.to(tl.int64)
     pid_d = tl.program_id(1)
-    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    d_mask = d < Dm
+    d, d_mask = block_channels(pid_d, BC[10], Dm, BLOCK_D, LOWRANK)
     t = tl.arange(0, BLOCK_T)
     pid_c = tl.program_id(2)
     pos, is_low, valid, u, delta_pre, delta, b_rows, c_rows, s_bn, s_cn = load_steps(
@@ -850,16 +876,18 @@ def _backward_state_loop(
     dy = _output_grads(y, pos64, b64, k, d, d_mask, valid, is_low, mask_td, chunk_base, dout_ptr, s_gb, s_gk, s_gl,
                        s_gd, weight_ptr, dweight_part_ptr, z_ptr, dz_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr,
                        gbar_ptr, L_high, K, Dm, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM, HAS_Z)
-    # dx and dx_low, or this channel block's copies of them (DX_COPIES).
-    dx_block = dx_ptr + pid_d.to(tl.int64) * s_dx_part
-    dx_low_block = dx_low_ptr + pid_d.to(tl.int64) * s_dxl_part
-    dxrow = x_rows(dx_block, dx_low_block, X, b64, pos64, is_low, k, ORDER)
+    # dx and dx_low (dB and dC), or this channel block's copies of them (DX_COPIES).
+    sums_a = (dx_ptr if LOWRANK else dB_ptr) + pid_d.to(tl.int64) * s_dx_part
+    sums_b = (dx_low_ptr if LOWRANK else dC_ptr) + pid_d.to(tl.int64) * s_dxl_part
+    db_rows, dc_rows = _channel_sum_rows(sums_a, sums_b, X, BC, b64, pos64, is_low, k, pid_d, ORDER, LOWRANK, R, N,
+                                         BLOCK_D)
     if LANE_SUMS:
-        # Where each lane adds its step's sum: the step's dx row, recomputed for the lane's step (once per tile).
+        # Where each lane adds its step's sum: the step's rows, recomputed for the lane's step (once per tile).
         per_step: tl.constexpr = BLOCK_D // BLOCK_T
         lane = tl.arange(0, BLOCK_D)
         pos_l, is_low_l, valid_l = step_positions(pid_c * BLOCK_T + lane // per_step, k, dirs_ptr, H, W, ORDER)
-        dx_lane = x_rows(dx_block, dx_low_block, X, b64, pos_l.to(tl.int64), is_low_l, k, ORDER)
+        db_lane, dc_lane = _channel_sum_rows(sums_a, sums_b, X, BC, b64, pos_l.to(tl.int64), is_low_l, k, pid_d,
+                                             ORDER, LOWRANK, R, N, BLOCK_D)
         lane_mask = valid_l & (lane % per_step == 0)
     du_delta = delta * u
     first = (t == 0)[:, None]
@@ -876,10 +904,10 @@ def _backward_state_loop(
         drive = du_delta * bn[:, None]
         _, h = tl.associative_scan((decay, drive + tl.where(first, decay * h0[None, :], 0.0)), 0, _combine)
         if LANE_SUMS:  # dC
-            _accumulate(dx_lane + (R + N + n) * s_xc, _lane_sums(dy * h, lane, BLOCK_T, BLOCK_D), lane_mask,
-                        DX_COPIES, FIRST_WRITE=True)
+            _accumulate(dc_lane + n * s_cn, _lane_sums(dy * h, lane, BLOCK_T, BLOCK_D), lane_mask, DX_COPIES,
+                        FIRST_WRITE=True)
         else:
-            _accumulate(dxrow + (R + N + n) * s_xc, tl.sum(dy * h, axis=1), valid, DX_COPIES, FIRST_WRITE=True)
+            _accumulate(dc_rows + n * s_cn, tl.sum(dy * h, axis=1), valid, DX_COPIES, FIRST_WRITE=True)
         # The adjoint over the reversed steps: the tile's last step first, seeded with what arrives from later chunks.
         seed = _reverse_rows(dy * cn[:, None]) + tl.where(first, g_end[None, :], 0.0)
         _, _, g = tl.associative_scan((_reverse_rows(decay), ones, seed), 0, _adjoint_combine)
@@ -889,10 +917,10 @@ def _backward_state_loop(
         gA += g_prev * a[None, :]
         tl.store(dA_part_ptr + (chunk_base + d) * N + n, tl.sum(g_prev * delta, axis=0), mask=d_mask)
         if LANE_SUMS:  # dB
-            _accumulate(dx_lane + (R + n) * s_xc, _lane_sums(g * du_delta, lane, BLOCK_T, BLOCK_D), lane_mask,
+            _accumulate(db_lane + n * s_bn, _lane_sums(g * du_delta, lane, BLOCK_T, BLOCK_D), lane_mask,
                         DX_COPIES, FIRST_WRITE=True)
         else:
-            _accumulate(dxrow + (R + n) * s_xc, tl.sum(g * du_delta, axis=1), valid, DX_COPIES, FIRST_WRITE=True)
+            _accumulate(db_rows + n * s_bn, tl.sum(g * du_delta, axis=1), valid, DX_COPIES, FIRST_WRITE=True)
 
     du = gB * delta + dy * Dk[None, :]
     ddelta = gB * u + gA
@@ -902,18 +930,23 @@ def _backward_state_loop(
     tl.store(dD_part_ptr + chunk_base + d, tl.sum(dy * u, axis=0), mask=d_mask)
     tl.store(dbias_part_ptr + chunk_base + d, tl.sum(ddelta, axis=0), mask=d_mask)
     _accumulate_du(du_ptr, du_low_ptr, U, b64, pos64, is_low, d, du, mask_td, ORDER, DU_OWNED)
-    # Through delta_pre = dt_low @ dt_weight[k].T: the input's gradient sums over channels and the weight's over
-    # steps, both small products on the tile (RP >= 16, the smallest tl.dot; the host pads it).
-    r = tl.arange(0, RP)
-    mask_tr = valid[:, None] & (r < R)[None, :]
-    mask_dr = d_mask[:, None] & (r < R)[None, :]
-    w = tl.load(dtw_ptr + (k * Dm + d[:, None]) * R + r[None, :], mask=mask_dr, other=0.0).to(tl.float32)
-    _accumulate(dxrow[:, None] + r[None, :] * s_xc, tl.dot(ddelta, w, input_precision="ieee"), mask_tr, DX_COPIES,
-                FIRST_WRITE=True)
-    xrow = x_rows(X[0], X[1], X, b64, pos64, is_low, k, ORDER)
-    cols = tl.load(xrow[:, None] + r[None, :] * s_xc, mask=mask_tr, other=0.0).to(tl.float32)
-    tl.store(dW_part_ptr + (chunk_base + d[:, None]) * R + r[None, :],
-             tl.dot(tl.trans(ddelta), cols, input_precision="ieee"), mask=mask_dr)
+    if LOWRANK:
+        # Through delta_pre = dt_low @ dt_weight[k].T: the input's gradient sums over channels and the weight's over
+        # steps, both small products on the tile (RP >= 16, the smallest tl.dot; the host pads it).
+        r = tl.arange(0, RP)
+        mask_tr = valid[:, None] & (r < R)[None, :]
+        mask_dr = d_mask[:, None] & (r < R)[None, :]
+        w = tl.load(dtw_ptr + (k * Dm + d[:, None]) * R + r[None, :], mask=mask_dr, other=0.0).to(tl.float32)
+        dxrow = x_rows(sums_a, sums_b, X, b64, pos64, is_low, k, ORDER)
+        _accumulate(dxrow[:, None] + r[None, :] * s_xc, tl.dot(ddelta, w, input_precision="ieee"), mask_tr,
+                    DX_COPIES, FIRST_WRITE=True)
+        xrow = x_rows(X[0], X[1], X, b64, pos64, is_low, k, ORDER)
+        cols = tl.load(xrow[:, None] + r[None, :] * s_xc, mask=mask_tr, other=0.0).to(tl.float32)
+        tl.store(dW_part_ptr + (chunk_base + d[:, None]) * R + r[None, :],
+                 tl.dot(tl.trans(ddelta), cols, input_precision="ieee"), mask=mask_dr)
+    else:
+        tl.store(ddelta_ptr + b64 * DELTA[1] + pos64[:, None] * DELTA[2] + d[None, :] * DELTA[3], ddelta,
+                 mask=mask_td)
 
 
 @triton.jit(do_not_specialize=["k_first"])  # one compiled kernel for every direction
@@ -961,14 +994,14 @@ def backward_grads_kernel(
     b64 = b.to(tl.int64)
     if STATE_LOOP:
         _backward_state_loop(
-            du_ptr, du_low_ptr, dx_ptr, dx_low_ptr, dz_ptr, dA_part_ptr, dD_part_ptr, dbias_part_ptr, dW_part_ptr,
+            du_ptr, du_low_ptr, ddelta_ptr, dx_ptr, dx_low_ptr, dB_ptr, dC_ptr, dz_ptr, dA_part_ptr, dD_part_ptr, dbias_part_ptr, dW_part_ptr,
             dweight_part_ptr, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, entry_ptr, arrive_ptr, Dskip_ptr,
             z_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr, gbar_ptr, L_high,
             U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks, b, k, pid_bk, s_dx_part, s_dxl_part,
             ORDER, LOWRANK, HAS_BIAS, SOFTPLUS, HAS_D, HAS_Z, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM,
             DX_COPIES, DU_OWNED, LANE_SUMS, R, N, BLOCK_T, BLOCK_D, RP)
         return
-    first_block, n_blocks = _channel_blocks(Dm, BLOCK_D, DETERMINISTIC)
+    first_block, n_blocks = _channel_blocks(Dm, BC[10], BLOCK_D, DETERMINISTIC)
     for blk in range(n_blocks):
         pid_d = first_block + blk
         d, d_mask, t, n, pos, is_low, valid, u, delta_pre, delta, Bm, Cm, A = _backward_chunk(
@@ -1010,7 +1043,7 @@ def backward_grads_kernel(
             _accumulate(dxrow[:, None] + (R + N + n[None, :]) * s_xc, tl.sum(dyh, axis=1), valid[:, None],
                         DETERMINISTIC)
         else:
-            grp = block_group(pid_d, d, per_group)
+            grp = block_group(pid_d, per_group, BLOCK_D)
             _accumulate(dC_ptr + b64 * s_cb + grp * s_cg + n[None, :] * s_cn + pos64[:, None] * s_cl,
                         tl.sum(dyh, axis=1), valid[:, None], DETERMINISTIC)
 
@@ -1051,7 +1084,7 @@ def backward_grads_kernel(
                      tl.sum(ddelta[:, :, None] * cols[:, None, :], axis=0), mask=mask_dr)
         else:
             tl.store(ddelta_ptr + b64 * s_db + pos64[:, None] * s_dl + d[None, :] * s_dd, ddelta, mask=mask_td)
-            grp = block_group(pid_d, d, per_group)
+            grp = block_group(pid_d, per_group, BLOCK_D)
             _accumulate(dB_ptr + b64 * s_bb + grp * s_bg + n[None, :] * s_bn + pos64[:, None] * s_bl,
                         tl.sum(gdu, axis=1), valid[:, None], DETERMINISTIC)
 
