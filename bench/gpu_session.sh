@@ -60,7 +60,7 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     build=$!
     # 2. The kernel tests compiled for the GPU, while it builds; the fused op's benchmark kernels compile beside them
     #    (Triton's cache is per machine), so the timed runs below start warm.
-    ( BENCH_RESULTS=/tmp/warmup timeout 150 python3 bench/scan_bench.py --backends fused --repeats 1 \
+    ( BENCH_RESULTS=/tmp/warmup timeout 150 python3 bench/scan_bench.py --backends fused drop_in --repeats 1 \
         > /tmp/warmup.log 2>&1 ) &
     ( BENCH_RESULTS=/tmp/warmup2 timeout 150 python3 bench/scan_bench.py --backends fused --repeats 1 \
         --cases a_training_w8 b_inference_256 --dtypes float32 --configs backward_lane_sums=True \
@@ -77,9 +77,9 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     echo "warm-up compile: $(tail -1 /tmp/warmup.log) at ${SECONDS}s" >> "$log"
     # 3. Scan-layer cases a, b, c in float32 and bfloat16: mamba-ssm, the MambaIR-style path, the fused op (the
     #    state loops, 4 states unrolled, inference states in registers: the defaults since the H200 runs of
-    #    2026-11-27).
-    step_run scan 60 python3 bench/scan_bench.py "${mamba_args[@]}" --repeats 30 \
-        --backends mamba_ssm mambair_path fused
+    #    2026-11-27), and the drop-in selective_scan on mamba-ssm's own inputs (the state loops since 2026-12-01).
+    step_run scan 75 python3 bench/scan_bench.py "${mamba_args[@]}" --repeats 30 \
+        --backends mamba_ssm mambair_path fused drop_in
     # 4. The dis_w8 network: training step and inference, fused against MambaIR-style mamba-ssm, then PyTorch.
     step_run model 75 python3 bench/model_bench.py "${mamba_args[@]}" --repeats 5
     # 5. GPU time per kernel of the training and inference cases' layer, with the lane sums, in deterministic mode.

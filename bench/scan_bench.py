@@ -16,10 +16,13 @@ Backends on the same work:
   mambair_path   what MambaIR-style code runs: gather copies, dt projection, the CUDA scan, scatter back, sum
   torch          scan2d's PyTorch path
   fused          scan2d's Triton kernels (directional_scan, backend="triton")
+  drop_in        scan2d's drop-in selective_scan(..., backend="triton") on mamba_ssm's own inputs: the same work,
+                 the same API, our kernels
 ``bytes`` is what each must at least move (inputs read once, outputs written once); GB/s = bytes / time.
 With mamba-ssm built, each fused row also carries ``rel_err_vs_mambair``: the relative L2 distance of the fused
 op's output, and of its gradient for u, from the MambaIR-style path's on the same inputs (an independent CUDA
-implementation of the same layer, so a fast but wrong kernel cannot pass unnoticed).
+implementation of the same layer, so a fast but wrong kernel cannot pass unnoticed); each drop_in row carries
+``rel_err_vs_mamba_ssm``, the same distances from mamba-ssm's op on the same inputs.
 """
 
 from __future__ import annotations
@@ -100,16 +103,31 @@ def mamba_fn(module):
     return Fn.apply
 
 
-def relative_errors(fused, mambair, inp) -> dict:
-    """||fused - mambair|| / ||mambair|| for the output and for the gradient of u, in float32."""
+def drop_in_inputs(batch, K, D, T, inp, dtype, device) -> dict:
+    """mamba-ssm's inputs for a case: K directions' sequences of T steps already permuted (batch, K*D, T), delta
+    already projected, B and C grouped per direction (batch, K, N, T); A, D and the bias from the layer's inputs."""
+    g = torch.Generator(device="cpu").manual_seed(1)
+
+    def rnd(*shape):
+        return torch.randn(*shape, generator=g).to(device, dtype).requires_grad_()
+
+    return dict(u=rnd(batch, K * D, T), delta=rnd(batch, K * D, T),
+                A=inp["A"].detach().reshape(K * D, N_STATE).requires_grad_(),
+                B=rnd(batch, K, N_STATE, T), C=rnd(batch, K, N_STATE, T),
+                D=inp["D"].detach().reshape(-1).requires_grad_(),
+                bias=inp["dt_bias"].detach().float().reshape(-1).requires_grad_())
+
+
+def relative_errors(candidate, reference, u) -> dict:
+    """||candidate - reference|| / ||reference|| for the output and for the gradient of the leaf u, in float32."""
     errors = {}
-    for key, fn in (("fused", fused), ("mambair", mambair)):
-        inp["u"].grad = None
+    for key, fn in (("candidate", candidate), ("reference", reference)):
+        u.grad = None
         out = fn()
         out.backward(torch.ones_like(out))
-        errors[key] = (out.detach().float(), inp["u"].grad.float())
-        inp["u"].grad = None
-    (y, du), (y_ref, du_ref) = errors["fused"], errors["mambair"]
+        errors[key] = (out.detach().float(), u.grad.float())
+        u.grad = None
+    (y, du), (y_ref, du_ref) = errors["candidate"], errors["reference"]
     return dict(out=float(f"{(y - y_ref).norm() / y_ref.norm():.3g}"),
                 du=float(f"{(du - du_ref).norm() / du_ref.norm():.3g}"))  # significant digits: fp32 is near 1e-7
 
@@ -192,20 +210,20 @@ def run(args, out_name: str) -> list:
             def fused():
                 return directional_scan(**inp, directions=directions, height=H, width=W, backend="triton")
 
-            backends = {}
+            pre = drop_in_inputs(batch, K, D, L + Ll, inp, dtype, device)
+
+            def drop_in():
+                return scan2d.selective_scan(pre["u"], pre["delta"], pre["A"], pre["B"], pre["C"], pre["D"],
+                                             delta_bias=pre["bias"], delta_softplus=True, backend="triton")
+
+            backends, checks = {}, {}
             if module is not None:  # first, so that every other row can carry its ratio to it
                 fn = mamba_fn(module)
-                T = L + Ll
-                pre = dict(u=torch.randn(batch, K * D, T, device=device, dtype=dtype, requires_grad=True),
-                           delta=torch.randn(batch, K * D, T, device=device, dtype=dtype, requires_grad=True),
-                           A=inp["A"].detach().reshape(K * D, N_STATE).requires_grad_(),
-                           B=torch.randn(batch, K, N_STATE, T, device=device, dtype=dtype, requires_grad=True),
-                           C=torch.randn(batch, K, N_STATE, T, device=device, dtype=dtype, requires_grad=True),
-                           D=inp["D"].detach().reshape(-1).requires_grad_(),
-                           bias=inp["dt_bias"].detach().float().reshape(-1).requires_grad_())
                 backends["mamba_ssm"] = (lambda: fn(*pre.values()), {})
                 backends["mambair_path"] = (lambda: mambair_path(fn, inp, directions, H, W), {})
-                check = relative_errors(fused, backends["mambair_path"][0], inp)
+                checks["fused"] = ("rel_err_vs_mambair", relative_errors(fused, backends["mambair_path"][0], inp["u"]))
+                checks["drop_in"] = ("rel_err_vs_mamba_ssm", relative_errors(drop_in, backends["mamba_ssm"][0],
+                                                                             pre["u"]))
             if device.type == "cuda" or args.smoke:
                 if args.configs:
                     configs = [parse_config(text) for text in args.configs]
@@ -214,6 +232,8 @@ def run(args, out_name: str) -> list:
                 for changes in configs:
                     label = "fused" + "".join(f" {k}={v}" for k, v in changes.items())
                     backends[label] = (fused, changes)
+            if not args.sweep and (device.type == "cuda" or args.smoke):
+                backends["drop_in"] = (drop_in, {})
             if not args.sweep:
                 backends["torch"] = (lambda: directional_scan(**inp, directions=directions, height=H, width=W,
                                                               backend="torch"), {})
@@ -230,9 +250,9 @@ def run(args, out_name: str) -> list:
                                     "fused" if kind == "fused" else "mamba_ssm")
                 row = record(name, shape, dtype, kind, device, **values, out_mb=out_mb, bytes_min=moved,
                              fwd_gbps=moved / values["fwd_ms"] / 1e6)
-                if kind == "fused" and module is not None:
-                    row["rel_err_vs_mambair"] = check
-                if kind == "fused":
+                if kind in checks:
+                    row[checks[kind][0]] = checks[kind][1]
+                if kind in ("fused", "drop_in"):
                     row["tiles"] = dict(dataclasses.asdict(tiles), deterministic=deterministic)
                 if values["fwd_peak_mb"] is not None:
                     row["fwd_peak_over_output"] = round(values["fwd_peak_mb"] / out_mb, 3)
@@ -258,7 +278,7 @@ def main():
                         help="time the fused op alone under each tile configuration of SWEEP")
     parser.add_argument("--configs", nargs="*", help="the fused op's tile configurations instead of the default "
                         "(or of SWEEP): 'default' or key=value pairs joined by commas, e.g. forward_state_loop=True")
-    parser.add_argument("--backends", nargs="*", choices=["mamba_ssm", "mambair_path", "fused", "torch"],
+    parser.add_argument("--backends", nargs="*", choices=["mamba_ssm", "mambair_path", "fused", "drop_in", "torch"],
                         help="time only these (default: all); a fused row's speedup needs mamba_ssm in the run")
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--out", help="result file name under bench/results/ (or $BENCH_RESULTS)")
