@@ -107,8 +107,8 @@ def test_forward_without_gradients_carries_the_state_across_tiles_of_a_chunk(cro
                                                                              state_loop):
     # Inference chunks hold several tiles scanned in turn (TileConfig.inference_tiles); 4-step tiles, 3 per chunk
     # put tile and chunk boundaries everywhere in this 7x6 window-4 scan; 11 channels are two channel blocks.  The
-    # state loop carries the state between tiles through memory (the gate's first pass must leave the entry states
-    # intact for its second, and the output pass's own forward_states) or with carry_in_registers in registers.
+    # state loop carries the state between tiles through memory (the gate's passes must leave the entry states intact
+    # for each other and for the output pass, which starts from them too) or with carry_in_registers in registers.
     directions = (ScanDirection(4, False, False, cross_scale), ScanDirection(4, True, True, cross_scale))
     inp = make_layer_inputs(1, 7, 6, 11, 2, n_state=4, cross_scale=cross_scale is not None, dtype=torch.float32)
     gate = make_gate(11, 2, dtype=torch.float32) if gated else None
@@ -125,6 +125,7 @@ def test_forward_without_gradients_carries_the_state_across_tiles_of_a_chunk(cro
 def test_only_a_recorded_forward_keeps_training_chunks(monkeypatch, grad_mode):
     # Model inference runs under torch.no_grad() with parameters that require grad: that forward must take the
     # inference chunks (one stored state per inference_tiles tiles), a recorded one the one-tile training chunks.
+    # The gate's pooling passes and the output pass start from one computation of the chunk entry states.
     import scan2d.triton.launch as launch
 
     seen = []
@@ -136,8 +137,37 @@ def test_only_a_recorded_forward_keeps_training_chunks(monkeypatch, grad_mode):
     with torch.set_grad_enabled(grad_mode):
         out = directional_scan(**leaves, directions=directions, height=5, width=4, gate=make_gate(6, 2, torch.float32,
                                device=DEVICE), backend="triton")
-    assert seen == [grad_mode, grad_mode]  # the gate's pooling pass and the output pass
+    assert seen == [grad_mode]
     assert out.requires_grad == grad_mode
+
+
+def test_gate_whose_excitation_alone_records_a_graph_chunks_its_output_pass_for_the_backward(monkeypatch):
+    # Inputs and LayerNorm parameters that do not require grad, an excitation whose weight does: the pooling runs with
+    # inference chunks, the output pass with training chunks (its weights record a graph), so the output pass computes
+    # its own entry states instead of reusing the pooling's.  Output and the excitation weight's gradient against the
+    # PyTorch path.
+    import scan2d.triton.launch as launch
+
+    seen = []
+    real = launch.forward_states
+    monkeypatch.setattr(launch, "forward_states", lambda ops: seen.append(ops.for_backward) or real(ops))
+    directions = (ScanDirection(4, False, False), ScanDirection(4, True, True))
+    inp = make_layer_inputs(1, 5, 6, 12, 2, n_state=4, dtype=torch.float32)
+    results = {}
+    for backend in ("torch", "triton"):
+        device = "cpu" if backend == "torch" else DEVICE
+        w1 = (torch.eye(12) + 0.1 * torch.randn(12, 12, generator=torch.Generator().manual_seed(3))).to(device)
+        w1.requires_grad_()
+        gate = ChannelGate(torch.ones(12, device=device), torch.zeros(12, device=device), 1e-5,
+                           lambda pooled: torch.sigmoid(pooled @ w1))
+        with tile_config(block_t=4, inference_tiles=3):  # 3 chunks of 3 tiles, or 8 of one tile
+            out = directional_scan(**{k: v.to(device) for k, v in inp.items()}, directions=directions, height=5,
+                                   width=6, gate=gate, backend=backend)
+        out.square().sum().backward()
+        results[backend] = (out.detach().cpu(), w1.grad.cpu())
+    assert seen == [False, True]
+    for got, want in zip(results["triton"], results["torch"]):
+        torch.testing.assert_close(got, want, **TOL[torch.float32])
 
 
 @pytest.mark.parametrize("deterministic", [False, True])
@@ -164,10 +194,10 @@ def test_state_loop_runs_the_layer_forward_except_the_deterministic_gate_passes(
         seen.clear()
         drop_in = {k: v.float().to(DEVICE) for k, v in make_inputs(1, 6, 20, 4, 0).items()}
         selective_scan(**drop_in, delta_softplus=True, backend="triton")
-    # The gate's pooling: forward states, the mean/variance pass, the normalised-sum pass; then the output's forward
-    # states and one pass per direction.
+    # The gate's pooling: forward states, the mean/variance pass, the normalised-sum pass; then one output pass per
+    # direction from the same states.
     gate_stats = [(False, 4), (True, 8)] if deterministic else [(True, 8)] * 2  # the second pass has no atomics
-    assert [(loop, block) for _, loop, block, *_ in layer] == [(True, 8)] + gate_stats + [(True, 8)] * 3
+    assert [(loop, block) for _, loop, block, *_ in layer] == [(True, 8)] + gate_stats + [(True, 8)] * 2
     assert {(loop, block) for _, loop, block, *_ in seen} == {(True, 8)}
 
 

@@ -9,9 +9,11 @@ The channel gate needs, per direction, the token-mean of LayerNorm(y_k) before a
 It is computed without writing any per-direction output (:class:`_GatePool`): one pass accumulates each token's
 sum and sum of squares over channels (atomics over channel blocks, or under torch.use_deterministic_algorithms one
 program per chunk looping over them), a second the sum over tokens of y * rstd, from which the pooled statistic
-follows exactly; PyTorch applies the small excitation MLP; the final pass adds the gated directions.  Its backward adds one pass for each token's sum over channels of g * y and then runs the usual
-adjoint kernels with the LayerNorm gradient as their upstream.  So the gated forward scans each chunk four times
-(chunk ends, statistics, pooling, output) instead of twice, trading exponentials for memory traffic.
+follows exactly; PyTorch applies the small excitation MLP; the final pass adds the gated directions, from the chunk
+entry states the gate's passes started from (computed once for both).  Its backward adds one pass for each token's
+sum over channels of g * y and then runs the usual adjoint kernels with the LayerNorm gradient as their upstream.
+So the gated forward scans each chunk four times (chunk ends, statistics, pooling, output) instead of twice, trading
+exponentials for memory traffic.
 """
 
 from __future__ import annotations
@@ -75,14 +77,20 @@ class _DirectionalScanTriton(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, u, xdbl, dt_weight, dt_bias, A, D, u_low, xdbl_low, weight, directions, height, width,
-                for_backward):
+                for_backward, states=None):
+        """``states``: the chunk entry states and delta sums (``launch.forward_states``) of these inputs, computed
+        under the same tiles and ``for_backward`` (the gate's pooling pass), instead of computing them again."""
         saved = _prepare(u, xdbl, dt_weight, dt_bias, A, D, u_low, xdbl_low)
         w = weight.float().contiguous() if weight is not None else None
         ops = _operands(*saved[:6], directions, height, width, *saved[6:], for_backward=for_backward)
         ctx.tiles = ops.tiles
         out = torch.empty(u.shape, device=u.device, dtype=u.dtype)  # the first direction writes every element
         strides = (out.stride(0), 0, out.stride(1), out.stride(2))
-        entry, dsum, _ = launch.forward(ops, out, strides, True, w)
+        if states is None:
+            entry, dsum, _ = launch.forward(ops, out, strides, True, w)
+        else:
+            entry, dsum = states
+            launch.output_pass(ops, entry, out, strides, True, w, last_use=not for_backward)
         ctx.save_for_backward(*saved, w, entry, dsum)
         ctx.meta = (tuple(directions), height, width, A.dtype, weight.dtype if weight is not None else None)
         return out
@@ -95,11 +103,12 @@ class _DirectionalScanTriton(torch.autograd.Function):
         dout = dout.contiguous()
         strides = (dout.stride(0), 0, dout.stride(1), dout.stride(2))
         grads, dweight = _layer_backward(ops, saved, A_dtype, dout, strides, True, w, entry, dsum)
-        return (*grads, dweight.to(w_dtype) if w is not None else None, None, None, None, None)
+        return (*grads, dweight.to(w_dtype) if w is not None else None, None, None, None, None, None)
 
 
 class _GatePool(torch.autograd.Function):
-    """pooled[b, k] = mean over high-resolution tokens of LayerNorm(y_k) (weight, bias, eps), (batch, K, dim)."""
+    """pooled[b, k] = mean over high-resolution tokens of LayerNorm(y_k) (weight, bias, eps), (batch, K, dim); also
+    the chunk entry states and delta sums its passes started from, for the output pass (not differentiable)."""
 
     @staticmethod
     def forward(ctx, u, xdbl, dt_weight, dt_bias, A, D, u_low, xdbl_low, ln_weight, ln_bias, eps, directions,
@@ -116,16 +125,17 @@ class _GatePool(torch.autograd.Function):
         rstd = torch.rsqrt((sums[..., 1] / dim - mean * mean).clamp_min(0.0) + eps)
         tok = torch.stack([mean, rstd], dim=-1).contiguous()
         part = torch.empty(BK, ops.n_chunks, dim, **f32)
-        launch.output_pass(ops, entry, part, (0, 0, 0, 0), False, None, reduce=2, tok=tok, part=part,
-                           last_use=not for_backward)
+        # Not the entry states' last use: the output pass starts from them too.
+        launch.output_pass(ops, entry, part, (0, 0, 0, 0), False, None, reduce=2, tok=tok, part=part)
         mean_xhat = (part.sum(1) - (mean * rstd).sum(1, keepdim=True)) / L  # (BK, dim)
         pooled = ln_weight.float() * mean_xhat + ln_bias.float()
         ctx.save_for_backward(*saved, ln_weight, entry, dsum, mean, rstd, mean_xhat)
         ctx.meta = (tuple(directions), height, width, A.dtype, ln_weight.dtype, ln_bias.dtype)
-        return pooled.view(ops.batch, ops.K, dim).to(u.dtype)
+        ctx.mark_non_differentiable(entry, dsum)
+        return pooled.view(ops.batch, ops.K, dim).to(u.dtype), entry, dsum
 
     @staticmethod
-    def backward(ctx, dpooled):
+    def backward(ctx, dpooled, _dentry, _ddsum):
         *saved, ln_weight, entry, dsum, mean, rstd, mean_xhat = ctx.saved_tensors
         directions, height, width, A_dtype, w_dtype, b_dtype = ctx.meta
         ops = _operands(*saved[:6], directions, height, width, *saved[6:], tiles=ctx.tiles)
@@ -149,10 +159,16 @@ def directional_scan_triton(u, xdbl, dt_weight, dt_bias, A, D, directions: Seque
     if n_state & (n_state - 1):
         raise ValueError(f"the Triton scan needs a power-of-two state size N, got N={n_state}; use backend='torch'.")
     args = (u, xdbl, dt_weight, dt_bias, A, D, u_low, xdbl_low)
-    weights = direction_weights
+    weights, states = direction_weights, None
     if gate is not None:
-        pooled = _GatePool.apply(*args, gate.norm_weight, gate.norm_bias, gate.eps, tuple(directions), height, width,
-                                 autograd_records(*args, gate.norm_weight, gate.norm_bias))
+        pool_records = autograd_records(*args, gate.norm_weight, gate.norm_bias)
+        pooled, entry, dsum = _GatePool.apply(*args, gate.norm_weight, gate.norm_bias, gate.eps, tuple(directions),
+                                              height, width, pool_records)
         weights = gate.excite(pooled) * (1 if weights is None else weights)
+        # The output pass starts from the same chunk entry states, unless it chunks differently: one tile per chunk
+        # when its weights record a graph that the pooling's inputs did not (e.g. only the excitation's parameters
+        # require grad).
+        if autograd_records(*args, weights) == pool_records:
+            states = (entry, dsum)
     return _DirectionalScanTriton.apply(*args, weights, tuple(directions), height, width,
-                                        autograd_records(*args, weights))
+                                        autograd_records(*args, weights), states)
