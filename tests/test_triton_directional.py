@@ -170,6 +170,95 @@ def test_gate_whose_excitation_alone_records_a_graph_chunks_its_output_pass_for_
         torch.testing.assert_close(got, want, **TOL[torch.float32])
 
 
+def test_gated_layer_saves_its_chunk_states_once():
+    # The gate's pooling and the output pass start from one set of chunk entry states, so autograd keeps one
+    # (batch x K, chunks, dim, N) float32 buffer for the backward instead of two (94 MB per layer call in bench case
+    # (a), 36 gated layers in a dis_w8 training step).
+    directions = (ScanDirection(4, False, False), ScanDirection(4, True, True))
+    inp = {k: v.to(DEVICE).requires_grad_() for k, v in make_layer_inputs(1, 5, 6, 12, 2, n_state=4,
+                                                                          dtype=torch.float32).items()}
+    saved = []
+
+    def pack(tensor):
+        saved.append(tensor)
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor), tile_config(block_t=16):
+        directional_scan(**inp, directions=directions, height=5, width=6, gate=make_gate(12, 2, torch.float32,
+                         device=DEVICE), backend="triton")
+    # (batch x K, chunks, dim, N): the 5x6 map padded to 8x8 windows of 4 is 64 steps, 4 chunks of 16.
+    states = {t.data_ptr() for t in saved if t.shape == (2, 4, 12, 4)}
+    assert len(states) == 1
+
+
+@pytest.mark.parametrize("excitation", ["pooled", "ignores-pooled"])
+def test_gated_backward_scans_once_for_both_upstreams(monkeypatch, excitation):
+    # The gated output's backward computes the direction weights' gradient (a reduce=4 output pass) and leaves its
+    # output gradient to the pooling's backward, which runs after the excitation's and back-propagates both upstreams
+    # in one chunk_adjoint and one backward_grads.  An excitation that ignores the pooled statistic never reaches the
+    # pooling's backward: the output's backward then does the whole pass itself.  Every gradient (the layer's inputs,
+    # the LayerNorm's weight and bias, the excitation's weight, the direction weights) against the PyTorch path.
+    import scan2d.triton.launch as launch
+
+    seen = []
+    for name in ("chunk_adjoint_kernel", "backward_grads_kernel", "forward_output_kernel"):
+        monkeypatch.setattr(launch.K, name, LaunchSpy(getattr(launch.K, name), seen))
+    directions = (ScanDirection(4, False, False), ScanDirection(4, True, True))
+    inp = make_layer_inputs(2, 5, 6, 12, 2, n_state=4, dtype=torch.float32)
+    extra = dict(norm_weight=1 + 0.1 * torch.randn(12, generator=torch.Generator().manual_seed(4)),
+                 norm_bias=0.1 * torch.randn(12, generator=torch.Generator().manual_seed(5)),
+                 w1=0.3 * torch.randn(12, 12, generator=torch.Generator().manual_seed(6)),
+                 direction_weights=torch.rand(2, 2, 12, generator=torch.Generator().manual_seed(7)) + 0.5)
+    upstream = torch.randn(2, 30, 12, generator=torch.Generator().manual_seed(8))
+    grads = {}
+    for backend in ("torch", "triton"):
+        device = "cpu" if backend == "torch" else DEVICE
+        leaves = {k: v.detach().clone().to(device).requires_grad_() for k, v in {**inp, **extra}.items()}
+        w1 = leaves["w1"]
+        excite = ((lambda pooled: torch.sigmoid(pooled @ w1)) if excitation == "pooled" else
+                  (lambda pooled: torch.sigmoid(w1.sum(0)).expand(pooled.shape)))
+        gate = ChannelGate(leaves["norm_weight"], leaves["norm_bias"], 1e-5, excite)
+        out = directional_scan(**{k: leaves[k] for k in inp}, directions=directions, height=5, width=6, gate=gate,
+                               direction_weights=leaves["direction_weights"], backend=backend)
+        if backend == "triton":
+            seen.clear()
+        (out * upstream.to(device)).sum().backward()
+        grads[backend] = {k: v.grad.detach().clone().cpu() if v.grad is not None else None for k, v in leaves.items()}
+    for name, want in grads["torch"].items():
+        got = grads["triton"][name]
+        if want is None:  # the LayerNorm's parameters when the excitation ignores the pooled statistic
+            assert got is None, name
+            continue
+        scale = want.abs().max() + 1
+        torch.testing.assert_close(got / scale, want / scale, **TOL[torch.float32], msg=name)
+    backward = [(name, mode) for name, *_, mode in seen if name != "forward_output_kernel"]
+    assert [name for name, _ in backward] == ["chunk_adjoint_kernel", "backward_grads_kernel"]
+    reduce_passes = [entry for entry in seen if entry[0] == "forward_output_kernel"]
+    # The weights' gradient pass and the LayerNorm backward's token sums, or none without the pooling's backward.
+    assert len(reduce_passes) == (2 if excitation == "pooled" else 0)
+
+
+def test_gate_statistic_alone_back_propagates_without_the_output():
+    # A loss on what the excitation saw and not on the layer's output: the output's backward never runs, so nothing
+    # is handed on, and the pooling's backward runs with the LayerNorm upstream alone.  Gradients against the PyTorch
+    # path.
+    directions = (ScanDirection(4, False, False), ScanDirection(4, True, True))
+    inp = make_layer_inputs(1, 5, 6, 12, 2, n_state=4, dtype=torch.float32)
+    grads = {}
+    for backend in ("torch", "triton"):
+        device = "cpu" if backend == "torch" else DEVICE
+        leaves = {k: v.detach().clone().to(device).requires_grad_() for k, v in inp.items()}
+        seen_by_excitation = []
+        gate = ChannelGate(torch.ones(12, device=device), torch.zeros(12, device=device), 1e-5,
+                           lambda pooled: seen_by_excitation.append(pooled) or torch.sigmoid(pooled))
+        directional_scan(**leaves, directions=directions, height=5, width=6, gate=gate, backend=backend)
+        seen_by_excitation[0].square().sum().backward()
+        grads[backend] = {k: v.grad.detach().clone().cpu() for k, v in leaves.items()}
+    for name, want in grads["torch"].items():
+        scale = want.abs().max() + 1
+        torch.testing.assert_close(grads["triton"][name] / scale, want / scale, **TOL[torch.float32], msg=name)
+
+
 @pytest.mark.parametrize("deterministic", [False, True])
 def test_state_loop_runs_the_layer_forward_except_the_deterministic_gate_passes(monkeypatch, deterministic):
     # TileConfig.forward_state_loop routes the 2D layer's and the drop-in scan's forward kernels to the state loop

@@ -14,6 +14,13 @@ entry states the gate's passes started from (computed once for both).  Its backw
 sum over channels of g * y and then runs the usual adjoint kernels with the LayerNorm gradient as their upstream.
 So the gated forward scans each chunk four times (chunk ends, statistics, pooling, output) instead of twice, trading
 exponentials for memory traffic.
+
+The gated backward has two upstreams, the output's gradient and the pooled statistic's, and autograd delivers them
+one after the other: the output's first, the pooled statistic's after the excitation's backward, which needs the
+direction weights' gradient from the first.  Each used to take a whole backward pass (chunk_adjoint, carry,
+backward_grads, the costliest kernel).  Now (``_GateLink``) the output's backward only computes the weights' gradient
+(one output pass with ``reduce=4``) and hands its output gradient on; the pooling's backward then runs one backward
+pass with both upstreams.
 """
 
 from __future__ import annotations
@@ -77,9 +84,12 @@ class _DirectionalScanTriton(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, u, xdbl, dt_weight, dt_bias, A, D, u_low, xdbl_low, weight, directions, height, width,
-                for_backward, states=None):
+                for_backward, states=None, link=None):
         """``states``: the chunk entry states and delta sums (``launch.forward_states``) of these inputs, computed
-        under the same tiles and ``for_backward`` (the gate's pooling pass), instead of computing them again."""
+        under the same tiles and ``for_backward`` (the gate's pooling pass), instead of computing them again.
+        ``link``: a :class:`_GateLink` to the pooling that made them, whose backward then back-propagates this
+        output's gradient too."""
+        ctx.link = link
         saved = _prepare(u, xdbl, dt_weight, dt_bias, A, D, u_low, xdbl_low)
         w = weight.float().contiguous() if weight is not None else None
         ops = _operands(*saved[:6], directions, height, width, *saved[6:], for_backward=for_backward)
@@ -102,8 +112,37 @@ class _DirectionalScanTriton(torch.autograd.Function):
         ops = _operands(*saved[:6], directions, height, width, *saved[6:], tiles=ctx.tiles)
         dout = dout.contiguous()
         strides = (dout.stride(0), 0, dout.stride(1), dout.stride(2))
+        if ctx.link is not None:
+            # The weights' gradient alone; the inputs' gradient comes with the pooled statistic's, in one pass.
+            part = torch.empty(ops.batch * ops.K, ops.n_chunks, ops.dim, device=dout.device, dtype=torch.float32)
+            launch.output_pass(ops, entry, dout, strides, False, None, reduce=4, part=part)
+            ctx.link.output_grad = (dout, strides, w)
+            dweight = part.view(ops.batch, ops.K, ops.n_chunks, ops.dim).sum(2)
+            return (None,) * 8 + (dweight.to(w_dtype), None, None, None, None, None, None)
         grads, dweight = _layer_backward(ops, saved, A_dtype, dout, strides, True, w, entry, dsum)
-        return (*grads, dweight.to(w_dtype) if w is not None else None, None, None, None, None, None)
+        return (*grads, dweight.to(w_dtype) if w is not None else None, None, None, None, None, None, None)
+
+
+class _GateLink:
+    """What the gated output's backward leaves for the pooling's (see the module's docstring): its output gradient,
+    its strides and the direction weights, for one backward pass with both upstreams."""
+
+    def __init__(self):
+        self.output_grad = None
+
+
+def _reaches(tensor: torch.Tensor, node) -> bool:
+    """Whether autograd goes from ``tensor`` to the graph node ``node`` (through the excitation: a few ops)."""
+    stack, seen = [tensor.grad_fn], set()
+    while stack:
+        fn = stack.pop()
+        if fn is None or fn in seen:
+            continue
+        if fn is node:
+            return True
+        seen.add(fn)
+        stack.extend(next_fn for next_fn, _ in fn.next_functions)
+    return False
 
 
 class _GatePool(torch.autograd.Function):
@@ -112,7 +151,8 @@ class _GatePool(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, u, xdbl, dt_weight, dt_bias, A, D, u_low, xdbl_low, ln_weight, ln_bias, eps, directions,
-                height, width, for_backward):
+                height, width, for_backward, link):
+        ctx.link = link
         saved = _prepare(u, xdbl, dt_weight, dt_bias, A, D, u_low, xdbl_low)
         ops = _operands(*saved[:6], directions, height, width, *saved[6:], for_backward=for_backward)
         ctx.tiles = ops.tiles
@@ -146,9 +186,17 @@ class _GatePool(torch.autograd.Function):
         launch.output_pass(ops, entry, q, (0, 0, 0, 0), False, None, reduce=3, red=q, vec=g)
         m = rstd * (q - mean * g.sum(1, keepdim=True)) / dim
         tok = torch.stack([mean, rstd, m], dim=-1).contiguous()
-        grads, _ = _layer_backward(ops, saved, A_dtype, q, (0, 0, 0, 0), False, None, entry, dsum,
-                                   ln_upstream=(tok, g, g.mean(1).contiguous()))
-        return (*grads, (dp * mean_xhat).sum(0).to(w_dtype), dp.sum(0).to(b_dtype), None, None, None, None, None)
+        ln_upstream = (tok, g, g.mean(1).contiguous())
+        output_grad, ctx.link.output_grad = ctx.link.output_grad, None
+        if output_grad is None:
+            grads, _ = _layer_backward(ops, saved, A_dtype, q, (0, 0, 0, 0), False, None, entry, dsum,
+                                       ln_upstream=ln_upstream)
+        else:  # the gated output's gradient as well (_DirectionalScanTriton.backward left it)
+            dout, strides, w = output_grad
+            grads, _ = _layer_backward(ops, saved, A_dtype, dout, strides, True, w, entry, dsum,
+                                       ln_upstream=ln_upstream)
+        return (*grads, (dp * mean_xhat).sum(0).to(w_dtype), dp.sum(0).to(b_dtype), None, None, None, None, None,
+                None)
 
 
 def directional_scan_triton(u, xdbl, dt_weight, dt_bias, A, D, directions: Sequence[ScanDirection], height, width,
@@ -159,16 +207,21 @@ def directional_scan_triton(u, xdbl, dt_weight, dt_bias, A, D, directions: Seque
     if n_state & (n_state - 1):
         raise ValueError(f"the Triton scan needs a power-of-two state size N, got N={n_state}; use backend='torch'.")
     args = (u, xdbl, dt_weight, dt_bias, A, D, u_low, xdbl_low)
-    weights, states = direction_weights, None
+    weights, states, link = direction_weights, None, None
     if gate is not None:
         pool_records = autograd_records(*args, gate.norm_weight, gate.norm_bias)
+        pool_link = _GateLink()
         pooled, entry, dsum = _GatePool.apply(*args, gate.norm_weight, gate.norm_bias, gate.eps, tuple(directions),
-                                              height, width, pool_records)
+                                              height, width, pool_records, pool_link)
         weights = gate.excite(pooled) * (1 if weights is None else weights)
         # The output pass starts from the same chunk entry states, unless it chunks differently: one tile per chunk
         # when its weights record a graph that the pooling's inputs did not (e.g. only the excitation's parameters
         # require grad).
         if autograd_records(*args, weights) == pool_records:
             states = (entry, dsum)
+            # One backward pass for both upstreams, when autograd will reach the pooling's backward after the
+            # output's: through the excitation from the weights.
+            if pool_records and _reaches(weights, pooled.grad_fn):
+                link = pool_link
     return _DirectionalScanTriton.apply(*args, weights, tuple(directions), height, width,
-                                        autograd_records(*args, weights), states)
+                                        autograd_records(*args, weights), states, link)

@@ -458,7 +458,9 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
     (du, du_low, ddelta, dx, dx_low, dB, dC, dz).
 
     ``ln_upstream = (tok, vec, gbar)``: instead of an output gradient, back-propagate the gate's pooled LayerNorm
-    statistic (tok: (batch*K, L, 3) mean, rstd, m per token; vec: (batch*K, dim) g; gbar: (batch*K,) mean of g).
+    statistic (tok: (batch*K, L, 3) mean, rstd, m per token; vec: (batch*K, dim) g; gbar: (batch*K,) mean of g);
+    with ``sum_directions`` as well as the output gradient (the gated layer's fused backward, whose direction weights'
+    gradient a ``reduce=4`` output pass has computed: ``Grads.dweight`` is None).
     """
     if not ops.for_backward:
         raise RuntimeError("internal error: backward on operands made for a forward-only run (for_backward=False).")
@@ -486,7 +488,8 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
     dD_part = ops.state_buffer()
     dbias_part = ops.state_buffer()
     dW_part = ops.state_buffer(ops.rank) if ops.lowrank else dD_part
-    dweight_part = ops.state_buffer() if weight is not None else dD_part
+    wants_dweight = weight is not None and ln_upstream is None
+    dweight_part = ops.state_buffer() if wants_dweight else dD_part
     # Buffers a configuration does not use are never written (their constexpr branch is off): any tensor will do.
     gb = {name: grad_buffers.get(name) if grad_buffers.get(name) is not None else dD_part
           for name in ("du", "du_low", "ddelta", "dx", "dx_low", "dB", "dC", "dz")}
@@ -530,7 +533,7 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
     return Grads(
         du=gb["du"], du_low=gb.get("du_low"), ddelta=gb.get("ddelta"), dx=gb.get("dx"), dx_low=gb.get("dx_low"),
         dB=gb.get("dB"), dC=gb.get("dC"), dz=gb.get("dz"),
-        dweight=dweight_part.view(ops.batch, ops.K, ops.n_chunks, ops.dim).sum(2) if weight is not None else None,
+        dweight=dweight_part.view(ops.batch, ops.K, ops.n_chunks, ops.dim).sum(2) if wants_dweight else None,
         dA=per_direction(dA_part), dD=per_direction(dD_part), dbias=per_direction(dbias_part),
         dW=per_direction(dW_part) if ops.lowrank else None,
     )

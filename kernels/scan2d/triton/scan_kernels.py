@@ -559,6 +559,8 @@ def forward_output_kernel(
     REDUCE = 1: red[bk, pos] += (sum_d y, sum_d y^2)       per-token LayerNorm statistics
     REDUCE = 2: part[bk, chunk, d] = sum_t y * rstd[bk, t]   (tok holds (mean, rstd) per token)
     REDUCE = 3: red[bk, pos] += sum_d vec[bk, d] * y         (for the gate's LayerNorm backward)
+    REDUCE = 4: part[bk, chunk, d] = sum_t y * out[b, pos, d]  (out holds the output gradient: the direction
+                                                                weights' gradient, for the gated backward)
     The sums over channels of REDUCE 1 and 3 use atomics across channel blocks, or with DETERMINISTIC one program
     per chunk visits every channel block (``_channel_blocks``).  Low-resolution tokens of a cross-scale scan are
     never written.
@@ -641,10 +643,14 @@ def forward_output_kernel(
             elif REDUCE == 2:
                 rstd = tl.load(tok_ptr + token * 2 + 1, mask=high, other=0.0)
                 part += tl.sum(tl.where(write, y * rstd[:, None], 0.0), axis=0)
+            elif REDUCE == 4:
+                dout = tl.load(out_ptr + b64 * s_ob + pos64[:, None] * s_ol + d[None, :] * s_od, mask=write,
+                               other=0.0).to(tl.float32)
+                part += tl.sum(y * dout, axis=0)
             else:
                 _accumulate(red_ptr + token, tl.sum(tl.where(write, y * g[None, :], 0.0), axis=1), high,
                             DETERMINISTIC)
-        if REDUCE == 2:
+        if REDUCE == 2 or REDUCE == 4:
             tl.store(part_ptr + (pid_bk.to(tl.int64) * n_chunks + pid_c) * Dm + d, part, mask=d_mask)
         if DETERMINISTIC:
             # The next block's read-add-writes must see this block's stores, whichever thread made them.
@@ -660,7 +666,9 @@ def _upstream_grad(
     """Gradient reaching this direction's output at each step, (T, D); zero for low-resolution tokens.
 
     LN_UPSTREAM: the gradient of the gate's pooled statistic mean_t LayerNorm(y_t) instead of an output gradient:
-    rstd_t (g - mean(g) - xhat_t m_t) with g = vec[bk] and (mean, rstd, m) per token in tok.
+    rstd_t (g - mean(g) - xhat_t m_t) with g = vec[bk] and (mean, rstd, m) per token in tok.  With SUM_DIRECTIONS
+    too, both: the output gradient (times the direction weight) plus the pooled statistic's, so that the gated
+    layer's two upstreams take one backward pass (``directional.triton_op``).
     """
     m = (valid & (is_low == 0))[:, None] & d_mask[None, :]
     if LN_UPSTREAM:
@@ -672,13 +680,17 @@ def _upstream_grad(
         g = tl.load(vec_ptr + bk * Dm + d, mask=d_mask, other=0.0)
         gbar = tl.load(gbar_ptr + bk)
         xhat = (y - mu[:, None]) * rstd[:, None]
-        dy = tl.where(m, rstd[:, None] * (g[None, :] - gbar - xhat * mt[:, None]), 0.0)
-    else:
+        dy_ln = tl.where(m, rstd[:, None] * (g[None, :] - gbar - xhat * mt[:, None]), 0.0)
+    if SUM_DIRECTIONS or not LN_UPSTREAM:
         dy = tl.load(dout_ptr + b64 * s_gb + k * s_gk + pos64[:, None] * s_gl + d[None, :] * s_gd, mask=m,
                      other=0.0).to(tl.float32)
         if SUM_DIRECTIONS:
             if HAS_WEIGHT:
                 dy = dy * tl.load(weight_ptr + (b64 * K + k) * Dm + d, mask=d_mask, other=0.0).to(tl.float32)[None, :]
+        if LN_UPSTREAM:
+            dy += dy_ln
+    else:
+        dy = dy_ln
     return dy
 
 
@@ -783,7 +795,7 @@ def _output_grads(
     chunk's direction-weight gradient and dz on the way."""
     dout = _upstream_grad(pos64, b64, k, d, d_mask, valid, is_low, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, K,
                           Dm, y, tok_ptr, vec_ptr, gbar_ptr, L_high, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM)
-    if SUM_DIRECTIONS:  # never together with LN_UPSTREAM
+    if SUM_DIRECTIONS and not LN_UPSTREAM:  # with LN_UPSTREAM a REDUCE = 4 pass has computed it already
         if HAS_WEIGHT:
             # d weight[b, k, d] = sum over high-resolution steps of dout * y (dout read without the weight).
             raw = tl.load(dout_ptr + b64 * s_gb + pos64[:, None] * s_gl + d[None, :] * s_gd,
