@@ -82,8 +82,9 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
         --backends mamba_ssm mambair_path fused drop_in
     # 4. The dis_w8 network: training step and inference, fused against MambaIR-style mamba-ssm, then PyTorch.
     step_run model 75 python3 bench/model_bench.py "${mamba_args[@]}" --repeats 5
-    # 5. GPU time per kernel of the training and inference cases' layer, with the lane sums, in deterministic mode.
-    step_run profile 30 python3 bench/profile_kernels.py --cases a_training_w8 b_inference_256 \
+    # 5. GPU time per kernel of the training and inference cases' layer, with the lane sums, in deterministic mode,
+    #    and through the model's channel gate (never profiled on its own; one backward pass since 2026-12-01).
+    step_run profile 40 python3 bench/profile_kernels.py --cases a_training_w8 b_inference_256 --gated \
         --configs default backward_lane_sums=True deterministic=True
     # 6. What is left: the configurations of SWEEP (deterministic mode, dx copies, state-loop unrolling, inference
     #    chunk sizes, states through memory, the tile kernels, ...), on the training and inference cases.

@@ -2,6 +2,7 @@
 
     python bench/profile_kernels.py                       # on a GPU: writes bench/results/profile-<gpu>-<date>.jsonl
     python bench/profile_kernels.py --cases a_training_w8 --configs default deterministic=True
+    python bench/profile_kernels.py --gated     # each case also through the model's channel gate
 
 One row per (case, dtype, tile configuration, phase): ``phase`` is ``fwd`` (no autograd: the inference chunks) or
 ``fwdbwd``; ``kernels`` maps each kernel name to its GPU milliseconds per call, ``gpu_ms`` is their sum
@@ -24,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, append_jsonl, parse_config, record, time_ms  # noqa: E402
 from scan_bench import CASES, N_STATE, RANK, case_directions, layer_inputs  # noqa: E402
 
-from scan2d import directional_scan  # noqa: E402
+from scan2d import ChannelGate, directional_scan  # noqa: E402
 from scan2d._backend import deterministic_algorithms  # noqa: E402
 from scan2d.triton.launch import tile_config  # noqa: E402
 
@@ -47,20 +48,32 @@ def kernel_times(fn, iterations: int) -> dict:
     return {name: round(ms, 4) for name, ms in totals.most_common()}
 
 
+def model_gate(dim: int, dtype, device) -> ChannelGate:
+    """The model's channel gate (mambacsr's ChannelGate module: LayerNorm, mean over tokens, Linear dim -> dim/8,
+    GELU, Linear, Sigmoid), its parameters requiring grad as in training."""
+    from mambacsr.models.layers import ChannelGate as GateModule
+
+    torch.manual_seed(2)
+    return GateModule(dim).to(device, dtype).spec()
+
+
 def scan_rows(args, out_name):
     device = torch.device("cuda")
     for name in args.cases:
         batch, H, W, D, K, window, xs = CASES[name]
         directions = case_directions(K, window, xs)
-        for dtype in [getattr(torch, d) for d in args.dtypes]:
+        for dtype, gated in [(getattr(torch, d), g) for d in args.dtypes for g in ([False, True] if args.gated
+                                                                                   else [False])]:
             inp = layer_inputs(batch, H, W, D, K, N_STATE, RANK, dtype, device, xs is not None)
+            gate = model_gate(D, dtype, device) if gated else None
 
             def fwd():
                 with torch.no_grad():
-                    return directional_scan(**inp, directions=directions, height=H, width=W, backend="triton")
+                    return directional_scan(**inp, directions=directions, height=H, width=W, gate=gate,
+                                            backend="triton")
 
             def fwdbwd():
-                directional_scan(**inp, directions=directions, height=H, width=W,
+                directional_scan(**inp, directions=directions, height=H, width=W, gate=gate,
                                  backend="triton").float().sum().backward()
 
             for text in args.configs:
@@ -71,11 +84,12 @@ def scan_rows(args, out_name):
                         kernels = kernel_times(fn, args.iterations)
                         wall = time_ms(fn, device, warmup=1, repeats=args.iterations)
                         row = record(name, dict(batch=batch, height=H, width=W, dim=D, directions=K,
-                                                cross_scale=xs), dtype, "fused", device, config=text, phase=label,
-                                     wall_ms=wall, gpu_ms=round(sum(kernels.values()), 4), kernels=kernels)
+                                                cross_scale=xs, gated=gated), dtype, "fused", device, config=text,
+                                     phase=label, wall_ms=wall, gpu_ms=round(sum(kernels.values()), 4),
+                                     kernels=kernels)
                         append_jsonl(row, out_name)
                         print(json.dumps({k: row[k] for k in ("case", "dtype", "config", "phase", "wall_ms",
-                                                                "gpu_ms")}), flush=True)
+                                                                "gpu_ms")} | dict(gated=gated)), flush=True)
                         for kernel, ms in list(kernels.items())[:8]:
                             print(f"    {ms:9.3f} ms  {kernel[:100]}", flush=True)
 
@@ -115,6 +129,8 @@ def main():
                         help="tile configurations: 'default' or key=value[,key=value] (TileConfig fields, "
                              "deterministic=True)")
     parser.add_argument("--iterations", type=int, default=5)
+    parser.add_argument("--gated", action="store_true",
+                        help="also profile each case through the model's channel gate (every RLMB's layer)")
     parser.add_argument("--model", action="store_true", help="also profile a dis_w8 training step")
     parser.add_argument("--experiment", default="dis_w8")
     args = parser.parse_args()

@@ -34,7 +34,8 @@ _tiles.baseline = {}
 def table(rows) -> str:
     if rows and "kernels" in rows[0]:  # profile_kernels.py
         head = ["case", "dtype", "config", "phase", "wall ms", "GPU ms", "slowest kernel", "its ms"]
-        body = [[r["case"], r["dtype"], r["config"], r["phase"], _fmt(r["wall_ms"]), _fmt(r["gpu_ms"]),
+        body = [[r["case"] + (" gated" if r["shape"].get("gated") else ""), r["dtype"], r["config"], r["phase"],
+                 _fmt(r["wall_ms"]), _fmt(r["gpu_ms"]),
                  *(next(iter(r["kernels"].items()), ("-", None)))] for r in rows]
         body = [cells[:7] + [_fmt(cells[7])] for cells in body]
     elif rows and "fwd_peak_mb" in rows[0]:  # scan benchmark
