@@ -355,7 +355,7 @@ class ScanOperands:
         return (self.batch * (self.K if directions is None else directions), blocks, self.n_chunks)
 
     def carry_grid(self):
-        """(batch x K, blocks of ``block_d`` channels) of ``chunk_carry_kernel``, which reads no B or C: dense blocks."""
+        """(batch x K, blocks of ``block_d`` channels) of ``chunk_carry_kernel``; it reads no B or C: plain blocks."""
         return (self.batch * self.K, triton.cdiv(self.dim, self.block_d))
 
     def state_buffer(self, *tail):

@@ -15,9 +15,9 @@ The only tensors written besides inputs' gradients and the output are per-chunk 
 1/BLOCK_T of what storing every state would take; the backward recomputes the states of its chunk from them.
 
 Loads go through ``load_steps`` (``load_chunk`` adds B and C as tiles), which computes every step's position
-(:mod:`.positions`), gathers u and the projections at that position, and builds delta either from a given tensor (the drop-in ``selective_scan``) or from
-the dt low-rank projection, bias and softplus (``directional_scan``): no permuted copy of the feature map and no
-per-direction delta tensor ever exists in memory.
+(:mod:`.positions`), gathers u and the projections at that position, and builds delta either from a given tensor
+(the drop-in ``selective_scan``) or from the dt low-rank projection, bias and softplus (``directional_scan``): no
+permuted copy of the feature map and no per-direction delta tensor ever exists in memory.
 """
 
 import triton
@@ -828,8 +828,9 @@ def _accumulate_du(du_ptr, du_low_ptr, U, b64, pos64, is_low, d, du, mask_td, OR
 
 @triton.jit
 def _backward_state_loop(
-    du_ptr, du_low_ptr, ddelta_ptr, dx_ptr, dx_low_ptr, dB_ptr, dC_ptr, dz_ptr, dA_part_ptr, dD_part_ptr, dbias_part_ptr, dW_part_ptr,
-    dweight_part_ptr, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, entry_ptr, arrive_ptr, Dskip_ptr,
+    du_ptr, du_low_ptr, ddelta_ptr, dx_ptr, dx_low_ptr, dB_ptr, dC_ptr, dz_ptr,
+    dA_part_ptr, dD_part_ptr, dbias_part_ptr, dW_part_ptr, dweight_part_ptr,
+    dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, entry_ptr, arrive_ptr, Dskip_ptr,
     z_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr, gbar_ptr, L_high,
     U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks, b, k, pid_bk, s_dx_part, s_dxl_part,
     ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr,
@@ -838,7 +839,7 @@ def _backward_state_loop(
     LANE_SUMS: tl.constexpr, R: tl.constexpr,
     N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, RP: tl.constexpr,
 ):
-    """``backward_grads_kernel`` one state at a time (its STATE_LOOP), for the 2D layer (LOWRANK) and the drop-in scan.
+    """``backward_grads_kernel`` one state at a time (its STATE_LOOP): the 2D layer (LOWRANK) and the drop-in scan.
 
     The tile is (BLOCK_T steps, BLOCK_D channels) with each thread holding one channel's steps in registers, as in
     ``_state_loop_tile``: per state n the states and the adjoint are scanned in registers (the adjoint over the steps
@@ -1006,8 +1007,9 @@ def backward_grads_kernel(
     b64 = b.to(tl.int64)
     if STATE_LOOP:
         _backward_state_loop(
-            du_ptr, du_low_ptr, ddelta_ptr, dx_ptr, dx_low_ptr, dB_ptr, dC_ptr, dz_ptr, dA_part_ptr, dD_part_ptr, dbias_part_ptr, dW_part_ptr,
-            dweight_part_ptr, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, entry_ptr, arrive_ptr, Dskip_ptr,
+            du_ptr, du_low_ptr, ddelta_ptr, dx_ptr, dx_low_ptr, dB_ptr, dC_ptr, dz_ptr,
+            dA_part_ptr, dD_part_ptr, dbias_part_ptr, dW_part_ptr, dweight_part_ptr,
+            dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, entry_ptr, arrive_ptr, Dskip_ptr,
             z_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr, gbar_ptr, L_high,
             U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks, b, k, pid_bk, s_dx_part, s_dxl_part,
             ORDER, LOWRANK, HAS_BIAS, SOFTPLUS, HAS_D, HAS_Z, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM,
@@ -1050,14 +1052,11 @@ def backward_grads_kernel(
         # kernel's register peak, see compile_check).
         decayed_prev = h - drive  # exp(delta_t A) h_{t-1}
         dyh = h * dy[:, :, None]
-        if LOWRANK:
-            dxrow = x_rows(dx_ptr, dx_low_ptr, X, b64, pos64, is_low, k, ORDER)
-            _accumulate(dxrow[:, None] + (R + N + n[None, :]) * s_xc, tl.sum(dyh, axis=1), valid[:, None],
-                        DETERMINISTIC)
-        else:
-            grp = block_group(pid_d, per_group, BLOCK_D)
-            _accumulate(dC_ptr + b64 * s_cb + grp * s_cg + n[None, :] * s_cn + pos64[:, None] * s_cl,
-                        tl.sum(dyh, axis=1), valid[:, None], DETERMINISTIC)
+        # dB's and dC's rows (columns of dx in the layer); state n lies as far on as in B and C.
+        db_rows, dc_rows = _channel_sum_rows(dx_ptr if LOWRANK else dB_ptr, dx_low_ptr if LOWRANK else dC_ptr, X, BC,
+                                             b64, pos64, is_low, k, pid_d, ORDER, LOWRANK, R, N, BLOCK_D)
+        _accumulate(dc_rows[:, None] + n[None, :] * (s_xc if LOWRANK else s_cn), tl.sum(dyh, axis=1),
+                    valid[:, None], DETERMINISTIC)
 
         # Adjoint recurrence over the chunk, seeded with what arrives from later chunks.  The deterministic kernel
         # keeps Triton's reverse scan: it loops over channel blocks and already holds about 40 more registers, and
@@ -1080,9 +1079,11 @@ def backward_grads_kernel(
         _accumulate_du(du_ptr, du_low_ptr, U, b64, pos64, is_low, d, du, mask_td, ORDER, DETERMINISTIC)
 
         gdu = g * (delta * u)[:, :, None]
+        _accumulate(db_rows[:, None] + n[None, :] * (s_xc if LOWRANK else s_bn), tl.sum(gdu, axis=1),
+                    valid[:, None], DETERMINISTIC)
         if LOWRANK:
             xrow = x_rows(X[0], X[1], X, b64, pos64, is_low, k, ORDER)
-            _accumulate(dxrow[:, None] + (R + n[None, :]) * s_xc, tl.sum(gdu, axis=1), valid[:, None], DETERMINISTIC)
+            dxrow = x_rows(dx_ptr, dx_low_ptr, X, b64, pos64, is_low, k, ORDER)
             # Through delta_pre = dt_low @ dt_weight[k].T.  Each product is one (T, D, RP) tile and one reduction:
             # a rank at a time took R reductions over channels, each with four barriers (the PTX).
             r = tl.arange(0, RP)
@@ -1096,9 +1097,6 @@ def backward_grads_kernel(
                      tl.sum(ddelta[:, :, None] * cols[:, None, :], axis=0), mask=mask_dr)
         else:
             tl.store(ddelta_ptr + b64 * s_db + pos64[:, None] * s_dl + d[None, :] * s_dd, ddelta, mask=mask_td)
-            grp = block_group(pid_d, per_group, BLOCK_D)
-            _accumulate(dB_ptr + b64 * s_bb + grp * s_bg + n[None, :] * s_bn + pos64[:, None] * s_bl,
-                        tl.sum(gdu, axis=1), valid[:, None], DETERMINISTIC)
 
         if DETERMINISTIC:
             # The next block's read-add-writes must see this block's stores, whichever thread made them.
