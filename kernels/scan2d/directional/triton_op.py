@@ -114,10 +114,8 @@ class _DirectionalScanTriton(torch.autograd.Function):
         strides = (dout.stride(0), 0, dout.stride(1), dout.stride(2))
         if ctx.link is not None:
             # The weights' gradient alone; the inputs' gradient comes with the pooled statistic's, in one pass.
-            part = torch.empty(ops.batch * ops.K, ops.n_chunks, ops.dim, device=dout.device, dtype=torch.float32)
-            launch.output_pass(ops, entry, dout, strides, False, None, reduce=4, part=part)
+            dweight = launch.direction_weight_grad(ops, entry, dout, strides)
             ctx.link.output_grad = (dout, strides, w)
-            dweight = part.view(ops.batch, ops.K, ops.n_chunks, ops.dim).sum(2)
             return (None,) * 8 + (dweight.to(w_dtype), None, None, None, None, None, None)
         grads, dweight = _layer_backward(ops, saved, A_dtype, dout, strides, True, w, entry, dsum)
         return (*grads, dweight.to(w_dtype) if w is not None else None, None, None, None, None, None, None)
@@ -164,7 +162,7 @@ class _GatePool(torch.autograd.Function):
         mean = sums[..., 0] / dim
         rstd = torch.rsqrt((sums[..., 1] / dim - mean * mean).clamp_min(0.0) + eps)
         tok = torch.stack([mean, rstd], dim=-1).contiguous()
-        part = torch.empty(BK, ops.n_chunks, dim, **f32)
+        part = ops.state_buffer()
         # Not the entry states' last use: the output pass starts from them too.
         launch.output_pass(ops, entry, part, (0, 0, 0, 0), False, None, reduce=2, tok=tok, part=part)
         mean_xhat = (part.sum(1) - (mean * rstd).sum(1, keepdim=True)) / L  # (BK, dim)

@@ -434,6 +434,21 @@ def forward(ops: ScanOperands, out: torch.Tensor, out_strides: tuple, sum_direct
     return entry, dsum, final
 
 
+def chunk_sums(ops: ScanOperands, part: torch.Tensor) -> torch.Tensor:
+    """Per-chunk sums (batch*K, chunks, dim) added up over the chunks: (batch, K, dim)."""
+    return part.view(ops.batch, ops.K, ops.n_chunks, ops.dim).sum(2)
+
+
+def direction_weight_grad(ops: ScanOperands, entry: torch.Tensor, dout: torch.Tensor,
+                          dout_strides: tuple) -> torch.Tensor:
+    """The direction weights' gradient (batch, K, dim), the sum over high-resolution tokens of dout * y_k, from one
+    output pass (``reduce=4``) and no backward: the gated layer's output backward, which leaves the inputs' gradient
+    to one backward pass with both upstreams (``directional.triton_op``)."""
+    part = ops.state_buffer()
+    output_pass(ops, entry, dout, dout_strides, False, None, reduce=4, part=part)
+    return chunk_sums(ops, part)
+
+
 @dataclass
 class Grads:
     du: torch.Tensor
@@ -533,7 +548,7 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
     return Grads(
         du=gb["du"], du_low=gb.get("du_low"), ddelta=gb.get("ddelta"), dx=gb.get("dx"), dx_low=gb.get("dx_low"),
         dB=gb.get("dB"), dC=gb.get("dC"), dz=gb.get("dz"),
-        dweight=dweight_part.view(ops.batch, ops.K, ops.n_chunks, ops.dim).sum(2) if wants_dweight else None,
+        dweight=chunk_sums(ops, dweight_part) if wants_dweight else None,
         dA=per_direction(dA_part), dD=per_direction(dD_part), dbias=per_direction(dbias_part),
         dW=per_direction(dW_part) if ops.lowrank else None,
     )
