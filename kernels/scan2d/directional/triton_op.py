@@ -38,7 +38,6 @@ from .gate import ChannelGate
 def _operands(u, xdbl, dt_weight, dt_bias, A, D, directions, height, width, u_low, xdbl_low, tiles=None,
               for_backward=True):
     batch, _, dim = u.shape
-    rows = launch.direction_rows(directions, height, width)
     dirs = launch.direction_table(directions, height, width, u.device)
     low = u_low is not None
     return launch.ScanOperands(
@@ -50,7 +49,7 @@ def _operands(u, xdbl, dt_weight, dt_bias, A, D, directions, height, width, u_lo
         dt_weight=dt_weight, dt_bias=dt_bias, A=A, D=D, z=None, z_strides=(0, 0, 0), dirs=dirs, batch=batch,
         K=len(directions), dim=dim, height=height, width=width, n_state=A.shape[-1], rank=dt_weight.shape[-1],
         order=launch.ORDER_OF[directions[0].cross_scale], lowrank=True, grouped=False, has_bias=True,
-        softplus=True, length=max(row[4] for row in rows), tiles=tiles or launch.current_tiles(),
+        softplus=True, length=launch.scan_length(directions, height, width), tiles=tiles or launch.current_tiles(),
         for_backward=for_backward,
     )
 

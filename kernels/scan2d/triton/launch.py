@@ -163,11 +163,22 @@ def _frame_divisions(frame_w: int, win_h: int, win_w: int) -> list:
     return out
 
 
-def direction_rows(directions: Sequence[ScanDirection], height: int, width: int) -> list:
+def direction_rows(directions: Sequence[ScanDirection], height: int, width: int) -> tuple:
     """Per-direction parameters of :func:`positions.step_positions`: [column_first, reverse, window h, window w,
     scan length, low-res window h, low-res window w, low-res length] for each direction, then the (magic, shift)
     pairs of :func:`division_magic` for the high-resolution window area, windows per row and window width, and the
-    same three for the low-resolution frame."""
+    same three for the low-resolution frame.  Cached per geometry: every layer call needs its scan length, and
+    working the rows out took a quarter of a gated forward's host time (bench/host_overhead.py)."""
+    return _direction_rows(tuple(directions), height, width)
+
+
+def scan_length(directions: Sequence[ScanDirection], height: int, width: int) -> int:
+    """Steps of the longest of these directions' scans (padded windows included)."""
+    return max(row[4] for row in direction_rows(directions, height, width))
+
+
+@functools.lru_cache(maxsize=512)
+def _direction_rows(directions: tuple, height: int, width: int) -> tuple:
     rows = []
     low_h, low_w = (height + 1) // 2, (width + 1) // 2
     for d in directions:
@@ -188,10 +199,10 @@ def direction_rows(directions: Sequence[ScanDirection], height: int, width: int)
             raise ValueError(f"a {height}x{width} map scans {length} steps, more than the Triton kernels' int32 step "
                              "index holds (2^31 - 1); use backend='torch' or tile the image (mambacsr's tiled "
                              "inference).")
-        rows.append([int(d.column_first), int(d.reverse), wh, ww, length, lwh, lww, low_len,
-                     *_frame_divisions(frame[1], wh, ww), *_frame_divisions(lframe[1], lwh, lww)])
+        rows.append((int(d.column_first), int(d.reverse), wh, ww, length, lwh, lww, low_len,
+                     *_frame_divisions(frame[1], wh, ww), *_frame_divisions(lframe[1], lwh, lww)))
         assert len(rows[-1]) == DIRECTION_COLUMNS
-    return rows
+    return tuple(rows)
 
 
 def direction_table(directions: Sequence[ScanDirection], height: int, width: int, device) -> torch.Tensor:
