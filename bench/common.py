@@ -44,6 +44,43 @@ def time_ms(fn: Callable[[], object], device: torch.device, warmup: int = 1, rep
     return statistics.median(samples)
 
 
+def host_ms(fn: Callable[[], object], device: torch.device, repeats: int = 5):
+    """Median time the host spends in ``fn`` before it returns, the GPU idle at each start (ms; None on a CPU, where
+    it is the run time).  CUDA work is queued, not waited for, so this is the launch overhead: Python, argument
+    binding, allocations.  Until the first kernel is queued the GPU idles, and event timings count that."""
+    if device.type != "cuda":
+        return None
+    samples: List[float] = []
+    for _ in range(repeats):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - t0) * 1e3)
+    torch.cuda.synchronize()
+    return statistics.median(samples)
+
+
+def graph_ms(fn: Callable[[], object], device: torch.device, repeats: int = 5):
+    """Median time of ``fn`` replayed from a CUDA graph: its GPU work without the host's launch overhead (None on a
+    CPU).  Warmed up on a side stream first (Triton compiles, caches fill), as capture requires; raises what capture
+    raises (a host sync or an uncached host-to-device copy inside ``fn``)."""
+    if device.type != "cuda":
+        return None
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(2):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    try:
+        return time_ms(graph.replay, device, warmup=1, repeats=repeats)
+    finally:
+        del graph
+
+
 def record(case: str, shape: Dict, dtype: torch.dtype, backend: str, device: torch.device, **values) -> Dict:
     row = dict(case=case, shape=shape, dtype=str(dtype).replace("torch.", ""), backend=backend,
                device=device_name(device), date=_dt.date.today().isoformat())

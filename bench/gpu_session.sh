@@ -78,6 +78,7 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     # 3. Scan-layer cases a, b, c in float32 and bfloat16: mamba-ssm, the MambaIR-style path, the fused op (the
     #    state loops, 4 states unrolled, inference states in registers: the defaults since the H200 runs of
     #    2026-11-27), and the drop-in selective_scan on mamba-ssm's own inputs (the state loops since 2026-12-01).
+    #    Each row also times the forward's host part and its replay from a CUDA graph (since 2026-12-02).
     step_run scan 75 python3 bench/scan_bench.py "${mamba_args[@]}" --repeats 30 \
         --backends mamba_ssm mambair_path fused drop_in
     # 4. The dis_w8 network: training step and inference, fused against MambaIR-style mamba-ssm, then PyTorch.
@@ -86,7 +87,10 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     #    and through the model's channel gate (never profiled on its own; one backward pass since 2026-12-01).
     step_run profile 40 python3 bench/profile_kernels.py --cases a_training_w8 b_inference_256 --gated \
         --configs default backward_lane_sums=True deterministic=True
-    # 6. What is left: the configurations of SWEEP (deterministic mode, dx copies, state-loop unrolling, inference
+    # 6. The host's time per layer call at case (a)'s shape (forward, backward, gated), with real launches: what
+    #    the scan rows' fwd_host_ms and fwd_graph_ms say of the forward, for the other modes.
+    step_run host 20 python3 bench/host_overhead.py --calls 50
+    # 7. What is left: the configurations of SWEEP (deterministic mode, dx copies, state-loop unrolling, inference
     #    chunk sizes, states through memory, the tile kernels, ...), on the training and inference cases.
     step_run sweep 300 python3 bench/scan_bench.py --sweep --cases a_training_w8 b_inference_256 --dtypes float32 \
         --repeats 20

@@ -7,6 +7,8 @@ Backends: ``triton`` (fused kernels), ``torch`` (PyTorch path), ``mamba_ssm`` (t
 run MambaIR-style: gather copies, mamba-ssm's CUDA scan, scatter back).  Cases: a training step (batch 8 of 64x64
 LR patches, 256x256 output; Adam step included) and inference at 256x256 and 1024x1024 output (batch 1).
 Goal on a GPU: the dis_w8 training step at least 1.5x faster with ``triton`` than with ``mamba_ssm``.
+Inference rows also carry ``fwd_host_ms`` (the host's time to queue one forward) and ``fwd_graph_ms`` (the forward
+replayed from a CUDA graph: its GPU work alone), as in scan_bench.py.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, append_jsonl, parse_config, record, time_ms  # noqa: E402
+from common import RESULTS, append_jsonl, graph_ms, host_ms, parse_config, record, time_ms  # noqa: E402
 
 import scan2d  # noqa: E402
 from scan2d.triton.launch import tile_config  # noqa: E402
@@ -120,6 +122,13 @@ def main():
                 row = record(name, dict(experiment=args.experiment, batch=batch, lr=size, hr=4 * size), torch.float32,
                              backend, device, fwd_ms=None if name.startswith("train") else ms,
                              fwdbwd_ms=ms if name.startswith("train") else None, peak_mb=peak)
+                if not name.startswith("train"):
+                    # Inference at batch 1 runs small kernels: how much of it is the host launching them.
+                    row["fwd_host_ms"] = host_ms(fn, device, repeats=3)
+                    try:
+                        row["fwd_graph_ms"] = graph_ms(fn, device, repeats=args.repeats)
+                    except Exception as err:
+                        row["fwd_graph_ms"], row["graph_error"] = None, f"{type(err).__name__}: {err}"[:200]
                 if changes:
                     row["tiles"] = changes
                 if not args.smoke:

@@ -10,6 +10,9 @@ Cases (one JSON object each in ``bench/results/scan-<device>-<date>.jsonl``):
   (c) the cross-scale block's scan (four window-16 aligned directions) at 64x64 and 256x256 (batch 1 and 8);
 float32 and bfloat16, forward (no autograd) and forward+backward, median of many runs (CUDA events), and the peak
 memory each allocates above its inputs (``fwd_peak_over_output``: forward peak / output size, goal (b) < 1.5).
+On a GPU each row also has ``fwd_host_ms``, the time the host takes to return from the forward (Python, argument
+binding, launches; the GPU idles until the first kernel is queued), and ``fwd_graph_ms``, the forward replayed from
+a CUDA graph, which is its GPU work without launch overhead (``graph_error`` when capture fails).
 
 Backends on the same work:
   mamba_ssm      the CUDA selective scan alone, on sequences already permuted and delta already projected
@@ -37,7 +40,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, append_jsonl, parse_config, peak_mb, record, time_ms  # noqa: E402
+from common import RESULTS, append_jsonl, graph_ms, host_ms, parse_config, peak_mb, record, time_ms  # noqa: E402
 
 import scan2d  # noqa: E402
 from scan2d import ScanDirection, directional_scan  # noqa: E402
@@ -179,10 +182,17 @@ def measure(fwd, device, args) -> dict:
         fwd().float().sum().backward()
 
     warmup, repeats = (1, 3) if args.smoke else (5, args.repeats)
-    return dict(fwd_ms=time_ms(forward, device, warmup=warmup, repeats=repeats),
-                fwd_peak_mb=peak_mb(forward, device),
-                fwdbwd_ms=time_ms(fwd_bwd, device, warmup=warmup, repeats=repeats),
-                fwdbwd_peak_mb=peak_mb(fwd_bwd, device))
+    values = dict(fwd_ms=time_ms(forward, device, warmup=warmup, repeats=repeats),
+                  fwd_peak_mb=peak_mb(forward, device),
+                  fwdbwd_ms=time_ms(fwd_bwd, device, warmup=warmup, repeats=repeats),
+                  fwdbwd_peak_mb=peak_mb(fwd_bwd, device),
+                  fwd_host_ms=host_ms(forward, device, repeats=repeats))
+    # The forward's GPU work alone, replayed from a CUDA graph: fwd_ms - fwd_graph_ms is what launching costs.
+    try:
+        values["fwd_graph_ms"] = graph_ms(forward, device, repeats=repeats)
+    except Exception as err:  # a path that cannot be captured is a finding, not a failed benchmark
+        values["fwd_graph_ms"], values["graph_error"] = None, f"{type(err).__name__}: {err}"[:200]
+    return values
 
 
 def run(args, out_name: str) -> list:
@@ -261,6 +271,9 @@ def run(args, out_name: str) -> list:
                 elif reference is not None:
                     row["fwd_speedup_vs_mamba_ssm"] = round(reference["fwd_ms"] / values["fwd_ms"], 3)
                     row["fwdbwd_speedup_vs_mamba_ssm"] = round(reference["fwdbwd_ms"] / values["fwdbwd_ms"], 3)
+                    if reference["fwd_graph_ms"] and values["fwd_graph_ms"]:
+                        row["fwd_graph_speedup_vs_mamba_ssm"] = round(reference["fwd_graph_ms"] /
+                                                                      values["fwd_graph_ms"], 3)
                 rows.append(row)
                 if not args.smoke:
                     append_jsonl(row, out_name)
