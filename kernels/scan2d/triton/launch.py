@@ -63,7 +63,7 @@ class TileConfig:
             gradient) into one zeroed copy of the x-projection gradient (the drop-in scan: of dB and dC) per channel
             block, which the host then sums,
             instead of adding them with atomics, at the price of the copies (case (a): 12 copies of 14 MB) and their
-            sum.  compile_check (sm_90, Triton 3.7.1): 16 atomic instructions instead of 34, 12-16 bytes fewer spills.
+            sum.  compile_check (sm_90, Triton 3.7.1): 16 atomic instructions instead of 34, spills within 16 bytes.
         backward_direction_launches: the state-loop backward runs one launch per direction, so that du, which the
             directions share, is added with a plain read-add-write instead of atomics (each launch still has a
             program per chunk and channel block).  compile_check: 18 atomic instructions instead of 34, 92-196 bytes
