@@ -68,7 +68,8 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
         backward_dx_copies=True > /tmp/warmup2.log 2>&1 ) &
     export TRITON_INTERPRET=0 HYPOTHESIS_PROFILE=dev
     timeout "$(left 130)" python3 -m pytest -q -n 6 --maxfail 5 -rfEs -p no:cacheprovider \
-        tests/test_triton_lane_sums.py tests/test_triton_directional.py tests/test_triton_adjoint.py \
+        tests/test_triton_lane_sums.py tests/test_triton_softplus.py tests/test_triton_directional.py \
+        tests/test_triton_adjoint.py \
         tests/test_triton_selective_scan.py \
         tests/test_models.py -k "not test_models or across_backends" > "$OUT/tests.log" 2>&1
     echo "tests rc=$? at ${SECONDS}s" >> "$OUT/tests.log"
