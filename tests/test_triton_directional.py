@@ -259,6 +259,34 @@ def test_gate_statistic_alone_back_propagates_without_the_output():
         torch.testing.assert_close(grads["triton"][name] / scale, want / scale, **TOL[torch.float32], msg=name)
 
 
+@pytest.mark.parametrize("cross_scale,deterministic", [(None, False), ("aligned", True)])
+def test_gated_forward_scans_direction_zero_once(monkeypatch, cross_scale, deterministic):
+    # The gate's statistics pass also writes direction 0's output: the pooling reads it back and the output pass adds
+    # the other directions to it, weighted, so direction 0 is scanned in one output-like pass instead of three.
+    import scan2d.triton.launch as launch
+
+    seen = []
+    for name in ("forward_output_kernel", "first_direction_pool_kernel"):
+        monkeypatch.setattr(launch.K, name, LaunchSpy(getattr(launch.K, name), seen))
+    K = 2 if cross_scale is None else 4
+    directions = tuple(ScanDirection(4, c, r, cross_scale) for c, r in ((False, False), (True, True), (True, False),
+                                                                      (False, True))[:K])
+    inp = {k: v.to(DEVICE) for k, v in make_layer_inputs(2, 5, 6, 12, K, n_state=4, cross_scale=cross_scale is not None,
+                                                          dtype=torch.float32).items()}
+    gate = make_gate(12, K, dtype=torch.float32, device=DEVICE)
+    weights = torch.rand(2, K, 12, generator=torch.Generator().manual_seed(3)).to(DEVICE) + 0.5
+    with torch.no_grad(), deterministic_algorithms(deterministic):
+        out = directional_scan(**inp, directions=directions, height=5, width=6, gate=gate, direction_weights=weights,
+                               backend="triton")
+        ref = directional_scan(**inp, directions=directions, height=5, width=6, gate=gate, direction_weights=weights,
+                               backend="torch")
+    torch.testing.assert_close(out, ref, **TOL[torch.float32])
+    # Each forward_output launch scans batch x (its directions) sequences: grid[0].
+    scanned = [grid[0] // 2 for name, _, _, grid, _ in seen if name == "forward_output_kernel"]
+    assert sum(scanned) == K + 2 * (K - 1), scanned  # statistics: all K; pooling and output: directions 1 .. K-1
+    assert [name for name, *_ in seen].count("first_direction_pool_kernel") == 1
+
+
 @pytest.mark.parametrize("deterministic", [False, True])
 def test_state_loop_runs_the_layer_forward_except_the_deterministic_gate_passes(monkeypatch, deterministic):
     # TileConfig.forward_state_loop routes the 2D layer's and the drop-in scan's forward kernels to the state loop
@@ -283,10 +311,10 @@ def test_state_loop_runs_the_layer_forward_except_the_deterministic_gate_passes(
         seen.clear()
         drop_in = {k: v.float().to(DEVICE) for k, v in make_inputs(1, 6, 20, 4, 0).items()}
         selective_scan(**drop_in, delta_softplus=True, backend="triton")
-    # The gate's pooling: forward states, the mean/variance pass, the normalised-sum pass; then one output pass per
-    # direction from the same states.
+    # The gate's pooling: forward states, the mean/variance pass, the normalised-sum pass; then the output pass of
+    # direction 1 from the same states (the mean/variance pass wrote direction 0's output).
     gate_stats = [(False, 4), (True, 8)] if deterministic else [(True, 8)] * 2  # the second pass has no atomics
-    assert [(loop, block) for _, loop, block, *_ in layer] == [(True, 8)] + gate_stats + [(True, 8)] * 2
+    assert [(loop, block) for _, loop, block, *_ in layer] == [(True, 8)] + gate_stats + [(True, 8)]
     assert {(loop, block) for _, loop, block, *_ in seen} == {(True, 8)}
 
 

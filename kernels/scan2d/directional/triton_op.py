@@ -6,14 +6,17 @@ input dtype (one output launch per direction, each adding to the last: no atomic
 weighted per (batch, direction, channel).
 
 The channel gate needs, per direction, the token-mean of LayerNorm(y_k) before any direction can be added in.
-It is computed without writing any per-direction output (:class:`_GatePool`): one pass accumulates each token's
+It is computed without any buffer beyond the layer's output (:class:`_GatePool`): one pass accumulates each token's
 sum and sum of squares over channels (atomics over channel blocks, or under torch.use_deterministic_algorithms one
 program per chunk looping over them), a second the sum over tokens of y * rstd, from which the pooled statistic
 follows exactly; PyTorch applies the small excitation MLP; the final pass adds the gated directions, from the chunk
-entry states the gate's passes started from (computed once for both).  Its backward adds one pass for each token's
-sum over channels of g * y and then runs the usual adjoint kernels with the LayerNorm gradient as their upstream.
-So the gated forward scans each chunk four times (chunk ends, statistics, pooling, output) instead of twice, trading
-exponentials for memory traffic.
+entry states the gate's passes started from (computed once for both).  The first pass also writes direction 0's
+output into the buffer that becomes the layer's output (:class:`_FirstDirection`): the second pass pools it from
+there (``launch.first_direction_pool``) and the final pass weights it in place and adds the other directions, so
+only directions 1 .. K-1 are scanned again.  Its backward adds one pass for each token's sum over channels of g * y
+and then runs the usual adjoint kernels with the LayerNorm gradient as their upstream.  So the gated forward scans
+direction 0 twice (chunk ends, statistics) and the others four times (and pooling, output), where the ungated
+forward scans each twice: exponentials traded for memory traffic.
 
 The gated backward has two upstreams, the output's gradient and the pooled statistic's, and autograd delivers them
 one after the other: the output's first, the pooled statistic's after the excitation's backward, which needs the
@@ -78,28 +81,48 @@ def _layer_backward(ops, saved, A_dtype, dout, dout_strides, summed, weight, ent
     return grads, g.dweight
 
 
+def _summed_strides(out: torch.Tensor) -> tuple:
+    """The kernels' (batch, direction, position, channel) strides of a (batch, L, dim) output that all directions
+    share."""
+    return out.stride(0), 0, out.stride(1), out.stride(2)
+
+
+class _FirstDirection:
+    """Direction 0's unweighted output (batch, L, dim), which the gate's statistics pass wrote: the output pass weights
+    it and adds the other directions to it in place, so that neither it nor the pooling scans direction 0 again.  An
+    object rather than a tensor argument, so that autograd does not take the buffer for an input."""
+
+    def __init__(self, out: torch.Tensor):
+        self.out = out
+
+
 class _DirectionalScanTriton(torch.autograd.Function):
     """out (batch, L, dim) = sum_k weight[:, k] * y_k (weight optional), all directions added in-kernel."""
 
     @staticmethod
     def forward(ctx, u, xdbl, dt_weight, dt_bias, A, D, u_low, xdbl_low, weight, directions, height, width,
-                for_backward, states=None, link=None):
+                for_backward, states=None, link=None, first=None):
         """``states``: the chunk entry states and delta sums (``launch.forward_states``) of these inputs, computed
         under the same tiles and ``for_backward`` (the gate's pooling pass), instead of computing them again.
         ``link``: a :class:`_GateLink` to the pooling that made them, whose backward then back-propagates this
-        output's gradient too."""
+        output's gradient too.  ``first``: a :class:`_FirstDirection` (needs ``weight``); its buffer becomes the
+        output."""
         ctx.link = link
         saved = _prepare(u, xdbl, dt_weight, dt_bias, A, D, u_low, xdbl_low)
         w = weight.float().contiguous() if weight is not None else None
         ops = _operands(*saved[:6], directions, height, width, *saved[6:], for_backward=for_backward)
         ctx.tiles = ops.tiles
-        out = torch.empty(u.shape, device=u.device, dtype=u.dtype)  # the first direction writes every element
-        strides = (out.stride(0), 0, out.stride(1), out.stride(2))
         if states is None:
-            entry, dsum, _ = launch.forward(ops, out, strides, True, w)
+            entry, dsum, _ = launch.forward_states(ops)
         else:
             entry, dsum = states
-            launch.output_pass(ops, entry, out, strides, True, w, last_use=not for_backward)
+        if first is None:
+            out = torch.empty(u.shape, device=u.device, dtype=u.dtype)  # the first direction writes every element
+            launch.output_pass(ops, entry, out, _summed_strides(out), True, w, last_use=not for_backward)
+        else:
+            out = first.out
+            launch.output_pass(ops, entry, out, _summed_strides(out), True, w, last_use=not for_backward,
+                               first_direction=1)
         ctx.save_for_backward(*saved, w, entry, dsum)
         ctx.meta = (tuple(directions), height, width, A.dtype, weight.dtype if weight is not None else None)
         return out
@@ -115,9 +138,9 @@ class _DirectionalScanTriton(torch.autograd.Function):
             # The weights' gradient alone; the inputs' gradient comes with the pooled statistic's, in one pass.
             dweight = launch.direction_weight_grad(ops, entry, dout, strides)
             ctx.link.output_grad = (dout, strides, w)
-            return (None,) * 8 + (dweight.to(w_dtype), None, None, None, None, None, None)
+            return (None,) * 8 + (dweight.to(w_dtype),) + (None,) * 7
         grads, dweight = _layer_backward(ops, saved, A_dtype, dout, strides, True, w, entry, dsum)
-        return (*grads, dweight.to(w_dtype) if w is not None else None, None, None, None, None, None, None)
+        return (*grads, dweight.to(w_dtype) if w is not None else None) + (None,) * 7
 
 
 class _GateLink:
@@ -157,22 +180,32 @@ class _GatePool(torch.autograd.Function):
         BK, L, dim = ops.batch * ops.K, height * width, ops.dim
         f32 = dict(device=u.device, dtype=torch.float32)
         sums = torch.zeros(BK, L, 2, **f32)
-        launch.output_pass(ops, entry, sums, (0, 0, 0, 0), False, None, reduce=1, red=sums)
+        # The statistics pass also writes direction 0's output (with K > 1): the pooling below and the output pass
+        # read it instead of scanning direction 0 again, a pass in each.
+        keep_first = ops.K > 1
+        first = torch.empty(u.shape, device=u.device, dtype=u.dtype) if keep_first else sums
+        launch.output_pass(ops, entry, first, _summed_strides(first) if keep_first else (0, 0, 0, 0), False, None,
+                           reduce=1, red=sums, store_first=keep_first)
         mean = sums[..., 0] / dim
         rstd = torch.rsqrt((sums[..., 1] / dim - mean * mean).clamp_min(0.0) + eps)
         tok = torch.stack([mean, rstd], dim=-1).contiguous()
         part = ops.state_buffer()
         # Not the entry states' last use: the output pass starts from them too.
-        launch.output_pass(ops, entry, part, (0, 0, 0, 0), False, None, reduce=2, tok=tok, part=part)
-        mean_xhat = (part.sum(1) - (mean * rstd).sum(1, keepdim=True)) / L  # (BK, dim)
+        launch.output_pass(ops, entry, part, (0, 0, 0, 0), False, None, reduce=2, tok=tok, part=part,
+                           first_direction=int(keep_first))
+        pooled_sum = launch.chunk_sums(ops, part)  # (batch, K, dim)
+        if keep_first:
+            pooled_sum[:, 0] = launch.first_direction_pool(ops, first, tok)
+        mean_xhat = (pooled_sum.view(BK, dim) - (mean * rstd).sum(1, keepdim=True)) / L  # (BK, dim)
         pooled = ln_weight.float() * mean_xhat + ln_bias.float()
         ctx.save_for_backward(*saved, ln_weight, entry, dsum, mean, rstd, mean_xhat)
         ctx.meta = (tuple(directions), height, width, A.dtype, ln_weight.dtype, ln_bias.dtype)
         ctx.mark_non_differentiable(entry, dsum)
-        return pooled.view(ops.batch, ops.K, dim).to(u.dtype), entry, dsum
+        return pooled.view(ops.batch, ops.K, dim).to(u.dtype), entry, dsum, _FirstDirection(first) if keep_first \
+            else None
 
     @staticmethod
-    def backward(ctx, dpooled, _dentry, _ddsum):
+    def backward(ctx, dpooled, _dentry, _ddsum, _dfirst=None):
         *saved, ln_weight, entry, dsum, mean, rstd, mean_xhat = ctx.saved_tensors
         directions, height, width, A_dtype, w_dtype, b_dtype = ctx.meta
         ops = _operands(*saved[:6], directions, height, width, *saved[6:], tiles=ctx.tiles)
@@ -204,12 +237,12 @@ def directional_scan_triton(u, xdbl, dt_weight, dt_bias, A, D, directions: Seque
     if n_state & (n_state - 1):
         raise ValueError(f"the Triton scan needs a power-of-two state size N, got N={n_state}; use backend='torch'.")
     args = (u, xdbl, dt_weight, dt_bias, A, D, u_low, xdbl_low)
-    weights, states, link = direction_weights, None, None
+    weights, states, link, first = direction_weights, None, None, None
     if gate is not None:
         pool_records = autograd_records(*args, gate.norm_weight, gate.norm_bias)
         pool_link = _GateLink()
-        pooled, entry, dsum = _GatePool.apply(*args, gate.norm_weight, gate.norm_bias, gate.eps, tuple(directions),
-                                              height, width, pool_records, pool_link)
+        pooled, entry, dsum, first = _GatePool.apply(*args, gate.norm_weight, gate.norm_bias, gate.eps,
+                                                     tuple(directions), height, width, pool_records, pool_link)
         weights = gate.excite(pooled) * (1 if weights is None else weights)
         # The output pass starts from the same chunk entry states, unless it chunks differently: one tile per chunk
         # when its weights record a graph that the pooling's inputs did not (e.g. only the excitation's parameters
@@ -221,4 +254,4 @@ def directional_scan_triton(u, xdbl, dt_weight, dt_bias, A, D, directions: Seque
             if pool_records and _reaches(weights, pooled.grad_fn):
                 link = pool_link
     return _DirectionalScanTriton.apply(*args, weights, tuple(directions), height, width,
-                                        autograd_records(*args, weights), states, link)
+                                        autograd_records(*args, weights), states, link, first)

@@ -391,18 +391,25 @@ def forward_states(ops: ScanOperands):
     return entry, dsum, final
 
 
-def direction_launches(K: int, one_at_a_time: bool) -> list:
-    """(first direction, directions) of each launch: all K in one, or one direction per launch, so that what the
-    directions share (the summed output, du) is added in a fixed order without atomics: one direction visits every
-    token once, so no two programs of such a launch touch the same element."""
-    return [(k, 1) for k in range(K)] if one_at_a_time else [(0, K)]
+def direction_launches(K: int, one_at_a_time: bool, first: int = 0) -> list:
+    """(first direction, directions) of each launch over directions first .. K-1: all in one, or one direction per
+    launch, so that what the directions share (the summed output, du) is added in a fixed order without atomics: one
+    direction visits every token once, so no two programs of such a launch touch the same element."""
+    if one_at_a_time:
+        return [(k, 1) for k in range(first, K)]
+    return [(first, K - first)] if K > first else []
 
 
 def output_pass(ops: ScanOperands, entry: torch.Tensor, out: torch.Tensor, out_strides: tuple, sum_directions: bool,
                 weight: Optional[torch.Tensor], reduce: int = 0, red=None, tok=None, vec=None, part=None,
-                last_use: bool = False):
+                last_use: bool = False, store_first: bool = False, first_direction: int = 0):
     """Recompute each chunk's outputs from its entry state and write them (reduce=0) or reduce them for the
     channel gate (see ``forward_output_kernel``).
+
+    The gated layer's forward computes direction 0's output once (``directional.triton_op``): ``store_first`` makes
+    the statistics pass (reduce=1) also write it into ``out``; ``first_direction=1`` then leaves direction 0 out of
+    a pass (its pooling: ``first_direction_pool``), and the summed output's first launch multiplies what ``out``
+    holds by direction 0's weight.
 
     The state-loop kernels carry the state between the tiles of a multi-tile chunk through memory: through
     ``entry`` itself when ``last_use`` (nothing reads the entry states afterwards), else through a scratch copy's
@@ -422,7 +429,9 @@ def output_pass(ops: ScanOperands, entry: torch.Tensor, out: torch.Tensor, out_s
     block_d = ops.forward_block_d if state_loop else ops.block_d
     carried = state_loop and ops.tiles_per_chunk > 1 and not ops.tiles.carry_in_registers  # else in registers
     scratch = torch.empty_like(entry) if carried and not last_use else entry
-    for k_first, k_count in direction_launches(ops.K, sum_directions and reduce == 0):
+    if first_direction and not (reduce == 2 or (reduce == 0 and sum_directions and weight is not None)):
+        raise ValueError("first_direction: only the pooling pass and the weighted summed output leave directions out")
+    for k_first, k_count in direction_launches(ops.K, sum_directions and reduce == 0, first_direction):
         grid = ops.grid(k_count, channel_blocks=not deterministic, block_d=block_d)
         K.forward_output_kernel[grid](
             out, *out_strides, weight if weight is not None else dummy, red if red is not None else dummy,
@@ -433,6 +442,7 @@ def output_pass(ops: ScanOperands, entry: torch.Tensor, out: torch.Tensor, out_s
             SUM_DIRECTIONS=sum_directions, ACCUMULATE=k_first > 0, HAS_WEIGHT=weight is not None, REDUCE=reduce,
             DETERMINISTIC=deterministic, BLOCK_T=ops.tiles.block_t, BLOCK_D=block_d, TILES=ops.tiles_per_chunk,
             STATE_LOOP=state_loop, STATE_UNROLL=ops.state_unroll, CARRY_IN_REGISTERS=ops.tiles.carry_in_registers,
+            STORE_FIRST=store_first, SCALE_FIRST=reduce == 0 and first_direction > 0 and k_first == first_direction,
             **ops.tiles.forward_options(state_loop))
 
 
@@ -443,6 +453,21 @@ def forward(ops: ScanOperands, out: torch.Tensor, out_strides: tuple, sum_direct
     entry, dsum, final = forward_states(ops)
     output_pass(ops, entry, out, out_strides, sum_directions, weight, last_use=not ops.for_backward)
     return entry, dsum, final
+
+
+def first_direction_pool(ops: ScanOperands, first: torch.Tensor, tok: torch.Tensor) -> torch.Tensor:
+    """(batch, dim) fp32: the sum over high-resolution tokens of first * rstd of direction 0, where ``first``
+    (batch, L, dim) is direction 0's output written by the statistics pass and tok (batch*K, L, 2) holds (mean, rstd)
+    per token (``scan_kernels.first_direction_pool_kernel``)."""
+    batch, length, dim = first.shape
+    block_t, block_d = (32, 32) if triton_interpreted() else (16, 128)
+    tiles = 16
+    chunks = triton.cdiv(length, block_t * tiles)
+    part = torch.empty(batch, chunks, dim, device=first.device, dtype=torch.float32)
+    K.first_direction_pool_kernel[(batch, triton.cdiv(dim, block_d), chunks)](
+        first, first.stride(0), first.stride(1), first.stride(2), tok, part, ops.K, length, dim,
+        BLOCK_T=block_t, BLOCK_D=block_d, TILES=tiles, num_warps=4)
+    return part.sum(1)
 
 
 def chunk_sums(ops: ScanOperands, part: torch.Tensor) -> torch.Tensor:

@@ -541,6 +541,31 @@ def chunk_carry_kernel(
 
 
 @triton.jit
+def first_direction_pool_kernel(y_ptr, s_yb, s_yl, s_yd, tok_ptr, part_ptr, K, L, Dm,
+                                BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, TILES: tl.constexpr):
+    """The gate's pooling sum (``forward_output_kernel``'s REDUCE = 2) for direction 0, from its output y, which the
+    statistics pass wrote (STORE_FIRST), instead of from a recomputed scan.
+
+    y: (batch, L, dim) through its strides; tok: (batch*K, L, 2) fp32 (mean, rstd) per token; part: (batch, chunks,
+    dim) fp32, part[b, c, d] = sum over chunk c's TILES x BLOCK_T tokens of y[b, t, d] * rstd[b*K, t].  The host sums
+    the chunks (fixed order: no atomics).
+    """
+    b, pid_d, c = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    d_mask = d < Dm
+    b64 = b.to(tl.int64)
+    acc = tl.zeros([BLOCK_D], dtype=tl.float32)
+    for j in range(TILES):
+        t = (c * TILES + j) * BLOCK_T + tl.arange(0, BLOCK_T)
+        t_mask = t < L
+        y = tl.load(y_ptr + b64 * s_yb + t[:, None].to(tl.int64) * s_yl + d[None, :] * s_yd,
+                    mask=t_mask[:, None] & d_mask[None, :], other=0.0).to(tl.float32)
+        rstd = tl.load(tok_ptr + (b64 * K * L + t) * 2 + 1, mask=t_mask, other=0.0)
+        acc += tl.sum(y * rstd[:, None], axis=0)
+    tl.store(part_ptr + (b64 * tl.num_programs(2) + c) * Dm + d, acc, mask=d_mask)
+
+
+@triton.jit
 def _channel_blocks(Dm, per_group, BLOCK_D: tl.constexpr, DETERMINISTIC: tl.constexpr):
     """(first channel block, how many) of this program: its own one (grid axis 1), or with DETERMINISTIC every
     block in turn (the host launches one program per chunk), so sums over channels never cross programs."""
@@ -560,6 +585,7 @@ def forward_output_kernel(
     ACCUMULATE: tl.constexpr, HAS_WEIGHT: tl.constexpr, REDUCE: tl.constexpr, DETERMINISTIC: tl.constexpr,
     R: tl.constexpr, N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, TILES: tl.constexpr,
     STATE_LOOP: tl.constexpr, STATE_UNROLL: tl.constexpr = 1, CARRY_IN_REGISTERS: tl.constexpr = False,
+    STORE_FIRST: tl.constexpr = False, SCALE_FIRST: tl.constexpr = False,
 ):
     """y_t = C_t . h_t + D u_t (times silu(z_t)) from the chunk's entry state, written at each step's position.
 
@@ -569,9 +595,12 @@ def forward_output_kernel(
     longer needs the entry states), or in registers with CARRY_IN_REGISTERS (all N states unrolled).
     REDUCE = 0: SUM_DIRECTIONS: out is (batch, L, dim) and this launch's one direction is written (times
     weight[b, k, d] when HAS_WEIGHT), added to what out holds when ACCUMULATE; otherwise out[b, k, pos, d] through
-    the strides (K = 1 for the drop-in scan).
+    the strides (K = 1 for the drop-in scan).  SCALE_FIRST (with ACCUMULATE and HAS_WEIGHT): out holds direction 0's
+    unweighted output (left by a STORE_FIRST pass), which is multiplied by weight[b, 0, d] before the add.
     Instead of writing y, the channel gate's passes reduce it (over high-resolution tokens only):
-    REDUCE = 1: red[bk, pos] += (sum_d y, sum_d y^2)       per-token LayerNorm statistics
+    REDUCE = 1: red[bk, pos] += (sum_d y, sum_d y^2)       per-token LayerNorm statistics; with STORE_FIRST the
+                                                           programs of direction 0 also write its y into out
+                                                           (batch, L, dim), so that no later pass recomputes it
     REDUCE = 2: part[bk, chunk, d] = sum_t y * rstd[bk, t]   (tok holds (mean, rstd) per token)
     REDUCE = 3: red[bk, pos] += sum_d vec[bk, d] * y         (for the gate's LayerNorm backward)
     REDUCE = 4: part[bk, chunk, d] = sum_t y * out[b, pos, d]  (out holds the output gradient: the direction
@@ -649,9 +678,16 @@ def forward_output_kernel(
                 if HAS_WEIGHT:
                     y = y * wk[None, :]
                 if ACCUMULATE:
-                    y += tl.load(dest, mask=write, other=0.0).to(tl.float32)
+                    before = tl.load(dest, mask=write, other=0.0).to(tl.float32)
+                    if SCALE_FIRST:
+                        before *= tl.load(weight_ptr + b * K * Dm + d, mask=d_mask, other=0.0).to(tl.float32)[None, :]
+                    y += before
                 tl.store(dest, y.to(out_ptr.dtype.element_ty), mask=write)
             elif REDUCE == 1:
+                if STORE_FIRST:
+                    first = write & ((d * 0 + k) == 0)[None, :]
+                    tl.store(out_ptr + b64 * s_ob + pos64[:, None] * s_ol + d[None, :] * s_od,
+                             y.to(out_ptr.dtype.element_ty), mask=first)
                 y = tl.where(write, y, 0.0)
                 _accumulate(red_ptr + token * 2, tl.sum(y, axis=1), high, DETERMINISTIC)
                 _accumulate(red_ptr + token * 2 + 1, tl.sum(y * y, axis=1), high, DETERMINISTIC)
