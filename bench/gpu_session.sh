@@ -66,6 +66,8 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
         --cases a_training_w8 b_inference_256 --dtypes float32 --configs backward_lane_sums=True \
         backward_lane_sums=True,backward_direction_launches=True deterministic=True backward_direction_launches=True \
         backward_dx_copies=True > /tmp/warmup2.log 2>&1 ) &
+    ( BENCH_RESULTS=/tmp/warmup3 timeout 150 python3 bench/scan_bench.py --backends fused --repeats 1 --gated \
+        --cases a_training_w8 b_inference_256 --dtypes float32 > /tmp/warmup3.log 2>&1 ) &
     export TRITON_INTERPRET=0 HYPOTHESIS_PROFILE=dev
     timeout "$(left 130)" python3 -m pytest -q -n 6 --maxfail 5 -rfEs -p no:cacheprovider \
         tests/test_triton_lane_sums.py tests/test_triton_softplus.py tests/test_triton_directional.py \
@@ -82,6 +84,10 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     #    Each row also times the forward's host part and its replay from a CUDA graph (since 2026-12-02).
     step_run scan 75 python3 bench/scan_bench.py "${mamba_args[@]}" --repeats 30 \
         --backends mamba_ssm mambair_path fused drop_in
+    #    The layer as every RLMB of the model runs it, with the channel gate: fused against the gated MambaIR-style
+    #    path (since 2026-12-02; appended to the same file).
+    step_run scan-gated 40 python3 bench/scan_bench.py "${mamba_args[@]}" --repeats 20 --gated --append \
+        --cases a_training_w8 b_inference_256 --dtypes float32 --backends mambair_path fused
     # 4. The dis_w8 network: training step and inference, fused against MambaIR-style mamba-ssm, then PyTorch.
     step_run model 75 python3 bench/model_bench.py "${mamba_args[@]}" --repeats 5
     # 5. GPU time per kernel of the training and inference cases' layer, with the lane sums, in deterministic mode,

@@ -23,9 +23,9 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, append_jsonl, parse_config, record, time_ms  # noqa: E402
-from scan_bench import CASES, N_STATE, RANK, case_directions, layer_inputs  # noqa: E402
+from scan_bench import CASES, N_STATE, RANK, case_directions, layer_inputs, model_gate  # noqa: E402
 
-from scan2d import ChannelGate, directional_scan  # noqa: E402
+from scan2d import directional_scan  # noqa: E402
 from scan2d._backend import deterministic_algorithms  # noqa: E402
 from scan2d.triton.launch import tile_config  # noqa: E402
 
@@ -46,15 +46,6 @@ def kernel_times(fn, iterations: int) -> dict:
         if us > 0 and event.device_type == torch.autograd.DeviceType.CUDA:
             totals[event.key] += us / 1e3 / iterations
     return {name: round(ms, 4) for name, ms in totals.most_common()}
-
-
-def model_gate(dim: int, dtype, device) -> ChannelGate:
-    """The model's channel gate (mambacsr's ChannelGate module: LayerNorm, mean over tokens, Linear dim -> dim/8,
-    GELU, Linear, Sigmoid), its parameters requiring grad as in training."""
-    from mambacsr.models.layers import ChannelGate as GateModule
-
-    torch.manual_seed(2)
-    return GateModule(dim).to(device, dtype).spec()
 
 
 def scan_rows(args, out_name):

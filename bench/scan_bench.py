@@ -86,6 +86,22 @@ def mambair_path(selective_scan_cuda, inp, directions, H, W, sum_directions=True
     return ys.sum(1).transpose(1, 2) if sum_directions else ys.transpose(2, 3)
 
 
+def model_gate(dim: int, dtype, device):
+    """The model's channel gate (mambacsr's ChannelGate module: LayerNorm, mean over tokens, Linear dim -> dim/8,
+    GELU, Linear, Sigmoid) as a ``scan2d.ChannelGate``, its parameters requiring grad as in training."""
+    from mambacsr.models.layers import ChannelGate as GateModule
+
+    torch.manual_seed(2)
+    return GateModule(dim).to(device, dtype).spec()
+
+
+def gated_mambair_path(selective_scan_cuda, inp, directions, H, W, gate):
+    """What MambaIR-style code runs for a gated layer (LW-SS2D): every direction's output copied back to raster
+    order, the gate's LayerNorm pooling and excitation on them, the weighted sum."""
+    ys = mambair_path(selective_scan_cuda, inp, directions, H, W, sum_directions=False)  # (batch, K, L, dim)
+    return (ys * gate.excite(gate.pool(ys)).unsqueeze(2)).sum(1)
+
+
 def mamba_fn(module):
     """mamba-ssm's selective_scan_fn semantics over the raw CUDA op (fwd + bwd)."""
 
@@ -217,8 +233,12 @@ def run(args, out_name: str) -> list:
                          directions=[d.name for d in directions], cross_scale=xs)
             out_mb = batch * L * D * torch.finfo(dtype).bits / 8 / 2**20
 
+            gate = model_gate(D, dtype, device) if args.gated else None
+            if gate is not None:
+                shape["gated"] = True
+
             def fused():
-                return directional_scan(**inp, directions=directions, height=H, width=W, backend="triton")
+                return directional_scan(**inp, directions=directions, height=H, width=W, gate=gate, backend="triton")
 
             pre = drop_in_inputs(batch, K, D, L + Ll, inp, dtype, device)
 
@@ -227,7 +247,11 @@ def run(args, out_name: str) -> list:
                                              delta_bias=pre["bias"], delta_softplus=True, backend="triton")
 
             backends, checks = {}, {}
-            if module is not None:  # first, so that every other row can carry its ratio to it
+            if module is not None and gate is not None:  # the gated layer: MambaIR-style code is the reference
+                fn = mamba_fn(module)
+                backends["mambair_path"] = (lambda: gated_mambair_path(fn, inp, directions, H, W, gate), {})
+                checks["fused"] = ("rel_err_vs_mambair", relative_errors(fused, backends["mambair_path"][0], inp["u"]))
+            elif module is not None:  # first, so that every other row can carry its ratio to it
                 fn = mamba_fn(module)
                 backends["mamba_ssm"] = (lambda: fn(*pre.values()), {})
                 backends["mambair_path"] = (lambda: mambair_path(fn, inp, directions, H, W), {})
@@ -242,11 +266,11 @@ def run(args, out_name: str) -> list:
                 for changes in configs:
                     label = "fused" + "".join(f" {k}={v}" for k, v in changes.items())
                     backends[label] = (fused, changes)
-            if not args.sweep and (device.type == "cuda" or args.smoke):
+            if not args.sweep and gate is None and (device.type == "cuda" or args.smoke):
                 backends["drop_in"] = (drop_in, {})
             if not args.sweep:
                 backends["torch"] = (lambda: directional_scan(**inp, directions=directions, height=H, width=W,
-                                                              backend="torch"), {})
+                                                              gate=gate, backend="torch"), {})
             reference = None
             if args.backends:
                 backends = {k: v for k, v in backends.items() if k.split()[0] in args.backends}
@@ -266,14 +290,16 @@ def run(args, out_name: str) -> list:
                     row["tiles"] = dict(dataclasses.asdict(tiles), deterministic=deterministic)
                 if values["fwd_peak_mb"] is not None:
                     row["fwd_peak_over_output"] = round(values["fwd_peak_mb"] / out_mb, 3)
-                if backend == "mamba_ssm":
+                # The ratios are to mamba-ssm's bare scan, or for the gated layer to the gated MambaIR-style path.
+                ref_name = "mambair_path" if gate is not None else "mamba_ssm"
+                if backend == ref_name:
                     reference = values
                 elif reference is not None:
-                    row["fwd_speedup_vs_mamba_ssm"] = round(reference["fwd_ms"] / values["fwd_ms"], 3)
-                    row["fwdbwd_speedup_vs_mamba_ssm"] = round(reference["fwdbwd_ms"] / values["fwdbwd_ms"], 3)
+                    row[f"fwd_speedup_vs_{ref_name}"] = round(reference["fwd_ms"] / values["fwd_ms"], 3)
+                    row[f"fwdbwd_speedup_vs_{ref_name}"] = round(reference["fwdbwd_ms"] / values["fwdbwd_ms"], 3)
                     if reference["fwd_graph_ms"] and values["fwd_graph_ms"]:
-                        row["fwd_graph_speedup_vs_mamba_ssm"] = round(reference["fwd_graph_ms"] /
-                                                                      values["fwd_graph_ms"], 3)
+                        row[f"fwd_graph_speedup_vs_{ref_name}"] = round(reference["fwd_graph_ms"] /
+                                                                        values["fwd_graph_ms"], 3)
                 rows.append(row)
                 if not args.smoke:
                     append_jsonl(row, out_name)
@@ -293,13 +319,17 @@ def main():
                         "(or of SWEEP): 'default' or key=value pairs joined by commas, e.g. forward_state_loop=True")
     parser.add_argument("--backends", nargs="*", choices=["mamba_ssm", "mambair_path", "fused", "drop_in", "torch"],
                         help="time only these (default: all); a fused row's speedup needs mamba_ssm in the run")
+    parser.add_argument("--gated", action="store_true",
+                        help="the layer with the model's channel gate (LW-SS2D, every RLMB's): fused against the gated "
+                        "MambaIR-style path (and the PyTorch path)")
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--out", help="result file name under bench/results/ (or $BENCH_RESULTS)")
+    parser.add_argument("--append", action="store_true", help="add to the result file instead of replacing it")
     args = parser.parse_args()
     device = torch.cuda.get_device_name().replace(" ", "-") if torch.cuda.is_available() else "cpu"
     kind = "sweep" if args.sweep else "scan"
     out_name = args.out or f"{kind}-{device}-{dt.date.today().isoformat()}.jsonl"
-    if not args.smoke:
+    if not args.smoke and not args.append:
         (RESULTS / out_name).unlink(missing_ok=True)
     run(args, out_name)
     if not args.smoke:
