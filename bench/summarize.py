@@ -38,17 +38,29 @@ def table(rows) -> str:
                  _fmt(r["wall_ms"]), _fmt(r["gpu_ms"]),
                  *(next(iter(r["kernels"].items()), ("-", None)))] for r in rows]
         body = [cells[:7] + [_fmt(cells[7])] for cells in body]
+    elif rows and "host_us" in rows[0]:  # host_overhead.py
+        head = ["call", "shape", "host us", "launches", "launch"]
+        body = [[r["case"], "x".join(str(v) for v in r["shape"].values()), _fmt(r["host_us"]),
+                 _fmt(sum(r["launches_per_call"].values()) if r.get("launches_per_call") else None), r["launch"]]
+                for r in rows]
     elif rows and "fwd_peak_mb" in rows[0]:  # scan benchmark
-        head = ["case", "dtype", "backend", "tiles", "fwd ms", "fwd+bwd ms", "fwd x mamba", "fwd+bwd x mamba",
-                "fwd peak / out", "fwd GB/s"]
-        body = [[r["case"], r["dtype"], r["backend"], _tiles(r), _fmt(r["fwd_ms"]), _fmt(r["fwdbwd_ms"]),
-                 _fmt(r.get("fwd_speedup_vs_mamba_ssm")), _fmt(r.get("fwdbwd_speedup_vs_mamba_ssm")),
-                 _fmt(r.get("fwd_peak_over_output")), _fmt(r.get("fwd_gbps"))] for r in rows]
+        # Ratios to mamba-ssm's bare scan, or for the gated layer (--gated) to the gated MambaIR-style path.
+        head = ["case", "dtype", "backend", "tiles", "fwd ms", "fwd host ms", "fwd graph ms", "fwd+bwd ms", "fwd x ref",
+                "fwd graph x ref", "fwd+bwd x ref", "ref", "fwd peak / out", "fwd GB/s"]
+        body = []
+        for r in rows:
+            ref = "mambair_path" if r["shape"].get("gated") else "mamba_ssm"
+            body.append([r["case"] + (" gated" if r["shape"].get("gated") else ""), r["dtype"], r["backend"],
+                         _tiles(r), _fmt(r["fwd_ms"]), _fmt(r.get("fwd_host_ms")), _fmt(r.get("fwd_graph_ms")),
+                         _fmt(r["fwdbwd_ms"]), _fmt(r.get(f"fwd_speedup_vs_{ref}")),
+                         _fmt(r.get(f"fwd_graph_speedup_vs_{ref}")), _fmt(r.get(f"fwdbwd_speedup_vs_{ref}")), ref,
+                         _fmt(r.get("fwd_peak_over_output")), _fmt(r.get("fwd_gbps"))])
     else:  # model or CPU benchmark
-        head = ["case", "backend", "fwd ms", "fwd+bwd ms", "peak MB"]
+        head = ["case", "backend", "fwd ms", "fwd host ms", "fwd graph ms", "fwd+bwd ms", "peak MB"]
         # model_bench rows of a non-default tile configuration carry its changes (model_bench --configs)
         body = [[r["case"], r["backend"] + "".join(f" {k}={v}" for k, v in r.get("tiles", {}).items()),
-                 _fmt(r.get("fwd_ms")), _fmt(r.get("fwdbwd_ms")), _fmt(r.get("peak_mb"))] for r in rows]
+                 _fmt(r.get("fwd_ms")), _fmt(r.get("fwd_host_ms")), _fmt(r.get("fwd_graph_ms")),
+                 _fmt(r.get("fwdbwd_ms")), _fmt(r.get("peak_mb"))] for r in rows]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     lines += ["| " + " | ".join(cells) + " |" for cells in body]
     return "\n".join(lines)
