@@ -32,7 +32,7 @@ from mambacsr.config import build_model, load_config  # noqa: E402
 @contextlib.contextmanager
 def mamba_ssm_scan_layers(module):
     """Route every model scan layer through the MambaIR-style mamba-ssm path."""
-    from scan_bench import mamba_fn, mambair_path
+    from scan_bench import gated_mambair_path, mamba_fn, mambair_path
 
     fn = mamba_fn(module)
     original = scan2d.directional_scan
@@ -44,11 +44,7 @@ def mamba_ssm_scan_layers(module):
             inp.update(u_low=u_low, xdbl_low=xdbl_low)
         if gate is None and direction_weights is None:
             return mambair_path(fn, inp, directions, height, width)
-        ys = mambair_path(fn, inp, directions, height, width, sum_directions=False)  # (batch, K, L, dim)
-        weights = 1 if direction_weights is None else direction_weights
-        if gate is not None:
-            weights = gate.excite(gate.pool(ys)) * weights
-        return (ys * weights.unsqueeze(2)).sum(1)
+        return gated_mambair_path(fn, inp, directions, height, width, gate, direction_weights)
 
     scan2d.directional_scan = patched
     try:

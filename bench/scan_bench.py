@@ -95,11 +95,14 @@ def model_gate(dim: int, dtype, device):
     return GateModule(dim).to(device, dtype).spec()
 
 
-def gated_mambair_path(selective_scan_cuda, inp, directions, H, W, gate):
+def gated_mambair_path(selective_scan_cuda, inp, directions, H, W, gate, direction_weights=None):
     """What MambaIR-style code runs for a gated layer (LW-SS2D): every direction's output copied back to raster
-    order, the gate's LayerNorm pooling and excitation on them, the weighted sum."""
+    order, the gate's LayerNorm pooling and excitation on them (times ``direction_weights``), the weighted sum."""
     ys = mambair_path(selective_scan_cuda, inp, directions, H, W, sum_directions=False)  # (batch, K, L, dim)
-    return (ys * gate.excite(gate.pool(ys)).unsqueeze(2)).sum(1)
+    weights = 1 if direction_weights is None else direction_weights
+    if gate is not None:
+        weights = gate.excite(gate.pool(ys)) * weights
+    return (ys * weights.unsqueeze(2)).sum(1)
 
 
 def mamba_fn(module):

@@ -43,7 +43,8 @@ def test_mambair_path_equals_directional_scan(window, cross_scale, dtype):
 
 @pytest.mark.parametrize("cross_scale", [None, "aligned"])
 def test_model_bench_routes_gated_layers_through_the_baseline(cross_scale):
-    # model_bench's mamba_ssm backend replaces every scan layer, the channel-gated ones included.
+    # model_bench's mamba_ssm backend replaces every scan layer, the channel-gated ones included, through
+    # scan_bench.gated_mambair_path, which is also scan_bench --gated's reference.
     import scan2d
     from directional_cases import make_gate
     from model_bench import mamba_ssm_scan_layers
