@@ -133,7 +133,7 @@ class _DirectionalScanTriton(torch.autograd.Function):
         directions, height, width, A_dtype, w_dtype = ctx.meta
         ops = _operands(*saved[:6], directions, height, width, *saved[6:], tiles=ctx.tiles)
         dout = dout.contiguous()
-        strides = (dout.stride(0), 0, dout.stride(1), dout.stride(2))
+        strides = _summed_strides(dout)
         if ctx.link is not None:
             # The weights' gradient alone; the inputs' gradient comes with the pooled statistic's, in one pass.
             dweight = launch.direction_weight_grad(ops, entry, dout, strides)

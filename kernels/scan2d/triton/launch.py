@@ -460,13 +460,13 @@ def first_direction_pool(ops: ScanOperands, first: torch.Tensor, tok: torch.Tens
     (batch, L, dim) is direction 0's output written by the statistics pass and tok (batch*K, L, 2) holds (mean, rstd)
     per token (``scan_kernels.first_direction_pool_kernel``)."""
     batch, length, dim = first.shape
-    block_t, block_d = (32, 32) if triton_interpreted() else (16, 128)
-    tiles = 16
+    # The forward's tiles: one channel per thread, chunks of inference_tiles tiles.
+    block_t, block_d, tiles = ops.tiles.block_t, ops.forward_block_d, ops.tiles.inference_tiles
     chunks = triton.cdiv(length, block_t * tiles)
     part = torch.empty(batch, chunks, dim, device=first.device, dtype=torch.float32)
     K.first_direction_pool_kernel[(batch, triton.cdiv(dim, block_d), chunks)](
         first, first.stride(0), first.stride(1), first.stride(2), tok, part, ops.K, length, dim,
-        BLOCK_T=block_t, BLOCK_D=block_d, TILES=tiles, num_warps=4)
+        BLOCK_T=block_t, BLOCK_D=block_d, TILES=tiles, num_warps=ops.tiles.num_warps)
     return part.sum(1)
 
 
