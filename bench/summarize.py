@@ -56,11 +56,11 @@ def table(rows) -> str:
                          _fmt(r.get(f"fwd_graph_speedup_vs_{ref}")), _fmt(r.get(f"fwdbwd_speedup_vs_{ref}")), ref,
                          _fmt(r.get("fwd_peak_over_output")), _fmt(r.get("fwd_gbps"))])
     else:  # model or CPU benchmark
-        head = ["case", "backend", "fwd ms", "fwd host ms", "fwd graph ms", "fwd+bwd ms", "peak MB"]
+        head = ["case", "backend", "fwd ms", "fwd host ms", "fwd graph ms", "fwd+bwd ms", "fwd+bwd host ms", "peak MB"]
         # model_bench rows of a non-default tile configuration carry its changes (model_bench --configs)
         body = [[r["case"], r["backend"] + "".join(f" {k}={v}" for k, v in r.get("tiles", {}).items()),
                  _fmt(r.get("fwd_ms")), _fmt(r.get("fwd_host_ms")), _fmt(r.get("fwd_graph_ms")),
-                 _fmt(r.get("fwdbwd_ms")), _fmt(r.get("peak_mb"))] for r in rows]
+                 _fmt(r.get("fwdbwd_ms")), _fmt(r.get("fwdbwd_host_ms")), _fmt(r.get("peak_mb"))] for r in rows]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     lines += ["| " + " | ".join(cells) + " |" for cells in body]
     return "\n".join(lines)
