@@ -673,8 +673,9 @@ def forward_output_kernel(
             high = valid & (is_low == 0)
             write = high[:, None] & d_mask[None, :]
             token = pid_bk.to(tl.int64) * L_high + pos64
+            # This direction's (step, channel) elements of out (REDUCE 1 and 4 pass a summed out: s_ok = 0).
+            dest = out_ptr + b64 * s_ob + k * s_ok + pos64[:, None] * s_ol + d[None, :] * s_od
             if REDUCE == 0:
-                dest = out_ptr + b64 * s_ob + k * s_ok + pos64[:, None] * s_ol + d[None, :] * s_od
                 if HAS_WEIGHT:
                     y = y * wk[None, :]
                 if ACCUMULATE:
@@ -685,9 +686,7 @@ def forward_output_kernel(
                 tl.store(dest, y.to(out_ptr.dtype.element_ty), mask=write)
             elif REDUCE == 1:
                 if STORE_FIRST:
-                    first = write & ((d * 0 + k) == 0)[None, :]
-                    tl.store(out_ptr + b64 * s_ob + pos64[:, None] * s_ol + d[None, :] * s_od,
-                             y.to(out_ptr.dtype.element_ty), mask=first)
+                    tl.store(dest, y.to(out_ptr.dtype.element_ty), mask=write & ((d * 0 + k) == 0)[None, :])
                 y = tl.where(write, y, 0.0)
                 _accumulate(red_ptr + token * 2, tl.sum(y, axis=1), high, DETERMINISTIC)
                 _accumulate(red_ptr + token * 2 + 1, tl.sum(y * y, axis=1), high, DETERMINISTIC)
@@ -695,9 +694,7 @@ def forward_output_kernel(
                 rstd = tl.load(tok_ptr + token * 2 + 1, mask=high, other=0.0)
                 part += tl.sum(tl.where(write, y * rstd[:, None], 0.0), axis=0)
             elif REDUCE == 4:
-                dout = tl.load(out_ptr + b64 * s_ob + pos64[:, None] * s_ol + d[None, :] * s_od, mask=write,
-                               other=0.0).to(tl.float32)
-                part += tl.sum(y * dout, axis=0)
+                part += tl.sum(y * tl.load(dest, mask=write, other=0.0).to(tl.float32), axis=0)
             else:
                 _accumulate(red_ptr + token, tl.sum(tl.where(write, y * g[None, :], 0.0), axis=1), high,
                             DETERMINISTIC)
