@@ -44,19 +44,23 @@ def time_ms(fn: Callable[[], object], device: torch.device, warmup: int = 1, rep
     return statistics.median(samples)
 
 
-def host_ms(fn: Callable[[], object], device: torch.device, repeats: int = 5):
-    """Median time the host spends in ``fn`` before it returns, the GPU idle at each start (ms; None on a CPU, where
-    it is the run time).  CUDA work is queued, not waited for, so this is the launch overhead: Python, argument
-    binding, allocations.  Until the first kernel is queued the GPU idles, and event timings count that."""
-    if device.type != "cuda":
+def host_ms(fn: Callable[[], object], device: torch.device, repeats: int = 5, on_cpu: bool = False):
+    """Median time the host spends in ``fn`` before it returns, the GPU idle at each start (ms).  CUDA work is queued,
+    not waited for, so this is the launch overhead: Python, argument binding, allocations.  Until the first kernel is
+    queued the GPU idles, and event timings count that.  On a CPU it is the run time: None unless ``on_cpu``
+    (host_overhead.py, whose kernels launch nothing there)."""
+    cuda = device.type == "cuda"
+    if not cuda and not on_cpu:
         return None
     samples: List[float] = []
     for _ in range(repeats):
-        torch.cuda.synchronize()
+        if cuda:
+            torch.cuda.synchronize()
         t0 = time.perf_counter()
         fn()
         samples.append((time.perf_counter() - t0) * 1e3)
-    torch.cuda.synchronize()
+    if cuda:
+        torch.cuda.synchronize()
     return statistics.median(samples)
 
 

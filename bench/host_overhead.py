@@ -20,19 +20,18 @@ import argparse
 import collections
 import contextlib
 import datetime as dt
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import record, write_jsonl  # noqa: E402
+from common import host_ms, record, write_jsonl  # noqa: E402
 
 from scan2d import ChannelGate, ScanDirection  # noqa: E402
 from scan2d.directional import check_directional_args  # noqa: E402
 from scan2d.directional.triton_op import directional_scan_triton  # noqa: E402
+from scan2d.triton import launch_hooks  # noqa: E402
 
 SHAPES = {"tiny": (1, 16, 16, 32, 8), "a": (8, 64, 64, 360, 23)}  # batch, height, width, channels, dt rank
 MODES = ("fwd", "fwdbwd", "gated_fwd", "gated_fwdbwd")
@@ -43,31 +42,24 @@ class LaunchBinding:
     nothing; ``launches`` counts the calls per kernel."""
 
     def __enter__(self):
-        from triton.backends.compiler import GPUTarget
-        from triton.compiler import make_backend
-        from triton.runtime.jit import JITFunction, compute_cache_key, create_function_from_signature
+        from triton.runtime.jit import compute_cache_key
 
-        backend = make_backend(GPUTarget("cuda", 90, 32))
-        binders, self.launches = {}, collections.Counter()
+        key_caches, self.launches = collections.defaultdict(dict), collections.Counter()
 
-        def bind(fn, *args, grid, warmup, **kwargs):
+        def bind(fn, args, kwargs, grid):
             kwargs.update(debug=False, instrumentation_mode="")
-            if fn not in binders:
-                binders[fn] = (create_function_from_signature(fn.signature, fn.params, backend), {})
-            binder, key_cache = binders[fn]
-            bound, specialization, options = binder(*args, **kwargs)
-            compute_cache_key(key_cache, specialization, options)
+            bound, specialization, options = launch_hooks.binder(fn, 90)(*args, **kwargs)
+            compute_cache_key(key_caches[fn], specialization, options)
             if callable(grid):
                 grid(bound)
             self.launches[fn.fn.__name__] += 1
 
-        self.original, JITFunction.run = JITFunction.run, bind
+        self.hook = launch_hooks.instead_of_launch(bind)
+        self.hook.__enter__()
         return self
 
     def __exit__(self, *exc):
-        from triton.runtime.jit import JITFunction
-
-        JITFunction.run = self.original
+        return self.hook.__exit__(*exc)
 
 
 def layer_call(mode: str, shape, device):
@@ -120,18 +112,12 @@ def main(argv=None) -> int:
         with binding or contextlib.nullcontext():
             for _ in range(5):
                 call()
-            samples = []
             if binding is not None:
                 binding.launches.clear()
-            for _ in range(args.calls):
-                if cuda:
-                    torch.cuda.synchronize()
-                t0 = time.perf_counter()
-                call()
-                samples.append((time.perf_counter() - t0) * 1e6)
+            host_us = host_ms(call, device, repeats=args.calls, on_cpu=True) * 1e3
         launches = dict(binding.launches) if binding is not None else None
         row = record(f"host_{mode}", dict(zip(("batch", "height", "width", "dim", "rank"), SHAPES[shape_name])),
-                     torch.float32, "fused", device, host_us=statistics.median(samples),
+                     torch.float32, "fused", device, host_us=host_us,
                      launches_per_call=None if launches is None else
                      {k: v // args.calls for k, v in sorted(launches.items())},
                      launch="real" if cuda else "Triton's argument binding, no driver call")

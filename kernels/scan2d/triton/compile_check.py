@@ -11,7 +11,7 @@ Triton 3.6-3.7 spends generously on reverse scans, see ``bench/README.md``).
     python -m scan2d.triton.compile_check --arch 90 --arch 80 [--json resources.jsonl]
 
 It must run without ``TRITON_INTERPRET`` (the interpreter replaces the compiled kernels) and uses Triton internals
-(``create_function_from_signature``, ``JITFunction._pack_args``) that are stable across triton 3.6-3.7.
+(``launch_hooks``, ``JITFunction._pack_args``) that are stable across triton 3.6-3.7.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ from dataclasses import asdict, dataclass
 from typing import Callable, Iterator, List, Sequence
 
 import torch
+
+from . import launch_hooks
 
 
 @dataclass
@@ -97,21 +99,17 @@ def compile_instead_of_launch(arches: Sequence[int], builds: List[KernelBuild]) 
     """
     import triton
     from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource, make_backend
-    from triton.runtime.jit import JITFunction, create_function_from_signature
+    from triton.compiler import ASTSource
 
     if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
         raise RuntimeError("compile_check needs real compiled kernels: unset TRITON_INTERPRET.")
     seen = set()
-    original = JITFunction.run
 
-    def compile_run(self, *args, grid, warmup, **kwargs):
+    def compile_run(self, args, kwargs, grid):
         kwargs.setdefault("debug", False)
         for arch in arches:
-            target = GPUTarget("cuda", arch, 32)
-            backend = make_backend(target)
-            binder = create_function_from_signature(self.signature, self.params, backend)
-            bound, specialization, options = binder(*args, **kwargs)
+            target, backend = GPUTarget("cuda", arch, 32), launch_hooks.backend(arch)
+            bound, specialization, options = launch_hooks.binder(self, arch)(*args, **kwargs)
             key = (self.fn.__name__, arch, str(specialization), str(sorted(options.items())))
             if key in seen:
                 continue
@@ -133,11 +131,8 @@ def compile_instead_of_launch(arches: Sequence[int], builds: List[KernelBuild]) 
                                       len(_REVERSE_SCAN.findall(compiled.asm["ttgir"])), round(seconds, 2), sass))
         return None
 
-    JITFunction.run = compile_run
-    try:
+    with launch_hooks.instead_of_launch(compile_run):
         yield
-    finally:
-        JITFunction.run = original
 
 
 def _layer_case(dtype, gate: bool, cross_scale, n_state=16, backward=True) -> Callable[[], None]:
