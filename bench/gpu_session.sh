@@ -67,7 +67,7 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
         backward_lane_sums=True,backward_direction_launches=True deterministic=True backward_direction_launches=True \
         backward_dx_copies=True > /tmp/warmup2.log 2>&1 ) &
     ( BENCH_RESULTS=/tmp/warmup3 timeout 150 python3 bench/scan_bench.py --backends fused --repeats 1 --gated \
-        --cases a_training_w8 b_inference_256 --dtypes float32 > /tmp/warmup3.log 2>&1 ) &
+        --cases a_training_w8 b_inference_256 d_model_inference_64 --dtypes float32 > /tmp/warmup3.log 2>&1 ) &
     export TRITON_INTERPRET=0 HYPOTHESIS_PROFILE=dev
     timeout "$(left 130)" python3 -m pytest -q -n 6 --maxfail 5 -rfEs -p no:cacheprovider \
         tests/test_triton_lane_sums.py tests/test_triton_softplus.py tests/test_triton_directional.py \
@@ -83,13 +83,22 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     #    2026-11-27), and the drop-in selective_scan on mamba-ssm's own inputs (the state loops since 2026-12-01).
     #    Each row also times the forward's host part and its replay from a CUDA graph (since 2026-12-02).
     step_run scan 75 python3 bench/scan_bench.py "${mamba_args[@]}" --repeats 30 \
-        --backends mamba_ssm mambair_path fused drop_in
+        --backends mamba_ssm mambair_path fused drop_in \
+        --cases a_training_w8 a_training_w64 b_inference_256 c_cross_scale_64 c_cross_scale_256
     #    The layer as every RLMB of the model runs it, with the channel gate: fused against the gated MambaIR-style
     #    path (since 2026-12-02; appended to the same file).
     step_run scan-gated 40 python3 bench/scan_bench.py "${mamba_args[@]}" --repeats 20 --gated --append \
         --cases a_training_w8 b_inference_256 --dtypes float32 --backends mambair_path fused
-    # 4. The dis_w8 network: training step and inference, fused against MambaIR-style mamba-ssm, then PyTorch.
+    #    The gated layer at the model's inference shape (batch 1, 64x64, 180 channels): inference chunks shortened
+    #    until every launch fills the GPU (the default since 2026-12-02) against 16-tile chunks (32 programs).
+    step_run scan-small 25 python3 bench/scan_bench.py "${mamba_args[@]}" --repeats 30 --gated --append \
+        --cases d_model_inference_64 --dtypes float32 --backends mambair_path fused \
+        --configs default inference_programs_per_sm=0
+    # 4. The dis_w8 network: training step and inference, fused against MambaIR-style mamba-ssm, then PyTorch; then
+    #    its inference with the 16-tile chunks of before 2026-12-02.
     step_run model 75 python3 bench/model_bench.py "${mamba_args[@]}" --repeats 5
+    step_run model-chunks 25 python3 bench/model_bench.py --backends triton --cases infer_256 infer_1024 --append \
+        --configs inference_programs_per_sm=0 --repeats 5
     # 5. GPU time per kernel of the training and inference cases' layer, with the lane sums, in deterministic mode,
     #    and through the model's channel gate (never profiled on its own; one backward pass since 2026-12-01).
     step_run profile 40 python3 bench/profile_kernels.py --cases a_training_w8 b_inference_256 --gated \

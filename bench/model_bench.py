@@ -54,6 +54,9 @@ def mamba_ssm_scan_layers(module):
         scan2d.directional_scan = original
 
 
+CASES = {"train_step_256": (8, 64), "infer_256": (1, 64), "infer_1024": (1, 256)}  # name: batch, LR side
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mamba-sdist")
@@ -63,6 +66,8 @@ def main():
     parser.add_argument("--backends", nargs="*", choices=["triton", "mamba_ssm", "torch"], help="default: all")
     parser.add_argument("--configs", nargs="*", default=["default"], help="tile configurations of the triton "
                         "backend, each timed: 'default' or key=value pairs joined by commas (scan_bench --configs)")
+    parser.add_argument("--cases", nargs="*", choices=list(CASES), help="default: all three")
+    parser.add_argument("--append", action="store_true", help="add to the result file instead of replacing it")
     args = parser.parse_args()
     cuda = torch.cuda.is_available() and not args.smoke
     device = torch.device("cuda" if cuda else "cpu")
@@ -78,12 +83,12 @@ def main():
     backends = [b for b in ("triton", "mamba_ssm", "torch")
                 if (cuda or b == "torch") and (module is not None or b != "mamba_ssm")]
     backends = [b for b in backends if not args.backends or b in args.backends]
-    cases = [("train_step_256", 8, 64), ("infer_256", 1, 64), ("infer_1024", 1, 256)]
+    cases = [(name, *CASES[name]) for name in CASES if not args.cases or name in args.cases]
     if args.smoke:
         cases = [("train_step_smoke", 2, 16), ("infer_smoke", 1, 16)]
     tag = torch.cuda.get_device_name().replace(" ", "-") if cuda else "cpu"
     out_name = f"model-{tag}-{dt.date.today().isoformat()}.jsonl"
-    if not args.smoke:
+    if not args.smoke and not args.append:
         (RESULTS / out_name).unlink(missing_ok=True)
     # The first triton configuration, then the mamba-ssm baseline, then the other configurations: a lease that cuts
     # the run short still has a ratio.

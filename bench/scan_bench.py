@@ -8,6 +8,8 @@ Cases (one JSON object each in ``bench/results/scan-<device>-<date>.jsonl``):
   (a) training: batch 8, 360 channels, state 16, 64x64, two directions, window 8 and window 64;
   (b) inference: batch 1, 256x256, two directions (window 8);
   (c) the cross-scale block's scan (four window-16 aligned directions) at 64x64 and 256x256 (batch 1 and 8);
+  (d) beyond the issue's cases: the layer as the dis_w8 model runs it at inference on a 256x256 output (batch 1,
+      64x64, 180 channels), a short scan at batch 1 (the inference chunk length, TileConfig.inference_programs_per_sm);
 float32 and bfloat16, forward (no autograd) and forward+backward, median of many runs (CUDA events), and the peak
 memory each allocates above its inputs (``fwd_peak_over_output``: forward peak / output size, goal (b) < 1.5).
 On a GPU each row also has ``fwd_host_ms``, the time the host takes to return from the forward (Python, argument
@@ -169,15 +171,18 @@ CASES = {  # name: batch, height, width, channels, directions, window, cross-sca
     "b_inference_256": (1, 256, 256, 360, 2, 8, None),
     "c_cross_scale_64": (8, 64, 64, 360, 4, 16, "aligned"),
     "c_cross_scale_256": (1, 256, 256, 360, 4, 16, "aligned"),
+    "d_model_inference_64": (1, 64, 64, 180, 2, 8, None),
 }
 SMOKE_CASES = {"smoke": (1, 8, 8, 16, 2, 8, None)}
 # --sweep: tile configurations of the fused op (changes to scan2d.triton.launch.TileConfig), on cases a and b, and
 # the cost of torch.use_deterministic_algorithms (fixed-order sums instead of atomics: the state-loop backward with
 # one copy of dx per channel block and one direction per launch; backward_dx_copies and backward_direction_launches
-# time each half), after the backward's reduce-scattered lane sums.  In order of interest, since a short lease may cut
-# the sweep off.
+# time each half), after the backward's reduce-scattered lane sums; then shorter inference chunks (more programs per
+# SM: case (a)'s forward has 384 programs per launch, 1.5 waves of an H200's).  In order of interest, since a short
+# lease may cut the sweep off.
 SWEEP = [dict(), dict(backward_lane_sums=True), dict(backward_lane_sums=True, backward_direction_launches=True),
-         dict(deterministic=True), dict(backward_direction_launches=True), dict(backward_dx_copies=True),
+         dict(deterministic=True), dict(inference_programs_per_sm=4), dict(inference_programs_per_sm=8),
+         dict(backward_direction_launches=True), dict(backward_dx_copies=True),
          dict(state_unroll=8), dict(state_unroll=16), dict(inference_tiles=32), dict(forward_block_d=64, num_warps=2),
          dict(state_unroll=1, carry_in_registers=False), dict(carry_in_registers=False),
          dict(forward_state_loop=False, backward_state_loop=False), dict(backward_block_d=64), dict(carry_chunks=16)]

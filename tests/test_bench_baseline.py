@@ -78,6 +78,14 @@ def test_every_benchmark_configuration_names_real_tile_settings():
     given = [parse_config(word) for line in re.findall(r"--configs ((?:[^\n\\]|\\\n)+)", script)
              for word in line.replace("\\\n", " ").split() if not word.startswith((">", "/", "2>"))
              and "=" in word or word == "default"]
+    # The same for the case names, which argparse would refuse there.
+    import model_bench
+    import scan_bench
+
+    for command, cases in (("scan_bench.py", scan_bench.CASES), ("model_bench.py", model_bench.CASES)):
+        for line in re.findall(command + r"((?:[^\n\\]|\\\n)+)", script):
+            named = re.search(r"--cases((?: \w+)+)", line.replace("\\\n", " "))
+            assert named is None or set(named.group(1).split()) <= set(cases), line
     fields = {f.name for f in dataclasses.fields(TileConfig)} | {"deterministic"}
     assert len(given) >= 4 and len(SWEEP) >= 8
     for config in [*SWEEP, *given]:

@@ -141,6 +141,34 @@ def test_only_a_recorded_forward_keeps_training_chunks(monkeypatch, grad_mode):
     assert out.requires_grad == grad_mode
 
 
+@pytest.mark.parametrize("multiprocessors,per_sm,tiles,pool_tiles", [(0, 2, 4, 4), (8, 2, 2, 1), (100, 2, 1, 1),
+                                                                      (100, 0, 4, 4)])
+def test_inference_chunks_shorten_until_every_launch_fills_the_gpu(monkeypatch, multiprocessors, per_sm, tiles,
+                                                                   pool_tiles):
+    # A forward without gradients scans chunks of up to inference_tiles tiles, halved while a launch of one direction
+    # would have fewer than inference_programs_per_sm programs per SM.  Batch 1, 7x6 in windows of 4 (64 steps, 42
+    # tokens), 11 channels in 2 blocks of 8, 4-step tiles, at most 4 per chunk: 4 chunks x 2 blocks = 8 programs.
+    # With 8 SMs (16 wanted) 2-tile chunks give 16; direction 0's pooling over the 42 tokens needs 1-tile chunks
+    # (11 x 2 = 22; 2 tiles: 6 x 2 = 12).  No SMs (the interpreter's CPU tensors) or 0 per SM keep 4 tiles.
+    import scan2d.triton.launch as launch
+
+    seen = []
+    for name in ("chunk_end_state_kernel", "forward_output_kernel", "first_direction_pool_kernel"):
+        monkeypatch.setattr(launch.K, name, LaunchSpy(getattr(launch.K, name), seen))
+    monkeypatch.setattr(launch, "multiprocessors", lambda device: multiprocessors)
+    directions = (ScanDirection(4, False, False), ScanDirection(4, True, True))
+    inp = {k: v.to(DEVICE) for k, v in make_layer_inputs(1, 7, 6, 11, 2, n_state=4, dtype=torch.float32).items()}
+    gate = make_gate(11, 2, dtype=torch.float32, device=DEVICE)
+    with torch.no_grad():
+        ref = directional_scan(**inp, directions=directions, height=7, width=6, gate=gate, backend="torch")
+        with tile_config(block_t=4, forward_block_d=8, inference_tiles=4, inference_programs_per_sm=per_sm):
+            out = directional_scan(**inp, directions=directions, height=7, width=6, gate=gate, backend="triton")
+    torch.testing.assert_close(out, ref, **TOL[torch.float32])
+    chunks = {(name, grid[2]) for name, _, _, grid, _ in seen}
+    assert chunks == {("chunk_end_state_kernel", 16 // tiles), ("forward_output_kernel", 16 // tiles),
+                      ("first_direction_pool_kernel", -(-42 // (4 * pool_tiles)))}, chunks
+
+
 def test_gate_whose_excitation_alone_records_a_graph_chunks_its_output_pass_for_the_backward(monkeypatch):
     # Inputs and LayerNorm parameters that do not require grad, an excitation whose weight does: the pooling runs with
     # inference chunks, the output pass with training chunks (its weights record a graph), so the output pass computes

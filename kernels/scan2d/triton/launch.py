@@ -37,10 +37,16 @@ class TileConfig:
             compile_check: at 4 warps it needs about 232-255 registers (triton 3.6 spills up to 260 bytes in the gated
             backward), at 8 warps 143-254 without spills; either way 8 warps fit on an SM at once.
         backward_maxnreg: register cap for ``backward_grads_kernel`` (None: ptxas's choice).
-        inference_tiles: tiles of block_t steps per chunk when no gradient is needed.  The forward stores one state
-            (dim x N fp32) per direction and chunk; with K = 2, N = 16 and 16-step chunks that is twice a float32
-            output, with 16 tiles an eighth.  The backward recomputes each chunk from its stored state, so
-            training keeps one tile per chunk.
+        inference_tiles: tiles of block_t steps per chunk when no gradient is needed (at most: see
+            inference_programs_per_sm).  The forward stores one state (dim x N fp32) per direction and chunk; with
+            K = 2, N = 16 and 16-step chunks that is twice a float32 output, with 16 tiles an eighth.  The backward
+            recomputes each chunk from its stored state, so training keeps one tile per chunk.
+        inference_programs_per_sm: inference chunks are halved (down to one tile) until a forward launch of one
+            direction has at least this many programs per SM of the GPU (``chunk_tiles``); 0 keeps inference_tiles.
+            The summed output is written one direction per launch, so a 64x64 map at batch 1 with 180 channels
+            (the model's inference on a 256x256 output) had 16 chunks x 2 channel blocks = 32 programs on an H200's
+            132 SMs.  2: the state-loop forward's 128 threads at up to 255 registers fit twice on an SM, so every SM
+            gets a program of each launch.  Long maps keep their 16-tile chunks (case (b): 768 programs).
         carry_chunks: chunks that ``chunk_carry_kernel`` loads and scans at once (a power of two).  Small under
             the interpreter so that the tests cross several such blocks.
         forward_state_loop: the forward kernels (``chunk_end_state``, ``forward_output``) of the 2D layer and of the
@@ -92,6 +98,7 @@ class TileConfig:
     backward_num_warps: Optional[int] = 8
     backward_maxnreg: Optional[int] = None
     inference_tiles: int = 2 if triton_interpreted() else 16
+    inference_programs_per_sm: int = 2
     carry_chunks: int = 4 if triton_interpreted() else 8
     forward_state_loop: bool = True
     forward_block_d: int = 32 if triton_interpreted() else 128
@@ -137,6 +144,28 @@ def tile_config(**changes):
 
 def current_tiles() -> TileConfig:
     return CONFIG
+
+
+def multiprocessors(device: torch.device) -> int:
+    """Streaming multiprocessors of a CUDA device; 0 elsewhere (the interpreter runs on CPU tensors)."""
+    if device.type != "cuda":
+        return 0
+    return _multiprocessors(torch.cuda.current_device() if device.index is None else device.index)
+
+
+@functools.lru_cache(maxsize=None)
+def _multiprocessors(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
+def chunk_tiles(steps: int, block_t: int, most: int, programs_per_chunk: int, min_programs: int) -> int:
+    """Tiles of ``block_t`` steps per chunk of a ``steps``-step scan: ``most``, halved (down to 1) while a launch of
+    ``programs_per_chunk`` programs per chunk would have fewer than ``min_programs``.  Longer chunks store fewer
+    entry states and carry fewer chunks; shorter ones give short scans at batch 1 the programs that fill a GPU."""
+    tiles = max(1, most)
+    while tiles > 1 and programs_per_chunk * triton.cdiv(steps, block_t * tiles) < min_programs:
+        tiles //= 2
+    return tiles
 
 
 def _padded(extent: int, window: int) -> int:
@@ -270,8 +299,16 @@ class ScanOperands:
     n_chunks: int = field(init=False)
 
     def __post_init__(self):
-        self.tiles_per_chunk = 1 if self.for_backward else self.tiles.inference_tiles
+        self.tiles_per_chunk = 1 if self.for_backward else self.inference_chunk_tiles(
+            self.length, self.batch * self.channel_blocks(self.forward_block_d))
         self.n_chunks = triton.cdiv(self.length, self.tiles.block_t * self.tiles_per_chunk)
+
+    def inference_chunk_tiles(self, steps: int, programs_per_chunk: int) -> int:
+        """Tiles per chunk of a forward without gradients whose launches (of one direction) have
+        ``programs_per_chunk`` programs per chunk: ``TileConfig.inference_tiles``, fewer where the GPU would not
+        be filled (``TileConfig.inference_programs_per_sm``)."""
+        min_programs = self.tiles.inference_programs_per_sm * multiprocessors(self.u.device)
+        return chunk_tiles(steps, self.tiles.block_t, self.tiles.inference_tiles, programs_per_chunk, min_programs)
 
     def common_args(self):
         """What every kernel takes after its own leading arguments: load_chunk's inputs as tuples (U, X, DELTA,
@@ -460,8 +497,9 @@ def first_direction_pool(ops: ScanOperands, first: torch.Tensor, tok: torch.Tens
     (batch, L, dim) is direction 0's output written by the statistics pass and tok (batch*K, L, 2) holds (mean, rstd)
     per token (``scan_kernels.first_direction_pool_kernel``)."""
     batch, length, dim = first.shape
-    # The forward's tiles: one channel per thread, chunks of inference_tiles tiles.
-    block_t, block_d, tiles = ops.tiles.block_t, ops.forward_block_d, ops.tiles.inference_tiles
+    # The forward's tiles: one channel per thread, chunks as long as fill the GPU, up to inference_tiles tiles.
+    block_t, block_d = ops.tiles.block_t, ops.forward_block_d
+    tiles = ops.inference_chunk_tiles(length, batch * triton.cdiv(dim, block_d))
     chunks = triton.cdiv(length, block_t * tiles)
     part = torch.empty(batch, chunks, dim, device=first.device, dtype=torch.float32)
     K.first_direction_pool_kernel[(batch, triton.cdiv(dim, block_d), chunks)](
