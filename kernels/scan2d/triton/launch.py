@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 import torch
-import triton
 
 from .._backend import triton_interpreted
 from ..directions import ScanDirection
@@ -146,6 +145,17 @@ def current_tiles() -> TileConfig:
     return CONFIG
 
 
+def cdiv(a: int, b: int) -> int:
+    """ceil(a / b) of non-negative ints.  The host's own: ``triton.cdiv`` is a constexpr function, whose wrapper costs
+    about 1.7 us a call on the host (this VM), and a layer call needs a dozen."""
+    return -(-a // b)
+
+
+def next_power_of_2(n: int) -> int:
+    """The smallest power of two >= n (1 for n <= 1), like ``triton.next_power_of_2`` without its wrapper."""
+    return 1 << max(0, n - 1).bit_length()
+
+
 def multiprocessors(device: torch.device) -> int:
     """Streaming multiprocessors of a CUDA device; 0 elsewhere (the interpreter runs on CPU tensors)."""
     if device.type != "cuda":
@@ -163,7 +173,7 @@ def chunk_tiles(steps: int, block_t: int, most: int, programs_per_chunk: int, mi
     ``programs_per_chunk`` programs per chunk would have fewer than ``min_programs``.  Longer chunks store fewer
     entry states and carry fewer chunks; shorter ones give short scans at batch 1 the programs that fill a GPU."""
     tiles = max(1, most)
-    while tiles > 1 and programs_per_chunk * triton.cdiv(steps, block_t * tiles) < min_programs:
+    while tiles > 1 and programs_per_chunk * cdiv(steps, block_t * tiles) < min_programs:
         tiles //= 2
     return tiles
 
@@ -301,7 +311,7 @@ class ScanOperands:
     def __post_init__(self):
         self.tiles_per_chunk = 1 if self.for_backward else self.inference_chunk_tiles(
             self.length, self.batch * self.channel_blocks(self.forward_block_d))
-        self.n_chunks = triton.cdiv(self.length, self.tiles.block_t * self.tiles_per_chunk)
+        self.n_chunks = cdiv(self.length, self.tiles.block_t * self.tiles_per_chunk)
 
     def inference_chunk_tiles(self, steps: int, programs_per_chunk: int) -> int:
         """Tiles per chunk of a forward without gradients whose launches (of one direction) have
@@ -332,7 +342,7 @@ class ScanOperands:
     def channel_blocks(self, block: int) -> int:
         """Programs of ``block`` channels that cover the channels: the blocks tile each group of channels that share
         B and C, the last block of a group masked (``scan_kernels.block_channels``)."""
-        return self.dim // self.group_size * triton.cdiv(self.group_size, block)
+        return self.dim // self.group_size * cdiv(self.group_size, block)
 
     @property
     def block_d(self) -> int:
@@ -404,7 +414,7 @@ class ScanOperands:
 
     def carry_grid(self):
         """(batch x K, blocks of ``block_d`` channels) of ``chunk_carry_kernel``; it reads no B or C: plain blocks."""
-        return (self.batch * self.K, triton.cdiv(self.dim, self.block_d))
+        return (self.batch * self.K, cdiv(self.dim, self.block_d))
 
     def state_buffer(self, *tail):
         return torch.empty(self.batch * self.K, self.n_chunks, self.dim, *tail, device=self.u.device,
@@ -499,10 +509,10 @@ def first_direction_pool(ops: ScanOperands, first: torch.Tensor, tok: torch.Tens
     batch, length, dim = first.shape
     # The forward's tiles: one channel per thread, chunks as long as fill the GPU, up to inference_tiles tiles.
     block_t, block_d = ops.tiles.block_t, ops.forward_block_d
-    tiles = ops.inference_chunk_tiles(length, batch * triton.cdiv(dim, block_d))
-    chunks = triton.cdiv(length, block_t * tiles)
+    tiles = ops.inference_chunk_tiles(length, batch * cdiv(dim, block_d))
+    chunks = cdiv(length, block_t * tiles)
     part = torch.empty(batch, chunks, dim, device=first.device, dtype=torch.float32)
-    K.first_direction_pool_kernel[(batch, triton.cdiv(dim, block_d), chunks)](
+    K.first_direction_pool_kernel[(batch, cdiv(dim, block_d), chunks)](
         first, first.stride(0), first.stride(1), first.stride(2), tok, part, ops.K, length, dim,
         BLOCK_T=block_t, BLOCK_D=block_d, TILES=tiles, num_warps=ops.tiles.num_warps)
     return part.sum(1)
@@ -586,7 +596,7 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
     launch_buffers, copies, part_strides = gb, {}, (0, 0)
     if state_loop:  # one warp per 32 channels, one channel per thread; tl.dot needs RP >= 16
         block_d = ops.tiles.backward_block_d
-        grads_meta = dict(meta, BLOCK_D=block_d, RP=max(16, triton.next_power_of_2(ops.rank)), STATE_LOOP=True,
+        grads_meta = dict(meta, BLOCK_D=block_d, RP=max(16, next_power_of_2(ops.rank)), STATE_LOOP=True,
                           num_warps=max(1, block_d // 32))
         if ops.backward_dx_copies:
             # The channel blocks' sums (dB, dC and the dt low-rank input: columns of dx and dx_low in the layer,
@@ -600,7 +610,7 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
             launch_buffers = {**gb, **copies}
     else:
         block_d = ops.block_d
-        grads_meta = dict(meta, RP=triton.next_power_of_2(ops.rank), **ops.tiles.backward_options())
+        grads_meta = dict(meta, RP=next_power_of_2(ops.rank), **ops.tiles.backward_options())
     # One direction per launch: du, which the directions share, without atomics.  The deterministic tile kernels run
     # one program per chunk that visits every channel block.
     channel_blocks = state_loop or not ops.deterministic
