@@ -103,6 +103,10 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     #    and through the model's channel gate (never profiled on its own; one backward pass since 2026-12-01).
     step_run profile 40 python3 bench/profile_kernels.py --cases a_training_w8 b_inference_256 --gated \
         --configs default backward_lane_sums=True deterministic=True
+    #    The network's batch-1 inference (256x256 output): GPU time, wall time and kernels launched, with the
+    #    shortened inference chunks and without (is it bound by its kernels or by the host?).
+    step_run profile-inference 20 python3 bench/profile_kernels.py --cases --model-inference --append \
+        --configs default inference_programs_per_sm=0
     # 6. The host's time per layer call at case (a)'s shape (forward, backward, gated), with real launches: what
     #    the scan rows' fwd_host_ms and fwd_graph_ms say of the forward, for the other modes.
     step_run host 20 python3 bench/host_overhead.py --calls 50

@@ -33,11 +33,11 @@ _tiles.baseline = {}
 
 def table(rows) -> str:
     if rows and "kernels" in rows[0]:  # profile_kernels.py
-        head = ["case", "dtype", "config", "phase", "wall ms", "GPU ms", "slowest kernel", "its ms"]
+        head = ["case", "dtype", "config", "phase", "wall ms", "GPU ms", "launches", "slowest kernel", "its ms"]
         body = [[r["case"] + (" gated" if r["shape"].get("gated") else ""), r["dtype"], r["config"], r["phase"],
-                 _fmt(r["wall_ms"]), _fmt(r["gpu_ms"]),
+                 _fmt(r["wall_ms"]), _fmt(r["gpu_ms"]), _fmt(r.get("launches")),
                  *(next(iter(r["kernels"].items()), ("-", None)))] for r in rows]
-        body = [cells[:7] + [_fmt(cells[7])] for cells in body]
+        body = [cells[:8] + [_fmt(cells[8])] for cells in body]
     elif rows and "host_us" in rows[0]:  # host_overhead.py
         head = ["call", "shape", "host us", "launches", "launch"]
         body = [[r["case"], "x".join(str(v) for v in r["shape"].values()), _fmt(r["host_us"]),
