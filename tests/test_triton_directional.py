@@ -115,7 +115,9 @@ def test_forward_without_gradients_carries_the_state_across_tiles_of_a_chunk(cro
     ref = directional_scan(**inp, directions=directions, height=7, width=6, gate=gate, backend="torch")
     dev = {k: v.to(DEVICE) for k, v in inp.items()}
     dev_gate = make_gate(11, 2, dtype=torch.float32, device=DEVICE) if gated else None
-    with torch.no_grad(), tile_config(block_t=4, block_d=8, forward_block_d=8, inference_tiles=3, **state_loop), \
+    # inference_programs_per_sm=0: on a GPU too, whose SM count would shorten these small chunks to one tile.
+    with torch.no_grad(), tile_config(block_t=4, block_d=8, forward_block_d=8, inference_tiles=3,
+                                      inference_programs_per_sm=0, **state_loop), \
             deterministic_algorithms(deterministic):
         out = directional_scan(**dev, directions=directions, height=7, width=6, gate=dev_gate, backend="triton")
     torch.testing.assert_close(out.cpu(), ref, **TOL[torch.float32])
@@ -188,7 +190,8 @@ def test_gate_whose_excitation_alone_records_a_graph_chunks_its_output_pass_for_
         w1.requires_grad_()
         gate = ChannelGate(torch.ones(12, device=device), torch.zeros(12, device=device), 1e-5,
                            lambda pooled: torch.sigmoid(pooled @ w1))
-        with tile_config(block_t=4, inference_tiles=3):  # 3 chunks of 3 tiles, or 8 of one tile
+        # 3 chunks of 3 tiles, or 8 of one tile (inference_programs_per_sm=0: on a GPU too)
+        with tile_config(block_t=4, inference_tiles=3, inference_programs_per_sm=0):
             out = directional_scan(**{k: v.to(device) for k, v in inp.items()}, directions=directions, height=5,
                                    width=6, gate=gate, backend=backend)
         out.square().sum().backward()

@@ -91,7 +91,8 @@ def test_forward_without_gradients_carries_state_and_last_state_across_tiles():
     inp = make_inputs(2, 6, 50, 4, 0)
     dev = {k: v.float().to(DEVICE) for k, v in inp.items()}
     opt = dict(D=True, z=True, bias=True)
-    with torch.no_grad(), tile_config(block_t=4, block_d=4, inference_tiles=3):  # 5 chunks of 3 tiles
+    # 5 chunks of 3 tiles (inference_programs_per_sm=0: on a GPU too, whose SMs would make them 1-tile chunks)
+    with torch.no_grad(), tile_config(block_t=4, block_d=4, inference_tiles=3, inference_programs_per_sm=0):
         out, last = _run(selective_scan, dev, opt, backend="triton", return_last_state=True)
     ref, ref_last = _run(selective_scan_ref, {k: v.double().cpu() for k, v in dev.items()}, opt,
                          return_last_state=True)
