@@ -45,7 +45,7 @@ class TileConfig:
             The summed output is written one direction per launch, so a 64x64 map at batch 1 with 180 channels
             (the model's inference on a 256x256 output) had 16 chunks x 2 channel blocks = 32 programs on an H200's
             132 SMs.  2: the state-loop forward's 128 threads at up to 255 registers fit twice on an SM, so every SM
-            gets a program of each launch.  Long maps keep their 16-tile chunks (case (b): 768 programs).
+            holds two programs of each launch.  Long maps keep their 16-tile chunks (case (b): 768 programs).
         carry_chunks: chunks that ``chunk_carry_kernel`` loads and scans at once (a power of two).  Small under
             the interpreter so that the tests cross several such blocks.
         forward_state_loop: the forward kernels (``chunk_end_state``, ``forward_output``) of the 2D layer and of the
