@@ -90,10 +90,11 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     step_run scan-gated 40 python3 bench/scan_bench.py "${mamba_args[@]}" --repeats 20 --gated --append \
         --cases a_training_w8 b_inference_256 --dtypes float32 --backends mambair_path fused
     #    The gated layer at the model's inference shape (batch 1, 64x64, 180 channels): inference chunks shortened
-    #    until every launch fills the GPU (the default since 2026-12-02) against 16-tile chunks (32 programs).
-    step_run scan-small 25 python3 bench/scan_bench.py "${mamba_args[@]}" --repeats 30 --gated --append \
+    #    until every launch fills the GPU (the default since 2026-12-02: 1-tile chunks, 512 programs per launch)
+    #    against 2-tile chunks (one program per SM: 256, half the carry) and 16-tile chunks (32 programs).
+    step_run scan-small 30 python3 bench/scan_bench.py "${mamba_args[@]}" --repeats 30 --gated --append \
         --cases d_model_inference_64 --dtypes float32 --backends mambair_path fused \
-        --configs default inference_programs_per_sm=0
+        --configs default inference_programs_per_sm=1 inference_programs_per_sm=0
     #    Case (a)'s forward in 8- and 4-tile chunks (768 and 1,536 programs, against 384: 1.45 waves of an H200's).
     step_run scan-waves 25 python3 bench/scan_bench.py --repeats 20 --append --cases a_training_w8 --dtypes float32 \
         --backends fused --configs inference_programs_per_sm=4 inference_programs_per_sm=8
@@ -101,16 +102,16 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     #    never finished within the step's time: left out); then its inference with the 16-tile chunks of before
     #    2026-12-02.
     step_run model 60 python3 bench/model_bench.py "${mamba_args[@]}" --repeats 5 --backends triton mamba_ssm
-    step_run model-chunks 25 python3 bench/model_bench.py --backends triton --cases infer_256 infer_1024 --append \
-        --configs inference_programs_per_sm=0 --repeats 5
+    step_run model-chunks 35 python3 bench/model_bench.py --backends triton --cases infer_256 infer_1024 --append \
+        --configs inference_programs_per_sm=0 inference_programs_per_sm=1 --repeats 5
     # 5. GPU time per kernel of the training and inference cases' layer, with the lane sums, in deterministic mode,
     #    and through the model's channel gate (never profiled on its own; one backward pass since 2026-12-01).
     step_run profile 40 python3 bench/profile_kernels.py --cases a_training_w8 b_inference_256 --gated \
         --configs default backward_lane_sums=True deterministic=True
     #    The network's batch-1 inference (256x256 output): GPU time, wall time and kernels launched, with the
     #    shortened inference chunks and without (is it bound by its kernels or by the host?).
-    step_run profile-inference 20 python3 bench/profile_kernels.py --cases --model-inference --append \
-        --configs default inference_programs_per_sm=0
+    step_run profile-inference 25 python3 bench/profile_kernels.py --cases --model-inference --append \
+        --configs default inference_programs_per_sm=1 inference_programs_per_sm=0
     # 6. The host's time per layer call at case (a)'s shape (forward, backward, gated), with real launches: what
     #    the scan rows' fwd_host_ms and fwd_graph_ms say of the forward, for the other modes.
     step_run host 20 python3 bench/host_overhead.py --calls 50
