@@ -89,9 +89,9 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     #    path (since 2026-12-02; appended to the same file).
     step_run scan-gated 40 python3 bench/scan_bench.py "${mamba_args[@]}" --repeats 20 --gated --append \
         --cases a_training_w8 b_inference_256 --dtypes float32 --backends mambair_path fused
-    #    The gated layer at the model's inference shape (batch 1, 64x64, 180 channels): inference chunks shortened
-    #    until every launch fills the GPU (the default since 2026-12-02: 1-tile chunks, 512 programs per launch)
-    #    against 2-tile chunks (one program per SM: 256, half the carry) and 16-tile chunks (32 programs).
+    #    The gated layer at the model's inference shape (batch 1, 64x64, 180 channels in blocks of 64): inference
+    #    chunks shortened until every launch fills the GPU (the default since 2026-12-02: 1-tile chunks, 768 programs
+    #    per launch) against 2-tile chunks (384, half the carry) and 16-tile chunks (48).
     step_run scan-small 30 python3 bench/scan_bench.py "${mamba_args[@]}" --repeats 30 --gated --append \
         --cases d_model_inference_64 --dtypes float32 --backends mambair_path fused \
         --configs default inference_programs_per_sm=1 inference_programs_per_sm=0

@@ -351,6 +351,44 @@ def test_state_loop_runs_the_layer_forward_except_the_deterministic_gate_passes(
     assert {(loop, block) for _, loop, block, *_ in seen} == {(True, 8)}
 
 
+@pytest.mark.parametrize("fit,block,warps", [(True, 64, 2), (False, 128, 4)])
+def test_state_loop_kernels_take_the_channel_block_that_pads_least(monkeypatch, fit, block, warps):
+    # 40 channels: one block of 128 leaves 88 threads idle, one of 64 leaves 24, two of 32 as many (a tie keeps the
+    # larger block).  The forward kernels and chunk_adjoint take the fitted block with num_warps scaled alike (one
+    # channel per thread), and the layer's output and every gradient still match the PyTorch path.
+    import scan2d.triton.launch as launch
+
+    seen = []
+
+    class Spy:
+        def __init__(self, kernel):
+            self.kernel = kernel
+
+        def __getitem__(self, grid):
+            def run(*args, **meta):
+                seen.append((self.kernel.fn.__name__, meta["BLOCK_D"], meta["num_warps"], grid[1]))
+                return self.kernel[grid](*args, **meta)
+            return run
+
+    for name in ("chunk_end_state_kernel", "forward_output_kernel", "chunk_adjoint_kernel"):
+        monkeypatch.setattr(launch.K, name, Spy(getattr(launch.K, name)))
+    directions = (ScanDirection(4, False, False), ScanDirection(4, True, True))
+    inp = make_layer_inputs(1, 5, 6, 40, 2, n_state=4, dtype=torch.float32)
+    ref_in = {k: v.double().requires_grad_() for k, v in inp.items()}
+    dev_in = {k: v.to(DEVICE).requires_grad_() for k, v in inp.items()}
+    ref = directional_scan(**ref_in, directions=directions, height=5, width=6, backend="torch")
+    weight = torch.randn(ref.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    with tile_config(forward_block_d=128, num_warps=4, forward_block_fit=fit):
+        out = directional_scan(**dev_in, directions=directions, height=5, width=6, backend="triton")
+        (out * weight.to(DEVICE, torch.float32)).sum().backward()
+    (ref * weight).sum().backward()
+    assert {(b, w, blocks) for _, b, w, blocks in seen} == {(block, warps, 1)}
+    assert {name for name, *_ in seen} == {"chunk_end_state_kernel", "forward_output_kernel", "chunk_adjoint_kernel"}
+    torch.testing.assert_close(out.detach().double().cpu(), ref.detach(), **TOL[torch.float32])
+    assert_gradients_close(list(inp), [dev_in[k].grad for k in inp], [ref_in[k].grad for k in inp],
+                           TOL[torch.float32])
+
+
 @pytest.mark.parametrize("deterministic,sums,cross_scale", [
     (False, {}, None), (False, dict(backward_dx_copies=True), None),
     (False, dict(backward_direction_launches=True), "aligned"), (True, {}, None), (True, {}, "aligned"),

@@ -41,7 +41,8 @@ class TileConfig:
             K = 2, N = 16 and 16-step chunks that is twice a float32 output, with 16 tiles an eighth.  The backward
             recomputes each chunk from its stored state, so training keeps one tile per chunk.
         inference_programs_per_sm: inference chunks are halved (down to one tile) until a forward launch of one
-            direction has at least this many programs per SM of the GPU (``chunk_tiles``); 0 keeps inference_tiles.
+            direction has at least this many programs of forward_block_d channels per SM of the GPU (``chunk_tiles``;
+            programs of a smaller fitted block count in proportion, see forward_block_fit); 0 keeps inference_tiles.
             The summed output is written one direction per launch, so a 64x64 map at batch 1 with 180 channels
             (the model's inference on a 256x256 output) had 16 chunks x 2 channel blocks = 32 programs on an H200's
             132 SMs.  2: the state-loop forward's 128 threads at up to 255 registers fit twice on an SM, so every SM
@@ -56,6 +57,10 @@ class TileConfig:
             gradients: forward_output 0.44 ms against 0.72 (results/h200-2026-11-27-state-loops/).
         forward_block_d: channels per program of the state-loop forward: 128 puts one channel on each of 4 warps'
             threads with the tile's steps in its registers.
+        forward_block_fit: the state-loop forward kernels and chunk_adjoint take forward_block_d channels per
+            program, or a half of it (down to 32, with num_warps scaled alike: still one channel per thread), whichever
+            pads the channels least (``ScanOperands.state_loop_block``).  The dis_w8 model's 180 channels take 3
+            blocks of 64 (192 threads) instead of 2 of 128 (256: 30% of the threads idle); 360 keep 128.
         forward_maxnreg: register cap for the state-loop forward kernels (None: ptxas's choice).
         backward_state_loop: ``backward_grads`` of the 2D layer and of the drop-in scan one state at a time
             (``scan_kernels._backward_state_loop``), in one-warp programs of backward_block_d = 32 channels, one per
@@ -101,6 +106,7 @@ class TileConfig:
     carry_chunks: int = 4 if triton_interpreted() else 8
     forward_state_loop: bool = True
     forward_block_d: int = 32 if triton_interpreted() else 128
+    forward_block_fit: bool = True
     forward_maxnreg: Optional[int] = None
     backward_state_loop: bool = True
     backward_block_d: int = 32
@@ -307,17 +313,45 @@ class ScanOperands:
     deterministic: bool = field(default_factory=torch.are_deterministic_algorithms_enabled)
     tiles_per_chunk: int = field(init=False)
     n_chunks: int = field(init=False)
+    state_loop_block: int = field(init=False)
 
     def __post_init__(self):
+        self.state_loop_block = self._fitted_state_loop_block()
         self.tiles_per_chunk = 1 if self.for_backward else self.inference_chunk_tiles(
             self.length, self.batch * self.channel_blocks(self.forward_block_d))
         self.n_chunks = cdiv(self.length, self.tiles.block_t * self.tiles_per_chunk)
+
+    def _fitted_state_loop_block(self) -> int:
+        """Channels per program of the state-loop kernels (one per thread): TileConfig.forward_block_d, or with
+        forward_block_fit the half of it (down to 32) that pads the channels least, the larger on a tie."""
+        block = best = self.tiles.forward_block_d
+        while self.tiles.forward_block_fit and block % 2 == 0 and block // 2 >= 32:
+            block //= 2
+            if self.channel_blocks(block) * block < self.channel_blocks(best) * best:
+                best = block
+        return best
+
+    @property
+    def state_loop_warps(self) -> int:
+        """Warps of the state-loop forward kernels and chunk_adjoint: TileConfig.num_warps scaled with the fitted
+        block, so that each thread keeps its channel."""
+        return max(1, self.tiles.num_warps * self.state_loop_block // self.tiles.forward_block_d)
+
+    def forward_options(self, state_loop: bool) -> dict:
+        """Launch options of ``chunk_end_state_kernel`` and ``forward_output_kernel``: TileConfig's, with the
+        fitted block's warps in the state loop."""
+        options = self.tiles.forward_options(state_loop)
+        if state_loop:
+            options["num_warps"] = self.state_loop_warps
+        return options
 
     def inference_chunk_tiles(self, steps: int, programs_per_chunk: int) -> int:
         """Tiles per chunk of a forward without gradients whose launches (of one direction) have
         ``programs_per_chunk`` programs per chunk: ``TileConfig.inference_tiles``, fewer where the GPU would not
         be filled (``TileConfig.inference_programs_per_sm``)."""
-        min_programs = self.tiles.inference_programs_per_sm * multiprocessors(self.u.device)
+        # Smaller fitted blocks (fewer warps each) count in proportion: the target is in programs of forward_block_d.
+        scale = self.tiles.forward_block_d // self.state_loop_block if self.forward_state_loop else 1
+        min_programs = self.tiles.inference_programs_per_sm * multiprocessors(self.u.device) * scale
         return chunk_tiles(steps, self.tiles.block_t, self.tiles.inference_tiles, programs_per_chunk, min_programs)
 
     def common_args(self):
@@ -403,8 +437,8 @@ class ScanOperands:
 
     @property
     def forward_block_d(self) -> int:
-        """Channels per program of the forward kernels: tiles.forward_block_d with the state loop, else block_d."""
-        return self.tiles.forward_block_d if self.forward_state_loop else self.block_d
+        """Channels per program of the forward kernels: state_loop_block with the state loop, else block_d."""
+        return self.state_loop_block if self.forward_state_loop else self.block_d
 
     def grid(self, directions: Optional[int] = None, channel_blocks: bool = True, block_d: Optional[int] = None):
         """(batch x ``directions`` (default all K), channel blocks of ``block_d`` (default ``self.block_d``; 1
@@ -428,7 +462,7 @@ def forward_states(ops: ScanOperands):
     K.chunk_end_state_kernel[ops.grid(block_d=ops.forward_block_d)](
         local, dsum, *ops.common_args(), **ops.common_meta(), BLOCK_T=ops.tiles.block_t, BLOCK_D=ops.forward_block_d,
         TILES=ops.tiles_per_chunk, STATE_LOOP=ops.forward_state_loop, STATE_UNROLL=ops.state_unroll,
-        CARRY_IN_REGISTERS=ops.tiles.carry_in_registers, **ops.tiles.forward_options(ops.forward_state_loop))
+        CARRY_IN_REGISTERS=ops.tiles.carry_in_registers, **ops.forward_options(ops.forward_state_loop))
     # The carry turns the chunk end states into entry states in place.
     entry = local
     final = torch.empty(ops.batch * ops.K, ops.dim, ops.n_state, device=ops.u.device, dtype=torch.float32)
@@ -490,7 +524,7 @@ def output_pass(ops: ScanOperands, entry: torch.Tensor, out: torch.Tensor, out_s
             DETERMINISTIC=deterministic, BLOCK_T=ops.tiles.block_t, BLOCK_D=block_d, TILES=ops.tiles_per_chunk,
             STATE_LOOP=state_loop, STATE_UNROLL=ops.state_unroll, CARRY_IN_REGISTERS=ops.tiles.carry_in_registers,
             STORE_FIRST=store_first, SCALE_FIRST=reduce == 0 and first_direction > 0 and k_first == first_direction,
-            **ops.tiles.forward_options(state_loop))
+            **ops.forward_options(state_loop))
 
 
 def forward(ops: ScanOperands, out: torch.Tensor, out_strides: tuple, sum_directions: bool,
@@ -514,7 +548,8 @@ def first_direction_pool(ops: ScanOperands, first: torch.Tensor, tok: torch.Tens
     part = torch.empty(batch, chunks, dim, device=first.device, dtype=torch.float32)
     K.first_direction_pool_kernel[(batch, cdiv(dim, block_d), chunks)](
         first, first.stride(0), first.stride(1), first.stride(2), tok, part, ops.K, length, dim,
-        BLOCK_T=block_t, BLOCK_D=block_d, TILES=tiles, num_warps=ops.tiles.num_warps)
+        BLOCK_T=block_t, BLOCK_D=block_d, TILES=tiles,
+        num_warps=ops.forward_options(ops.forward_state_loop)["num_warps"])
     return part.sum(1)
 
 
@@ -573,11 +608,11 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
                 LN_UPSTREAM=ln_upstream is not None, BLOCK_T=ops.tiles.block_t, BLOCK_D=ops.block_d)
     local = ops.state_buffer(ops.n_state)
     adjoint_loop = ops.adjoint_state_loop
-    adjoint_block = ops.tiles.forward_block_d if adjoint_loop else ops.block_d
+    adjoint_block = ops.state_loop_block if adjoint_loop else ops.block_d
     K.chunk_adjoint_kernel[ops.grid(block_d=adjoint_block)](
         local, dout, *dout_strides, wt, z, *ops.z_strides, entry, Dskip, *ln_args, *ops.common_args(),
         HAS_D=ops.D is not None, **dict(meta, BLOCK_D=adjoint_block), STATE_LOOP=adjoint_loop,
-        STATE_UNROLL=ops.state_unroll, num_warps=ops.tiles.num_warps)
+        STATE_UNROLL=ops.state_unroll, num_warps=ops.state_loop_warps if adjoint_loop else ops.tiles.num_warps)
     arrive = local  # in place, as in forward_states
     K.chunk_carry_kernel[ops.carry_grid()](arrive, arrive, local, dsum, dfinal if dfinal is not None else local, ops.A,
                                    ops.K, ops.dim, ops.n_chunks, HAS_INIT=dfinal is not None, REVERSE=True,
