@@ -91,10 +91,11 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
         --cases a_training_w8 b_inference_256 --dtypes float32 --backends mambair_path fused
     #    The gated layer at the model's inference shape (batch 1, 64x64, 180 channels in blocks of 64): inference
     #    chunks shortened until every launch fills the GPU (the default since 2026-12-02: 1-tile chunks, 768 programs
-    #    per launch) against 2-tile chunks (384, half the carry) and 16-tile chunks (48).
-    step_run scan-small 30 python3 bench/scan_bench.py "${mamba_args[@]}" --repeats 30 --gated --append \
+    #    per launch) against 2-tile chunks (384, half the carry) and 16-tile chunks (48); and blocks of 128 channels
+    #    (forward_block_fit=False: 256 threads for 180 channels).
+    step_run scan-small 35 python3 bench/scan_bench.py "${mamba_args[@]}" --repeats 30 --gated --append \
         --cases d_model_inference_64 --dtypes float32 --backends mambair_path fused \
-        --configs default inference_programs_per_sm=1 inference_programs_per_sm=0
+        --configs default inference_programs_per_sm=1 inference_programs_per_sm=0 forward_block_fit=False
     #    Case (a)'s forward in 8- and 4-tile chunks (768 and 1,536 programs, against 384: 1.45 waves of an H200's).
     step_run scan-waves 25 python3 bench/scan_bench.py --repeats 20 --append --cases a_training_w8 --dtypes float32 \
         --backends fused --configs inference_programs_per_sm=4 inference_programs_per_sm=8
