@@ -110,7 +110,7 @@ def model_rows(args, out_name):
     row = record("train_step_256", dict(experiment=args.experiment, batch=8, lr=64, hr=256), torch.float32, "triton",
                  device, config="default", phase="fwdbwd", wall_ms=wall, gpu_ms=round(sum(kernels.values()), 4),
                  launches=launches, kernels=dict(list(kernels.items())[:40]))
-    _print_model_row(row, kernels, out_name)
+    _write_model_row(row, kernels, out_name)
 
 
 def model_inference_rows(args, out_name):
@@ -136,10 +136,10 @@ def model_inference_rows(args, out_name):
         row = record("infer_256", dict(experiment=args.experiment, batch=1, lr=64, hr=256), torch.float32, "triton",
                      device, config=text, phase="fwd", wall_ms=wall, gpu_ms=round(sum(kernels.values()), 4),
                      launches=launches, kernels=dict(list(kernels.items())[:40]))
-        _print_model_row(row, kernels, out_name)
+        _write_model_row(row, kernels, out_name)
 
 
-def _print_model_row(row, kernels, out_name):
+def _write_model_row(row, kernels, out_name):
     append_jsonl(row, out_name)
     print(json.dumps({k: row[k] for k in ("case", "config", "wall_ms", "gpu_ms", "launches")}), flush=True)
     for kernel, ms in list(kernels.items())[:15]:

@@ -1,16 +1,21 @@
 """A stand-in for a Triton kernel that records how the host launched it (which kernel ran where)."""
 
 
-class LaunchSpy:
-    """Stands in for a Triton kernel: records each launch's name, STATE_LOOP, BLOCK_D, grid and (DX_COPIES,
-    DU_OWNED, LANE_SUMS), then launches the real one."""
+def _default_record(name, grid, meta):
+    """(name, STATE_LOOP, BLOCK_D, grid, (DX_COPIES, DU_OWNED, LANE_SUMS))."""
+    return (name, meta.get("STATE_LOOP", False), meta["BLOCK_D"], grid,
+            tuple(meta.get(key, False) for key in ("DX_COPIES", "DU_OWNED", "LANE_SUMS")))
 
-    def __init__(self, kernel, seen):
-        self.kernel, self.seen = kernel, seen
+
+class LaunchSpy:
+    """Stands in for a Triton kernel: appends ``record(name, grid, meta)`` of each launch to ``seen`` (by default the
+    kernel's name, STATE_LOOP, BLOCK_D, grid and (DX_COPIES, DU_OWNED, LANE_SUMS)), then launches the real one."""
+
+    def __init__(self, kernel, seen, record=_default_record):
+        self.kernel, self.seen, self.record = kernel, seen, record
 
     def __getitem__(self, grid):
         def launch(*args, **meta):
-            self.seen.append((self.kernel.fn.__name__, meta.get("STATE_LOOP", False), meta["BLOCK_D"], tuple(grid),
-                              tuple(meta.get(key, False) for key in ("DX_COPIES", "DU_OWNED", "LANE_SUMS"))))
+            self.seen.append(self.record(self.kernel.fn.__name__, tuple(grid), meta))
             return self.kernel[grid](*args, **meta)
         return launch

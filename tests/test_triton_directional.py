@@ -359,19 +359,9 @@ def test_state_loop_kernels_take_the_channel_block_that_pads_least(monkeypatch, 
     import scan2d.triton.launch as launch
 
     seen = []
-
-    class Spy:
-        def __init__(self, kernel):
-            self.kernel = kernel
-
-        def __getitem__(self, grid):
-            def run(*args, **meta):
-                seen.append((self.kernel.fn.__name__, meta["BLOCK_D"], meta["num_warps"], grid[1]))
-                return self.kernel[grid](*args, **meta)
-            return run
-
     for name in ("chunk_end_state_kernel", "forward_output_kernel", "chunk_adjoint_kernel"):
-        monkeypatch.setattr(launch.K, name, Spy(getattr(launch.K, name)))
+        monkeypatch.setattr(launch.K, name, LaunchSpy(getattr(launch.K, name), seen, record=lambda name, grid, meta: (
+            name, meta["BLOCK_D"], meta["num_warps"], grid[1])))
     directions = (ScanDirection(4, False, False), ScanDirection(4, True, True))
     inp = make_layer_inputs(1, 5, 6, 40, 2, n_state=4, dtype=torch.float32)
     ref_in = {k: v.double().requires_grad_() for k, v in inp.items()}

@@ -323,7 +323,7 @@ class ScanOperands:
 
     def _fitted_state_loop_block(self) -> int:
         """Channels per program of the state-loop kernels (one per thread): TileConfig.forward_block_d, or with
-        forward_block_fit the half of it (down to 32) that pads the channels least, the larger on a tie."""
+        forward_block_fit whichever of it and its halvings (down to 32) pads the channels least, the larger on a tie."""
         block = best = self.tiles.forward_block_d
         while self.tiles.forward_block_fit and block % 2 == 0 and block // 2 >= 32:
             block //= 2
