@@ -85,6 +85,15 @@ def graph_ms(fn: Callable[[], object], device: torch.device, repeats: int = 5):
         del graph
 
 
+def graph_fields(fn: Callable[[], object], device: torch.device, repeats: int = 5) -> Dict:
+    """``fwd_graph_ms`` (``graph_ms``) of a benchmark row; where capture fails, None and ``graph_error`` saying why:
+    a forward that cannot be captured is a finding, not a failed benchmark."""
+    try:
+        return dict(fwd_graph_ms=graph_ms(fn, device, repeats=repeats))
+    except Exception as err:
+        return dict(fwd_graph_ms=None, graph_error=f"{type(err).__name__}: {err}"[:200])
+
+
 def record(case: str, shape: Dict, dtype: torch.dtype, backend: str, device: torch.device, **values) -> Dict:
     row = dict(case=case, shape=shape, dtype=str(dtype).replace("torch.", ""), backend=backend,
                device=device_name(device), date=_dt.date.today().isoformat())

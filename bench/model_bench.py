@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, append_jsonl, graph_ms, host_ms, parse_config, record, time_ms  # noqa: E402
+from common import RESULTS, append_jsonl, graph_fields, host_ms, parse_config, record, time_ms  # noqa: E402
 
 import scan2d  # noqa: E402
 from scan2d.triton.launch import tile_config  # noqa: E402
@@ -131,10 +131,7 @@ def main():
                 else:
                     # Inference at batch 1 runs small kernels: how much of it is the host launching them.
                     row["fwd_host_ms"] = host_ms(fn, device, repeats=3)
-                    try:
-                        row["fwd_graph_ms"] = graph_ms(fn, device, repeats=args.repeats)
-                    except Exception as err:
-                        row["fwd_graph_ms"], row["graph_error"] = None, f"{type(err).__name__}: {err}"[:200]
+                    row.update(graph_fields(fn, device, repeats=args.repeats))
                 if changes:
                     row["tiles"] = changes
                 if not args.smoke:

@@ -42,7 +42,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, append_jsonl, graph_ms, host_ms, parse_config, peak_mb, record, time_ms  # noqa: E402
+from common import RESULTS, append_jsonl, graph_fields, host_ms, parse_config, peak_mb, record, time_ms  # noqa: E402
 
 import scan2d  # noqa: E402
 from scan2d import ScanDirection, directional_scan  # noqa: E402
@@ -212,10 +212,7 @@ def measure(fwd, device, args) -> dict:
                   fwdbwd_peak_mb=peak_mb(fwd_bwd, device),
                   fwd_host_ms=host_ms(forward, device, repeats=repeats))
     # The forward's GPU work alone, replayed from a CUDA graph: fwd_ms - fwd_graph_ms is what launching costs.
-    try:
-        values["fwd_graph_ms"] = graph_ms(forward, device, repeats=repeats)
-    except Exception as err:  # a path that cannot be captured is a finding, not a failed benchmark
-        values["fwd_graph_ms"], values["graph_error"] = None, f"{type(err).__name__}: {err}"[:200]
+    values.update(graph_fields(forward, device, repeats=repeats))
     return values
 
 
