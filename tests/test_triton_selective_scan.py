@@ -101,6 +101,32 @@ def test_forward_without_gradients_carries_state_and_last_state_across_tiles():
     torch.testing.assert_close(last.double().cpu(), ref_last, **TOL[torch.float32])
 
 
+@pytest.mark.parametrize("groups,kernels", [(0, {}), (2, dict(backward_dx_copies=True)),
+                                            (2, dict(forward_state_loop=False, backward_state_loop=False))],
+                         ids=["state-loops", "grouped-dx-copies", "grouped-tile-kernels"])
+def test_states_adjacent_layout_of_b_and_c_past_the_32_bit_offsets(monkeypatch, groups, kernels):
+    # Where state n of B or C would lie past 2^31 elements (N x L), the wrapper copies them with each step's states
+    # adjacent (strides (..., 1, N)) and the kernels read them, and write dB, dC (and their per-block copies) through
+    # those strides.  The limit lowered to 0 takes that path at a testable size.
+    import scan2d.triton.launch as launch
+
+    monkeypatch.setattr(launch, "INT32_OFFSET_LIMIT", 0)
+    inp = make_inputs(2, 8, 37, 4, groups)
+    low = {k: v.float().to(DEVICE).requires_grad_() for k, v in inp.items()}
+    exact = {k: v.detach().double().cpu().requires_grad_() for k, v in low.items()}
+    opt = dict(D=True, z=True, bias=True)
+    names = ["u", "delta", "A", "B", "C", "D", "z", "delta_bias"]
+    with tile_config(block_t=16, block_d=4, **kernels):  # 3 chunks, 2 channel blocks
+        out, last = _run(selective_scan, low, opt, backend="triton", return_last_state=True)
+        grads = torch.autograd.grad(out.square().sum(), [low[n] for n in names])
+    ref, ref_last = _run(selective_scan_ref, exact, opt, return_last_state=True)
+    torch.testing.assert_close(out.detach().double().cpu(), ref, **TOL[torch.float32])
+    torch.testing.assert_close(last.double().cpu(), ref_last, **TOL[torch.float32])
+    assert_gradients_close(names, grads, torch.autograd.grad(ref.square().sum(), [exact[n] for n in names]),
+                           TOL[torch.float32])
+    assert grads[names.index("B")].shape == low["B"].shape
+
+
 @pytest.mark.parametrize("dim,groups", [(12, 4), (40, 2)], ids=["group-of-3", "group-of-20"])
 def test_groups_smaller_than_or_not_a_multiple_of_the_channel_block(dim, groups):
     # The channel blocks tile each group, the last block of a group masked: here one block of 3 channels per group,

@@ -74,7 +74,7 @@ def _layer_backward(ops, saved, A_dtype, dout, dout_strides, summed, weight, ent
     buffers = dict(du=torch.zeros(u.shape, **f32), dx=torch.zeros(xdbl.shape, **f32),
                    du_low=torch.zeros(u_low.shape, **f32) if low else None,
                    dx_low=torch.zeros(xdbl_low.shape, **f32) if low else None)
-    g = launch.backward(ops, dout, dout_strides, summed, weight, entry, dsum, None, buffers, ln_upstream)
+    g = launch.backward(ops, dout, dout_strides, summed, weight, entry, dsum, buffers, ln_upstream)
     grads = (g.du.to(u.dtype), g.dx.to(xdbl.dtype), g.dW.to(dt_weight.dtype), g.dbias.to(dt_bias.dtype),
              g.dA.to(A_dtype), g.dD.to(D.dtype), g.du_low.to(u_low.dtype) if low else None,
              g.dx_low.to(xdbl_low.dtype) if low else None)

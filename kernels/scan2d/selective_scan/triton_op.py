@@ -31,12 +31,23 @@ def _operands(u, delta, A, B, C, D, z, delta_bias, delta_softplus, tiles=None,
     )
 
 
+def _states_adjacent(bc: torch.Tensor) -> torch.Tensor:
+    """B or C (batch, [G,] N, L) as given, or, where state n lies n x L elements from state 0 and that reaches
+    ``launch.INT32_OFFSET_LIMIT`` (2^31), the same values with each step's N states adjacent (strides (..., 1, N)).
+    The kernels add n times the state stride in 32-bit arithmetic: in 64-bit it cost the state loops 39-75 registers
+    (compile_check, sm_90).  The copy is N / dim of u's size."""
+    if (bc.shape[-2] - 1) * bc.stride(-2) < launch.INT32_OFFSET_LIMIT:
+        return bc
+    return bc.transpose(-1, -2).contiguous().transpose(-1, -2)
+
+
 class _SelectiveScanTriton(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, for_backward):
         tensors = [t.contiguous() if t is not None else None for t in (u, delta, A, B, C, D, z, delta_bias)]
         u_, delta_, A_, B_, C_, D_, z_, bias_ = tensors
         A_ = A_.float()
+        B_, C_ = _states_adjacent(B_), _states_adjacent(C_)
         ops = _operands(u_, delta_, A_, B_, C_, D_, z_, bias_, delta_softplus, for_backward=for_backward)
         out = torch.empty_like(u_)
         entry, dsum, final = launch.forward(ops, out, (out.stride(0), 0, out.stride(2), out.stride(1)), False, None)
@@ -48,18 +59,19 @@ class _SelectiveScanTriton(torch.autograd.Function):
         return out, final.view(u.shape[0], u.shape[1], -1)
 
     @staticmethod
-    def backward(ctx, dout, dfinal):
+    def backward(ctx, dout, _dlast):
         u, delta, A, B, C, D, z, bias, entry, dsum = ctx.saved_tensors
         ops = _operands(u, delta, A, B, C, D, z, bias, ctx.delta_softplus, ctx.tiles)
         dout = dout.contiguous()
         f32 = dict(dtype=torch.float32, device=u.device)
+        # dB and dC laid out like B and C (the kernels address them with B's and C's strides).
         buffers = dict(du=torch.zeros(u.shape, **f32), ddelta=torch.zeros(delta.shape, **f32),
-                       dB=torch.zeros(B.shape, **f32), dC=torch.zeros(C.shape, **f32),
+                       dB=torch.zeros_like(B, dtype=torch.float32), dC=torch.zeros_like(C, dtype=torch.float32),
                        dz=torch.zeros(z.shape, **f32) if z is not None else None)
         if B.dim() == 3:  # kernels address B as (batch, G=1, N, L)
             buffers["dB"], buffers["dC"] = buffers["dB"].unsqueeze(1), buffers["dC"].unsqueeze(1)
         grads = launch.backward(ops, dout, (dout.stride(0), 0, dout.stride(2), dout.stride(1)), False, None, entry,
-                                dsum, None, buffers)
+                                dsum, buffers)
         dB, dC = grads.dB.view(B.shape), grads.dC.view(C.shape)
         return (grads.du.to(u.dtype), grads.ddelta.to(delta.dtype), grads.dA[0].to(ctx.A_dtype), dB.to(B.dtype),
                 dC.to(C.dtype), grads.dD[0].to(D.dtype) if D is not None else None,

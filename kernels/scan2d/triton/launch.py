@@ -266,6 +266,10 @@ def _direction_table(directions: tuple, height: int, width: int, device: torch.d
 
 ORDER_OF = {None: ORDER_PLAIN, "aligned": ORDER_ALIGNED, "sequential": ORDER_SEQUENTIAL}
 
+# Offsets that grow with batch or length are 64-bit in the kernels; the others (channels, states, one tile) are
+# 32-bit and stay below this.  tests/test_triton_int64_offsets.py checks both, lowering it to take the wide paths.
+INT32_OFFSET_LIMIT = 2 ** 31
+
 
 @dataclass
 class ScanOperands:
@@ -466,8 +470,8 @@ def forward_states(ops: ScanOperands):
     # The carry turns the chunk end states into entry states in place.
     entry = local
     final = torch.empty(ops.batch * ops.K, ops.dim, ops.n_state, device=ops.u.device, dtype=torch.float32)
-    K.chunk_carry_kernel[ops.carry_grid()](entry, final, local, dsum, final, ops.A, ops.K, ops.dim, ops.n_chunks,
-                                   HAS_INIT=False, REVERSE=False, N=ops.n_state, BLOCK_D=ops.block_d,
+    K.chunk_carry_kernel[ops.carry_grid()](entry, final, local, dsum, ops.A, ops.K, ops.dim, ops.n_chunks,
+                                   REVERSE=False, N=ops.n_state, BLOCK_D=ops.block_d,
                                    BLOCK_C=ops.tiles.carry_chunks, num_warps=ops.tiles.num_warps)
     return entry, dsum, final
 
@@ -585,9 +589,16 @@ class Grads:
     dW: Optional[torch.Tensor]  # (K, D, R)
 
 
+def _zeroed_copies(buffer: torch.Tensor, count: int) -> torch.Tensor:
+    """(count, *buffer.shape) zeros, each copy laid out like ``buffer`` (dense, any strides): the kernels address a
+    copy with the strides of the tensor it is the gradient of, one copy ``buffer.numel()`` elements after another."""
+    numel = buffer.numel()
+    return buffer.new_zeros(count * numel).as_strided((count, *buffer.shape), (numel, *buffer.stride()))
+
+
 def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_directions: bool,
              weight: Optional[torch.Tensor], entry: torch.Tensor, dsum: torch.Tensor,
-             dfinal: Optional[torch.Tensor], grad_buffers: dict, ln_upstream: Optional[tuple] = None) -> Grads:
+             grad_buffers: dict, ln_upstream: Optional[tuple] = None) -> Grads:
     """Run the backward; ``grad_buffers`` holds zeroed fp32 buffers laid out like the inputs they belong to
     (du, du_low, ddelta, dx, dx_low, dB, dC, dz).
 
@@ -614,9 +625,8 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
         HAS_D=ops.D is not None, **dict(meta, BLOCK_D=adjoint_block), STATE_LOOP=adjoint_loop,
         STATE_UNROLL=ops.state_unroll, num_warps=ops.state_loop_warps if adjoint_loop else ops.tiles.num_warps)
     arrive = local  # in place, as in forward_states
-    K.chunk_carry_kernel[ops.carry_grid()](arrive, arrive, local, dsum, dfinal if dfinal is not None else local, ops.A,
-                                   ops.K, ops.dim, ops.n_chunks, HAS_INIT=dfinal is not None, REVERSE=True,
-                                   N=ops.n_state, BLOCK_D=ops.block_d, BLOCK_C=ops.tiles.carry_chunks,
+    K.chunk_carry_kernel[ops.carry_grid()](arrive, arrive, local, dsum, ops.A, ops.K, ops.dim, ops.n_chunks,
+                                   REVERSE=True, N=ops.n_state, BLOCK_D=ops.block_d, BLOCK_C=ops.tiles.carry_chunks,
                                    num_warps=ops.tiles.num_warps)
     dA_part = ops.state_buffer(ops.n_state)
     dD_part = ops.state_buffer()
@@ -639,8 +649,7 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
             # stay one per channel block, without atomics.
             blocks = ops.channel_blocks(block_d)
             sums = ("dx", "dx_low") if ops.lowrank else ("dB", "dC")
-            copies = {name: gb[name].new_zeros(blocks, *gb[name].shape) for name in sums
-                      if grad_buffers.get(name) is not None}
+            copies = {name: _zeroed_copies(gb[name], blocks) for name in sums if grad_buffers.get(name) is not None}
             part_strides = tuple(copies[name][0].numel() if name in copies else 0 for name in sums)
             launch_buffers = {**gb, **copies}
     else:

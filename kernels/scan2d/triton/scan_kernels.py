@@ -264,11 +264,11 @@ def load_steps(
     pos64 = pos.to(tl.int64)
     b64 = b.to(tl.int64)
     mask_td = valid[:, None] & d_mask[None, :]
-    high_u = u_ptr + b64 * s_ub + pos64[:, None] * s_ul + d[None, :] * s_ud
+    high_u = u_ptr + b64 * s_ub + pos64[:, None] * s_ul + d.to(tl.int64)[None, :] * s_ud
     if ORDER == 0:
         u = tl.load(high_u, mask=mask_td, other=0.0).to(tl.float32)
     else:
-        low_u = u_low_ptr + b64 * s_ub_low + pos64[:, None] * s_ul + d[None, :] * s_ud
+        low_u = u_low_ptr + b64 * s_ub_low + pos64[:, None] * s_ul + d.to(tl.int64)[None, :] * s_ud
         u = tl.load(tl.where(is_low[:, None], low_u, high_u), mask=mask_td, other=0.0).to(tl.float32)
     if LOWRANK:
         # x_proj outputs [dt_low | B | C] of direction k at each step's position.
@@ -306,8 +306,8 @@ def load_steps(
         s_bn = s_xc
         s_cn = s_xc
     else:
-        delta_pre = tl.load(delta_ptr + b64 * s_db + pos64[:, None] * s_dl + d[None, :] * s_dd, mask=mask_td,
-                            other=0.0).to(tl.float32)
+        delta_pre = tl.load(delta_ptr + b64 * s_db + pos64[:, None] * s_dl + d.to(tl.int64)[None, :] * s_dd,
+                            mask=mask_td, other=0.0).to(tl.float32)
         grp = block_group(d_block, per_group, d.shape[0])
         b_rows = B_ptr + b64 * s_bb + grp * s_bg + pos64 * s_bl
         c_rows = C_ptr + b64 * s_cb + grp * s_cg + pos64 * s_cl
@@ -486,15 +486,14 @@ def chunk_end_state_kernel(
 
 @triton.jit
 def chunk_carry_kernel(
-    carry_ptr, final_ptr, local_ptr, dsum_ptr, init_ptr, A_ptr, K, Dm, n_chunks,
-    HAS_INIT: tl.constexpr, REVERSE: tl.constexpr, N: tl.constexpr, BLOCK_D: tl.constexpr,
-    BLOCK_C: tl.constexpr,
+    carry_ptr, final_ptr, local_ptr, dsum_ptr, A_ptr, K, Dm, n_chunks,
+    REVERSE: tl.constexpr, N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
     """Pass a state across chunks: carry_c = state before chunk c; state <- exp(A * dsum_c) * state + local_c.
 
     Forward: chunks in order, local = chunk end states, carry = state entering each chunk, final = last state.
     Backward (REVERSE): chunks from the end, local = each chunk's adjoint at its start, carry = the adjoint arriving
-    at each chunk's end, init = gradient of the final state.
+    at each chunk's end (the last state's gradient is zero: like mamba-ssm's, the last state is not differentiable).
     BLOCK_C chunks are loaded at once and scanned in registers: one chunk per iteration made the loop a chain of
     dependent global loads, 4.3 ms for the 4,096 training chunks of a 256x256 image on an H200 (profile-*.jsonl).
     """
@@ -505,11 +504,7 @@ def chunk_carry_kernel(
     n = tl.arange(0, N)
     A = tl.load(A_ptr + k * Dm * N + d[:, None] * N + n[None, :], mask=d_mask[:, None], other=0.0).to(tl.float32)
     dn = d[:, None] * N + n[None, :]
-    if HAS_INIT:
-        state = tl.load(init_ptr + pid_bk.to(tl.int64) * Dm * N + dn, mask=d_mask[:, None], other=0.0)
-        state = state.to(tl.float32)
-    else:
-        state = tl.zeros([BLOCK_D, N], dtype=tl.float32)
+    state = tl.zeros([BLOCK_D, N], dtype=tl.float32)
     p = tl.arange(0, BLOCK_C)
     row = pid_bk.to(tl.int64) * n_chunks
     for i in range(0, tl.cdiv(n_chunks, BLOCK_C)):
@@ -558,7 +553,7 @@ def first_direction_pool_kernel(y_ptr, s_yb, s_yl, s_yd, tok_ptr, part_ptr, K, L
     for j in range(TILES):
         t = (c * TILES + j) * BLOCK_T + tl.arange(0, BLOCK_T)
         t_mask = t < L
-        y = tl.load(y_ptr + b64 * s_yb + t[:, None].to(tl.int64) * s_yl + d[None, :] * s_yd,
+        y = tl.load(y_ptr + b64 * s_yb + t[:, None].to(tl.int64) * s_yl + d.to(tl.int64)[None, :] * s_yd,
                     mask=t_mask[:, None] & d_mask[None, :], other=0.0).to(tl.float32)
         rstd = tl.load(tok_ptr + (b64 * K * L + t) * 2 + 1, mask=t_mask, other=0.0)
         acc += tl.sum(y * rstd[:, None], axis=0)
@@ -636,9 +631,9 @@ def forward_output_kernel(
         if HAS_D:
             Dk = tl.load(Dskip_ptr + k * Dm + d, mask=d_mask, other=0.0).to(tl.float32)
         if HAS_WEIGHT:
-            wk = tl.load(weight_ptr + (b * K + k) * Dm + d, mask=d_mask, other=0.0).to(tl.float32)
+            wk = tl.load(weight_ptr + (b64 * K + k) * Dm + d, mask=d_mask, other=0.0).to(tl.float32)
         if REDUCE == 3:
-            g = tl.load(vec_ptr + pid_bk * Dm + d, mask=d_mask, other=0.0)
+            g = tl.load(vec_ptr + pid_bk.to(tl.int64) * Dm + d, mask=d_mask, other=0.0)
         part = tl.zeros([BLOCK_D], dtype=tl.float32)
         for j in range(TILES):
             s = (pid_c * TILES + j) * BLOCK_T + t
@@ -667,21 +662,22 @@ def forward_output_kernel(
                     y += u * Dk[None, :]
             pos64 = pos.to(tl.int64)
             if HAS_Z:
-                z = tl.load(z_ptr + b64 * s_zb + pos64[:, None] * s_zl + d[None, :] * s_zd,
+                z = tl.load(z_ptr + b64 * s_zb + pos64[:, None] * s_zl + d.to(tl.int64)[None, :] * s_zd,
                             mask=valid[:, None] & d_mask[None, :], other=0.0).to(tl.float32)
                 y = y * z / (1.0 + tl.exp(-z))
             high = valid & (is_low == 0)
             write = high[:, None] & d_mask[None, :]
             token = pid_bk.to(tl.int64) * L_high + pos64
             # This direction's (step, channel) elements of out (REDUCE 1 and 4 pass a summed out: s_ok = 0).
-            dest = out_ptr + b64 * s_ob + k * s_ok + pos64[:, None] * s_ol + d[None, :] * s_od
+            dest = (out_ptr + b64 * s_ob + k.to(tl.int64) * s_ok + pos64[:, None] * s_ol
+                    + d.to(tl.int64)[None, :] * s_od)
             if REDUCE == 0:
                 if HAS_WEIGHT:
                     y = y * wk[None, :]
                 if ACCUMULATE:
                     before = tl.load(dest, mask=write, other=0.0).to(tl.float32)
                     if SCALE_FIRST:
-                        before *= tl.load(weight_ptr + b * K * Dm + d, mask=d_mask, other=0.0).to(tl.float32)[None, :]
+                        before *= tl.load(weight_ptr + b64 * K * Dm + d, mask=d_mask, other=0.0).to(tl.float32)[None, :]
                     y += before
                 tl.store(dest, y.to(out_ptr.dtype.element_ty), mask=write)
             elif REDUCE == 1:
@@ -730,8 +726,8 @@ def _upstream_grad(
         xhat = (y - mu[:, None]) * rstd[:, None]
         dy_ln = tl.where(m, rstd[:, None] * (g[None, :] - gbar - xhat * mt[:, None]), 0.0)
     if SUM_DIRECTIONS or not LN_UPSTREAM:
-        dy = tl.load(dout_ptr + b64 * s_gb + k * s_gk + pos64[:, None] * s_gl + d[None, :] * s_gd, mask=m,
-                     other=0.0).to(tl.float32)
+        dy = tl.load(dout_ptr + b64 * s_gb + k.to(tl.int64) * s_gk + pos64[:, None] * s_gl
+                     + d.to(tl.int64)[None, :] * s_gd, mask=m, other=0.0).to(tl.float32)
         if SUM_DIRECTIONS:
             if HAS_WEIGHT:
                 dy = dy * tl.load(weight_ptr + (b64 * K + k) * Dm + d, mask=d_mask, other=0.0).to(tl.float32)[None, :]
@@ -814,7 +810,7 @@ def chunk_adjoint_kernel(
     dy = _upstream_grad(pos64, b64, k, d, d_mask, valid, is_low, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, K,
                         Dm, y, tok_ptr, vec_ptr, gbar_ptr, L_high, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM)
     if HAS_Z:
-        z = tl.load(z_ptr + b64 * s_zb + pos64[:, None] * s_zl + d[None, :] * s_zd,
+        z = tl.load(z_ptr + b64 * s_zb + pos64[:, None] * s_zl + d.to(tl.int64)[None, :] * s_zd,
                     mask=valid[:, None] & d_mask[None, :], other=0.0).to(tl.float32)
         dy = dy * z / (1.0 + tl.exp(-z))
     reach = tl.cumsum(delta, axis=0)
@@ -846,15 +842,15 @@ def _output_grads(
     if SUM_DIRECTIONS and not LN_UPSTREAM:  # with LN_UPSTREAM a REDUCE = 4 pass has computed it already
         if HAS_WEIGHT:
             # d weight[b, k, d] = sum over high-resolution steps of dout * y (dout read without the weight).
-            raw = tl.load(dout_ptr + b64 * s_gb + pos64[:, None] * s_gl + d[None, :] * s_gd,
+            raw = tl.load(dout_ptr + b64 * s_gb + pos64[:, None] * s_gl + d.to(tl.int64)[None, :] * s_gd,
                           mask=(valid & (is_low == 0))[:, None] & d_mask[None, :], other=0.0).to(tl.float32)
             tl.store(dweight_part_ptr + chunk_base + d, tl.sum(raw * y, axis=0), mask=d_mask)
     dy = dout
     if HAS_Z:
-        z = tl.load(z_ptr + b64 * s_zb + pos64[:, None] * s_zl + d[None, :] * s_zd, mask=mask_td,
+        z = tl.load(z_ptr + b64 * s_zb + pos64[:, None] * s_zl + d.to(tl.int64)[None, :] * s_zd, mask=mask_td,
                     other=0.0).to(tl.float32)
         sig = 1.0 / (1.0 + tl.exp(-z))
-        tl.store(dz_ptr + b64 * s_zb + pos64[:, None] * s_zl + d[None, :] * s_zd,
+        tl.store(dz_ptr + b64 * s_zb + pos64[:, None] * s_zl + d.to(tl.int64)[None, :] * s_zd,
                  dout * y * sig * (1.0 + z * (1.0 - sig)), mask=mask_td)
         dy = dout * z * sig
     return dy
@@ -866,11 +862,11 @@ def _accumulate_du(du_ptr, du_low_ptr, U, b64, pos64, is_low, d, du, mask_td, OR
     """du (T, D) added at each step's token (u's low-resolution twin for low-resolution tokens): u can be read by
     several directions."""
     s_ub, s_ul, s_ud, s_ub_low = U[2], U[3], U[4], U[5]
-    du_high = du_ptr + b64 * s_ub + pos64[:, None] * s_ul + d[None, :] * s_ud
+    du_high = du_ptr + b64 * s_ub + pos64[:, None] * s_ul + d.to(tl.int64)[None, :] * s_ud
     if ORDER == 0:
         _accumulate(du_high, du, mask_td, OWNED)
     else:
-        du_low = du_low_ptr + b64 * s_ub_low + pos64[:, None] * s_ul + d[None, :] * s_ud
+        du_low = du_low_ptr + b64 * s_ub_low + pos64[:, None] * s_ul + d.to(tl.int64)[None, :] * s_ud
         _accumulate(tl.where(is_low[:, None], du_low, du_high), du, mask_td, OWNED)
 
 
@@ -1006,7 +1002,7 @@ def _backward_state_loop(
         tl.store(dW_part_ptr + (chunk_base + d[:, None]) * R + r[None, :],
                  tl.dot(tl.trans(ddelta), cols, input_precision="ieee"), mask=mask_dr)
     else:
-        tl.store(ddelta_ptr + b64 * DELTA[1] + pos64[:, None] * DELTA[2] + d[None, :] * DELTA[3], ddelta,
+        tl.store(ddelta_ptr + b64 * DELTA[1] + pos64[:, None] * DELTA[2] + d.to(tl.int64)[None, :] * DELTA[3], ddelta,
                  mask=mask_td)
 
 
@@ -1144,7 +1140,8 @@ def backward_grads_kernel(
             tl.store(dW_part_ptr + (chunk_base + d[:, None]) * R + r[None, :],
                      tl.sum(ddelta[:, :, None] * cols[:, None, :], axis=0), mask=mask_dr)
         else:
-            tl.store(ddelta_ptr + b64 * s_db + pos64[:, None] * s_dl + d[None, :] * s_dd, ddelta, mask=mask_td)
+            tl.store(ddelta_ptr + b64 * s_db + pos64[:, None] * s_dl + d.to(tl.int64)[None, :] * s_dd, ddelta,
+                     mask=mask_td)
 
         if DETERMINISTIC:
             # The next block's read-add-writes must see this block's stores, whichever thread made them.

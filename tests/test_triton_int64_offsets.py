@@ -1,0 +1,148 @@
+"""Every pointer offset that grows with the batch or the scan length is 64-bit, so tensors past 2^31 elements are
+addressed correctly.
+
+A tensor that large cannot be scanned under the interpreter on a CI machine.  So this checks what guarantees it:
+the test replaces the interpreter's pointer addition (``InterpreterBuilder.create_addptr``) with one that records,
+for every line of the kernels that adds an integer offset to a pointer, the offset's type and its largest
+magnitude.  Every kernel and mode runs at two geometries that differ only in batch and scan length.  A 32-bit
+offset whose largest value differs between them grows with batch or length and would wrap past 2^31 on large
+inputs; the test names its line.  32-bit offsets that depend only on channels, states, directions or tile sizes
+index the parameters (K, dim, N) or one tile, and stay 32-bit.  One exception is by design: mamba-ssm's B and C
+layout (batch, [G,] N, L) puts state n at n x L elements, and the host copies B and C with each step's states
+adjacent where that passes 2^31 (``launch.INT32_OFFSET_LIMIT``), so the drop-in runs here lower the limit to take
+that path.  (Integer arithmetic before an offset is widened is on step, token and program indices, below
+batch x directions x length, which this does not check.)
+"""
+
+import inspect
+import re
+import sys
+from collections import defaultdict
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from directional_cases import directions_for, make_gate, make_layer_inputs
+from scan2d import directional_scan, selective_scan
+from scan2d._backend import deterministic_algorithms
+from scan2d.triton import launch, positions, scan_kernels
+from scan2d.triton.launch import tile_config
+from test_selective_scan import make_inputs
+
+pytestmark = pytest.mark.skipif(
+    torch.cuda.is_available(), reason="reads the Triton interpreter's pointer arithmetic; with a GPU the kernels "
+    "compile instead (CI runs this under TRITON_INTERPRET=1)")
+
+KERNEL_FILES = {inspect.getsourcefile(scan_kernels), inspect.getsourcefile(positions)}
+
+
+@contextmanager
+def pointer_offsets():
+    """Yields a dict {(file name, line, function, offset dtype): largest |offset|} of the pointer additions made
+    meanwhile, at the innermost frame of the kernel modules (KERNEL_FILES) on the interpreted kernel's stack."""
+    from triton.runtime import interpreter
+
+    seen = defaultdict(int)
+    original = interpreter.InterpreterBuilder.create_addptr
+
+    def create_addptr(self, ptr, offset):
+        frame = sys._getframe(1)
+        while frame is not None and frame.f_code.co_filename not in KERNEL_FILES:
+            frame = frame.f_back
+        assert frame is not None, "a pointer addition outside the kernel modules"
+        data = offset.data
+        key = (Path(frame.f_code.co_filename).name, frame.f_lineno, frame.f_code.co_name, str(data.dtype))
+        if data.size:
+            seen[key] = max(seen[key], int(np.abs(data.astype(np.int64)).max()))
+        return original(self, ptr, offset)
+
+    interpreter.InterpreterBuilder.create_addptr = create_addptr
+    try:
+        yield seen
+    finally:
+        interpreter.InterpreterBuilder.create_addptr = original
+
+
+def _layer(batch, height, width, gated=False, weighted=False, cross_scale="aligned", grad=True, rank=3):
+    dim, K = 12, 2
+    inp = make_layer_inputs(batch, height, width, dim, K, rank=rank, cross_scale=cross_scale is not None,
+                            dtype=torch.float32)
+    inp = {k: v.requires_grad_(grad) for k, v in inp.items()}
+    gate = make_gate(dim, K, dtype=torch.float32) if gated else None
+    weights = torch.rand(batch, K, dim) + 0.5 if weighted else None
+    out = directional_scan(**inp, directions=directions_for(K, 4, cross_scale), height=height, width=width,
+                           gate=gate, direction_weights=weights, backend="triton")
+    if grad:
+        out.square().sum().backward()
+
+
+@contextmanager
+def int32_offset_limit(limit):
+    saved, launch.INT32_OFFSET_LIMIT = launch.INT32_OFFSET_LIMIT, limit
+    try:
+        yield
+    finally:
+        launch.INT32_OFFSET_LIMIT = saved
+
+
+def _drop_in(batch, height, width, groups):
+    inp = make_inputs(batch, 12, height * width, 4, groups, dtype=torch.float32)
+    inp = {k: v.requires_grad_() for k, v in inp.items()}
+    with int32_offset_limit(0):  # B and C with each step's states adjacent, as past 2^31 elements
+        out = selective_scan(inp["u"], inp["delta"], inp["A"], inp["B"], inp["C"], inp["D"], inp["z"],
+                             inp["delta_bias"], True, backend="triton")
+        out.square().sum().backward()
+
+
+# Every kernel and mode: (name, tile configuration, deterministic, the run at a (batch, height, width)).
+RUNS = [
+    ("gated-rank-5", {}, False, lambda b, h, w: _layer(b, h, w, gated=True, rank=5)),  # dt ranks in blocks of 4
+    ("weighted-deterministic", dict(backward_lane_sums=True), True, lambda b, h, w: _layer(b, h, w, weighted=True)),
+    ("gated-deterministic", {}, True, lambda b, h, w: _layer(b, h, w, gated=True, cross_scale=None)),
+    ("inference", dict(block_t=4, inference_tiles=4, inference_programs_per_sm=0), False,
+     lambda b, h, w: _layer(b, h, w, gated=True, grad=False)),
+    ("inference-states-through-memory", dict(block_t=4, inference_tiles=4, inference_programs_per_sm=0,
+                                              carry_in_registers=False), False,
+     lambda b, h, w: _layer(b, h, w, grad=False)),
+    ("gated-tile-kernels", dict(forward_state_loop=False, backward_state_loop=False), False,
+     lambda b, h, w: _layer(b, h, w, gated=True)),
+    ("drop-in", {}, False, lambda b, h, w: _drop_in(b, h, w, groups=0)),
+    ("drop-in-grouped-tile-kernels", dict(forward_state_loop=False, backward_state_loop=False), False,
+     lambda b, h, w: _drop_in(b, h, w, groups=2)),
+]
+SMALL, LARGE = (1, 2, 3), (2, 2, 5)  # (batch, height, width): only batch and length differ
+
+
+def _pointer_arithmetic_lines():
+    """(file name, line) of every kernel source line that adds to a ``*_ptr`` argument."""
+    lines = set()
+    for path in KERNEL_FILES:
+        for number, text in enumerate(Path(path).read_text().splitlines(), 1):
+            if re.search(r"\w_ptr \+ ", text) and not text.lstrip().startswith("#"):
+                lines.add((Path(path).name, number))
+    return lines
+
+
+def test_offsets_that_grow_with_batch_or_length_are_64_bit():
+    growing, ran = [], set()
+    for name, tiles, deterministic, run in RUNS:
+        maxima = []
+        for geometry in (SMALL, LARGE):
+            with pointer_offsets() as seen, tile_config(**tiles), deterministic_algorithms(deterministic):
+                run(*geometry)
+            maxima.append(seen)
+        small, large = maxima
+        assert set(small) == set(large), f"{name}: the two geometries should run the same code"
+        # The geometries differ where it matters: some 64-bit offsets grow.
+        assert any(large[key] > small[key] for key in large if key[3] == "int64"), name
+        growing += [f"{name}: {file}:{line} ({fn}), {dtype} offsets up to {small[key]} at (batch, height, width) = "
+                    f"{SMALL}, {large[key]} at {LARGE}" for key in sorted(large) for file, line, fn, dtype in [key]
+                    if dtype in ("int32", "uint32") and large[key] != small[key]]
+        ran |= {key[:2] for key in large}
+    assert not growing, "32-bit pointer offsets that grow with batch or length:\n" + "\n".join(growing)
+    # Every pointer addition in the kernels' source ran in one of the runs above, so none escaped the check.
+    missed = sorted(_pointer_arithmetic_lines() - ran)
+    assert not missed, f"pointer additions that no run reached (add a run to RUNS): {missed}"
