@@ -173,6 +173,50 @@ def test_inference_chunks_shorten_until_every_launch_fills_the_gpu(monkeypatch, 
                       ("first_direction_pool_kernel", -(-42 // (4 * pool_tiles)))}, chunks
 
 
+@pytest.mark.parametrize("cross_scale,deterministic", [("aligned", False), (None, True)])
+def test_chunks_past_the_grid_limit_run_in_several_launches(monkeypatch, cross_scale, deterministic):
+    # CUDA grids hold at most 65,535 programs along z, where the chunks lie: training chunks of 16 steps pass that at
+    # a 1024 x 1024 map.  Every kernel with a grid over chunks then runs in launches of at most MAX_GRID_CHUNKS
+    # chunks, each told its first chunk.  Lowered to 3 here: 5 x 6 tokens (plus 9 low-resolution ones) in 4-step
+    # tiles are 8 to 10 chunks, so 3 or 4 launches per kernel; one-tile chunks for direction 0's pooling too.  The
+    # gated layer (both gate passes, the pooling, the output, chunk_adjoint, backward_grads) against the PyTorch path,
+    # forward and every gradient: a launch that skipped, repeated or misplaced chunks would show.
+    import scan2d.triton.launch as launch
+
+    seen = []
+    kernels = ("chunk_end_state_kernel", "forward_output_kernel", "first_direction_pool_kernel",
+               "chunk_adjoint_kernel", "backward_grads_kernel")
+    for name in kernels:
+        monkeypatch.setattr(launch.K, name, LaunchSpy(getattr(launch.K, name), seen,
+                                                      record=lambda name, grid, meta: (name, grid[2])))
+    monkeypatch.setattr(launch, "MAX_GRID_CHUNKS", 3)
+    directions = (ScanDirection(4, False, False, cross_scale), ScanDirection(None, True, True, cross_scale))
+    inp = make_layer_inputs(1, 5, 6, 7, 2, n_state=4, cross_scale=cross_scale is not None, dtype=torch.float32)
+    gate = make_gate(7, 2, dtype=torch.float32)
+    ref_in = {k: v.clone().requires_grad_() for k, v in inp.items()}
+    ref = directional_scan(**ref_in, directions=directions, height=5, width=6, gate=gate, backend="torch")
+    ref.square().sum().backward()
+    dev_in = {k: v.to(DEVICE).requires_grad_() for k, v in inp.items()}
+    dev_gate = make_gate(7, 2, dtype=torch.float32, device=DEVICE)
+    with tile_config(block_t=4, inference_tiles=1), deterministic_algorithms(deterministic):
+        out = directional_scan(**dev_in, directions=directions, height=5, width=6, gate=dev_gate, backend="triton")
+        out.square().sum().backward()
+    torch.testing.assert_close(out.detach().cpu(), ref.detach(), **TOL[torch.float32])
+    for name in inp:
+        g, r = dev_in[name].grad.cpu(), ref_in[name].grad
+        torch.testing.assert_close(g / (r.abs().max() + 1), r / (r.abs().max() + 1), **TOL[torch.float32], msg=name)
+    # Every pass of a kernel: launches of 3 chunks and a shorter last one, covering all its chunks (the scan's steps
+    # in 4-step chunks; the pooling's 30 tokens).
+    def one_pass(n_chunks):
+        return [3] * (n_chunks // 3) + ([n_chunks % 3] if n_chunks % 3 else [])
+
+    for name in kernels:
+        n_chunks = -(-(30 if name == "first_direction_pool_kernel" else launch.scan_length(directions, 5, 6)) // 4)
+        launches = [chunks for kernel, chunks in seen if kernel == name]
+        passes, rest = divmod(len(launches), len(one_pass(n_chunks)))
+        assert passes > 0 and rest == 0 and launches == one_pass(n_chunks) * passes, (name, n_chunks, launches)
+
+
 def test_gate_whose_excitation_alone_records_a_graph_chunks_its_output_pass_for_the_backward(monkeypatch):
     # Inputs and LayerNorm parameters that do not require grad, an excitation whose weight does: the pooling runs with
     # inference chunks, the output pass with training chunks (its weights record a graph), so the output pass computes

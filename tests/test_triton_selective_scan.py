@@ -127,6 +127,33 @@ def test_states_adjacent_layout_of_b_and_c_past_the_32_bit_offsets(monkeypatch, 
     assert grads[names.index("B")].shape == low["B"].shape
 
 
+def test_chunks_past_the_grid_limit_run_in_several_launches(monkeypatch):
+    # A million-token sequence has 65,536 training chunks, one more than a CUDA grid holds along z: the kernels then
+    # run in launches of at most MAX_GRID_CHUNKS chunks (lowered to 4 here: 10 chunks in launches of 4, 4 and 2).
+    import scan2d.triton.launch as launch
+
+    seen = []
+    for name in ("chunk_end_state_kernel", "forward_output_kernel", "chunk_adjoint_kernel", "backward_grads_kernel"):
+        monkeypatch.setattr(launch.K, name, LaunchSpy(getattr(launch.K, name), seen,
+                                                      record=lambda name, grid, meta: (name, grid[2])))
+    monkeypatch.setattr(launch, "MAX_GRID_CHUNKS", 4)
+    inp = make_inputs(2, 6, 40, 4, 0)
+    low = {k: v.float().to(DEVICE).requires_grad_() for k, v in inp.items()}
+    exact = {k: v.detach().double().cpu().requires_grad_() for k, v in low.items()}
+    opt = dict(D=True, z=True, bias=True)
+    names = ["u", "delta", "A", "B", "C", "D", "z", "delta_bias"]
+    with tile_config(block_t=4):
+        out, last = _run(selective_scan, low, opt, backend="triton", return_last_state=True)
+        grads = torch.autograd.grad(out.square().sum(), [low[n] for n in names])
+    ref, ref_last = _run(selective_scan_ref, exact, opt, return_last_state=True)
+    torch.testing.assert_close(out.detach().double().cpu(), ref, **TOL[torch.float32])
+    torch.testing.assert_close(last.double().cpu(), ref_last, **TOL[torch.float32])
+    assert_gradients_close(names, grads, torch.autograd.grad(ref.square().sum(), [exact[n] for n in names]),
+                           TOL[torch.float32])
+    assert seen == [(name, chunks) for name in ("chunk_end_state_kernel", "forward_output_kernel",
+                                                "chunk_adjoint_kernel", "backward_grads_kernel") for chunks in (4, 4, 2)]
+
+
 @pytest.mark.parametrize("dim,groups", [(12, 4), (40, 2)], ids=["group-of-3", "group-of-20"])
 def test_groups_smaller_than_or_not_a_multiple_of_the_channel_block(dim, groups):
     # The channel blocks tile each group, the last block of a group masked: here one block of 3 channels per group,

@@ -269,6 +269,10 @@ ORDER_OF = {None: ORDER_PLAIN, "aligned": ORDER_ALIGNED, "sequential": ORDER_SEQ
 # Offsets that grow with batch or length are 64-bit in the kernels; the others (channels, states, one tile) are
 # 32-bit and stay below this.  tests/test_triton_int64_offsets.py checks both, lowering it to take the wide paths.
 INT32_OFFSET_LIMIT = 2 ** 31
+# CUDA's largest grid along y and z.  The chunks lie along z: one launch covers this many at most
+# (``chunk_launches``), which training chunks of 16 steps pass at 1,048,576 steps (a 1024 x 1024 map, or a
+# million-token sequence in the drop-in scan).
+MAX_GRID_CHUNKS = 65535
 
 
 @dataclass
@@ -444,11 +448,13 @@ class ScanOperands:
         """Channels per program of the forward kernels: state_loop_block with the state loop, else block_d."""
         return self.state_loop_block if self.forward_state_loop else self.block_d
 
-    def grid(self, directions: Optional[int] = None, channel_blocks: bool = True, block_d: Optional[int] = None):
+    def grid(self, directions: Optional[int] = None, channel_blocks: bool = True, block_d: Optional[int] = None,
+             chunks: Optional[int] = None):
         """(batch x ``directions`` (default all K), channel blocks of ``block_d`` (default ``self.block_d``; 1
-        where one program loops over them), chunks)."""
+        where one program loops over them), ``chunks`` (default all))."""
         blocks = self.channel_blocks(block_d or self.block_d) if channel_blocks else 1
-        return (self.batch * (self.K if directions is None else directions), blocks, self.n_chunks)
+        return (self.batch * (self.K if directions is None else directions), blocks,
+                self.n_chunks if chunks is None else chunks)
 
     def carry_grid(self):
         """(batch x K, blocks of ``block_d`` channels) of ``chunk_carry_kernel``; it reads no B or C: plain blocks."""
@@ -463,10 +469,12 @@ def forward_states(ops: ScanOperands):
     """The state entering every chunk (batch*K, chunks, dim, N), the chunks' delta sums and the final state."""
     local = ops.state_buffer(ops.n_state)
     dsum = ops.state_buffer()
-    K.chunk_end_state_kernel[ops.grid(block_d=ops.forward_block_d)](
-        local, dsum, *ops.common_args(), **ops.common_meta(), BLOCK_T=ops.tiles.block_t, BLOCK_D=ops.forward_block_d,
-        TILES=ops.tiles_per_chunk, STATE_LOOP=ops.forward_state_loop, STATE_UNROLL=ops.state_unroll,
-        CARRY_IN_REGISTERS=ops.tiles.carry_in_registers, **ops.forward_options(ops.forward_state_loop))
+    for chunk_first, chunks in chunk_launches(ops.n_chunks):
+        K.chunk_end_state_kernel[ops.grid(block_d=ops.forward_block_d, chunks=chunks)](
+            local, dsum, *ops.common_args(), chunk_first, **ops.common_meta(), BLOCK_T=ops.tiles.block_t,
+            BLOCK_D=ops.forward_block_d, TILES=ops.tiles_per_chunk, STATE_LOOP=ops.forward_state_loop,
+            STATE_UNROLL=ops.state_unroll, CARRY_IN_REGISTERS=ops.tiles.carry_in_registers,
+            **ops.forward_options(ops.forward_state_loop))
     # The carry turns the chunk end states into entry states in place.
     entry = local
     final = torch.empty(ops.batch * ops.K, ops.dim, ops.n_state, device=ops.u.device, dtype=torch.float32)
@@ -474,6 +482,13 @@ def forward_states(ops: ScanOperands):
                                    REVERSE=False, N=ops.n_state, BLOCK_D=ops.block_d,
                                    BLOCK_C=ops.tiles.carry_chunks, num_warps=ops.tiles.num_warps)
     return entry, dsum, final
+
+
+def chunk_launches(n_chunks: int) -> list:
+    """(first chunk, chunks) of each launch of a kernel whose grid runs over chunks: one launch, or several of at
+    most ``MAX_GRID_CHUNKS`` (CUDA's grid limit along z).  The chunks of one launch are independent of the others'
+    (entry states come from the carry), so splitting changes no result."""
+    return [(first, min(MAX_GRID_CHUNKS, n_chunks - first)) for first in range(0, n_chunks, MAX_GRID_CHUNKS)]
 
 
 def direction_launches(K: int, one_at_a_time: bool, first: int = 0) -> list:
@@ -516,14 +531,17 @@ def output_pass(ops: ScanOperands, entry: torch.Tensor, out: torch.Tensor, out_s
     scratch = torch.empty_like(entry) if carried and not last_use else entry
     if first_direction and not (reduce == 2 or (reduce == 0 and sum_directions and weight is not None)):
         raise ValueError("first_direction: only the pooling pass and the weighted summed output leave directions out")
-    for k_first, k_count in direction_launches(ops.K, sum_directions and reduce == 0, first_direction):
-        grid = ops.grid(k_count, channel_blocks=not deterministic, block_d=block_d)
+    launches = [(k_first, k_count, chunk_first, chunks)
+                for k_first, k_count in direction_launches(ops.K, sum_directions and reduce == 0, first_direction)
+                for chunk_first, chunks in chunk_launches(ops.n_chunks)]
+    for k_first, k_count, chunk_first, chunks in launches:
+        grid = ops.grid(k_count, channel_blocks=not deterministic, block_d=block_d, chunks=chunks)
         K.forward_output_kernel[grid](
             out, *out_strides, weight if weight is not None else dummy, red if red is not None else dummy,
             tok if tok is not None else dummy, vec if vec is not None else dummy,
             part if part is not None else dummy, ops.height * ops.width, entry, scratch,
             ops.D if ops.D is not None else dummy, ops.z if has_z else ops.u, *ops.z_strides, *ops.common_args(),
-            k_first, k_count, **ops.common_meta(), HAS_D=ops.D is not None, HAS_Z=has_z,
+            k_first, k_count, chunk_first, **ops.common_meta(), HAS_D=ops.D is not None, HAS_Z=has_z,
             SUM_DIRECTIONS=sum_directions, ACCUMULATE=k_first > 0, HAS_WEIGHT=weight is not None, REDUCE=reduce,
             DETERMINISTIC=deterministic, BLOCK_T=ops.tiles.block_t, BLOCK_D=block_d, TILES=ops.tiles_per_chunk,
             STATE_LOOP=state_loop, STATE_UNROLL=ops.state_unroll, CARRY_IN_REGISTERS=ops.tiles.carry_in_registers,
@@ -550,10 +568,11 @@ def first_direction_pool(ops: ScanOperands, first: torch.Tensor, tok: torch.Tens
     tiles = ops.inference_chunk_tiles(length, batch * cdiv(dim, block_d))
     chunks = cdiv(length, block_t * tiles)
     part = torch.empty(batch, chunks, dim, device=first.device, dtype=torch.float32)
-    K.first_direction_pool_kernel[(batch, cdiv(dim, block_d), chunks)](
-        first, first.stride(0), first.stride(1), first.stride(2), tok, part, ops.K, length, dim,
-        BLOCK_T=block_t, BLOCK_D=block_d, TILES=tiles,
-        num_warps=ops.forward_options(ops.forward_state_loop)["num_warps"])
+    for chunk_first, count in chunk_launches(chunks):
+        K.first_direction_pool_kernel[(batch, cdiv(dim, block_d), count)](
+            first, first.stride(0), first.stride(1), first.stride(2), tok, part, ops.K, length, dim, chunks,
+            chunk_first, BLOCK_T=block_t, BLOCK_D=block_d, TILES=tiles,
+            num_warps=ops.forward_options(ops.forward_state_loop)["num_warps"])
     return part.sum(1)
 
 
@@ -620,10 +639,11 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
     local = ops.state_buffer(ops.n_state)
     adjoint_loop = ops.adjoint_state_loop
     adjoint_block = ops.state_loop_block if adjoint_loop else ops.block_d
-    K.chunk_adjoint_kernel[ops.grid(block_d=adjoint_block)](
-        local, dout, *dout_strides, wt, z, *ops.z_strides, entry, Dskip, *ln_args, *ops.common_args(),
-        HAS_D=ops.D is not None, **dict(meta, BLOCK_D=adjoint_block), STATE_LOOP=adjoint_loop,
-        STATE_UNROLL=ops.state_unroll, num_warps=ops.state_loop_warps if adjoint_loop else ops.tiles.num_warps)
+    for chunk_first, chunks in chunk_launches(ops.n_chunks):
+        K.chunk_adjoint_kernel[ops.grid(block_d=adjoint_block, chunks=chunks)](
+            local, dout, *dout_strides, wt, z, *ops.z_strides, entry, Dskip, *ln_args, *ops.common_args(),
+            chunk_first, HAS_D=ops.D is not None, **dict(meta, BLOCK_D=adjoint_block), STATE_LOOP=adjoint_loop,
+            STATE_UNROLL=ops.state_unroll, num_warps=ops.state_loop_warps if adjoint_loop else ops.tiles.num_warps)
     arrive = local  # in place, as in forward_states
     K.chunk_carry_kernel[ops.carry_grid()](arrive, arrive, local, dsum, ops.A, ops.K, ops.dim, ops.n_chunks,
                                    REVERSE=True, N=ops.n_state, BLOCK_D=ops.block_d, BLOCK_C=ops.tiles.carry_chunks,
@@ -658,12 +678,15 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
     # One direction per launch: du, which the directions share, without atomics.  The deterministic tile kernels run
     # one program per chunk that visits every channel block.
     channel_blocks = state_loop or not ops.deterministic
-    for k_first, k_count in direction_launches(ops.K, ops.backward_one_direction_per_launch):
-        K.backward_grads_kernel[ops.grid(k_count, channel_blocks=channel_blocks, block_d=block_d)](
+    launches = [(k_first, k_count, chunk_first, chunks)
+                for k_first, k_count in direction_launches(ops.K, ops.backward_one_direction_per_launch)
+                for chunk_first, chunks in chunk_launches(ops.n_chunks)]
+    for k_first, k_count, chunk_first, chunks in launches:
+        K.backward_grads_kernel[ops.grid(k_count, channel_blocks=channel_blocks, block_d=block_d, chunks=chunks)](
             *(launch_buffers[name] for name in ("du", "du_low", "ddelta", "dx", "dx_low", "dB", "dC", "dz")),
             dA_part, dD_part, dbias_part, dW_part, dweight_part,
             dout, *dout_strides, wt, entry, arrive, Dskip, z, *ops.z_strides, *ln_args,
-            *ops.common_args(), k_first, k_count, *part_strides, HAS_D=ops.D is not None,
+            *ops.common_args(), k_first, k_count, chunk_first, *part_strides, HAS_D=ops.D is not None,
             DETERMINISTIC=ops.deterministic, DX_COPIES=ops.backward_dx_copies, DU_OWNED=ops.backward_du_owned,
             LANE_SUMS=ops.backward_lane_sums, **grads_meta)
     for name, copy in copies.items():  # added, as the kernels add into every other buffer

@@ -427,10 +427,10 @@ def _states_from_entry(entry_ptr, pid_bk, pid_c, n_chunks, Dm, d, d_mask, n, t, 
     return _tile_states(_load_state(entry_ptr, pid_bk, pid_c, n_chunks, Dm, d, d_mask, n), t, delta, u, Bm, A)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["chunk_first"])  # one compiled kernel for every launch's first chunk
 def chunk_end_state_kernel(
     state_ptr, dsum_ptr,
-    U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks,
+    U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks, chunk_first,
     ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, R: tl.constexpr, N: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, TILES: tl.constexpr, STATE_LOOP: tl.constexpr,
@@ -441,9 +441,10 @@ def chunk_end_state_kernel(
     A chunk is TILES tiles of BLOCK_T steps, scanned one after another with the state carried in registers (with
     STATE_LOOP, one state at a time through the chunk's own slot of ``state``, or in registers with
     CARRY_IN_REGISTERS, see ``_state_loop_tile``; STATE_UNROLL states per loop trip).
-    state: (batch*K, chunks, dim, N) fp32; dsum: (batch*K, chunks, dim) fp32.
+    state: (batch*K, chunks, dim, N) fp32; dsum: (batch*K, chunks, dim) fp32.  This launch's chunks start at
+    ``chunk_first`` (``launch.chunk_launches``), as in every kernel with a grid over chunks.
     """
-    pid_bk, pid_d, pid_c = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    pid_bk, pid_d, pid_c = tl.program_id(0), tl.program_id(1), tl.program_id(2) + chunk_first
     b, k = pid_bk // K, pid_bk % K
     d, d_mask = block_channels(pid_d, BC[10], Dm, BLOCK_D, LOWRANK)
     t = tl.arange(0, BLOCK_T)
@@ -535,8 +536,8 @@ def chunk_carry_kernel(
         tl.store(final_ptr + pid_bk.to(tl.int64) * Dm * N + dn, state, mask=d_mask[:, None])
 
 
-@triton.jit
-def first_direction_pool_kernel(y_ptr, s_yb, s_yl, s_yd, tok_ptr, part_ptr, K, L, Dm,
+@triton.jit(do_not_specialize=["chunk_first"])
+def first_direction_pool_kernel(y_ptr, s_yb, s_yl, s_yd, tok_ptr, part_ptr, K, L, Dm, n_chunks, chunk_first,
                                 BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, TILES: tl.constexpr):
     """The gate's pooling sum (``forward_output_kernel``'s REDUCE = 2) for direction 0, from its output y, which the
     statistics pass wrote (STORE_FIRST), instead of from a recomputed scan.
@@ -545,7 +546,7 @@ def first_direction_pool_kernel(y_ptr, s_yb, s_yl, s_yd, tok_ptr, part_ptr, K, L
     dim) fp32, part[b, c, d] = sum over chunk c's TILES x BLOCK_T tokens of y[b, t, d] * rstd[b*K, t].  The host sums
     the chunks (fixed order: no atomics).
     """
-    b, pid_d, c = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    b, pid_d, c = tl.program_id(0), tl.program_id(1), tl.program_id(2) + chunk_first
     d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
     d_mask = d < Dm
     b64 = b.to(tl.int64)
@@ -557,7 +558,7 @@ def first_direction_pool_kernel(y_ptr, s_yb, s_yl, s_yd, tok_ptr, part_ptr, K, L
                     mask=t_mask[:, None] & d_mask[None, :], other=0.0).to(tl.float32)
         rstd = tl.load(tok_ptr + (b64 * K * L + t) * 2 + 1, mask=t_mask, other=0.0)
         acc += tl.sum(y * rstd[:, None], axis=0)
-    tl.store(part_ptr + (b64 * tl.num_programs(2) + c) * Dm + d, acc, mask=d_mask)
+    tl.store(part_ptr + (b64 * n_chunks + c) * Dm + d, acc, mask=d_mask)
 
 
 @triton.jit
@@ -570,11 +571,11 @@ def _channel_blocks(Dm, per_group, BLOCK_D: tl.constexpr, DETERMINISTIC: tl.cons
         return tl.program_id(1), 1
 
 
-@triton.jit(do_not_specialize=["k_first"])  # one compiled kernel for every direction
+@triton.jit(do_not_specialize=["k_first", "chunk_first"])  # one compiled kernel for every direction and chunk
 def forward_output_kernel(
     out_ptr, s_ob, s_ok, s_ol, s_od, weight_ptr, red_ptr, tok_ptr, vec_ptr, part_ptr, L_high,
     carry_ptr, scratch_ptr, Dskip_ptr, z_ptr, s_zb, s_zl, s_zd,
-    U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks, k_first, k_count,
+    U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks, k_first, k_count, chunk_first,
     ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, SUM_DIRECTIONS: tl.constexpr,
     ACCUMULATE: tl.constexpr, HAS_WEIGHT: tl.constexpr, REDUCE: tl.constexpr, DETERMINISTIC: tl.constexpr,
@@ -604,7 +605,7 @@ def forward_output_kernel(
     per chunk visits every channel block (``_channel_blocks``).  Low-resolution tokens of a cross-scale scan are
     never written.
     """
-    pid_g, pid_c = tl.program_id(0), tl.program_id(2)
+    pid_g, pid_c = tl.program_id(0), tl.program_id(2) + chunk_first
     b, k = pid_g // k_count, k_first + pid_g % k_count
     pid_bk = b * K + k  # index of (batch, direction) in the state buffers
     b64 = b.to(tl.int64)
@@ -758,11 +759,11 @@ def _backward_chunk(
     return d, d_mask, t, n, pos, is_low, valid, u, delta_pre, delta, Bm, Cm, A
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["chunk_first"])
 def chunk_adjoint_kernel(
     local_ptr, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, z_ptr, s_zb, s_zl, s_zd,
     entry_ptr, Dskip_ptr, tok_ptr, vec_ptr, gbar_ptr, L_high,
-    U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks,
+    U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks, chunk_first,
     ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, HAS_Z: tl.constexpr, SUM_DIRECTIONS: tl.constexpr, HAS_WEIGHT: tl.constexpr,
     LN_UPSTREAM: tl.constexpr, HAS_D: tl.constexpr,
@@ -778,7 +779,7 @@ def chunk_adjoint_kernel(
     state at a time on a (steps, channels) tile with the steps in registers (``_state_loop_tile``), where the sum
     over steps stays in each thread.
     """
-    pid_bk, pid_c = tl.program_id(0), tl.program_id(2)
+    pid_bk, pid_c = tl.program_id(0), tl.program_id(2) + chunk_first
     b, k = pid_bk // K, pid_bk % K
     b64 = b.to(tl.int64)
     base = (pid_bk.to(tl.int64) * n_chunks + pid_c) * Dm
@@ -876,7 +877,7 @@ def _backward_state_loop(
     dA_part_ptr, dD_part_ptr, dbias_part_ptr, dW_part_ptr, dweight_part_ptr,
     dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, entry_ptr, arrive_ptr, Dskip_ptr,
     z_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr, gbar_ptr, L_high,
-    U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks, b, k, pid_bk, s_dx_part, s_dxl_part,
+    U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks, b, k, pid_bk, pid_c, s_dx_part, s_dxl_part,
     ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, SUM_DIRECTIONS: tl.constexpr,
     HAS_WEIGHT: tl.constexpr, LN_UPSTREAM: tl.constexpr, DX_COPIES: tl.constexpr, DU_OWNED: tl.constexpr,
@@ -912,7 +913,6 @@ def _backward_state_loop(
     pid_d = tl.program_id(1)
     d, d_mask = block_channels(pid_d, BC[10], Dm, BLOCK_D, LOWRANK)
     t = tl.arange(0, BLOCK_T)
-    pid_c = tl.program_id(2)
     pos, is_low, valid, u, delta_pre, delta, b_rows, c_rows, s_bn, s_cn = load_steps(
         pid_c * BLOCK_T + t, b, k, pid_d, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER,
         LOWRANK, HAS_BIAS, SOFTPLUS, R, N, STEPS_IN_REGISTERS=True)
@@ -1006,7 +1006,7 @@ def _backward_state_loop(
                  mask=mask_td)
 
 
-@triton.jit(do_not_specialize=["k_first"])  # one compiled kernel for every direction
+@triton.jit(do_not_specialize=["k_first", "chunk_first"])  # one compiled kernel for every direction and chunk
 def backward_grads_kernel(
     # gradients
     du_ptr, du_low_ptr, ddelta_ptr, dx_ptr, dx_low_ptr, dB_ptr, dC_ptr, dz_ptr,
@@ -1014,7 +1014,8 @@ def backward_grads_kernel(
     # upstream and saved
     dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, entry_ptr, arrive_ptr, Dskip_ptr, z_ptr, s_zb, s_zl, s_zd,
     tok_ptr, vec_ptr, gbar_ptr, L_high,
-    U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks, k_first, k_count, s_dx_part, s_dxl_part,
+    U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks, k_first, k_count, chunk_first, s_dx_part,
+    s_dxl_part,
     ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, SUM_DIRECTIONS: tl.constexpr,
     HAS_WEIGHT: tl.constexpr, LN_UPSTREAM: tl.constexpr, DETERMINISTIC: tl.constexpr, R: tl.constexpr,
@@ -1045,7 +1046,7 @@ def backward_grads_kernel(
     s_bb, s_bg, s_bn, s_bl, s_cb, s_cg, s_cn, s_cl, per_group = BC[2], BC[3], BC[4], BC[5], BC[6], BC[7], BC[8], \
         BC[9], BC[10]
     dtw_ptr = PROJ[0]
-    pid_g, pid_c = tl.program_id(0), tl.program_id(2)
+    pid_g, pid_c = tl.program_id(0), tl.program_id(2) + chunk_first
     b, k = pid_g // k_count, k_first + pid_g % k_count
     pid_bk = b * K + k  # index of (batch, direction) in the state buffers
     b64 = b.to(tl.int64)
@@ -1055,8 +1056,8 @@ def backward_grads_kernel(
             dA_part_ptr, dD_part_ptr, dbias_part_ptr, dW_part_ptr, dweight_part_ptr,
             dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, entry_ptr, arrive_ptr, Dskip_ptr,
             z_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr, gbar_ptr, L_high,
-            U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks, b, k, pid_bk, s_dx_part, s_dxl_part,
-            ORDER, LOWRANK, HAS_BIAS, SOFTPLUS, HAS_D, HAS_Z, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM,
+            U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks, b, k, pid_bk, pid_c, s_dx_part,
+            s_dxl_part, ORDER, LOWRANK, HAS_BIAS, SOFTPLUS, HAS_D, HAS_Z, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM,
             DX_COPIES, DU_OWNED, LANE_SUMS, R, N, BLOCK_T, BLOCK_D, RP)
         return
     first_block, n_blocks = _channel_blocks(Dm, BC[10], BLOCK_D, DETERMINISTIC)
