@@ -101,6 +101,24 @@ def test_forward_without_gradients_carries_state_and_last_state_across_tiles():
     torch.testing.assert_close(last.double().cpu(), ref_last, **TOL[torch.float32])
 
 
+def _assert_output_and_every_gradient_match(inp, **tiles):
+    """The Triton scan of ``inp`` (float32, with D, z and delta_bias) under ``tile_config(**tiles)`` against the
+    float64 reference: output, last state and the gradient of every input for a squared loss, which it returns."""
+    low = {k: v.float().to(DEVICE).requires_grad_() for k, v in inp.items()}
+    exact = {k: v.detach().double().cpu().requires_grad_() for k, v in low.items()}
+    opt = dict(D=True, z=True, bias=True)
+    names = ["u", "delta", "A", "B", "C", "D", "z", "delta_bias"]
+    with tile_config(**tiles):
+        out, last = _run(selective_scan, low, opt, backend="triton", return_last_state=True)
+        grads = torch.autograd.grad(out.square().sum(), [low[n] for n in names])
+    ref, ref_last = _run(selective_scan_ref, exact, opt, return_last_state=True)
+    torch.testing.assert_close(out.detach().double().cpu(), ref, **TOL[torch.float32])
+    torch.testing.assert_close(last.double().cpu(), ref_last, **TOL[torch.float32])
+    assert_gradients_close(names, grads, torch.autograd.grad(ref.square().sum(), [exact[n] for n in names]),
+                           TOL[torch.float32])
+    return dict(zip(names, grads))
+
+
 @pytest.mark.parametrize("groups,kernels", [(0, {}), (2, dict(backward_dx_copies=True)),
                                             (2, dict(forward_state_loop=False, backward_state_loop=False))],
                          ids=["state-loops", "grouped-dx-copies", "grouped-tile-kernels"])
@@ -112,19 +130,8 @@ def test_states_adjacent_layout_of_b_and_c_past_the_32_bit_offsets(monkeypatch, 
 
     monkeypatch.setattr(launch, "INT32_OFFSET_LIMIT", 0)
     inp = make_inputs(2, 8, 37, 4, groups)
-    low = {k: v.float().to(DEVICE).requires_grad_() for k, v in inp.items()}
-    exact = {k: v.detach().double().cpu().requires_grad_() for k, v in low.items()}
-    opt = dict(D=True, z=True, bias=True)
-    names = ["u", "delta", "A", "B", "C", "D", "z", "delta_bias"]
-    with tile_config(block_t=16, block_d=4, **kernels):  # 3 chunks, 2 channel blocks
-        out, last = _run(selective_scan, low, opt, backend="triton", return_last_state=True)
-        grads = torch.autograd.grad(out.square().sum(), [low[n] for n in names])
-    ref, ref_last = _run(selective_scan_ref, exact, opt, return_last_state=True)
-    torch.testing.assert_close(out.detach().double().cpu(), ref, **TOL[torch.float32])
-    torch.testing.assert_close(last.double().cpu(), ref_last, **TOL[torch.float32])
-    assert_gradients_close(names, grads, torch.autograd.grad(ref.square().sum(), [exact[n] for n in names]),
-                           TOL[torch.float32])
-    assert grads[names.index("B")].shape == low["B"].shape
+    grads = _assert_output_and_every_gradient_match(inp, block_t=16, block_d=4, **kernels)  # 3 chunks, 2 blocks
+    assert grads["B"].shape == inp["B"].shape and grads["C"].shape == inp["C"].shape
 
 
 def test_chunks_past_the_grid_limit_run_in_several_launches(monkeypatch):
@@ -137,19 +144,7 @@ def test_chunks_past_the_grid_limit_run_in_several_launches(monkeypatch):
         monkeypatch.setattr(launch.K, name, LaunchSpy(getattr(launch.K, name), seen,
                                                       record=lambda name, grid, meta: (name, grid[2])))
     monkeypatch.setattr(launch, "MAX_GRID_CHUNKS", 4)
-    inp = make_inputs(2, 6, 40, 4, 0)
-    low = {k: v.float().to(DEVICE).requires_grad_() for k, v in inp.items()}
-    exact = {k: v.detach().double().cpu().requires_grad_() for k, v in low.items()}
-    opt = dict(D=True, z=True, bias=True)
-    names = ["u", "delta", "A", "B", "C", "D", "z", "delta_bias"]
-    with tile_config(block_t=4):
-        out, last = _run(selective_scan, low, opt, backend="triton", return_last_state=True)
-        grads = torch.autograd.grad(out.square().sum(), [low[n] for n in names])
-    ref, ref_last = _run(selective_scan_ref, exact, opt, return_last_state=True)
-    torch.testing.assert_close(out.detach().double().cpu(), ref, **TOL[torch.float32])
-    torch.testing.assert_close(last.double().cpu(), ref_last, **TOL[torch.float32])
-    assert_gradients_close(names, grads, torch.autograd.grad(ref.square().sum(), [exact[n] for n in names]),
-                           TOL[torch.float32])
+    _assert_output_and_every_gradient_match(make_inputs(2, 6, 40, 4, 0), block_t=4)
     assert seen == [(name, chunks) for name in ("chunk_end_state_kernel", "forward_output_kernel",
                                                 "chunk_adjoint_kernel", "backward_grads_kernel") for chunks in (4, 4, 2)]
 
