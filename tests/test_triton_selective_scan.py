@@ -212,10 +212,38 @@ def test_non_power_of_two_state_is_refused_clearly():
         selective_scan(**{k: v.to(DEVICE) for k, v in inp.items()}, backend="triton")
 
 
+def test_float64_is_refused_clearly():
+    # The kernels compute in float32: float64 inputs would silently lose precision.
+    inp = make_inputs(1, 4, 8, 4, 0)
+    with pytest.raises(ValueError, match="not float64.*backend='torch'"):
+        selective_scan(**{k: v.to(DEVICE) for k, v in inp.items()}, backend="triton")
+
+
 def test_auto_backend_is_torch_on_cpu():
     inp = make_inputs(1, 4, 8, 4, 0, dtype=torch.float32)
     from scan2d._backend import resolve_backend
     assert resolve_backend("auto", inp["u"]) == "torch"
+
+
+class _OnCuda:
+    """Stands in for a CUDA tensor: resolve_backend asks only where the input lies."""
+    is_cuda = True
+
+
+@pytest.mark.parametrize("n_state,dtype,reason", [(12, torch.float32, "power-of-two state size N, got N=12"),
+                                                  (16, torch.float64, "not float64")])
+def test_auto_backend_takes_the_torch_path_with_a_warning_where_triton_cannot_run(n_state, dtype, reason):
+    # On a GPU "auto" means the kernels, unless they cannot run these inputs: then the PyTorch path, saying why,
+    # where backend="triton" refuses.
+    from scan2d._backend import resolve_backend, triton_unsupported
+
+    unsupported = triton_unsupported(n_state, dtype)
+    with pytest.warns(UserWarning, match=f"backend='auto' runs the PyTorch path: .*{reason}"):
+        assert resolve_backend("auto", _OnCuda(), unsupported) == "torch"
+    with pytest.raises(ValueError, match=reason):
+        resolve_backend("triton", _OnCuda(), unsupported)
+    assert triton_unsupported(16, torch.bfloat16) is None
+    assert resolve_backend("auto", _OnCuda(), None) == "triton"
 
 
 @pytest.mark.parametrize("grad_mode", [False, True])

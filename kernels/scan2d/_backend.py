@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import warnings
+from typing import Optional
 
 import torch
 
@@ -32,17 +34,35 @@ def autograd_records(*tensors) -> bool:
     return torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in tensors)
 
 
-def resolve_backend(backend: str, tensor: torch.Tensor) -> str:
+def triton_unsupported(n_state: int, dtype: torch.dtype) -> Optional[str]:
+    """Why the Triton kernels cannot run a scan with ``n_state`` states on ``dtype`` inputs, or None."""
+    if n_state & (n_state - 1):
+        return f"the Triton scan needs a power-of-two state size N, got N={n_state}"
+    if dtype == torch.float64:
+        return "the Triton scan computes in float32 and takes float32, bfloat16 or float16 inputs, not float64"
+    return None
+
+
+def resolve_backend(backend: str, tensor: torch.Tensor, unsupported: Optional[str] = None) -> str:
     """Map ``backend`` ("auto" | "torch" | "triton") to the path that runs for ``tensor``.
 
     "auto" takes the Triton kernels for CUDA tensors and the PyTorch path everywhere else, so the same model runs
-    on a laptop, in CI and on a GPU without a config change.
+    on a laptop, in CI and on a GPU without a config change.  ``unsupported`` (``triton_unsupported``'s reason):
+    "auto" then takes the PyTorch path with a warning, and "triton" refuses.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}.")
     if backend == "auto":
-        return "triton" if tensor.is_cuda and triton_available() else "torch"
+        if not (tensor.is_cuda and triton_available()):
+            return "torch"
+        if unsupported:
+            warnings.warn(f"backend='auto' runs the PyTorch path: {unsupported}.", stacklevel=3)
+            return "torch"
+        return "triton"
     if backend == "triton":
+        if unsupported:
+            raise ValueError(f"backend='triton': {unsupported}; use backend='torch' (or 'auto', which falls back to "
+                             "it).")
         if not triton_available():
             raise RuntimeError("backend='triton' needs the triton package; install it or use backend='torch'.")
         if not tensor.is_cuda and not triton_interpreted():

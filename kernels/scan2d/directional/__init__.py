@@ -11,7 +11,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from .._backend import resolve_backend
+from .._backend import resolve_backend, triton_unsupported
 from .._validate import FLOAT_DTYPES, check_positive_int, check_same_device, check_shape, check_tensor
 from ..directions import ScanDirection
 from .gate import ChannelGate
@@ -111,7 +111,7 @@ def directional_scan(
         check_tensor("direction_weights", direction_weights, (3,), "(batch, K, dim)", FLOAT_DTYPES)
         check_shape("direction_weights", direction_weights, (u.shape[0], len(directions), u.shape[2]),
                     "(batch, K, dim)")
-    if resolve_backend(backend, u) == "triton":
+    if resolve_backend(backend, u, triton_unsupported(A.shape[-1], u.dtype)) == "triton":
         from .triton_op import directional_scan_triton
 
         return directional_scan_triton(u, xdbl, dt_weight, dt_bias, A, D, tuple(directions), height, width,

@@ -233,9 +233,6 @@ def directional_scan_triton(u, xdbl, dt_weight, dt_bias, A, D, directions: Seque
                             u_low=None, xdbl_low=None, gate: Optional[ChannelGate] = None,
                             direction_weights: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Triton path of :func:`scan2d.directional_scan` (arguments already validated)."""
-    n_state = A.shape[-1]
-    if n_state & (n_state - 1):
-        raise ValueError(f"the Triton scan needs a power-of-two state size N, got N={n_state}; use backend='torch'.")
     args = (u, xdbl, dt_weight, dt_bias, A, D, u_low, xdbl_low)
     weights, states, link, first = direction_weights, None, None, None
     if gate is not None:

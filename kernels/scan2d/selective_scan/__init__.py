@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .._backend import resolve_backend
+from .._backend import resolve_backend, triton_unsupported
 from .._validate import FLOAT_DTYPES, check_same_device, check_shape, check_tensor
 from .chunked import selective_scan_chunked
 from .reference import selective_scan_ref
@@ -71,7 +71,7 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
         out (batch, dim, L) in ``u.dtype`` (and the last state if asked).  The state is kept in float32.
     """
     check_selective_scan_args(u, delta, A, B, C, D, z, delta_bias)
-    if resolve_backend(backend, u) == "triton":
+    if resolve_backend(backend, u, triton_unsupported(A.shape[1], u.dtype)) == "triton":
         from .triton_op import selective_scan_triton
 
         return selective_scan_triton(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)

@@ -82,10 +82,6 @@ class _SelectiveScanTriton(torch.autograd.Function):
 def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
                           return_last_state=False):
     """Triton path of :func:`scan2d.selective_scan` (arguments already validated)."""
-    n_state = A.shape[1]
-    if n_state & (n_state - 1):
-        raise ValueError(f"the Triton selective scan needs a power-of-two state size N, got N={n_state}; "
-                         "use backend='torch' for this shape.")
     out, last = _SelectiveScanTriton.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
                                            autograd_records(u, delta, A, B, C, D, z, delta_bias))
     return (out, last) if return_last_state else out
