@@ -270,7 +270,7 @@ ORDER_OF = {None: ORDER_PLAIN, "aligned": ORDER_ALIGNED, "sequential": ORDER_SEQ
 # 32-bit and stay below this.  tests/test_triton_int64_offsets.py checks both, lowering it to take the wide paths.
 INT32_OFFSET_LIMIT = 2 ** 31
 # CUDA's largest grid along y and z.  The chunks lie along z: one launch covers this many at most
-# (``chunk_launches``), which training chunks of 16 steps pass at 1,048,576 steps (a 1024 x 1024 map, or a
+# (``chunk_launches``), which training chunks of 16 steps pass beyond 1,048,560 steps (a 1024 x 1024 map, or a
 # million-token sequence in the drop-in scan).
 MAX_GRID_CHUNKS = 65535
 
