@@ -500,6 +500,15 @@ def direction_launches(K: int, one_at_a_time: bool, first: int = 0) -> list:
     return [(first, K - first)] if K > first else []
 
 
+def direction_and_chunk_launches(ops: ScanOperands, one_direction_at_a_time: bool,
+                                 first_direction: int = 0) -> list:
+    """(first direction, directions, first chunk, chunks) of each launch of a kernel over directions and chunks:
+    ``direction_launches`` times ``chunk_launches``."""
+    return [(k_first, k_count, chunk_first, chunks)
+            for k_first, k_count in direction_launches(ops.K, one_direction_at_a_time, first_direction)
+            for chunk_first, chunks in chunk_launches(ops.n_chunks)]
+
+
 def output_pass(ops: ScanOperands, entry: torch.Tensor, out: torch.Tensor, out_strides: tuple, sum_directions: bool,
                 weight: Optional[torch.Tensor], reduce: int = 0, red=None, tok=None, vec=None, part=None,
                 last_use: bool = False, store_first: bool = False, first_direction: int = 0):
@@ -531,10 +540,8 @@ def output_pass(ops: ScanOperands, entry: torch.Tensor, out: torch.Tensor, out_s
     scratch = torch.empty_like(entry) if carried and not last_use else entry
     if first_direction and not (reduce == 2 or (reduce == 0 and sum_directions and weight is not None)):
         raise ValueError("first_direction: only the pooling pass and the weighted summed output leave directions out")
-    launches = [(k_first, k_count, chunk_first, chunks)
-                for k_first, k_count in direction_launches(ops.K, sum_directions and reduce == 0, first_direction)
-                for chunk_first, chunks in chunk_launches(ops.n_chunks)]
-    for k_first, k_count, chunk_first, chunks in launches:
+    for k_first, k_count, chunk_first, chunks in direction_and_chunk_launches(ops, sum_directions and reduce == 0,
+                                                                              first_direction):
         grid = ops.grid(k_count, channel_blocks=not deterministic, block_d=block_d, chunks=chunks)
         K.forward_output_kernel[grid](
             out, *out_strides, weight if weight is not None else dummy, red if red is not None else dummy,
@@ -678,10 +685,8 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
     # One direction per launch: du, which the directions share, without atomics.  The deterministic tile kernels run
     # one program per chunk that visits every channel block.
     channel_blocks = state_loop or not ops.deterministic
-    launches = [(k_first, k_count, chunk_first, chunks)
-                for k_first, k_count in direction_launches(ops.K, ops.backward_one_direction_per_launch)
-                for chunk_first, chunks in chunk_launches(ops.n_chunks)]
-    for k_first, k_count, chunk_first, chunks in launches:
+    for k_first, k_count, chunk_first, chunks in direction_and_chunk_launches(ops,
+                                                                              ops.backward_one_direction_per_launch):
         K.backward_grads_kernel[ops.grid(k_count, channel_blocks=channel_blocks, block_d=block_d, chunks=chunks)](
             *(launch_buffers[name] for name in ("du", "du_low", "ddelta", "dx", "dx_low", "dB", "dC", "dz")),
             dA_part, dD_part, dbias_part, dW_part, dweight_part,
