@@ -70,17 +70,19 @@ _SASS = re.compile(r"^\s+/\*[0-9a-f]{4,}\*/\s+\S", re.MULTILINE)  # "/*0a50*/  F
 def _ptxas_report(ptx: str, arch: int) -> tuple:
     """(registers, spill stores, spill loads, stack frame) from ``ptxas -v`` with the flags Triton compiles with,
     and the cubin's SASS instruction count (``cuobjdump -sass``)."""
-    from triton import knobs
+    # The ptxas Triton itself compiles this architecture with: Triton 3.9 takes its CUDA 13 one ("ptxas-blackwell")
+    # for sm_90 too, whose PTX version the older bundled ptxas rejects.
+    from triton.backends.nvidia.compiler import get_ptxas
 
+    ptxas = get_ptxas(arch).path
     gpu = f"sm_{arch}{'a' if arch >= 90 else ''}"
     with tempfile.TemporaryDirectory() as tmp:
         src = os.path.join(tmp, "kernel.ptx")
         with open(src, "w") as f:
             f.write(ptx)
-        log = subprocess.run([knobs.nvidia.ptxas.path, "-lineinfo", "-v", "--regAllocOptLevel=2",
-                              f"--gpu-name={gpu}", src, "-o", os.path.join(tmp, "kernel.o")],
-                             check=True, capture_output=True, text=True).stderr
-        cuobjdump = os.path.join(os.path.dirname(knobs.nvidia.ptxas.path), "cuobjdump")
+        log = subprocess.run([ptxas, "-lineinfo", "-v", "--regAllocOptLevel=2", f"--gpu-name={gpu}", src, "-o",
+                              os.path.join(tmp, "kernel.o")], check=True, capture_output=True, text=True).stderr
+        cuobjdump = os.path.join(os.path.dirname(ptxas), "cuobjdump")
         sass = subprocess.run([cuobjdump, "-sass", os.path.join(tmp, "kernel.o")], check=True, capture_output=True,
                               text=True).stdout
     used, frame = _USED.search(log), _FRAME.search(log)
