@@ -268,11 +268,11 @@ def run(args, out_name: str) -> list:
                     configs = [parse_config(text) for text in args.configs]
                 else:
                     configs = (SWEEP[:2] if args.smoke else SWEEP) if args.sweep else [dict()]
-                for changes in configs:
-                    label = "fused" + "".join(f" {k}={v}" for k, v in changes.items())
-                    backends[label] = (fused, changes)
-            if not args.sweep and gate is None and (device.type == "cuda" or args.smoke):
-                backends["drop_in"] = (drop_in, {})
+                # The drop-in takes the same configurations (one row each) where they are given.
+                kernels = [("fused", fused)] + ([("drop_in", drop_in)] if not args.sweep and gate is None else [])
+                for kind, fn in kernels:
+                    for changes in configs:
+                        backends[kind + "".join(f" {k}={v}" for k, v in changes.items())] = (fn, changes)
             if not args.sweep:
                 backends["torch"] = (lambda: directional_scan(**inp, directions=directions, height=H, width=W,
                                                               gate=gate, backend="torch"), {})
@@ -284,7 +284,7 @@ def run(args, out_name: str) -> list:
                 deterministic = changes.pop("deterministic", False)
                 with tile_config(**changes) as tiles, deterministic_algorithms(deterministic):
                     values = measure(fwd, device, args)
-                kind = "fused" if backend.startswith("fused") else backend
+                kind = backend.split()[0]
                 moved = bytes_moved(batch, L, Ll, D, K, N_STATE, RANK, dtype,
                                     "fused" if kind == "fused" else "mamba_ssm")
                 row = record(name, shape, dtype, kind, device, **values, out_mb=out_mb, bytes_min=moved,

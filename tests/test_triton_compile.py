@@ -147,12 +147,12 @@ def test_state_loops_carrying_states_through_memory_compile_without_spills_or_sh
             assert (b["shuffles"], b["shared_bytes"]) == (0, 0), (b["kernel"], c)
 
 
-def state_loop_backward_builds(tmp_path, cases, varying, *flags):
-    """The state-loop backward_grads builds (sm_90) of ``cases`` under ``flags``, keyed by their constexprs but the
-    ``varying`` ones, so that two configurations' builds pair up."""
+def state_loop_builds(tmp_path, cases, varying, *flags, kernels=("backward_grads_kernel",)):
+    """The state-loop builds (sm_90) of ``kernels`` in ``cases`` under ``flags``, keyed by their kernel and constexprs
+    but the ``varying`` ones, so that two configurations' builds pair up."""
     builds = compile_report(tmp_path, 90, *flags, *(arg for case in cases for arg in ("--case", case)))
-    return {tuple(sorted((k, v) for k, v in b["constexprs"].items() if k not in varying)): b for b in builds
-            if b["kernel"] == "backward_grads_kernel" and b["constexprs"].get("STATE_LOOP")}
+    return {(b["kernel"], *sorted((k, v) for k, v in b["constexprs"].items() if k not in varying)): b
+            for b in builds if b["kernel"] in kernels and b["constexprs"].get("STATE_LOOP")}
 
 
 @pytest.mark.slow
@@ -166,8 +166,8 @@ def test_backward_sums_without_atomics_compile_with_fewer_atomics_and_spills(tmp
     cases = ("layer fp32 gated", "cross-scale aligned fp32 gated")
     # k_count is specialized to 1 with one direction per launch.
     varying = ("DX_COPIES", "DU_OWNED", "k_count")
-    atomic = state_loop_backward_builds(tmp_path, cases, varying)
-    changed = state_loop_backward_builds(tmp_path, cases, varying, "--tiles", f"{flag}=True")
+    atomic = state_loop_builds(tmp_path, cases, varying)
+    changed = state_loop_builds(tmp_path, cases, varying, "--tiles", f"{flag}=True")
     # Orders 0 and 1; the gated layer's one backward takes both upstreams (output and LayerNorm).
     assert atomic.keys() == changed.keys() and len(atomic) >= 2
     mode = (flag == "backward_dx_copies", flag == "backward_direction_launches")
@@ -188,8 +188,8 @@ def test_backward_lane_sums_shuffle_five_times_less(tmp_path):
     # TileConfig.backward_lane_sums: dB's and dC's sums over the warp's lanes reduce-scattered (scan_kernels._lane_sums)
     # take 16 shuffles each per state instead of 80, with no shared memory, and fewer instructions in all.
     cases = ("layer fp32", "cross-scale aligned fp32 gated")
-    plain = state_loop_backward_builds(tmp_path, cases, ("LANE_SUMS",))
-    lanes = state_loop_backward_builds(tmp_path, cases, ("LANE_SUMS",), "--tiles", "backward_lane_sums=True")
+    plain = state_loop_builds(tmp_path, cases, ("LANE_SUMS",))
+    lanes = state_loop_builds(tmp_path, cases, ("LANE_SUMS",), "--tiles", "backward_lane_sums=True")
     assert plain.keys() == lanes.keys() and len(plain) >= 2  # orders 0 and 1 (gated)
     for key, b in lanes.items():
         a = plain[key]
@@ -197,3 +197,28 @@ def test_backward_lane_sums_shuffle_five_times_less(tmp_path):
         assert (a["shuffles"], b["shuffles"]) == (160, 32), key
         assert b["shared_bytes"] == a["shared_bytes"], key
         assert b["sass_instructions"] < a["sass_instructions"] - 100, (b["sass_instructions"], a["sass_instructions"])
+
+
+@pytest.mark.slow
+def test_drop_in_rowwise_tiles_compile_to_the_same_structure(tmp_path):
+    # TileConfig.rowwise_tiles, the default under Triton < 3.7: the drop-in's state loops read and write their
+    # channels-first (steps, channels) tiles a row at a time (scan_kernels.load_td), because Triton 3.6 lays such a
+    # tile's steps across lanes (there: 640-960 shuffles per forward kernel, 2 KB of shared memory in the backward).
+    # This Triton lays them out right either way; a row at a time must compile to the same structure here: no
+    # shuffles or shared memory in the forward kernels and chunk_adjoint, the backward's sums over lanes alone, and
+    # about the same instructions.  The backward spills 124-140 bytes more (304 bytes at most, Triton 3.6 and 3.7.1).
+    cases = ("drop-in fp16", "drop-in fp32 z grouped")
+    kernels = ("chunk_end_state_kernel", "forward_output_kernel", "chunk_adjoint_kernel", "backward_grads_kernel")
+    plain = state_loop_builds(tmp_path, cases, ("ROWWISE",), "--tiles", "rowwise_tiles=False", kernels=kernels)
+    rows = state_loop_builds(tmp_path, cases, ("ROWWISE",), "--tiles", "rowwise_tiles=True", kernels=kernels)
+    assert plain.keys() == rows.keys() and {key[0] for key in rows} == set(kernels)
+    for key, b in rows.items():
+        a = plain[key]
+        assert b["constexprs"]["ROWWISE"] and not a["constexprs"]["ROWWISE"], key
+        assert (b["shuffles"], b["shared_bytes"]) == (a["shuffles"], a["shared_bytes"]), key
+        if key[0] == "backward_grads_kernel":
+            assert (b["shuffles"], b["shared_bytes"]) == (160, 64), key
+            assert b["spill_store_bytes"] <= min(a["spill_store_bytes"] + 160, 320), key
+        else:
+            assert (b["shuffles"], b["shared_bytes"], b["spill_store_bytes"]) == (0, 0, 0), key
+        assert b["sass_instructions"] <= 1.1 * a["sass_instructions"], (b["sass_instructions"], a["sass_instructions"])

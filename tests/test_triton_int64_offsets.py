@@ -110,6 +110,7 @@ RUNS = [
     ("gated-tile-kernels", dict(forward_state_loop=False, backward_state_loop=False), False,
      lambda b, h, w: _layer(b, h, w, gated=True)),
     ("drop-in", {}, False, lambda b, h, w: _drop_in(b, h, w, groups=0)),
+    ("drop-in-rowwise", dict(rowwise_tiles=True), False, lambda b, h, w: _drop_in(b, h, w, groups=0)),
     ("drop-in-grouped-tile-kernels", dict(forward_state_loop=False, backward_state_loop=False), False,
      lambda b, h, w: _drop_in(b, h, w, groups=2)),
 ]
@@ -117,11 +118,11 @@ SMALL, LARGE = (1, 2, 3), (2, 2, 5)  # (batch, height, width): only batch and le
 
 
 def _pointer_arithmetic_lines():
-    """(file name, line) of every kernel source line that adds to a ``*_ptr`` argument."""
+    """(file name, line) of every kernel source line that adds to a ``ptr`` or ``*_ptr`` argument."""
     lines = set()
     for path in KERNEL_FILES:
         for number, text in enumerate(Path(path).read_text().splitlines(), 1):
-            if re.search(r"\w_ptr \+ ", text) and not text.lstrip().startswith("#"):
+            if re.search(r"\b\w*ptr \+ ", text) and not text.lstrip().startswith("#"):
                 lines.add((Path(path).name, number))
     return lines
 

@@ -1,11 +1,12 @@
 """The launch code's host arithmetic: its own ceil division and powers of two (Triton's cost a wrapper call each),
-and how many tiles an inference chunk gets."""
+how many tiles an inference chunk gets, and for which Triton the drop-in's tiles go a row at a time."""
 
+import pytest
 import triton
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scan2d.triton.launch import cdiv, chunk_tiles, next_power_of_2
+from scan2d.triton.launch import cdiv, chunk_tiles, next_power_of_2, rowwise_by_default
 
 
 @given(st.integers(0, 2**40), st.integers(1, 2**20))
@@ -32,3 +33,11 @@ def test_chunk_tiles_are_the_longest_halving_that_fills_the_launch(steps, block_
     assert tiles == 1 or programs(tiles) >= min_programs  # one tile per chunk is as many programs as there can be
     # The next longer chunks (the halving before) would not fill it.
     assert tiles == most or programs(min(h for h in halvings if h > tiles)) < min_programs
+
+
+@pytest.mark.parametrize("version,rowwise", [("3.6.0", True), ("3.5.1", True), ("3.6.0+git9f3e1a2", True),
+                                             ("3.7.1", False), ("3.9.0", False), ("3.10.0", False), ("4.0.0", False)])
+def test_tiles_go_a_row_at_a_time_by_default_before_triton_3_7(version, rowwise):
+    # Before 3.7 Triton breaks the coalescing tie of a channels-first (steps, channels) tile toward the steps
+    # (compile_check under 3.6.0: 960 shuffles in the drop-in's chunk_end_state; none under 3.7.1, 3.8.0, 3.9.0).
+    assert rowwise_by_default(version) is rowwise

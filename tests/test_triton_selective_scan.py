@@ -29,8 +29,9 @@ def _run(fn, inp, opt, **kw):
 
 
 # Which kernels run: the state loops (the default), with the backward's sums over lanes reduce-scattered or stored
-# into one copy of dB and dC per channel block, or the (steps, channels, states) tile kernels.
-KERNELS = [{}, dict(backward_lane_sums=True), dict(backward_dx_copies=True),
+# into one copy of dB and dC per channel block, or with the (steps, channels) tiles read and written a row at a time
+# (the default under Triton < 3.7), or the (steps, channels, states) tile kernels.
+KERNELS = [{}, dict(backward_lane_sums=True), dict(backward_dx_copies=True), dict(rowwise_tiles=True),
            dict(forward_state_loop=False, backward_state_loop=False)]
 
 
@@ -147,6 +148,34 @@ def test_chunks_past_the_grid_limit_run_in_several_launches(monkeypatch):
     _assert_output_and_every_gradient_match(make_inputs(2, 6, 40, 4, 0), block_t=4)
     assert seen == [(name, chunks) for name in ("chunk_end_state_kernel", "forward_output_kernel",
                                                 "chunk_adjoint_kernel", "backward_grads_kernel") for chunks in (4, 4, 2)]
+
+
+def test_rowwise_tiles_repeat_the_plain_tiles_bit_for_bit(monkeypatch):
+    # TileConfig.rowwise_tiles (the default under Triton < 3.7, which would otherwise lay the steps of these tiles
+    # across lanes): the state loops read and write the drop-in's channels-first (steps, channels) tiles a row at a
+    # time, u, delta, z and the output gradient in, the output, du, ddelta and dz out.  The same arithmetic: in
+    # deterministic mode the output and every gradient repeat those of the plain tiles (tested against the reference
+    # above) bit for bit.  Batch 1, 37 steps (2 chunks, the last partial: masked rows), 2 groups of 4 channels.
+    import scan2d.triton.launch as launch
+
+    seen = []
+    for name in ("chunk_end_state_kernel", "forward_output_kernel", "chunk_adjoint_kernel", "backward_grads_kernel"):
+        monkeypatch.setattr(launch.K, name, LaunchSpy(getattr(launch.K, name), seen,
+                                                      record=lambda name, grid, meta: meta["ROWWISE"]))
+    inp = make_inputs(1, 8, 37, 4, 2)
+    opt = dict(D=True, z=True, bias=True)
+    results = []
+    for rowwise in (True, False):
+        low = {k: v.float().to(DEVICE).requires_grad_() for k, v in inp.items()}
+        with deterministic_algorithms(), tile_config(rowwise_tiles=rowwise):
+            out = _run(selective_scan, low, opt, backend="triton")
+            results.append((out, *torch.autograd.grad(out.square().sum(), list(low.values()))))
+        assert seen == [rowwise] * 4
+        seen.clear()
+    for rows, plain in zip(*results):
+        torch.testing.assert_close(rows, plain, rtol=0, atol=0)
+    ref = _run(selective_scan_ref, {k: v.double() for k, v in inp.items()}, opt)
+    torch.testing.assert_close(results[0][0].detach().double().cpu(), ref, **TOL[torch.float32])
 
 
 @pytest.mark.parametrize("dim,groups", [(12, 4), (40, 2)], ids=["group-of-3", "group-of-20"])

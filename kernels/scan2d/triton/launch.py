@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 import torch
+import triton
 
 from .._backend import triton_interpreted
 from ..directions import ScanDirection
@@ -94,6 +95,14 @@ class TileConfig:
             (``scan_kernels._state_loop_tile``).  H200: forward without gradients 1.17 ms against 1.52 in case
             (a), 1.78 against 2.54 in case (b) with state_unroll 4 (mamba-ssm 0.81 and 1.85).  Triton 3.7.1 spills
             100 bytes in the aligned cross-scale output kernel this way.
+        rowwise_tiles: the state-loop kernels of the drop-in scan read and write their (steps, channels) tiles of its
+            channels-first tensors a row at a time (``scan_kernels.load_td``).  None: where Triton lays such a tile's
+            steps across lanes otherwise, that is, before 3.7 (``rowwise_by_default``).  compile_check (sm_90, the
+            drop-in cases): under Triton 3.6 the forward kernels and chunk_adjoint go from 336-960 shuffles to none,
+            the backward from 2 KB of shared memory to 64 bytes and 312-372 bytes of spills to 156-304, with 12-39%
+            fewer static SASS instructions in the forward kernels and the backward (chunk_adjoint: -0.4%, +9%);
+            under 3.7.1, which lays these tiles out right either way, it would cost 1-7% more static SASS in the
+            forward kernels and chunk_adjoint, 3-9% and 124-148 bytes more spills in the backward (bench/README.md).
     """
 
     block_t: int = 32 if triton_interpreted() else 16
@@ -115,6 +124,7 @@ class TileConfig:
     backward_lane_sums: bool = False
     state_unroll: int = 4
     carry_in_registers: bool = True
+    rowwise_tiles: Optional[bool] = None
 
     def forward_options(self, state_loop: bool) -> dict:
         """Launch options of ``chunk_end_state_kernel`` and ``forward_output_kernel`` (with the state loop or not)."""
@@ -132,6 +142,15 @@ class TileConfig:
 
 
 CONFIG = TileConfig()
+
+
+@functools.lru_cache(maxsize=None)
+def rowwise_by_default(version: str) -> bool:
+    """``TileConfig.rowwise_tiles``'s default under Triton ``version``.  A (steps, channels) tile of a channels-first
+    tensor has no axis Triton can prove contiguous, and its coalescing pass breaks that tie toward the first axis
+    before 3.7 (the steps: across lanes, so every scan over them crosses lanes) and toward the last from 3.7 on."""
+    major, minor = (int(part) for part in version.split(".")[:2])
+    return (major, minor) < (3, 7)
 
 
 @contextlib.contextmanager
@@ -374,7 +393,16 @@ class ScanOperands:
 
     def common_meta(self):
         return dict(ORDER=self.order, LOWRANK=self.lowrank, HAS_BIAS=self.has_bias,
-                    SOFTPLUS=self.softplus, R=self.rank, N=self.n_state)
+                    SOFTPLUS=self.softplus, R=self.rank, N=self.n_state, ROWWISE=self.rowwise)
+
+    @property
+    def rowwise(self) -> bool:
+        """Whether the state loops read and write the (steps, channels) tiles a row at a time: the drop-in scan's
+        channels-first tensors, per ``TileConfig.rowwise_tiles`` (the 2D layer's are channels-last)."""
+        if self.lowrank:
+            return False
+        chosen = self.tiles.rowwise_tiles
+        return rowwise_by_default(triton.__version__) if chosen is None else chosen
 
     @property
     def group_size(self) -> int:

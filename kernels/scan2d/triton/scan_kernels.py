@@ -191,6 +191,58 @@ def _accumulate(ptr, value, mask, OWNED: tl.constexpr, FIRST_WRITE: tl.constexpr
 
 
 @triton.jit
+def load_td(ptr, rows, cols, row_mask, col_mask, ROWWISE: tl.constexpr):
+    """The (T, D) tile of ``ptr`` at offsets ``rows[:, None] + cols[None, :]`` (int64, (T,) and (D,)), as float32,
+    zero outside ``row_mask[:, None] & col_mask[None, :]``.
+
+    ROWWISE: one (D,) load per row, for the state loops on channels-first tensors (the drop-in scan's, whose steps
+    are contiguous in memory; ``TileConfig.rowwise_tiles``, on by default under Triton < 3.7).  A (T, D) load there
+    has no axis Triton can prove contiguous (the steps' positions are computed), and Triton 3.6 breaks that tie
+    toward the steps: it lays the steps across lanes, so every scan over them crosses lanes (960 shuffles in the
+    drop-in's ``chunk_end_state``, compile_check sm_90) and stores convert through shared memory.  Triton >= 3.7
+    breaks it toward the channels.  Row accesses have one axis, so every version keeps the channels across threads
+    and the steps in each thread's registers, where picking row i compiles to nothing.  Rows are read whatever
+    row_mask says (a masked step's offset must still be in bounds, as position 0 of the kernels' invalid steps is)
+    and zeroed after.
+    """
+    mask = row_mask[:, None] & col_mask[None, :]
+    if ROWWISE:
+        t = tl.arange(0, rows.shape[0])[:, None]
+        # Picked from a (T, D) tile, which has the tiles' layout: a (T, 1) one would lay the steps across lanes.
+        row_tile = tl.broadcast_to(rows[:, None], mask.shape)
+        x = tl.zeros(mask.shape, dtype=tl.float32)
+        for i in tl.static_range(rows.shape[0]):
+            row = tl.load(ptr + _pick_row(row_tile, t, i) + cols, mask=col_mask, other=0.0)
+            x = tl.where(t == i, row.to(tl.float32)[None, :], x)
+        return tl.where(mask, x, 0.0)
+    else:
+        return tl.load(ptr + rows[:, None] + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+
+
+@triton.jit
+def store_td(ptr, rows, cols, value, row_mask, col_mask, ROWWISE: tl.constexpr):
+    """Stores the (T, D) tile ``value`` into ``ptr`` at offsets ``rows[:, None] + cols[None, :]`` where
+    ``row_mask[:, None] & col_mask[None, :]``, in ptr's dtype; ROWWISE one (D,) store per row, as in ``load_td``."""
+    if ROWWISE:
+        t = tl.arange(0, rows.shape[0])[:, None]
+        row_tile = tl.broadcast_to(rows[:, None], value.shape)
+        live = tl.broadcast_to(row_mask[:, None].to(tl.int32), value.shape)
+        for i in tl.static_range(rows.shape[0]):
+            tl.store(ptr + _pick_row(row_tile, t, i) + cols, _pick_row(value, t, i).to(ptr.dtype.element_ty),
+                     mask=col_mask & (_pick_row(live, t, i) != 0))
+    else:
+        tl.store(ptr + rows[:, None] + cols[None, :], value.to(ptr.dtype.element_ty),
+                 mask=row_mask[:, None] & col_mask[None, :])
+
+
+@triton.jit
+def _pick_row(x, t, i):
+    """Row i of a (T, D) tile, as (D,); t is arange(T)[:, None].  With the steps in each thread's registers, the
+    mask is known per register and this compiles to no instruction."""
+    return tl.sum(tl.where(t == i, x, tl.zeros_like(x)), axis=0)
+
+
+@triton.jit
 def _halve_and_exchange(x, lane, ROWS: tl.constexpr, LANES: tl.constexpr, BIT: tl.constexpr):
     """One round of ``_lane_sums``: x (ROWS, LANES) -> (ROWS / 2, LANES).  A lane whose BIT is set keeps the upper
     half of its rows and sends the lower half to the lane BIT away, which does the opposite; each adds what it
@@ -240,11 +292,14 @@ def load_steps(
     s, b, k, d_block, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm,
     ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, R: tl.constexpr, N: tl.constexpr, STEPS_IN_REGISTERS: tl.constexpr = False,
+    ROWWISE: tl.constexpr = False,
 ):
     """Inputs of steps ``s`` (BLOCK_T,) for channels ``d`` (BLOCK_D,), channel block ``d_block``, with B and C as
     row pointers (the state-loop kernels read one state's column at a time; ``load_chunk`` loads whole tiles).
     STEPS_IN_REGISTERS: the caller's tiles hold all their steps in each thread (the state-loop kernels), where the
-    dt projection's loads are cheapest unrolled and unmasked (below).
+    dt projection's loads are cheapest unrolled and unmasked (below); with ROWWISE too, u and delta are read a row
+    at a time (``load_td``), as the state-loop kernels then read and write all their (T, D) tiles of the drop-in's
+    tensors.
 
     The inputs' pointers and strides come as tuples (``launch.ScanOperands.common_args``):
     U = (u, u_low, batch, position, channel strides, u_low's batch stride); X = (x_proj outputs, their low-res
@@ -264,10 +319,11 @@ def load_steps(
     pos64 = pos.to(tl.int64)
     b64 = b.to(tl.int64)
     mask_td = valid[:, None] & d_mask[None, :]
-    high_u = u_ptr + b64 * s_ub + pos64[:, None] * s_ul + d.to(tl.int64)[None, :] * s_ud
+    by_rows: tl.constexpr = STEPS_IN_REGISTERS and ROWWISE
     if ORDER == 0:
-        u = tl.load(high_u, mask=mask_td, other=0.0).to(tl.float32)
+        u = load_td(u_ptr + b64 * s_ub, pos64 * s_ul, d.to(tl.int64) * s_ud, valid, d_mask, by_rows)
     else:
+        high_u = u_ptr + b64 * s_ub + pos64[:, None] * s_ul + d.to(tl.int64)[None, :] * s_ud
         low_u = u_low_ptr + b64 * s_ub_low + pos64[:, None] * s_ul + d.to(tl.int64)[None, :] * s_ud
         u = tl.load(tl.where(is_low[:, None], low_u, high_u), mask=mask_td, other=0.0).to(tl.float32)
     if LOWRANK:
@@ -306,8 +362,7 @@ def load_steps(
         s_bn = s_xc
         s_cn = s_xc
     else:
-        delta_pre = tl.load(delta_ptr + b64 * s_db + pos64[:, None] * s_dl + d.to(tl.int64)[None, :] * s_dd,
-                            mask=mask_td, other=0.0).to(tl.float32)
+        delta_pre = load_td(delta_ptr + b64 * s_db, pos64 * s_dl, d.to(tl.int64) * s_dd, valid, d_mask, by_rows)
         grp = block_group(d_block, per_group, d.shape[0])
         b_rows = B_ptr + b64 * s_bb + grp * s_bg + pos64 * s_bl
         c_rows = C_ptr + b64 * s_cb + grp * s_cg + pos64 * s_cl
@@ -434,7 +489,7 @@ def chunk_end_state_kernel(
     ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, R: tl.constexpr, N: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, TILES: tl.constexpr, STATE_LOOP: tl.constexpr,
-    STATE_UNROLL: tl.constexpr = 1, CARRY_IN_REGISTERS: tl.constexpr = False,
+    STATE_UNROLL: tl.constexpr = 1, CARRY_IN_REGISTERS: tl.constexpr = False, ROWWISE: tl.constexpr = False,
 ):
     """State at the end of each chunk when the chunk starts from zero, and the chunk's sum of delta.
 
@@ -460,7 +515,7 @@ def chunk_end_state_kernel(
             s = (pid_c * TILES + j) * BLOCK_T + t
             pos, is_low, valid, u, delta_pre, delta, b_rows, c_rows, s_bn, s_cn = load_steps(
                 s, b, k, pid_d, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS,
-                SOFTPLUS, R, N, STEPS_IN_REGISTERS=True)
+                SOFTPLUS, R, N, STEPS_IN_REGISTERS=True, ROWWISE=ROWWISE)
             # The first tile starts from zero; later ones from the state the previous one left in the slot (or in
             # registers).  (y is unused.)
             _, states = _state_loop_tile(rows, d_mask & ((d * 0 + j) > 0), rows, A_ptr + (k * Dm + d) * N, d_mask, t,
@@ -581,7 +636,7 @@ def forward_output_kernel(
     ACCUMULATE: tl.constexpr, HAS_WEIGHT: tl.constexpr, REDUCE: tl.constexpr, DETERMINISTIC: tl.constexpr,
     R: tl.constexpr, N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, TILES: tl.constexpr,
     STATE_LOOP: tl.constexpr, STATE_UNROLL: tl.constexpr = 1, CARRY_IN_REGISTERS: tl.constexpr = False,
-    STORE_FIRST: tl.constexpr = False, SCALE_FIRST: tl.constexpr = False,
+    STORE_FIRST: tl.constexpr = False, SCALE_FIRST: tl.constexpr = False, ROWWISE: tl.constexpr = False,
 ):
     """y_t = C_t . h_t + D u_t (times silu(z_t)) from the chunk's entry state, written at each step's position.
 
@@ -641,7 +696,7 @@ def forward_output_kernel(
             if STATE_LOOP:
                 pos, is_low, valid, u, delta_pre, delta, b_rows, c_rows, s_bn, s_cn = load_steps(
                     s, b, k, pid_d, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS,
-                    SOFTPLUS, R, N, STEPS_IN_REGISTERS=True)
+                    SOFTPLUS, R, N, STEPS_IN_REGISTERS=True, ROWWISE=ROWWISE)
                 y = tl.zeros([BLOCK_T, BLOCK_D], dtype=tl.float32)
                 if HAS_D:
                     y = u * Dk[None, :]
@@ -662,25 +717,27 @@ def forward_output_kernel(
                 if HAS_D:
                     y += u * Dk[None, :]
             pos64 = pos.to(tl.int64)
+            rowwise: tl.constexpr = STATE_LOOP and ROWWISE
             if HAS_Z:
-                z = tl.load(z_ptr + b64 * s_zb + pos64[:, None] * s_zl + d.to(tl.int64)[None, :] * s_zd,
-                            mask=valid[:, None] & d_mask[None, :], other=0.0).to(tl.float32)
+                z = load_td(z_ptr + b64 * s_zb, pos64 * s_zl, d.to(tl.int64) * s_zd, valid, d_mask, rowwise)
                 y = y * z / (1.0 + tl.exp(-z))
             high = valid & (is_low == 0)
             write = high[:, None] & d_mask[None, :]
             token = pid_bk.to(tl.int64) * L_high + pos64
             # This direction's (step, channel) elements of out (REDUCE 1 and 4 pass a summed out: s_ok = 0).
-            dest = (out_ptr + b64 * s_ob + k.to(tl.int64) * s_ok + pos64[:, None] * s_ol
-                    + d.to(tl.int64)[None, :] * s_od)
+            out_k = out_ptr + b64 * s_ob + k.to(tl.int64) * s_ok
+            out_rows = pos64 * s_ol
+            out_cols = d.to(tl.int64) * s_od
+            dest = out_k + out_rows[:, None] + out_cols[None, :]
             if REDUCE == 0:
                 if HAS_WEIGHT:
                     y = y * wk[None, :]
                 if ACCUMULATE:
-                    before = tl.load(dest, mask=write, other=0.0).to(tl.float32)
+                    before = load_td(out_k, out_rows, out_cols, high, d_mask, rowwise)
                     if SCALE_FIRST:
                         before *= tl.load(weight_ptr + b64 * K * Dm + d, mask=d_mask, other=0.0).to(tl.float32)[None, :]
                     y += before
-                tl.store(dest, y.to(out_ptr.dtype.element_ty), mask=write)
+                store_td(out_k, out_rows, out_cols, y, high, d_mask, rowwise)
             elif REDUCE == 1:
                 if STORE_FIRST:
                     tl.store(dest, y.to(out_ptr.dtype.element_ty), mask=write & ((d * 0 + k) == 0)[None, :])
@@ -706,7 +763,7 @@ def forward_output_kernel(
 def _upstream_grad(
     pos64, b64, k, d, d_mask, valid, is_low, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, K, Dm,
     y, tok_ptr, vec_ptr, gbar_ptr, L_high,
-    SUM_DIRECTIONS: tl.constexpr, HAS_WEIGHT: tl.constexpr, LN_UPSTREAM: tl.constexpr,
+    SUM_DIRECTIONS: tl.constexpr, HAS_WEIGHT: tl.constexpr, LN_UPSTREAM: tl.constexpr, ROWWISE: tl.constexpr,
 ):
     """Gradient reaching this direction's output at each step, (T, D); zero for low-resolution tokens.
 
@@ -727,8 +784,8 @@ def _upstream_grad(
         xhat = (y - mu[:, None]) * rstd[:, None]
         dy_ln = tl.where(m, rstd[:, None] * (g[None, :] - gbar - xhat * mt[:, None]), 0.0)
     if SUM_DIRECTIONS or not LN_UPSTREAM:
-        dy = tl.load(dout_ptr + b64 * s_gb + k.to(tl.int64) * s_gk + pos64[:, None] * s_gl
-                     + d.to(tl.int64)[None, :] * s_gd, mask=m, other=0.0).to(tl.float32)
+        dy = load_td(dout_ptr + b64 * s_gb + k.to(tl.int64) * s_gk, pos64 * s_gl, d.to(tl.int64) * s_gd,
+                     valid & (is_low == 0), d_mask, ROWWISE)
         if SUM_DIRECTIONS:
             if HAS_WEIGHT:
                 dy = dy * tl.load(weight_ptr + (b64 * K + k) * Dm + d, mask=d_mask, other=0.0).to(tl.float32)[None, :]
@@ -768,7 +825,7 @@ def chunk_adjoint_kernel(
     SOFTPLUS: tl.constexpr, HAS_Z: tl.constexpr, SUM_DIRECTIONS: tl.constexpr, HAS_WEIGHT: tl.constexpr,
     LN_UPSTREAM: tl.constexpr, HAS_D: tl.constexpr,
     R: tl.constexpr, N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, STATE_LOOP: tl.constexpr = False,
-    STATE_UNROLL: tl.constexpr = 1,
+    STATE_UNROLL: tl.constexpr = 1, ROWWISE: tl.constexpr = False,
 ):
     """Adjoint of each chunk with nothing arriving from later chunks, taken back through its first decay:
     local = exp(delta_t0 A) * g_t0, the gradient the chunk sends to the state entering it.
@@ -788,7 +845,7 @@ def chunk_adjoint_kernel(
         t = tl.arange(0, BLOCK_T)
         pos, is_low, valid, u, delta_pre, delta, b_rows, c_rows, s_bn, s_cn = load_steps(
             pid_c * BLOCK_T + t, b, k, tl.program_id(1), d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER,
-            LOWRANK, HAS_BIAS, SOFTPLUS, R, N, STEPS_IN_REGISTERS=True)
+            LOWRANK, HAS_BIAS, SOFTPLUS, R, N, STEPS_IN_REGISTERS=True, ROWWISE=ROWWISE)
         A_rows = A_ptr + (k * Dm + d) * N
         y = tl.zeros([BLOCK_T, BLOCK_D], dtype=tl.float32)
         if LN_UPSTREAM:  # the LayerNorm gradient depends on y: recompute the chunk's outputs
@@ -808,11 +865,11 @@ def chunk_adjoint_kernel(
             if HAS_D:
                 y += u * tl.load(Dskip_ptr + k * Dm + d, mask=d_mask, other=0.0).to(tl.float32)[None, :]
     pos64 = pos.to(tl.int64)
+    rowwise: tl.constexpr = STATE_LOOP and ROWWISE
     dy = _upstream_grad(pos64, b64, k, d, d_mask, valid, is_low, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, K,
-                        Dm, y, tok_ptr, vec_ptr, gbar_ptr, L_high, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM)
+                        Dm, y, tok_ptr, vec_ptr, gbar_ptr, L_high, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM, rowwise)
     if HAS_Z:
-        z = tl.load(z_ptr + b64 * s_zb + pos64[:, None] * s_zl + d.to(tl.int64)[None, :] * s_zd,
-                    mask=valid[:, None] & d_mask[None, :], other=0.0).to(tl.float32)
+        z = load_td(z_ptr + b64 * s_zb, pos64 * s_zl, d.to(tl.int64) * s_zd, valid, d_mask, rowwise)
         dy = dy * z / (1.0 + tl.exp(-z))
     reach = tl.cumsum(delta, axis=0)
     if STATE_LOOP:
@@ -832,14 +889,15 @@ def chunk_adjoint_kernel(
 
 @triton.jit
 def _output_grads(
-    y, pos64, b64, k, d, d_mask, valid, is_low, mask_td, chunk_base, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr,
+    y, pos64, b64, k, d, d_mask, valid, is_low, chunk_base, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr,
     dweight_part_ptr, z_ptr, dz_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr, gbar_ptr, L_high, K, Dm,
     SUM_DIRECTIONS: tl.constexpr, HAS_WEIGHT: tl.constexpr, LN_UPSTREAM: tl.constexpr, HAS_Z: tl.constexpr,
+    ROWWISE: tl.constexpr,
 ):
     """Gradient dy (T, D) reaching this direction's y = C.h + D u (the z gate's factor applied), given y; stores the
     chunk's direction-weight gradient and dz on the way."""
     dout = _upstream_grad(pos64, b64, k, d, d_mask, valid, is_low, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, K,
-                          Dm, y, tok_ptr, vec_ptr, gbar_ptr, L_high, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM)
+                          Dm, y, tok_ptr, vec_ptr, gbar_ptr, L_high, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM, ROWWISE)
     if SUM_DIRECTIONS and not LN_UPSTREAM:  # with LN_UPSTREAM a REDUCE = 4 pass has computed it already
         if HAS_WEIGHT:
             # d weight[b, k, d] = sum over high-resolution steps of dout * y (dout read without the weight).
@@ -848,27 +906,33 @@ def _output_grads(
             tl.store(dweight_part_ptr + chunk_base + d, tl.sum(raw * y, axis=0), mask=d_mask)
     dy = dout
     if HAS_Z:
-        z = tl.load(z_ptr + b64 * s_zb + pos64[:, None] * s_zl + d.to(tl.int64)[None, :] * s_zd, mask=mask_td,
-                    other=0.0).to(tl.float32)
+        z = load_td(z_ptr + b64 * s_zb, pos64 * s_zl, d.to(tl.int64) * s_zd, valid, d_mask, ROWWISE)
         sig = 1.0 / (1.0 + tl.exp(-z))
-        tl.store(dz_ptr + b64 * s_zb + pos64[:, None] * s_zl + d.to(tl.int64)[None, :] * s_zd,
-                 dout * y * sig * (1.0 + z * (1.0 - sig)), mask=mask_td)
+        store_td(dz_ptr + b64 * s_zb, pos64 * s_zl, d.to(tl.int64) * s_zd, dout * y * sig * (1.0 + z * (1.0 - sig)),
+                 valid, d_mask, ROWWISE)
         dy = dout * z * sig
     return dy
 
 
 @triton.jit
-def _accumulate_du(du_ptr, du_low_ptr, U, b64, pos64, is_low, d, du, mask_td, ORDER: tl.constexpr,
-                   OWNED: tl.constexpr):
+def _accumulate_du(du_ptr, du_low_ptr, U, b64, pos64, is_low, valid, d, d_mask, du, ORDER: tl.constexpr,
+                   OWNED: tl.constexpr, ROWWISE: tl.constexpr):
     """du (T, D) added at each step's token (u's low-resolution twin for low-resolution tokens): u can be read by
-    several directions."""
+    several directions.  ROWWISE (with OWNED) reads and writes a row at a time, as ``load_td`` says why."""
     s_ub, s_ul, s_ud, s_ub_low = U[2], U[3], U[4], U[5]
-    du_high = du_ptr + b64 * s_ub + pos64[:, None] * s_ul + d.to(tl.int64)[None, :] * s_ud
-    if ORDER == 0:
-        _accumulate(du_high, du, mask_td, OWNED)
+    du_b = du_ptr + b64 * s_ub
+    if ORDER == 0 and ROWWISE and OWNED:
+        rows = pos64 * s_ul
+        cols = d.to(tl.int64) * s_ud
+        store_td(du_b, rows, cols, load_td(du_b, rows, cols, valid, d_mask, ROWWISE) + du, valid, d_mask, ROWWISE)
     else:
-        du_low = du_low_ptr + b64 * s_ub_low + pos64[:, None] * s_ul + d.to(tl.int64)[None, :] * s_ud
-        _accumulate(tl.where(is_low[:, None], du_low, du_high), du, mask_td, OWNED)
+        mask_td = valid[:, None] & d_mask[None, :]
+        du_high = du_b + pos64[:, None] * s_ul + d.to(tl.int64)[None, :] * s_ud
+        if ORDER == 0:
+            _accumulate(du_high, du, mask_td, OWNED)
+        else:
+            du_low = du_low_ptr + b64 * s_ub_low + pos64[:, None] * s_ul + d.to(tl.int64)[None, :] * s_ud
+            _accumulate(tl.where(is_low[:, None], du_low, du_high), du, mask_td, OWNED)
 
 
 @triton.jit
@@ -881,7 +945,7 @@ def _backward_state_loop(
     ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, SUM_DIRECTIONS: tl.constexpr,
     HAS_WEIGHT: tl.constexpr, LN_UPSTREAM: tl.constexpr, DX_COPIES: tl.constexpr, DU_OWNED: tl.constexpr,
-    LANE_SUMS: tl.constexpr, R: tl.constexpr,
+    LANE_SUMS: tl.constexpr, ROWWISE: tl.constexpr, R: tl.constexpr,
     N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, RP: tl.constexpr,
 ):
     """``backward_grads_kernel`` one state at a time (its STATE_LOOP): the 2D layer (LOWRANK) and the drop-in scan.
@@ -915,7 +979,7 @@ def _backward_state_loop(
     t = tl.arange(0, BLOCK_T)
     pos, is_low, valid, u, delta_pre, delta, b_rows, c_rows, s_bn, s_cn = load_steps(
         pid_c * BLOCK_T + t, b, k, pid_d, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER,
-        LOWRANK, HAS_BIAS, SOFTPLUS, R, N, STEPS_IN_REGISTERS=True)
+        LOWRANK, HAS_BIAS, SOFTPLUS, R, N, STEPS_IN_REGISTERS=True, ROWWISE=ROWWISE)
     pos64 = pos.to(tl.int64)
     mask_td = valid[:, None] & d_mask[None, :]
     chunk_base = (pid_bk.to(tl.int64) * n_chunks + pid_c) * Dm
@@ -930,9 +994,9 @@ def _backward_state_loop(
     if LN_UPSTREAM or HAS_Z or (SUM_DIRECTIONS and HAS_WEIGHT):  # these need the outputs: recompute them
         y, _ = _state_loop_tile(entry_rows, d_mask, entry_rows, A_rows, d_mask, t, delta, u, b_rows, c_rows, s_bn,
                                 s_cn, y, u, N, OUTPUT=True, STORE_END=False)
-    dy = _output_grads(y, pos64, b64, k, d, d_mask, valid, is_low, mask_td, chunk_base, dout_ptr, s_gb, s_gk, s_gl,
-                       s_gd, weight_ptr, dweight_part_ptr, z_ptr, dz_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr,
-                       gbar_ptr, L_high, K, Dm, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM, HAS_Z)
+    dy = _output_grads(y, pos64, b64, k, d, d_mask, valid, is_low, chunk_base, dout_ptr, s_gb, s_gk, s_gl, s_gd,
+                       weight_ptr, dweight_part_ptr, z_ptr, dz_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr,
+                       gbar_ptr, L_high, K, Dm, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM, HAS_Z, ROWWISE)
     # dx and dx_low (dB and dC), or this channel block's copies of them (DX_COPIES).
     sums_a = (dx_ptr if LOWRANK else dB_ptr) + pid_d.to(tl.int64) * s_dx_part
     sums_b = (dx_low_ptr if LOWRANK else dC_ptr) + pid_d.to(tl.int64) * s_dxl_part
@@ -986,7 +1050,7 @@ def _backward_state_loop(
     ddelta = tl.where(mask_td, ddelta, 0.0)
     tl.store(dD_part_ptr + chunk_base + d, tl.sum(dy * u, axis=0), mask=d_mask)
     tl.store(dbias_part_ptr + chunk_base + d, tl.sum(ddelta, axis=0), mask=d_mask)
-    _accumulate_du(du_ptr, du_low_ptr, U, b64, pos64, is_low, d, du, mask_td, ORDER, DU_OWNED)
+    _accumulate_du(du_ptr, du_low_ptr, U, b64, pos64, is_low, valid, d, d_mask, du, ORDER, DU_OWNED, ROWWISE)
     if LOWRANK:
         # Through delta_pre = dt_low @ dt_weight[k].T: the input's gradient sums over channels and the weight's over
         # steps, both small products on the tile (RP >= 16, the smallest tl.dot; the host pads it).
@@ -1002,8 +1066,8 @@ def _backward_state_loop(
         tl.store(dW_part_ptr + (chunk_base + d[:, None]) * R + r[None, :],
                  tl.dot(tl.trans(ddelta), cols, input_precision="ieee"), mask=mask_dr)
     else:
-        tl.store(ddelta_ptr + b64 * DELTA[1] + pos64[:, None] * DELTA[2] + d.to(tl.int64)[None, :] * DELTA[3], ddelta,
-                 mask=mask_td)
+        store_td(ddelta_ptr + b64 * DELTA[1], pos64 * DELTA[2], d.to(tl.int64) * DELTA[3], ddelta, valid, d_mask,
+                 ROWWISE)
 
 
 @triton.jit(do_not_specialize=["k_first", "chunk_first"])  # one compiled kernel for every direction and chunk
@@ -1021,7 +1085,7 @@ def backward_grads_kernel(
     HAS_WEIGHT: tl.constexpr, LN_UPSTREAM: tl.constexpr, DETERMINISTIC: tl.constexpr, R: tl.constexpr,
     N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, RP: tl.constexpr,
     STATE_LOOP: tl.constexpr = False, DX_COPIES: tl.constexpr = False, DU_OWNED: tl.constexpr = False,
-    LANE_SUMS: tl.constexpr = False,
+    LANE_SUMS: tl.constexpr = False, ROWWISE: tl.constexpr = False,
 ):
     """All gradients of one chunk: recompute h from the chunk's entry state, run the adjoint recurrence
     g_t = C_t dy_t + exp(delta_{t+1} A) g_{t+1} from the adjoint arriving at the chunk's end, then
@@ -1058,7 +1122,7 @@ def backward_grads_kernel(
             z_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr, gbar_ptr, L_high,
             U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks, b, k, pid_bk, pid_c, s_dx_part,
             s_dxl_part, ORDER, LOWRANK, HAS_BIAS, SOFTPLUS, HAS_D, HAS_Z, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM,
-            DX_COPIES, DU_OWNED, LANE_SUMS, R, N, BLOCK_T, BLOCK_D, RP)
+            DX_COPIES, DU_OWNED, LANE_SUMS, ROWWISE, R, N, BLOCK_T, BLOCK_D, RP)
         return
     first_block, n_blocks = _channel_blocks(Dm, BC[10], BLOCK_D, DETERMINISTIC)
     for blk in range(n_blocks):
@@ -1089,9 +1153,9 @@ def backward_grads_kernel(
             Dk = tl.zeros([BLOCK_D], dtype=tl.float32)
         y = y_ssm + u * Dk[None, :]
         # Gradient of this direction's output (its weight's and z's on the way).
-        dy = _output_grads(y, pos64, b64, k, d, d_mask, valid, is_low, mask_td, chunk_base, dout_ptr, s_gb, s_gk,
-                           s_gl, s_gd, weight_ptr, dweight_part_ptr, z_ptr, dz_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr,
-                           gbar_ptr, L_high, K, Dm, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM, HAS_Z)
+        dy = _output_grads(y, pos64, b64, k, d, d_mask, valid, is_low, chunk_base, dout_ptr, s_gb, s_gk, s_gl,
+                           s_gd, weight_ptr, dweight_part_ptr, z_ptr, dz_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr,
+                           gbar_ptr, L_high, K, Dm, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM, HAS_Z, False)
 
         # dC is the last use of h: write it before the adjoint scan so that h and g are never live together (the
         # kernel's register peak, see compile_check).
@@ -1121,7 +1185,7 @@ def backward_grads_kernel(
         tl.store(dD_part_ptr + chunk_base + d, tl.sum(dy * u, axis=0), mask=d_mask)
         tl.store(dbias_part_ptr + chunk_base + d, tl.sum(ddelta, axis=0), mask=d_mask)
 
-        _accumulate_du(du_ptr, du_low_ptr, U, b64, pos64, is_low, d, du, mask_td, ORDER, DETERMINISTIC)
+        _accumulate_du(du_ptr, du_low_ptr, U, b64, pos64, is_low, valid, d, d_mask, du, ORDER, DETERMINISTIC, False)
 
         gdu = g * (delta * u)[:, :, None]
         _accumulate(db_rows[:, None] + n[None, :] * (s_xc if LOWRANK else s_bn), tl.sum(gdu, axis=1),
