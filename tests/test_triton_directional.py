@@ -364,6 +364,27 @@ def test_gated_forward_scans_direction_zero_once(monkeypatch, cross_scale, deter
     assert [name for name, *_ in seen].count("first_direction_pool_kernel") == 1
 
 
+def test_every_launch_asks_for_fused_multiply_adds(monkeypatch):
+    # launch.COMPILE_OPTIONS: Triton fuses multiply-adds by default, a default that Triton 3.9 says turns off in 3.10;
+    # every kernel of a gated layer's forward and backward asks for them explicitly.
+    import scan2d.triton.launch as launch
+
+    names = ("chunk_end_state_kernel", "chunk_carry_kernel", "forward_output_kernel", "first_direction_pool_kernel",
+             "chunk_adjoint_kernel", "backward_grads_kernel")
+    seen = []
+    for name in names:
+        monkeypatch.setattr(launch.K, name, LaunchSpy(getattr(launch.K, name), seen,
+                                                      record=lambda name, grid, meta: (name, meta["enable_fp_fusion"])))
+    directions = (ScanDirection(4, False, False), ScanDirection(4, True, True))
+    inp = {k: v.to(DEVICE).requires_grad_() for k, v in make_layer_inputs(1, 4, 5, 8, 2, n_state=4,
+                                                                         dtype=torch.float32).items()}
+    gate = make_gate(8, 2, dtype=torch.float32, device=DEVICE)
+    out = directional_scan(**inp, directions=directions, height=4, width=5, gate=gate, backend="triton")
+    out.sum().backward()
+    assert {name for name, _ in seen} == set(names)
+    assert all(fused is True for _, fused in seen), seen
+
+
 @pytest.mark.parametrize("deterministic", [False, True])
 def test_state_loop_runs_the_layer_forward_except_the_deterministic_gate_passes(monkeypatch, deterministic):
     # TileConfig.forward_state_loop routes the 2D layer's and the drop-in scan's forward kernels to the state loop

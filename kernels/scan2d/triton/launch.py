@@ -288,6 +288,10 @@ ORDER_OF = {None: ORDER_PLAIN, "aligned": ORDER_ALIGNED, "sequential": ORDER_SEQ
 # Offsets that grow with batch or length are 64-bit in the kernels; the others (channels, states, one tile) are
 # 32-bit and stay below this.  tests/test_triton_int64_offsets.py checks both, lowering it to take the wide paths.
 INT32_OFFSET_LIMIT = 2 ** 31
+# A compile option of every launch.  The recurrences are chains of multiply-adds, which Triton fuses into FMAs by
+# default; Triton 3.9 warns that this default turns off in 3.10, which would add instructions to every step and
+# change the rounding.  Asked for explicitly, it stays.
+COMPILE_OPTIONS = dict(enable_fp_fusion=True)
 # CUDA's largest grid along y and z.  The chunks lie along z: one launch covers this many at most
 # (``chunk_launches``), which training chunks of 16 steps pass beyond 1,048,560 steps (a 1024 x 1024 map, or a
 # million-token sequence in the drop-in scan).
@@ -502,13 +506,13 @@ def forward_states(ops: ScanOperands):
             local, dsum, *ops.common_args(), chunk_first, **ops.common_meta(), BLOCK_T=ops.tiles.block_t,
             BLOCK_D=ops.forward_block_d, TILES=ops.tiles_per_chunk, STATE_LOOP=ops.forward_state_loop,
             STATE_UNROLL=ops.state_unroll, CARRY_IN_REGISTERS=ops.tiles.carry_in_registers,
-            **ops.forward_options(ops.forward_state_loop))
+            **ops.forward_options(ops.forward_state_loop), **COMPILE_OPTIONS)
     # The carry turns the chunk end states into entry states in place.
     entry = local
     final = torch.empty(ops.batch * ops.K, ops.dim, ops.n_state, device=ops.u.device, dtype=torch.float32)
     K.chunk_carry_kernel[ops.carry_grid()](entry, final, local, dsum, ops.A, ops.K, ops.dim, ops.n_chunks,
                                    REVERSE=False, N=ops.n_state, BLOCK_D=ops.block_d,
-                                   BLOCK_C=ops.tiles.carry_chunks, num_warps=ops.tiles.num_warps)
+                                   BLOCK_C=ops.tiles.carry_chunks, num_warps=ops.tiles.num_warps, **COMPILE_OPTIONS)
     return entry, dsum, final
 
 
@@ -581,7 +585,7 @@ def output_pass(ops: ScanOperands, entry: torch.Tensor, out: torch.Tensor, out_s
             DETERMINISTIC=deterministic, BLOCK_T=ops.tiles.block_t, BLOCK_D=block_d, TILES=ops.tiles_per_chunk,
             STATE_LOOP=state_loop, STATE_UNROLL=ops.state_unroll, CARRY_IN_REGISTERS=ops.tiles.carry_in_registers,
             STORE_FIRST=store_first, SCALE_FIRST=reduce == 0 and first_direction > 0 and k_first == first_direction,
-            **ops.forward_options(state_loop))
+            **ops.forward_options(state_loop), **COMPILE_OPTIONS)
 
 
 def forward(ops: ScanOperands, out: torch.Tensor, out_strides: tuple, sum_directions: bool,
@@ -607,7 +611,7 @@ def first_direction_pool(ops: ScanOperands, first: torch.Tensor, tok: torch.Tens
         K.first_direction_pool_kernel[(batch, cdiv(dim, block_d), count)](
             first, first.stride(0), first.stride(1), first.stride(2), tok, part, ops.K, length, dim, chunks,
             chunk_first, BLOCK_T=block_t, BLOCK_D=block_d, TILES=tiles,
-            num_warps=ops.forward_options(ops.forward_state_loop)["num_warps"])
+            num_warps=ops.forward_options(ops.forward_state_loop)["num_warps"], **COMPILE_OPTIONS)
     return part.sum(1)
 
 
@@ -678,11 +682,12 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
         K.chunk_adjoint_kernel[ops.grid(block_d=adjoint_block, chunks=chunks)](
             local, dout, *dout_strides, wt, z, *ops.z_strides, entry, Dskip, *ln_args, *ops.common_args(),
             chunk_first, HAS_D=ops.D is not None, **dict(meta, BLOCK_D=adjoint_block), STATE_LOOP=adjoint_loop,
-            STATE_UNROLL=ops.state_unroll, num_warps=ops.state_loop_warps if adjoint_loop else ops.tiles.num_warps)
+            STATE_UNROLL=ops.state_unroll, num_warps=ops.state_loop_warps if adjoint_loop else ops.tiles.num_warps,
+            **COMPILE_OPTIONS)
     arrive = local  # in place, as in forward_states
     K.chunk_carry_kernel[ops.carry_grid()](arrive, arrive, local, dsum, ops.A, ops.K, ops.dim, ops.n_chunks,
                                    REVERSE=True, N=ops.n_state, BLOCK_D=ops.block_d, BLOCK_C=ops.tiles.carry_chunks,
-                                   num_warps=ops.tiles.num_warps)
+                                   num_warps=ops.tiles.num_warps, **COMPILE_OPTIONS)
     dA_part = ops.state_buffer(ops.n_state)
     dD_part = ops.state_buffer()
     dbias_part = ops.state_buffer()
@@ -721,7 +726,7 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
             dout, *dout_strides, wt, entry, arrive, Dskip, z, *ops.z_strides, *ln_args,
             *ops.common_args(), k_first, k_count, chunk_first, *part_strides, HAS_D=ops.D is not None,
             DETERMINISTIC=ops.deterministic, DX_COPIES=ops.backward_dx_copies, DU_OWNED=ops.backward_du_owned,
-            LANE_SUMS=ops.backward_lane_sums, **grads_meta)
+            LANE_SUMS=ops.backward_lane_sums, **grads_meta, **COMPILE_OPTIONS)
     for name, copy in copies.items():  # added, as the kernels add into every other buffer
         gb[name].add_(copy.sum(0))
 
