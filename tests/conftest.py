@@ -17,6 +17,12 @@ settings.register_profile("ci", deadline=None, max_examples=25, derandomize=True
 settings.register_profile("dev", deadline=None, max_examples=15)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
+if os.environ.get("TRITON_INTERPRET") == "1":
+    import fast_interpreter  # noqa: E402
+
+    # Two costs inside Triton's interpreter were most of CI's time; these shortcuts keep its results bit for bit.
+    fast_interpreter.install()
+
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 

@@ -1,0 +1,98 @@
+"""The tests' shortcuts through Triton's interpreter (fast_interpreter.py) give the interpreter's own results bit for
+bit: the slice-at-a-time ``tl.associative_scan`` on the scan kernels' combine functions, and patching the language
+once per launch on kernels that call jit helpers, which leaves the language unpatched after each launch."""
+
+import os
+
+import pytest
+import torch
+import triton
+import triton.language as tl
+
+import fast_interpreter
+from scan2d.triton import scan_kernels
+
+pytestmark = pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1",
+                                reason="checks a replacement inside Triton's interpreter; on a GPU kernels compile")
+
+
+@triton.jit
+def _scans_kernel(a_ptr, b_ptr, c_ptr, out_ptr, S0: tl.constexpr, S1: tl.constexpr, S2: tl.constexpr,
+                  AXIS: tl.constexpr, REVERSE: tl.constexpr):
+    # a, b, c: (S0 * S1 * S2,) float32, read as (S0, S1, S2) tiles; out: (5, S0 * S1 * S2), the two scans' results.
+    size: tl.constexpr = S0 * S1 * S2
+    offs = tl.arange(0, size)
+    a = tl.reshape(tl.load(a_ptr + offs), (S0, S1, S2))
+    b = tl.reshape(tl.load(b_ptr + offs), (S0, S1, S2))
+    c = tl.reshape(tl.load(c_ptr + offs), (S0, S1, S2))
+    decay, state = tl.associative_scan((a, b), AXIS, scan_kernels._combine, reverse=REVERSE)
+    f, m, g = tl.associative_scan((a, b, c), AXIS, scan_kernels._adjoint_combine, reverse=REVERSE)
+    tl.store(out_ptr + offs, tl.reshape(decay, (size,)))
+    tl.store(out_ptr + size + offs, tl.reshape(state, (size,)))
+    tl.store(out_ptr + 2 * size + offs, tl.reshape(f, (size,)))
+    tl.store(out_ptr + 3 * size + offs, tl.reshape(m, (size,)))
+    tl.store(out_ptr + 4 * size + offs, tl.reshape(g, (size,)))
+
+
+def _inputs(shape):
+    gen = torch.Generator().manual_seed(1)
+    size = shape[0] * shape[1] * shape[2]
+    a = torch.rand(size, generator=gen) * 0.5 + 0.5  # decays
+    b, c = torch.randn(2, size, generator=gen)
+    return a, b, c
+
+
+def _scans(shape, axis, reverse):
+    a, b, c = _inputs(shape)
+    out = torch.empty(5, a.numel())
+    _scans_kernel[(1,)](a, b, c, out, *shape, axis, reverse)
+    return out
+
+
+def test_the_tests_take_the_shortcuts():
+    assert fast_interpreter.installed(), "conftest.py should install fast_interpreter under TRITON_INTERPRET=1"
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("shape,axis", [((16, 1, 1), 0), ((8, 4, 2), 0), ((2, 8, 4), 1), ((1, 4, 16), 2)])
+def test_slice_scan_repeats_the_interpreters_element_scan_bit_for_bit(monkeypatch, shape, axis, reverse):
+    fast = _scans(shape, axis, reverse)
+    monkeypatch.setattr(fast_interpreter.interpreter.ScanOps, "generic_scan", fast_interpreter.ELEMENTWISE_SCAN)
+    slow = _scans(shape, axis, reverse)
+    assert torch.equal(fast, slow)
+    # And both are the recurrence h = a h + b along the axis (from its far end when reversed).
+    a, b = _inputs(shape)[:2]
+    a, b = (x.double().reshape(shape).movedim(axis, 0) for x in (a, b))
+    a, b = (a.flip(0), b.flip(0)) if reverse else (a, b)
+    h, states = torch.zeros_like(b[0]), []
+    for a_k, b_k in zip(a, b):
+        h = a_k * h + b_k
+        states.append(h)
+    states = torch.stack(states)
+    states = states.flip(0) if reverse else states
+    torch.testing.assert_close(fast[1].double().reshape(shape), states.movedim(0, axis), rtol=1e-5, atol=1e-6)
+
+
+@triton.jit
+def _helper(x):
+    return tl.where(x > 0, x * 2.0, scan_kernels._softplus(x))  # a helper calling a helper of another module
+
+
+@triton.jit
+def _nested_kernel(x_ptr, out_ptr, N: tl.constexpr):
+    # x, out: (programs * N,) float32
+    offs = tl.program_id(0) * N + tl.arange(0, N)
+    tl.store(out_ptr + offs, _helper(tl.load(x_ptr + offs)))
+
+
+def test_patching_the_language_once_per_launch_gives_the_same_results_and_restores_it(monkeypatch):
+    x = torch.randn(3 * 16, generator=torch.Generator().manual_seed(2)) * 4
+    fast, slow = torch.empty_like(x), torch.empty_like(x)
+    _nested_kernel[(3,)](x, fast, 16)
+    # Restored after the launch: the language's functions are Triton's builtins again, not the interpreter's.
+    assert tl.core.is_builtin(tl.where) and tl.core.is_builtin(tl.exp) and not fast_interpreter._launch_langs
+    monkeypatch.setattr(fast_interpreter.interpreter, "_patch_lang", fast_interpreter.PATCH_LANG)
+    _nested_kernel[(3,)](x, slow, 16)
+    assert torch.equal(fast, slow)
+    torch.testing.assert_close(fast, torch.where(x > 0, 2 * x, torch.nn.functional.softplus(x)))
+
