@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
+import io
 import json
 import os
 import re
@@ -67,29 +68,53 @@ _REVERSE_SCAN = re.compile(r'"tt\.scan".*reverse = true')
 _SASS = re.compile(r"^\s+/\*[0-9a-f]{4,}\*/\s+\S", re.MULTILINE)  # "/*0a50*/  FFMA R4, ..." in cuobjdump -sass
 
 
-def _ptxas_report(ptx: str, arch: int) -> tuple:
-    """(registers, spill stores, spill loads, stack frame) from ``ptxas -v`` with the flags Triton compiles with,
-    and the cubin's SASS instruction count (``cuobjdump -sass``)."""
-    # The ptxas Triton itself compiles this architecture with: Triton 3.9 takes its CUDA 13 one ("ptxas-blackwell")
-    # for sm_90 too, whose PTX version the older bundled ptxas rejects.
-    from triton.backends.nvidia.compiler import get_ptxas
+def _compile_logged(src, target, options: dict, always: bool):
+    """``triton.compile`` and the log of its ``ptxas -v`` run ("" where Triton's cache had the cubin, unless
+    ``always``, which compiles regardless)."""
+    import triton
+    from triton import knobs
 
-    ptxas = get_ptxas(arch).path
-    gpu = f"sm_{arch}{'a' if arch >= 90 else ''}"
-    with tempfile.TemporaryDirectory() as tmp:
-        src = os.path.join(tmp, "kernel.ptx")
-        with open(src, "w") as f:
-            f.write(ptx)
-        log = subprocess.run([ptxas, "-lineinfo", "-v", "--regAllocOptLevel=2", f"--gpu-name={gpu}", src, "-o",
-                              os.path.join(tmp, "kernel.o")], check=True, capture_output=True, text=True).stderr
-        cuobjdump = os.path.join(os.path.dirname(ptxas), "cuobjdump")
-        sass = subprocess.run([cuobjdump, "-sass", os.path.join(tmp, "kernel.o")], check=True, capture_output=True,
-                              text=True).stdout
+    log = io.StringIO()
+    saved = knobs.nvidia.dump_ptxas_log, knobs.compilation.always_compile
+    knobs.nvidia.dump_ptxas_log, knobs.compilation.always_compile = True, always  # the log goes to stdout
+    try:
+        with contextlib.redirect_stdout(log):
+            compiled = triton.compile(src, target=target, options=options)
+    finally:
+        knobs.nvidia.dump_ptxas_log, knobs.compilation.always_compile = saved
+    return compiled, log.getvalue()
+
+
+def _compile(src, target, options: dict, arch: int) -> tuple:
+    """``triton.compile`` and the cubin's report: (compiled kernel, (registers, spill stores, spill loads, stack
+    frame) from Triton's own ``ptxas -v`` run, and the SASS instruction count from ``cuobjdump -sass``)."""
+    from triton.backends.nvidia.compiler import get_ptxas
+    from triton.runtime.cache import get_cache_manager
+
+    compiled, log = _compile_logged(src, target, options, always=False)
+    # The report goes beside the cubin in Triton's cache, so that a build compiled again (the compile tests'
+    # configurations share most of theirs) costs nothing; a cubin cached without one is compiled once more for it.
+    cache = get_cache_manager(compiled.hash)
+    cached = cache.get_file("ptxas_report.json")
+    if not log and cached is not None:
+        with open(cached) as f:
+            return compiled, tuple(json.load(f))
+    if not log:
+        compiled, log = _compile_logged(src, target, options, always=True)
     used, frame = _USED.search(log), _FRAME.search(log)
     if used is None or frame is None:
         raise RuntimeError(f"unexpected ptxas -v output:\n{log}")
+    # The ptxas Triton compiled with (Triton 3.9 takes its CUDA 13 one for sm_90 too) has its cuobjdump beside it.
+    cuobjdump = os.path.join(os.path.dirname(get_ptxas(arch).path), "cuobjdump")
+    with tempfile.TemporaryDirectory() as tmp:
+        cubin = os.path.join(tmp, "kernel.cubin")
+        with open(cubin, "wb") as f:
+            f.write(compiled.asm["cubin"])
+        sass = subprocess.run([cuobjdump, "-sass", cubin], check=True, capture_output=True, text=True).stdout
     stack, stores, loads = (int(v) for v in frame.groups())
-    return int(used.group(1)), stores, loads, stack, len(_SASS.findall(sass))
+    report = int(used.group(1)), stores, loads, stack, len(_SASS.findall(sass))
+    cache.put(json.dumps(report), "ptxas_report.json")
+    return compiled, report
 
 
 @contextlib.contextmanager
@@ -118,10 +143,9 @@ def compile_instead_of_launch(arches: Sequence[int], builds: List[KernelBuild]) 
             seen.add(key)
             options, signature, constexprs, attrs = self._pack_args(backend, kwargs, bound, specialization, options)
             start = time.perf_counter()
-            compiled = triton.compile(ASTSource(self, signature, constexprs, attrs), target=target,
-                                      options=options.__dict__)
+            compiled, report = _compile(ASTSource(self, signature, constexprs, attrs), target, options.__dict__, arch)
             seconds = time.perf_counter() - start
-            regs, stores, loads, stack, sass = _ptxas_report(compiled.asm["ptx"], arch)
+            regs, stores, loads, stack, sass = report
             # Tuple arguments' elements are specialized one by one: name them arg[i].
             names = {self.arg_names[path[0]] + "".join(f"[{i}]" for i in path[1:]): value
                      for path, value in constexprs.items()}
