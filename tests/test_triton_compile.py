@@ -27,13 +27,25 @@ def compile_report(tmp_path, arch, *flags):
     return [json.loads(line) for line in report.read_text().splitlines()]
 
 
+# The cases that reach every configuration the tile kernels' test names (orders, gate passes, upstreams, inference
+# chunks, the drop-in, deterministic mode); the others differ from these in dtypes, which the default kernels' test
+# compiles.  Each build costs about 4 s of CI's time with a cold cache.
+TILE_KERNEL_CASES = ("layer fp32", "cross-scale aligned fp32 gated", "cross-scale sequential fp32",
+                     "inference bf16 gated", "drop-in fp32 z grouped", "deterministic cross-scale aligned fp32 gated",
+                     "deterministic drop-in fp32 z grouped")
+
+
+def case_flags(cases):
+    return [arg for case in cases for arg in ("--case", case)]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("arch", [90, 80], ids=["hopper-sm90", "ampere-sm80"])
-def test_every_kernel_compiles_without_register_spills(arch, tmp_path):
+def test_every_kernel_compiles_without_register_spills(tmp_path):
     # The (steps, channels, states) tile kernels; the default state loops are checked below.
-    builds = compile_report(tmp_path, arch, "--tiles", "forward_state_loop=False,backward_state_loop=False")
+    builds = compile_report(tmp_path, 90, "--tiles", "forward_state_loop=False,backward_state_loop=False",
+                            *case_flags(TILE_KERNEL_CASES))
     assert {b["kernel"] for b in builds} == KERNELS
-    assert all(b["arch"] == arch for b in builds)
+    assert all(b["arch"] == 90 for b in builds)
     # Every configuration the ops launch was compiled: plain/aligned/sequential orders, the gate's reduce modes,
     # the LayerNorm-upstream backward and the drop-in (given delta) path.
     outputs = [b["constexprs"] for b in builds if b["kernel"] == "forward_output_kernel"]
@@ -116,18 +128,40 @@ def test_state_loop_kernels_compile_and_keep_their_structure(tmp_path):
     # cross-scale output kernel of inference chunks, with all 16 states unrolled, 100 bytes (Triton 3.7.1); the
     # drop-in's float16 chunk_adjoint up to 12 bytes for sm_90, where ptxas stopped at 96 registers (none since the
     # series softplus, scan_kernels._softplus).  None may grow; nothing else spills.
-    loop_backward = [b for b in loop if b["kernel"] == "backward_grads_kernel"]
+    for b in builds:
+        assert b["spill_store_bytes"] <= allowed_spills(b), (b["kernel"], b["spill_store_bytes"], b["constexprs"])
+
+
+def allowed_spills(build):
+    """The spill stores (bytes) the default kernels' test allows ``build``, a compile_check row."""
+    c = build["constexprs"]
+    if not c.get("STATE_LOOP"):
+        return 0
+    if build["kernel"] == "backward_grads_kernel":
+        return 256 if c["DU_OWNED"] else 512
+    if c.get("TILES", 1) > 1 and c.get("ORDER") == 1:
+        return 128
+    if build["kernel"] == "chunk_adjoint_kernel" and not c["LOWRANK"]:
+        return 16
+    return 0
+
+
+@pytest.mark.slow
+def test_default_kernels_compile_for_ampere(tmp_path):
+    # sm_80 (A100): the default kernels of a gated layer's training step and inference and of the drop-in scan
+    # compile (the other cases differ in what the sm_90 tests cover), within the spills allowed for sm_90 but in
+    # inference's first gate pass, whose 16 states carried in registers spill 52 bytes here (Triton 3.7.1; none on
+    # sm_90).  The backward spills 448 bytes in the layer (sm_90: 344-444) and 204 in the drop-in (sm_90: 180).
+    builds = compile_report(tmp_path, 80, *case_flags(("layer bf16 gated", "inference bf16 gated", "drop-in fp16")))
+    assert {b["kernel"] for b in builds} == KERNELS and all(b["arch"] == 80 for b in builds)
+    assert all(b["constexprs"].get("STATE_LOOP") for b in builds if "STATE_LOOP" in b["constexprs"])
+    assert {b["constexprs"].get("TILES") for b in builds if b["kernel"] == "forward_output_kernel"} == {1, 16}
     for b in builds:
         c = b["constexprs"]
-        if b in loop_backward:
-            allowed = 256 if c["DU_OWNED"] else 512
-        elif b in loop and c.get("TILES", 1) > 1 and c.get("ORDER") == 1:
-            allowed = 128
-        elif b in loop and b["kernel"] == "chunk_adjoint_kernel" and not c["LOWRANK"]:
-            allowed = 16
-        else:
-            allowed = 0
+        first_gate_pass = b["kernel"] == "forward_output_kernel" and c["TILES"] > 1 and c["REDUCE"] == 1
+        allowed = 64 if first_gate_pass else allowed_spills(b)
         assert b["spill_store_bytes"] <= allowed, (b["kernel"], b["spill_store_bytes"], c)
+    assert max(b["registers"] for b in builds) <= 255
 
 
 @pytest.mark.slow
@@ -135,8 +169,7 @@ def test_state_loops_carrying_states_through_memory_compile_without_spills_or_sh
     # state_unroll=1, carry_in_registers=False: one state per loop trip, and multi-tile chunks carry each state
     # between tiles through memory (the configuration first timed on the H200).  Nothing spills or crosses lanes.
     cases = ["layer fp32", "inference bf16 gated", "inference cross-scale aligned fp32"]
-    builds = compile_report(tmp_path, 90, "--tiles", "state_unroll=1,carry_in_registers=False",
-                            *(arg for case in cases for arg in ("--case", case)))
+    builds = compile_report(tmp_path, 90, "--tiles", "state_unroll=1,carry_in_registers=False", *case_flags(cases))
     loop = [b for b in builds if b["constexprs"].get("STATE_LOOP") and b["kernel"] != "backward_grads_kernel"]
     assert {b["constexprs"]["STATE_UNROLL"] for b in loop} == {1}
     assert {b["constexprs"].get("TILES") for b in loop} >= {1, 16}
@@ -150,7 +183,7 @@ def test_state_loops_carrying_states_through_memory_compile_without_spills_or_sh
 def state_loop_builds(tmp_path, cases, varying, *flags, kernels=("backward_grads_kernel",)):
     """The state-loop builds (sm_90) of ``kernels`` in ``cases`` under ``flags``, keyed by their kernel and constexprs
     but the ``varying`` ones, so that two configurations' builds pair up."""
-    builds = compile_report(tmp_path, 90, *flags, *(arg for case in cases for arg in ("--case", case)))
+    builds = compile_report(tmp_path, 90, *flags, *case_flags(cases))
     return {(b["kernel"], *sorted((k, v) for k, v in b["constexprs"].items() if k not in varying)): b
             for b in builds if b["kernel"] in kernels and b["constexprs"].get("STATE_LOOP")}
 
@@ -207,7 +240,8 @@ def test_drop_in_rowwise_tiles_compile_to_the_same_structure(tmp_path):
     # This Triton lays them out right either way; a row at a time must compile to the same structure here: no
     # shuffles or shared memory in the forward kernels and chunk_adjoint, the backward's sums over lanes alone, and
     # about the same instructions.  The backward spills 124-140 bytes more (304 bytes at most, Triton 3.6 and 3.7.1).
-    cases = ("drop-in fp16", "drop-in fp32 z grouped")
+    # The drop-in case with the most row accesses (z and its gradient, grouped B and C); float16's only add casts.
+    cases = ("drop-in fp32 z grouped",)
     kernels = ("chunk_end_state_kernel", "forward_output_kernel", "chunk_adjoint_kernel", "backward_grads_kernel")
     plain = state_loop_builds(tmp_path, cases, ("ROWWISE",), "--tiles", "rowwise_tiles=False", kernels=kernels)
     rows = state_loop_builds(tmp_path, cases, ("ROWWISE",), "--tiles", "rowwise_tiles=True", kernels=kernels)
