@@ -29,3 +29,9 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+def pytest_collection_modifyitems(items):
+    # The slow tests (the compile tests: minutes of one core each with a cold Triton cache) first, so that none
+    # starts last and keeps one worker busy alone at the end of CI (the longest, 5 minutes, did).
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
