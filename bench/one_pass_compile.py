@@ -12,6 +12,8 @@ layer's positions would only add to its cost).
     TRITON_INTERPRET=1 python bench/one_pass_compile.py --check   # the prototype against a step-by-step scan
 
 Results: ``results/one-pass-forward-compile-triton<version>.jsonl`` (bench/README.md, "A one-pass forward").
+Static counts cannot say whether a few warps per SM, each walking a whole sequence, keep an SM busy:
+``one_pass_bench.py`` times the layouts on a GPU.
 """
 
 from __future__ import annotations
@@ -88,6 +90,8 @@ def one_pass_forward_kernel(u_ptr, x_ptr, w_ptr, bias_ptr, A_ptr, Dskip_ptr, y_p
 
 # (states across warps, channels per program, warps): one state per warp and trip.
 LAYOUTS = [(16, 32, 16), (8, 32, 8), (4, 32, 4), (4, 64, 8), (2, 32, 2)]
+# All N states in each thread, one warp per 32 channels: the fewest instructions, and the fewest warps.
+STATES_IN_THREAD = (1, 32, 1)
 
 
 def inputs(batch, L, Dm, R, N, seed=0):
@@ -131,7 +135,7 @@ def main(argv=None) -> int:
             parser.error("--check needs TRITON_INTERPRET=1")
         inp = inputs(2, 37, 40, R, N)
         expected = reference(inp, R, N)
-        for ns, block_d, warps in LAYOUTS:
+        for ns, block_d, warps in [STATES_IN_THREAD] + LAYOUTS:
             got = launch(inp, R, N, ns, block_d, warps)
             err = ((got.double() - expected).norm() / expected.norm()).item()
             print(f"states across {ns} warps, {block_d} channels: relative error {err:.1e}")
@@ -142,7 +146,7 @@ def main(argv=None) -> int:
 
     rows = []
     inp = inputs(8, 4096, 360, R, N)  # case (a)'s shape, one direction
-    for ns, block_d, warps in LAYOUTS:
+    for ns, block_d, warps in [STATES_IN_THREAD] + LAYOUTS:
         builds = []
         with compile_instead_of_launch([90], builds):
             launch(inp, R, N, ns, block_d, warps)
