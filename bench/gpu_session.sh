@@ -56,7 +56,7 @@ if [ "$step" = main ]; then
 torch.cuda.get_device_name())"; } >> "$log" 2>&1
     # 1. mamba-ssm's selective scan for this GPU only, in the background (about 2.5 minutes).
     ( [ -n "$SDIST" ] && python3 bench/build_mamba_ssm.py "$SDIST"; echo "build rc=$? at ${SECONDS}s" ) \
-        > "$OUT/build.log" 2>&1 &
+        > /tmp/build.log 2>&1 &  # into the session log once done: $OUT returns at most 8 files
     build=$!
     # 2. The kernel tests compiled for the GPU, while it builds; the fused op's benchmark kernels compile beside them
     #    (Triton's cache is per machine), so the timed runs below start warm.
@@ -68,6 +68,7 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
         backward_dx_copies=True > /tmp/warmup2.log 2>&1 ) &
     ( BENCH_RESULTS=/tmp/warmup3 timeout 150 python3 bench/scan_bench.py --backends fused --repeats 1 --gated \
         --cases a_training_w8 b_inference_256 d_model_inference_64 --dtypes float32 > /tmp/warmup3.log 2>&1 ) &
+    ( BENCH_RESULTS=/tmp/warmup4 timeout 150 python3 bench/one_pass_bench.py --repeats 1 > /tmp/warmup4.log 2>&1 ) &
     export TRITON_INTERPRET=0 HYPOTHESIS_PROFILE=dev
     timeout "$(left 130)" python3 -m pytest -q -n 6 --maxfail 5 -rfEs -p no:cacheprovider \
         tests/test_triton_lane_sums.py tests/test_triton_softplus.py tests/test_triton_directional.py \
@@ -76,6 +77,7 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
         tests/test_models.py -k "not test_models or across_backends" > "$OUT/tests.log" 2>&1
     echo "tests rc=$? at ${SECONDS}s" >> "$OUT/tests.log"
     wait "$build"
+    { echo "=== mamba-ssm build"; cat /tmp/build.log; } >> "$log"
     wait
     echo "warm-up compile: $(tail -1 /tmp/warmup.log) at ${SECONDS}s" >> "$log"
     # 3. Scan-layer cases a, b, c in float32 and bfloat16: mamba-ssm, the MambaIR-style path, the fused op (the
@@ -121,7 +123,10 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     # 6. The host's time per layer call at case (a)'s shape (forward, backward, gated), with real launches: what
     #    the scan rows' fwd_host_ms and fwd_graph_ms say of the forward, for the other modes.
     step_run host 20 python3 bench/host_overhead.py --calls 50
-    # 7. What is left: the configurations of SWEEP (deterministic mode, dx copies, state-loop unrolling, inference
+    # 7. The one-pass forward prototype, compiled on the CPU but never timed: each layout beside our two-pass drop-in
+    #    and mamba-ssm on the same work. Do a few warps per SM, each walking a whole sequence, keep an H200 busy?
+    step_run one-pass 40 python3 bench/one_pass_bench.py "${mamba_args[@]}" --repeats 20
+    # 8. What is left: the configurations of SWEEP (deterministic mode, dx copies, state-loop unrolling, inference
     #    chunk sizes, states through memory, the tile kernels, ...), on the training and inference cases.
     step_run sweep 300 python3 bench/scan_bench.py --sweep --cases a_training_w8 b_inference_256 --dtypes float32 \
         --repeats 20
@@ -140,7 +145,7 @@ else
     echo "unknown step $step (fetch | main | profile | sweep | torch)" >&2
     exit 2
 fi
-grep -h "^===\|rc=" "$log" "$OUT/build.log" "$OUT/tests.log" 2>/dev/null
+grep -h "^===\|rc=" "$log" "$OUT/tests.log" 2>/dev/null
 tail -4 "$OUT/tests.log" 2>/dev/null
 ls -la "$OUT"
 ls "$OUT"/*.jsonl >/dev/null 2>&1 && python3 bench/summarize.py "$OUT"/*.jsonl  # the reply carries the end

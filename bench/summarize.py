@@ -43,6 +43,13 @@ def table(rows) -> str:
         body = [[r["case"], "x".join(str(v) for v in r["shape"].values()), _fmt(r["host_us"]),
                  _fmt(sum(r["launches_per_call"].values()) if r.get("launches_per_call") else None), r["launch"]]
                 for r in rows]
+    elif rows and "rel_err_vs_drop_in" in rows[0]:  # one_pass_bench.py
+        head = ["case", "backend", "states across warps / channels / warps", "programs", "fwd ms", "fwd x mamba-ssm",
+                "rel. distance from drop-in"]
+        body = [[r["case"], r["backend"],
+                 "/".join(str(r[k]) for k in ("states_across_warps", "block_d", "num_warps")) if r.get("block_d")
+                 else "-", _fmt(r.get("programs")), _fmt(r["fwd_ms"]), _fmt(r.get("fwd_speedup_vs_mamba_ssm")),
+                 _fmt(r["rel_err_vs_drop_in"])] for r in rows]
     elif rows and "fwd_peak_mb" in rows[0]:  # scan benchmark
         # Ratios to mamba-ssm's bare scan, or for the gated layer (--gated) to the gated MambaIR-style path.
         head = ["case", "dtype", "backend", "tiles", "fwd ms", "fwd host ms", "fwd graph ms", "fwd+bwd ms", "fwd x ref",

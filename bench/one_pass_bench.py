@@ -1,0 +1,128 @@
+"""The one-pass forward prototype timed on a GPU beside our two-pass drop-in scan and mamba-ssm, on the same work.
+
+    python bench/one_pass_bench.py [--mamba-sdist mamba_ssm-2.3.2.post1.tar.gz]   # on a GPU
+    TRITON_INTERPRET=1 python bench/one_pass_bench.py --smoke                      # CPU check of the harness
+
+The prototype (``one_pass_compile.py``) walks each sequence once with its state in registers, so it computes each
+exponential once where the fused op's forward computes it twice; to keep programs in flight it spreads the N states
+over warps, which costs shared-memory transposes and barriers.  Its compiled counts (bench/README.md, "A one-pass
+forward") put the layouts that issue fewer instructions than the two passes at 3-6 warps per SM, each walking
+thousands of steps in a row.  Whether an SM stays busy that way is what this times.
+
+Work (float32, forward without autograd, one raster-order scan per sequence, state 16, rank 23, 360 channels):
+  a_training: 16 sequences of 4,096 steps (case (a): batch 8, two directions, 64x64)
+  b_inference: 2 sequences of 65,536 steps (case (b): batch 1, two directions, 256x256)
+Backends: ``one_pass`` per layout (dt projection, softplus and the D skip inside), ``drop_in`` (scan2d's
+selective_scan on the state loops, delta projected beforehand as mamba-ssm needs it) and ``mamba_ssm`` (its CUDA
+op on the drop-in's inputs).  Each row has ``fwd_ms`` (median of CUDA events), ``rel_err_vs_drop_in`` (relative L2
+distance of the output) and ``fwd_speedup_vs_mamba_ssm``.  Rows go to ``one-pass-forward-<gpu>-<date>.jsonl``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, append_jsonl, record, time_ms  # noqa: E402
+from one_pass_compile import LAYOUTS, STATES_IN_THREAD, inputs, launch  # noqa: E402
+
+import scan2d  # noqa: E402
+
+R, N, DIM = 23, 16, 360
+CASES = {"a_training": (16, 4096), "b_inference": (2, 65536)}  # sequences, steps
+SMOKE_CASES = {"smoke": (2, 37)}
+
+
+def drop_in_inputs(inp: dict) -> dict:
+    """mamba-ssm's layout of the prototype's work: u and the projected delta (batch, dim, L), B and C as one group
+    (batch, 1, N, L); the bias and softplus left to the scan, as the prototype leaves them to its kernel."""
+    x = inp["x"]
+    delta = (x[..., :R] @ inp["w"].T).transpose(1, 2).contiguous()
+    bc = x[..., R:].transpose(1, 2)
+    return dict(u=inp["u"].transpose(1, 2).contiguous(), delta=delta, A=inp["A"].contiguous(),
+                B=bc[:, None, :N].contiguous(), C=bc[:, None, N:].contiguous(), D=inp["Dk"].contiguous(),
+                bias=inp["bias"].contiguous())
+
+
+def relative_error(y, ref) -> float:
+    return float(f"{((y.double() - ref.double()).norm() / ref.double().norm()).item():.3g}")
+
+
+def run(args, out_name: str, module=None) -> list:
+    """Times every backend on every case; ``module`` is mamba-ssm's built ``selective_scan_cuda`` (or None)."""
+    device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
+    rows = []
+    for case, (batch, L) in (SMOKE_CASES if args.smoke else CASES).items():
+        dim = 40 if args.smoke else DIM
+        inp = {k: v.to(device) for k, v in inputs(batch, L, dim, R, N).items()}
+        pre = drop_in_inputs(inp)
+
+        def drop_in():
+            y = scan2d.selective_scan(pre["u"], pre["delta"], pre["A"], pre["B"], pre["C"], pre["D"],
+                                      delta_bias=pre["bias"], delta_softplus=True, backend="triton")
+            return y.transpose(1, 2)  # a view: the timing does not include a copy
+
+        backends = {}
+        if module is not None:
+            def mamba_ssm():
+                out, *_ = module.fwd(pre["u"], pre["delta"], pre["A"], pre["B"], pre["C"], pre["D"].float(), None,
+                                     pre["bias"].float(), True)
+                return out.transpose(1, 2)
+
+            backends["mamba_ssm"] = (mamba_ssm, {})
+        backends["drop_in"] = (drop_in, {})
+        for ns, block_d, warps in [STATES_IN_THREAD] + (LAYOUTS[2:3] if args.smoke else LAYOUTS):
+            layout = dict(states_across_warps=ns, block_d=block_d, num_warps=warps)
+            backends[f"one_pass {ns}/{block_d}/{warps}"] = (
+                lambda ns=ns, block_d=block_d, warps=warps: launch(inp, R, N, ns, block_d, warps), layout)
+        with torch.no_grad():
+            reference = drop_in()
+            mamba_ms = None
+            for name, (fn, layout) in backends.items():
+                y = fn()
+                ms = time_ms(fn, device, warmup=0 if args.smoke else 5, repeats=1 if args.smoke else args.repeats)
+                row = record(case, dict(sequences=batch, steps=L, dim=dim, state=N, rank=R), torch.float32,
+                             name.split()[0], device, fwd_ms=ms,
+                             programs=None if not layout else batch * -(-dim // layout["block_d"]), **layout)
+                row["rel_err_vs_drop_in"] = relative_error(y, reference)  # record() would round it to 0.0
+                if name == "mamba_ssm":
+                    mamba_ms = ms
+                elif mamba_ms is not None:
+                    row["fwd_speedup_vs_mamba_ssm"] = float(f"{mamba_ms / ms:.3g}")
+                rows.append(row)
+                if not args.smoke:
+                    append_jsonl(row, out_name)
+                print(json.dumps(row), flush=True)
+    return rows
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mamba-sdist", help="mamba_ssm-2.3.2.post1.tar.gz to build the CUDA baseline from")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny run on the CPU (TRITON_INTERPRET=1), two layouts: checks the harness")
+    parser.add_argument("--repeats", type=int, default=30)
+    args = parser.parse_args(argv)
+    device = torch.cuda.get_device_name().replace(" ", "-") if torch.cuda.is_available() else "cpu"
+    out_name = f"one-pass-forward-{device}-{dt.date.today().isoformat()}.jsonl"
+    if not args.smoke:
+        (RESULTS / out_name).unlink(missing_ok=True)
+    module = None
+    if args.mamba_sdist and torch.cuda.is_available():
+        from build_mamba_ssm import load
+
+        module = load(args.mamba_sdist)
+    rows = run(args, out_name, module)
+    worst = max(row["rel_err_vs_drop_in"] for row in rows)
+    print(f"largest relative distance from the drop-in: {worst:.2g}")
+    return 0 if worst < 1e-4 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
