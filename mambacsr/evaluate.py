@@ -6,7 +6,9 @@
 Benchmark folders found under data_root (HR images; LR are made with the paper's degradation, seeded per image):
 Set5, Set14, Manga109, Urban100, DIV2K (DIV2K_valid_HR).  Each may hold its images directly or in an ``HR`` /
 ``GTmod12`` subfolder.  PSNR/SSIM on Y with a 4-pixel crop, outputs rounded to uint8.  A JPEG+bicubic row (the
-degraded input upsampled with MATLAB bicubic) is reported beside the model.  Writes Markdown and CSV.
+degraded input upsampled with MATLAB bicubic) is reported beside the model, and where the experiment's config
+holds the paper's figures for a quality (``paper.results``), the paper's row and the difference.  Writes Markdown
+and CSV.
 """
 
 from __future__ import annotations
@@ -63,8 +65,18 @@ def evaluate_folder(model, folder: Path, quality: int, scale: int, device, tile,
             for i, metric in enumerate(("psnr", "ssim"))}
 
 
-def format_table(results: Dict[int, Dict[str, Dict[str, float]]], label: str) -> str:
+def paper_results(paper) -> Dict[int, Dict[str, List[float]]]:
+    """The experiment's ``paper.results`` (quality -> benchmark -> [PSNR, SSIM]), or {} where the paper gives none."""
+    results = (paper or {}).get("results") or {}
+    return {int(q): {name: [float(v) for v in values] for name, values in per_set.items()}
+            for q, per_set in results.items()}
+
+
+def format_table(results: Dict[int, Dict[str, Dict[str, float]]], label: str, paper=None) -> str:
+    """Markdown, one table per quality: JPEG + bicubic, the model, and where the experiment's config has the paper's
+    figures for that quality (``paper.results``), the paper's row and the difference ours - paper."""
     names = [b for b in BENCHMARKS if any(b in r for r in results.values())]
+    reported = paper_results(paper)
     lines = []
     for quality, per_set in results.items():
         lines.append(f"\n**JPEG quality {quality}** (PSNR / SSIM on Y, crop 4)\n")
@@ -74,6 +86,14 @@ def format_table(results: Dict[int, Dict[str, Dict[str, float]]], label: str) ->
             cells = [f"{per_set[n][key + '_psnr']:.2f} / {per_set[n][key + '_ssim']:.4f}" if n in per_set else "-"
                      for n in names]
             lines.append(f"| {row} | " + " | ".join(cells) + " |")
+        theirs = reported.get(quality, {})
+        if any(n in theirs for n in names):
+            source = (paper or {}).get("table") or "the paper"
+            cells = [f"{theirs[n][0]:.2f} / {theirs[n][1]:.4f}" if n in theirs else "-" for n in names]
+            lines.append(f"| paper: {source} | " + " | ".join(cells) + " |")
+            cells = [f"{per_set[n]['model_psnr'] - theirs[n][0]:+.2f} / {per_set[n]['model_ssim'] - theirs[n][1]:+.4f}"
+                     if n in theirs and n in per_set else "-" for n in names]
+            lines.append("| ours - paper | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -95,7 +115,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (ValueError, FileNotFoundError, ImageError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    table = format_table(results, cfg.name)
+    table = format_table(results, cfg.name, cfg.get("paper"))
+    reported = paper_results(cfg.get("paper"))
     print(table)
     out = Path(opts["out"] or Path(cfg.run_dir) / "evaluation")
     with atomic_path(out.with_suffix(".md")) as tmp:
@@ -108,6 +129,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                 for name, r in per_set.items():
                     for method in ("bicubic", "model"):
                         writer.writerow([q, name, method, f"{r[method + '_psnr']:.4f}", f"{r[method + '_ssim']:.6f}"])
+                    if name in reported.get(q, {}):
+                        writer.writerow([q, name, "paper", *reported[q][name]])
     print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.csv')}")
     return 0
 

@@ -101,3 +101,21 @@ def test_evaluate_writes_the_paper_table(tmp_path, weights, photo):
     rows = out.with_suffix(".csv").read_text().splitlines()
     assert rows[0] == "quality,benchmark,method,psnr,ssim" and len(rows) == 1 + 2 * 2 * 2
     assert evaluate.main([*TINY, f"checkpoint={weights}", f"data_root={tmp_path / 'none'}"]) == 1
+
+
+def test_evaluate_sets_the_papers_figures_beside_ours(tmp_path, weights, photo):
+    (tmp_path / "bench" / "Urban100").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "bench" / "Urban100" / "img.png"), photo[:, :, ::-1])
+    out = tmp_path / "table"
+    paper = "paper={table: 'Table 9', results: {10: {Urban100: [22.26, 0.6081], Set5: [25.2, 0.7209]}}}"
+    assert evaluate.main([*TINY, paper, f"checkpoint={weights}", f"data_root={tmp_path / 'bench'}",
+                          "qualities=[10,30]", f"out={out}"]) == 0
+    rows = {tuple(r[:3]): r[3:] for r in (line.split(",") for line in out.with_suffix(".csv").read_text().split())}
+    ours = [float(v) for v in rows[("10", "Urban100", "model")]]
+    assert [float(v) for v in rows[("10", "Urban100", "paper")]] == [22.26, 0.6081]
+    assert ("30", "Urban100", "paper") not in rows and ("10", "Set5", "paper") not in rows  # not evaluated
+    table = out.with_suffix(".md").read_text()
+    quality10, quality30 = table.split("**JPEG quality 30**")
+    assert "| paper: Table 9 | 22.26 / 0.6081 |" in quality10
+    assert f"| ours - paper | {ours[0] - 22.26:+.2f} / {ours[1] - 0.6081:+.4f} |" in quality10
+    assert "paper" not in quality30
