@@ -1,10 +1,12 @@
-"""The README's example of the scan in someone else's vision-Mamba model runs, and computes what it says it replaces:
-VMamba's cross-scan copies, x_proj and dt_proj per direction, the drop-in selective scan, and the cross-merge, written
-here with plain reshapes and flips (no scan2d orders)."""
+"""The README's Python examples run and do what they say.  The scan in someone else's vision-Mamba model computes what
+it replaces: VMamba's cross-scan copies, x_proj and dt_proj per direction, the drop-in selective scan, and the
+cross-merge, written here with plain reshapes and flips (no scan2d orders).  Restoring an image writes its x4 copy."""
 
+import os
 import re
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import scan2d
@@ -12,11 +14,11 @@ import scan2d
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def readme_example() -> str:
+def readme_example(after: str) -> str:
+    """The first python block of the README after the text ``after``."""
     text = README.read_text()
-    section = text[text.index("### In your own vision-Mamba model"):]
-    match = re.search(r"```python\n(.*?)```", section, re.S)
-    assert match, "the README section has no python block"
+    match = re.search(r"```python\n(.*?)```", text[text.index(after):], re.S)
+    assert match, f"no python block after {after!r} in the README"
     return match.group(1)
 
 
@@ -42,10 +44,30 @@ def vmamba_core(u, H, W, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, 
 def test_readme_example_equals_the_vmamba_sequence_it_replaces():
     torch.manual_seed(0)
     namespace = {}
-    exec(compile(readme_example(), str(README), "exec"), namespace)
+    exec(compile(readme_example("### In your own vision-Mamba model"), str(README), "exec"), namespace)
     ns = namespace
     expected = vmamba_core(ns["u"], ns["H"], ns["W"], ns["x_proj_weight"], ns["dt_projs_weight"],
                            ns["dt_projs_bias"], ns["A_logs"], ns["Ds"])
     assert ns["y"].shape == (ns["batch"], ns["H"] * ns["W"], ns["D"])
     assert ns["H"] != ns["W"], "a square map would not tell the row and column orders apart"
     torch.testing.assert_close(ns["y"], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_readme_restores_an_image_in_python(tmp_path, monkeypatch):
+    from safetensors.torch import save_file
+
+    from mambacsr.config import build_model, load_config
+    from mambacsr.data.io import read_image_any, write_image
+
+    code = readme_example("and restores an image:")
+    checkpoint = re.search(r'"(runs/[^"]+\.safetensors)"', code).group(1)
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(0)
+    os.makedirs(os.path.dirname(checkpoint))
+    save_file(build_model(load_config(["+experiment=dis_w8"])).state_dict(), checkpoint)
+    photo = np.random.default_rng(0).integers(0, 256, (9, 14, 3), dtype=np.uint8)  # odd, not square
+    write_image("photo.png", photo)
+    exec(compile(code, str(README), "exec"), {})
+    restored = read_image_any("photo_x4.png")
+    assert restored.shape == (36, 56, 3) and restored.dtype == np.uint8
+    assert restored.std() > 0  # an image, not a blank
