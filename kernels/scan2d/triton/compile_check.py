@@ -55,6 +55,7 @@ class KernelBuild:
     reverse_scans: int  # associative_scan(reverse=True) ops in the TTGIR (see scan_kernels._reverse_steps)
     compile_s: float
     sass_instructions: int = 0  # static count in the cubin (loops counted once): what ptxas made of the kernel
+    wide_loads: int = 0  # 64-bit global loads in the PTX: scan_kernels.load_pair's words of two float32 columns
 
 
 _USED = re.compile(r"Used (\d+) registers")
@@ -64,6 +65,7 @@ _FENCED_ATOMIC = re.compile(r"^\s*(?:@!?%p\d+\s+)?(?:atom|red)\.[\w.:]*\.(?:acq_
                             re.MULTILINE)
 _EXP_LOG = re.compile(r"^\s*(?:@!?%p\d+\s+)?(?:ex2|lg2)\.", re.MULTILINE)
 _SHUFFLE = re.compile(r"^\s*(?:@!?%p\d+\s+)?shfl\.", re.MULTILINE)
+_WIDE_LOAD = re.compile(r"^\s*(?:@!?%p\d+\s+)?ld\.global(?:\.[\w:]+)*\.[bu]64\s", re.MULTILINE)
 _REVERSE_SCAN = re.compile(r'"tt\.scan".*reverse = true')
 _SASS = re.compile(r"^\s+/\*[0-9a-f]{4,}\*/\s+\S", re.MULTILINE)  # "/*0a50*/  FFMA R4, ..." in cuobjdump -sass
 
@@ -154,16 +156,19 @@ def compile_instead_of_launch(arches: Sequence[int], builds: List[KernelBuild]) 
                                       len(_FENCED_ATOMIC.findall(compiled.asm["ptx"])),
                                       len(_EXP_LOG.findall(compiled.asm["ptx"])),
                                       len(_SHUFFLE.findall(compiled.asm["ptx"])),
-                                      len(_REVERSE_SCAN.findall(compiled.asm["ttgir"])), round(seconds, 2), sass))
+                                      len(_REVERSE_SCAN.findall(compiled.asm["ttgir"])), round(seconds, 2), sass,
+                                      len(_WIDE_LOAD.findall(compiled.asm["ptx"]))))
         return None
 
     with launch_hooks.instead_of_launch(compile_run):
         yield
 
 
-def _layer_case(dtype, gate: bool, cross_scale, n_state=16, backward=True) -> Callable[[], None]:
+def _layer_case(dtype, gate: bool, cross_scale, n_state=16, backward=True, rank=23) -> Callable[[], None]:
     """A scan layer as the model runs it (two directions, window 8, 360 channels at 16x16), forward + backward
-    (or the forward alone, as inference runs it: several tiles per chunk)."""
+    (or the forward alone, as inference runs it: several tiles per chunk).  Rank 23 is odd, so the kernels read
+    x's columns one at a time; the model's rank, 12 (ceil(180 / 16)), lets them read pairs
+    (``TileConfig.paired_loads``): the "rank 12" case."""
 
     def run():
         from ..directional import ChannelGate
@@ -171,7 +176,7 @@ def _layer_case(dtype, gate: bool, cross_scale, n_state=16, backward=True) -> Ca
         from ..directions import ScanDirection
 
         torch.manual_seed(0)
-        batch, height, width, dim, rank, K = 2, 16, 16, 360, 23, 2
+        batch, height, width, dim, K = 2, 16, 16, 360, 2
         dirs = [ScanDirection(window=8, column_first=c, cross_scale=cross_scale) for c in (False, True)]
         leaf = lambda *shape: torch.randn(*shape, dtype=dtype).requires_grad_(backward)  # noqa: E731
         u, x = leaf(batch, height * width, dim), leaf(batch, height * width, K, rank + 2 * n_state)
@@ -220,6 +225,7 @@ def _deterministic(case: Callable[[], None]) -> Callable[[], None]:
 
 CASES = {
     "layer fp32": _layer_case(torch.float32, gate=False, cross_scale=None),
+    "layer fp32 rank 12": _layer_case(torch.float32, gate=False, cross_scale=None, rank=12),
     "layer bf16": _layer_case(torch.bfloat16, gate=False, cross_scale=None),
     "layer fp32 gated": _layer_case(torch.float32, gate=True, cross_scale=None),
     "layer bf16 gated": _layer_case(torch.bfloat16, gate=True, cross_scale=None),
