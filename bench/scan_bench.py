@@ -174,13 +174,15 @@ CASES = {  # name: batch, height, width, channels, directions, window, cross-sca
     "d_model_inference_64": (1, 64, 64, 180, 2, 8, None),
 }
 SMOKE_CASES = {"smoke": (1, 8, 8, 16, 2, 8, None)}
-# --sweep: tile configurations of the fused op (changes to scan2d.triton.launch.TileConfig), on cases a and b, and
+# --sweep: tile configurations of the fused op (changes to scan2d.triton.launch.TileConfig), on cases a and b (x's
+# columns read one at a time instead of in pairs, the default since 2026-12-02, first), and
 # the cost of torch.use_deterministic_algorithms (fixed-order sums instead of atomics: the state-loop backward with
 # one copy of dx per channel block and one direction per launch; backward_dx_copies and backward_direction_launches
 # time each half), after the backward's reduce-scattered lane sums; then shorter inference chunks (more programs per
 # SM: case (a)'s forward has 384 programs per launch, 1.5 waves of an H200's).  In order of interest, since a short
 # lease may cut the sweep off.
-SWEEP = [dict(), dict(backward_lane_sums=True), dict(backward_lane_sums=True, backward_direction_launches=True),
+SWEEP = [dict(), dict(paired_loads=False), dict(backward_lane_sums=True),
+         dict(backward_lane_sums=True, backward_direction_launches=True),
          dict(deterministic=True), dict(inference_programs_per_sm=4), dict(inference_programs_per_sm=8),
          dict(backward_direction_launches=True), dict(backward_dx_copies=True),
          dict(state_unroll=8), dict(state_unroll=16), dict(inference_tiles=32), dict(forward_block_d=64, num_warps=2),

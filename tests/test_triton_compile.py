@@ -256,3 +256,24 @@ def test_drop_in_rowwise_tiles_compile_to_the_same_structure(tmp_path):
         else:
             assert (b["shuffles"], b["shared_bytes"], b["spill_store_bytes"]) == (0, 0, 0), key
         assert b["sass_instructions"] <= 1.1 * a["sass_instructions"], (b["sass_instructions"], a["sass_instructions"])
+
+
+@pytest.mark.slow
+def test_paired_loads_halve_the_x_row_loads(tmp_path):
+    # TileConfig.paired_loads, on at the model's dt rank 12 (x's rows of 44 columns): the state-loop kernels read
+    # two adjacent columns of x (dt ranks; the B and C of two states) per 64-bit load (scan_kernels.load_pair).
+    # compile_check, sm_90, Triton 3.7.1: 32-96 such loads per kernel, 40-120 fewer static instructions (the state
+    # loop's trip and the rank loop's are counted once: about 6% and 10% of chunk_end_state's and forward_output's
+    # instructions executed per tile), and no new spills but the backward's 12 bytes (bench/README.md).
+    cases = ("layer fp32 rank 12",)
+    kernels = ("chunk_end_state_kernel", "forward_output_kernel", "chunk_adjoint_kernel", "backward_grads_kernel")
+    single = state_loop_builds(tmp_path, cases, ("PAIRED",), "--tiles", "paired_loads=False", kernels=kernels)
+    paired = state_loop_builds(tmp_path, cases, ("PAIRED",), kernels=kernels)
+    assert single.keys() == paired.keys() and {key[0] for key in paired} == set(kernels)
+    for key, b in paired.items():
+        a = single[key]
+        assert b["constexprs"]["PAIRED"] and not a["constexprs"]["PAIRED"], key
+        assert a["wide_loads"] == 0 and b["wide_loads"] >= 32, (key[0], b["wide_loads"])
+        assert b["sass_instructions"] < a["sass_instructions"], (key[0], b["sass_instructions"], a["sass_instructions"])
+        assert b["spill_store_bytes"] <= a["spill_store_bytes"] + 16, (key[0], b["spill_store_bytes"])
+        assert b["spill_store_bytes"] <= allowed_spills(b), (key[0], b["spill_store_bytes"])

@@ -103,6 +103,11 @@ class TileConfig:
             fewer static SASS instructions in the forward kernels and the backward (chunk_adjoint: -0.4%, +9%);
             under 3.7.1, which lays these tiles out right either way, it would cost 1-7% more static SASS in the
             forward kernels and chunk_adjoint, 3-9% and 124-148 bytes more spills in the backward (bench/README.md).
+        paired_loads: where the 2D layer's x_proj rows allow it (``ScanOperands.paired_x``: contiguous rows, an even
+            rank and state size, even strides, word-aligned tensors; the model's rank 12 and 44-column rows do), the
+            state-loop kernels read two adjacent columns (dt ranks, the B and C of two states) per load, as one 64-bit
+            word (32-bit for 16-bit inputs; ``scan_kernels.load_pair``), where Triton would make two 32-bit loads.
+            The values and the order of every sum are the same, so results are bit for bit those without it.
     """
 
     block_t: int = 32 if triton_interpreted() else 16
@@ -125,6 +130,7 @@ class TileConfig:
     state_unroll: int = 4
     carry_in_registers: bool = True
     rowwise_tiles: Optional[bool] = None
+    paired_loads: bool = True
 
     def forward_options(self, state_loop: bool) -> dict:
         """Launch options of ``chunk_end_state_kernel`` and ``forward_output_kernel`` (with the state loop or not)."""
@@ -397,7 +403,21 @@ class ScanOperands:
 
     def common_meta(self):
         return dict(ORDER=self.order, LOWRANK=self.lowrank, HAS_BIAS=self.has_bias,
-                    SOFTPLUS=self.softplus, R=self.rank, N=self.n_state, ROWWISE=self.rowwise)
+                    SOFTPLUS=self.softplus, R=self.rank, N=self.n_state, ROWWISE=self.rowwise, PAIRED=self.paired_x)
+
+    @property
+    def paired_x(self) -> bool:
+        """Whether the state-loop kernels may read x's rows two columns per load (``TileConfig.paired_loads``,
+        ``scan_kernels.load_pair``): every pair they read (ranks 2i and 2i + 1, states 2i and 2i + 1 of B and of C)
+        must start at a word of twice the element size.  So: contiguous columns, an even rank and state size, even
+        batch, position and direction strides (of x_low too) and word-aligned tensors."""
+        if not (self.lowrank and self.tiles.paired_loads):
+            return False
+        word = 2 * self.x.element_size()
+        strides = (*self.x_strides[:3], self.x_low_batch_stride)
+        return (self.x_strides[3] == 1 and self.rank % 2 == 0 and self.n_state % 2 == 0
+                and all(stride % 2 == 0 for stride in strides) and self.x_low.dtype == self.x.dtype
+                and self.x.data_ptr() % word == 0 and self.x_low.data_ptr() % word == 0)
 
     @property
     def rowwise(self) -> bool:

@@ -121,6 +121,23 @@ def _softplus(x):
 
 
 @triton.jit
+def load_pair(ptr):
+    """ptr[0] and ptr[1] as float32, read as one word: 64-bit for float32, 32-bit for 16-bit types.  Triton loads
+    the adjacent columns of an x_proj row (dt ranks, states of B and C) one 32-bit word at a time, since it cannot
+    prove their alignment (``tl.join`` of the pointers does not vectorize); through a wider pointer one LDG
+    replaces two.  ptr must be aligned to the word (``ScanOperands.paired_x``)."""
+    if ptr.dtype.element_ty == tl.float32:
+        word = tl.load(ptr.to(tl.pointer_type(tl.uint64)))
+        lo = (word & 0xFFFFFFFF).to(tl.uint32).to(tl.float32, bitcast=True)
+        hi = (word >> 32).to(tl.uint32).to(tl.float32, bitcast=True)
+    else:
+        word = tl.load(ptr.to(tl.pointer_type(tl.uint32)))
+        lo = (word & 0xFFFF).to(tl.uint16).to(ptr.dtype.element_ty, bitcast=True).to(tl.float32)
+        hi = (word >> 16).to(tl.uint16).to(ptr.dtype.element_ty, bitcast=True).to(tl.float32)
+    return lo, hi
+
+
+@triton.jit
 def x_rows(x_ptr, x_low_ptr, X, b64, pos64, is_low, k, ORDER: tl.constexpr):
     """Pointers (BLOCK_T,) to direction k's x_proj row [dt_low | B | C] at each step's position (low-resolution
     tokens in the low-resolution tensor), with the strides of X (see load_chunk).  Gradient buffers laid out like
@@ -292,14 +309,15 @@ def load_steps(
     s, b, k, d_block, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm,
     ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, R: tl.constexpr, N: tl.constexpr, STEPS_IN_REGISTERS: tl.constexpr = False,
-    ROWWISE: tl.constexpr = False,
+    ROWWISE: tl.constexpr = False, PAIRED: tl.constexpr = False,
 ):
     """Inputs of steps ``s`` (BLOCK_T,) for channels ``d`` (BLOCK_D,), channel block ``d_block``, with B and C as
     row pointers (the state-loop kernels read one state's column at a time; ``load_chunk`` loads whole tiles).
     STEPS_IN_REGISTERS: the caller's tiles hold all their steps in each thread (the state-loop kernels), where the
     dt projection's loads are cheapest unrolled and unmasked (below); with ROWWISE too, u and delta are read a row
     at a time (``load_td``), as the state-loop kernels then read and write all their (T, D) tiles of the drop-in's
-    tensors.
+    tensors.  PAIRED (with STEPS_IN_REGISTERS): x's rows are contiguous and word-aligned for ``load_pair``
+    (``ScanOperands.paired_x``), and the dt ranks are read two at a time.
 
     The inputs' pointers and strides come as tuples (``launch.ScanOperands.common_args``):
     U = (u, u_low, batch, position, channel strides, u_low's batch stride); X = (x_proj outputs, their low-res
@@ -339,7 +357,17 @@ def load_steps(
             # multi-tile kernels, so blocks of 4 ranks; the last block ends at rank R-1, overlapping the one before,
             # whose ranks it masks out.  The tile kernels, whose steps are spread over threads, keep the rolled
             # loop: unrolled it compiles to more loads and exponentials there.
-            if R >= 4:
+            if R >= 4 and PAIRED:
+                for i0 in range(0, R, 4):
+                    start = tl.minimum(i0, R - 4)  # even: R is
+                    for i1 in tl.static_range(0, 4, 2):
+                        lo, hi = load_pair(xrow + start + i1)
+                        w_rows = dtw_ptr + (k * Dm + d) * R + start + i1
+                        w_lo = tl.load(w_rows, mask=d_mask & ((d * 0 + start + i1) >= i0), other=0.0)
+                        w_hi = tl.load(w_rows + 1, mask=d_mask & ((d * 0 + start + i1 + 1) >= i0), other=0.0)
+                        delta_pre += lo[:, None] * w_lo.to(tl.float32)[None, :]
+                        delta_pre += hi[:, None] * w_hi.to(tl.float32)[None, :]
+            elif R >= 4:
                 for i0 in range(0, R, 4):
                     start = tl.minimum(i0, R - 4)
                     for i1 in tl.static_range(4):
@@ -417,22 +445,65 @@ def _tile_states(h0, t, delta, u, Bm, A):
 
 
 @triton.jit
-def _state_step(a, h0, delta, du, bn, c_rows, n, s_cn, first, last, y, OUTPUT: tl.constexpr):
-    """State n of a state-loop tile: returns y (T, D) + C_n h_n (when OUTPUT) and the end state h_n (D,)."""
+def _state_step(a, h0, delta, du, bn, cn, first, last, y, OUTPUT: tl.constexpr):
+    """One state of a state-loop tile, with its B and C columns bn, cn (T,): returns y (T, D) + C_n h_n (when
+    OUTPUT) and the end state h_n (D,)."""
     decay = tl.exp2(delta * a[None, :])
     # Invalid steps read position 0 (always in bounds) and have du = 0, delta = 0: decay 1, drive 0.
     drive = du * bn[:, None] + tl.where(first, decay * h0[None, :], 0.0)
     _, h = tl.associative_scan((decay, drive), 0, _combine)
     if OUTPUT:
-        y += tl.load(c_rows + n * s_cn).to(tl.float32)[:, None] * h
+        y += cn[:, None] * h
     # With the steps in each thread's registers the mask is known per register: the sum compiles to no instruction.
     return y, tl.sum(tl.where(last, h, 0.0), axis=0)
 
 
 @triton.jit
+def _state_columns(b_rows, c_rows, n, s_bn, s_cn, OUTPUT: tl.constexpr):
+    """B's and C's columns of state n (T,), float32 (C's only when OUTPUT; B's again in its place otherwise)."""
+    bn = tl.load(b_rows + n * s_bn).to(tl.float32)
+    cn = bn
+    if OUTPUT:
+        cn = tl.load(c_rows + n * s_cn).to(tl.float32)
+    return bn, cn
+
+
+@triton.jit
+def _state_column_pairs(b_rows, c_rows, n, OUTPUT: tl.constexpr):
+    """B's and C's columns of states n and n + 1 (T,), float32, one ``load_pair`` each (unit state stride)."""
+    b0, b1 = load_pair(b_rows + n)
+    c0, c1 = b0, b1
+    if OUTPUT:
+        c0, c1 = load_pair(c_rows + n)
+    return b0, c0, b1, c1
+
+
+@triton.jit
+def _state_in_memory(n, bn, cn, h0_rows, h0_mask, end_rows, A_rows, d_mask, delta, du, first, last, y,
+                     OUTPUT: tl.constexpr, STORE_END: tl.constexpr):
+    """State n of ``_state_loop_tile`` entered from h0_rows and, when STORE_END, left at end_rows: returns y."""
+    a = tl.load(A_rows + n, mask=d_mask, other=0.0).to(tl.float32) * LOG2E
+    h0 = tl.load(h0_rows + n, mask=h0_mask, other=0.0)
+    y, h_end = _state_step(a, h0, delta, du, bn, cn, first, last, y, OUTPUT)
+    if STORE_END:
+        tl.store(end_rows + n, h_end, mask=d_mask)
+    return y
+
+
+@triton.jit
+def _state_in_registers(n, bn, cn, rows, states, A_rows, d_mask, delta, du, first, last, y, OUTPUT: tl.constexpr):
+    """State n (a constant) of ``_state_loop_tile`` entered from and left in row n of states (N, D): returns y and
+    states."""
+    a = tl.load(A_rows + n, mask=d_mask, other=0.0).to(tl.float32) * LOG2E
+    h0 = tl.sum(tl.where(rows == n, states, 0.0), axis=0)  # row n: no instruction (see _state_step)
+    y, h_end = _state_step(a, h0, delta, du, bn, cn, first, last, y, OUTPUT)
+    return y, tl.where(rows == n, h_end[None, :], states)
+
+
+@triton.jit
 def _state_loop_tile(h0_rows, h0_mask, end_rows, A_rows, d_mask, t, delta, u, b_rows, c_rows, s_bn, s_cn, y, states,
                      N: tl.constexpr, OUTPUT: tl.constexpr, STORE_END: tl.constexpr, UNROLL: tl.constexpr = 1,
-                     IN_REGISTERS: tl.constexpr = False):
+                     IN_REGISTERS: tl.constexpr = False, PAIRED: tl.constexpr = False):
     """A tile of the recurrence solved one state at a time: returns y (T, D) + sum_n C_n h_n (y unchanged unless
     OUTPUT; passing the D skip in as y frees u's registers before the loop) and ``states``.
 
@@ -445,6 +516,8 @@ def _state_loop_tile(h0_rows, h0_mask, end_rows, A_rows, d_mask, t, delta, u, b_
     returns its end states there, instead of reading h0_rows and writing end_rows: a multi-tile chunk then carries
     its states between tiles in N registers per channel instead of through memory (the PTX has no instruction for
     picking or replacing row n, and no shuffle).
+    PAIRED (``load_steps``'s; B and C then lie in x's rows, state stride 1): with an even UNROLL, the states' B and
+    C columns are read two states at a time (``load_pair``).
 
     Why one state at a time: a (T, D, N) tile lays the N states across a warp's lanes, so each output is a sum over
     lanes (4 shuffle rounds per element) and the kernels hold three such tiles.  Here a (T, D) tile with the steps
@@ -454,25 +527,36 @@ def _state_loop_tile(h0_rows, h0_mask, end_rows, A_rows, d_mask, t, delta, u, b_
     du = delta * u
     first = (t == 0)[:, None]
     last = (t == t.shape[0] - 1)[:, None]
+    pairs: tl.constexpr = PAIRED and UNROLL % 2 == 0
     if IN_REGISTERS:
         tl.static_assert(UNROLL == N, "states carried in registers need every state index to be a constant")
         rows = tl.arange(0, N)[:, None]
-        for n in tl.static_range(N):
-            a = tl.load(A_rows + n, mask=d_mask, other=0.0).to(tl.float32) * LOG2E
-            h0 = tl.sum(tl.where(rows == n, states, 0.0), axis=0)  # row n: no instruction (see _state_step)
-            bn = tl.load(b_rows + n * s_bn).to(tl.float32)
-            y, h_end = _state_step(a, h0, delta, du, bn, c_rows, n, s_cn, first, last, y, OUTPUT)
-            states = tl.where(rows == n, h_end[None, :], states)
+        if pairs:
+            for n in tl.static_range(0, N, 2):
+                b0, c0, b1, c1 = _state_column_pairs(b_rows, c_rows, n, OUTPUT)
+                y, states = _state_in_registers(n, b0, c0, rows, states, A_rows, d_mask, delta, du, first, last, y,
+                                                OUTPUT)
+                y, states = _state_in_registers(n + 1, b1, c1, rows, states, A_rows, d_mask, delta, du, first, last,
+                                                y, OUTPUT)
+        else:
+            for n in tl.static_range(N):
+                bn, cn = _state_columns(b_rows, c_rows, n, s_bn, s_cn, OUTPUT)
+                y, states = _state_in_registers(n, bn, cn, rows, states, A_rows, d_mask, delta, du, first, last, y,
+                                                OUTPUT)
     else:
         for n0 in range(0, N, UNROLL):
-            for i in tl.static_range(UNROLL):
-                n = n0 + i
-                a = tl.load(A_rows + n, mask=d_mask, other=0.0).to(tl.float32) * LOG2E
-                h0 = tl.load(h0_rows + n, mask=h0_mask, other=0.0)
-                bn = tl.load(b_rows + n * s_bn).to(tl.float32)
-                y, h_end = _state_step(a, h0, delta, du, bn, c_rows, n, s_cn, first, last, y, OUTPUT)
-                if STORE_END:
-                    tl.store(end_rows + n, h_end, mask=d_mask)
+            if pairs:
+                for i in tl.static_range(0, UNROLL, 2):
+                    b0, c0, b1, c1 = _state_column_pairs(b_rows, c_rows, n0 + i, OUTPUT)
+                    y = _state_in_memory(n0 + i, b0, c0, h0_rows, h0_mask, end_rows, A_rows, d_mask, delta, du,
+                                         first, last, y, OUTPUT, STORE_END)
+                    y = _state_in_memory(n0 + i + 1, b1, c1, h0_rows, h0_mask, end_rows, A_rows, d_mask, delta, du,
+                                         first, last, y, OUTPUT, STORE_END)
+            else:
+                for i in tl.static_range(UNROLL):
+                    bn, cn = _state_columns(b_rows, c_rows, n0 + i, s_bn, s_cn, OUTPUT)
+                    y = _state_in_memory(n0 + i, bn, cn, h0_rows, h0_mask, end_rows, A_rows, d_mask, delta, du,
+                                         first, last, y, OUTPUT, STORE_END)
     return y, states
 
 
@@ -490,6 +574,7 @@ def chunk_end_state_kernel(
     SOFTPLUS: tl.constexpr, R: tl.constexpr, N: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, TILES: tl.constexpr, STATE_LOOP: tl.constexpr,
     STATE_UNROLL: tl.constexpr = 1, CARRY_IN_REGISTERS: tl.constexpr = False, ROWWISE: tl.constexpr = False,
+    PAIRED: tl.constexpr = False,
 ):
     """State at the end of each chunk when the chunk starts from zero, and the chunk's sum of delta.
 
@@ -515,12 +600,14 @@ def chunk_end_state_kernel(
             s = (pid_c * TILES + j) * BLOCK_T + t
             pos, is_low, valid, u, delta_pre, delta, b_rows, c_rows, s_bn, s_cn = load_steps(
                 s, b, k, pid_d, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS,
-                SOFTPLUS, R, N, STEPS_IN_REGISTERS=True, ROWWISE=ROWWISE)
+                SOFTPLUS, R, N, STEPS_IN_REGISTERS=True, ROWWISE=ROWWISE,
+                PAIRED=PAIRED)
             # The first tile starts from zero; later ones from the state the previous one left in the slot (or in
             # registers).  (y is unused.)
             _, states = _state_loop_tile(rows, d_mask & ((d * 0 + j) > 0), rows, A_ptr + (k * Dm + d) * N, d_mask, t,
                                          delta, u, b_rows, c_rows, s_bn, s_cn, delta, states, N, OUTPUT=False,
-                                         STORE_END=not in_registers, UNROLL=unroll, IN_REGISTERS=in_registers)
+                                         STORE_END=not in_registers, UNROLL=unroll, IN_REGISTERS=in_registers,
+                                         PAIRED=PAIRED)
             dsum += tl.sum(delta, axis=0)
         if in_registers:
             tl.store(rows[None, :] + tl.arange(0, N)[:, None], states, mask=d_mask[None, :])
@@ -637,6 +724,7 @@ def forward_output_kernel(
     R: tl.constexpr, N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, TILES: tl.constexpr,
     STATE_LOOP: tl.constexpr, STATE_UNROLL: tl.constexpr = 1, CARRY_IN_REGISTERS: tl.constexpr = False,
     STORE_FIRST: tl.constexpr = False, SCALE_FIRST: tl.constexpr = False, ROWWISE: tl.constexpr = False,
+    PAIRED: tl.constexpr = False,
 ):
     """y_t = C_t . h_t + D u_t (times silu(z_t)) from the chunk's entry state, written at each step's position.
 
@@ -696,7 +784,8 @@ def forward_output_kernel(
             if STATE_LOOP:
                 pos, is_low, valid, u, delta_pre, delta, b_rows, c_rows, s_bn, s_cn = load_steps(
                     s, b, k, pid_d, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS,
-                    SOFTPLUS, R, N, STEPS_IN_REGISTERS=True, ROWWISE=ROWWISE)
+                    SOFTPLUS, R, N, STEPS_IN_REGISTERS=True, ROWWISE=ROWWISE,
+                PAIRED=PAIRED)
                 y = tl.zeros([BLOCK_T, BLOCK_D], dtype=tl.float32)
                 if HAS_D:
                     y = u * Dk[None, :]
@@ -705,7 +794,7 @@ def forward_output_kernel(
                                              scratch_rows, A_ptr + (k * Dm + d) * N, d_mask, t, delta, u, b_rows,
                                              c_rows, s_bn, s_cn, y, states, N, OUTPUT=True,
                                              STORE_END=TILES > 1 and not in_registers, UNROLL=unroll,
-                                             IN_REGISTERS=in_registers)
+                                             IN_REGISTERS=in_registers, PAIRED=PAIRED)
             else:
                 pos, is_low, valid, u, delta_pre, delta, Bm, Cm = load_chunk(
                     s, b, k, pid_d, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS,
@@ -825,7 +914,7 @@ def chunk_adjoint_kernel(
     SOFTPLUS: tl.constexpr, HAS_Z: tl.constexpr, SUM_DIRECTIONS: tl.constexpr, HAS_WEIGHT: tl.constexpr,
     LN_UPSTREAM: tl.constexpr, HAS_D: tl.constexpr,
     R: tl.constexpr, N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, STATE_LOOP: tl.constexpr = False,
-    STATE_UNROLL: tl.constexpr = 1, ROWWISE: tl.constexpr = False,
+    STATE_UNROLL: tl.constexpr = 1, ROWWISE: tl.constexpr = False, PAIRED: tl.constexpr = False,
 ):
     """Adjoint of each chunk with nothing arriving from later chunks, taken back through its first decay:
     local = exp(delta_t0 A) * g_t0, the gradient the chunk sends to the state entering it.
@@ -845,7 +934,8 @@ def chunk_adjoint_kernel(
         t = tl.arange(0, BLOCK_T)
         pos, is_low, valid, u, delta_pre, delta, b_rows, c_rows, s_bn, s_cn = load_steps(
             pid_c * BLOCK_T + t, b, k, tl.program_id(1), d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER,
-            LOWRANK, HAS_BIAS, SOFTPLUS, R, N, STEPS_IN_REGISTERS=True, ROWWISE=ROWWISE)
+            LOWRANK, HAS_BIAS, SOFTPLUS, R, N, STEPS_IN_REGISTERS=True, ROWWISE=ROWWISE,
+                PAIRED=PAIRED)
         A_rows = A_ptr + (k * Dm + d) * N
         y = tl.zeros([BLOCK_T, BLOCK_D], dtype=tl.float32)
         if LN_UPSTREAM:  # the LayerNorm gradient depends on y: recompute the chunk's outputs
@@ -853,7 +943,8 @@ def chunk_adjoint_kernel(
                 y = u * tl.load(Dskip_ptr + k * Dm + d, mask=d_mask, other=0.0).to(tl.float32)[None, :]
             entry_rows = entry_ptr + (base + d) * N
             y, _ = _state_loop_tile(entry_rows, d_mask, entry_rows, A_rows, d_mask, t, delta, u, b_rows, c_rows,
-                                    s_bn, s_cn, y, u, N, OUTPUT=True, STORE_END=False, UNROLL=STATE_UNROLL)
+                                    s_bn, s_cn, y, u, N, OUTPUT=True, STORE_END=False, UNROLL=STATE_UNROLL,
+                                    PAIRED=PAIRED)
     else:
         d, d_mask, t, n, pos, is_low, valid, u, delta_pre, delta, Bm, Cm, A = _backward_chunk(
             b, k, tl.program_id(1), pid_c, U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, H, W, Dm, ORDER, LOWRANK,
@@ -946,7 +1037,7 @@ def _backward_state_loop(
     SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, SUM_DIRECTIONS: tl.constexpr,
     HAS_WEIGHT: tl.constexpr, LN_UPSTREAM: tl.constexpr, DX_COPIES: tl.constexpr, DU_OWNED: tl.constexpr,
     LANE_SUMS: tl.constexpr, ROWWISE: tl.constexpr, R: tl.constexpr,
-    N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, RP: tl.constexpr,
+    N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, RP: tl.constexpr, PAIRED: tl.constexpr,
 ):
     """``backward_grads_kernel`` one state at a time (its STATE_LOOP): the 2D layer (LOWRANK) and the drop-in scan.
 
@@ -979,7 +1070,8 @@ def _backward_state_loop(
     t = tl.arange(0, BLOCK_T)
     pos, is_low, valid, u, delta_pre, delta, b_rows, c_rows, s_bn, s_cn = load_steps(
         pid_c * BLOCK_T + t, b, k, pid_d, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER,
-        LOWRANK, HAS_BIAS, SOFTPLUS, R, N, STEPS_IN_REGISTERS=True, ROWWISE=ROWWISE)
+        LOWRANK, HAS_BIAS, SOFTPLUS, R, N, STEPS_IN_REGISTERS=True, ROWWISE=ROWWISE,
+                PAIRED=PAIRED)
     pos64 = pos.to(tl.int64)
     mask_td = valid[:, None] & d_mask[None, :]
     chunk_base = (pid_bk.to(tl.int64) * n_chunks + pid_c) * Dm
@@ -1085,7 +1177,7 @@ def backward_grads_kernel(
     HAS_WEIGHT: tl.constexpr, LN_UPSTREAM: tl.constexpr, DETERMINISTIC: tl.constexpr, R: tl.constexpr,
     N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, RP: tl.constexpr,
     STATE_LOOP: tl.constexpr = False, DX_COPIES: tl.constexpr = False, DU_OWNED: tl.constexpr = False,
-    LANE_SUMS: tl.constexpr = False, ROWWISE: tl.constexpr = False,
+    LANE_SUMS: tl.constexpr = False, ROWWISE: tl.constexpr = False, PAIRED: tl.constexpr = False,
 ):
     """All gradients of one chunk: recompute h from the chunk's entry state, run the adjoint recurrence
     g_t = C_t dy_t + exp(delta_{t+1} A) g_{t+1} from the adjoint arriving at the chunk's end, then
@@ -1122,7 +1214,7 @@ def backward_grads_kernel(
             z_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr, gbar_ptr, L_high,
             U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks, b, k, pid_bk, pid_c, s_dx_part,
             s_dxl_part, ORDER, LOWRANK, HAS_BIAS, SOFTPLUS, HAS_D, HAS_Z, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM,
-            DX_COPIES, DU_OWNED, LANE_SUMS, ROWWISE, R, N, BLOCK_T, BLOCK_D, RP)
+            DX_COPIES, DU_OWNED, LANE_SUMS, ROWWISE, R, N, BLOCK_T, BLOCK_D, RP, PAIRED)
         return
     first_block, n_blocks = _channel_blocks(Dm, BC[10], BLOCK_D, DETERMINISTIC)
     for blk in range(n_blocks):
