@@ -351,9 +351,11 @@ class ScanOperands:
     tiles_per_chunk: int = field(init=False)
     n_chunks: int = field(init=False)
     state_loop_block: int = field(init=False)
+    paired_x: bool = field(init=False)
 
     def __post_init__(self):
         self.state_loop_block = self._fitted_state_loop_block()
+        self.paired_x = self._pairs_aligned()  # once: common_meta() runs at every launch
         self.tiles_per_chunk = 1 if self.for_backward else self.inference_chunk_tiles(
             self.length, self.batch * self.channel_blocks(self.forward_block_d))
         self.n_chunks = cdiv(self.length, self.tiles.block_t * self.tiles_per_chunk)
@@ -405,12 +407,11 @@ class ScanOperands:
         return dict(ORDER=self.order, LOWRANK=self.lowrank, HAS_BIAS=self.has_bias,
                     SOFTPLUS=self.softplus, R=self.rank, N=self.n_state, ROWWISE=self.rowwise, PAIRED=self.paired_x)
 
-    @property
-    def paired_x(self) -> bool:
-        """Whether the state-loop kernels may read x's rows two columns per load (``TileConfig.paired_loads``,
-        ``scan_kernels.load_pair``): every pair they read (ranks 2i and 2i + 1, states 2i and 2i + 1 of B and of C)
-        must start at a word of twice the element size.  So: contiguous columns, an even rank and state size, even
-        batch, position and direction strides (of x_low too) and word-aligned tensors."""
+    def _pairs_aligned(self) -> bool:
+        """``paired_x``: whether the state-loop kernels may read x's rows two columns per load
+        (``TileConfig.paired_loads``, ``scan_kernels.load_pair``): every pair they read (ranks 2i and 2i + 1, states
+        2i and 2i + 1 of B and of C) must start at a word of twice the element size. So: contiguous columns, an even
+        rank and state size, even batch, position and direction strides (of x_low too) and word-aligned tensors."""
         if not (self.lowrank and self.tiles.paired_loads):
             return False
         word = 2 * self.x.element_size()
