@@ -600,8 +600,7 @@ def chunk_end_state_kernel(
             s = (pid_c * TILES + j) * BLOCK_T + t
             pos, is_low, valid, u, delta_pre, delta, b_rows, c_rows, s_bn, s_cn = load_steps(
                 s, b, k, pid_d, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS,
-                SOFTPLUS, R, N, STEPS_IN_REGISTERS=True, ROWWISE=ROWWISE,
-                PAIRED=PAIRED)
+                SOFTPLUS, R, N, STEPS_IN_REGISTERS=True, ROWWISE=ROWWISE, PAIRED=PAIRED)
             # The first tile starts from zero; later ones from the state the previous one left in the slot (or in
             # registers).  (y is unused.)
             _, states = _state_loop_tile(rows, d_mask & ((d * 0 + j) > 0), rows, A_ptr + (k * Dm + d) * N, d_mask, t,
@@ -784,8 +783,7 @@ def forward_output_kernel(
             if STATE_LOOP:
                 pos, is_low, valid, u, delta_pre, delta, b_rows, c_rows, s_bn, s_cn = load_steps(
                     s, b, k, pid_d, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS,
-                    SOFTPLUS, R, N, STEPS_IN_REGISTERS=True, ROWWISE=ROWWISE,
-                PAIRED=PAIRED)
+                    SOFTPLUS, R, N, STEPS_IN_REGISTERS=True, ROWWISE=ROWWISE, PAIRED=PAIRED)
                 y = tl.zeros([BLOCK_T, BLOCK_D], dtype=tl.float32)
                 if HAS_D:
                     y = u * Dk[None, :]
@@ -934,8 +932,7 @@ def chunk_adjoint_kernel(
         t = tl.arange(0, BLOCK_T)
         pos, is_low, valid, u, delta_pre, delta, b_rows, c_rows, s_bn, s_cn = load_steps(
             pid_c * BLOCK_T + t, b, k, tl.program_id(1), d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER,
-            LOWRANK, HAS_BIAS, SOFTPLUS, R, N, STEPS_IN_REGISTERS=True, ROWWISE=ROWWISE,
-                PAIRED=PAIRED)
+            LOWRANK, HAS_BIAS, SOFTPLUS, R, N, STEPS_IN_REGISTERS=True, ROWWISE=ROWWISE, PAIRED=PAIRED)
         A_rows = A_ptr + (k * Dm + d) * N
         y = tl.zeros([BLOCK_T, BLOCK_D], dtype=tl.float32)
         if LN_UPSTREAM:  # the LayerNorm gradient depends on y: recompute the chunk's outputs
@@ -1070,8 +1067,7 @@ def _backward_state_loop(
     t = tl.arange(0, BLOCK_T)
     pos, is_low, valid, u, delta_pre, delta, b_rows, c_rows, s_bn, s_cn = load_steps(
         pid_c * BLOCK_T + t, b, k, pid_d, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER,
-        LOWRANK, HAS_BIAS, SOFTPLUS, R, N, STEPS_IN_REGISTERS=True, ROWWISE=ROWWISE,
-                PAIRED=PAIRED)
+        LOWRANK, HAS_BIAS, SOFTPLUS, R, N, STEPS_IN_REGISTERS=True, ROWWISE=ROWWISE, PAIRED=PAIRED)
     pos64 = pos.to(tl.int64)
     mask_td = valid[:, None] & d_mask[None, :]
     chunk_base = (pid_bk.to(tl.int64) * n_chunks + pid_c) * Dm
