@@ -3,7 +3,8 @@
 import torch
 import torch.nn.functional as F
 
-from scan2d import ChannelGate, ScanDirection, selective_scan_ref
+from scan2d import ChannelGate, ScanDirection, directional_scan, selective_scan_ref
+from scan2d.triton.launch import tile_config
 from scan2d.directions import _order
 
 
@@ -25,6 +26,18 @@ def make_layer_inputs(batch, height, width, dim, K, n_state=4, rank=3, cross_sca
         inputs["u_low"] = rnd(batch, low, dim)
         inputs["xdbl_low"] = rnd(batch, low, K, rank + 2 * n_state)
     return {k: v.to(dtype) for k, v in inputs.items()}
+
+
+def run_triton_layer(inp, directions, height, width, grad, **tiles):
+    """Output and gradients (of ``inp``'s tensors, in sorted order) of the Triton layer under ``tiles``; the
+    output's gradient is a fixed ramp."""
+    leaves = {k: v.detach().clone().requires_grad_(grad) for k, v in inp.items()}
+    with tile_config(**tiles), torch.set_grad_enabled(grad):
+        out = directional_scan(**leaves, directions=directions, height=height, width=width, backend="triton")
+        if not grad:
+            return [out]
+        out.backward(torch.linspace(-1, 1, out.numel(), dtype=out.dtype, device=out.device).view_as(out))
+    return [out] + [leaves[k].grad for k in sorted(leaves)]
 
 
 def make_gate(dim, K, dtype=torch.float64, seed=1, device="cpu"):

@@ -1,5 +1,9 @@
 """A stand-in for a Triton kernel that records how the host launched it (which kernel ran where)."""
 
+# The kernels of the 2D layer that run the state loops (and take its per-layer compile-time choices).
+STATE_LOOP_KERNELS = ("chunk_end_state_kernel", "forward_output_kernel", "chunk_adjoint_kernel",
+                      "backward_grads_kernel")
+
 
 def _default_record(name, grid, meta):
     """(name, STATE_LOOP, BLOCK_D, grid, (DX_COPIES, DU_OWNED, LANE_SUMS))."""

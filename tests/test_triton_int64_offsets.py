@@ -66,14 +66,14 @@ def pointer_offsets():
         interpreter.InterpreterBuilder.create_addptr = original
 
 
-def _layer(batch, height, width, gated=False, weighted=False, cross_scale="aligned", grad=True, rank=3):
+def _layer(batch, height, width, gated=False, weighted=False, cross_scale="aligned", grad=True, rank=3, window=4):
     dim, K = 12, 2
     inp = make_layer_inputs(batch, height, width, dim, K, rank=rank, cross_scale=cross_scale is not None,
                             dtype=torch.float32)
     inp = {k: v.requires_grad_(grad) for k, v in inp.items()}
     gate = make_gate(dim, K, dtype=torch.float32) if gated else None
     weights = torch.rand(batch, K, dim) + 0.5 if weighted else None
-    out = directional_scan(**inp, directions=directions_for(K, 4, cross_scale), height=height, width=width,
+    out = directional_scan(**inp, directions=directions_for(K, window, cross_scale), height=height, width=width,
                            gate=gate, direction_weights=weights, backend="triton")
     if grad:
         out.square().sum().backward()
@@ -108,6 +108,10 @@ RUNS = [
     ("inference-states-through-memory", dict(block_t=4, inference_tiles=4, inference_programs_per_sm=0,
                                               carry_in_registers=False), False,
      lambda b, h, w: _layer(b, h, w, grad=False)),
+    # Windows of 2 x 2 steps hold whole 4-step tiles: positions worked out per tile (TileConfig.window_tiles).
+    ("windows-holding-tiles", dict(block_t=4), False, lambda b, h, w: _layer(b, h, w, cross_scale=None, window=2)),
+    ("inference-windows-holding-tiles", dict(block_t=4, inference_tiles=4, inference_programs_per_sm=0), False,
+     lambda b, h, w: _layer(b, h, w, cross_scale=None, window=2, grad=False)),
     ("gated-tile-kernels", dict(forward_state_loop=False, backward_state_loop=False), False,
      lambda b, h, w: _layer(b, h, w, gated=True)),
     ("drop-in", {}, False, lambda b, h, w: _drop_in(b, h, w, groups=0)),

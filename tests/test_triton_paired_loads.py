@@ -5,26 +5,14 @@ those of one column per load.  The host takes the paired path only where every p
 import pytest
 import torch
 
-from directional_cases import make_layer_inputs
-from launch_spy import LaunchSpy
-from scan2d import ScanDirection, directional_scan
+from directional_cases import make_layer_inputs, run_triton_layer
+from launch_spy import STATE_LOOP_KERNELS, LaunchSpy
+from scan2d import ScanDirection
 from scan2d.directional.triton_op import _operands
 from scan2d.triton import launch
 from scan2d.triton.launch import tile_config
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-KERNELS = ("chunk_end_state_kernel", "forward_output_kernel", "chunk_adjoint_kernel", "backward_grads_kernel")
-
-
-def run_layer(inp, directions, height, width, grad, **tiles):
-    """Output and gradients of the Triton layer under ``tiles``."""
-    leaves = {k: v.detach().clone().requires_grad_(grad) for k, v in inp.items()}
-    with tile_config(**tiles), torch.set_grad_enabled(grad):
-        out = directional_scan(**leaves, directions=directions, height=height, width=width, backend="triton")
-        if not grad:
-            return [out]
-        out.backward(torch.linspace(-1, 1, out.numel(), dtype=out.dtype, device=out.device).view_as(out))
-    return [out] + [leaves[k].grad for k in sorted(leaves)]
 
 
 @pytest.mark.parametrize("cross_scale,dtype,grad,tiles", [
@@ -35,17 +23,17 @@ def run_layer(inp, directions, height, width, grad, **tiles):
 ])
 def test_paired_loads_give_bit_identical_results(monkeypatch, cross_scale, dtype, grad, tiles):
     seen = []
-    for name in KERNELS:
+    for name in STATE_LOOP_KERNELS:
         monkeypatch.setattr(launch.K, name, LaunchSpy(getattr(launch.K, name), seen,
                                                       record=lambda name, grid, meta: meta.get("PAIRED")))
     directions = (ScanDirection(4, False, False, cross_scale), ScanDirection(4, True, True, cross_scale))
     # rank 6: two blocks of 4 ranks, the second overlapping the first (ranks 2-5, 2-3 masked), as rank 12 has not.
     inp = {k: v.to(DEVICE, dtype) for k, v in make_layer_inputs(1, 5, 7, 9, 2, n_state=4, rank=6,
                                                                 cross_scale=cross_scale is not None).items()}
-    paired = run_layer(inp, directions, 5, 7, grad, **tiles)
+    paired = run_triton_layer(inp, directions, 5, 7, grad, **tiles)
     assert seen and all(seen), seen  # every state-loop launch read pairs
     seen.clear()
-    single = run_layer(inp, directions, 5, 7, grad, paired_loads=False, **tiles)
+    single = run_triton_layer(inp, directions, 5, 7, grad, paired_loads=False, **tiles)
     assert seen and not any(seen), seen
     for a, b in zip(paired, single):
         assert torch.equal(a, b), (a - b).abs().max()

@@ -4,13 +4,17 @@ import pytest
 import torch
 import triton
 import triton.language as tl
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from directional_cases import make_layer_inputs, run_triton_layer
+from launch_spy import STATE_LOOP_KERNELS, LaunchSpy
 from scan2d import ScanDirection
+from scan2d.directional.triton_op import _operands
 from scan2d.directions import _order
-from scan2d.triton.launch import ORDER_OF, direction_table, division_magic
-from scan2d.triton.positions import step_positions
+from scan2d.triton import launch
+from scan2d.triton.launch import ORDER_OF, direction_rows, direction_table, division_magic, tile_config
+from scan2d.triton.positions import step_positions, tile_positions
 
 
 @triton.jit
@@ -81,3 +85,83 @@ def test_direction_table_is_built_once_per_geometry():
     other = direction_table(dirs, 20, 12, "cpu")
     assert other is not first and not torch.equal(other, first)
     assert first.dtype == torch.int32 and first.shape[0] == 2
+
+
+@triton.jit
+def _tile_positions_kernel(dirs_ptr, pos_ptr, low_ptr, valid_ptr, H, W, tiles, ORDER: tl.constexpr,
+                           IN_WINDOW: tl.constexpr, BLOCK: tl.constexpr):
+    t = tl.arange(0, BLOCK)
+    for i in range(tiles):  # one program: the interpreter's cost is per program
+        s0 = i * BLOCK
+        pos, is_low, valid = tile_positions(s0, t, 0, dirs_ptr, H, W, ORDER, IN_WINDOW)
+        tl.store(pos_ptr + s0 + t, pos)
+        tl.store(low_ptr + s0 + t, is_low.to(tl.int32))
+        tl.store(valid_ptr + s0 + t, valid.to(tl.int32))
+
+
+def tile_positions_of(direction, height, width, block, in_window):
+    """(pos, is_low, valid) of every tile of ``block`` steps of the padded scan, and of one tile past its end."""
+    table = direction_table([direction], height, width, "cpu")
+    tiles = triton.cdiv(int(table[0, 4]), block) + 1
+    out = [torch.full((tiles * block,), -7, dtype=torch.int32) for _ in range(3)]
+    _tile_positions_kernel[(1,)](table, *out, height, width, tiles, ORDER=ORDER_OF[direction.cross_scale],
+                                 IN_WINDOW=in_window, BLOCK=block)
+    return out
+
+
+@given(st.integers(1, 24), st.integers(1, 24), st.sampled_from([None, 2, 4, 6, 8, 12, 16, 64]), st.booleans(),
+       st.booleans())
+def test_positions_worked_out_per_tile_inside_a_window_are_the_same(height, width, window, column_first, reverse):
+    # positions.tile_positions' IN_WINDOW path (each tile's window once, each step from it) against the per-step
+    # division, on every tile of a direction whose window area is a multiple of the tile (the kernels' condition,
+    # ScanOperands.tiles_in_windows), cut-short edge windows and the tile past the end included.  Tiles of 4 to 32
+    # steps: the largest that divides the window area.
+    d = ScanDirection(window, column_first, reverse)
+    _, _, win_h, win_w, *_ = direction_rows([d], height, width)[0]
+    area = win_h * win_w
+    assume(area % 4 == 0)
+    block = 32
+    while area % block:
+        block //= 2
+    per_tile = tile_positions_of(d, height, width, block, in_window=True)
+    per_step = tile_positions_of(d, height, width, block, in_window=False)
+    for a, b in zip(per_tile, per_step):
+        assert torch.equal(a, b)
+
+
+def layer_operands(directions, height, width, **tiles):
+    inp = make_layer_inputs(1, height, width, 8, len(directions), n_state=4, rank=2, dtype=torch.float32)
+    with tile_config(**tiles):
+        return _operands(**inp, directions=directions, height=height, width=width, u_low=None, xdbl_low=None)
+
+
+def test_kernels_take_positions_per_tile_where_every_window_holds_whole_tiles():
+    pair = lambda w: (ScanDirection(w), ScanDirection(w, True, True))  # noqa: E731
+    assert layer_operands(pair(8), 20, 12, block_t=16).tiles_in_windows  # area 64, edge windows cut short
+    assert layer_operands(pair(4), 9, 9, block_t=16).tiles_in_windows  # area 16
+    assert not layer_operands(pair(4), 9, 9, block_t=32).tiles_in_windows
+    assert not layer_operands(pair(8), 5, 12, block_t=16).tiles_in_windows  # windows cut to 5 x 8 (area 40)
+    assert not layer_operands((ScanDirection(8), ScanDirection(6)), 16, 16, block_t=16).tiles_in_windows
+    assert layer_operands(pair(None), 4, 12, block_t=16).tiles_in_windows  # a global scan of 48 pixels
+    assert not layer_operands(pair(8), 16, 16, block_t=16, window_tiles=False).tiles_in_windows
+
+
+@pytest.mark.parametrize("cross_scale", [None, "aligned"])
+def test_layer_results_are_bit_identical_with_positions_per_tile(monkeypatch, cross_scale):
+    # The same integers reach the same loads: output and every gradient equal with TileConfig.window_tiles on and
+    # off.  Windows of 4 at 16-step tiles (a 10 x 7 map: cut-short edge windows), both orders, one reversed; the
+    # cross-scale scan keeps the per-step path (its groups of five cross tiles).
+    seen = []
+    for name in STATE_LOOP_KERNELS:
+        monkeypatch.setattr(launch.K, name, LaunchSpy(getattr(launch.K, name), seen,
+                                                      record=lambda name, grid, meta: meta["IN_WINDOW"]))
+    directions = (ScanDirection(4, False, False, cross_scale), ScanDirection(4, True, True, cross_scale))
+    inp = make_layer_inputs(2, 10, 7, 9, 2, n_state=4, rank=3, cross_scale=cross_scale is not None,
+                            dtype=torch.float32)
+    per_tile = run_triton_layer(inp, directions, 10, 7, True, block_t=16)
+    assert seen and all(seen) == (cross_scale is None), seen
+    seen.clear()
+    per_step = run_triton_layer(inp, directions, 10, 7, True, block_t=16, window_tiles=False)
+    assert seen and not any(seen), seen
+    for a, b in zip(per_tile, per_step):
+        assert torch.equal(a, b), (a - b).abs().max()

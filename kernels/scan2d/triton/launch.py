@@ -108,6 +108,11 @@ class TileConfig:
             state-loop kernels read two adjacent columns (dt ranks, the B and C of two states) per load, as one 64-bit
             word (32-bit for 16-bit inputs; ``scan_kernels.load_pair``), where Triton would make two 32-bit loads.
             The values and the order of every sum are the same, so results are bit for bit those without it.
+        window_tiles: where every tile lies inside one window of a plain windowed scan (``ScanOperands.
+            tiles_in_windows``: window areas that are multiples of block_t, e.g. the model's windows of 8 at 16-step
+            tiles, and the drop-in scan's sequences of a multiple of block_t steps), the kernels work out each tile's
+            window once and each step's position from it (``positions.tile_positions``) instead of dividing every
+            step's index by the window's sizes.  The positions are the same integers either way.
     """
 
     block_t: int = 32 if triton_interpreted() else 16
@@ -131,6 +136,7 @@ class TileConfig:
     carry_in_registers: bool = True
     rowwise_tiles: Optional[bool] = None
     paired_loads: bool = True
+    window_tiles: bool = True
 
     def forward_options(self, state_loop: bool) -> dict:
         """Launch options of ``chunk_end_state_kernel`` and ``forward_output_kernel`` (with the state loop or not)."""
@@ -329,7 +335,8 @@ class ScanOperands:
     D: Optional[torch.Tensor]   # (K, D)
     z: Optional[torch.Tensor]
     z_strides: tuple
-    dirs: torch.Tensor          # (K, 8) int32
+    dirs: torch.Tensor          # (K, positions.DIRECTION_COLUMNS) int32: direction_table(directions, height, width)
+    directions: tuple           # the ScanDirections of dirs' rows
     batch: int
     K: int
     dim: int
@@ -352,10 +359,12 @@ class ScanOperands:
     n_chunks: int = field(init=False)
     state_loop_block: int = field(init=False)
     paired_x: bool = field(init=False)
+    tiles_in_windows: bool = field(init=False)
 
     def __post_init__(self):
         self.state_loop_block = self._fitted_state_loop_block()
         self.paired_x = self._pairs_aligned()  # once: common_meta() runs at every launch
+        self.tiles_in_windows = self._tiles_in_windows()
         self.tiles_per_chunk = 1 if self.for_backward else self.inference_chunk_tiles(
             self.length, self.batch * self.channel_blocks(self.forward_block_d))
         self.n_chunks = cdiv(self.length, self.tiles.block_t * self.tiles_per_chunk)
@@ -405,7 +414,19 @@ class ScanOperands:
 
     def common_meta(self):
         return dict(ORDER=self.order, LOWRANK=self.lowrank, HAS_BIAS=self.has_bias,
-                    SOFTPLUS=self.softplus, R=self.rank, N=self.n_state, ROWWISE=self.rowwise, PAIRED=self.paired_x)
+                    SOFTPLUS=self.softplus, R=self.rank, N=self.n_state, ROWWISE=self.rowwise, PAIRED=self.paired_x,
+                    IN_WINDOW=self.tiles_in_windows)
+
+    def _tiles_in_windows(self) -> bool:
+        """``tiles_in_windows``: whether every tile of block_t steps lies inside one window of a plain windowed scan
+        (``positions.tile_positions``' IN_WINDOW), which holds where every direction's window area (padded, in the
+        scan frame) is a multiple of block_t: tiles start at multiples of block_t.  With 16-step tiles windows of
+        4, 8, 12, 16, ... qualify (unless the map is smaller than the window, which is then cut to it), global scans
+        where height x width is a multiple of 16, cross-scale scans never (their steps come in groups of five)."""
+        if self.order != ORDER_PLAIN or not self.tiles.window_tiles:
+            return False
+        rows = direction_rows(self.directions, self.height, self.width)
+        return all(win_h * win_w % self.tiles.block_t == 0 for _, _, win_h, win_w, *_ in rows)
 
     def _pairs_aligned(self) -> bool:
         """``paired_x``: whether the state-loop kernels may read x's rows two columns per load

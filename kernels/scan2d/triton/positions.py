@@ -25,13 +25,15 @@ ORDER_SEQUENTIAL = 2
 
 
 @triton.jit
-def _divide(n, magic_ptr):
-    """n // d for int32 0 <= n < 2^31 (negative n, only on invalid steps, count as 0), with d's (magic, shift) at
-    ``magic_ptr`` (``launch.division_magic``)."""
+def _divide(n, magic_ptr, NONNEGATIVE: tl.constexpr = False):
+    """n // d for int32 0 <= n < 2^31 (negative n, only on invalid steps, count as 0; NONNEGATIVE: the caller
+    knows there are none), with d's (magic, shift) at ``magic_ptr`` (``launch.division_magic``)."""
     magic = tl.load(magic_ptr).to(tl.uint32, bitcast=True)
     shift = (tl.load(magic_ptr + 1) - 31).to(tl.uint32)
     # (n * magic) >> (31 + l) in 32-bit halves: the high word of 2n * magic is (n * magic) >> 31.
-    twice = (tl.maximum(n, 0) * 2).to(tl.uint32, bitcast=True)
+    if not NONNEGATIVE:
+        n = tl.maximum(n, 0)
+    twice = (n * 2).to(tl.uint32, bitcast=True)
     return (tl.umulhi(twice, magic) >> shift).to(tl.int32)
 
 
@@ -116,3 +118,50 @@ def step_positions(s, k, dirs_ptr, H, W, ORDER: tl.constexpr):
         pos = tl.where(is_low, lr * low_w + lc, hr * W + hc)
     pos = tl.where(valid, pos, 0)
     return pos, is_low, valid
+
+
+@triton.jit
+def tile_positions(s0, t, k, dirs_ptr, H, W, ORDER: tl.constexpr, IN_WINDOW: tl.constexpr = False):
+    """``step_positions`` of the tile of steps ``s0 + t`` (t: ``tl.arange(0, BLOCK_T)``).
+
+    IN_WINDOW (plain orders only; ``launch.ScanOperands.tiles_in_windows``): s0 is a multiple of BLOCK_T and every
+    direction's window area is one too, so the tile lies inside one window (or wholly past the scan's end).  The
+    window and its corner are then worked out once per tile, and each step only divides its place in the window by
+    the window width: about 10 instructions per step instead of 30 (compile_check: bench/README.md), which every
+    thread of a state-loop program spends on all of its tile's steps, in every kernel.
+    """
+    if ORDER == 0 and IN_WINDOW:
+        pos, is_low, valid = _plain_tile_in_window(s0, t, dirs_ptr + k * DIRECTION_COLUMNS, H, W)
+    else:
+        pos, is_low, valid = step_positions(s0 + t, k, dirs_ptr, H, W, ORDER)
+    return pos, is_low, valid
+
+
+@triton.jit
+def _plain_tile_in_window(s0, t, table, H, W):
+    """``tile_positions`` of a plain windowed scan whose tile lies inside one window (IN_WINDOW)."""
+    BLOCK: tl.constexpr = t.shape[0]
+    col_first = tl.load(table + 0)
+    forward = tl.load(table + 1) == 0
+    win_h = tl.load(table + 2)
+    win_w = tl.load(table + 3)
+    length = tl.load(table + 4)
+    frame_h = tl.where(col_first != 0, W, H)
+    frame_w = tl.where(col_first != 0, H, W)
+    # In the unreversed scan the tile is steps first .. first + BLOCK - 1, all in one window.  (A reversed tile past
+    # the scan's end, all of whose steps are invalid, would start below 0.)
+    first = tl.maximum(tl.where(forward, s0, length - BLOCK - s0), 0)
+    window = _divide(first, table + 8, NONNEGATIVE=True)
+    window_row = _divide(window, table + 10, NONNEGATIVE=True)
+    r0 = window_row * win_h  # the window's corner in the scan frame
+    c0 = (window - window_row * tl.cdiv(frame_w, win_w)) * win_w
+    # Each step's place in the window, row-major: the tile's first place plus t, or reversed, plus BLOCK - 1 - t.
+    within = (first - window * (win_h * win_w) + tl.where(forward, 0, BLOCK - 1)) + t * tl.where(forward, 1, -1)
+    r_in = _divide(within, table + 12, NONNEGATIVE=True)
+    c_in = within - r_in * win_w
+    valid = (r_in < frame_h - r0) & (c_in < frame_w - c0) & ((t * 0 + s0) < length)
+    # Raster position of frame pixel (r0 + r_in, c0 + c_in); a column-first frame is the map transposed.
+    step_r = tl.where(col_first != 0, 1, W)
+    step_c = tl.where(col_first != 0, W, 1)
+    pos = (r0 * step_r + c0 * step_c) + r_in * step_r + c_in * step_c
+    return tl.where(valid, pos, 0), t < 0, valid

@@ -23,7 +23,7 @@ permuted copy of the feature map and no per-direction delta tensor ever exists i
 import triton
 import triton.language as tl
 
-from .positions import step_positions
+from .positions import step_positions, tile_positions
 
 LOG2E = tl.constexpr(1.4426950408889634)  # exp(x) = 2^(x log2 e): the state loops call exp2
 
@@ -306,18 +306,20 @@ def _lane_sums(x, lane, T: tl.constexpr, LANES: tl.constexpr):
 
 @triton.jit
 def load_steps(
-    s, b, k, d_block, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm,
+    s0, t, b, k, d_block, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm,
     ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, R: tl.constexpr, N: tl.constexpr, STEPS_IN_REGISTERS: tl.constexpr = False,
-    ROWWISE: tl.constexpr = False, PAIRED: tl.constexpr = False,
+    ROWWISE: tl.constexpr = False, PAIRED: tl.constexpr = False, IN_WINDOW: tl.constexpr = False,
 ):
-    """Inputs of steps ``s`` (BLOCK_T,) for channels ``d`` (BLOCK_D,), channel block ``d_block``, with B and C as
+    """Inputs of steps ``s0 + t`` (t: (BLOCK_T,) 0 .. BLOCK_T - 1) for channels ``d`` (BLOCK_D,), channel block
+    ``d_block``, with B and C as
     row pointers (the state-loop kernels read one state's column at a time; ``load_chunk`` loads whole tiles).
     STEPS_IN_REGISTERS: the caller's tiles hold all their steps in each thread (the state-loop kernels), where the
     dt projection's loads are cheapest unrolled and unmasked (below); with ROWWISE too, u and delta are read a row
     at a time (``load_td``), as the state-loop kernels then read and write all their (T, D) tiles of the drop-in's
     tensors.  PAIRED (with STEPS_IN_REGISTERS): x's rows are contiguous and word-aligned for ``load_pair``
-    (``ScanOperands.paired_x``), and the dt ranks are read two at a time.
+    (``ScanOperands.paired_x``), and the dt ranks are read two at a time.  IN_WINDOW: the tile lies in one window
+    (``positions.tile_positions``).
 
     The inputs' pointers and strides come as tuples (``launch.ScanOperands.common_args``):
     U = (u, u_low, batch, position, channel strides, u_low's batch stride); X = (x_proj outputs, their low-res
@@ -333,7 +335,7 @@ def load_steps(
     B_ptr, C_ptr, s_bb, s_bg, s_bn, s_bl, s_cb, s_cg, s_cn, s_cl, per_group = BC
     dtw_ptr, dtb_ptr = PROJ
     s_xc = X[5]  # the column stride; x_rows reads the others
-    pos, is_low, valid = step_positions(s, k, dirs_ptr, H, W, ORDER)
+    pos, is_low, valid = tile_positions(s0, t, k, dirs_ptr, H, W, ORDER, IN_WINDOW)
     pos64 = pos.to(tl.int64)
     b64 = b.to(tl.int64)
     mask_td = valid[:, None] & d_mask[None, :]
@@ -349,7 +351,7 @@ def load_steps(
         xrow = x_rows(X[0], X[1], X, b64, pos64, is_low, k, ORDER)
         # delta_pre = dt_low @ dt_weight[k].T, one rank at a time: a (T, D, R) product tile would take a third
         # of the registers of the kernels that use it (compile_check) and pad R to a power of two.
-        delta_pre = tl.zeros([s.shape[0], d.shape[0]], dtype=tl.float32)
+        delta_pre = tl.zeros([t.shape[0], d.shape[0]], dtype=tl.float32)
         if STEPS_IN_REGISTERS:
             # Every thread loads all the tile's steps: unrolled and unmasked (invalid steps read position 0, whose
             # delta is zeroed below), the loads take constant offsets and no predicates: about 41 SASS instructions
@@ -406,15 +408,15 @@ def load_steps(
 
 @triton.jit
 def load_chunk(
-    s, b, k, d_block, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm,
+    s0, t, b, k, d_block, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm,
     ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr,
-    SOFTPLUS: tl.constexpr, R: tl.constexpr, N: tl.constexpr,
+    SOFTPLUS: tl.constexpr, R: tl.constexpr, N: tl.constexpr, IN_WINDOW: tl.constexpr = False,
 ):
     """``load_steps`` with B and C loaded as (T, 1, N) tiles (Bm, Cm), broadcastable to (T, D, N), zero on invalid
     steps.  Returns pos, is_low, valid, u, delta_pre, delta, Bm, Cm."""
     pos, is_low, valid, u, delta_pre, delta, b_rows, c_rows, s_bn, s_cn = load_steps(
-        s, b, k, d_block, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS, SOFTPLUS,
-        R, N)
+        s0, t, b, k, d_block, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS,
+        SOFTPLUS, R, N, IN_WINDOW=IN_WINDOW)
     n = tl.arange(0, N)
     Bm = tl.load(b_rows[:, None] + n[None, :] * s_bn, mask=valid[:, None], other=0.0).to(tl.float32)[:, None, :]
     Cm = tl.load(c_rows[:, None] + n[None, :] * s_cn, mask=valid[:, None], other=0.0).to(tl.float32)[:, None, :]
@@ -574,7 +576,7 @@ def chunk_end_state_kernel(
     SOFTPLUS: tl.constexpr, R: tl.constexpr, N: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, TILES: tl.constexpr, STATE_LOOP: tl.constexpr,
     STATE_UNROLL: tl.constexpr = 1, CARRY_IN_REGISTERS: tl.constexpr = False, ROWWISE: tl.constexpr = False,
-    PAIRED: tl.constexpr = False,
+    PAIRED: tl.constexpr = False, IN_WINDOW: tl.constexpr = False,
 ):
     """State at the end of each chunk when the chunk starts from zero, and the chunk's sum of delta.
 
@@ -597,10 +599,10 @@ def chunk_end_state_kernel(
         unroll: tl.constexpr = N if in_registers else STATE_UNROLL
         states = tl.zeros([N, BLOCK_D], dtype=tl.float32)
         for j in range(TILES):
-            s = (pid_c * TILES + j) * BLOCK_T + t
+            s0 = (pid_c * TILES + j) * BLOCK_T
             pos, is_low, valid, u, delta_pre, delta, b_rows, c_rows, s_bn, s_cn = load_steps(
-                s, b, k, pid_d, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS,
-                SOFTPLUS, R, N, STEPS_IN_REGISTERS=True, ROWWISE=ROWWISE, PAIRED=PAIRED)
+                s0, t, b, k, pid_d, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS,
+                SOFTPLUS, R, N, STEPS_IN_REGISTERS=True, ROWWISE=ROWWISE, PAIRED=PAIRED, IN_WINDOW=IN_WINDOW)
             # The first tile starts from zero; later ones from the state the previous one left in the slot (or in
             # registers).  (y is unused.)
             _, states = _state_loop_tile(rows, d_mask & ((d * 0 + j) > 0), rows, A_ptr + (k * Dm + d) * N, d_mask, t,
@@ -615,10 +617,10 @@ def chunk_end_state_kernel(
                     other=0.0).to(tl.float32)
         h = tl.zeros([BLOCK_D, N], dtype=tl.float32)
         for j in range(TILES):
-            s = (pid_c * TILES + j) * BLOCK_T + t
+            s0 = (pid_c * TILES + j) * BLOCK_T
             pos, is_low, valid, u, delta_pre, delta, Bm, Cm = load_chunk(
-                s, b, k, pid_d, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS,
-                SOFTPLUS, R, N)
+                s0, t, b, k, pid_d, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS,
+                SOFTPLUS, R, N, IN_WINDOW)
             _, _, hs = _tile_states(h, t, delta, u, Bm, A)
             h = _row(hs, t, BLOCK_T - 1)
             dsum += tl.sum(delta, axis=0)
@@ -723,7 +725,7 @@ def forward_output_kernel(
     R: tl.constexpr, N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, TILES: tl.constexpr,
     STATE_LOOP: tl.constexpr, STATE_UNROLL: tl.constexpr = 1, CARRY_IN_REGISTERS: tl.constexpr = False,
     STORE_FIRST: tl.constexpr = False, SCALE_FIRST: tl.constexpr = False, ROWWISE: tl.constexpr = False,
-    PAIRED: tl.constexpr = False,
+    PAIRED: tl.constexpr = False, IN_WINDOW: tl.constexpr = False,
 ):
     """y_t = C_t . h_t + D u_t (times silu(z_t)) from the chunk's entry state, written at each step's position.
 
@@ -779,11 +781,12 @@ def forward_output_kernel(
             g = tl.load(vec_ptr + pid_bk.to(tl.int64) * Dm + d, mask=d_mask, other=0.0)
         part = tl.zeros([BLOCK_D], dtype=tl.float32)
         for j in range(TILES):
-            s = (pid_c * TILES + j) * BLOCK_T + t
+            s0 = (pid_c * TILES + j) * BLOCK_T
             if STATE_LOOP:
                 pos, is_low, valid, u, delta_pre, delta, b_rows, c_rows, s_bn, s_cn = load_steps(
-                    s, b, k, pid_d, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS,
-                    SOFTPLUS, R, N, STEPS_IN_REGISTERS=True, ROWWISE=ROWWISE, PAIRED=PAIRED)
+                    s0, t, b, k, pid_d, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK,
+                    HAS_BIAS, SOFTPLUS, R, N, STEPS_IN_REGISTERS=True, ROWWISE=ROWWISE, PAIRED=PAIRED,
+                    IN_WINDOW=IN_WINDOW)
                 y = tl.zeros([BLOCK_T, BLOCK_D], dtype=tl.float32)
                 if HAS_D:
                     y = u * Dk[None, :]
@@ -795,8 +798,8 @@ def forward_output_kernel(
                                              IN_REGISTERS=in_registers, PAIRED=PAIRED)
             else:
                 pos, is_low, valid, u, delta_pre, delta, Bm, Cm = load_chunk(
-                    s, b, k, pid_d, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS,
-                    SOFTPLUS, R, N)
+                    s0, t, b, k, pid_d, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK,
+                    HAS_BIAS, SOFTPLUS, R, N, IN_WINDOW)
                 _, _, h = _tile_states(h0, t, delta, u, Bm, A)
                 if TILES > 1:
                     h0 = _row(h, t, BLOCK_T - 1)
@@ -887,18 +890,17 @@ def _upstream_grad(
 def _backward_chunk(
     b, k, pid_d, pid_c, U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, H, W, Dm,
     ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-    R: tl.constexpr, N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
+    R: tl.constexpr, N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, IN_WINDOW: tl.constexpr,
 ):
     """What both backward kernels read for the one-tile chunk ``pid_c`` of (batch b, direction k), channel block
     ``pid_d``: the chunk's indices and inputs (load_chunk) and A (D, N).  Shared so that the adjoint pass and the
     gradient pass recompute exactly the same chunk."""
     d, d_mask = block_channels(pid_d, BC[10], Dm, BLOCK_D, LOWRANK)
     t = tl.arange(0, BLOCK_T)
-    s = pid_c * BLOCK_T + t
     n = tl.arange(0, N)
     pos, is_low, valid, u, delta_pre, delta, Bm, Cm = load_chunk(
-        s, b, k, pid_d, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS, SOFTPLUS,
-        R, N)
+        pid_c * BLOCK_T, t, b, k, pid_d, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK,
+        HAS_BIAS, SOFTPLUS, R, N, IN_WINDOW)
     A = tl.load(A_ptr + k * Dm * N + d[:, None] * N + n[None, :], mask=d_mask[:, None], other=0.0).to(tl.float32)
     return d, d_mask, t, n, pos, is_low, valid, u, delta_pre, delta, Bm, Cm, A
 
@@ -913,6 +915,7 @@ def chunk_adjoint_kernel(
     LN_UPSTREAM: tl.constexpr, HAS_D: tl.constexpr,
     R: tl.constexpr, N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, STATE_LOOP: tl.constexpr = False,
     STATE_UNROLL: tl.constexpr = 1, ROWWISE: tl.constexpr = False, PAIRED: tl.constexpr = False,
+    IN_WINDOW: tl.constexpr = False,
 ):
     """Adjoint of each chunk with nothing arriving from later chunks, taken back through its first decay:
     local = exp(delta_t0 A) * g_t0, the gradient the chunk sends to the state entering it.
@@ -931,8 +934,9 @@ def chunk_adjoint_kernel(
         d, d_mask = block_channels(tl.program_id(1), BC[10], Dm, BLOCK_D, LOWRANK)
         t = tl.arange(0, BLOCK_T)
         pos, is_low, valid, u, delta_pre, delta, b_rows, c_rows, s_bn, s_cn = load_steps(
-            pid_c * BLOCK_T + t, b, k, tl.program_id(1), d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER,
-            LOWRANK, HAS_BIAS, SOFTPLUS, R, N, STEPS_IN_REGISTERS=True, ROWWISE=ROWWISE, PAIRED=PAIRED)
+            pid_c * BLOCK_T, t, b, k, tl.program_id(1), d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER,
+            LOWRANK, HAS_BIAS, SOFTPLUS, R, N, STEPS_IN_REGISTERS=True, ROWWISE=ROWWISE, PAIRED=PAIRED,
+            IN_WINDOW=IN_WINDOW)
         A_rows = A_ptr + (k * Dm + d) * N
         y = tl.zeros([BLOCK_T, BLOCK_D], dtype=tl.float32)
         if LN_UPSTREAM:  # the LayerNorm gradient depends on y: recompute the chunk's outputs
@@ -945,7 +949,7 @@ def chunk_adjoint_kernel(
     else:
         d, d_mask, t, n, pos, is_low, valid, u, delta_pre, delta, Bm, Cm, A = _backward_chunk(
             b, k, tl.program_id(1), pid_c, U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, H, W, Dm, ORDER, LOWRANK,
-            HAS_BIAS, SOFTPLUS, R, N, BLOCK_T, BLOCK_D)
+            HAS_BIAS, SOFTPLUS, R, N, BLOCK_T, BLOCK_D, IN_WINDOW)
         y = tl.zeros([BLOCK_T, BLOCK_D], dtype=tl.float32)
         if LN_UPSTREAM:  # the LayerNorm gradient depends on y: recompute the chunk's outputs
             _, _, h = _states_from_entry(entry_ptr, pid_bk, pid_c, n_chunks, Dm, d, d_mask, n, t, delta, u, Bm, A)
@@ -1035,6 +1039,7 @@ def _backward_state_loop(
     HAS_WEIGHT: tl.constexpr, LN_UPSTREAM: tl.constexpr, DX_COPIES: tl.constexpr, DU_OWNED: tl.constexpr,
     LANE_SUMS: tl.constexpr, ROWWISE: tl.constexpr, R: tl.constexpr,
     N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, RP: tl.constexpr, PAIRED: tl.constexpr,
+    IN_WINDOW: tl.constexpr,
 ):
     """``backward_grads_kernel`` one state at a time (its STATE_LOOP): the 2D layer (LOWRANK) and the drop-in scan.
 
@@ -1066,8 +1071,9 @@ def _backward_state_loop(
     d, d_mask = block_channels(pid_d, BC[10], Dm, BLOCK_D, LOWRANK)
     t = tl.arange(0, BLOCK_T)
     pos, is_low, valid, u, delta_pre, delta, b_rows, c_rows, s_bn, s_cn = load_steps(
-        pid_c * BLOCK_T + t, b, k, pid_d, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER,
-        LOWRANK, HAS_BIAS, SOFTPLUS, R, N, STEPS_IN_REGISTERS=True, ROWWISE=ROWWISE, PAIRED=PAIRED)
+        pid_c * BLOCK_T, t, b, k, pid_d, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER,
+        LOWRANK, HAS_BIAS, SOFTPLUS, R, N, STEPS_IN_REGISTERS=True, ROWWISE=ROWWISE, PAIRED=PAIRED,
+        IN_WINDOW=IN_WINDOW)
     pos64 = pos.to(tl.int64)
     mask_td = valid[:, None] & d_mask[None, :]
     chunk_base = (pid_bk.to(tl.int64) * n_chunks + pid_c) * Dm
@@ -1174,6 +1180,7 @@ def backward_grads_kernel(
     N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, RP: tl.constexpr,
     STATE_LOOP: tl.constexpr = False, DX_COPIES: tl.constexpr = False, DU_OWNED: tl.constexpr = False,
     LANE_SUMS: tl.constexpr = False, ROWWISE: tl.constexpr = False, PAIRED: tl.constexpr = False,
+    IN_WINDOW: tl.constexpr = False,
 ):
     """All gradients of one chunk: recompute h from the chunk's entry state, run the adjoint recurrence
     g_t = C_t dy_t + exp(delta_{t+1} A) g_{t+1} from the adjoint arriving at the chunk's end, then
@@ -1210,19 +1217,19 @@ def backward_grads_kernel(
             z_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr, gbar_ptr, L_high,
             U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks, b, k, pid_bk, pid_c, s_dx_part,
             s_dxl_part, ORDER, LOWRANK, HAS_BIAS, SOFTPLUS, HAS_D, HAS_Z, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM,
-            DX_COPIES, DU_OWNED, LANE_SUMS, ROWWISE, R, N, BLOCK_T, BLOCK_D, RP, PAIRED)
+            DX_COPIES, DU_OWNED, LANE_SUMS, ROWWISE, R, N, BLOCK_T, BLOCK_D, RP, PAIRED, IN_WINDOW)
         return
     first_block, n_blocks = _channel_blocks(Dm, BC[10], BLOCK_D, DETERMINISTIC)
     for blk in range(n_blocks):
         pid_d = first_block + blk
         d, d_mask, t, n, pos, is_low, valid, u, delta_pre, delta, Bm, Cm, A = _backward_chunk(
             b, k, pid_d, pid_c, U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, H, W, Dm, ORDER, LOWRANK,
-            HAS_BIAS, SOFTPLUS, R, N, BLOCK_T, BLOCK_D)
+            HAS_BIAS, SOFTPLUS, R, N, BLOCK_T, BLOCK_D, IN_WINDOW)
         # The adjoint crosses each step with the next step's decay: delta from the tile reloaded one step on.
         # Bridging steps with the tile's own decays (a third scanned tensor) was tried and showed no clear win in
         # the compile reports: more shuffles or more registers (bench/README.md).
-        _, _, _, _, _, delta_next, _, _ = load_chunk(
-            pid_c * BLOCK_T + t + 1, b, k, pid_d, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER,
+        _, _, _, _, _, delta_next, _, _ = load_chunk(  # the tile one step on: not inside one window
+            pid_c * BLOCK_T + 1, t, b, k, pid_d, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER,
             LOWRANK, HAS_BIAS, SOFTPLUS, R, N)
         dn_mask = d_mask[:, None]
         chunk_base = (pid_bk.to(tl.int64) * n_chunks + pid_c) * Dm
