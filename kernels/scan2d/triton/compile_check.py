@@ -164,11 +164,11 @@ def compile_instead_of_launch(arches: Sequence[int], builds: List[KernelBuild]) 
         yield
 
 
-def _layer_case(dtype, gate: bool, cross_scale, n_state=16, backward=True, rank=23) -> Callable[[], None]:
-    """A scan layer as the model runs it (two directions, window 8, 360 channels at 16x16), forward + backward
-    (or the forward alone, as inference runs it: several tiles per chunk).  Rank 23 is odd, so the kernels read
-    x's columns one at a time; the model's rank, 12 (ceil(180 / 16)), lets them read pairs
-    (``TileConfig.paired_loads``): the "rank 12" case."""
+def _layer_case(dtype, gate: bool, cross_scale, n_state=16, backward=True, rank=12) -> Callable[[], None]:
+    """A scan layer as the model runs it (two directions, window 8, 360 channels at 16x16, dt rank 12 =
+    ceil(180 / 16)), forward + backward (or the forward alone, as inference runs it: several tiles per chunk).
+    Rank 12 lets the kernels read x's columns in pairs (``TileConfig.paired_loads``); the "rank 23" case, odd, reads
+    them one at a time and covers the rank loop's last block overlapping the one before."""
 
     def run():
         from ..directional import ChannelGate
@@ -225,7 +225,7 @@ def _deterministic(case: Callable[[], None]) -> Callable[[], None]:
 
 CASES = {
     "layer fp32": _layer_case(torch.float32, gate=False, cross_scale=None),
-    "layer fp32 rank 12": _layer_case(torch.float32, gate=False, cross_scale=None, rank=12),
+    "layer fp32 rank 23": _layer_case(torch.float32, gate=False, cross_scale=None, rank=23),
     "layer bf16": _layer_case(torch.bfloat16, gate=False, cross_scale=None),
     "layer fp32 gated": _layer_case(torch.float32, gate=True, cross_scale=None),
     "layer bf16 gated": _layer_case(torch.bfloat16, gate=True, cross_scale=None),

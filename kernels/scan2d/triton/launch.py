@@ -72,13 +72,14 @@ class TileConfig:
             against 10.2.
         backward_dx_copies: the state-loop backward stores its sums over channels (dB, dC, the dt low-rank input's
             gradient) into one zeroed copy of the x-projection gradient (the drop-in scan: of dB and dC) per channel
-            block, which the host then sums,
-            instead of adding them with atomics, at the price of the copies (case (a): 12 copies of 14 MB) and their
-            sum.  compile_check (sm_90, Triton 3.7.1): 16 atomic instructions instead of 34, spills within 16 bytes.
+            block, which the host then sums, instead of adding them with atomics, at the price of the copies (case
+            (a): 12 copies of 14 MB) and their sum.  compile_check (sm_90, Triton 3.7.1): 16 atomic instructions
+            instead of 34 (dt rank 23; 26 at the model's rank 12), spills within 16 bytes.
         backward_direction_launches: the state-loop backward runs one launch per direction, so that du, which the
             directions share, is added with a plain read-add-write instead of atomics (each launch still has a
-            program per chunk and channel block).  compile_check: 18 atomic instructions instead of 34, 92-196 bytes
-            of spills against 232-464: the atomics on du's (steps, channels) tile held the most registers.
+            program per chunk and channel block).  compile_check (dt rank 23): 18 atomic instructions instead of 34
+            (rank 12: 10 instead of 26), 92-196 bytes of spills against 232-464: the atomics on du's (steps,
+            channels) tile held the most registers.
             Deterministic mode turns on both (72-176 bytes, no atomics).  Neither is timed on a GPU yet
             (bench/gpu_session.sh's sweep has both and deterministic mode).
         backward_lane_sums: the state-loop backward reduce-scatters dB's and dC's sums over the channels across the
@@ -93,8 +94,9 @@ class TileConfig:
         carry_in_registers: the state-loop forward kernels of multi-tile (inference) chunks unroll all N states
             and carry them between tiles in registers, N per channel, instead of through memory
             (``scan_kernels._state_loop_tile``).  H200: forward without gradients 1.17 ms against 1.52 in case
-            (a), 1.78 against 2.54 in case (b) with state_unroll 4 (mamba-ssm 0.81 and 1.85).  Triton 3.7.1 spills
-            100 bytes in the aligned cross-scale output kernel this way.
+            (a), 1.78 against 2.54 in case (b) with state_unroll 4 (mamba-ssm 0.81 and 1.85).  At 255 registers the
+            output kernel spills this way (Triton 3.7.1, sm_90, dt rank 12): 12-56 bytes in the plain order, 136-140
+            in the aligned cross-scale one, outside the state loop.
         rowwise_tiles: the state-loop kernels of the drop-in scan read and write their (steps, channels) tiles of its
             channels-first tensors a row at a time (``scan_kernels.load_td``).  None: where Triton lays such a tile's
             steps across lanes otherwise, that is, before 3.7 (``rowwise_by_default``).  compile_check (sm_90, the
