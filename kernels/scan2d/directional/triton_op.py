@@ -41,7 +41,6 @@ from .gate import ChannelGate
 def _operands(u, xdbl, dt_weight, dt_bias, A, D, directions, height, width, u_low, xdbl_low, tiles=None,
               for_backward=True):
     batch, _, dim = u.shape
-    dirs = launch.direction_table(directions, height, width, u.device)
     low = u_low is not None
     return launch.ScanOperands(
         u=u, u_strides=(u.stride(0), u.stride(1), u.stride(2)),
@@ -49,11 +48,10 @@ def _operands(u, xdbl, dt_weight, dt_bias, A, D, directions, height, width, u_lo
         x=xdbl, x_strides=tuple(xdbl.stride()), x_low=xdbl_low if low else xdbl,
         x_low_batch_stride=xdbl_low.stride(0) if low else 0,
         delta=u, delta_strides=(0, 0, 0), B=u, C=u, B_strides=(0, 0, 0, 0), C_strides=(0, 0, 0, 0), per_group=1,
-        dt_weight=dt_weight, dt_bias=dt_bias, A=A, D=D, z=None, z_strides=(0, 0, 0), dirs=dirs,
+        dt_weight=dt_weight, dt_bias=dt_bias, A=A, D=D, z=None, z_strides=(0, 0, 0),
         directions=tuple(directions), batch=batch, K=len(directions), dim=dim, height=height, width=width,
-        n_state=A.shape[-1], rank=dt_weight.shape[-1],
-        order=launch.ORDER_OF[directions[0].cross_scale], lowrank=True, grouped=False, has_bias=True,
-        softplus=True, length=launch.scan_length(directions, height, width), tiles=tiles or launch.current_tiles(),
+        n_state=A.shape[-1], rank=dt_weight.shape[-1], order=launch.ORDER_OF[directions[0].cross_scale],
+        lowrank=True, grouped=False, has_bias=True, softplus=True, tiles=tiles or launch.current_tiles(),
         for_backward=for_backward,
     )
 

@@ -15,8 +15,6 @@ def _operands(u, delta, A, B, C, D, z, delta_bias, delta_softplus, tiles=None,
     grouped = B.dim() == 4
     B4 = B if grouped else B.unsqueeze(1)
     C4 = C if grouped else C.unsqueeze(1)
-    directions = (ScanDirection(None),)  # one row-first scan of a 1 x L map
-    dirs = launch.direction_table(directions, 1, length, u.device)
     return launch.ScanOperands(
         u=u, u_strides=(u.stride(0), u.stride(2), u.stride(1)), u_low=u, u_low_batch_stride=0,
         x=u, x_strides=(0, 0, 0, 0), x_low=u, x_low_batch_stride=0,
@@ -25,9 +23,10 @@ def _operands(u, delta, A, B, C, D, z, delta_bias, delta_softplus, tiles=None,
         C_strides=(C4.stride(0), C4.stride(1), C4.stride(2), C4.stride(3)),
         per_group=dim // B4.shape[1], dt_weight=u, dt_bias=delta_bias if delta_bias is not None else u,
         A=A, D=D, z=z, z_strides=(z.stride(0), z.stride(2), z.stride(1)) if z is not None else (0, 0, 0),
-        dirs=dirs, directions=directions, batch=batch, K=1, dim=dim, height=1, width=length, n_state=A.shape[1],
-        rank=1, order=0, lowrank=False, grouped=grouped and B4.shape[1] > 1, has_bias=delta_bias is not None,
-        softplus=bool(delta_softplus), length=length, tiles=tiles or launch.current_tiles(),
+        directions=(ScanDirection(None),), height=1, width=length,  # one row-first scan of a 1 x L map
+        batch=batch, K=1, dim=dim, n_state=A.shape[1], rank=1, order=0, lowrank=False,
+        grouped=grouped and B4.shape[1] > 1, has_bias=delta_bias is not None, softplus=bool(delta_softplus),
+        tiles=tiles or launch.current_tiles(),
         for_backward=for_backward,
     )
 

@@ -337,8 +337,7 @@ class ScanOperands:
     D: Optional[torch.Tensor]   # (K, D)
     z: Optional[torch.Tensor]
     z_strides: tuple
-    dirs: torch.Tensor          # (K, positions.DIRECTION_COLUMNS) int32: direction_table(directions, height, width)
-    directions: tuple           # the ScanDirections of dirs' rows
+    directions: tuple           # ScanDirection of each of the K directions
     batch: int
     K: int
     dim: int
@@ -351,7 +350,6 @@ class ScanOperands:
     grouped: bool
     has_bias: bool
     softplus: bool
-    length: int                 # steps of the longest direction's scan (padded windows included)
     tiles: TileConfig = field(default_factory=current_tiles)
     for_backward: bool = True   # False: forward only, several tiles per chunk (TileConfig.inference_tiles)
     # torch.use_deterministic_algorithms(True): sums that cross programs (the gate's statistics, dB, dC, the dt
@@ -362,8 +360,12 @@ class ScanOperands:
     state_loop_block: int = field(init=False)
     paired_x: bool = field(init=False)
     tiles_in_windows: bool = field(init=False)
+    dirs: torch.Tensor = field(init=False)  # (K, positions.DIRECTION_COLUMNS) int32 direction_table, on u's device
+    length: int = field(init=False)  # steps of the longest direction's scan (padded windows included)
 
     def __post_init__(self):
+        self.dirs = direction_table(self.directions, self.height, self.width, self.u.device)
+        self.length = scan_length(self.directions, self.height, self.width)
         self.state_loop_block = self._fitted_state_loop_block()
         self.paired_x = self._pairs_aligned()  # once: common_meta() runs at every launch
         self.tiles_in_windows = self._tiles_in_windows()

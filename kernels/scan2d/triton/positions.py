@@ -65,17 +65,19 @@ def windowed_position(s, H, W, win_h, win_w, col_first, magic_ptr, MAGIC: tl.con
 
 
 @triton.jit
+def _scan_entries(table):
+    """A direction's first table entries: column_first, reverse, window height and width, padded length."""
+    return tl.load(table + 0), tl.load(table + 1), tl.load(table + 2), tl.load(table + 3), tl.load(table + 4)
+
+
+@triton.jit
 def step_positions(s, k, dirs_ptr, H, W, ORDER: tl.constexpr):
     """Steps ``s`` (int32 vector) of direction ``k`` -> (raster position, is a low-resolution token, valid).
 
     High-resolution positions index the H x W map; low-resolution ones the ceil(H/2) x ceil(W/2) map.
     """
     table = dirs_ptr + k * DIRECTION_COLUMNS
-    col_first = tl.load(table + 0)
-    reverse = tl.load(table + 1)
-    win_h = tl.load(table + 2)
-    win_w = tl.load(table + 3)
-    length = tl.load(table + 4)
+    col_first, reverse, win_h, win_w, length = _scan_entries(table)
     low_win_h = tl.load(table + 5)
     low_win_w = tl.load(table + 6)
     low_length = tl.load(table + 7)
@@ -141,11 +143,8 @@ def tile_positions(s0, t, k, dirs_ptr, H, W, ORDER: tl.constexpr, IN_WINDOW: tl.
 def _plain_tile_in_window(s0, t, table, H, W):
     """``tile_positions`` of a plain windowed scan whose tile lies inside one window (IN_WINDOW)."""
     BLOCK: tl.constexpr = t.shape[0]
-    col_first = tl.load(table + 0)
-    forward = tl.load(table + 1) == 0
-    win_h = tl.load(table + 2)
-    win_w = tl.load(table + 3)
-    length = tl.load(table + 4)
+    col_first, reverse, win_h, win_w, length = _scan_entries(table)
+    forward = reverse == 0
     frame_h = tl.where(col_first != 0, W, H)
     frame_w = tl.where(col_first != 0, H, W)
     # In the unreversed scan the tile is steps first .. first + BLOCK - 1, all in one window.  (A reversed tile past

@@ -312,8 +312,8 @@ def load_steps(
     ROWWISE: tl.constexpr = False, PAIRED: tl.constexpr = False, IN_WINDOW: tl.constexpr = False,
 ):
     """Inputs of steps ``s0 + t`` (t: (BLOCK_T,) 0 .. BLOCK_T - 1) for channels ``d`` (BLOCK_D,), channel block
-    ``d_block``, with B and C as
-    row pointers (the state-loop kernels read one state's column at a time; ``load_chunk`` loads whole tiles).
+    ``d_block``, with B and C as row pointers (the state-loop kernels read one state's column at a time;
+    ``load_chunk`` loads whole tiles).
     STEPS_IN_REGISTERS: the caller's tiles hold all their steps in each thread (the state-loop kernels), where the
     dt projection's loads are cheapest unrolled and unmasked (below); with ROWWISE too, u and delta are read a row
     at a time (``load_td``), as the state-loop kernels then read and write all their (T, D) tiles of the drop-in's
