@@ -1,17 +1,18 @@
-"""Every pointer offset that grows with the batch or the scan length is 64-bit, so tensors past 2^31 elements are
-addressed correctly.
+"""Every pointer offset that grows with the batch or the scan length is 64-bit in the kernels' wide build, which the
+host picks where a launch's tensors pass 2^31 elements, so such tensors are addressed correctly; below that the
+narrow build's offsets are all 32-bit (``TileConfig.narrow_offsets``, ``scan_kernels.offset``).
 
 A tensor that large cannot be scanned under the interpreter on a CI machine.  So this checks what guarantees it:
 the test replaces the interpreter's pointer addition (``InterpreterBuilder.create_addptr``) with one that records,
 for every line of the kernels that adds an integer offset to a pointer, the offset's type and its largest
-magnitude.  Every kernel and mode runs at two geometries that differ only in batch and scan length.  A 32-bit
-offset whose largest value differs between them grows with batch or length and would wrap past 2^31 on large
-inputs; the test names its line.  32-bit offsets that depend only on channels, states, directions or tile sizes
-index the parameters (K, dim, N) or one tile, and stay 32-bit.  One exception is by design: mamba-ssm's B and C
-layout (batch, [G,] N, L) puts state n at n x L elements, and the host copies B and C with each step's states
-adjacent where that passes 2^31 (``launch.INT32_OFFSET_LIMIT``), so the drop-in runs here lower the limit to take
-that path.  (Integer arithmetic before an offset is widened is on step, token and program indices, below
-batch x directions x length, which this does not check.)
+magnitude.  Every kernel and mode runs at two geometries that differ only in batch and scan length, in the wide
+build.  A 32-bit offset whose largest value differs between them grows with batch or length and would wrap past
+2^31 on large inputs; the test names its line.  32-bit offsets that depend only on channels, states, directions or
+tile sizes index the parameters (K, dim, N) or one tile, and stay 32-bit.  One exception is by design: mamba-ssm's
+B and C layout (batch, [G,] N, L) puts state n at n x L elements, and the host copies B and C with each step's
+states adjacent where that passes 2^31 (``launch.INT32_OFFSET_LIMIT``).  The wide build's runs lower that limit to
+0, which takes the wide build in every launch and that path.  (Integer arithmetic before an offset is widened is on
+step, token and program indices, below batch x directions x length, which this does not check.)
 """
 
 import inspect
@@ -91,10 +92,9 @@ def int32_offset_limit(limit):
 def _drop_in(batch, height, width, groups):
     inp = make_inputs(batch, 12, height * width, 4, groups, dtype=torch.float32)
     inp = {k: v.requires_grad_() for k, v in inp.items()}
-    with int32_offset_limit(0):  # B and C with each step's states adjacent, as past 2^31 elements
-        out = selective_scan(inp["u"], inp["delta"], inp["A"], inp["B"], inp["C"], inp["D"], inp["z"],
-                             inp["delta_bias"], True, backend="triton")
-        out.square().sum().backward()
+    out = selective_scan(inp["u"], inp["delta"], inp["A"], inp["B"], inp["C"], inp["D"], inp["z"],
+                         inp["delta_bias"], True, backend="triton")
+    out.square().sum().backward()
 
 
 # Every kernel and mode: (name, tile configuration, deterministic, the run at a (batch, height, width)).
@@ -137,7 +137,9 @@ def test_offsets_that_grow_with_batch_or_length_are_64_bit():
     for name, tiles, deterministic, run in RUNS:
         maxima = []
         for geometry in (SMALL, LARGE):
-            with pointer_offsets() as seen, tile_config(**tiles), deterministic_algorithms(deterministic):
+            # As past 2^31 elements: 64-bit offsets, B and C with each step's states adjacent.
+            with pointer_offsets() as seen, tile_config(**tiles), deterministic_algorithms(deterministic), \
+                    int32_offset_limit(0):
                 run(*geometry)
             maxima.append(seen)
         small, large = maxima
@@ -152,3 +154,21 @@ def test_offsets_that_grow_with_batch_or_length_are_64_bit():
     # Every pointer addition in the kernels' source ran in one of the runs above, so none escaped the check.
     missed = sorted(_pointer_arithmetic_lines() - ran)
     assert not missed, f"pointer additions that no run reached (add a run to RUNS): {missed}"
+
+
+# The kernels that always take 64-bit offsets: small ones that do not get the wide build's flag.
+ALWAYS_WIDE = {"chunk_carry_kernel", "first_direction_pool_kernel"}
+
+
+def test_narrow_build_takes_32_bit_offsets_everywhere_else():
+    # Below 2^31 elements (TileConfig.narrow_offsets, the default) the flag reaches every pointer addition of the
+    # other kernels and their helpers: an offset left 64-bit there would cost registers, not correctness, and only
+    # this would notice.
+    wide = []
+    for name, tiles, deterministic, run in RUNS:
+        with pointer_offsets() as seen, tile_config(**tiles), deterministic_algorithms(deterministic):
+            run(*SMALL)
+        assert any(key[3] == "int32" for key in seen), name
+        wide += [f"{name}: {file}:{line} ({fn})" for file, line, fn, dtype in sorted(seen)
+                 if dtype == "int64" and fn not in ALWAYS_WIDE]
+    assert not wide, "64-bit pointer offsets in the narrow build:\n" + "\n".join(wide)

@@ -1,12 +1,13 @@
 """The launch code's host arithmetic: its own ceil division and powers of two (Triton's cost a wrapper call each),
-how many tiles an inference chunk gets, and for which Triton the drop-in's tiles go a row at a time."""
+how many tiles an inference chunk gets, for which Triton the drop-in's tiles go a row at a time, and which forward
+launches take the register cap."""
 
 import pytest
 import triton
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scan2d.triton.launch import cdiv, chunk_tiles, next_power_of_2, rowwise_by_default
+from scan2d.triton.launch import TileConfig, cdiv, chunk_tiles, next_power_of_2, rowwise_by_default
 
 
 @given(st.integers(0, 2**40), st.integers(1, 2**20))
@@ -41,3 +42,12 @@ def test_tiles_go_a_row_at_a_time_by_default_before_triton_3_7(version, rowwise)
     # Before 3.7 Triton breaks the coalescing tie of a channels-first (steps, channels) tile toward the steps
     # (compile_check under 3.6.0: 960 shuffles in the drop-in's chunk_end_state; none under 3.7.1, 3.8.0, 3.9.0).
     assert rowwise_by_default(version) is rowwise
+
+
+def test_forward_register_cap_spares_multi_tile_chunks():
+    # Multi-tile (inference) chunks carry all N states per channel in registers: capping them would spill.
+    capped = TileConfig(forward_maxnreg=168)
+    assert capped.forward_options(True, tiles_per_chunk=1) == dict(num_warps=4, maxnreg=168)
+    assert capped.forward_options(True, tiles_per_chunk=16) == dict(num_warps=4)
+    assert capped.forward_options(False, tiles_per_chunk=1) == dict(num_warps=4)  # the tile kernels
+    assert TileConfig().forward_options(True) == dict(num_warps=4)

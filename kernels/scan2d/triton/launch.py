@@ -62,7 +62,11 @@ class TileConfig:
             program, or a half of it (down to 32, with num_warps scaled alike: still one channel per thread), whichever
             pads the channels least (``ScanOperands.state_loop_block``).  The dis_w8 model's 180 channels take 3
             blocks of 64 (192 threads) instead of 2 of 128 (256: 30% of the threads idle); 360 keep 128.
-        forward_maxnreg: register cap for the state-loop forward kernels (None: ptxas's choice).
+        forward_maxnreg: register cap for the state-loop forward kernels of one-tile chunks, those of training (None:
+            ptxas's choice); multi-tile chunks carry all N states per channel in registers and keep ptxas's choice.
+            compile_check (sm_90, Triton 3.7.1, dt rank 12, 32-bit offsets): ptxas gives chunk_end_state 184
+            registers and forward_output 164, so 2 and 3 programs of 4 warps fit on an SM; at 168 both fit 3 times,
+            without spills in the plain layer (the gated layer's statistics pass spills 60-88 bytes).  Not timed.
         backward_state_loop: ``backward_grads`` of the 2D layer and of the drop-in scan one state at a time
             (``scan_kernels._backward_state_loop``), in one-warp programs of backward_block_d = 32 channels, one per
             thread: no barriers, dB and dC summed over the warp's lanes and added with atomics (or see
@@ -115,6 +119,12 @@ class TileConfig:
             tiles, and the drop-in scan's sequences of a multiple of block_t steps), the kernels work out each tile's
             window once and each step's position from it (``positions.tile_positions``) instead of dividing every
             step's index by the window's sizes.  The positions are the same integers either way.
+        narrow_offsets: the kernels compute their pointer offsets in 32 bits wherever every tensor of a launch spans
+            fewer than 2^31 elements (``ScanOperands.launch_meta``), else in 64 (``scan_kernels.offset``): row
+            pointers then take one register instead of two, and the address arithmetic no 64-bit multiplies.
+            compile_check (sm_90, Triton 3.7.1, dt rank 12): 5-9% fewer static SASS instructions in the training
+            forward kernels, forward_output 164 registers instead of 184, the backward's spills halved.  The
+            offsets are the same numbers, so results are bit for bit the same.
     """
 
     block_t: int = 32 if triton_interpreted() else 16
@@ -139,11 +149,12 @@ class TileConfig:
     rowwise_tiles: Optional[bool] = None
     paired_loads: bool = True
     window_tiles: bool = True
+    narrow_offsets: bool = True
 
-    def forward_options(self, state_loop: bool) -> dict:
+    def forward_options(self, state_loop: bool, tiles_per_chunk: int = 1) -> dict:
         """Launch options of ``chunk_end_state_kernel`` and ``forward_output_kernel`` (with the state loop or not)."""
         options = dict(num_warps=self.num_warps)
-        if state_loop and self.forward_maxnreg is not None:
+        if state_loop and tiles_per_chunk == 1 and self.forward_maxnreg is not None:
             options["maxnreg"] = self.forward_maxnreg
         return options
 
@@ -297,10 +308,19 @@ def _direction_table(directions: tuple, height: int, width: int, device: torch.d
     return torch.tensor(direction_rows(directions, height, width), dtype=torch.int32, device=device)
 
 
+def spans_past_int32(*tensors: Optional[torch.Tensor]) -> bool:
+    """Whether an offset into one of ``tensors`` (None skipped) can reach ``INT32_OFFSET_LIMIT`` elements.  Bounded
+    by the tensor's storage, past whose end no view of it reaches: a cheap check (the launches run it on every call)
+    that errs toward 64 bits only for small views of very large storages."""
+    return any(t is not None and t.untyped_storage().nbytes() >= INT32_OFFSET_LIMIT * t.element_size()
+               for t in tensors)
+
+
 ORDER_OF = {None: ORDER_PLAIN, "aligned": ORDER_ALIGNED, "sequential": ORDER_SEQUENTIAL}
 
-# Offsets that grow with batch or length are 64-bit in the kernels; the others (channels, states, one tile) are
-# 32-bit and stay below this.  tests/test_triton_int64_offsets.py checks both, lowering it to take the wide paths.
+# Where a launch's tensors pass this many elements, offsets that grow with batch or length are 64-bit in the kernels
+# (``scan_kernels.offset``'s WIDE); the others (channels, states, one tile) are 32-bit and stay below it.
+# tests/test_triton_int64_offsets.py checks both, lowering it to take the wide paths.
 INT32_OFFSET_LIMIT = 2 ** 31
 # A compile option of every launch.  The recurrences are chains of multiply-adds, which Triton fuses into FMAs by
 # default; Triton 3.9 warns that this default turns off in 3.10, which would add instructions to every step and
@@ -360,6 +380,7 @@ class ScanOperands:
     state_loop_block: int = field(init=False)
     paired_x: bool = field(init=False)
     tiles_in_windows: bool = field(init=False)
+    wide_offsets: bool = field(init=False)  # the inputs' or the state buffers' offsets need 64 bits (launch_meta)
     dirs: torch.Tensor = field(init=False)  # (K, positions.DIRECTION_COLUMNS) int32 direction_table, on u's device
     length: int = field(init=False)  # steps of the longest direction's scan (padded windows included)
 
@@ -367,11 +388,12 @@ class ScanOperands:
         self.dirs = direction_table(self.directions, self.height, self.width, self.u.device)
         self.length = scan_length(self.directions, self.height, self.width)
         self.state_loop_block = self._fitted_state_loop_block()
-        self.paired_x = self._pairs_aligned()  # once: common_meta() runs at every launch
+        self.paired_x = self._pairs_aligned()  # once: launch_meta() runs at every launch
         self.tiles_in_windows = self._tiles_in_windows()
         self.tiles_per_chunk = 1 if self.for_backward else self.inference_chunk_tiles(
             self.length, self.batch * self.channel_blocks(self.forward_block_d))
         self.n_chunks = cdiv(self.length, self.tiles.block_t * self.tiles_per_chunk)
+        self.wide_offsets = self._wide_offsets()
 
     def _fitted_state_loop_block(self) -> int:
         """Channels per program of the state-loop kernels (one per thread): TileConfig.forward_block_d, or with
@@ -392,7 +414,7 @@ class ScanOperands:
     def forward_options(self, state_loop: bool) -> dict:
         """Launch options of ``chunk_end_state_kernel`` and ``forward_output_kernel``: TileConfig's, with the
         fitted block's warps in the state loop."""
-        options = self.tiles.forward_options(state_loop)
+        options = self.tiles.forward_options(state_loop, self.tiles_per_chunk)
         if state_loop:
             options["num_warps"] = self.state_loop_warps
         return options
@@ -416,10 +438,22 @@ class ScanOperands:
                 (self.dt_weight, self.dt_bias),
                 self.A, self.dirs, self.K, self.height, self.width, self.dim, self.n_chunks)
 
-    def common_meta(self):
+    def launch_meta(self, *tensors: Optional[torch.Tensor]) -> dict:
+        """The compile-time arguments every kernel but the carry takes, for a launch that also addresses
+        ``tensors`` (outputs, gradients, per-chunk buffers; None skipped) beyond the inputs and the state buffers.
+        WIDE (64-bit offsets, ``scan_kernels.offset``) where one of them, an input or a state buffer can pass
+        int32, or without ``TileConfig.narrow_offsets``."""
         return dict(ORDER=self.order, LOWRANK=self.lowrank, HAS_BIAS=self.has_bias,
                     SOFTPLUS=self.softplus, R=self.rank, N=self.n_state, ROWWISE=self.rowwise, PAIRED=self.paired_x,
-                    IN_WINDOW=self.tiles_in_windows)
+                    IN_WINDOW=self.tiles_in_windows, WIDE=self.wide_offsets or spans_past_int32(*tensors))
+
+    def _wide_offsets(self) -> bool:
+        """``wide_offsets``: without ``TileConfig.narrow_offsets``, or where an input, or the largest buffer of one
+        value per (batch, direction, chunk, channel) and state or dt rank (``state_buffer``), can pass int32."""
+        inputs = (self.u, self.u_low, self.x, self.x_low, self.delta, self.B, self.C, self.dt_weight, self.dt_bias,
+                  self.A, self.D, self.z)
+        states = self.batch * self.K * self.n_chunks * self.dim * max(self.n_state, self.rank, 1)
+        return not self.tiles.narrow_offsets or states >= INT32_OFFSET_LIMIT or spans_past_int32(*inputs)
 
     def _tiles_in_windows(self) -> bool:
         """``tiles_in_windows``: whether every tile of block_t steps lies inside one window of a plain windowed scan
@@ -549,7 +583,7 @@ def forward_states(ops: ScanOperands):
     dsum = ops.state_buffer()
     for chunk_first, chunks in chunk_launches(ops.n_chunks):
         K.chunk_end_state_kernel[ops.grid(block_d=ops.forward_block_d, chunks=chunks)](
-            local, dsum, *ops.common_args(), chunk_first, **ops.common_meta(), BLOCK_T=ops.tiles.block_t,
+            local, dsum, *ops.common_args(), chunk_first, **ops.launch_meta(), BLOCK_T=ops.tiles.block_t,
             BLOCK_D=ops.forward_block_d, TILES=ops.tiles_per_chunk, STATE_LOOP=ops.forward_state_loop,
             STATE_UNROLL=ops.state_unroll, CARRY_IN_REGISTERS=ops.tiles.carry_in_registers,
             **ops.forward_options(ops.forward_state_loop), **COMPILE_OPTIONS)
@@ -618,6 +652,7 @@ def output_pass(ops: ScanOperands, entry: torch.Tensor, out: torch.Tensor, out_s
     scratch = torch.empty_like(entry) if carried and not last_use else entry
     if first_direction and not (reduce == 2 or (reduce == 0 and sum_directions and weight is not None)):
         raise ValueError("first_direction: only the pooling pass and the weighted summed output leave directions out")
+    meta = ops.launch_meta(out, weight, red, tok, vec, part)
     for k_first, k_count, chunk_first, chunks in direction_and_chunk_launches(ops, sum_directions and reduce == 0,
                                                                               first_direction):
         grid = ops.grid(k_count, channel_blocks=not deterministic, block_d=block_d, chunks=chunks)
@@ -626,7 +661,7 @@ def output_pass(ops: ScanOperands, entry: torch.Tensor, out: torch.Tensor, out_s
             tok if tok is not None else dummy, vec if vec is not None else dummy,
             part if part is not None else dummy, ops.height * ops.width, entry, scratch,
             ops.D if ops.D is not None else dummy, ops.z if has_z else ops.u, *ops.z_strides, *ops.common_args(),
-            k_first, k_count, chunk_first, **ops.common_meta(), HAS_D=ops.D is not None, HAS_Z=has_z,
+            k_first, k_count, chunk_first, **meta, HAS_D=ops.D is not None, HAS_Z=has_z,
             SUM_DIRECTIONS=sum_directions, ACCUMULATE=k_first > 0, HAS_WEIGHT=weight is not None, REDUCE=reduce,
             DETERMINISTIC=deterministic, BLOCK_T=ops.tiles.block_t, BLOCK_D=block_d, TILES=ops.tiles_per_chunk,
             STATE_LOOP=state_loop, STATE_UNROLL=ops.state_unroll, CARRY_IN_REGISTERS=ops.tiles.carry_in_registers,
@@ -719,7 +754,8 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
     tok, vec, gbar = ln_upstream if ln_upstream is not None else (dsum, dsum, dsum)
     ln_args = (tok, vec, gbar, ops.height * ops.width)
     Dskip = ops.D if ops.D is not None else dsum
-    meta = dict(**ops.common_meta(), HAS_Z=has_z, SUM_DIRECTIONS=sum_directions, HAS_WEIGHT=weight is not None,
+    meta = dict(**ops.launch_meta(dout, weight, *(ln_upstream or ()), *grad_buffers.values()), HAS_Z=has_z,
+                SUM_DIRECTIONS=sum_directions, HAS_WEIGHT=weight is not None,
                 LN_UPSTREAM=ln_upstream is not None, BLOCK_T=ops.tiles.block_t, BLOCK_D=ops.block_d)
     local = ops.state_buffer(ops.n_state)
     adjoint_loop = ops.adjoint_state_loop
@@ -758,6 +794,7 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
             copies = {name: _zeroed_copies(gb[name], blocks) for name in sums if grad_buffers.get(name) is not None}
             part_strides = tuple(copies[name][0].numel() if name in copies else 0 for name in sums)
             launch_buffers = {**gb, **copies}
+            grads_meta["WIDE"] = grads_meta["WIDE"] or spans_past_int32(*copies.values())
     else:
         block_d = ops.block_d
         grads_meta = dict(meta, RP=next_power_of_2(ops.rank), **ops.tiles.backward_options())

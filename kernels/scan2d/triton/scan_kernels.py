@@ -138,16 +138,30 @@ def load_pair(ptr):
 
 
 @triton.jit
-def x_rows(x_ptr, x_low_ptr, X, b64, pos64, is_low, k, ORDER: tl.constexpr):
+def offset(x, WIDE: tl.constexpr):
+    """Integer x (a scalar or a vector of indices) as it enters pointer offsets: int64 with WIDE, else x itself
+    (int32).  The host sets WIDE where some tensor of the launch can reach 2^31 elements
+    (``launch.ScanOperands.launch_meta``).  Below that every offset fits int32, and 32-bit offsets save a register
+    per row pointer and the 64-bit multiplies: compile_check, sm_90, the model's layer, 5-9% fewer static
+    instructions in the forward kernels, 7% in the backward (bench/README.md).  (Names ending in ``_o`` hold such
+    offsets.)"""
+    if WIDE:
+        return x.to(tl.int64)
+    else:
+        return x
+
+
+@triton.jit
+def x_rows(x_ptr, x_low_ptr, X, b_o, pos_o, is_low, k, ORDER: tl.constexpr):
     """Pointers (BLOCK_T,) to direction k's x_proj row [dt_low | B | C] at each step's position (low-resolution
     tokens in the low-resolution tensor), with the strides of X (see load_chunk).  Gradient buffers laid out like
     x use it too."""
     _, _, s_xb, s_xl, s_xk, _, s_xb_low = X
-    high = x_ptr + b64 * s_xb + pos64 * s_xl + k * s_xk
+    high = x_ptr + b_o * s_xb + pos_o * s_xl + k * s_xk
     if ORDER == 0:
         return high
     else:
-        return tl.where(is_low, x_low_ptr + b64 * s_xb_low + pos64 * s_xl + k * s_xk, high)
+        return tl.where(is_low, x_low_ptr + b_o * s_xb_low + pos_o * s_xl + k * s_xk, high)
 
 
 @triton.jit
@@ -167,25 +181,26 @@ def block_channels(d_block, per_group, Dm, BLOCK_D: tl.constexpr, ONE_GROUP: tl.
 
 
 @triton.jit
-def block_group(d_block, per_group, BLOCK_D: tl.constexpr):
-    """The group of B/C that channel block ``d_block`` reads (see ``block_channels``)."""
-    return (d_block // tl.cdiv(per_group, BLOCK_D)).to(tl.int64)
+def block_group(d_block, per_group, BLOCK_D: tl.constexpr, WIDE: tl.constexpr):
+    """The group of B/C that channel block ``d_block`` reads (see ``block_channels``), as an ``offset``."""
+    return offset(d_block // tl.cdiv(per_group, BLOCK_D), WIDE)
 
 
 @triton.jit
-def _channel_sum_rows(sums_a, sums_b, X, BC, b64, pos64, is_low, k, d_block, ORDER: tl.constexpr,
-                      LOWRANK: tl.constexpr, R: tl.constexpr, N: tl.constexpr, BLOCK_D: tl.constexpr):
-    """Pointers (T,) to state 0 of dB's and dC's rows at the steps at positions ``pos64``, where the backward adds
+def _channel_sum_rows(sums_a, sums_b, X, BC, b_o, pos_o, is_low, k, d_block, ORDER: tl.constexpr,
+                      LOWRANK: tl.constexpr, R: tl.constexpr, N: tl.constexpr, BLOCK_D: tl.constexpr,
+                      WIDE: tl.constexpr):
+    """Pointers (T,) to state 0 of dB's and dC's rows at the steps at positions ``pos_o``, where the backward adds
     its sums over channels; state n lies as far on as in B and C (``load_steps``'s s_bn, s_cn).  The 2D layer's
     dB and dC are columns of the x-projection gradient (sums_a = dx, sums_b = dx_low, laid out like x); the drop-in
     scan's are laid out like B and C (sums_a = dB, sums_b = dC) and read channel block ``d_block``'s group."""
     if LOWRANK:
-        dxrow = x_rows(sums_a, sums_b, X, b64, pos64, is_low, k, ORDER)
+        dxrow = x_rows(sums_a, sums_b, X, b_o, pos_o, is_low, k, ORDER)
         return dxrow + R * X[5], dxrow + (R + N) * X[5]
     else:
-        grp = block_group(d_block, BC[10], BLOCK_D)
-        return (sums_a + b64 * BC[2] + grp * BC[3] + pos64 * BC[5],
-                sums_b + b64 * BC[6] + grp * BC[7] + pos64 * BC[9])
+        grp = block_group(d_block, BC[10], BLOCK_D, WIDE)
+        return (sums_a + b_o * BC[2] + grp * BC[3] + pos_o * BC[5],
+                sums_b + b_o * BC[6] + grp * BC[7] + pos_o * BC[9])
 
 
 @triton.jit
@@ -209,7 +224,7 @@ def _accumulate(ptr, value, mask, OWNED: tl.constexpr, FIRST_WRITE: tl.constexpr
 
 @triton.jit
 def load_td(ptr, rows, cols, row_mask, col_mask, ROWWISE: tl.constexpr):
-    """The (T, D) tile of ``ptr`` at offsets ``rows[:, None] + cols[None, :]`` (int64, (T,) and (D,)), as float32,
+    """The (T, D) tile of ``ptr`` at offsets ``rows[:, None] + cols[None, :]`` (``offset``s, (T,) and (D,)), as float32,
     zero outside ``row_mask[:, None] & col_mask[None, :]``.
 
     ROWWISE: one (D,) load per row, for the state loops on channels-first tensors (the drop-in scan's, whose steps
@@ -310,6 +325,7 @@ def load_steps(
     ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, R: tl.constexpr, N: tl.constexpr, STEPS_IN_REGISTERS: tl.constexpr = False,
     ROWWISE: tl.constexpr = False, PAIRED: tl.constexpr = False, IN_WINDOW: tl.constexpr = False,
+    WIDE: tl.constexpr = True,
 ):
     """Inputs of steps ``s0 + t`` (t: (BLOCK_T,) 0 .. BLOCK_T - 1) for channels ``d`` (BLOCK_D,), channel block
     ``d_block``, with B and C as row pointers (the state-loop kernels read one state's column at a time;
@@ -319,7 +335,7 @@ def load_steps(
     at a time (``load_td``), as the state-loop kernels then read and write all their (T, D) tiles of the drop-in's
     tensors.  PAIRED (with STEPS_IN_REGISTERS): x's rows are contiguous and word-aligned for ``load_pair``
     (``ScanOperands.paired_x``), and the dt ranks are read two at a time.  IN_WINDOW: the tile lies in one window
-    (``positions.tile_positions``).
+    (``positions.tile_positions``).  WIDE: 64-bit offsets (``offset``).
 
     The inputs' pointers and strides come as tuples (``launch.ScanOperands.common_args``):
     U = (u, u_low, batch, position, channel strides, u_low's batch stride); X = (x_proj outputs, their low-res
@@ -336,19 +352,19 @@ def load_steps(
     dtw_ptr, dtb_ptr = PROJ
     s_xc = X[5]  # the column stride; x_rows reads the others
     pos, is_low, valid = tile_positions(s0, t, k, dirs_ptr, H, W, ORDER, IN_WINDOW)
-    pos64 = pos.to(tl.int64)
-    b64 = b.to(tl.int64)
+    pos_o = offset(pos, WIDE)
+    b_o = offset(b, WIDE)
     mask_td = valid[:, None] & d_mask[None, :]
     by_rows: tl.constexpr = STEPS_IN_REGISTERS and ROWWISE
     if ORDER == 0:
-        u = load_td(u_ptr + b64 * s_ub, pos64 * s_ul, d.to(tl.int64) * s_ud, valid, d_mask, by_rows)
+        u = load_td(u_ptr + b_o * s_ub, pos_o * s_ul, offset(d, WIDE) * s_ud, valid, d_mask, by_rows)
     else:
-        high_u = u_ptr + b64 * s_ub + pos64[:, None] * s_ul + d.to(tl.int64)[None, :] * s_ud
-        low_u = u_low_ptr + b64 * s_ub_low + pos64[:, None] * s_ul + d.to(tl.int64)[None, :] * s_ud
+        high_u = u_ptr + b_o * s_ub + pos_o[:, None] * s_ul + offset(d, WIDE)[None, :] * s_ud
+        low_u = u_low_ptr + b_o * s_ub_low + pos_o[:, None] * s_ul + offset(d, WIDE)[None, :] * s_ud
         u = tl.load(tl.where(is_low[:, None], low_u, high_u), mask=mask_td, other=0.0).to(tl.float32)
     if LOWRANK:
         # x_proj outputs [dt_low | B | C] of direction k at each step's position.
-        xrow = x_rows(X[0], X[1], X, b64, pos64, is_low, k, ORDER)
+        xrow = x_rows(X[0], X[1], X, b_o, pos_o, is_low, k, ORDER)
         # delta_pre = dt_low @ dt_weight[k].T, one rank at a time: a (T, D, R) product tile would take a third
         # of the registers of the kernels that use it (compile_check) and pad R to a power of two.
         delta_pre = tl.zeros([t.shape[0], d.shape[0]], dtype=tl.float32)
@@ -392,10 +408,10 @@ def load_steps(
         s_bn = s_xc
         s_cn = s_xc
     else:
-        delta_pre = load_td(delta_ptr + b64 * s_db, pos64 * s_dl, d.to(tl.int64) * s_dd, valid, d_mask, by_rows)
-        grp = block_group(d_block, per_group, d.shape[0])
-        b_rows = B_ptr + b64 * s_bb + grp * s_bg + pos64 * s_bl
-        c_rows = C_ptr + b64 * s_cb + grp * s_cg + pos64 * s_cl
+        delta_pre = load_td(delta_ptr + b_o * s_db, pos_o * s_dl, offset(d, WIDE) * s_dd, valid, d_mask, by_rows)
+        grp = block_group(d_block, per_group, d.shape[0], WIDE)
+        b_rows = B_ptr + b_o * s_bb + grp * s_bg + pos_o * s_bl
+        c_rows = C_ptr + b_o * s_cb + grp * s_cg + pos_o * s_cl
     if HAS_BIAS:
         delta_pre += tl.load(dtb_ptr + k * Dm + d, mask=d_mask, other=0.0).to(tl.float32)[None, :]
     if SOFTPLUS:
@@ -411,12 +427,13 @@ def load_chunk(
     s0, t, b, k, d_block, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm,
     ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, R: tl.constexpr, N: tl.constexpr, IN_WINDOW: tl.constexpr = False,
+    WIDE: tl.constexpr = True,
 ):
     """``load_steps`` with B and C loaded as (T, 1, N) tiles (Bm, Cm), broadcastable to (T, D, N), zero on invalid
     steps.  Returns pos, is_low, valid, u, delta_pre, delta, Bm, Cm."""
     pos, is_low, valid, u, delta_pre, delta, b_rows, c_rows, s_bn, s_cn = load_steps(
         s0, t, b, k, d_block, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS,
-        SOFTPLUS, R, N, IN_WINDOW=IN_WINDOW)
+        SOFTPLUS, R, N, IN_WINDOW=IN_WINDOW, WIDE=WIDE)
     n = tl.arange(0, N)
     Bm = tl.load(b_rows[:, None] + n[None, :] * s_bn, mask=valid[:, None], other=0.0).to(tl.float32)[:, None, :]
     Cm = tl.load(c_rows[:, None] + n[None, :] * s_cn, mask=valid[:, None], other=0.0).to(tl.float32)[:, None, :]
@@ -430,9 +447,9 @@ def _row(x, t, index):
 
 
 @triton.jit
-def _load_state(ptr, pid_bk, chunk, n_chunks, Dm, d, d_mask, n):
+def _load_state(ptr, pid_bk, chunk, n_chunks, Dm, d, d_mask, n, WIDE: tl.constexpr):
     """A stored chunk state (D, N) of a (batch*K, chunks, dim, N) fp32 buffer."""
-    return tl.load(ptr + ((pid_bk.to(tl.int64) * n_chunks + chunk) * Dm + d[:, None]) * n.shape[0] + n[None, :],
+    return tl.load(ptr + ((offset(pid_bk, WIDE) * n_chunks + chunk) * Dm + d[:, None]) * n.shape[0] + n[None, :],
                    mask=d_mask[:, None], other=0.0)
 
 
@@ -563,9 +580,9 @@ def _state_loop_tile(h0_rows, h0_mask, end_rows, A_rows, d_mask, t, delta, u, b_
 
 
 @triton.jit
-def _states_from_entry(entry_ptr, pid_bk, pid_c, n_chunks, Dm, d, d_mask, n, t, delta, u, Bm, A):
+def _states_from_entry(entry_ptr, pid_bk, pid_c, n_chunks, Dm, d, d_mask, n, t, delta, u, Bm, A, WIDE: tl.constexpr):
     """Decays, drives and states h_t (T, D, N) of a one-tile chunk started from its stored entry state."""
-    return _tile_states(_load_state(entry_ptr, pid_bk, pid_c, n_chunks, Dm, d, d_mask, n), t, delta, u, Bm, A)
+    return _tile_states(_load_state(entry_ptr, pid_bk, pid_c, n_chunks, Dm, d, d_mask, n, WIDE), t, delta, u, Bm, A)
 
 
 @triton.jit(do_not_specialize=["chunk_first"])  # one compiled kernel for every launch's first chunk
@@ -576,7 +593,7 @@ def chunk_end_state_kernel(
     SOFTPLUS: tl.constexpr, R: tl.constexpr, N: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, TILES: tl.constexpr, STATE_LOOP: tl.constexpr,
     STATE_UNROLL: tl.constexpr = 1, CARRY_IN_REGISTERS: tl.constexpr = False, ROWWISE: tl.constexpr = False,
-    PAIRED: tl.constexpr = False, IN_WINDOW: tl.constexpr = False,
+    PAIRED: tl.constexpr = False, IN_WINDOW: tl.constexpr = False, WIDE: tl.constexpr = True,
 ):
     """State at the end of each chunk when the chunk starts from zero, and the chunk's sum of delta.
 
@@ -591,7 +608,7 @@ def chunk_end_state_kernel(
     d, d_mask = block_channels(pid_d, BC[10], Dm, BLOCK_D, LOWRANK)
     t = tl.arange(0, BLOCK_T)
     n = tl.arange(0, N)
-    base = (pid_bk.to(tl.int64) * n_chunks + pid_c) * Dm
+    base = (offset(pid_bk, WIDE) * n_chunks + pid_c) * Dm
     dsum = tl.zeros([BLOCK_D], dtype=tl.float32)
     if STATE_LOOP:
         rows = state_ptr + (base + d) * N
@@ -602,7 +619,7 @@ def chunk_end_state_kernel(
             s0 = (pid_c * TILES + j) * BLOCK_T
             pos, is_low, valid, u, delta_pre, delta, b_rows, c_rows, s_bn, s_cn = load_steps(
                 s0, t, b, k, pid_d, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS,
-                SOFTPLUS, R, N, STEPS_IN_REGISTERS=True, ROWWISE=ROWWISE, PAIRED=PAIRED, IN_WINDOW=IN_WINDOW)
+                SOFTPLUS, R, N, STEPS_IN_REGISTERS=True, ROWWISE=ROWWISE, PAIRED=PAIRED, IN_WINDOW=IN_WINDOW, WIDE=WIDE)
             # The first tile starts from zero; later ones from the state the previous one left in the slot (or in
             # registers).  (y is unused.)
             _, states = _state_loop_tile(rows, d_mask & ((d * 0 + j) > 0), rows, A_ptr + (k * Dm + d) * N, d_mask, t,
@@ -620,7 +637,7 @@ def chunk_end_state_kernel(
             s0 = (pid_c * TILES + j) * BLOCK_T
             pos, is_low, valid, u, delta_pre, delta, Bm, Cm = load_chunk(
                 s0, t, b, k, pid_d, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS,
-                SOFTPLUS, R, N, IN_WINDOW)
+                SOFTPLUS, R, N, IN_WINDOW, WIDE)
             _, _, hs = _tile_states(h, t, delta, u, Bm, A)
             h = _row(hs, t, BLOCK_T - 1)
             dsum += tl.sum(delta, axis=0)
@@ -725,7 +742,7 @@ def forward_output_kernel(
     R: tl.constexpr, N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, TILES: tl.constexpr,
     STATE_LOOP: tl.constexpr, STATE_UNROLL: tl.constexpr = 1, CARRY_IN_REGISTERS: tl.constexpr = False,
     STORE_FIRST: tl.constexpr = False, SCALE_FIRST: tl.constexpr = False, ROWWISE: tl.constexpr = False,
-    PAIRED: tl.constexpr = False, IN_WINDOW: tl.constexpr = False,
+    PAIRED: tl.constexpr = False, IN_WINDOW: tl.constexpr = False, WIDE: tl.constexpr = True,
 ):
     """y_t = C_t . h_t + D u_t (times silu(z_t)) from the chunk's entry state, written at each step's position.
 
@@ -752,7 +769,7 @@ def forward_output_kernel(
     pid_g, pid_c = tl.program_id(0), tl.program_id(2) + chunk_first
     b, k = pid_g // k_count, k_first + pid_g % k_count
     pid_bk = b * K + k  # index of (batch, direction) in the state buffers
-    b64 = b.to(tl.int64)
+    b_o = offset(b, WIDE)
     t = tl.arange(0, BLOCK_T)
     n = tl.arange(0, N)
     first_block, n_blocks = _channel_blocks(Dm, BC[10], BLOCK_D, DETERMINISTIC)
@@ -760,7 +777,7 @@ def forward_output_kernel(
         pid_d = first_block + i
         d, d_mask = block_channels(pid_d, BC[10], Dm, BLOCK_D, LOWRANK)
         if STATE_LOOP:
-            rows = ((pid_bk.to(tl.int64) * n_chunks + pid_c) * Dm + d) * N  # this chunk's states
+            rows = ((offset(pid_bk, WIDE) * n_chunks + pid_c) * Dm + d) * N  # this chunk's states
             entry_rows = carry_ptr + rows
             scratch_rows = scratch_ptr + rows
             in_registers: tl.constexpr = CARRY_IN_REGISTERS and TILES > 1
@@ -772,13 +789,13 @@ def forward_output_kernel(
         else:
             A = tl.load(A_ptr + k * Dm * N + d[:, None] * N + n[None, :], mask=d_mask[:, None],
                         other=0.0).to(tl.float32)
-            h0 = _load_state(carry_ptr, pid_bk, pid_c, n_chunks, Dm, d, d_mask, n)
+            h0 = _load_state(carry_ptr, pid_bk, pid_c, n_chunks, Dm, d, d_mask, n, WIDE)
         if HAS_D:
             Dk = tl.load(Dskip_ptr + k * Dm + d, mask=d_mask, other=0.0).to(tl.float32)
         if HAS_WEIGHT:
-            wk = tl.load(weight_ptr + (b64 * K + k) * Dm + d, mask=d_mask, other=0.0).to(tl.float32)
+            wk = tl.load(weight_ptr + (b_o * K + k) * Dm + d, mask=d_mask, other=0.0).to(tl.float32)
         if REDUCE == 3:
-            g = tl.load(vec_ptr + pid_bk.to(tl.int64) * Dm + d, mask=d_mask, other=0.0)
+            g = tl.load(vec_ptr + offset(pid_bk, WIDE) * Dm + d, mask=d_mask, other=0.0)
         part = tl.zeros([BLOCK_D], dtype=tl.float32)
         for j in range(TILES):
             s0 = (pid_c * TILES + j) * BLOCK_T
@@ -786,7 +803,7 @@ def forward_output_kernel(
                 pos, is_low, valid, u, delta_pre, delta, b_rows, c_rows, s_bn, s_cn = load_steps(
                     s0, t, b, k, pid_d, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK,
                     HAS_BIAS, SOFTPLUS, R, N, STEPS_IN_REGISTERS=True, ROWWISE=ROWWISE, PAIRED=PAIRED,
-                    IN_WINDOW=IN_WINDOW)
+                    IN_WINDOW=IN_WINDOW, WIDE=WIDE)
                 y = tl.zeros([BLOCK_T, BLOCK_D], dtype=tl.float32)
                 if HAS_D:
                     y = u * Dk[None, :]
@@ -799,25 +816,25 @@ def forward_output_kernel(
             else:
                 pos, is_low, valid, u, delta_pre, delta, Bm, Cm = load_chunk(
                     s0, t, b, k, pid_d, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK,
-                    HAS_BIAS, SOFTPLUS, R, N, IN_WINDOW)
+                    HAS_BIAS, SOFTPLUS, R, N, IN_WINDOW, WIDE)
                 _, _, h = _tile_states(h0, t, delta, u, Bm, A)
                 if TILES > 1:
                     h0 = _row(h, t, BLOCK_T - 1)
                 y = tl.sum(h * Cm, axis=2)
                 if HAS_D:
                     y += u * Dk[None, :]
-            pos64 = pos.to(tl.int64)
+            pos_o = offset(pos, WIDE)
             rowwise: tl.constexpr = STATE_LOOP and ROWWISE
             if HAS_Z:
-                z = load_td(z_ptr + b64 * s_zb, pos64 * s_zl, d.to(tl.int64) * s_zd, valid, d_mask, rowwise)
+                z = load_td(z_ptr + b_o * s_zb, pos_o * s_zl, offset(d, WIDE) * s_zd, valid, d_mask, rowwise)
                 y = y * z / (1.0 + tl.exp(-z))
             high = valid & (is_low == 0)
             write = high[:, None] & d_mask[None, :]
-            token = pid_bk.to(tl.int64) * L_high + pos64
+            token = offset(pid_bk, WIDE) * L_high + pos_o
             # This direction's (step, channel) elements of out (REDUCE 1 and 4 pass a summed out: s_ok = 0).
-            out_k = out_ptr + b64 * s_ob + k.to(tl.int64) * s_ok
-            out_rows = pos64 * s_ol
-            out_cols = d.to(tl.int64) * s_od
+            out_k = out_ptr + b_o * s_ob + offset(k, WIDE) * s_ok
+            out_rows = pos_o * s_ol
+            out_cols = offset(d, WIDE) * s_od
             dest = out_k + out_rows[:, None] + out_cols[None, :]
             if REDUCE == 0:
                 if HAS_WEIGHT:
@@ -825,7 +842,7 @@ def forward_output_kernel(
                 if ACCUMULATE:
                     before = load_td(out_k, out_rows, out_cols, high, d_mask, rowwise)
                     if SCALE_FIRST:
-                        before *= tl.load(weight_ptr + b64 * K * Dm + d, mask=d_mask, other=0.0).to(tl.float32)[None, :]
+                        before *= tl.load(weight_ptr + b_o * K * Dm + d, mask=d_mask, other=0.0).to(tl.float32)[None, :]
                     y += before
                 store_td(out_k, out_rows, out_cols, y, high, d_mask, rowwise)
             elif REDUCE == 1:
@@ -843,7 +860,7 @@ def forward_output_kernel(
                 _accumulate(red_ptr + token, tl.sum(tl.where(write, y * g[None, :], 0.0), axis=1), high,
                             DETERMINISTIC)
         if REDUCE == 2 or REDUCE == 4:
-            tl.store(part_ptr + (pid_bk.to(tl.int64) * n_chunks + pid_c) * Dm + d, part, mask=d_mask)
+            tl.store(part_ptr + (offset(pid_bk, WIDE) * n_chunks + pid_c) * Dm + d, part, mask=d_mask)
         if DETERMINISTIC:
             # The next block's read-add-writes must see this block's stores, whichever thread made them.
             tl.debug_barrier()
@@ -851,9 +868,10 @@ def forward_output_kernel(
 
 @triton.jit
 def _upstream_grad(
-    pos64, b64, k, d, d_mask, valid, is_low, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, K, Dm,
+    pos_o, b_o, k, d, d_mask, valid, is_low, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, K, Dm,
     y, tok_ptr, vec_ptr, gbar_ptr, L_high,
     SUM_DIRECTIONS: tl.constexpr, HAS_WEIGHT: tl.constexpr, LN_UPSTREAM: tl.constexpr, ROWWISE: tl.constexpr,
+    WIDE: tl.constexpr,
 ):
     """Gradient reaching this direction's output at each step, (T, D); zero for low-resolution tokens.
 
@@ -864,8 +882,8 @@ def _upstream_grad(
     """
     m = (valid & (is_low == 0))[:, None] & d_mask[None, :]
     if LN_UPSTREAM:
-        bk = b64 * K + k
-        token = bk * L_high + pos64
+        bk = b_o * K + k
+        token = bk * L_high + pos_o
         mu = tl.load(tok_ptr + token * 3, mask=valid, other=0.0)
         rstd = tl.load(tok_ptr + token * 3 + 1, mask=valid, other=0.0)
         mt = tl.load(tok_ptr + token * 3 + 2, mask=valid, other=0.0)
@@ -874,11 +892,11 @@ def _upstream_grad(
         xhat = (y - mu[:, None]) * rstd[:, None]
         dy_ln = tl.where(m, rstd[:, None] * (g[None, :] - gbar - xhat * mt[:, None]), 0.0)
     if SUM_DIRECTIONS or not LN_UPSTREAM:
-        dy = load_td(dout_ptr + b64 * s_gb + k.to(tl.int64) * s_gk, pos64 * s_gl, d.to(tl.int64) * s_gd,
+        dy = load_td(dout_ptr + b_o * s_gb + offset(k, WIDE) * s_gk, pos_o * s_gl, offset(d, WIDE) * s_gd,
                      valid & (is_low == 0), d_mask, ROWWISE)
         if SUM_DIRECTIONS:
             if HAS_WEIGHT:
-                dy = dy * tl.load(weight_ptr + (b64 * K + k) * Dm + d, mask=d_mask, other=0.0).to(tl.float32)[None, :]
+                dy = dy * tl.load(weight_ptr + (b_o * K + k) * Dm + d, mask=d_mask, other=0.0).to(tl.float32)[None, :]
         if LN_UPSTREAM:
             dy += dy_ln
     else:
@@ -891,6 +909,7 @@ def _backward_chunk(
     b, k, pid_d, pid_c, U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, H, W, Dm,
     ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     R: tl.constexpr, N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, IN_WINDOW: tl.constexpr,
+    WIDE: tl.constexpr,
 ):
     """What both backward kernels read for the one-tile chunk ``pid_c`` of (batch b, direction k), channel block
     ``pid_d``: the chunk's indices and inputs (load_chunk) and A (D, N).  Shared so that the adjoint pass and the
@@ -900,7 +919,7 @@ def _backward_chunk(
     n = tl.arange(0, N)
     pos, is_low, valid, u, delta_pre, delta, Bm, Cm = load_chunk(
         pid_c * BLOCK_T, t, b, k, pid_d, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK,
-        HAS_BIAS, SOFTPLUS, R, N, IN_WINDOW)
+        HAS_BIAS, SOFTPLUS, R, N, IN_WINDOW, WIDE)
     A = tl.load(A_ptr + k * Dm * N + d[:, None] * N + n[None, :], mask=d_mask[:, None], other=0.0).to(tl.float32)
     return d, d_mask, t, n, pos, is_low, valid, u, delta_pre, delta, Bm, Cm, A
 
@@ -915,7 +934,7 @@ def chunk_adjoint_kernel(
     LN_UPSTREAM: tl.constexpr, HAS_D: tl.constexpr,
     R: tl.constexpr, N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, STATE_LOOP: tl.constexpr = False,
     STATE_UNROLL: tl.constexpr = 1, ROWWISE: tl.constexpr = False, PAIRED: tl.constexpr = False,
-    IN_WINDOW: tl.constexpr = False,
+    IN_WINDOW: tl.constexpr = False, WIDE: tl.constexpr = True,
 ):
     """Adjoint of each chunk with nothing arriving from later chunks, taken back through its first decay:
     local = exp(delta_t0 A) * g_t0, the gradient the chunk sends to the state entering it.
@@ -928,15 +947,15 @@ def chunk_adjoint_kernel(
     """
     pid_bk, pid_c = tl.program_id(0), tl.program_id(2) + chunk_first
     b, k = pid_bk // K, pid_bk % K
-    b64 = b.to(tl.int64)
-    base = (pid_bk.to(tl.int64) * n_chunks + pid_c) * Dm
+    b_o = offset(b, WIDE)
+    base = (offset(pid_bk, WIDE) * n_chunks + pid_c) * Dm
     if STATE_LOOP:
         d, d_mask = block_channels(tl.program_id(1), BC[10], Dm, BLOCK_D, LOWRANK)
         t = tl.arange(0, BLOCK_T)
         pos, is_low, valid, u, delta_pre, delta, b_rows, c_rows, s_bn, s_cn = load_steps(
             pid_c * BLOCK_T, t, b, k, tl.program_id(1), d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER,
             LOWRANK, HAS_BIAS, SOFTPLUS, R, N, STEPS_IN_REGISTERS=True, ROWWISE=ROWWISE, PAIRED=PAIRED,
-            IN_WINDOW=IN_WINDOW)
+            IN_WINDOW=IN_WINDOW, WIDE=WIDE)
         A_rows = A_ptr + (k * Dm + d) * N
         y = tl.zeros([BLOCK_T, BLOCK_D], dtype=tl.float32)
         if LN_UPSTREAM:  # the LayerNorm gradient depends on y: recompute the chunk's outputs
@@ -949,19 +968,21 @@ def chunk_adjoint_kernel(
     else:
         d, d_mask, t, n, pos, is_low, valid, u, delta_pre, delta, Bm, Cm, A = _backward_chunk(
             b, k, tl.program_id(1), pid_c, U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, H, W, Dm, ORDER, LOWRANK,
-            HAS_BIAS, SOFTPLUS, R, N, BLOCK_T, BLOCK_D, IN_WINDOW)
+            HAS_BIAS, SOFTPLUS, R, N, BLOCK_T, BLOCK_D, IN_WINDOW, WIDE)
         y = tl.zeros([BLOCK_T, BLOCK_D], dtype=tl.float32)
         if LN_UPSTREAM:  # the LayerNorm gradient depends on y: recompute the chunk's outputs
-            _, _, h = _states_from_entry(entry_ptr, pid_bk, pid_c, n_chunks, Dm, d, d_mask, n, t, delta, u, Bm, A)
+            _, _, h = _states_from_entry(entry_ptr, pid_bk, pid_c, n_chunks, Dm, d, d_mask, n, t, delta, u, Bm, A,
+                                         WIDE)
             y = tl.sum(h * Cm, axis=2)
             if HAS_D:
                 y += u * tl.load(Dskip_ptr + k * Dm + d, mask=d_mask, other=0.0).to(tl.float32)[None, :]
-    pos64 = pos.to(tl.int64)
+    pos_o = offset(pos, WIDE)
     rowwise: tl.constexpr = STATE_LOOP and ROWWISE
-    dy = _upstream_grad(pos64, b64, k, d, d_mask, valid, is_low, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, K,
-                        Dm, y, tok_ptr, vec_ptr, gbar_ptr, L_high, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM, rowwise)
+    dy = _upstream_grad(pos_o, b_o, k, d, d_mask, valid, is_low, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, K,
+                        Dm, y, tok_ptr, vec_ptr, gbar_ptr, L_high, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM, rowwise,
+                        WIDE)
     if HAS_Z:
-        z = load_td(z_ptr + b64 * s_zb, pos64 * s_zl, d.to(tl.int64) * s_zd, valid, d_mask, rowwise)
+        z = load_td(z_ptr + b_o * s_zb, pos_o * s_zl, offset(d, WIDE) * s_zd, valid, d_mask, rowwise)
         dy = dy * z / (1.0 + tl.exp(-z))
     reach = tl.cumsum(delta, axis=0)
     if STATE_LOOP:
@@ -981,49 +1002,51 @@ def chunk_adjoint_kernel(
 
 @triton.jit
 def _output_grads(
-    y, pos64, b64, k, d, d_mask, valid, is_low, chunk_base, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr,
+    y, pos_o, b_o, k, d, d_mask, valid, is_low, chunk_base, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr,
     dweight_part_ptr, z_ptr, dz_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr, gbar_ptr, L_high, K, Dm,
     SUM_DIRECTIONS: tl.constexpr, HAS_WEIGHT: tl.constexpr, LN_UPSTREAM: tl.constexpr, HAS_Z: tl.constexpr,
-    ROWWISE: tl.constexpr,
+    ROWWISE: tl.constexpr, WIDE: tl.constexpr,
 ):
     """Gradient dy (T, D) reaching this direction's y = C.h + D u (the z gate's factor applied), given y; stores the
     chunk's direction-weight gradient and dz on the way."""
-    dout = _upstream_grad(pos64, b64, k, d, d_mask, valid, is_low, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, K,
-                          Dm, y, tok_ptr, vec_ptr, gbar_ptr, L_high, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM, ROWWISE)
+    dout = _upstream_grad(pos_o, b_o, k, d, d_mask, valid, is_low, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, K,
+                          Dm, y, tok_ptr, vec_ptr, gbar_ptr, L_high, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM, ROWWISE,
+                          WIDE)
     if SUM_DIRECTIONS and not LN_UPSTREAM:  # with LN_UPSTREAM a REDUCE = 4 pass has computed it already
         if HAS_WEIGHT:
             # d weight[b, k, d] = sum over high-resolution steps of dout * y (dout read without the weight).
-            raw = tl.load(dout_ptr + b64 * s_gb + pos64[:, None] * s_gl + d.to(tl.int64)[None, :] * s_gd,
+            raw = tl.load(dout_ptr + b_o * s_gb + pos_o[:, None] * s_gl + offset(d, WIDE)[None, :] * s_gd,
                           mask=(valid & (is_low == 0))[:, None] & d_mask[None, :], other=0.0).to(tl.float32)
             tl.store(dweight_part_ptr + chunk_base + d, tl.sum(raw * y, axis=0), mask=d_mask)
     dy = dout
     if HAS_Z:
-        z = load_td(z_ptr + b64 * s_zb, pos64 * s_zl, d.to(tl.int64) * s_zd, valid, d_mask, ROWWISE)
+        z = load_td(z_ptr + b_o * s_zb, pos_o * s_zl, offset(d, WIDE) * s_zd, valid, d_mask, ROWWISE)
         sig = 1.0 / (1.0 + tl.exp(-z))
-        store_td(dz_ptr + b64 * s_zb, pos64 * s_zl, d.to(tl.int64) * s_zd, dout * y * sig * (1.0 + z * (1.0 - sig)),
-                 valid, d_mask, ROWWISE)
+        d_o = offset(d, WIDE)
+        store_td(dz_ptr + b_o * s_zb, pos_o * s_zl, d_o * s_zd, dout * y * sig * (1.0 + z * (1.0 - sig)), valid, d_mask,
+                 ROWWISE)
         dy = dout * z * sig
     return dy
 
 
 @triton.jit
-def _accumulate_du(du_ptr, du_low_ptr, U, b64, pos64, is_low, valid, d, d_mask, du, ORDER: tl.constexpr,
-                   OWNED: tl.constexpr, ROWWISE: tl.constexpr):
+def _accumulate_du(du_ptr, du_low_ptr, U, b_o, pos_o, is_low, valid, d, d_mask, du, ORDER: tl.constexpr,
+                   OWNED: tl.constexpr, ROWWISE: tl.constexpr, WIDE: tl.constexpr):
     """du (T, D) added at each step's token (u's low-resolution twin for low-resolution tokens): u can be read by
     several directions.  ROWWISE (with OWNED) reads and writes a row at a time, as ``load_td`` says why."""
     s_ub, s_ul, s_ud, s_ub_low = U[2], U[3], U[4], U[5]
-    du_b = du_ptr + b64 * s_ub
+    du_b = du_ptr + b_o * s_ub
     if ORDER == 0 and ROWWISE and OWNED:
-        rows = pos64 * s_ul
-        cols = d.to(tl.int64) * s_ud
+        rows = pos_o * s_ul
+        cols = offset(d, WIDE) * s_ud
         store_td(du_b, rows, cols, load_td(du_b, rows, cols, valid, d_mask, ROWWISE) + du, valid, d_mask, ROWWISE)
     else:
         mask_td = valid[:, None] & d_mask[None, :]
-        du_high = du_b + pos64[:, None] * s_ul + d.to(tl.int64)[None, :] * s_ud
+        du_high = du_b + pos_o[:, None] * s_ul + offset(d, WIDE)[None, :] * s_ud
         if ORDER == 0:
             _accumulate(du_high, du, mask_td, OWNED)
         else:
-            du_low = du_low_ptr + b64 * s_ub_low + pos64[:, None] * s_ul + d.to(tl.int64)[None, :] * s_ud
+            du_low = du_low_ptr + b_o * s_ub_low + pos_o[:, None] * s_ul + offset(d, WIDE)[None, :] * s_ud
             _accumulate(tl.where(is_low[:, None], du_low, du_high), du, mask_td, OWNED)
 
 
@@ -1039,7 +1062,7 @@ def _backward_state_loop(
     HAS_WEIGHT: tl.constexpr, LN_UPSTREAM: tl.constexpr, DX_COPIES: tl.constexpr, DU_OWNED: tl.constexpr,
     LANE_SUMS: tl.constexpr, ROWWISE: tl.constexpr, R: tl.constexpr,
     N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, RP: tl.constexpr, PAIRED: tl.constexpr,
-    IN_WINDOW: tl.constexpr,
+    IN_WINDOW: tl.constexpr, WIDE: tl.constexpr,
 ):
     """``backward_grads_kernel`` one state at a time (its STATE_LOOP): the 2D layer (LOWRANK) and the drop-in scan.
 
@@ -1066,17 +1089,17 @@ def _backward_state_loop(
     """
     s_xc = X[5]
     dtw_ptr = PROJ[0]
-    b64 = b.to(tl.int64)
+    b_o = offset(b, WIDE)
     pid_d = tl.program_id(1)
     d, d_mask = block_channels(pid_d, BC[10], Dm, BLOCK_D, LOWRANK)
     t = tl.arange(0, BLOCK_T)
     pos, is_low, valid, u, delta_pre, delta, b_rows, c_rows, s_bn, s_cn = load_steps(
         pid_c * BLOCK_T, t, b, k, pid_d, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER,
         LOWRANK, HAS_BIAS, SOFTPLUS, R, N, STEPS_IN_REGISTERS=True, ROWWISE=ROWWISE, PAIRED=PAIRED,
-        IN_WINDOW=IN_WINDOW)
-    pos64 = pos.to(tl.int64)
+        IN_WINDOW=IN_WINDOW, WIDE=WIDE)
+    pos_o = offset(pos, WIDE)
     mask_td = valid[:, None] & d_mask[None, :]
-    chunk_base = (pid_bk.to(tl.int64) * n_chunks + pid_c) * Dm
+    chunk_base = (offset(pid_bk, WIDE) * n_chunks + pid_c) * Dm
     entry_rows = entry_ptr + (chunk_base + d) * N
     arrive_rows = arrive_ptr + (chunk_base + d) * N
     A_rows = A_ptr + (k * Dm + d) * N
@@ -1088,21 +1111,21 @@ def _backward_state_loop(
     if LN_UPSTREAM or HAS_Z or (SUM_DIRECTIONS and HAS_WEIGHT):  # these need the outputs: recompute them
         y, _ = _state_loop_tile(entry_rows, d_mask, entry_rows, A_rows, d_mask, t, delta, u, b_rows, c_rows, s_bn,
                                 s_cn, y, u, N, OUTPUT=True, STORE_END=False)
-    dy = _output_grads(y, pos64, b64, k, d, d_mask, valid, is_low, chunk_base, dout_ptr, s_gb, s_gk, s_gl, s_gd,
+    dy = _output_grads(y, pos_o, b_o, k, d, d_mask, valid, is_low, chunk_base, dout_ptr, s_gb, s_gk, s_gl, s_gd,
                        weight_ptr, dweight_part_ptr, z_ptr, dz_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr,
-                       gbar_ptr, L_high, K, Dm, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM, HAS_Z, ROWWISE)
+                       gbar_ptr, L_high, K, Dm, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM, HAS_Z, ROWWISE, WIDE)
     # dx and dx_low (dB and dC), or this channel block's copies of them (DX_COPIES).
-    sums_a = (dx_ptr if LOWRANK else dB_ptr) + pid_d.to(tl.int64) * s_dx_part
-    sums_b = (dx_low_ptr if LOWRANK else dC_ptr) + pid_d.to(tl.int64) * s_dxl_part
-    db_rows, dc_rows = _channel_sum_rows(sums_a, sums_b, X, BC, b64, pos64, is_low, k, pid_d, ORDER, LOWRANK, R, N,
-                                         BLOCK_D)
+    sums_a = (dx_ptr if LOWRANK else dB_ptr) + offset(pid_d, WIDE) * s_dx_part
+    sums_b = (dx_low_ptr if LOWRANK else dC_ptr) + offset(pid_d, WIDE) * s_dxl_part
+    db_rows, dc_rows = _channel_sum_rows(sums_a, sums_b, X, BC, b_o, pos_o, is_low, k, pid_d, ORDER, LOWRANK, R, N,
+                                         BLOCK_D, WIDE)
     if LANE_SUMS:
         # Where each lane adds its step's sum: the step's rows, recomputed for the lane's step (once per tile).
         per_step: tl.constexpr = BLOCK_D // BLOCK_T
         lane = tl.arange(0, BLOCK_D)
         pos_l, is_low_l, valid_l = step_positions(pid_c * BLOCK_T + lane // per_step, k, dirs_ptr, H, W, ORDER)
-        db_lane, dc_lane = _channel_sum_rows(sums_a, sums_b, X, BC, b64, pos_l.to(tl.int64), is_low_l, k, pid_d,
-                                             ORDER, LOWRANK, R, N, BLOCK_D)
+        db_lane, dc_lane = _channel_sum_rows(sums_a, sums_b, X, BC, b_o, offset(pos_l, WIDE), is_low_l, k, pid_d,
+                                             ORDER, LOWRANK, R, N, BLOCK_D, WIDE)
         lane_mask = valid_l & (lane % per_step == 0)
     du_delta = delta * u
     first = (t == 0)[:, None]
@@ -1144,7 +1167,7 @@ def _backward_state_loop(
     ddelta = tl.where(mask_td, ddelta, 0.0)
     tl.store(dD_part_ptr + chunk_base + d, tl.sum(dy * u, axis=0), mask=d_mask)
     tl.store(dbias_part_ptr + chunk_base + d, tl.sum(ddelta, axis=0), mask=d_mask)
-    _accumulate_du(du_ptr, du_low_ptr, U, b64, pos64, is_low, valid, d, d_mask, du, ORDER, DU_OWNED, ROWWISE)
+    _accumulate_du(du_ptr, du_low_ptr, U, b_o, pos_o, is_low, valid, d, d_mask, du, ORDER, DU_OWNED, ROWWISE, WIDE)
     if LOWRANK:
         # Through delta_pre = dt_low @ dt_weight[k].T: the input's gradient sums over channels and the weight's over
         # steps, both small products on the tile (RP >= 16, the smallest tl.dot; the host pads it).
@@ -1152,15 +1175,15 @@ def _backward_state_loop(
         mask_tr = valid[:, None] & (r < R)[None, :]
         mask_dr = d_mask[:, None] & (r < R)[None, :]
         w = tl.load(dtw_ptr + (k * Dm + d[:, None]) * R + r[None, :], mask=mask_dr, other=0.0).to(tl.float32)
-        dxrow = x_rows(sums_a, sums_b, X, b64, pos64, is_low, k, ORDER)
+        dxrow = x_rows(sums_a, sums_b, X, b_o, pos_o, is_low, k, ORDER)
         _accumulate(dxrow[:, None] + r[None, :] * s_xc, tl.dot(ddelta, w, input_precision="ieee"), mask_tr,
                     DX_COPIES, FIRST_WRITE=True)
-        xrow = x_rows(X[0], X[1], X, b64, pos64, is_low, k, ORDER)
+        xrow = x_rows(X[0], X[1], X, b_o, pos_o, is_low, k, ORDER)
         cols = tl.load(xrow[:, None] + r[None, :] * s_xc, mask=mask_tr, other=0.0).to(tl.float32)
         tl.store(dW_part_ptr + (chunk_base + d[:, None]) * R + r[None, :],
                  tl.dot(tl.trans(ddelta), cols, input_precision="ieee"), mask=mask_dr)
     else:
-        store_td(ddelta_ptr + b64 * DELTA[1], pos64 * DELTA[2], d.to(tl.int64) * DELTA[3], ddelta, valid, d_mask,
+        store_td(ddelta_ptr + b_o * DELTA[1], pos_o * DELTA[2], offset(d, WIDE) * DELTA[3], ddelta, valid, d_mask,
                  ROWWISE)
 
 
@@ -1180,7 +1203,7 @@ def backward_grads_kernel(
     N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, RP: tl.constexpr,
     STATE_LOOP: tl.constexpr = False, DX_COPIES: tl.constexpr = False, DU_OWNED: tl.constexpr = False,
     LANE_SUMS: tl.constexpr = False, ROWWISE: tl.constexpr = False, PAIRED: tl.constexpr = False,
-    IN_WINDOW: tl.constexpr = False,
+    IN_WINDOW: tl.constexpr = False, WIDE: tl.constexpr = True,
 ):
     """All gradients of one chunk: recompute h from the chunk's entry state, run the adjoint recurrence
     g_t = C_t dy_t + exp(delta_{t+1} A) g_{t+1} from the adjoint arriving at the chunk's end, then
@@ -1208,7 +1231,7 @@ def backward_grads_kernel(
     pid_g, pid_c = tl.program_id(0), tl.program_id(2) + chunk_first
     b, k = pid_g // k_count, k_first + pid_g % k_count
     pid_bk = b * K + k  # index of (batch, direction) in the state buffers
-    b64 = b.to(tl.int64)
+    b_o = offset(b, WIDE)
     if STATE_LOOP:
         _backward_state_loop(
             du_ptr, du_low_ptr, ddelta_ptr, dx_ptr, dx_low_ptr, dB_ptr, dC_ptr, dz_ptr,
@@ -1217,29 +1240,29 @@ def backward_grads_kernel(
             z_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr, gbar_ptr, L_high,
             U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks, b, k, pid_bk, pid_c, s_dx_part,
             s_dxl_part, ORDER, LOWRANK, HAS_BIAS, SOFTPLUS, HAS_D, HAS_Z, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM,
-            DX_COPIES, DU_OWNED, LANE_SUMS, ROWWISE, R, N, BLOCK_T, BLOCK_D, RP, PAIRED, IN_WINDOW)
+            DX_COPIES, DU_OWNED, LANE_SUMS, ROWWISE, R, N, BLOCK_T, BLOCK_D, RP, PAIRED, IN_WINDOW, WIDE)
         return
     first_block, n_blocks = _channel_blocks(Dm, BC[10], BLOCK_D, DETERMINISTIC)
     for blk in range(n_blocks):
         pid_d = first_block + blk
         d, d_mask, t, n, pos, is_low, valid, u, delta_pre, delta, Bm, Cm, A = _backward_chunk(
             b, k, pid_d, pid_c, U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, H, W, Dm, ORDER, LOWRANK,
-            HAS_BIAS, SOFTPLUS, R, N, BLOCK_T, BLOCK_D, IN_WINDOW)
+            HAS_BIAS, SOFTPLUS, R, N, BLOCK_T, BLOCK_D, IN_WINDOW, WIDE)
         # The adjoint crosses each step with the next step's decay: delta from the tile reloaded one step on.
         # Bridging steps with the tile's own decays (a third scanned tensor) was tried and showed no clear win in
         # the compile reports: more shuffles or more registers (bench/README.md).
         _, _, _, _, _, delta_next, _, _ = load_chunk(  # the tile one step on: not inside one window
             pid_c * BLOCK_T + 1, t, b, k, pid_d, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER,
-            LOWRANK, HAS_BIAS, SOFTPLUS, R, N)
+            LOWRANK, HAS_BIAS, SOFTPLUS, R, N, WIDE=WIDE)
         dn_mask = d_mask[:, None]
-        chunk_base = (pid_bk.to(tl.int64) * n_chunks + pid_c) * Dm
+        chunk_base = (offset(pid_bk, WIDE) * n_chunks + pid_c) * Dm
         g_end = tl.load(arrive_ptr + (chunk_base + d[:, None]) * N + n[None, :], mask=dn_mask, other=0.0)
-        pos64 = pos.to(tl.int64)
+        pos_o = offset(pos, WIDE)
         mask_td = valid[:, None] & d_mask[None, :]
 
         # Recompute the chunk's states.
         decay, drive, h = _states_from_entry(entry_ptr, pid_bk, pid_c, n_chunks, Dm, d, d_mask, n, t, delta, u, Bm,
-                                             A)
+                                             A, WIDE)
         y_ssm = tl.sum(h * Cm, axis=2)
 
         if HAS_D:
@@ -1248,9 +1271,9 @@ def backward_grads_kernel(
             Dk = tl.zeros([BLOCK_D], dtype=tl.float32)
         y = y_ssm + u * Dk[None, :]
         # Gradient of this direction's output (its weight's and z's on the way).
-        dy = _output_grads(y, pos64, b64, k, d, d_mask, valid, is_low, chunk_base, dout_ptr, s_gb, s_gk, s_gl,
+        dy = _output_grads(y, pos_o, b_o, k, d, d_mask, valid, is_low, chunk_base, dout_ptr, s_gb, s_gk, s_gl,
                            s_gd, weight_ptr, dweight_part_ptr, z_ptr, dz_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr,
-                           gbar_ptr, L_high, K, Dm, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM, HAS_Z, False)
+                           gbar_ptr, L_high, K, Dm, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM, HAS_Z, False, WIDE)
 
         # dC is the last use of h: write it before the adjoint scan so that h and g are never live together (the
         # kernel's register peak, see compile_check).
@@ -1258,7 +1281,7 @@ def backward_grads_kernel(
         dyh = h * dy[:, :, None]
         # dB's and dC's rows (columns of dx in the layer); state n lies as far on as in B and C.
         db_rows, dc_rows = _channel_sum_rows(dx_ptr if LOWRANK else dB_ptr, dx_low_ptr if LOWRANK else dC_ptr, X, BC,
-                                             b64, pos64, is_low, k, pid_d, ORDER, LOWRANK, R, N, BLOCK_D)
+                                             b_o, pos_o, is_low, k, pid_d, ORDER, LOWRANK, R, N, BLOCK_D, WIDE)
         _accumulate(dc_rows[:, None] + n[None, :] * (s_xc if LOWRANK else s_cn), tl.sum(dyh, axis=1),
                     valid[:, None], DETERMINISTIC)
 
@@ -1280,14 +1303,15 @@ def backward_grads_kernel(
         tl.store(dD_part_ptr + chunk_base + d, tl.sum(dy * u, axis=0), mask=d_mask)
         tl.store(dbias_part_ptr + chunk_base + d, tl.sum(ddelta, axis=0), mask=d_mask)
 
-        _accumulate_du(du_ptr, du_low_ptr, U, b64, pos64, is_low, valid, d, d_mask, du, ORDER, DETERMINISTIC, False)
+        _accumulate_du(du_ptr, du_low_ptr, U, b_o, pos_o, is_low, valid, d, d_mask, du, ORDER, DETERMINISTIC, False,
+                       WIDE)
 
         gdu = g * (delta * u)[:, :, None]
         _accumulate(db_rows[:, None] + n[None, :] * (s_xc if LOWRANK else s_bn), tl.sum(gdu, axis=1),
                     valid[:, None], DETERMINISTIC)
         if LOWRANK:
-            xrow = x_rows(X[0], X[1], X, b64, pos64, is_low, k, ORDER)
-            dxrow = x_rows(dx_ptr, dx_low_ptr, X, b64, pos64, is_low, k, ORDER)
+            xrow = x_rows(X[0], X[1], X, b_o, pos_o, is_low, k, ORDER)
+            dxrow = x_rows(dx_ptr, dx_low_ptr, X, b_o, pos_o, is_low, k, ORDER)
             # Through delta_pre = dt_low @ dt_weight[k].T.  Each product is one (T, D, RP) tile and one reduction:
             # a rank at a time took R reductions over channels, each with four barriers (the PTX).
             r = tl.arange(0, RP)
@@ -1300,7 +1324,7 @@ def backward_grads_kernel(
             tl.store(dW_part_ptr + (chunk_base + d[:, None]) * R + r[None, :],
                      tl.sum(ddelta[:, :, None] * cols[:, None, :], axis=0), mask=mask_dr)
         else:
-            tl.store(ddelta_ptr + b64 * s_db + pos64[:, None] * s_dl + d.to(tl.int64)[None, :] * s_dd, ddelta,
+            tl.store(ddelta_ptr + b_o * s_db + pos_o[:, None] * s_dl + offset(d, WIDE)[None, :] * s_dd, ddelta,
                      mask=mask_td)
 
         if DETERMINISTIC:
