@@ -312,8 +312,13 @@ def spans_past_int32(*tensors: Optional[torch.Tensor]) -> bool:
     """Whether an offset into one of ``tensors`` (None skipped) can reach ``INT32_OFFSET_LIMIT`` elements.  Bounded
     by the tensor's storage, past whose end no view of it reaches: a cheap check (the launches run it on every call)
     that errs toward 64 bits only for small views of very large storages."""
-    return any(t is not None and t.untyped_storage().nbytes() >= INT32_OFFSET_LIMIT * t.element_size()
-               for t in tensors)
+    for t in tensors:
+        if t is not None:
+            nbytes = t.untyped_storage().nbytes()
+            # The first comparison settles it for all but the largest tensors, without element_size's call.
+            if nbytes >= INT32_OFFSET_LIMIT and nbytes >= INT32_OFFSET_LIMIT * t.element_size():
+                return True
+    return False
 
 
 ORDER_OF = {None: ORDER_PLAIN, "aligned": ORDER_ALIGNED, "sequential": ORDER_SEQUENTIAL}
@@ -449,11 +454,15 @@ class ScanOperands:
 
     def _wide_offsets(self) -> bool:
         """``wide_offsets``: without ``TileConfig.narrow_offsets``, or where an input, or the largest buffer of one
-        value per (batch, direction, chunk, channel) and state or dt rank (``state_buffer``), can pass int32."""
-        inputs = (self.u, self.u_low, self.x, self.x_low, self.delta, self.B, self.C, self.dt_weight, self.dt_bias,
-                  self.A, self.D, self.z)
+        value per (batch, direction, chunk, channel) and state or dt rank (``state_buffer``), can pass int32.  The
+        parameters (A, D, the dt projection), contiguous (K, dim[, N or R]) tensors, hold fewer values than that
+        buffer; unused inputs point at u."""
+        if not self.tiles.narrow_offsets:
+            return True
         states = self.batch * self.K * self.n_chunks * self.dim * max(self.n_state, self.rank, 1)
-        return not self.tiles.narrow_offsets or states >= INT32_OFFSET_LIMIT or spans_past_int32(*inputs)
+        inputs = (self.u, self.x) + tuple(t for t in (self.u_low, self.x_low, self.delta, self.B, self.C, self.z)
+                                          if t is not None and t is not self.u and t is not self.x)
+        return states >= INT32_OFFSET_LIMIT or spans_past_int32(*inputs)
 
     def _tiles_in_windows(self) -> bool:
         """``tiles_in_windows``: whether every tile of block_t steps lies inside one window of a plain windowed scan
