@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from directional_cases import make_gate, make_layer_inputs
+from directional_cases import make_gate, make_layer_inputs, run_triton_layer
 from gradients import assert_gradients_close
 from launch_spy import LaunchSpy
 from scan2d import ChannelGate, ScanDirection, directional_scan
@@ -444,6 +444,26 @@ def test_state_loop_kernels_take_the_channel_block_that_pads_least(monkeypatch, 
     torch.testing.assert_close(out.detach().double().cpu(), ref.detach(), **TOL[torch.float32])
     assert_gradients_close(list(inp), [dev_in[k].grad for k in inp], [ref_in[k].grad for k in inp],
                            TOL[torch.float32])
+
+
+def test_register_caps_reach_the_state_loop_launches(monkeypatch):
+    # TileConfig.forward_maxnreg caps the training forward (one-tile chunks), backward_maxnreg the state-loop
+    # backward; inference chunks, which carry their states in registers, keep ptxas's choice.
+    import scan2d.triton.launch as launch
+
+    seen = []
+    for name in ("chunk_end_state_kernel", "forward_output_kernel", "backward_grads_kernel"):
+        monkeypatch.setattr(launch.K, name, LaunchSpy(getattr(launch.K, name), seen, record=lambda name, grid, meta: (
+            name, meta.get("TILES"), meta.get("maxnreg"))))
+    directions = (ScanDirection(4), ScanDirection(4, True, True))
+    inp = make_layer_inputs(1, 4, 6, 8, 2, n_state=4, dtype=torch.float32)
+    with tile_config(forward_maxnreg=160, backward_maxnreg=200, inference_tiles=2, inference_programs_per_sm=0):
+        run_triton_layer(inp, directions, 4, 6, True)
+        assert set(seen) == {("chunk_end_state_kernel", 1, 160), ("forward_output_kernel", 1, 160),
+                             ("backward_grads_kernel", None, 200)}, seen
+        seen.clear()
+        run_triton_layer(inp, directions, 4, 6, False)
+        assert set(seen) == {("chunk_end_state_kernel", 2, None), ("forward_output_kernel", 2, None)}, seen
 
 
 @pytest.mark.parametrize("deterministic,sums,cross_scale", [

@@ -36,7 +36,10 @@ class TileConfig:
         backward_num_warps: warps of ``backward_grads_kernel``, the kernel with the most live tiles (None: num_warps).
             compile_check: at 4 warps it needs about 232-255 registers (triton 3.6 spills up to 260 bytes in the gated
             backward), at 8 warps 143-254 without spills; either way 8 warps fit on an SM at once.
-        backward_maxnreg: register cap for ``backward_grads_kernel`` (None: ptxas's choice).
+        backward_maxnreg: register cap for ``backward_grads_kernel``, the state loop's too (None: ptxas's choice).
+            Its one-warp programs at 255 registers fit 8 to an SM; at 224, 200 and 168, 9, 10 and 12.  compile_check
+            (sm_90, Triton 3.7.1, dt rank 12, 32-bit offsets, the layer's cases): spills of 8-64 bytes uncapped,
+            156-184 at 224, 264-276 at 200, 412-580 at 168.  Not timed.
         inference_tiles: tiles of block_t steps per chunk when no gradient is needed (at most: see
             inference_programs_per_sm).  The forward stores one state (dim x N fp32) per direction and chunk; with
             K = 2, N = 16 and 16-step chunks that is twice a float32 output, with 16 tiles an eighth.  The backward
@@ -794,6 +797,8 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
         block_d = ops.tiles.backward_block_d
         grads_meta = dict(meta, BLOCK_D=block_d, RP=max(16, next_power_of_2(ops.rank)), STATE_LOOP=True,
                           num_warps=max(1, block_d // 32))
+        if ops.tiles.backward_maxnreg is not None:
+            grads_meta["maxnreg"] = ops.tiles.backward_maxnreg
         if ops.backward_dx_copies:
             # The channel blocks' sums (dB, dC and the dt low-rank input: columns of dx and dx_low in the layer,
             # the drop-in's own dB and dC) go to one copy per block, added up below in a fixed order: the programs
