@@ -40,6 +40,8 @@ export PYTHONPATH=$PWD/kernels:$PWD${PYTHONPATH:+:$PYTHONPATH}
 mamba_args=()
 [ -n "$SDIST" ] && mamba_args=(--mamba-sdist "$SDIST")
 
+# The fused op's defaults since the last GPU run (2026-11-27), each switched off, and the register caps: step 3b.
+UNTIMED="paired_loads=False window_tiles=False narrow_offsets=False forward_maxnreg=168 backward_maxnreg=200"
 # Each step runs under min(its own limit, what is left of BUDGET), so the run ends, and summarizes, in time.
 BUDGET=${BUDGET:-370}
 left() { local l=$(( BUDGET - SECONDS )); [ "$l" -lt "$1" ] && echo "$(( l > 1 ? l : 1 ))" || echo "$1"; }
@@ -63,7 +65,7 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     ( BENCH_RESULTS=/tmp/warmup timeout 150 python3 bench/scan_bench.py --backends fused drop_in --repeats 1 \
         > /tmp/warmup.log 2>&1 ) &
     ( BENCH_RESULTS=/tmp/warmup2 timeout 150 python3 bench/scan_bench.py --backends fused --repeats 1 \
-        --cases a_training_w8 b_inference_256 --dtypes float32 --configs backward_lane_sums=True \
+        --cases a_training_w8 b_inference_256 --dtypes float32 --configs $UNTIMED backward_lane_sums=True \
         backward_lane_sums=True,backward_direction_launches=True deterministic=True backward_direction_launches=True \
         backward_dx_copies=True > /tmp/warmup2.log 2>&1 ) &
     ( BENCH_RESULTS=/tmp/warmup3 timeout 150 python3 bench/scan_bench.py --backends fused --repeats 1 --gated \
@@ -87,6 +89,12 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     step_run scan 75 python3 bench/scan_bench.py "${mamba_args[@]}" --repeats 30 \
         --backends mamba_ssm mambair_path fused drop_in \
         --cases a_training_w8 a_training_w64 b_inference_256 c_cross_scale_64 c_cross_scale_256
+    # 3b. What no GPU has timed yet: the defaults since 2026-11-27 (x's columns in pairs, positions per tile, 32-bit
+    #    offsets), each switched off, and the register caps of the training forward and of the backward (more
+    #    programs per SM, or spills?), beside the default, on cases a and b.
+    # shellcheck disable=SC2086
+    step_run scan-untimed 45 python3 bench/scan_bench.py --repeats 20 --append --cases a_training_w8 b_inference_256 \
+        --dtypes float32 --backends fused --configs default $UNTIMED
     #    The layer as every RLMB of the model runs it, with the channel gate: fused against the gated MambaIR-style
     #    path (since 2026-12-02; appended to the same file).
     step_run scan-gated 40 python3 bench/scan_bench.py "${mamba_args[@]}" --repeats 20 --gated --append \
