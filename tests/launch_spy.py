@@ -23,3 +23,14 @@ class LaunchSpy:
             self.seen.append(self.record(self.kernel.fn.__name__, tuple(grid), meta))
             return self.kernel[grid](*args, **meta)
         return launch
+
+
+def spy_on_launches(monkeypatch, names, record=_default_record) -> list:
+    """Puts a :class:`LaunchSpy` in place of each of the kernels ``names`` (for the test's duration) and returns the
+    list their launches' records go to."""
+    from scan2d.triton import launch
+
+    seen = []
+    for name in names:
+        monkeypatch.setattr(launch.K, name, LaunchSpy(getattr(launch.K, name), seen, record))
+    return seen

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from directional_cases import make_gate, make_layer_inputs, run_triton_layer
 from gradients import assert_gradients_close
-from launch_spy import LaunchSpy
+from launch_spy import spy_on_launches
 from scan2d import ChannelGate, ScanDirection, directional_scan
 from scan2d._backend import deterministic_algorithms
 from scan2d.triton.launch import tile_config
@@ -158,9 +158,8 @@ def test_inference_chunks_shorten_until_every_launch_fills_the_gpu(monkeypatch, 
     # (11 x 2 = 22; 2 tiles: 6 x 2 = 12).  No SMs (the interpreter's CPU tensors) or 0 per SM keep 4 tiles.
     import scan2d.triton.launch as launch
 
-    seen = []
-    for name in ("chunk_end_state_kernel", "forward_output_kernel", "first_direction_pool_kernel"):
-        monkeypatch.setattr(launch.K, name, LaunchSpy(getattr(launch.K, name), seen))
+    seen = spy_on_launches(monkeypatch,
+                           ("chunk_end_state_kernel", "forward_output_kernel", "first_direction_pool_kernel"))
     monkeypatch.setattr(launch, "multiprocessors", lambda device: multiprocessors)
     directions = (ScanDirection(4, False, False), ScanDirection(4, True, True))
     inp = {k: v.to(DEVICE) for k, v in make_layer_inputs(1, 7, 6, 11, 2, n_state=4, dtype=torch.float32).items()}
@@ -185,12 +184,9 @@ def test_chunks_past_the_grid_limit_run_in_several_launches(monkeypatch, cross_s
     # forward and every gradient: a launch that skipped, repeated or misplaced chunks would show.
     import scan2d.triton.launch as launch
 
-    seen = []
     kernels = ("chunk_end_state_kernel", "forward_output_kernel", "first_direction_pool_kernel",
                "chunk_adjoint_kernel", "backward_grads_kernel")
-    for name in kernels:
-        monkeypatch.setattr(launch.K, name, LaunchSpy(getattr(launch.K, name), seen,
-                                                      record=lambda name, grid, meta: (name, grid[2])))
+    seen = spy_on_launches(monkeypatch, kernels, record=lambda name, grid, meta: (name, grid[2]))
     monkeypatch.setattr(launch, "MAX_GRID_CHUNKS", 3)
     directions = (ScanDirection(4, False, False, cross_scale), ScanDirection(None, True, True, cross_scale))
     inp = make_layer_inputs(1, 5, 6, 7, 2, n_state=4, cross_scale=cross_scale is not None, dtype=torch.float32)
@@ -277,11 +273,7 @@ def test_gated_backward_scans_once_for_both_upstreams(monkeypatch, excitation):
     # in one chunk_adjoint and one backward_grads.  An excitation that ignores the pooled statistic never reaches the
     # pooling's backward: the output's backward then does the whole pass itself.  Every gradient (the layer's inputs,
     # the LayerNorm's weight and bias, the excitation's weight, the direction weights) against the PyTorch path.
-    import scan2d.triton.launch as launch
-
-    seen = []
-    for name in ("chunk_adjoint_kernel", "backward_grads_kernel", "forward_output_kernel"):
-        monkeypatch.setattr(launch.K, name, LaunchSpy(getattr(launch.K, name), seen))
+    seen = spy_on_launches(monkeypatch, ("chunk_adjoint_kernel", "backward_grads_kernel", "forward_output_kernel"))
     directions = (ScanDirection(4, False, False), ScanDirection(4, True, True))
     inp = make_layer_inputs(2, 5, 6, 12, 2, n_state=4, dtype=torch.float32)
     extra = dict(norm_weight=1 + 0.1 * torch.randn(12, generator=torch.Generator().manual_seed(4)),
@@ -342,11 +334,7 @@ def test_gate_statistic_alone_back_propagates_without_the_output():
 def test_gated_forward_scans_direction_zero_once(monkeypatch, cross_scale, deterministic):
     # The gate's statistics pass also writes direction 0's output: the pooling reads it back and the output pass adds
     # the other directions to it, weighted, so direction 0 is scanned in one output-like pass instead of three.
-    import scan2d.triton.launch as launch
-
-    seen = []
-    for name in ("forward_output_kernel", "first_direction_pool_kernel"):
-        monkeypatch.setattr(launch.K, name, LaunchSpy(getattr(launch.K, name), seen))
+    seen = spy_on_launches(monkeypatch, ("forward_output_kernel", "first_direction_pool_kernel"))
     K = 2 if cross_scale is None else 4
     directions = tuple(ScanDirection(4, c, r, cross_scale) for c, r in ((False, False), (True, True), (True, False),
                                                                       (False, True))[:K])
@@ -369,14 +357,9 @@ def test_gated_forward_scans_direction_zero_once(monkeypatch, cross_scale, deter
 def test_every_launch_asks_for_fused_multiply_adds(monkeypatch):
     # launch.COMPILE_OPTIONS: Triton fuses multiply-adds by default, a default that Triton 3.9 says turns off in 3.10;
     # every kernel of a gated layer's forward and backward asks for them explicitly.
-    import scan2d.triton.launch as launch
-
     names = ("chunk_end_state_kernel", "chunk_carry_kernel", "forward_output_kernel", "first_direction_pool_kernel",
              "chunk_adjoint_kernel", "backward_grads_kernel")
-    seen = []
-    for name in names:
-        monkeypatch.setattr(launch.K, name, LaunchSpy(getattr(launch.K, name), seen,
-                                                      record=lambda name, grid, meta: (name, meta["enable_fp_fusion"])))
+    seen = spy_on_launches(monkeypatch, names, record=lambda name, grid, meta: (name, meta["enable_fp_fusion"]))
     directions = (ScanDirection(4, False, False), ScanDirection(4, True, True))
     inp = {k: v.to(DEVICE).requires_grad_() for k, v in make_layer_inputs(1, 4, 5, 8, 2, n_state=4,
                                                                          dtype=torch.float32).items()}
@@ -392,13 +375,10 @@ def test_state_loop_runs_the_layer_forward_except_the_deterministic_gate_passes(
     # TileConfig.forward_state_loop routes the 2D layer's and the drop-in scan's forward kernels to the state loop
     # with their own channel block; the deterministic gate statistics passes (one program over all channel blocks)
     # keep the (steps, channels, states) tiles.
-    import scan2d.triton.launch as launch
     from scan2d import selective_scan
     from test_selective_scan import make_inputs
 
-    seen = []
-    for name in ("chunk_end_state_kernel", "forward_output_kernel"):
-        monkeypatch.setattr(launch.K, name, LaunchSpy(getattr(launch.K, name), seen))
+    seen = spy_on_launches(monkeypatch, ("chunk_end_state_kernel", "forward_output_kernel"))
     directions = (ScanDirection(4, False, False), ScanDirection(4, True, True))
     inp = {k: v.to(DEVICE) for k, v in make_layer_inputs(1, 5, 6, 12, 2, n_state=4, dtype=torch.float32).items()}
     gate = make_gate(12, 2, dtype=torch.float32, device=DEVICE)
@@ -423,12 +403,8 @@ def test_state_loop_kernels_take_the_channel_block_that_pads_least(monkeypatch, 
     # 40 channels: one block of 128 leaves 88 threads idle, one of 64 leaves 24, two of 32 as many (a tie keeps the
     # larger block).  The forward kernels and chunk_adjoint take the fitted block with num_warps scaled alike (one
     # channel per thread), and the layer's output and every gradient still match the PyTorch path.
-    import scan2d.triton.launch as launch
-
-    seen = []
-    for name in ("chunk_end_state_kernel", "forward_output_kernel", "chunk_adjoint_kernel"):
-        monkeypatch.setattr(launch.K, name, LaunchSpy(getattr(launch.K, name), seen, record=lambda name, grid, meta: (
-            name, meta["BLOCK_D"], meta["num_warps"], grid[1])))
+    seen = spy_on_launches(monkeypatch, ("chunk_end_state_kernel", "forward_output_kernel", "chunk_adjoint_kernel"),
+                           record=lambda name, grid, meta: (name, meta["BLOCK_D"], meta["num_warps"], grid[1]))
     directions = (ScanDirection(4, False, False), ScanDirection(4, True, True))
     inp = make_layer_inputs(1, 5, 6, 40, 2, n_state=4, dtype=torch.float32)
     ref_in = {k: v.double().requires_grad_() for k, v in inp.items()}
@@ -449,12 +425,8 @@ def test_state_loop_kernels_take_the_channel_block_that_pads_least(monkeypatch, 
 def test_register_caps_reach_the_state_loop_launches(monkeypatch):
     # TileConfig.forward_maxnreg caps the training forward (one-tile chunks), backward_maxnreg the state-loop
     # backward; inference chunks, which carry their states in registers, keep ptxas's choice.
-    import scan2d.triton.launch as launch
-
-    seen = []
-    for name in ("chunk_end_state_kernel", "forward_output_kernel", "backward_grads_kernel"):
-        monkeypatch.setattr(launch.K, name, LaunchSpy(getattr(launch.K, name), seen, record=lambda name, grid, meta: (
-            name, meta.get("TILES"), meta.get("maxnreg"))))
+    seen = spy_on_launches(monkeypatch, ("chunk_end_state_kernel", "forward_output_kernel", "backward_grads_kernel"),
+                           record=lambda name, grid, meta: (name, meta.get("TILES"), meta.get("maxnreg")))
     directions = (ScanDirection(4), ScanDirection(4, True, True))
     inp = make_layer_inputs(1, 4, 6, 8, 2, n_state=4, dtype=torch.float32)
     with tile_config(forward_maxnreg=160, backward_maxnreg=200, inference_tiles=2, inference_programs_per_sm=0):
@@ -481,11 +453,7 @@ def test_backward_state_loop_runs_in_every_mode(monkeypatch, deterministic, sums
     # over the lanes.  chunk_adjoint (no atomics) runs on forward_block_d channels either way.  Gradients checked
     # against the PyTorch path (a copy left out of the sum, a store where an add was needed, or a lane adding the
     # wrong step's sum would show in dx, dx_low or du).
-    import scan2d.triton.launch as launch
-
-    seen = []
-    for name in ("chunk_adjoint_kernel", "backward_grads_kernel"):
-        monkeypatch.setattr(launch.K, name, LaunchSpy(getattr(launch.K, name), seen))
+    seen = spy_on_launches(monkeypatch, ("chunk_adjoint_kernel", "backward_grads_kernel"))
     directions = (ScanDirection(None, False, False, cross_scale), ScanDirection(None, True, True, cross_scale))
     inp = make_layer_inputs(1, 4, 5, 40, 2, n_state=4, dtype=torch.float32, cross_scale=cross_scale is not None)
     ref_in = {k: v.clone().requires_grad_() for k, v in inp.items()}

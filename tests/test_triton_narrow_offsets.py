@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from directional_cases import make_layer_inputs, run_triton_layer
-from launch_spy import STATE_LOOP_KERNELS, LaunchSpy
+from launch_spy import STATE_LOOP_KERNELS, spy_on_launches
 from scan2d import ScanDirection, selective_scan
 from scan2d.triton import launch
 from scan2d.triton.launch import spans_past_int32, tile_config
@@ -19,10 +19,7 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 def spy_on_wide(monkeypatch):
     """[(kernel name, WIDE)] of every launch of the four kernels that take the flag, from now on."""
-    seen = []
-    for name in STATE_LOOP_KERNELS:
-        monkeypatch.setattr(launch.K, name, LaunchSpy(getattr(launch.K, name), seen,
-                                                      record=lambda name, grid, meta: (name, meta["WIDE"])))
+    seen = spy_on_launches(monkeypatch, STATE_LOOP_KERNELS, record=lambda name, grid, meta: (name, meta["WIDE"]))
     return seen
 
 

@@ -6,10 +6,9 @@ import pytest
 import torch
 
 from directional_cases import make_layer_inputs, run_triton_layer
-from launch_spy import STATE_LOOP_KERNELS, LaunchSpy
+from launch_spy import STATE_LOOP_KERNELS, spy_on_launches
 from scan2d import ScanDirection
 from scan2d.directional.triton_op import _operands
-from scan2d.triton import launch
 from scan2d.triton.launch import tile_config
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -22,10 +21,7 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
     (None, torch.float16, True, dict(state_unroll=1)),            # odd trips: single B/C loads, paired dt ranks
 ])
 def test_paired_loads_give_bit_identical_results(monkeypatch, cross_scale, dtype, grad, tiles):
-    seen = []
-    for name in STATE_LOOP_KERNELS:
-        monkeypatch.setattr(launch.K, name, LaunchSpy(getattr(launch.K, name), seen,
-                                                      record=lambda name, grid, meta: meta.get("PAIRED")))
+    seen = spy_on_launches(monkeypatch, STATE_LOOP_KERNELS, record=lambda name, grid, meta: meta.get("PAIRED"))
     directions = (ScanDirection(4, False, False, cross_scale), ScanDirection(4, True, True, cross_scale))
     # rank 6: two blocks of 4 ranks, the second overlapping the first (ranks 2-5, 2-3 masked), as rank 12 has not.
     inp = {k: v.to(DEVICE, dtype) for k, v in make_layer_inputs(1, 5, 7, 9, 2, n_state=4, rank=6,

@@ -8,11 +8,10 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from directional_cases import make_layer_inputs, run_triton_layer
-from launch_spy import STATE_LOOP_KERNELS, LaunchSpy
+from launch_spy import STATE_LOOP_KERNELS, spy_on_launches
 from scan2d import ScanDirection
 from scan2d.directional.triton_op import _operands
 from scan2d.directions import _order
-from scan2d.triton import launch
 from scan2d.triton.launch import ORDER_OF, direction_rows, direction_table, division_magic, tile_config
 from scan2d.triton.positions import step_positions, tile_positions
 
@@ -151,10 +150,7 @@ def test_layer_results_are_bit_identical_with_positions_per_tile(monkeypatch, cr
     # The same integers reach the same loads: output and every gradient equal with TileConfig.window_tiles on and
     # off.  Windows of 4 at 16-step tiles (a 10 x 7 map: cut-short edge windows), both orders, one reversed; the
     # cross-scale scan keeps the per-step path (its groups of five cross tiles).
-    seen = []
-    for name in STATE_LOOP_KERNELS:
-        monkeypatch.setattr(launch.K, name, LaunchSpy(getattr(launch.K, name), seen,
-                                                      record=lambda name, grid, meta: meta["IN_WINDOW"]))
+    seen = spy_on_launches(monkeypatch, STATE_LOOP_KERNELS, record=lambda name, grid, meta: meta["IN_WINDOW"])
     directions = (ScanDirection(4, False, False, cross_scale), ScanDirection(4, True, True, cross_scale))
     inp = make_layer_inputs(2, 10, 7, 9, 2, n_state=4, rank=3, cross_scale=cross_scale is not None,
                             dtype=torch.float32)

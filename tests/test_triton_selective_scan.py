@@ -13,7 +13,7 @@ from scan2d import selective_scan, selective_scan_ref
 from scan2d._backend import deterministic_algorithms
 from scan2d.triton.launch import tile_config
 from gradients import assert_gradients_close
-from launch_spy import LaunchSpy
+from launch_spy import STATE_LOOP_KERNELS, spy_on_launches
 from test_selective_scan import make_inputs
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -140,14 +140,10 @@ def test_chunks_past_the_grid_limit_run_in_several_launches(monkeypatch):
     # run in launches of at most MAX_GRID_CHUNKS chunks (lowered to 4 here: 10 chunks in launches of 4, 4 and 2).
     import scan2d.triton.launch as launch
 
-    seen = []
-    for name in ("chunk_end_state_kernel", "forward_output_kernel", "chunk_adjoint_kernel", "backward_grads_kernel"):
-        monkeypatch.setattr(launch.K, name, LaunchSpy(getattr(launch.K, name), seen,
-                                                      record=lambda name, grid, meta: (name, grid[2])))
+    seen = spy_on_launches(monkeypatch, STATE_LOOP_KERNELS, record=lambda name, grid, meta: (name, grid[2]))
     monkeypatch.setattr(launch, "MAX_GRID_CHUNKS", 4)
     _assert_output_and_every_gradient_match(make_inputs(2, 6, 40, 4, 0), block_t=4)
-    assert seen == [(name, chunks) for name in ("chunk_end_state_kernel", "forward_output_kernel",
-                                                "chunk_adjoint_kernel", "backward_grads_kernel") for chunks in (4, 4, 2)]
+    assert seen == [(name, chunks) for name in STATE_LOOP_KERNELS for chunks in (4, 4, 2)]
 
 
 def test_rowwise_tiles_repeat_the_plain_tiles_bit_for_bit(monkeypatch):
@@ -156,12 +152,7 @@ def test_rowwise_tiles_repeat_the_plain_tiles_bit_for_bit(monkeypatch):
     # time, u, delta, z and the output gradient in, the output, du, ddelta and dz out.  The same arithmetic: in
     # deterministic mode the output and every gradient repeat those of the plain tiles (tested against the reference
     # above) bit for bit.  Batch 1, 37 steps (2 chunks, the last partial: masked rows), 2 groups of 4 channels.
-    import scan2d.triton.launch as launch
-
-    seen = []
-    for name in ("chunk_end_state_kernel", "forward_output_kernel", "chunk_adjoint_kernel", "backward_grads_kernel"):
-        monkeypatch.setattr(launch.K, name, LaunchSpy(getattr(launch.K, name), seen,
-                                                      record=lambda name, grid, meta: meta["ROWWISE"]))
+    seen = spy_on_launches(monkeypatch, STATE_LOOP_KERNELS, record=lambda name, grid, meta: meta["ROWWISE"])
     inp = make_inputs(1, 8, 37, 4, 2)
     opt = dict(D=True, z=True, bias=True)
     results = []
@@ -205,11 +196,7 @@ def test_drop_in_runs_the_state_loops_on_blocks_that_tile_each_group(monkeypatch
     # of du.  In deterministic mode, or with backward_dx_copies, each block stores its dB and dC sums into its own
     # copy, which the host adds up.  Every gradient against the float64 reference (a block reading or writing the
     # other group, or a copy left out of the sum, would show in B, C, u or delta).
-    import scan2d.triton.launch as launch
-
-    seen = []
-    for name in ("chunk_end_state_kernel", "forward_output_kernel", "chunk_adjoint_kernel", "backward_grads_kernel"):
-        monkeypatch.setattr(launch.K, name, LaunchSpy(getattr(launch.K, name), seen))
+    seen = spy_on_launches(monkeypatch, STATE_LOOP_KERNELS)
     inp = make_inputs(2, 40, 40, 4, 2)
     low = {k: v.float().to(DEVICE).requires_grad_() for k, v in inp.items()}
     exact = {k: v.detach().double().cpu().requires_grad_() for k, v in low.items()}
