@@ -3,7 +3,7 @@ channels-last (B, H, W, C) throughout."""
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn

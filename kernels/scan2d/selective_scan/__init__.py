@@ -8,8 +8,6 @@ Layout (the pattern of flash-linear-attention and mamba-ssm's ``ops/triton``):
 
 from __future__ import annotations
 
-import torch
-
 from .._backend import resolve_backend, triton_unsupported
 from .._validate import FLOAT_DTYPES, check_same_device, check_shape, check_tensor
 from .chunked import selective_scan_chunked

@@ -126,7 +126,6 @@ def compile_instead_of_launch(arches: Sequence[int], builds: List[KernelBuild]) 
     Outputs of the skipped launches keep whatever their buffers held, so only the host code's control flow and the
     kernels' specializations are real; that is all a compile check needs.
     """
-    import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 

@@ -1225,8 +1225,7 @@ def backward_grads_kernel(
     # name assigned before the channel loop must keep its type inside it.)
     s_xc = X[5]
     s_db, s_dl, s_dd = DELTA[1], DELTA[2], DELTA[3]
-    s_bb, s_bg, s_bn, s_bl, s_cb, s_cg, s_cn, s_cl, per_group = BC[2], BC[3], BC[4], BC[5], BC[6], BC[7], BC[8], \
-        BC[9], BC[10]
+    s_bn, s_cn = BC[4], BC[8]
     dtw_ptr = PROJ[0]
     pid_g, pid_c = tl.program_id(0), tl.program_id(2) + chunk_first
     b, k = pid_g // k_count, k_first + pid_g % k_count
