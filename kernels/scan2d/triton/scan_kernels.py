@@ -1020,11 +1020,11 @@ def _output_grads(
             tl.store(dweight_part_ptr + chunk_base + d, tl.sum(raw * y, axis=0), mask=d_mask)
     dy = dout
     if HAS_Z:
-        z = load_td(z_ptr + b_o * s_zb, pos_o * s_zl, offset(d, WIDE) * s_zd, valid, d_mask, ROWWISE)
+        # z and dz: the same (step, channel) offsets.
+        rows, cols = pos_o * s_zl, offset(d, WIDE) * s_zd
+        z = load_td(z_ptr + b_o * s_zb, rows, cols, valid, d_mask, ROWWISE)
         sig = 1.0 / (1.0 + tl.exp(-z))
-        d_o = offset(d, WIDE)
-        store_td(dz_ptr + b_o * s_zb, pos_o * s_zl, d_o * s_zd, dout * y * sig * (1.0 + z * (1.0 - sig)), valid, d_mask,
-                 ROWWISE)
+        store_td(dz_ptr + b_o * s_zb, rows, cols, dout * y * sig * (1.0 + z * (1.0 - sig)), valid, d_mask, ROWWISE)
         dy = dout * z * sig
     return dy
 
