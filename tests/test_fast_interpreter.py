@@ -10,7 +10,7 @@ import triton
 import triton.language as tl
 
 import fast_interpreter
-from scan2d.triton import scan_kernels
+from scan2d.triton import recurrence, tile_io
 
 pytestmark = pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1",
                                 reason="checks a replacement inside Triton's interpreter; on a GPU kernels compile")
@@ -25,8 +25,8 @@ def _scans_kernel(a_ptr, b_ptr, c_ptr, out_ptr, S0: tl.constexpr, S1: tl.constex
     a = tl.reshape(tl.load(a_ptr + offs), (S0, S1, S2))
     b = tl.reshape(tl.load(b_ptr + offs), (S0, S1, S2))
     c = tl.reshape(tl.load(c_ptr + offs), (S0, S1, S2))
-    decay, state = tl.associative_scan((a, b), AXIS, scan_kernels._combine, reverse=REVERSE)
-    f, m, g = tl.associative_scan((a, b, c), AXIS, scan_kernels._adjoint_combine, reverse=REVERSE)
+    decay, state = tl.associative_scan((a, b), AXIS, recurrence.combine, reverse=REVERSE)
+    f, m, g = tl.associative_scan((a, b, c), AXIS, recurrence.adjoint_combine, reverse=REVERSE)
     tl.store(out_ptr + offs, tl.reshape(decay, (size,)))
     tl.store(out_ptr + size + offs, tl.reshape(state, (size,)))
     tl.store(out_ptr + 2 * size + offs, tl.reshape(f, (size,)))
@@ -75,7 +75,7 @@ def test_slice_scan_repeats_the_interpreters_element_scan_bit_for_bit(monkeypatc
 
 @triton.jit
 def _helper(x):
-    return tl.where(x > 0, x * 2.0, scan_kernels._softplus(x))  # a helper calling a helper of another module
+    return tl.where(x > 0, x * 2.0, tile_io.softplus(x))  # a helper calling a helper of another module
 
 
 @triton.jit

@@ -6,7 +6,7 @@ import torch
 import triton
 import triton.language as tl
 
-from scan2d.triton.scan_kernels import _reverse_steps, _tile_adjoint
+from scan2d.triton.recurrence import reverse_steps, tile_adjoint
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -21,10 +21,10 @@ def _adjoint_kernel(delta_next_ptr, A_ptr, dy_ptr, C_ptr, g_end_ptr, g_ptr, rev_
     dn = d[:, None] * N + n[None, :]
     tdn = (t[:, None, None] * D + d[None, :, None]) * N + n[None, None, :]
     Cm = tl.load(C_ptr + t[:, None] * N + n[None, :])[:, None, :]
-    g = _tile_adjoint(tl.load(delta_next_ptr + td), tl.load(A_ptr + dn), tl.load(dy_ptr + td), Cm,
+    g = tile_adjoint(tl.load(delta_next_ptr + td), tl.load(A_ptr + dn), tl.load(dy_ptr + td), Cm,
                       tl.load(g_end_ptr + dn), t, BY_REGISTERS)
     tl.store(g_ptr + tdn, g)
-    tl.store(rev_ptr + tdn, _reverse_steps(tdn.to(tl.float32)))
+    tl.store(rev_ptr + tdn, reverse_steps(tdn.to(tl.float32)))
 
 
 @pytest.mark.parametrize("by_registers", [True, False], ids=["reversed-steps", "reverse-scan"])
@@ -44,6 +44,6 @@ def test_tile_adjoint_solves_the_backward_recurrence(steps, by_registers):
     args = [x.float().to(DEVICE) for x in (delta_next, A, dy, C, g_end)]
     _adjoint_kernel[(1,)](*args, g, rev, BY_REGISTERS=by_registers, T=steps, D=D, N=N)
     torch.testing.assert_close(g.double().cpu(), expected, rtol=1e-5, atol=1e-5)
-    # _reverse_steps itself: an exact permutation of the steps, nothing else moved.
+    # reverse_steps itself: an exact permutation of the steps, nothing else moved.
     index = torch.arange(steps * D * N, dtype=torch.float32).reshape(steps, D, N)
     assert torch.equal(rev.cpu(), index.flip(0))

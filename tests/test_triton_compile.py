@@ -79,7 +79,7 @@ def test_every_kernel_compiles_without_register_spills(tmp_path):
             per_element = b["exp_log"] * 32 * b["num_warps"] / (c["BLOCK_T"] * c["BLOCK_D"] * c["N"])
             assert budget <= per_element < budget + 0.25, (b["kernel"], per_element, c)
     # No reverse scan (Triton shuffles every element of one across the warp) but in the deterministic backward,
-    # which keeps it for its registers; the adjoint scans the reversed steps forward (scan_kernels._tile_adjoint).
+    # which keeps it for its registers; the adjoint scans the reversed steps forward (recurrence.tile_adjoint).
     reverse = {(b["kernel"], bool(b["constexprs"].get("DETERMINISTIC"))) for b in builds if b["reverse_scans"]}
     assert reverse == {("backward_grads_kernel", True)}
     spilled = [(b["kernel"], b["spill_store_bytes"], b["constexprs"]) for b in builds
@@ -131,7 +131,7 @@ def test_state_loop_kernels_compile_and_keep_their_structure(tmp_path):
     # cross-scale one (Triton 3.7.1, dt rank 12, 32-bit offsets), about 20 spill stores and as many loads per tile of
     # 4,000 instructions; how much flips with small changes to the kernel (0-104 bytes at rank 23).  The drop-in's
     # float16 chunk_adjoint spilled up to 12 bytes for sm_90, where ptxas stopped at 96 registers (none since the
-    # series softplus, scan_kernels._softplus).  None may grow past these; nothing else spills but the deterministic
+    # series softplus, tile_io.softplus).  None may grow past these; nothing else spills but the deterministic
     # gate passes of the tile kernels (allowed_spills).
     for b in builds:
         assert b["spill_store_bytes"] <= allowed_spills(b), (b["kernel"], b["spill_store_bytes"], b["constexprs"])
@@ -221,7 +221,7 @@ def test_backward_sums_without_atomics_compile_with_fewer_atomics_and_spills(tmp
 
 @pytest.mark.slow
 def test_backward_lane_sums_shuffle_five_times_less(tmp_path):
-    # TileConfig.backward_lane_sums: dB's and dC's sums over the warp's lanes reduce-scattered (scan_kernels._lane_sums)
+    # TileConfig.backward_lane_sums: dB's and dC's sums over the warp's lanes reduce-scattered (lane_sums.lane_sums)
     # take 16 shuffles each per state instead of 80, with no shared memory, and fewer instructions in all.
     cases = ("layer fp32", "cross-scale aligned fp32 gated")
     plain = state_loop_builds(tmp_path, cases, ("LANE_SUMS",))
@@ -238,7 +238,7 @@ def test_backward_lane_sums_shuffle_five_times_less(tmp_path):
 @pytest.mark.slow
 def test_drop_in_rowwise_tiles_compile_to_the_same_structure(tmp_path):
     # TileConfig.rowwise_tiles, the default under Triton < 3.7: the drop-in's state loops read and write their
-    # channels-first (steps, channels) tiles a row at a time (scan_kernels.load_td), because Triton 3.6 lays such a
+    # channels-first (steps, channels) tiles a row at a time (tile_io.load_td), because Triton 3.6 lays such a
     # tile's steps across lanes (there: 640-960 shuffles per forward kernel, 2 KB of shared memory in the backward).
     # This Triton lays them out right either way; a row at a time must compile to the same structure here: no
     # shuffles or shared memory in the forward kernels and chunk_adjoint, the backward's sums over lanes alone, and
@@ -276,7 +276,7 @@ def default_and_off(tmp_path, constexpr, tile_flag, default=True):
 @pytest.mark.slow
 def test_paired_loads_halve_the_x_row_loads(tmp_path):
     # TileConfig.paired_loads, on at the model's dt rank 12 (x's rows of 44 columns): the state-loop kernels read
-    # two adjacent columns of x (dt ranks; the B and C of two states) per 64-bit load (scan_kernels.load_pair).
+    # two adjacent columns of x (dt ranks; the B and C of two states) per 64-bit load (tile_io.load_pair).
     # compile_check, sm_90, Triton 3.7.1: 32-96 such loads per kernel.  The static counts hold the state loop's trip
     # and the rank loop's block once: with 32-bit offsets (TileConfig.narrow_offsets) forward_output's is 216
     # instructions shorter, the backward's 24, chunk_end_state's and chunk_adjoint's 24 and 56 longer, although
@@ -307,7 +307,7 @@ def test_positions_per_tile_cut_every_state_loop_kernel(tmp_path):
 
 @pytest.mark.slow
 def test_32_bit_offsets_cut_every_state_loop_kernel(tmp_path):
-    # TileConfig.narrow_offsets: below 2^31 elements the kernels' offsets are int32 (scan_kernels.offset), so a row
+    # TileConfig.narrow_offsets: below 2^31 elements the kernels' offsets are int32 (tile_io.offset), so a row
     # pointer is a 32-bit offset instead of a 64-bit product.  compile_check, sm_90, Triton 3.7.1, the model's layer:
     # 56-256 fewer static instructions per kernel (chunk_end_state 80, forward_output 192, chunk_adjoint 56, the
     # backward 256), the same exponentials, atomics and shuffles, and the backward's spills halved (bench/README.md).

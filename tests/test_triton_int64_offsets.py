@@ -1,6 +1,6 @@
 """Every pointer offset that grows with the batch or the scan length is 64-bit in the kernels' wide build, which the
 host picks where a launch's tensors pass 2^31 elements, so such tensors are addressed correctly; below that the
-narrow build's offsets are all 32-bit (``TileConfig.narrow_offsets``, ``scan_kernels.offset``).
+narrow build's offsets are all 32-bit (``TileConfig.narrow_offsets``, ``tile_io.offset``).
 
 A tensor that large cannot be scanned under the interpreter on a CI machine.  So this checks what guarantees it:
 the test replaces the interpreter's pointer addition (``InterpreterBuilder.create_addptr``) with one that records,
@@ -29,7 +29,9 @@ import torch
 from directional_cases import directions_for, make_gate, make_layer_inputs
 from scan2d import directional_scan, selective_scan
 from scan2d._backend import deterministic_algorithms
-from scan2d.triton import launch, positions, scan_kernels
+from scan2d.triton import (
+    backward_kernels, chunk_carry, forward_kernels, lane_sums, launch, positions, recurrence, state_loop, tile_io,
+)
 from scan2d.triton.launch import tile_config
 from test_selective_scan import make_inputs
 
@@ -37,7 +39,8 @@ pytestmark = pytest.mark.skipif(
     torch.cuda.is_available(), reason="reads the Triton interpreter's pointer arithmetic; with a GPU the kernels "
     "compile instead (CI runs this under TRITON_INTERPRET=1)")
 
-KERNEL_FILES = {inspect.getsourcefile(scan_kernels), inspect.getsourcefile(positions)}
+KERNEL_FILES = {inspect.getsourcefile(module) for module in (
+    backward_kernels, chunk_carry, forward_kernels, lane_sums, positions, recurrence, state_loop, tile_io)}
 
 
 @contextmanager

@@ -1,11 +1,11 @@
-"""``scan_kernels._lane_sums``: sums over a warp's lanes, reduce-scattered so that lane l holds step l // (32 / T)."""
+"""``lane_sums.lane_sums``: sums over a warp's lanes, reduce-scattered so that lane l holds step l // (32 / T)."""
 
 import pytest
 import torch
 import triton
 import triton.language as tl
 
-from scan2d.triton.scan_kernels import _lane_sums
+from scan2d.triton.lane_sums import lane_sums
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -14,7 +14,7 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 def _lane_sums_kernel(x_ptr, out_ptr, T: tl.constexpr):
     t = tl.arange(0, T)
     lane = tl.arange(0, 32)
-    v = _lane_sums(tl.load(x_ptr + t[:, None] * 32 + lane[None, :]), lane, T, 32)
+    v = lane_sums(tl.load(x_ptr + t[:, None] * 32 + lane[None, :]), lane, T, 32)
     tl.store(out_ptr + lane, v)
 
 

@@ -1,4 +1,4 @@
-"""32-bit pointer offsets (``TileConfig.narrow_offsets``, ``scan_kernels.offset``) change no result: they are the same
+"""32-bit pointer offsets (``TileConfig.narrow_offsets``, ``tile_io.offset``) change no result: they are the same
 numbers in fewer bits, so the layer's and the drop-in scan's outputs and every gradient are bit for bit those of the
 wide build.  The host takes 64 bits per launch, where an input, a state buffer or a tensor of that launch can pass
 2^31 elements.  (tests/test_triton_int64_offsets.py: the wide build's offsets that grow with batch or length are

@@ -1,4 +1,4 @@
-"""Reading x's rows two columns per load (``TileConfig.paired_loads``, ``scan_kernels.load_pair``) changes no result:
+"""Reading x's rows two columns per load (``TileConfig.paired_loads``, ``tile_io.load_pair``) changes no result:
 the same values enter the same sums in the same order, so the layer's output and every gradient are bit for bit
 those of one column per load.  The host takes the paired path only where every pair it reads is word-aligned."""
 

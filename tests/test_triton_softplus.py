@@ -1,11 +1,11 @@
-"""``scan_kernels._softplus``, which builds delta in every kernel: log(1 + exp(x)) from an exponential and a short
+"""``tile_io.softplus``, which builds delta in every kernel: log(1 + exp(x)) from an exponential and a short
 series instead of libdevice's logf, to float32 accuracy over the whole range."""
 
 import torch
 import triton
 import triton.language as tl
 
-from scan2d.triton.scan_kernels import _softplus
+from scan2d.triton.tile_io import softplus
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -13,7 +13,7 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 @triton.jit
 def _softplus_kernel(x_ptr, out_ptr, n, BLOCK: tl.constexpr):
     i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    tl.store(out_ptr + i, _softplus(tl.load(x_ptr + i, mask=i < n, other=0.0)), mask=i < n)
+    tl.store(out_ptr + i, softplus(tl.load(x_ptr + i, mask=i < n, other=0.0)), mask=i < n)
 
 
 def test_softplus_is_accurate_to_float32_from_underflow_to_overflow():

@@ -52,10 +52,10 @@ class KernelBuild:
     fenced_atomics: int  # those with acquire/release semantics: ptxas fences each (MEMBAR.ALL.GPU, CCTL.IVALL)
     exp_log: int  # ex2 / lg2 instructions in the PTX: the transcendentals one thread issues per program (MUFU work)
     shuffles: int  # shfl instructions in the PTX: cross-lane reductions, and the lane flips of reverse scans
-    reverse_scans: int  # associative_scan(reverse=True) ops in the TTGIR (see scan_kernels._reverse_steps)
+    reverse_scans: int  # associative_scan(reverse=True) ops in the TTGIR (see recurrence.reverse_steps)
     compile_s: float
     sass_instructions: int = 0  # static count in the cubin (loops counted once): what ptxas made of the kernel
-    wide_loads: int = 0  # 64-bit global loads in the PTX: scan_kernels.load_pair's words of two float32 columns
+    wide_loads: int = 0  # 64-bit global loads in the PTX: tile_io.load_pair's words of two float32 columns
 
 
 _USED = re.compile(r"Used (\d+) registers")

@@ -19,7 +19,7 @@ import triton
 
 from .._backend import triton_interpreted
 from ..directions import ScanDirection
-from . import scan_kernels as K
+from . import backward_kernels, chunk_carry, forward_kernels
 from .positions import DIRECTION_COLUMNS, ORDER_ALIGNED, ORDER_PLAIN, ORDER_SEQUENTIAL
 
 
@@ -31,7 +31,7 @@ class TileConfig:
     Attributes:
         block_t: steps per tile (a chunk is one tile with gradients, inference_tiles tiles without).
         block_d: channels per program of the tile kernels and the carry.  With grouped B/C (the drop-in scan) every
-            kind of block tiles each group, the last block of a group masked (``scan_kernels.block_channels``).
+            kind of block tiles each group, the last block of a group masked (``tile_io.block_channels``).
         num_warps: warps per program of every kernel but backward_grads.
         backward_num_warps: warps of ``backward_grads_kernel``, the kernel with the most live tiles (None: num_warps).
             compile_check: at 4 warps it needs about 232-255 registers (triton 3.6 spills up to 260 bytes in the gated
@@ -55,7 +55,7 @@ class TileConfig:
             the interpreter so that the tests cross several such blocks.
         forward_state_loop: the forward kernels (``chunk_end_state``, ``forward_output``) of the 2D layer and of the
             drop-in scan solve the recurrence one state at a time on (steps, channels) tiles
-            (``scan_kernels._state_loop_tile``) instead of on (steps, channels, states) tiles.
+            (``state_loop.state_loop_tile``) instead of on (steps, channels, states) tiles.
             compile_check: 18-21 SASS instructions per element and no shuffles, barriers or shared memory, against
             29-39 per element with 128 shuffles and 17 barriers per tile (bench/README.md).  H200, case (a) with
             gradients: forward_output 0.44 ms against 0.72 (results/h200-2026-11-27-state-loops/).
@@ -71,8 +71,8 @@ class TileConfig:
             registers and forward_output 164, so 2 and 3 programs of 4 warps fit on an SM; at 168 both fit 3 times,
             without spills in the plain layer (the gated layer's statistics pass spills 60-88 bytes).  Not timed.
         backward_state_loop: ``backward_grads`` of the 2D layer and of the drop-in scan one state at a time
-            (``scan_kernels._backward_state_loop``), in one-warp programs of backward_block_d = 32 channels, one per
-            thread: no barriers, dB and dC summed over the warp's lanes and added with atomics (or see
+            (``backward_kernels._backward_state_loop``), in one-warp programs of backward_block_d = 32 channels, one
+            per thread: no barriers, dB and dC summed over the warp's lanes and added with atomics (or see
             backward_dx_copies, backward_direction_launches).  Only with tiles of at least 16 steps and channels (the
             layer's dt gradients' tl.dot).  ``chunk_adjoint`` then runs one state at a time too, on forward_block_d
             channels.  H200, case (a): backward_grads 1.6 ms against 7.7, forward+backward 3.9 ms
@@ -90,7 +90,7 @@ class TileConfig:
             Deterministic mode turns on both (72-176 bytes, no atomics).  Neither is timed on a GPU yet
             (bench/gpu_session.sh's sweep has both and deterministic mode).
         backward_lane_sums: the state-loop backward reduce-scatters dB's and dC's sums over the channels across the
-            warp's lanes (``scan_kernels._lane_sums``; each lane then adds one step's sum) instead of reducing every
+            warp's lanes (``lane_sums.lane_sums``; each lane then adds one step's sum) instead of reducing every
             step over the whole warp: per state and tile, 2 x 16 shuffles instead of 2 x 80.  With 32 channels per
             program and at most 32 steps per tile.  Not timed on a GPU yet.
         state_unroll: states per trip of the state loops in the forward kernels and chunk_adjoint (its greatest
@@ -100,12 +100,12 @@ class TileConfig:
             latter spills.  H200 (results/h200-2026-11-27-unrolled/): case (b) forward 2.08 ms against 2.54 at 1.
         carry_in_registers: the state-loop forward kernels of multi-tile (inference) chunks unroll all N states
             and carry them between tiles in registers, N per channel, instead of through memory
-            (``scan_kernels._state_loop_tile``).  H200: forward without gradients 1.17 ms against 1.52 in case
+            (``state_loop.state_loop_tile``).  H200: forward without gradients 1.17 ms against 1.52 in case
             (a), 1.78 against 2.54 in case (b) with state_unroll 4 (mamba-ssm 0.81 and 1.85).  At 255 registers the
             output kernel spills this way (Triton 3.7.1, sm_90, dt rank 12): 12-56 bytes in the plain order, 136-140
             in the aligned cross-scale one, outside the state loop.
         rowwise_tiles: the state-loop kernels of the drop-in scan read and write their (steps, channels) tiles of its
-            channels-first tensors a row at a time (``scan_kernels.load_td``).  None: where Triton lays such a tile's
+            channels-first tensors a row at a time (``tile_io.load_td``).  None: where Triton lays such a tile's
             steps across lanes otherwise, that is, before 3.7 (``rowwise_by_default``).  compile_check (sm_90, the
             drop-in cases): under Triton 3.6 the forward kernels and chunk_adjoint go from 336-960 shuffles to none,
             the backward from 2 KB of shared memory to 64 bytes and 312-372 bytes of spills to 156-304, with 12-39%
@@ -115,7 +115,7 @@ class TileConfig:
         paired_loads: where the 2D layer's x_proj rows allow it (``ScanOperands.paired_x``: contiguous rows, an even
             rank and state size, even strides, word-aligned tensors; the model's rank 12 and 44-column rows do), the
             state-loop kernels read two adjacent columns (dt ranks, the B and C of two states) per load, as one 64-bit
-            word (32-bit for 16-bit inputs; ``scan_kernels.load_pair``), where Triton would make two 32-bit loads.
+            word (32-bit for 16-bit inputs; ``tile_io.load_pair``), where Triton would make two 32-bit loads.
             The values and the order of every sum are the same, so results are bit for bit those without it.
         window_tiles: where every tile lies inside one window of a plain windowed scan (``ScanOperands.
             tiles_in_windows``: window areas that are multiples of block_t, e.g. the model's windows of 8 at 16-step
@@ -123,7 +123,7 @@ class TileConfig:
             window once and each step's position from it (``positions.tile_positions``) instead of dividing every
             step's index by the window's sizes.  The positions are the same integers either way.
         narrow_offsets: the kernels compute their pointer offsets in 32 bits wherever every tensor of a launch spans
-            fewer than 2^31 elements (``ScanOperands.launch_meta``), else in 64 (``scan_kernels.offset``): row
+            fewer than 2^31 elements (``ScanOperands.launch_meta``), else in 64 (``tile_io.offset``): row
             pointers then take one register instead of two, and the address arithmetic no 64-bit multiplies.
             compile_check (sm_90, Triton 3.7.1, dt rank 12): 5-9% fewer static SASS instructions in the training
             forward kernels, forward_output 164 registers instead of 184, the backward's spills halved.  The
@@ -327,7 +327,7 @@ def spans_past_int32(*tensors: Optional[torch.Tensor]) -> bool:
 ORDER_OF = {None: ORDER_PLAIN, "aligned": ORDER_ALIGNED, "sequential": ORDER_SEQUENTIAL}
 
 # Where a launch's tensors pass this many elements, offsets that grow with batch or length are 64-bit in the kernels
-# (``scan_kernels.offset``'s WIDE); the others (channels, states, one tile) are 32-bit and stay below it.
+# (``tile_io.offset``'s WIDE); the others (channels, states, one tile) are 32-bit and stay below it.
 # tests/test_triton_int64_offsets.py checks both, lowering it to take the wide paths.
 INT32_OFFSET_LIMIT = 2 ** 31
 # A compile option of every launch.  The recurrences are chains of multiply-adds, which Triton fuses into FMAs by
@@ -381,7 +381,7 @@ class ScanOperands:
     tiles: TileConfig = field(default_factory=current_tiles)
     for_backward: bool = True   # False: forward only, several tiles per chunk (TileConfig.inference_tiles)
     # torch.use_deterministic_algorithms(True): sums that cross programs (the gate's statistics, dB, dC, the dt
-    # low-rank and du gradients) run in a fixed order instead of through atomics (``scan_kernels._channel_blocks``).
+    # low-rank and du gradients) run in a fixed order instead of through atomics (``tile_io.channel_blocks``).
     deterministic: bool = field(default_factory=torch.are_deterministic_algorithms_enabled)
     tiles_per_chunk: int = field(init=False)
     n_chunks: int = field(init=False)
@@ -438,7 +438,7 @@ class ScanOperands:
 
     def common_args(self):
         """What every kernel takes after its own leading arguments: load_chunk's inputs as tuples (U, X, DELTA,
-        BC, PROJ; see ``scan_kernels.load_chunk``), then A, the direction table and the sizes."""
+        BC, PROJ; see ``tile_io.load_chunk``), then A, the direction table and the sizes."""
         return ((self.u, self.u_low, *self.u_strides, self.u_low_batch_stride),
                 (self.x, self.x_low, *self.x_strides, self.x_low_batch_stride),
                 (self.delta, *self.delta_strides),
@@ -449,7 +449,7 @@ class ScanOperands:
     def launch_meta(self, *tensors: Optional[torch.Tensor]) -> dict:
         """The compile-time arguments every kernel but the carry takes, for a launch that also addresses
         ``tensors`` (outputs, gradients, per-chunk buffers; None skipped) beyond the inputs and the state buffers.
-        WIDE (64-bit offsets, ``scan_kernels.offset``) where one of them, an input or a state buffer can pass
+        WIDE (64-bit offsets, ``tile_io.offset``) where one of them, an input or a state buffer can pass
         int32, or without ``TileConfig.narrow_offsets``."""
         return dict(ORDER=self.order, LOWRANK=self.lowrank, HAS_BIAS=self.has_bias,
                     SOFTPLUS=self.softplus, R=self.rank, N=self.n_state, ROWWISE=self.rowwise, PAIRED=self.paired_x,
@@ -480,7 +480,7 @@ class ScanOperands:
 
     def _pairs_aligned(self) -> bool:
         """``paired_x``: whether the state-loop kernels may read x's rows two columns per load
-        (``TileConfig.paired_loads``, ``scan_kernels.load_pair``): every pair they read (ranks 2i and 2i + 1, states
+        (``TileConfig.paired_loads``, ``tile_io.load_pair``): every pair they read (ranks 2i and 2i + 1, states
         2i and 2i + 1 of B and of C) must start at a word of twice the element size. So: contiguous columns, an even
         rank and state size, even batch, position and direction strides (of x_low too) and word-aligned tensors."""
         if not (self.lowrank and self.tiles.paired_loads):
@@ -507,7 +507,7 @@ class ScanOperands:
 
     def channel_blocks(self, block: int) -> int:
         """Programs of ``block`` channels that cover the channels: the blocks tile each group of channels that share
-        B and C, the last block of a group masked (``scan_kernels.block_channels``)."""
+        B and C, the last block of a group masked (``tile_io.block_channels``)."""
         return self.dim // self.group_size * cdiv(self.group_size, block)
 
     @property
@@ -594,7 +594,7 @@ def forward_states(ops: ScanOperands):
     local = ops.state_buffer(ops.n_state)
     dsum = ops.state_buffer()
     for chunk_first, chunks in chunk_launches(ops.n_chunks):
-        K.chunk_end_state_kernel[ops.grid(block_d=ops.forward_block_d, chunks=chunks)](
+        forward_kernels.chunk_end_state_kernel[ops.grid(block_d=ops.forward_block_d, chunks=chunks)](
             local, dsum, *ops.common_args(), chunk_first, **ops.launch_meta(), BLOCK_T=ops.tiles.block_t,
             BLOCK_D=ops.forward_block_d, TILES=ops.tiles_per_chunk, STATE_LOOP=ops.forward_state_loop,
             STATE_UNROLL=ops.state_unroll, CARRY_IN_REGISTERS=ops.tiles.carry_in_registers,
@@ -602,9 +602,9 @@ def forward_states(ops: ScanOperands):
     # The carry turns the chunk end states into entry states in place.
     entry = local
     final = torch.empty(ops.batch * ops.K, ops.dim, ops.n_state, device=ops.u.device, dtype=torch.float32)
-    K.chunk_carry_kernel[ops.carry_grid()](entry, final, local, dsum, ops.A, ops.K, ops.dim, ops.n_chunks,
-                                   REVERSE=False, N=ops.n_state, BLOCK_D=ops.block_d,
-                                   BLOCK_C=ops.tiles.carry_chunks, num_warps=ops.tiles.num_warps, **COMPILE_OPTIONS)
+    chunk_carry.chunk_carry_kernel[ops.carry_grid()](
+        entry, final, local, dsum, ops.A, ops.K, ops.dim, ops.n_chunks, REVERSE=False, N=ops.n_state,
+        BLOCK_D=ops.block_d, BLOCK_C=ops.tiles.carry_chunks, num_warps=ops.tiles.num_warps, **COMPILE_OPTIONS)
     return entry, dsum, final
 
 
@@ -668,7 +668,7 @@ def output_pass(ops: ScanOperands, entry: torch.Tensor, out: torch.Tensor, out_s
     for k_first, k_count, chunk_first, chunks in direction_and_chunk_launches(ops, sum_directions and reduce == 0,
                                                                               first_direction):
         grid = ops.grid(k_count, channel_blocks=not deterministic, block_d=block_d, chunks=chunks)
-        K.forward_output_kernel[grid](
+        forward_kernels.forward_output_kernel[grid](
             out, *out_strides, weight if weight is not None else dummy, red if red is not None else dummy,
             tok if tok is not None else dummy, vec if vec is not None else dummy,
             part if part is not None else dummy, ops.height * ops.width, entry, scratch,
@@ -693,7 +693,7 @@ def forward(ops: ScanOperands, out: torch.Tensor, out_strides: tuple, sum_direct
 def first_direction_pool(ops: ScanOperands, first: torch.Tensor, tok: torch.Tensor) -> torch.Tensor:
     """(batch, dim) fp32: the sum over high-resolution tokens of first * rstd of direction 0, where ``first``
     (batch, L, dim) is direction 0's output written by the statistics pass and tok (batch*K, L, 2) holds (mean, rstd)
-    per token (``scan_kernels.first_direction_pool_kernel``)."""
+    per token (``forward_kernels.first_direction_pool_kernel``)."""
     batch, length, dim = first.shape
     # The forward's tiles: one channel per thread, chunks as long as fill the GPU, up to inference_tiles tiles.
     block_t, block_d = ops.tiles.block_t, ops.forward_block_d
@@ -701,7 +701,7 @@ def first_direction_pool(ops: ScanOperands, first: torch.Tensor, tok: torch.Tens
     chunks = cdiv(length, block_t * tiles)
     part = torch.empty(batch, chunks, dim, device=first.device, dtype=torch.float32)
     for chunk_first, count in chunk_launches(chunks):
-        K.first_direction_pool_kernel[(batch, cdiv(dim, block_d), count)](
+        forward_kernels.first_direction_pool_kernel[(batch, cdiv(dim, block_d), count)](
             first, first.stride(0), first.stride(1), first.stride(2), tok, part, ops.K, length, dim, chunks,
             chunk_first, BLOCK_T=block_t, BLOCK_D=block_d, TILES=tiles,
             num_warps=ops.forward_options(ops.forward_state_loop)["num_warps"], **COMPILE_OPTIONS)
@@ -773,15 +773,15 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
     adjoint_loop = ops.adjoint_state_loop
     adjoint_block = ops.state_loop_block if adjoint_loop else ops.block_d
     for chunk_first, chunks in chunk_launches(ops.n_chunks):
-        K.chunk_adjoint_kernel[ops.grid(block_d=adjoint_block, chunks=chunks)](
+        backward_kernels.chunk_adjoint_kernel[ops.grid(block_d=adjoint_block, chunks=chunks)](
             local, dout, *dout_strides, wt, z, *ops.z_strides, entry, Dskip, *ln_args, *ops.common_args(),
             chunk_first, HAS_D=ops.D is not None, **dict(meta, BLOCK_D=adjoint_block), STATE_LOOP=adjoint_loop,
             STATE_UNROLL=ops.state_unroll, num_warps=ops.state_loop_warps if adjoint_loop else ops.tiles.num_warps,
             **COMPILE_OPTIONS)
     arrive = local  # in place, as in forward_states
-    K.chunk_carry_kernel[ops.carry_grid()](arrive, arrive, local, dsum, ops.A, ops.K, ops.dim, ops.n_chunks,
-                                   REVERSE=True, N=ops.n_state, BLOCK_D=ops.block_d, BLOCK_C=ops.tiles.carry_chunks,
-                                   num_warps=ops.tiles.num_warps, **COMPILE_OPTIONS)
+    chunk_carry.chunk_carry_kernel[ops.carry_grid()](
+        arrive, arrive, local, dsum, ops.A, ops.K, ops.dim, ops.n_chunks, REVERSE=True, N=ops.n_state,
+        BLOCK_D=ops.block_d, BLOCK_C=ops.tiles.carry_chunks, num_warps=ops.tiles.num_warps, **COMPILE_OPTIONS)
     dA_part = ops.state_buffer(ops.n_state)
     dD_part = ops.state_buffer()
     dbias_part = ops.state_buffer()
@@ -817,7 +817,8 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
     channel_blocks = state_loop or not ops.deterministic
     for k_first, k_count, chunk_first, chunks in direction_and_chunk_launches(ops,
                                                                               ops.backward_one_direction_per_launch):
-        K.backward_grads_kernel[ops.grid(k_count, channel_blocks=channel_blocks, block_d=block_d, chunks=chunks)](
+        grid = ops.grid(k_count, channel_blocks=channel_blocks, block_d=block_d, chunks=chunks)
+        backward_kernels.backward_grads_kernel[grid](
             *(launch_buffers[name] for name in ("du", "du_low", "ddelta", "dx", "dx_low", "dB", "dC", "dz")),
             dA_part, dD_part, dbias_part, dW_part, dweight_part,
             dout, *dout_strides, wt, entry, arrive, Dskip, z, *ops.z_strides, *ln_args,

@@ -1,0 +1,491 @@
+"""The backward's scan passes: chunk adjoint states, then every input's gradient.
+
+    chunk_adjoint  ->  chunk_carry (reversed, :mod:`.chunk_carry`)  ->  backward_grads
+
+Each pass recomputes its chunk's states from the stored entry states (nothing per step is kept from the forward).
+``backward_grads_kernel`` runs on (steps, channels, states) tiles or, by default, through
+``_backward_state_loop`` in one-warp programs.
+"""
+
+import triton
+import triton.language as tl
+
+from .lane_sums import lane_sums
+from .positions import step_positions
+from .recurrence import LOG2E, adjoint_combine, combine, reverse_rows, tile_adjoint, tile_states
+from .state_loop import state_loop_tile
+from .tile_io import (
+    accumulate, block_channels, channel_blocks, channel_sum_rows, load_chunk, load_state, load_steps, load_td, offset,
+    store_td, x_rows,
+)
+
+
+@triton.jit
+def _states_from_entry(entry_ptr, pid_bk, pid_c, n_chunks, Dm, d, d_mask, n, t, delta, u, Bm, A, WIDE: tl.constexpr):
+    """Decays, drives and states h_t (T, D, N) of a one-tile chunk started from its stored entry state."""
+    return tile_states(load_state(entry_ptr, pid_bk, pid_c, n_chunks, Dm, d, d_mask, n, WIDE), t, delta, u, Bm, A)
+
+
+@triton.jit
+def _upstream_grad(
+    pos_o, b_o, k, d, d_mask, valid, is_low, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, K, Dm,
+    y, tok_ptr, vec_ptr, gbar_ptr, L_high,
+    SUM_DIRECTIONS: tl.constexpr, HAS_WEIGHT: tl.constexpr, LN_UPSTREAM: tl.constexpr, ROWWISE: tl.constexpr,
+    WIDE: tl.constexpr,
+):
+    """Gradient reaching this direction's output at each step, (T, D); zero for low-resolution tokens.
+
+    LN_UPSTREAM: the gradient of the gate's pooled statistic mean_t LayerNorm(y_t) instead of an output gradient:
+    rstd_t (g - mean(g) - xhat_t m_t) with g = vec[bk] and (mean, rstd, m) per token in tok.  With SUM_DIRECTIONS
+    too, both: the output gradient (times the direction weight) plus the pooled statistic's, so that the gated
+    layer's two upstreams take one backward pass (``directional.triton_op``).
+    """
+    m = (valid & (is_low == 0))[:, None] & d_mask[None, :]
+    if LN_UPSTREAM:
+        bk = b_o * K + k
+        token = bk * L_high + pos_o
+        mu = tl.load(tok_ptr + token * 3, mask=valid, other=0.0)
+        rstd = tl.load(tok_ptr + token * 3 + 1, mask=valid, other=0.0)
+        mt = tl.load(tok_ptr + token * 3 + 2, mask=valid, other=0.0)
+        g = tl.load(vec_ptr + bk * Dm + d, mask=d_mask, other=0.0)
+        gbar = tl.load(gbar_ptr + bk)
+        xhat = (y - mu[:, None]) * rstd[:, None]
+        dy_ln = tl.where(m, rstd[:, None] * (g[None, :] - gbar - xhat * mt[:, None]), 0.0)
+    if SUM_DIRECTIONS or not LN_UPSTREAM:
+        dy = load_td(dout_ptr + b_o * s_gb + offset(k, WIDE) * s_gk, pos_o * s_gl, offset(d, WIDE) * s_gd,
+                     valid & (is_low == 0), d_mask, ROWWISE)
+        if SUM_DIRECTIONS:
+            if HAS_WEIGHT:
+                dy = dy * tl.load(weight_ptr + (b_o * K + k) * Dm + d, mask=d_mask, other=0.0).to(tl.float32)[None, :]
+        if LN_UPSTREAM:
+            dy += dy_ln
+    else:
+        dy = dy_ln
+    return dy
+
+
+@triton.jit
+def _backward_chunk(
+    b, k, pid_d, pid_c, U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, H, W, Dm,
+    ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    R: tl.constexpr, N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, IN_WINDOW: tl.constexpr,
+    WIDE: tl.constexpr,
+):
+    """What both backward kernels read for the one-tile chunk ``pid_c`` of (batch b, direction k), channel block
+    ``pid_d``: the chunk's indices and inputs (load_chunk) and A (D, N).  Shared so that the adjoint pass and the
+    gradient pass recompute exactly the same chunk."""
+    d, d_mask = block_channels(pid_d, BC[10], Dm, BLOCK_D, LOWRANK)
+    t = tl.arange(0, BLOCK_T)
+    n = tl.arange(0, N)
+    pos, is_low, valid, u, delta_pre, delta, Bm, Cm = load_chunk(
+        pid_c * BLOCK_T, t, b, k, pid_d, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK,
+        HAS_BIAS, SOFTPLUS, R, N, IN_WINDOW, WIDE)
+    A = tl.load(A_ptr + k * Dm * N + d[:, None] * N + n[None, :], mask=d_mask[:, None], other=0.0).to(tl.float32)
+    return d, d_mask, t, n, pos, is_low, valid, u, delta_pre, delta, Bm, Cm, A
+
+
+@triton.jit(do_not_specialize=["chunk_first"])
+def chunk_adjoint_kernel(
+    local_ptr, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, z_ptr, s_zb, s_zl, s_zd,
+    entry_ptr, Dskip_ptr, tok_ptr, vec_ptr, gbar_ptr, L_high,
+    U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks, chunk_first,
+    ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr,
+    SOFTPLUS: tl.constexpr, HAS_Z: tl.constexpr, SUM_DIRECTIONS: tl.constexpr, HAS_WEIGHT: tl.constexpr,
+    LN_UPSTREAM: tl.constexpr, HAS_D: tl.constexpr,
+    R: tl.constexpr, N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, STATE_LOOP: tl.constexpr = False,
+    STATE_UNROLL: tl.constexpr = 1, ROWWISE: tl.constexpr = False, PAIRED: tl.constexpr = False,
+    IN_WINDOW: tl.constexpr = False, WIDE: tl.constexpr = True,
+):
+    """Adjoint of each chunk with nothing arriving from later chunks, taken back through its first decay:
+    local = exp(delta_t0 A) * g_t0, the gradient the chunk sends to the state entering it.
+
+    Only the adjoint at the chunk's first step is needed, so a sum over steps replaces the adjoint scan:
+    exp(delta_0 A) g_0 = sum_t exp(A sum_{r<=t} delta_r) C_t dy_t.  One exp per element either way, and no reverse
+    scan, which Triton 3.6-3.7 lowers with lane flips of every scanned tensor (bench/README.md).  STATE_LOOP: one
+    state at a time on a (steps, channels) tile with the steps in registers (``state_loop_tile``), where the sum
+    over steps stays in each thread.
+    """
+    pid_bk, pid_c = tl.program_id(0), tl.program_id(2) + chunk_first
+    b, k = pid_bk // K, pid_bk % K
+    b_o = offset(b, WIDE)
+    base = (offset(pid_bk, WIDE) * n_chunks + pid_c) * Dm
+    if STATE_LOOP:
+        d, d_mask = block_channels(tl.program_id(1), BC[10], Dm, BLOCK_D, LOWRANK)
+        t = tl.arange(0, BLOCK_T)
+        pos, is_low, valid, u, delta_pre, delta, b_rows, c_rows, s_bn, s_cn = load_steps(
+            pid_c * BLOCK_T, t, b, k, tl.program_id(1), d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER,
+            LOWRANK, HAS_BIAS, SOFTPLUS, R, N, STEPS_IN_REGISTERS=True, ROWWISE=ROWWISE, PAIRED=PAIRED,
+            IN_WINDOW=IN_WINDOW, WIDE=WIDE)
+        A_rows = A_ptr + (k * Dm + d) * N
+        y = tl.zeros([BLOCK_T, BLOCK_D], dtype=tl.float32)
+        if LN_UPSTREAM:  # the LayerNorm gradient depends on y: recompute the chunk's outputs
+            if HAS_D:
+                y = u * tl.load(Dskip_ptr + k * Dm + d, mask=d_mask, other=0.0).to(tl.float32)[None, :]
+            entry_rows = entry_ptr + (base + d) * N
+            y, _ = state_loop_tile(entry_rows, d_mask, entry_rows, A_rows, d_mask, t, delta, u, b_rows, c_rows,
+                                    s_bn, s_cn, y, u, N, OUTPUT=True, STORE_END=False, UNROLL=STATE_UNROLL,
+                                    PAIRED=PAIRED)
+    else:
+        d, d_mask, t, n, pos, is_low, valid, u, delta_pre, delta, Bm, Cm, A = _backward_chunk(
+            b, k, tl.program_id(1), pid_c, U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, H, W, Dm, ORDER, LOWRANK,
+            HAS_BIAS, SOFTPLUS, R, N, BLOCK_T, BLOCK_D, IN_WINDOW, WIDE)
+        y = tl.zeros([BLOCK_T, BLOCK_D], dtype=tl.float32)
+        if LN_UPSTREAM:  # the LayerNorm gradient depends on y: recompute the chunk's outputs
+            _, _, h = _states_from_entry(entry_ptr, pid_bk, pid_c, n_chunks, Dm, d, d_mask, n, t, delta, u, Bm, A,
+                                         WIDE)
+            y = tl.sum(h * Cm, axis=2)
+            if HAS_D:
+                y += u * tl.load(Dskip_ptr + k * Dm + d, mask=d_mask, other=0.0).to(tl.float32)[None, :]
+    pos_o = offset(pos, WIDE)
+    rowwise: tl.constexpr = STATE_LOOP and ROWWISE
+    dy = _upstream_grad(pos_o, b_o, k, d, d_mask, valid, is_low, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, K,
+                        Dm, y, tok_ptr, vec_ptr, gbar_ptr, L_high, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM, rowwise,
+                        WIDE)
+    if HAS_Z:
+        z = load_td(z_ptr + b_o * s_zb, pos_o * s_zl, offset(d, WIDE) * s_zd, valid, d_mask, rowwise)
+        dy = dy * z / (1.0 + tl.exp(-z))
+    reach = tl.cumsum(delta, axis=0)
+    if STATE_LOOP:
+        reach = reach * LOG2E
+        local_rows = local_ptr + (base + d) * N
+        for n0 in range(0, N, STATE_UNROLL):
+            for i in tl.static_range(STATE_UNROLL):
+                n = n0 + i
+                a = tl.load(A_rows + n, mask=d_mask, other=0.0).to(tl.float32)
+                cn = tl.load(c_rows + n * s_cn).to(tl.float32)
+                tl.store(local_rows + n, tl.sum(tl.exp2(reach * a[None, :]) * (dy * cn[:, None]), axis=0),
+                         mask=d_mask)
+    else:
+        first = tl.sum(tl.exp(reach[:, :, None] * A[None, :, :]) * (dy[:, :, None] * Cm), axis=0)
+        tl.store(local_ptr + (base + d[:, None]) * N + n[None, :], first, mask=d_mask[:, None])
+
+
+@triton.jit
+def _output_grads(
+    y, pos_o, b_o, k, d, d_mask, valid, is_low, chunk_base, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr,
+    dweight_part_ptr, z_ptr, dz_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr, gbar_ptr, L_high, K, Dm,
+    SUM_DIRECTIONS: tl.constexpr, HAS_WEIGHT: tl.constexpr, LN_UPSTREAM: tl.constexpr, HAS_Z: tl.constexpr,
+    ROWWISE: tl.constexpr, WIDE: tl.constexpr,
+):
+    """Gradient dy (T, D) reaching this direction's y = C.h + D u (the z gate's factor applied), given y; stores the
+    chunk's direction-weight gradient and dz on the way."""
+    dout = _upstream_grad(pos_o, b_o, k, d, d_mask, valid, is_low, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, K,
+                          Dm, y, tok_ptr, vec_ptr, gbar_ptr, L_high, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM, ROWWISE,
+                          WIDE)
+    if SUM_DIRECTIONS and not LN_UPSTREAM:  # with LN_UPSTREAM a REDUCE = 4 pass has computed it already
+        if HAS_WEIGHT:
+            # d weight[b, k, d] = sum over high-resolution steps of dout * y (dout read without the weight).
+            raw = tl.load(dout_ptr + b_o * s_gb + pos_o[:, None] * s_gl + offset(d, WIDE)[None, :] * s_gd,
+                          mask=(valid & (is_low == 0))[:, None] & d_mask[None, :], other=0.0).to(tl.float32)
+            tl.store(dweight_part_ptr + chunk_base + d, tl.sum(raw * y, axis=0), mask=d_mask)
+    dy = dout
+    if HAS_Z:
+        # z and dz: the same (step, channel) offsets.
+        rows, cols = pos_o * s_zl, offset(d, WIDE) * s_zd
+        z = load_td(z_ptr + b_o * s_zb, rows, cols, valid, d_mask, ROWWISE)
+        sig = 1.0 / (1.0 + tl.exp(-z))
+        store_td(dz_ptr + b_o * s_zb, rows, cols, dout * y * sig * (1.0 + z * (1.0 - sig)), valid, d_mask, ROWWISE)
+        dy = dout * z * sig
+    return dy
+
+
+@triton.jit
+def _accumulate_du(du_ptr, du_low_ptr, U, b_o, pos_o, is_low, valid, d, d_mask, du, ORDER: tl.constexpr,
+                   OWNED: tl.constexpr, ROWWISE: tl.constexpr, WIDE: tl.constexpr):
+    """du (T, D) added at each step's token (u's low-resolution twin for low-resolution tokens): u can be read by
+    several directions.  ROWWISE (with OWNED) reads and writes a row at a time, as ``load_td`` says why."""
+    s_ub, s_ul, s_ud, s_ub_low = U[2], U[3], U[4], U[5]
+    du_b = du_ptr + b_o * s_ub
+    if ORDER == 0 and ROWWISE and OWNED:
+        rows = pos_o * s_ul
+        cols = offset(d, WIDE) * s_ud
+        store_td(du_b, rows, cols, load_td(du_b, rows, cols, valid, d_mask, ROWWISE) + du, valid, d_mask, ROWWISE)
+    else:
+        mask_td = valid[:, None] & d_mask[None, :]
+        du_high = du_b + pos_o[:, None] * s_ul + offset(d, WIDE)[None, :] * s_ud
+        if ORDER == 0:
+            accumulate(du_high, du, mask_td, OWNED)
+        else:
+            du_low = du_low_ptr + b_o * s_ub_low + pos_o[:, None] * s_ul + offset(d, WIDE)[None, :] * s_ud
+            accumulate(tl.where(is_low[:, None], du_low, du_high), du, mask_td, OWNED)
+
+
+@triton.jit
+def _backward_state_loop(
+    du_ptr, du_low_ptr, ddelta_ptr, dx_ptr, dx_low_ptr, dB_ptr, dC_ptr, dz_ptr,
+    dA_part_ptr, dD_part_ptr, dbias_part_ptr, dW_part_ptr, dweight_part_ptr,
+    dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, entry_ptr, arrive_ptr, Dskip_ptr,
+    z_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr, gbar_ptr, L_high,
+    U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks, b, k, pid_bk, pid_c, s_dx_part, s_dxl_part,
+    ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr,
+    SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, SUM_DIRECTIONS: tl.constexpr,
+    HAS_WEIGHT: tl.constexpr, LN_UPSTREAM: tl.constexpr, DX_COPIES: tl.constexpr, DU_OWNED: tl.constexpr,
+    LANE_SUMS: tl.constexpr, ROWWISE: tl.constexpr, R: tl.constexpr,
+    N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, RP: tl.constexpr, PAIRED: tl.constexpr,
+    IN_WINDOW: tl.constexpr, WIDE: tl.constexpr,
+):
+    """``backward_grads_kernel`` one state at a time (its STATE_LOOP): the 2D layer (LOWRANK) and the drop-in scan.
+
+    The tile is (BLOCK_T steps, BLOCK_D channels) with each thread holding one channel's steps in registers, as in
+    ``state_loop_tile``: per state n the states and the adjoint are scanned in registers (the adjoint over the steps
+    reversed, with ``adjoint_combine``), du's and ddelta's sums over n accumulate in registers and dA's sum over steps
+    stays in the thread.  Only dB and dC (sums over channels) cross threads: a sum over the warp's lanes and one add
+    per step and state, which is why the host launches one warp per 32 channels (no barriers).  The dt low-rank
+    gradients are two small products on the tile (tl.dot: (T, D) x (D, R) and (D, T) x (T, R)); the drop-in scan,
+    given delta, stores ddelta instead.
+
+    What other programs also write: dB, dC and the dt low-rank input's gradient (in dx and dx_low; the drop-in's dB
+    and dC are laid out like B and C), summed over the channel blocks, are added with atomics, or with DX_COPIES
+    stored into the block's own zeroed copy of dx and dx_low (dB and dC), ``s_dx_part`` and ``s_dxl_part`` elements
+    apart, which the host then sums.  du, summed over directions, is added
+    with atomics, or with DU_OWNED (the host launches one direction at a time) by a plain read-add-write; the (T, D)
+    tile's atomics hold the most registers (compile_check, sm_90: 92-196 bytes of spills without them, 232-464
+    with).  Deterministic mode sets both.  (Looping over the channel blocks in one program instead, as the tile
+    kernels do, kept what does not depend on the block, positions and row pointers, live across the loop: 1,032-1,268
+    bytes of spills.)
+
+    LANE_SUMS (BLOCK_D = 32, one warp): dB's and dC's sums over the channels are reduce-scattered over the lanes
+    (``lane_sums``), each lane then adding the sum of one step, instead of every lane reducing every step.
+    """
+    s_xc = X[5]
+    dtw_ptr = PROJ[0]
+    b_o = offset(b, WIDE)
+    pid_d = tl.program_id(1)
+    d, d_mask = block_channels(pid_d, BC[10], Dm, BLOCK_D, LOWRANK)
+    t = tl.arange(0, BLOCK_T)
+    pos, is_low, valid, u, delta_pre, delta, b_rows, c_rows, s_bn, s_cn = load_steps(
+        pid_c * BLOCK_T, t, b, k, pid_d, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER,
+        LOWRANK, HAS_BIAS, SOFTPLUS, R, N, STEPS_IN_REGISTERS=True, ROWWISE=ROWWISE, PAIRED=PAIRED,
+        IN_WINDOW=IN_WINDOW, WIDE=WIDE)
+    pos_o = offset(pos, WIDE)
+    mask_td = valid[:, None] & d_mask[None, :]
+    chunk_base = (offset(pid_bk, WIDE) * n_chunks + pid_c) * Dm
+    entry_rows = entry_ptr + (chunk_base + d) * N
+    arrive_rows = arrive_ptr + (chunk_base + d) * N
+    A_rows = A_ptr + (k * Dm + d) * N
+    if HAS_D:
+        Dk = tl.load(Dskip_ptr + k * Dm + d, mask=d_mask, other=0.0).to(tl.float32)
+    else:
+        Dk = tl.zeros([BLOCK_D], dtype=tl.float32)
+    y = u * Dk[None, :]
+    if LN_UPSTREAM or HAS_Z or (SUM_DIRECTIONS and HAS_WEIGHT):  # these need the outputs: recompute them
+        y, _ = state_loop_tile(entry_rows, d_mask, entry_rows, A_rows, d_mask, t, delta, u, b_rows, c_rows, s_bn,
+                                s_cn, y, u, N, OUTPUT=True, STORE_END=False)
+    dy = _output_grads(y, pos_o, b_o, k, d, d_mask, valid, is_low, chunk_base, dout_ptr, s_gb, s_gk, s_gl, s_gd,
+                       weight_ptr, dweight_part_ptr, z_ptr, dz_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr,
+                       gbar_ptr, L_high, K, Dm, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM, HAS_Z, ROWWISE, WIDE)
+    # dx and dx_low (dB and dC), or this channel block's copies of them (DX_COPIES).
+    sums_a = (dx_ptr if LOWRANK else dB_ptr) + offset(pid_d, WIDE) * s_dx_part
+    sums_b = (dx_low_ptr if LOWRANK else dC_ptr) + offset(pid_d, WIDE) * s_dxl_part
+    db_rows, dc_rows = channel_sum_rows(sums_a, sums_b, X, BC, b_o, pos_o, is_low, k, pid_d, ORDER, LOWRANK, R, N,
+                                         BLOCK_D, WIDE)
+    if LANE_SUMS:
+        # Where each lane adds its step's sum: the step's rows, recomputed for the lane's step (once per tile).
+        per_step: tl.constexpr = BLOCK_D // BLOCK_T
+        lane = tl.arange(0, BLOCK_D)
+        pos_l, is_low_l, valid_l = step_positions(pid_c * BLOCK_T + lane // per_step, k, dirs_ptr, H, W, ORDER)
+        db_lane, dc_lane = channel_sum_rows(sums_a, sums_b, X, BC, b_o, offset(pos_l, WIDE), is_low_l, k, pid_d,
+                                             ORDER, LOWRANK, R, N, BLOCK_D, WIDE)
+        lane_mask = valid_l & (lane % per_step == 0)
+    du_delta = delta * u
+    first = (t == 0)[:, None]
+    ones = tl.full([BLOCK_T, BLOCK_D], 1.0, tl.float32)
+    gB = tl.zeros([BLOCK_T, BLOCK_D], dtype=tl.float32)  # sum_n g B
+    gA = tl.zeros([BLOCK_T, BLOCK_D], dtype=tl.float32)  # sum_n A g exp(delta A) h_prev
+    for n in range(N):
+        a = tl.load(A_rows + n, mask=d_mask, other=0.0).to(tl.float32)
+        h0 = tl.load(entry_rows + n, mask=d_mask, other=0.0)
+        g_end = tl.load(arrive_rows + n, mask=d_mask, other=0.0)
+        bn = tl.load(b_rows + n * s_bn).to(tl.float32)
+        cn = tl.load(c_rows + n * s_cn).to(tl.float32)
+        decay = tl.exp2(delta * (a * LOG2E)[None, :])
+        drive = du_delta * bn[:, None]
+        _, h = tl.associative_scan((decay, drive + tl.where(first, decay * h0[None, :], 0.0)), 0, combine)
+        if LANE_SUMS:  # dC
+            accumulate(dc_lane + n * s_cn, lane_sums(dy * h, lane, BLOCK_T, BLOCK_D), lane_mask, DX_COPIES,
+                        FIRST_WRITE=True)
+        else:
+            accumulate(dc_rows + n * s_cn, tl.sum(dy * h, axis=1), valid, DX_COPIES, FIRST_WRITE=True)
+        # The adjoint over the reversed steps: the tile's last step first, seeded with what arrives from later chunks.
+        seed = reverse_rows(dy * cn[:, None]) + tl.where(first, g_end[None, :], 0.0)
+        _, _, g = tl.associative_scan((reverse_rows(decay), ones, seed), 0, adjoint_combine)
+        g = reverse_rows(g)
+        gB += g * bn[:, None]
+        g_prev = g * (h - drive)  # g exp(delta A) h_prev
+        gA += g_prev * a[None, :]
+        tl.store(dA_part_ptr + (chunk_base + d) * N + n, tl.sum(g_prev * delta, axis=0), mask=d_mask)
+        if LANE_SUMS:  # dB
+            accumulate(db_lane + n * s_bn, lane_sums(g * du_delta, lane, BLOCK_T, BLOCK_D), lane_mask,
+                        DX_COPIES, FIRST_WRITE=True)
+        else:
+            accumulate(db_rows + n * s_bn, tl.sum(g * du_delta, axis=1), valid, DX_COPIES, FIRST_WRITE=True)
+
+    du = gB * delta + dy * Dk[None, :]
+    ddelta = gB * u + gA
+    if SOFTPLUS:
+        ddelta = ddelta / (1.0 + tl.exp(-delta_pre))
+    ddelta = tl.where(mask_td, ddelta, 0.0)
+    tl.store(dD_part_ptr + chunk_base + d, tl.sum(dy * u, axis=0), mask=d_mask)
+    tl.store(dbias_part_ptr + chunk_base + d, tl.sum(ddelta, axis=0), mask=d_mask)
+    _accumulate_du(du_ptr, du_low_ptr, U, b_o, pos_o, is_low, valid, d, d_mask, du, ORDER, DU_OWNED, ROWWISE, WIDE)
+    if LOWRANK:
+        # Through delta_pre = dt_low @ dt_weight[k].T: the input's gradient sums over channels and the weight's over
+        # steps, both small products on the tile (RP >= 16, the smallest tl.dot; the host pads it).
+        r = tl.arange(0, RP)
+        mask_tr = valid[:, None] & (r < R)[None, :]
+        mask_dr = d_mask[:, None] & (r < R)[None, :]
+        w = tl.load(dtw_ptr + (k * Dm + d[:, None]) * R + r[None, :], mask=mask_dr, other=0.0).to(tl.float32)
+        dxrow = x_rows(sums_a, sums_b, X, b_o, pos_o, is_low, k, ORDER)
+        accumulate(dxrow[:, None] + r[None, :] * s_xc, tl.dot(ddelta, w, input_precision="ieee"), mask_tr,
+                    DX_COPIES, FIRST_WRITE=True)
+        xrow = x_rows(X[0], X[1], X, b_o, pos_o, is_low, k, ORDER)
+        cols = tl.load(xrow[:, None] + r[None, :] * s_xc, mask=mask_tr, other=0.0).to(tl.float32)
+        tl.store(dW_part_ptr + (chunk_base + d[:, None]) * R + r[None, :],
+                 tl.dot(tl.trans(ddelta), cols, input_precision="ieee"), mask=mask_dr)
+    else:
+        store_td(ddelta_ptr + b_o * DELTA[1], pos_o * DELTA[2], offset(d, WIDE) * DELTA[3], ddelta, valid, d_mask,
+                 ROWWISE)
+
+
+@triton.jit(do_not_specialize=["k_first", "chunk_first"])  # one compiled kernel for every direction and chunk
+def backward_grads_kernel(
+    # gradients
+    du_ptr, du_low_ptr, ddelta_ptr, dx_ptr, dx_low_ptr, dB_ptr, dC_ptr, dz_ptr,
+    dA_part_ptr, dD_part_ptr, dbias_part_ptr, dW_part_ptr, dweight_part_ptr,
+    # upstream and saved
+    dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, entry_ptr, arrive_ptr, Dskip_ptr, z_ptr, s_zb, s_zl, s_zd,
+    tok_ptr, vec_ptr, gbar_ptr, L_high,
+    U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks, k_first, k_count, chunk_first, s_dx_part,
+    s_dxl_part,
+    ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr,
+    SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, SUM_DIRECTIONS: tl.constexpr,
+    HAS_WEIGHT: tl.constexpr, LN_UPSTREAM: tl.constexpr, DETERMINISTIC: tl.constexpr, R: tl.constexpr,
+    N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, RP: tl.constexpr,
+    STATE_LOOP: tl.constexpr = False, DX_COPIES: tl.constexpr = False, DU_OWNED: tl.constexpr = False,
+    LANE_SUMS: tl.constexpr = False, ROWWISE: tl.constexpr = False, PAIRED: tl.constexpr = False,
+    IN_WINDOW: tl.constexpr = False, WIDE: tl.constexpr = True,
+):
+    """All gradients of one chunk: recompute h from the chunk's entry state, run the adjoint recurrence
+    g_t = C_t dy_t + exp(delta_{t+1} A) g_{t+1} from the adjoint arriving at the chunk's end, then
+
+        du     = delta * sum_n g B + D dy             ddelta = sum_n g (B u + A exp(delta A) h_prev)
+        dB     = sum_d g delta u                      dC     = sum_d dy h
+        dA     = sum_t g delta exp(delta A) h_prev    with exp(delta_t A) h_{t-1} = h_t - delta_t B_t u_t.
+
+    The launch covers directions k_first .. k_first + k_count - 1.  Per-program sums over steps (dA, dD, dbias, dW,
+    the direction weights) go to per-chunk buffers that the host adds up.  Gradients summed over channel blocks
+    (dB, dC, the dt low-rank input) or over directions (du) use fp32 atomics, or with DETERMINISTIC a plain
+    read-add-write: one program per chunk visits every channel block (``channel_blocks``) and the host launches
+    one direction at a time, so no two programs of a launch write the same element.  STATE_LOOP: the same one state
+    at a time (``_backward_state_loop``), which keeps a program per channel block and, in deterministic mode, sets
+    DX_COPIES (each block stores its sums over channels into its own copy of dx and dx_low, ``s_dx_part`` and
+    ``s_dxl_part`` elements apart) and DU_OWNED (du added without atomics, one direction per launch).
+    """
+    # The gradients of u, x, delta, B, C are laid out like their inputs.  (Indexing, not unpacking into "_": a
+    # name assigned before the channel loop must keep its type inside it.)
+    s_xc = X[5]
+    s_db, s_dl, s_dd = DELTA[1], DELTA[2], DELTA[3]
+    s_bn, s_cn = BC[4], BC[8]
+    dtw_ptr = PROJ[0]
+    pid_g, pid_c = tl.program_id(0), tl.program_id(2) + chunk_first
+    b, k = pid_g // k_count, k_first + pid_g % k_count
+    pid_bk = b * K + k  # index of (batch, direction) in the state buffers
+    b_o = offset(b, WIDE)
+    if STATE_LOOP:
+        _backward_state_loop(
+            du_ptr, du_low_ptr, ddelta_ptr, dx_ptr, dx_low_ptr, dB_ptr, dC_ptr, dz_ptr,
+            dA_part_ptr, dD_part_ptr, dbias_part_ptr, dW_part_ptr, dweight_part_ptr,
+            dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, entry_ptr, arrive_ptr, Dskip_ptr,
+            z_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr, gbar_ptr, L_high,
+            U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks, b, k, pid_bk, pid_c, s_dx_part,
+            s_dxl_part, ORDER, LOWRANK, HAS_BIAS, SOFTPLUS, HAS_D, HAS_Z, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM,
+            DX_COPIES, DU_OWNED, LANE_SUMS, ROWWISE, R, N, BLOCK_T, BLOCK_D, RP, PAIRED, IN_WINDOW, WIDE)
+        return
+    first_block, n_blocks = channel_blocks(Dm, BC[10], BLOCK_D, DETERMINISTIC)
+    for blk in range(n_blocks):
+        pid_d = first_block + blk
+        d, d_mask, t, n, pos, is_low, valid, u, delta_pre, delta, Bm, Cm, A = _backward_chunk(
+            b, k, pid_d, pid_c, U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, H, W, Dm, ORDER, LOWRANK,
+            HAS_BIAS, SOFTPLUS, R, N, BLOCK_T, BLOCK_D, IN_WINDOW, WIDE)
+        # The adjoint crosses each step with the next step's decay: delta from the tile reloaded one step on.
+        # Bridging steps with the tile's own decays (a third scanned tensor) was tried and showed no clear win in
+        # the compile reports: more shuffles or more registers (bench/README.md).
+        _, _, _, _, _, delta_next, _, _ = load_chunk(  # the tile one step on: not inside one window
+            pid_c * BLOCK_T + 1, t, b, k, pid_d, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER,
+            LOWRANK, HAS_BIAS, SOFTPLUS, R, N, WIDE=WIDE)
+        dn_mask = d_mask[:, None]
+        chunk_base = (offset(pid_bk, WIDE) * n_chunks + pid_c) * Dm
+        g_end = tl.load(arrive_ptr + (chunk_base + d[:, None]) * N + n[None, :], mask=dn_mask, other=0.0)
+        pos_o = offset(pos, WIDE)
+        mask_td = valid[:, None] & d_mask[None, :]
+
+        # Recompute the chunk's states.
+        decay, drive, h = _states_from_entry(entry_ptr, pid_bk, pid_c, n_chunks, Dm, d, d_mask, n, t, delta, u, Bm,
+                                             A, WIDE)
+        y_ssm = tl.sum(h * Cm, axis=2)
+
+        if HAS_D:
+            Dk = tl.load(Dskip_ptr + k * Dm + d, mask=d_mask, other=0.0).to(tl.float32)
+        else:
+            Dk = tl.zeros([BLOCK_D], dtype=tl.float32)
+        y = y_ssm + u * Dk[None, :]
+        # Gradient of this direction's output (its weight's and z's on the way).
+        dy = _output_grads(y, pos_o, b_o, k, d, d_mask, valid, is_low, chunk_base, dout_ptr, s_gb, s_gk, s_gl,
+                           s_gd, weight_ptr, dweight_part_ptr, z_ptr, dz_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr,
+                           gbar_ptr, L_high, K, Dm, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM, HAS_Z, False, WIDE)
+
+        # dC is the last use of h: write it before the adjoint scan so that h and g are never live together (the
+        # kernel's register peak, see compile_check).
+        decayed_prev = h - drive  # exp(delta_t A) h_{t-1}
+        dyh = h * dy[:, :, None]
+        # dB's and dC's rows (columns of dx in the layer); state n lies as far on as in B and C.
+        db_rows, dc_rows = channel_sum_rows(dx_ptr if LOWRANK else dB_ptr, dx_low_ptr if LOWRANK else dC_ptr, X, BC,
+                                             b_o, pos_o, is_low, k, pid_d, ORDER, LOWRANK, R, N, BLOCK_D, WIDE)
+        accumulate(dc_rows[:, None] + n[None, :] * (s_xc if LOWRANK else s_cn), tl.sum(dyh, axis=1),
+                    valid[:, None], DETERMINISTIC)
+
+        # Adjoint recurrence over the chunk, seeded with what arrives from later chunks.  The deterministic kernel
+        # keeps Triton's reverse scan: it loops over channel blocks and already holds about 40 more registers, and
+        # the reversal's extra ones spill there under Triton 3.6.
+        g = tile_adjoint(delta_next, A, dy, Cm, g_end, t, BY_REGISTERS=not DETERMINISTIC)
+
+        gB = tl.sum(g * Bm, axis=2)
+        du = gB * delta + dy * Dk[None, :]
+        g_prev = g * decayed_prev
+        ddelta = gB * u + tl.sum(g_prev * A[None, :, :], axis=2)
+        if SOFTPLUS:
+            ddelta = ddelta / (1.0 + tl.exp(-delta_pre))
+        ddelta = tl.where(mask_td, ddelta, 0.0)
+        # The per-chunk sums first: g_prev dies here, before the product tiles below.
+        tl.store(dA_part_ptr + (chunk_base + d[:, None]) * N + n[None, :],
+                 tl.sum(g_prev * delta[:, :, None], axis=0), mask=dn_mask)
+        tl.store(dD_part_ptr + chunk_base + d, tl.sum(dy * u, axis=0), mask=d_mask)
+        tl.store(dbias_part_ptr + chunk_base + d, tl.sum(ddelta, axis=0), mask=d_mask)
+
+        _accumulate_du(du_ptr, du_low_ptr, U, b_o, pos_o, is_low, valid, d, d_mask, du, ORDER, DETERMINISTIC, False,
+                       WIDE)
+
+        gdu = g * (delta * u)[:, :, None]
+        accumulate(db_rows[:, None] + n[None, :] * (s_xc if LOWRANK else s_bn), tl.sum(gdu, axis=1),
+                    valid[:, None], DETERMINISTIC)
+        if LOWRANK:
+            xrow = x_rows(X[0], X[1], X, b_o, pos_o, is_low, k, ORDER)
+            dxrow = x_rows(dx_ptr, dx_low_ptr, X, b_o, pos_o, is_low, k, ORDER)
+            # Through delta_pre = dt_low @ dt_weight[k].T.  Each product is one (T, D, RP) tile and one reduction:
+            # a rank at a time took R reductions over channels, each with four barriers (the PTX).
+            r = tl.arange(0, RP)
+            mask_tr = valid[:, None] & (r < R)[None, :]
+            mask_dr = d_mask[:, None] & (r < R)[None, :]
+            w = tl.load(dtw_ptr + (k * Dm + d[:, None]) * R + r[None, :], mask=mask_dr, other=0.0).to(tl.float32)
+            accumulate(dxrow[:, None] + r[None, :] * s_xc, tl.sum(ddelta[:, :, None] * w[None, :, :], axis=1),
+                        mask_tr, DETERMINISTIC)
+            cols = tl.load(xrow[:, None] + r[None, :] * s_xc, mask=mask_tr, other=0.0).to(tl.float32)
+            tl.store(dW_part_ptr + (chunk_base + d[:, None]) * R + r[None, :],
+                     tl.sum(ddelta[:, :, None] * cols[:, None, :], axis=0), mask=mask_dr)
+        else:
+            tl.store(ddelta_ptr + b_o * s_db + pos_o[:, None] * s_dl + offset(d, WIDE)[None, :] * s_dd, ddelta,
+                     mask=mask_td)
+
+        if DETERMINISTIC:
+            # The next block's read-add-writes must see this block's stores, whichever thread made them.
+            tl.debug_barrier()
