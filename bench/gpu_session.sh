@@ -95,6 +95,11 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     # shellcheck disable=SC2086
     step_run scan-untimed 45 python3 bench/scan_bench.py --repeats 20 --append --cases a_training_w8 b_inference_256 \
         --dtypes float32 --backends fused --configs default $UNTIMED
+    # 3c. The one-pass forward prototype, compiled on the CPU but never timed: each layout beside our two-pass drop-in
+    #    and mamba-ssm on the same work. Do a few warps per SM, each walking a whole sequence, keep an H200 busy? The
+    #    answer decides the forward's design (the 4x goal needs one pass), so it runs before the gated and
+    #    model-shaped cases.
+    step_run one-pass 40 python3 bench/one_pass_bench.py "${mamba_args[@]}" --repeats 20
     #    The layer as every RLMB of the model runs it, with the channel gate: fused against the gated MambaIR-style
     #    path (since 2026-12-02; appended to the same file).
     step_run scan-gated 40 python3 bench/scan_bench.py "${mamba_args[@]}" --repeats 20 --gated --append \
@@ -131,10 +136,7 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     # 6. The host's time per layer call at case (a)'s shape (forward, backward, gated), with real launches: what
     #    the scan rows' fwd_host_ms and fwd_graph_ms say of the forward, for the other modes.
     step_run host 20 python3 bench/host_overhead.py --calls 50
-    # 7. The one-pass forward prototype, compiled on the CPU but never timed: each layout beside our two-pass drop-in
-    #    and mamba-ssm on the same work. Do a few warps per SM, each walking a whole sequence, keep an H200 busy?
-    step_run one-pass 40 python3 bench/one_pass_bench.py "${mamba_args[@]}" --repeats 20
-    # 8. What is left: the configurations of SWEEP (deterministic mode, dx copies, state-loop unrolling, inference
+    # 7. What is left: the configurations of SWEEP (deterministic mode, dx copies, state-loop unrolling, inference
     #    chunk sizes, states through memory, the tile kernels, ...), on the training and inference cases.
     step_run sweep 300 python3 bench/scan_bench.py --sweep --cases a_training_w8 b_inference_256 --dtypes float32 \
         --repeats 20
