@@ -136,7 +136,7 @@ def write_jsonl(rows: List[Dict], name: str) -> Path:
 
 def parse_config(text: str) -> dict:
     """A tile configuration from the command line: ``default`` or ``key=value`` pairs joined by commas (changes to
-    ``scan2d.triton.launch.TileConfig``, plus ``deterministic``), values as Python literals."""
+    ``scan2d.triton.tiles.TileConfig``, plus ``deterministic``), values as Python literals."""
     if text == "default":
         return {}
     return {k: ast.literal_eval(v) for k, v in (pair.split("=") for pair in text.split(","))}

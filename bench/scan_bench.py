@@ -174,7 +174,7 @@ CASES = {  # name: batch, height, width, channels, directions, window, cross-sca
     "d_model_inference_64": (1, 64, 64, 180, 2, 8, None),
 }
 SMOKE_CASES = {"smoke": (1, 8, 8, 16, 2, 8, None)}
-# --sweep: tile configurations of the fused op (changes to scan2d.triton.launch.TileConfig), on cases a and b (x's
+# --sweep: tile configurations of the fused op (changes to scan2d.triton.tiles.TileConfig), on cases a and b (x's
 # columns read one at a time instead of in pairs, every step's position divided out instead of each tile's window
 # once, and 64-bit offsets instead of 32-bit ones, the defaults since 2026-12-02, first; then the training forward's
 # register cap of 168, at which both forward kernels fit three 4-warp programs per SM, and the backward's of 200, ten
@@ -224,7 +224,7 @@ def measure(fwd, device, args) -> dict:
 
 def run(args, out_name: str) -> list:
     from scan2d._backend import deterministic_algorithms
-    from scan2d.triton.launch import tile_config
+    from scan2d.triton.tiles import tile_config
 
     device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
     module = None

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from scan2d import ChannelGate, ScanDirection, directional_scan, selective_scan_ref
-from scan2d.triton.launch import tile_config
+from scan2d.triton.tiles import tile_config
 from scan2d.directions import _order
 
 

@@ -72,7 +72,7 @@ def test_every_benchmark_configuration_names_real_tile_settings():
     from common import parse_config
     from scan_bench import SWEEP
 
-    from scan2d.triton.launch import TileConfig
+    from scan2d.triton.tiles import TileConfig
 
     script = (Path(__file__).resolve().parents[1] / "bench" / "gpu_session.sh").read_text()
     given = [parse_config(word) for line in re.findall(r"--configs ((?:[^\n\\]|\\\n)+)", script)

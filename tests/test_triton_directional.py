@@ -13,7 +13,8 @@ from gradients import assert_gradients_close
 from launch_spy import spy_on_launches
 from scan2d import ChannelGate, ScanDirection, directional_scan
 from scan2d._backend import deterministic_algorithms
-from scan2d.triton.launch import tile_config
+from scan2d.triton.direction_table import scan_length
+from scan2d.triton.tiles import tile_config
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 # mamba-ssm's own tolerances per dtype (its tests: float16 3e-3 / 5e-3).
@@ -156,11 +157,11 @@ def test_inference_chunks_shorten_until_every_launch_fills_the_gpu(monkeypatch, 
     # tokens), 11 channels in 2 blocks of 8, 4-step tiles, at most 4 per chunk: 4 chunks x 2 blocks = 8 programs.
     # With 8 SMs (16 wanted) 2-tile chunks give 16; direction 0's pooling over the 42 tokens needs 1-tile chunks
     # (11 x 2 = 22; 2 tiles: 6 x 2 = 12).  No SMs (the interpreter's CPU tensors) or 0 per SM keep 4 tiles.
-    import scan2d.triton.launch as launch
+    import scan2d.triton.operands as operands
 
     seen = spy_on_launches(monkeypatch,
                            ("chunk_end_state_kernel", "forward_output_kernel", "first_direction_pool_kernel"))
-    monkeypatch.setattr(launch, "multiprocessors", lambda device: multiprocessors)
+    monkeypatch.setattr(operands, "multiprocessors", lambda device: multiprocessors)
     directions = (ScanDirection(4, False, False), ScanDirection(4, True, True))
     inp = {k: v.to(DEVICE) for k, v in make_layer_inputs(1, 7, 6, 11, 2, n_state=4, dtype=torch.float32).items()}
     gate = make_gate(11, 2, dtype=torch.float32, device=DEVICE)
@@ -209,7 +210,7 @@ def test_chunks_past_the_grid_limit_run_in_several_launches(monkeypatch, cross_s
         return [3] * (n_chunks // 3) + ([n_chunks % 3] if n_chunks % 3 else [])
 
     for name in kernels:
-        n_chunks = -(-(30 if name == "first_direction_pool_kernel" else launch.scan_length(directions, 5, 6)) // 4)
+        n_chunks = -(-(30 if name == "first_direction_pool_kernel" else scan_length(directions, 5, 6)) // 4)
         launches = [chunks for kernel, chunks in seen if kernel == name]
         passes, rest = divmod(len(launches), len(one_pass(n_chunks)))
         assert passes > 0 and rest == 0 and launches == one_pass(n_chunks) * passes, (name, n_chunks, launches)

@@ -10,7 +10,7 @@ build.  A 32-bit offset whose largest value differs between them grows with batc
 2^31 on large inputs; the test names its line.  32-bit offsets that depend only on channels, states, directions or
 tile sizes index the parameters (K, dim, N) or one tile, and stay 32-bit.  One exception is by design: mamba-ssm's
 B and C layout (batch, [G,] N, L) puts state n at n x L elements, and the host copies B and C with each step's
-states adjacent where that passes 2^31 (``launch.INT32_OFFSET_LIMIT``).  The wide build's runs lower that limit to
+states adjacent where that passes 2^31 (``operands.INT32_OFFSET_LIMIT``).  The wide build's runs lower that limit to
 0, which takes the wide build in every launch and that path.  (Integer arithmetic before an offset is widened is on
 step, token and program indices, below batch x directions x length, which this does not check.)
 """
@@ -30,9 +30,9 @@ from directional_cases import directions_for, make_gate, make_layer_inputs
 from scan2d import directional_scan, selective_scan
 from scan2d._backend import deterministic_algorithms
 from scan2d.triton import (
-    backward_kernels, chunk_carry, forward_kernels, lane_sums, launch, positions, recurrence, state_loop, tile_io,
+    backward_kernels, chunk_carry, forward_kernels, lane_sums, operands, positions, recurrence, state_loop, tile_io,
 )
-from scan2d.triton.launch import tile_config
+from scan2d.triton.tiles import tile_config
 from test_selective_scan import make_inputs
 
 pytestmark = pytest.mark.skipif(
@@ -85,11 +85,11 @@ def _layer(batch, height, width, gated=False, weighted=False, cross_scale="align
 
 @contextmanager
 def int32_offset_limit(limit):
-    saved, launch.INT32_OFFSET_LIMIT = launch.INT32_OFFSET_LIMIT, limit
+    saved, operands.INT32_OFFSET_LIMIT = operands.INT32_OFFSET_LIMIT, limit
     try:
         yield
     finally:
-        launch.INT32_OFFSET_LIMIT = saved
+        operands.INT32_OFFSET_LIMIT = saved
 
 
 def _drop_in(batch, height, width, groups):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from scan2d import selective_scan
-from scan2d.triton import launch
+from scan2d.triton import launch, operands
 from test_selective_scan import make_inputs
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU: the interpreter would take hours "
@@ -52,7 +52,7 @@ def test_backward_over_more_chunks_than_a_grid_holds(monkeypatch):
         grads = torch.autograd.grad(out.square().mean(), [leaves[n] for n in names])
         return [out.detach()] + list(grads)
 
-    assert launch.cdiv(2 ** 20 + 80, 16) > launch.MAX_GRID_CHUNKS
+    assert operands.cdiv(2 ** 20 + 80, 16) > launch.MAX_GRID_CHUNKS
     default = run()
     monkeypatch.setattr(launch, "MAX_GRID_CHUNKS", 40_000)
     other = run()

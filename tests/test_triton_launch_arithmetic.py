@@ -7,7 +7,9 @@ import triton
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scan2d.triton.launch import TileConfig, cdiv, chunk_tiles, next_power_of_2, rowwise_by_default
+from scan2d.triton.operands import cdiv, chunk_tiles, next_power_of_2
+
+from scan2d.triton.tiles import TileConfig, rowwise_by_default
 
 
 @given(st.integers(0, 2**40), st.integers(1, 2**20))

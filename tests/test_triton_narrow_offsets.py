@@ -10,8 +10,9 @@ import torch
 from directional_cases import make_layer_inputs, run_triton_layer
 from launch_spy import STATE_LOOP_KERNELS, spy_on_launches
 from scan2d import ScanDirection, selective_scan
-from scan2d.triton import launch
-from scan2d.triton.launch import spans_past_int32, tile_config
+from scan2d.triton import operands
+from scan2d.triton.operands import spans_past_int32
+from scan2d.triton.tiles import tile_config
 from test_selective_scan import make_inputs
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -66,7 +67,7 @@ def test_drop_in_results_are_bit_identical_with_32_bit_offsets(monkeypatch, grou
 
 
 def test_spans_past_int32_bounds_a_view_by_its_storage(monkeypatch):
-    monkeypatch.setattr(launch, "INT32_OFFSET_LIMIT", 100)
+    monkeypatch.setattr(operands, "INT32_OFFSET_LIMIT", 100)
     assert not spans_past_int32(torch.empty(99), None)
     assert spans_past_int32(torch.empty(99), torch.empty(100))
     assert spans_past_int32(torch.empty(200)[:10])  # a small view of a large storage: 64 bits, to be safe
@@ -87,7 +88,7 @@ def test_each_launch_takes_64_bits_where_its_own_tensors_pass_the_limit(monkeypa
     assert max(inp["u"].numel(), inp["xdbl"].numel()) < 60 * tokens < copies
     narrow = run_triton_layer(inp, directions, height, width, True, **tiles)
     seen = spy_on_wide(monkeypatch)
-    monkeypatch.setattr(launch, "INT32_OFFSET_LIMIT", 60 * tokens)
+    monkeypatch.setattr(operands, "INT32_OFFSET_LIMIT", 60 * tokens)
     mixed = run_triton_layer(inp, directions, height, width, True, **tiles)
     assert {name for name, wide in seen if wide} == {"backward_grads_kernel"}, seen
     assert {name for name, wide in seen if not wide} == set(STATE_LOOP_KERNELS) - {"backward_grads_kernel"}, seen
@@ -107,14 +108,14 @@ def test_operands_take_64_bits_for_large_inputs_state_buffers_or_when_asked(monk
 
     assert not operands().wide_offsets
     assert operands(narrow_offsets=False).wide_offsets
-    monkeypatch.setattr(launch, "INT32_OFFSET_LIMIT", inp["u"].numel())  # u reaches it
+    monkeypatch.setattr(operands, "INT32_OFFSET_LIMIT", inp["u"].numel())  # u reaches it
     assert operands().wide_offsets
     # One state per (direction, chunk, channel): the 6 x 8 map's windows of 4 pad it to 64 steps, 4 chunks of 16, so
     # 2 x 4 x 40 x 16 = 5,120 floats, more than any input holds (x: 48 x 2 x 38 = 3,648).
     assert operands(block_t=16).n_chunks == 4
     states = 2 * 4 * 40 * 16
     assert states > max(v.numel() for v in inp.values())
-    monkeypatch.setattr(launch, "INT32_OFFSET_LIMIT", states)
+    monkeypatch.setattr(operands, "INT32_OFFSET_LIMIT", states)
     assert operands(block_t=16).wide_offsets
-    monkeypatch.setattr(launch, "INT32_OFFSET_LIMIT", states + 1)
+    monkeypatch.setattr(operands, "INT32_OFFSET_LIMIT", states + 1)
     assert not operands(block_t=16).wide_offsets

@@ -9,7 +9,7 @@ from directional_cases import make_layer_inputs, run_triton_layer
 from launch_spy import STATE_LOOP_KERNELS, spy_on_launches
 from scan2d import ScanDirection
 from scan2d.directional.triton_op import _operands
-from scan2d.triton.launch import tile_config
+from scan2d.triton.tiles import tile_config
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 

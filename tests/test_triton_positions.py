@@ -12,7 +12,8 @@ from launch_spy import STATE_LOOP_KERNELS, spy_on_launches
 from scan2d import ScanDirection
 from scan2d.directional.triton_op import _operands
 from scan2d.directions import _order
-from scan2d.triton.launch import ORDER_OF, direction_rows, direction_table, division_magic, tile_config
+from scan2d.triton.direction_table import ORDER_OF, direction_rows, direction_table, division_magic
+from scan2d.triton.tiles import tile_config
 from scan2d.triton.positions import step_positions, tile_positions
 
 

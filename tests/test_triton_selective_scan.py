@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from scan2d import selective_scan, selective_scan_ref
 from scan2d._backend import deterministic_algorithms
-from scan2d.triton.launch import tile_config
+from scan2d.triton.tiles import tile_config
 from gradients import assert_gradients_close
 from launch_spy import STATE_LOOP_KERNELS, spy_on_launches
 from test_selective_scan import make_inputs
@@ -127,9 +127,9 @@ def test_states_adjacent_layout_of_b_and_c_past_the_32_bit_offsets(monkeypatch, 
     # Where state n of B or C would lie past 2^31 elements (N x L), the wrapper copies them with each step's states
     # adjacent (strides (..., 1, N)) and the kernels read them, and write dB, dC (and their per-block copies) through
     # those strides.  The limit lowered to 0 takes that path at a testable size.
-    import scan2d.triton.launch as launch
+    import scan2d.triton.operands as operands
 
-    monkeypatch.setattr(launch, "INT32_OFFSET_LIMIT", 0)
+    monkeypatch.setattr(operands, "INT32_OFFSET_LIMIT", 0)
     inp = make_inputs(2, 8, 37, 4, groups)
     grads = _assert_output_and_every_gradient_match(inp, block_t=16, block_d=4, **kernels)  # 3 chunks, 2 blocks
     assert grads["B"].shape == inp["B"].shape and grads["C"].shape == inp["C"].shape

@@ -76,7 +76,7 @@ def resolve_backend(backend: str, tensor: torch.Tensor, unsupported: Optional[st
 @contextlib.contextmanager
 def deterministic_algorithms(enabled: bool = True):
     """``torch.use_deterministic_algorithms(enabled)`` inside the block, the previous setting after it.  The Triton
-    scan reads the setting when an op runs (``launch.ScanOperands.deterministic``)."""
+    scan reads the setting when an op runs (``operands.ScanOperands.deterministic``)."""
     saved = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     torch.use_deterministic_algorithms(enabled, warn_only=saved[1])
     try:

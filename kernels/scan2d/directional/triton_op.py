@@ -35,6 +35,9 @@ import torch
 from .._backend import autograd_records
 from ..directions import ScanDirection
 from ..triton import launch
+from ..triton.direction_table import ORDER_OF
+from ..triton.operands import ScanOperands
+from ..triton.tiles import current_tiles
 from .gate import ChannelGate
 
 
@@ -42,7 +45,7 @@ def _operands(u, xdbl, dt_weight, dt_bias, A, D, directions, height, width, u_lo
               for_backward=True):
     batch, _, dim = u.shape
     low = u_low is not None
-    return launch.ScanOperands(
+    return ScanOperands(
         u=u, u_strides=(u.stride(0), u.stride(1), u.stride(2)),
         u_low=u_low if low else u, u_low_batch_stride=u_low.stride(0) if low else 0,
         x=xdbl, x_strides=tuple(xdbl.stride()), x_low=xdbl_low if low else xdbl,
@@ -50,8 +53,8 @@ def _operands(u, xdbl, dt_weight, dt_bias, A, D, directions, height, width, u_lo
         delta=u, delta_strides=(0, 0, 0), B=u, C=u, B_strides=(0, 0, 0, 0), C_strides=(0, 0, 0, 0), per_group=1,
         dt_weight=dt_weight, dt_bias=dt_bias, A=A, D=D, z=None, z_strides=(0, 0, 0),
         directions=tuple(directions), batch=batch, K=len(directions), dim=dim, height=height, width=width,
-        n_state=A.shape[-1], rank=dt_weight.shape[-1], order=launch.ORDER_OF[directions[0].cross_scale],
-        lowrank=True, grouped=False, has_bias=True, softplus=True, tiles=tiles or launch.current_tiles(),
+        n_state=A.shape[-1], rank=dt_weight.shape[-1], order=ORDER_OF[directions[0].cross_scale],
+        lowrank=True, grouped=False, has_bias=True, softplus=True, tiles=tiles or current_tiles(),
         for_backward=for_backward,
     )
 

@@ -6,16 +6,17 @@ import torch
 
 from .._backend import autograd_records
 from ..directions import ScanDirection
-from ..triton import launch
+from ..triton import launch, operands
+from ..triton.tiles import current_tiles
 
 
 def _operands(u, delta, A, B, C, D, z, delta_bias, delta_softplus, tiles=None,
-              for_backward=True) -> launch.ScanOperands:
+              for_backward=True) -> operands.ScanOperands:
     batch, dim, length = u.shape
     grouped = B.dim() == 4
     B4 = B if grouped else B.unsqueeze(1)
     C4 = C if grouped else C.unsqueeze(1)
-    return launch.ScanOperands(
+    return operands.ScanOperands(
         u=u, u_strides=(u.stride(0), u.stride(2), u.stride(1)), u_low=u, u_low_batch_stride=0,
         x=u, x_strides=(0, 0, 0, 0), x_low=u, x_low_batch_stride=0,
         delta=delta, delta_strides=(delta.stride(0), delta.stride(2), delta.stride(1)),
@@ -26,17 +27,17 @@ def _operands(u, delta, A, B, C, D, z, delta_bias, delta_softplus, tiles=None,
         directions=(ScanDirection(None),), height=1, width=length,  # one row-first scan of a 1 x L map
         batch=batch, K=1, dim=dim, n_state=A.shape[1], rank=1, order=0, lowrank=False,
         grouped=grouped and B4.shape[1] > 1, has_bias=delta_bias is not None, softplus=bool(delta_softplus),
-        tiles=tiles or launch.current_tiles(),
+        tiles=tiles or current_tiles(),
         for_backward=for_backward,
     )
 
 
 def _states_adjacent(bc: torch.Tensor) -> torch.Tensor:
     """B or C (batch, [G,] N, L) as given, or, where state n lies n x L elements from state 0 and that reaches
-    ``launch.INT32_OFFSET_LIMIT`` (2^31), the same values with each step's N states adjacent (strides (..., 1, N)).
+    ``operands.INT32_OFFSET_LIMIT`` (2^31), the same values with each step's N states adjacent (strides (..., 1, N)).
     The kernels add n times the state stride in 32-bit arithmetic: in 64-bit it cost the state loops 39-75 registers
     (compile_check, sm_90).  The copy is N / dim of u's size."""
-    if (bc.shape[-2] - 1) * bc.stride(-2) < launch.INT32_OFFSET_LIMIT:
+    if (bc.shape[-2] - 1) * bc.stride(-2) < operands.INT32_OFFSET_LIMIT:
         return bc
     return bc.transpose(-1, -2).contiguous().transpose(-1, -2)
 

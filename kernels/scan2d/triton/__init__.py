@@ -22,6 +22,9 @@ Modules, from the bottom up:
     forward_kernels   chunk_end_state, forward_output (and the gate's reductions), first_direction_pool
     chunk_carry       the chunk entry states, sequential over chunks, both ways
     backward_kernels  chunk_adjoint, backward_grads
-    launch            the host side: tile configurations, operands, grids and the launches of each op
+    tiles             TileConfig: how the kernels split the work (``tile_config`` changes it for a block of code)
+    direction_table   each direction's geometry as the kernels read it (window sides, lengths, division magic)
+    operands          ScanOperands: every input's pointer and strides, and what each launch takes
+    launch            the launches of each op's passes, and the reductions of their per-chunk sums
     compile_check     every kernel compiled for sm_90 / sm_80 without a GPU: registers, spills, instructions
 """

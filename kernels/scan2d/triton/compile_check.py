@@ -4,7 +4,7 @@ The interpreter (``TRITON_INTERPRET=1``) checks what the kernels compute, not th
 and says nothing about registers.  This tool runs the ops' real host code with every kernel launch replaced by an
 ahead-of-time compile (Triton -> PTX -> cubin with Triton's own ptxas) for the chosen architectures, and reports
 each kernel's registers, register spills and stack (``ptxas -v``), shared memory, atomic instructions (which
-must not appear in deterministic mode, see ``launch.ScanOperands.deterministic``), exp/log instructions (the
+must not appear in deterministic mode, see ``operands.ScanOperands.deterministic``), exp/log instructions (the
 special-function-unit work that the exponentials floor in ``bench/README.md`` counts) and warp shuffles (which
 Triton 3.6-3.7 spends generously on reverse scans, see ``bench/README.md``).
 
@@ -266,7 +266,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     import triton
 
-    from .launch import tile_config
+    from .tiles import tile_config
 
     changes = {k: v for k, v in (("num_warps", args.num_warps), ("backward_num_warps", args.backward_num_warps),
                                  ("backward_maxnreg", args.backward_maxnreg),

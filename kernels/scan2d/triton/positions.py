@@ -10,15 +10,15 @@ Per-direction parameters live in an int32 table ``dirs`` of shape (K, 20):
     [column_first, reverse, win_h, win_w, padded_length, low_win_h, low_win_w, low_padded_length,
      then (magic, shift) for the window area, the windows per row and the window width, high- then low-resolution]
 with window sides given in the scan frame (the transposed map for column-first scans) and clamped to the map.  The
-magic numbers (``launch.division_magic``) turn the divisions by window sizes into a wide multiply and a shift: a
-32-bit division by a runtime divisor is a routine of about 20 instructions, and every thread computes its tile's
-positions (compile_check: 15-20% of a forward kernel's instructions went to them).
+magic numbers (``direction_table.division_magic``) turn the divisions by window sizes into a wide multiply and a
+shift: a 32-bit division by a runtime divisor is a routine of about 20 instructions, and every thread computes its
+tile's positions (compile_check: 15-20% of a forward kernel's instructions went to them).
 """
 
 import triton
 import triton.language as tl
 
-DIRECTION_COLUMNS = tl.constexpr(20)  # entries per direction in the table (launch.direction_rows)
+DIRECTION_COLUMNS = tl.constexpr(20)  # entries per direction in the table (direction_table.direction_rows)
 ORDER_PLAIN = 0
 ORDER_ALIGNED = 1
 ORDER_SEQUENTIAL = 2
@@ -27,7 +27,7 @@ ORDER_SEQUENTIAL = 2
 @triton.jit
 def _divide(n, magic_ptr, NONNEGATIVE: tl.constexpr = False):
     """n // d for int32 0 <= n < 2^31 (negative n, only on invalid steps, count as 0; NONNEGATIVE: the caller
-    knows there are none), with d's (magic, shift) at ``magic_ptr`` (``launch.division_magic``)."""
+    knows there are none), with d's (magic, shift) at ``magic_ptr`` (``direction_table.division_magic``)."""
     magic = tl.load(magic_ptr).to(tl.uint32, bitcast=True)
     shift = (tl.load(magic_ptr + 1) - 31).to(tl.uint32)
     # (n * magic) >> (31 + l) in 32-bit halves: the high word of 2n * magic is (n * magic) >> 31.
@@ -126,7 +126,7 @@ def step_positions(s, k, dirs_ptr, H, W, ORDER: tl.constexpr):
 def tile_positions(s0, t, k, dirs_ptr, H, W, ORDER: tl.constexpr, IN_WINDOW: tl.constexpr = False):
     """``step_positions`` of the tile of steps ``s0 + t`` (t: ``tl.arange(0, BLOCK_T)``).
 
-    IN_WINDOW (plain orders only; ``launch.ScanOperands.tiles_in_windows``): s0 is a multiple of BLOCK_T and every
+    IN_WINDOW (plain orders only; ``operands.ScanOperands.tiles_in_windows``): s0 is a multiple of BLOCK_T and every
     direction's window area is one too, so the tile lies inside one window (or wholly past the scan's end).  The
     window and its corner are then worked out once per tile, and each step only divides its place in the window by
     the window width: about 10 instructions per step instead of 30 (compile_check: bench/README.md), which every

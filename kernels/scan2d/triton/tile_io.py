@@ -19,7 +19,7 @@ from .positions import tile_positions
 def offset(x, WIDE: tl.constexpr):
     """Integer x (a scalar or a vector of indices) as it enters pointer offsets: int64 with WIDE, else x itself
     (int32).  The host sets WIDE where some tensor of the launch can reach 2^31 elements
-    (``launch.ScanOperands.launch_meta``).  Below that every offset fits int32, and 32-bit offsets save a register
+    (``operands.ScanOperands.launch_meta``).  Below that every offset fits int32, and 32-bit offsets save a register
     per row pointer and the 64-bit multiplies: compile_check, sm_90, the model's layer, 5-9% fewer static
     instructions in the forward kernels, 7% in the backward (bench/README.md).  (Names ending in ``_o`` hold such
     offsets.)"""
@@ -217,7 +217,7 @@ def load_steps(
     (``ScanOperands.paired_x``), and the dt ranks are read two at a time.  IN_WINDOW: the tile lies in one window
     (``positions.tile_positions``).  WIDE: 64-bit offsets (``offset``).
 
-    The inputs' pointers and strides come as tuples (``launch.ScanOperands.common_args``):
+    The inputs' pointers and strides come as tuples (``operands.ScanOperands.common_args``):
     U = (u, u_low, batch, position, channel strides, u_low's batch stride); X = (x_proj outputs, their low-res
     twin, batch, position, direction, column strides, low-res batch stride); DELTA = (delta, batch, position,
     channel strides); BC = (B, C, B's batch, group, state, position strides, C's, channels per group);

@@ -1,0 +1,188 @@
+"""How the Triton kernels split the work: :class:`TileConfig` and the ``tile_config`` block that changes it.
+
+Tests run the kernels under other tiles with it (many chunk boundaries in short scans), the benchmarks sweep it, and
+a model may tune it; an op's backward uses the tiles its forward ran with.
+"""
+
+import contextlib
+import dataclasses
+import functools
+from dataclasses import dataclass
+from typing import Optional
+
+from .._backend import triton_interpreted
+
+
+@dataclass(frozen=True)
+class TileConfig:
+    """How the kernels split the work.  Under the interpreter every program costs Python overhead, so fewer, larger
+    programs test the same code far faster; on a GPU small chunks give the parallelism that long sequences need.
+
+    Attributes:
+        block_t: steps per tile (a chunk is one tile with gradients, inference_tiles tiles without).
+        block_d: channels per program of the tile kernels and the carry.  With grouped B/C (the drop-in scan) every
+            kind of block tiles each group, the last block of a group masked (``tile_io.block_channels``).
+        num_warps: warps per program of every kernel but backward_grads.
+        backward_num_warps: warps of ``backward_grads_kernel``, the kernel with the most live tiles (None: num_warps).
+            compile_check: at 4 warps it needs about 232-255 registers (triton 3.6 spills up to 260 bytes in the gated
+            backward), at 8 warps 143-254 without spills; either way 8 warps fit on an SM at once.
+        backward_maxnreg: register cap for ``backward_grads_kernel``, the state loop's too (None: ptxas's choice).
+            Its one-warp programs at 255 registers fit 8 to an SM; at 224, 200 and 168, 9, 10 and 12.  compile_check
+            (sm_90, Triton 3.7.1, dt rank 12, 32-bit offsets, the layer's cases): spills of 8-64 bytes uncapped,
+            156-184 at 224, 264-276 at 200, 412-580 at 168.  Not timed.
+        inference_tiles: tiles of block_t steps per chunk when no gradient is needed (at most: see
+            inference_programs_per_sm).  The forward stores one state (dim x N fp32) per direction and chunk; with
+            K = 2, N = 16 and 16-step chunks that is twice a float32 output, with 16 tiles an eighth.  The backward
+            recomputes each chunk from its stored state, so training keeps one tile per chunk.
+        inference_programs_per_sm: inference chunks are halved (down to one tile) until a forward launch of one
+            direction has at least this many programs of forward_block_d channels per SM of the GPU (``chunk_tiles``;
+            programs of a smaller fitted block count in proportion, see forward_block_fit); 0 keeps inference_tiles.
+            The summed output is written one direction per launch, so a 64x64 map at batch 1 with 180 channels
+            (the model's inference on a 256x256 output) had 16 chunks x 2 channel blocks = 32 programs on an H200's
+            132 SMs.  2: the state-loop forward's 128 threads at up to 255 registers fit twice on an SM, so every SM
+            holds two programs of each launch.  Long maps keep their 16-tile chunks (case (b): 768 programs).
+        carry_chunks: chunks that ``chunk_carry_kernel`` loads and scans at once (a power of two).  Small under
+            the interpreter so that the tests cross several such blocks.
+        forward_state_loop: the forward kernels (``chunk_end_state``, ``forward_output``) of the 2D layer and of the
+            drop-in scan solve the recurrence one state at a time on (steps, channels) tiles
+            (``state_loop.state_loop_tile``) instead of on (steps, channels, states) tiles.
+            compile_check: 18-21 SASS instructions per element and no shuffles, barriers or shared memory, against
+            29-39 per element with 128 shuffles and 17 barriers per tile (bench/README.md).  H200, case (a) with
+            gradients: forward_output 0.44 ms against 0.72 (results/h200-2026-11-27-state-loops/).
+        forward_block_d: channels per program of the state-loop forward: 128 puts one channel on each of 4 warps'
+            threads with the tile's steps in its registers.
+        forward_block_fit: the state-loop forward kernels and chunk_adjoint take forward_block_d channels per
+            program, or a half of it (down to 32, with num_warps scaled alike: still one channel per thread), whichever
+            pads the channels least (``ScanOperands.state_loop_block``).  The dis_w8 model's 180 channels take 3
+            blocks of 64 (192 threads) instead of 2 of 128 (256: 30% of the threads idle); 360 keep 128.
+        forward_maxnreg: register cap for the state-loop forward kernels of one-tile chunks, those of training (None:
+            ptxas's choice); multi-tile chunks carry all N states per channel in registers and keep ptxas's choice.
+            compile_check (sm_90, Triton 3.7.1, dt rank 12, 32-bit offsets): ptxas gives chunk_end_state 184
+            registers and forward_output 164, so 2 and 3 programs of 4 warps fit on an SM; at 168 both fit 3 times,
+            without spills in the plain layer (the gated layer's statistics pass spills 60-88 bytes).  Not timed.
+        backward_state_loop: ``backward_grads`` of the 2D layer and of the drop-in scan one state at a time
+            (``backward_kernels._backward_state_loop``), in one-warp programs of backward_block_d = 32 channels, one
+            per thread: no barriers, dB and dC summed over the warp's lanes and added with atomics (or see
+            backward_dx_copies, backward_direction_launches).  Only with tiles of at least 16 steps and channels (the
+            layer's dt gradients' tl.dot).  ``chunk_adjoint`` then runs one state at a time too, on forward_block_d
+            channels.  H200, case (a): backward_grads 1.6 ms against 7.7, forward+backward 3.9 ms
+            against 10.2.
+        backward_dx_copies: the state-loop backward stores its sums over channels (dB, dC, the dt low-rank input's
+            gradient) into one zeroed copy of the x-projection gradient (the drop-in scan: of dB and dC) per channel
+            block, which the host then sums, instead of adding them with atomics, at the price of the copies (case
+            (a): 12 copies of 14 MB) and their sum.  compile_check (sm_90, Triton 3.7.1): 16 atomic instructions
+            instead of 34 (dt rank 23; 26 at the model's rank 12), spills within 16 bytes.
+        backward_direction_launches: the state-loop backward runs one launch per direction, so that du, which the
+            directions share, is added with a plain read-add-write instead of atomics (each launch still has a
+            program per chunk and channel block).  compile_check (dt rank 23): 18 atomic instructions instead of 34
+            (rank 12: 10 instead of 26), 92-196 bytes of spills against 232-464: the atomics on du's (steps,
+            channels) tile held the most registers.
+            Deterministic mode turns on both (72-176 bytes, no atomics).  Neither is timed on a GPU yet
+            (bench/gpu_session.sh's sweep has both and deterministic mode).
+        backward_lane_sums: the state-loop backward reduce-scatters dB's and dC's sums over the channels across the
+            warp's lanes (``lane_sums.lane_sums``; each lane then adds one step's sum) instead of reducing every
+            step over the whole warp: per state and tile, 2 x 16 shuffles instead of 2 x 80.  With 32 channels per
+            program and at most 32 steps per tile.  Not timed on a GPU yet.
+        state_unroll: states per trip of the state loops in the forward kernels and chunk_adjoint (its greatest
+            common divisor with N is used), so that ptxas can overlap one state's loads and exponentials with
+            another's scan.  compile_check (Triton 3.7.1, sm_90): at 4, chunk_adjoint needs 145-250 registers
+            instead of 183-255 and the training forward_output up to 253 instead of 226, without spills; at 16 the
+            latter spills.  H200 (results/h200-2026-11-27-unrolled/): case (b) forward 2.08 ms against 2.54 at 1.
+        carry_in_registers: the state-loop forward kernels of multi-tile (inference) chunks unroll all N states
+            and carry them between tiles in registers, N per channel, instead of through memory
+            (``state_loop.state_loop_tile``).  H200: forward without gradients 1.17 ms against 1.52 in case
+            (a), 1.78 against 2.54 in case (b) with state_unroll 4 (mamba-ssm 0.81 and 1.85).  At 255 registers the
+            output kernel spills this way (Triton 3.7.1, sm_90, dt rank 12): 12-56 bytes in the plain order, 136-140
+            in the aligned cross-scale one, outside the state loop.
+        rowwise_tiles: the state-loop kernels of the drop-in scan read and write their (steps, channels) tiles of its
+            channels-first tensors a row at a time (``tile_io.load_td``).  None: where Triton lays such a tile's
+            steps across lanes otherwise, that is, before 3.7 (``rowwise_by_default``).  compile_check (sm_90, the
+            drop-in cases): under Triton 3.6 the forward kernels and chunk_adjoint go from 336-960 shuffles to none,
+            the backward from 2 KB of shared memory to 64 bytes and 312-372 bytes of spills to 156-304, with 12-39%
+            fewer static SASS instructions in the forward kernels and the backward (chunk_adjoint: -0.4%, +9%);
+            under 3.7.1, which lays these tiles out right either way, it would cost 1-7% more static SASS in the
+            forward kernels and chunk_adjoint, 3-9% and 124-148 bytes more spills in the backward (bench/README.md).
+        paired_loads: where the 2D layer's x_proj rows allow it (``ScanOperands.paired_x``: contiguous rows, an even
+            rank and state size, even strides, word-aligned tensors; the model's rank 12 and 44-column rows do), the
+            state-loop kernels read two adjacent columns (dt ranks, the B and C of two states) per load, as one 64-bit
+            word (32-bit for 16-bit inputs; ``tile_io.load_pair``), where Triton would make two 32-bit loads.
+            The values and the order of every sum are the same, so results are bit for bit those without it.
+        window_tiles: where every tile lies inside one window of a plain windowed scan (``ScanOperands.
+            tiles_in_windows``: window areas that are multiples of block_t, e.g. the model's windows of 8 at 16-step
+            tiles, and the drop-in scan's sequences of a multiple of block_t steps), the kernels work out each tile's
+            window once and each step's position from it (``positions.tile_positions``) instead of dividing every
+            step's index by the window's sizes.  The positions are the same integers either way.
+        narrow_offsets: the kernels compute their pointer offsets in 32 bits wherever every tensor of a launch spans
+            fewer than 2^31 elements (``ScanOperands.launch_meta``), else in 64 (``tile_io.offset``): row
+            pointers then take one register instead of two, and the address arithmetic no 64-bit multiplies.
+            compile_check (sm_90, Triton 3.7.1, dt rank 12): 5-9% fewer static SASS instructions in the training
+            forward kernels, forward_output 164 registers instead of 184, the backward's spills halved.  The
+            offsets are the same numbers, so results are bit for bit the same.
+    """
+
+    block_t: int = 32 if triton_interpreted() else 16
+    block_d: int = 32 if triton_interpreted() else 16
+    num_warps: int = 4
+    backward_num_warps: Optional[int] = 8
+    backward_maxnreg: Optional[int] = None
+    inference_tiles: int = 2 if triton_interpreted() else 16
+    inference_programs_per_sm: int = 2
+    carry_chunks: int = 4 if triton_interpreted() else 8
+    forward_state_loop: bool = True
+    forward_block_d: int = 32 if triton_interpreted() else 128
+    forward_block_fit: bool = True
+    forward_maxnreg: Optional[int] = None
+    backward_state_loop: bool = True
+    backward_block_d: int = 32
+    backward_dx_copies: bool = False
+    backward_direction_launches: bool = False
+    backward_lane_sums: bool = False
+    state_unroll: int = 4
+    carry_in_registers: bool = True
+    rowwise_tiles: Optional[bool] = None
+    paired_loads: bool = True
+    window_tiles: bool = True
+    narrow_offsets: bool = True
+
+    def forward_options(self, state_loop: bool, tiles_per_chunk: int = 1) -> dict:
+        """Launch options of ``chunk_end_state_kernel`` and ``forward_output_kernel`` (with the state loop or not)."""
+        options = dict(num_warps=self.num_warps)
+        if state_loop and tiles_per_chunk == 1 and self.forward_maxnreg is not None:
+            options["maxnreg"] = self.forward_maxnreg
+        return options
+
+    def backward_options(self) -> dict:
+        """Launch options of ``backward_grads_kernel``."""
+        options = dict(num_warps=self.backward_num_warps or self.num_warps)
+        if self.backward_maxnreg is not None:
+            options["maxnreg"] = self.backward_maxnreg
+        return options
+
+
+CONFIG = TileConfig()
+
+
+@functools.lru_cache(maxsize=None)
+def rowwise_by_default(version: str) -> bool:
+    """``TileConfig.rowwise_tiles``'s default under Triton ``version``.  A (steps, channels) tile of a channels-first
+    tensor has no axis Triton can prove contiguous, and its coalescing pass breaks that tie toward the first axis
+    before 3.7 (the steps: across lanes, so every scan over them crosses lanes) and toward the last from 3.7 on."""
+    major, minor = (int(part) for part in version.split(".")[:2])
+    return (major, minor) < (3, 7)
+
+
+@contextlib.contextmanager
+def tile_config(**changes):
+    """Run the kernels with other tiles inside the block (tests cross many chunk boundaries with it; the
+    benchmarks sweep it).  An op's backward uses the tiles its forward ran with."""
+    global CONFIG
+    saved = CONFIG
+    CONFIG = dataclasses.replace(CONFIG, **changes)
+    try:
+        yield CONFIG
+    finally:
+        CONFIG = saved
+
+
+def current_tiles() -> TileConfig:
+    return CONFIG
