@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, append_jsonl, graph_fields, host_ms, parse_config, record, time_ms  # noqa: E402
 
 import scan2d  # noqa: E402
-from scan2d.triton.launch import tile_config  # noqa: E402
+from scan2d.triton.tiles import tile_config  # noqa: E402
 from mambacsr.config import build_model, load_config  # noqa: E402
 
 

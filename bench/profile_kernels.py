@@ -29,7 +29,7 @@ from scan_bench import CASES, N_STATE, RANK, case_directions, layer_inputs, mode
 
 from scan2d import directional_scan  # noqa: E402
 from scan2d._backend import deterministic_algorithms  # noqa: E402
-from scan2d.triton.launch import tile_config  # noqa: E402
+from scan2d.triton.tiles import tile_config  # noqa: E402
 
 
 def kernel_times(fn, iterations: int) -> tuple:

@@ -101,21 +101,21 @@ def test_operands_take_64_bits_for_large_inputs_state_buffers_or_when_asked(monk
 
     inp = make_layer_inputs(1, 6, 8, 40, 2, n_state=16, rank=6, dtype=torch.float32)
 
-    def operands(**tiles):
+    def layer_operands(**tiles):
         with tile_config(**tiles):
             return _operands(**inp, directions=(ScanDirection(4), ScanDirection(4, True)), height=6, width=8,
                              u_low=None, xdbl_low=None)
 
-    assert not operands().wide_offsets
-    assert operands(narrow_offsets=False).wide_offsets
+    assert not layer_operands().wide_offsets
+    assert layer_operands(narrow_offsets=False).wide_offsets
     monkeypatch.setattr(operands, "INT32_OFFSET_LIMIT", inp["u"].numel())  # u reaches it
-    assert operands().wide_offsets
+    assert layer_operands().wide_offsets
     # One state per (direction, chunk, channel): the 6 x 8 map's windows of 4 pad it to 64 steps, 4 chunks of 16, so
     # 2 x 4 x 40 x 16 = 5,120 floats, more than any input holds (x: 48 x 2 x 38 = 3,648).
-    assert operands(block_t=16).n_chunks == 4
+    assert layer_operands(block_t=16).n_chunks == 4
     states = 2 * 4 * 40 * 16
     assert states > max(v.numel() for v in inp.values())
     monkeypatch.setattr(operands, "INT32_OFFSET_LIMIT", states)
-    assert operands(block_t=16).wide_offsets
+    assert layer_operands(block_t=16).wide_offsets
     monkeypatch.setattr(operands, "INT32_OFFSET_LIMIT", states + 1)
-    assert not operands(block_t=16).wide_offsets
+    assert not layer_operands(block_t=16).wide_offsets

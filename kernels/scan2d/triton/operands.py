@@ -17,7 +17,7 @@ import torch
 import triton
 
 from .direction_table import direction_rows, direction_table, scan_length
-from .positions import DIRECTION_COLUMNS, ORDER_PLAIN
+from .positions import ORDER_PLAIN
 from .tiles import TileConfig, current_tiles, rowwise_by_default
 
 
