@@ -78,6 +78,10 @@ def test_every_benchmark_configuration_names_real_tile_settings():
     given = [parse_config(word) for line in re.findall(r"--configs ((?:[^\n\\]|\\\n)+)", script)
              for word in line.replace("\\\n", " ").split() if not word.startswith((">", "/", "2>"))
              and "=" in word or word == "default"]
+    # Configurations kept in shell variables (UNTIMED="key=value ..."), which --configs takes as $NAME.
+    variables = dict(re.findall(r'^(\w+)="([^"]*)"', script, re.MULTILINE))
+    for name in re.findall(r"--configs \$(\w+)", script):
+        given += [parse_config(word) for word in variables[name].split()]
     # The same for the case names, which argparse would refuse there.
     import model_bench
     import scan_bench
