@@ -100,6 +100,9 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     #    answer decides the forward's design (the 4x goal needs one pass), so it runs before the gated and
     #    model-shaped cases.
     step_run one-pass 40 python3 bench/one_pass_bench.py "${mamba_args[@]}" --repeats 20
+    # 3d. Positions per tile in the aligned cross-scale order (since 2026-12-03), on and off, case (c) at 64x64.
+    step_run scan-cross-scale-tiles 20 python3 bench/scan_bench.py --repeats 20 --append --cases c_cross_scale_64 \
+        --dtypes float32 --backends fused --configs default window_tiles=False
     #    The layer as every RLMB of the model runs it, with the channel gate: fused against the gated MambaIR-style
     #    path (since 2026-12-02; appended to the same file).
     step_run scan-gated 40 python3 bench/scan_bench.py "${mamba_args[@]}" --repeats 20 --gated --append \

@@ -115,6 +115,9 @@ RUNS = [
     ("windows-holding-tiles", dict(block_t=4), False, lambda b, h, w: _layer(b, h, w, cross_scale=None, window=2)),
     ("inference-windows-holding-tiles", dict(block_t=4, inference_tiles=4, inference_programs_per_sm=0), False,
      lambda b, h, w: _layer(b, h, w, cross_scale=None, window=2, grad=False)),
+    # The aligned cross-scale order's too, where five times the low window area is a multiple of the tile: the
+    # geometries' low maps cut windows of 4 to 1 x 2 low pixels, 10 steps, whole 2-step tiles.
+    ("aligned-windows-holding-tiles", dict(block_t=2), False, lambda b, h, w: _layer(b, h, w, window=4)),
     ("gated-tile-kernels", dict(forward_state_loop=False, backward_state_loop=False), False,
      lambda b, h, w: _layer(b, h, w, gated=True)),
     ("drop-in", {}, False, lambda b, h, w: _drop_in(b, h, w, groups=0)),

@@ -129,10 +129,33 @@ def test_positions_worked_out_per_tile_inside_a_window_are_the_same(height, widt
         assert torch.equal(a, b)
 
 
+@given(st.integers(1, 24), st.integers(1, 24), st.sampled_from([None, 2, 4, 8, 16, 32, 64]), st.booleans(),
+       st.booleans())
+def test_aligned_cross_scale_positions_per_tile_are_the_same(height, width, window, column_first, reverse):
+    # The aligned cross-scale order's IN_WINDOW path (positions._aligned_tile_in_window) against the per-step code on
+    # every tile, where five times the low-resolution window area is a multiple of the tile: each low window's
+    # groups of five then fill whole tiles.  Cut-short low windows, odd maps (a low pixel's missing 2 x 2 block
+    # pixels), reversed and column-first scans, and the tile past the end included.
+    d = ScanDirection(window, column_first, reverse, "aligned")
+    row = direction_rows([d], height, width)[0]
+    low_area = row[5] * row[6]
+    assume(low_area % 4 == 0)
+    block = 32
+    while 5 * low_area % block:
+        block //= 2
+    per_tile = tile_positions_of(d, height, width, block, in_window=True)
+    per_step = tile_positions_of(d, height, width, block, in_window=False)
+    for a, b in zip(per_tile, per_step):
+        assert torch.equal(a, b)
+
+
 def layer_operands(directions, height, width, **tiles):
-    inp = make_layer_inputs(1, height, width, 8, len(directions), n_state=4, rank=2, dtype=torch.float32)
+    cross_scale = directions[0].cross_scale is not None
+    inp = make_layer_inputs(1, height, width, 8, len(directions), n_state=4, rank=2, cross_scale=cross_scale,
+                            dtype=torch.float32)
+    low = {name: inp.pop(name, None) for name in ("u_low", "xdbl_low")}
     with tile_config(**tiles):
-        return _operands(**inp, directions=directions, height=height, width=width, u_low=None, xdbl_low=None)
+        return _operands(**inp, directions=directions, height=height, width=width, **low)
 
 
 def test_kernels_take_positions_per_tile_where_every_window_holds_whole_tiles():
@@ -146,17 +169,30 @@ def test_kernels_take_positions_per_tile_where_every_window_holds_whole_tiles():
     assert not layer_operands(pair(8), 16, 16, block_t=16, window_tiles=False).tiles_in_windows
 
 
+def test_aligned_cross_scale_kernels_take_positions_per_tile_where_low_windows_hold_whole_tiles():
+    def pair(window, mode="aligned"):
+        return ScanDirection(window, False, False, mode), ScanDirection(window, True, True, mode)
+
+    assert layer_operands(pair(16), 32, 32, block_t=16).tiles_in_windows  # low windows 8 x 8: 320 steps each
+    assert layer_operands(pair(8), 10, 7, block_t=16).tiles_in_windows  # 4 x 4 (80 steps), cut short at the edge
+    assert not layer_operands(pair(4), 16, 16, block_t=16).tiles_in_windows  # 2 x 2: 20 steps
+    assert not layer_operands(pair(8), 6, 6, block_t=16).tiles_in_windows  # cut to the 3 x 3 low map: 45 steps
+    assert not layer_operands(pair(16), 32, 32, block_t=16, window_tiles=False).tiles_in_windows
+    assert not layer_operands(pair(16, "sequential"), 32, 32, block_t=16).tiles_in_windows
+
+
 @pytest.mark.parametrize("cross_scale", [None, "aligned"])
 def test_layer_results_are_bit_identical_with_positions_per_tile(monkeypatch, cross_scale):
     # The same integers reach the same loads: output and every gradient equal with TileConfig.window_tiles on and
-    # off.  Windows of 4 at 16-step tiles (a 10 x 7 map: cut-short edge windows), both orders, one reversed; the
-    # cross-scale scan keeps the per-step path (its groups of five cross tiles).
+    # off.  16-step tiles on a 10 x 7 map (cut-short edge windows), both orders, one reversed: windows of 4 in the
+    # plain scan; in the aligned cross-scale one windows of 8, whose 4 x 4 low-resolution windows hold 80 steps.
     seen = spy_on_launches(monkeypatch, STATE_LOOP_KERNELS, record=lambda name, grid, meta: meta["IN_WINDOW"])
-    directions = (ScanDirection(4, False, False, cross_scale), ScanDirection(4, True, True, cross_scale))
+    window = 4 if cross_scale is None else 8
+    directions = (ScanDirection(window, False, False, cross_scale), ScanDirection(window, True, True, cross_scale))
     inp = make_layer_inputs(2, 10, 7, 9, 2, n_state=4, rank=3, cross_scale=cross_scale is not None,
                             dtype=torch.float32)
     per_tile = run_triton_layer(inp, directions, 10, 7, True, block_t=16)
-    assert seen and all(seen) == (cross_scale is None), seen
+    assert seen and all(seen), seen
     seen.clear()
     per_step = run_triton_layer(inp, directions, 10, 7, True, block_t=16, window_tiles=False)
     assert seen and not any(seen), seen

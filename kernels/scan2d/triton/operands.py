@@ -17,7 +17,7 @@ import torch
 import triton
 
 from .direction_table import direction_rows, direction_table, scan_length
-from .positions import ORDER_PLAIN
+from .positions import ORDER_ALIGNED, ORDER_SEQUENTIAL
 from .tiles import TileConfig, current_tiles, rowwise_by_default
 
 
@@ -201,14 +201,19 @@ class ScanOperands:
         return states >= INT32_OFFSET_LIMIT or spans_past_int32(*inputs)
 
     def _tiles_in_windows(self) -> bool:
-        """``tiles_in_windows``: whether every tile of block_t steps lies inside one window of a plain windowed scan
-        (``positions.tile_positions``' IN_WINDOW), which holds where every direction's window area (padded, in the
-        scan frame) is a multiple of block_t: tiles start at multiples of block_t.  With 16-step tiles windows of
-        4, 8, 12, 16, ... qualify (unless the map is smaller than the window, which is then cut to it), global scans
-        where height x width is a multiple of 16, cross-scale scans never (their steps come in groups of five)."""
-        if self.order != ORDER_PLAIN or not self.tiles.window_tiles:
+        """``tiles_in_windows``: whether every tile of block_t steps lies inside one window
+        (``positions.tile_positions``' IN_WINDOW).  Tiles start at multiples of block_t, so that holds for a plain
+        windowed scan where every direction's window area (padded, in the scan frame) is a multiple of block_t: with
+        16-step tiles windows of 4, 8, 12, 16, ... (unless the map is smaller than the window, which is then cut to
+        it), global scans where height x width is a multiple of 16.  The aligned cross-scale order visits each
+        low-resolution window's groups of five together, so there five times the low window area must be one: the
+        model's windows of 16 (low windows of 8 x 8) and any low window of 4 x 4 or 2 x 8.  Never the sequential
+        cross-scale order."""
+        if self.order == ORDER_SEQUENTIAL or not self.tiles.window_tiles:
             return False
         rows = direction_rows(self.directions, self.height, self.width)
+        if self.order == ORDER_ALIGNED:
+            return all(5 * low_h * low_w % self.tiles.block_t == 0 for _, _, _, _, _, low_h, low_w, *_ in rows)
         return all(win_h * win_w % self.tiles.block_t == 0 for _, _, win_h, win_w, *_ in rows)
 
     def _pairs_aligned(self) -> bool:

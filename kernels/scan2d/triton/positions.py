@@ -126,14 +126,18 @@ def step_positions(s, k, dirs_ptr, H, W, ORDER: tl.constexpr):
 def tile_positions(s0, t, k, dirs_ptr, H, W, ORDER: tl.constexpr, IN_WINDOW: tl.constexpr = False):
     """``step_positions`` of the tile of steps ``s0 + t`` (t: ``tl.arange(0, BLOCK_T)``).
 
-    IN_WINDOW (plain orders only; ``operands.ScanOperands.tiles_in_windows``): s0 is a multiple of BLOCK_T and every
-    direction's window area is one too, so the tile lies inside one window (or wholly past the scan's end).  The
-    window and its corner are then worked out once per tile, and each step only divides its place in the window by
-    the window width: about 10 instructions per step instead of 30 (compile_check: bench/README.md), which every
-    thread of a state-loop program spends on all of its tile's steps, in every kernel.
+    IN_WINDOW (``operands.ScanOperands.tiles_in_windows``): s0 is a multiple of BLOCK_T and so is every direction's
+    window area (plain orders) or five times its low-resolution window area (the aligned cross-scale order), so the
+    tile lies inside one window (or wholly past the scan's end).  The window and its corner are then worked out once
+    per tile, and each step only divides its place in the window by the window width: about 10 instructions per
+    step instead of 30 in the plain order (compile_check: bench/README.md), which every thread of a state-loop
+    program spends on all of its tile's steps, in every kernel.  The sequential cross-scale order keeps the per-step
+    code.
     """
     if ORDER == 0 and IN_WINDOW:
         pos, is_low, valid = _plain_tile_in_window(s0, t, dirs_ptr + k * DIRECTION_COLUMNS, H, W)
+    elif ORDER == 1 and IN_WINDOW:
+        pos, is_low, valid = _aligned_tile_in_window(s0, t, dirs_ptr + k * DIRECTION_COLUMNS, H, W)
     else:
         pos, is_low, valid = step_positions(s0 + t, k, dirs_ptr, H, W, ORDER)
     return pos, is_low, valid
@@ -164,3 +168,57 @@ def _plain_tile_in_window(s0, t, table, H, W):
     step_c = tl.where(col_first != 0, W, 1)
     pos = (r0 * step_r + c0 * step_c) + r_in * step_r + c_in * step_c
     return tl.where(valid, pos, 0), t < 0, valid
+
+
+@triton.jit
+def _aligned_tile_in_window(s0, t, table, H, W):
+    """``tile_positions`` of a position-aligned cross-scale scan whose tile's groups of five lie inside one
+    low-resolution window (IN_WINDOW: five times every direction's low window area is a multiple of the tile).
+
+    The window, its corner and the reversal are worked out once per tile, in the scan frame (the map transposed
+    for column-first scans); each step divides its group's place in the window by the window width, and its
+    raster position is a multiply-add of frame coordinates with strides chosen once, instead of
+    ``windowed_position``'s three divisions and the per-step swaps of rows and columns."""
+    col_first, reverse, _, _, length = _scan_entries(table)
+    low_win_h = tl.load(table + 5)
+    low_win_w = tl.load(table + 6)
+    low_length = tl.load(table + 7)
+    forward = reverse == 0
+    low_h = (H + 1) // 2
+    low_w = (W + 1) // 2
+    # Frame sides (high and low resolution) and the raster strides of a frame row and column.
+    frame_h = tl.where(col_first != 0, W, H)
+    frame_w = tl.where(col_first != 0, H, W)
+    low_frame_h = tl.where(col_first != 0, low_w, low_h)
+    low_frame_w = tl.where(col_first != 0, low_h, low_w)
+    step_r = tl.where(col_first != 0, 1, W)
+    step_c = tl.where(col_first != 0, W, 1)
+    low_step_r = tl.where(col_first != 0, 1, low_w)
+    low_step_c = tl.where(col_first != 0, low_w, 1)
+    area = low_win_h * low_win_w
+    # The unreversed scan visits group s // 5 at step s; reversed, group low_length - 1 - g, which lies in window
+    # n_windows - 1 - w at place area - 1 - q when g lies in window w at place q.
+    s = s0 + t
+    group = s // 5
+    slot = s - group * 5
+    window = _divide(s0 // 5, table + 14, NONNEGATIVE=True)
+    within = group - window * area
+    n_windows = _divide(low_length, table + 14, NONNEGATIVE=True)
+    window = tl.where(forward, window, tl.maximum(n_windows - 1 - window, 0))
+    within = tl.where(forward, within, area - 1 - within)
+    window_row = _divide(window, table + 16, NONNEGATIVE=True)
+    r0 = window_row * low_win_h  # the window's corner in the low-resolution frame
+    c0 = (window - window_row * tl.cdiv(low_frame_w, low_win_w)) * low_win_w
+    r_in = _divide(within, table + 18, NONNEGATIVE=True)
+    fr = r0 + r_in
+    fc = c0 + (within - r_in * low_win_w)
+    low_inside = (fr < low_frame_h) & (fc < low_frame_w)
+    # Slots 1-4 are the 2x2 block's pixels in frame order (reversed scans visit them backwards); slot 0 the
+    # low-resolution token.
+    j = tl.where(forward, slot - 1, 4 - slot)
+    hr = 2 * fr + j // 2
+    hc = 2 * fc + j % 2
+    is_low = slot == 0
+    valid = (s < length) & low_inside & (is_low | ((hr < frame_h) & (hc < frame_w)))
+    pos = tl.where(is_low, fr * low_step_r + fc * low_step_c, hr * step_r + hc * step_c)
+    return tl.where(valid, pos, 0), is_low, valid

@@ -107,11 +107,12 @@ class TileConfig:
             state-loop kernels read two adjacent columns (dt ranks, the B and C of two states) per load, as one 64-bit
             word (32-bit for 16-bit inputs; ``tile_io.load_pair``), where Triton would make two 32-bit loads.
             The values and the order of every sum are the same, so results are bit for bit those without it.
-        window_tiles: where every tile lies inside one window of a plain windowed scan (``ScanOperands.
-            tiles_in_windows``: window areas that are multiples of block_t, e.g. the model's windows of 8 at 16-step
-            tiles, and the drop-in scan's sequences of a multiple of block_t steps), the kernels work out each tile's
-            window once and each step's position from it (``positions.tile_positions``) instead of dividing every
-            step's index by the window's sizes.  The positions are the same integers either way.
+        window_tiles: where every tile lies inside one window (``ScanOperands.tiles_in_windows``: in plain scans,
+            window areas that are multiples of block_t, e.g. the model's windows of 8 at 16-step tiles, and the
+            drop-in scan's sequences of a multiple of block_t steps; in the aligned cross-scale order, five times
+            the low-resolution window area, e.g. the model's cross-scale windows of 16), the kernels work out each
+            tile's window once and each step's position from it (``positions.tile_positions``) instead of dividing
+            every step's index by the window's sizes.  The positions are the same integers either way.
         narrow_offsets: the kernels compute their pointer offsets in 32 bits wherever every tensor of a launch spans
             fewer than 2^31 elements (``ScanOperands.launch_meta``), else in 64 (``tile_io.offset``): row
             pointers then take one register instead of two, and the address arithmetic no 64-bit multiplies.
