@@ -38,12 +38,20 @@ def _divide(n, magic_ptr, NONNEGATIVE: tl.constexpr = False):
 
 
 @triton.jit
+def _scan_frame(col_first, H, W):
+    """An H x W map in a direction's scan frame (the map transposed for column-first scans): the frame's sides, and
+    the raster strides of a step along a frame row's and a frame column's index."""
+    transposed = col_first != 0
+    return (tl.where(transposed, W, H), tl.where(transposed, H, W), tl.where(transposed, 1, W),
+            tl.where(transposed, W, 1))
+
+
+@triton.jit
 def windowed_position(s, H, W, win_h, win_w, col_first, magic_ptr, MAGIC: tl.constexpr = True):
     """Padded windowed scan of an H x W map: step ``s`` -> (row, col, inside the map).  ``magic_ptr``: the three
     (magic, shift) pairs of its divisors (window area, windows per row, window width) in the direction table, used
     when MAGIC (else plain integer division)."""
-    frame_h = tl.where(col_first != 0, W, H)
-    frame_w = tl.where(col_first != 0, H, W)
+    frame_h, frame_w, _, _ = _scan_frame(col_first, H, W)
     n_win_cols = tl.cdiv(frame_w, win_w)
     area = win_h * win_w
     if MAGIC:
@@ -149,8 +157,7 @@ def _plain_tile_in_window(s0, t, table, H, W):
     BLOCK: tl.constexpr = t.shape[0]
     col_first, reverse, win_h, win_w, length = _scan_entries(table)
     forward = reverse == 0
-    frame_h = tl.where(col_first != 0, W, H)
-    frame_w = tl.where(col_first != 0, H, W)
+    frame_h, frame_w, step_r, step_c = _scan_frame(col_first, H, W)
     # In the unreversed scan the tile is steps first .. first + BLOCK - 1, all in one window.  (A reversed tile past
     # the scan's end, all of whose steps are invalid, would start below 0.)
     first = tl.maximum(tl.where(forward, s0, length - BLOCK - s0), 0)
@@ -163,9 +170,7 @@ def _plain_tile_in_window(s0, t, table, H, W):
     r_in = _divide(within, table + 12, NONNEGATIVE=True)
     c_in = within - r_in * win_w
     valid = (r_in < frame_h - r0) & (c_in < frame_w - c0) & ((t * 0 + s0) < length)
-    # Raster position of frame pixel (r0 + r_in, c0 + c_in); a column-first frame is the map transposed.
-    step_r = tl.where(col_first != 0, 1, W)
-    step_c = tl.where(col_first != 0, W, 1)
+    # Raster position of frame pixel (r0 + r_in, c0 + c_in).
     pos = (r0 * step_r + c0 * step_c) + r_in * step_r + c_in * step_c
     return tl.where(valid, pos, 0), t < 0, valid
 
@@ -186,15 +191,8 @@ def _aligned_tile_in_window(s0, t, table, H, W):
     forward = reverse == 0
     low_h = (H + 1) // 2
     low_w = (W + 1) // 2
-    # Frame sides (high and low resolution) and the raster strides of a frame row and column.
-    frame_h = tl.where(col_first != 0, W, H)
-    frame_w = tl.where(col_first != 0, H, W)
-    low_frame_h = tl.where(col_first != 0, low_w, low_h)
-    low_frame_w = tl.where(col_first != 0, low_h, low_w)
-    step_r = tl.where(col_first != 0, 1, W)
-    step_c = tl.where(col_first != 0, W, 1)
-    low_step_r = tl.where(col_first != 0, 1, low_w)
-    low_step_c = tl.where(col_first != 0, low_w, 1)
+    frame_h, frame_w, step_r, step_c = _scan_frame(col_first, H, W)
+    low_frame_h, low_frame_w, low_step_r, low_step_c = _scan_frame(col_first, low_h, low_w)
     area = low_win_h * low_win_w
     # The unreversed scan visits group s // 5 at step s; reversed, group low_length - 1 - g, which lies in window
     # n_windows - 1 - w at place area - 1 - q when g lies in window w at place q.
