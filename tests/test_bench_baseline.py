@@ -67,29 +67,32 @@ def test_every_benchmark_configuration_names_real_tile_settings():
     # A GPU lease is short: a misspelt key in scan_bench.SWEEP or in gpu_session.sh's --configs would only fail
     # there, after the build, and cost the rest of the sweep.
     import dataclasses
-    import re
 
     from common import parse_config
     from scan_bench import SWEEP
 
     from scan2d.triton.tiles import TileConfig
 
-    script = (Path(__file__).resolve().parents[1] / "bench" / "gpu_session.sh").read_text()
-    given = [parse_config(word) for line in re.findall(r"--configs ((?:[^\n\\]|\\\n)+)", script)
-             for word in line.replace("\\\n", " ").split() if not word.startswith((">", "/", "2>"))
-             and "=" in word or word == "default"]
-    # Configurations kept in shell variables (UNTIMED="key=value ..."), which --configs takes as $NAME.
-    variables = dict(re.findall(r'^(\w+)="([^"]*)"', script, re.MULTILINE))
-    for name in re.findall(r"--configs \$(\w+)", script):
-        given += [parse_config(word) for word in variables[name].split()]
+    # gpu_session.sh's commands as the shell runs them ($UNTIMED and the like expanded; test_gpu_session_commands).
+    from test_gpu_session_commands import session_commands
+
+    def words_after(flag, argv):
+        """The words that follow ``flag`` in argv, up to the next flag."""
+        if flag not in argv:
+            return []
+        rest = argv[argv.index(flag) + 1:]
+        return rest[:next((i for i, word in enumerate(rest) if word.startswith("--")), len(rest))]
+
+    commands = session_commands()
+    given = [parse_config(word) for _, argv in commands for word in words_after("--configs", argv)]
     # The same for the case names, which argparse would refuse there.
     import model_bench
     import scan_bench
 
-    for command, cases in (("scan_bench.py", scan_bench.CASES), ("model_bench.py", model_bench.CASES)):
-        for line in re.findall(command + r"((?:[^\n\\]|\\\n)+)", script):
-            named = re.search(r"--cases((?: \w+)+)", line.replace("\\\n", " "))
-            assert named is None or set(named.group(1).split()) <= set(cases), line
+    for script, argv in commands:
+        cases = {"bench/scan_bench.py": scan_bench.CASES, "bench/model_bench.py": model_bench.CASES}.get(script)
+        if cases is not None:
+            assert set(words_after("--cases", argv)) <= set(cases), (script, argv)
     fields = {f.name for f in dataclasses.fields(TileConfig)} | {"deterministic"}
     assert len(given) >= 4 and len(SWEEP) >= 8
     for config in [*SWEEP, *given]:
