@@ -201,9 +201,8 @@ def test_backward_sums_without_atomics_compile_with_fewer_atomics_and_spills(tmp
     # model's dt rank 12).  backward_direction_launches: one direction per launch, du added without atomics, and only
     # the sums over channel blocks' remain (10).  With 64-bit offsets the atomics on du's (steps, channels) tile held
     # the most registers (116-184 bytes of spills, 0-56 without them); with 32-bit ones (TileConfig.narrow_offsets)
-    # every mode spills 4-64 bytes (sm_90, Triton 3.7.1).  In the aligned cross-scale order the positions worked out
-    # per tile (TileConfig.window_tiles) keep a few more of the tile's values live: 124 bytes with atomics on du's
-    # tile and with dx's copies, outside the loops, for 256 fewer instructions (bench/README.md).
+    # every mode spills 4-64 bytes (sm_90, Triton 3.7.1), in the aligned cross-scale order too (12-60 bytes, since
+    # its positions per tile name the reversed window from the tile's first group: bench/README.md).
     cases = ("layer fp32 gated", "cross-scale aligned fp32 gated")
     # k_count is specialized to 1 with one direction per launch.
     varying = ("DX_COPIES", "DU_OWNED", "k_count")
@@ -217,16 +216,15 @@ def test_backward_sums_without_atomics_compile_with_fewer_atomics_and_spills(tmp
         assert (b["constexprs"]["DX_COPIES"], b["constexprs"]["DU_OWNED"]) == mode
         assert (a["constexprs"]["DX_COPIES"], a["constexprs"]["DU_OWNED"]) == (False, False)
         assert (a["atomics"], b["atomics"]) == (26, atomics_left), key
-        bound = 128 if b["constexprs"]["ORDER"] == 1 else 64
-        assert max(a["spill_store_bytes"], b["spill_store_bytes"]) <= bound, (b["spill_store_bytes"],
-                                                                              a["spill_store_bytes"], key)
+        assert max(a["spill_store_bytes"], b["spill_store_bytes"]) <= 64, (b["spill_store_bytes"],
+                                                                           a["spill_store_bytes"], key)
 
 
 @pytest.mark.slow
 def test_backward_lane_sums_shuffle_five_times_less(tmp_path):
     # TileConfig.backward_lane_sums: dB's and dC's sums over the warp's lanes reduce-scattered (lane_sums.lane_sums)
     # take 16 shuffles each per state instead of 80, with no shared memory, and fewer instructions in all (the static
-    # count holds one trip of the state loop: 96-136 fewer there, each executed once per state).
+    # count holds one trip of the state loop: 120-136 fewer there, each executed once per state).
     cases = ("layer fp32", "cross-scale aligned fp32 gated")
     plain = state_loop_builds(tmp_path, cases, ("LANE_SUMS",))
     lanes = state_loop_builds(tmp_path, cases, ("LANE_SUMS",), "--tiles", "backward_lane_sums=True")
@@ -236,7 +234,7 @@ def test_backward_lane_sums_shuffle_five_times_less(tmp_path):
         assert b["constexprs"]["LANE_SUMS"] and not a["constexprs"]["LANE_SUMS"]
         assert (a["shuffles"], b["shuffles"]) == (160, 32), key
         assert b["shared_bytes"] == a["shared_bytes"], key
-        assert b["sass_instructions"] < a["sass_instructions"] - 64, (b["sass_instructions"], a["sass_instructions"])
+        assert b["sass_instructions"] < a["sass_instructions"] - 100, (b["sass_instructions"], a["sass_instructions"])
 
 
 @pytest.mark.slow

@@ -194,16 +194,15 @@ def _aligned_tile_in_window(s0, t, table, H, W):
     frame_h, frame_w, step_r, step_c = _scan_frame(col_first, H, W)
     low_frame_h, low_frame_w, low_step_r, low_step_c = _scan_frame(col_first, low_h, low_w)
     area = low_win_h * low_win_w
-    # The unreversed scan visits group s // 5 at step s; reversed, group low_length - 1 - g, which lies in window
-    # n_windows - 1 - w at place area - 1 - q when g lies in window w at place q.
+    # The unreversed scan visits group s // 5 at step s, the reversed one group low_length - 1 - s // 5.  All of a
+    # tile's groups lie in one window (or, reversed past the scan's end, are invalid), so its first one names it.
     s = s0 + t
     group = s // 5
     slot = s - group * 5
-    window = _divide(s0 // 5, table + 14, NONNEGATIVE=True)
+    group = tl.where(forward, group, low_length - 1 - group)
+    window = _divide(tl.maximum(tl.where(forward, s0 // 5, low_length - 1 - s0 // 5), 0), table + 14,
+                     NONNEGATIVE=True)
     within = group - window * area
-    n_windows = _divide(low_length, table + 14, NONNEGATIVE=True)
-    window = tl.where(forward, window, tl.maximum(n_windows - 1 - window, 0))
-    within = tl.where(forward, within, area - 1 - within)
     window_row = _divide(window, table + 16, NONNEGATIVE=True)
     r0 = window_row * low_win_h  # the window's corner in the low-resolution frame
     c0 = (window - window_row * tl.cdiv(low_frame_w, low_win_w)) * low_win_w
