@@ -78,3 +78,20 @@ def test_cross_scale_needs_low_tokens_and_one_mode():
     mixed = (ScanDirection(4), ScanDirection(4, cross_scale="aligned"))
     with pytest.raises(ValueError, match="mix cross-scale modes"):
         directional_scan(**inp, directions=mixed, height=4, width=4)
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+@pytest.mark.parametrize("batch,dim,gated", [(0, 5, False), (0, 5, True), (2, 0, False)])
+@pytest.mark.parametrize("cross_scale", [None, "aligned"])
+def test_empty_layers_give_empty_outputs_and_zero_gradients(backend, batch, dim, gated, cross_scale):
+    # No images (batch 0) or no channels: an empty output and zero gradients of every input's shape, on both
+    # backends (Triton under the interpreter on a CPU).
+    inp = make_layer_inputs(batch, 5, 6, dim, 2, cross_scale=cross_scale is not None, dtype=torch.float32)
+    inp = {k: v.requires_grad_() for k, v in inp.items()}
+    gate = make_gate(dim, 2, dtype=torch.float32) if gated else None
+    out = directional_scan(**inp, directions=directions_for(2, 4, cross_scale), height=5, width=6, gate=gate,
+                           backend=backend)
+    assert out.shape == (batch, 30, dim)
+    out.sum().backward()
+    for name, v in inp.items():
+        assert v.grad is not None and torch.equal(v.grad, torch.zeros_like(v)), name

@@ -140,3 +140,18 @@ def test_bad_arguments_name_the_argument(change, match):
 def test_bad_backend():
     with pytest.raises(ValueError, match="backend must be one of"):
         selective_scan(**_valid(), backend="cuda")
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+@pytest.mark.parametrize("batch,dim,length", [(0, 4, 10), (2, 0, 10), (2, 4, 0)])
+def test_empty_scans_give_empty_outputs_and_zero_gradients(backend, batch, dim, length):
+    # As torch's own ops do: no work gives an empty output, the zero state (no step ran) and gradients of every
+    # input's shape, the parameters' all zero.  (The Triton backend runs under the interpreter on a CPU.)
+    inp = {k: v.requires_grad_() for k, v in make_inputs(batch, dim, length, 4, 0, dtype=torch.float32).items()}
+    out, last = selective_scan(**inp, delta_softplus=True, return_last_state=True, backend=backend)
+    assert out.shape == (batch, dim, length) and last.shape == (batch, dim, 4)
+    assert torch.equal(last, torch.zeros_like(last))
+    (out.sum() + last.sum()).backward()
+    for name, v in inp.items():
+        assert v.grad is not None and v.grad.shape == v.shape, name
+        assert torch.equal(v.grad, torch.zeros_like(v)), name

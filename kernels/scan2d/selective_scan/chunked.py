@@ -88,6 +88,8 @@ class _ChunkedScan(torch.autograd.Function):
             ys.append((states * C[..., sl, :]).sum(-1))
             h = states[..., -1, :].clone()
         ctx.chunk_size = chunk_size
+        if not ys:  # an empty sequence: no chunks, an empty output and the zero state
+            entry_states, ys = [h[..., :0, :]], [torch.zeros_like(u)]
         ctx.save_for_backward(u, delta, A, B, C, torch.stack(entry_states, dim=-2))
         return torch.cat(ys, dim=-1), h
 
@@ -139,10 +141,11 @@ def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
         delta = F.softplus(delta)
     u_c = u.to(compute).view(batch, groups, per_group, length)
     delta = delta.view(batch, groups, per_group, length)
-    A_c = A.to(compute).view(groups, per_group, -1)
+    n_state = A.shape[1]
+    A_c = A.to(compute).view(groups, per_group, n_state)
     # (batch, G, N, L) -> (batch, G, 1, L, N): state last, so every chunk op is contiguous in N.
-    B_c = B.to(compute).view(batch, groups, -1, length).transpose(-1, -2).unsqueeze(2)
-    C_c = C.to(compute).view(batch, groups, -1, length).transpose(-1, -2).unsqueeze(2)
+    B_c = B.to(compute).view(batch, groups, n_state, length).transpose(-1, -2).unsqueeze(2)
+    C_c = C.to(compute).view(batch, groups, n_state, length).transpose(-1, -2).unsqueeze(2)
 
     out, h = _ChunkedScan.apply(u_c, delta, A_c, B_c, C_c, chunk_size)
     out = out.reshape(batch, dim, length)
@@ -152,5 +155,5 @@ def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
         out = out * F.silu(z.to(compute))
     out = out.to(u.dtype)
     if return_last_state:
-        return out, h.reshape(batch, dim, -1)
+        return out, h.reshape(batch, dim, n_state)
     return out
