@@ -40,8 +40,10 @@ export PYTHONPATH=$PWD/kernels:$PWD${PYTHONPATH:+:$PYTHONPATH}
 mamba_args=()
 [ -n "$SDIST" ] && mamba_args=(--mamba-sdist "$SDIST")
 
-# The fused op's defaults since the last GPU run (2026-11-27), each switched off, and the register caps: step 3b.
-UNTIMED="paired_loads=False window_tiles=False narrow_offsets=False forward_maxnreg=168 backward_maxnreg=200"
+# The fused op's defaults since the last GPU run (2026-11-27), each switched off, the register caps and the
+# pipelined state loops: step 3b.
+UNTIMED="paired_loads=False window_tiles=False narrow_offsets=False forward_maxnreg=168 backward_maxnreg=200
+state_loop_stages=2"
 # Each step runs under min(its own limit, what is left of BUDGET), so the run ends, and summarizes, in time.
 BUDGET=${BUDGET:-370}
 left() { local l=$(( BUDGET - SECONDS )); [ "$l" -lt "$1" ] && echo "$(( l > 1 ? l : 1 ))" || echo "$1"; }
@@ -90,8 +92,9 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
         --backends mamba_ssm mambair_path fused drop_in \
         --cases a_training_w8 a_training_w64 b_inference_256 c_cross_scale_64 c_cross_scale_256
     # 3b. What no GPU has timed yet: the defaults since 2026-11-27 (x's columns in pairs, positions per tile, 32-bit
-    #    offsets), each switched off, and the register caps of the training forward and of the backward (more
-    #    programs per SM, or spills?), beside the default, on cases a and b.
+    #    offsets), each switched off, the register caps of the training forward and of the backward (more
+    #    programs per SM, or spills?) and the state loops' loads pipelined through shared memory (since
+    #    2026-12-03: fewer registers, cp.async), beside the default, on cases a and b.
     # shellcheck disable=SC2086
     step_run scan-untimed 45 python3 bench/scan_bench.py --repeats 20 --append --cases a_training_w8 b_inference_256 \
         --dtypes float32 --backends fused --configs default $UNTIMED

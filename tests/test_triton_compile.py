@@ -308,6 +308,28 @@ def test_positions_per_tile_cut_every_state_loop_kernel(tmp_path):
 
 
 @pytest.mark.slow
+def test_pipelined_state_loops_copy_each_trips_loads_into_shared_memory(tmp_path):
+    # TileConfig.state_loop_stages: with 2 stages Triton's pipeliner copies a state loop trip's loads (A, the entry
+    # states, B, C) into shared memory with cp.async while the trip before it scans, where ptxas otherwise hoists
+    # them into registers.  compile_check, sm_90, Triton 3.7.1, the model's layer: 10-24 such copies per kernel,
+    # 2.3-4.6 KB of shared memory per forward and adjoint program, the backward's 64 bytes of spills gone, and the
+    # same exponentials, atomics and shuffles (bench/README.md).
+    kernels = ("chunk_end_state_kernel", "forward_output_kernel", "chunk_adjoint_kernel", "backward_grads_kernel")
+    plain = state_loop_builds(tmp_path, ("layer fp32",), ("STAGES",), kernels=kernels)
+    staged = state_loop_builds(tmp_path, ("layer fp32",), ("STAGES",), "--tiles", "state_loop_stages=2",
+                               kernels=kernels)
+    assert plain.keys() == staged.keys() and {key[0] for key in staged} == set(kernels)
+    for key, b in staged.items():
+        a = plain[key]
+        assert (a["constexprs"]["STAGES"], b["constexprs"]["STAGES"]) == (1, 2), key
+        assert a["async_copies"] == 0 and b["async_copies"] >= 8, (key[0], b["async_copies"])
+        assert (b["exp_log"], b["atomics"], b["shuffles"]) == (a["exp_log"], a["atomics"], a["shuffles"]), key[0]
+        assert b["spill_store_bytes"] <= a["spill_store_bytes"], (key[0], b["spill_store_bytes"])
+        if key[0] != "backward_grads_kernel":  # which keeps the 4 KB its tl.dot takes either way
+            assert b["shared_bytes"] >= a["shared_bytes"] + 2048, (key[0], b["shared_bytes"])
+
+
+@pytest.mark.slow
 def test_32_bit_offsets_cut_every_state_loop_kernel(tmp_path):
     # TileConfig.narrow_offsets: below 2^31 elements the kernels' offsets are int32 (tile_io.offset), so a row
     # pointer is a 32-bit offset instead of a 64-bit product.  compile_check, sm_90, Triton 3.7.1, the model's layer:

@@ -94,7 +94,7 @@ def chunk_adjoint_kernel(
     LN_UPSTREAM: tl.constexpr, HAS_D: tl.constexpr,
     R: tl.constexpr, N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, STATE_LOOP: tl.constexpr = False,
     STATE_UNROLL: tl.constexpr = 1, ROWWISE: tl.constexpr = False, PAIRED: tl.constexpr = False,
-    IN_WINDOW: tl.constexpr = False, WIDE: tl.constexpr = True,
+    IN_WINDOW: tl.constexpr = False, WIDE: tl.constexpr = True, STAGES: tl.constexpr = 1,
 ):
     """Adjoint of each chunk with nothing arriving from later chunks, taken back through its first decay:
     local = exp(delta_t0 A) * g_t0, the gradient the chunk sends to the state entering it.
@@ -124,7 +124,7 @@ def chunk_adjoint_kernel(
             entry_rows = entry_ptr + (base + d) * N
             y, _ = state_loop_tile(entry_rows, d_mask, entry_rows, A_rows, d_mask, t, delta, u, b_rows, c_rows,
                                     s_bn, s_cn, y, u, N, OUTPUT=True, STORE_END=False, UNROLL=STATE_UNROLL,
-                                    PAIRED=PAIRED)
+                                    PAIRED=PAIRED, STAGES=STAGES)
     else:
         d, d_mask, t, n, pos, is_low, valid, u, delta_pre, delta, Bm, Cm, A = _backward_chunk(
             b, k, tl.program_id(1), pid_c, U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, H, W, Dm, ORDER, LOWRANK,
@@ -148,7 +148,7 @@ def chunk_adjoint_kernel(
     if STATE_LOOP:
         reach = reach * LOG2E
         local_rows = local_ptr + (base + d) * N
-        for n0 in range(0, N, STATE_UNROLL):
+        for n0 in tl.range(0, N, STATE_UNROLL, num_stages=STAGES):
             for i in tl.static_range(STATE_UNROLL):
                 n = n0 + i
                 a = tl.load(A_rows + n, mask=d_mask, other=0.0).to(tl.float32)
@@ -222,7 +222,7 @@ def _backward_state_loop(
     HAS_WEIGHT: tl.constexpr, LN_UPSTREAM: tl.constexpr, DX_COPIES: tl.constexpr, DU_OWNED: tl.constexpr,
     LANE_SUMS: tl.constexpr, ROWWISE: tl.constexpr, R: tl.constexpr,
     N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, RP: tl.constexpr, PAIRED: tl.constexpr,
-    IN_WINDOW: tl.constexpr, WIDE: tl.constexpr,
+    IN_WINDOW: tl.constexpr, WIDE: tl.constexpr, STAGES: tl.constexpr,
 ):
     """``backward_grads_kernel`` one state at a time (its STATE_LOOP): the 2D layer (LOWRANK) and the drop-in scan.
 
@@ -270,7 +270,7 @@ def _backward_state_loop(
     y = u * Dk[None, :]
     if LN_UPSTREAM or HAS_Z or (SUM_DIRECTIONS and HAS_WEIGHT):  # these need the outputs: recompute them
         y, _ = state_loop_tile(entry_rows, d_mask, entry_rows, A_rows, d_mask, t, delta, u, b_rows, c_rows, s_bn,
-                                s_cn, y, u, N, OUTPUT=True, STORE_END=False)
+                                s_cn, y, u, N, OUTPUT=True, STORE_END=False, STAGES=STAGES)
     dy = _output_grads(y, pos_o, b_o, k, d, d_mask, valid, is_low, chunk_base, dout_ptr, s_gb, s_gk, s_gl, s_gd,
                        weight_ptr, dweight_part_ptr, z_ptr, dz_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr,
                        gbar_ptr, L_high, K, Dm, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM, HAS_Z, ROWWISE, WIDE)
@@ -292,7 +292,7 @@ def _backward_state_loop(
     ones = tl.full([BLOCK_T, BLOCK_D], 1.0, tl.float32)
     gB = tl.zeros([BLOCK_T, BLOCK_D], dtype=tl.float32)  # sum_n g B
     gA = tl.zeros([BLOCK_T, BLOCK_D], dtype=tl.float32)  # sum_n A g exp(delta A) h_prev
-    for n in range(N):
+    for n in tl.range(N, num_stages=STAGES):
         a = tl.load(A_rows + n, mask=d_mask, other=0.0).to(tl.float32)
         h0 = tl.load(entry_rows + n, mask=d_mask, other=0.0)
         g_end = tl.load(arrive_rows + n, mask=d_mask, other=0.0)
@@ -363,7 +363,7 @@ def backward_grads_kernel(
     N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, RP: tl.constexpr,
     STATE_LOOP: tl.constexpr = False, DX_COPIES: tl.constexpr = False, DU_OWNED: tl.constexpr = False,
     LANE_SUMS: tl.constexpr = False, ROWWISE: tl.constexpr = False, PAIRED: tl.constexpr = False,
-    IN_WINDOW: tl.constexpr = False, WIDE: tl.constexpr = True,
+    IN_WINDOW: tl.constexpr = False, WIDE: tl.constexpr = True, STAGES: tl.constexpr = 1,
 ):
     """All gradients of one chunk: recompute h from the chunk's entry state, run the adjoint recurrence
     g_t = C_t dy_t + exp(delta_{t+1} A) g_{t+1} from the adjoint arriving at the chunk's end, then
@@ -399,7 +399,7 @@ def backward_grads_kernel(
             z_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr, gbar_ptr, L_high,
             U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks, b, k, pid_bk, pid_c, s_dx_part,
             s_dxl_part, ORDER, LOWRANK, HAS_BIAS, SOFTPLUS, HAS_D, HAS_Z, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM,
-            DX_COPIES, DU_OWNED, LANE_SUMS, ROWWISE, R, N, BLOCK_T, BLOCK_D, RP, PAIRED, IN_WINDOW, WIDE)
+            DX_COPIES, DU_OWNED, LANE_SUMS, ROWWISE, R, N, BLOCK_T, BLOCK_D, RP, PAIRED, IN_WINDOW, WIDE, STAGES)
         return
     first_block, n_blocks = channel_blocks(Dm, BC[10], BLOCK_D, DETERMINISTIC)
     for blk in range(n_blocks):

@@ -56,6 +56,7 @@ class KernelBuild:
     compile_s: float
     sass_instructions: int = 0  # static count in the cubin (loops counted once): what ptxas made of the kernel
     wide_loads: int = 0  # 64-bit global loads in the PTX: tile_io.load_pair's words of two float32 columns
+    async_copies: int = 0  # cp.async copies to shared memory in the PTX: a pipelined loop's loads (state_loop_stages)
 
 
 _USED = re.compile(r"Used (\d+) registers")
@@ -66,6 +67,7 @@ _FENCED_ATOMIC = re.compile(r"^\s*(?:@!?%p\d+\s+)?(?:atom|red)\.[\w.:]*\.(?:acq_
 _EXP_LOG = re.compile(r"^\s*(?:@!?%p\d+\s+)?(?:ex2|lg2)\.", re.MULTILINE)
 _SHUFFLE = re.compile(r"^\s*(?:@!?%p\d+\s+)?shfl\.", re.MULTILINE)
 _WIDE_LOAD = re.compile(r"^\s*(?:@!?%p\d+\s+)?ld\.global(?:\.[\w:]+)*\.[bu]64\s", re.MULTILINE)
+_ASYNC_COPY = re.compile(r"^\s*(?:@!?%p\d+\s+)?cp\.async\.(?:ca|cg)\.", re.MULTILINE)
 _REVERSE_SCAN = re.compile(r'"tt\.scan".*reverse = true')
 _SASS = re.compile(r"^\s+/\*[0-9a-f]{4,}\*/\s+\S", re.MULTILINE)  # "/*0a50*/  FFMA R4, ..." in cuobjdump -sass
 
@@ -156,7 +158,8 @@ def compile_instead_of_launch(arches: Sequence[int], builds: List[KernelBuild]) 
                                       len(_EXP_LOG.findall(compiled.asm["ptx"])),
                                       len(_SHUFFLE.findall(compiled.asm["ptx"])),
                                       len(_REVERSE_SCAN.findall(compiled.asm["ttgir"])), round(seconds, 2), sass,
-                                      len(_WIDE_LOAD.findall(compiled.asm["ptx"]))))
+                                      len(_WIDE_LOAD.findall(compiled.asm["ptx"])),
+                                      len(_ASYNC_COPY.findall(compiled.asm["ptx"]))))
         return None
 
     with launch_hooks.instead_of_launch(compile_run):

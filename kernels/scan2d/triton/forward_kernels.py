@@ -26,6 +26,7 @@ def chunk_end_state_kernel(
     BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, TILES: tl.constexpr, STATE_LOOP: tl.constexpr,
     STATE_UNROLL: tl.constexpr = 1, CARRY_IN_REGISTERS: tl.constexpr = False, ROWWISE: tl.constexpr = False,
     PAIRED: tl.constexpr = False, IN_WINDOW: tl.constexpr = False, WIDE: tl.constexpr = True,
+    STAGES: tl.constexpr = 1,
 ):
     """State at the end of each chunk when the chunk starts from zero, and the chunk's sum of delta.
 
@@ -57,7 +58,7 @@ def chunk_end_state_kernel(
             _, states = state_loop_tile(rows, d_mask & ((d * 0 + j) > 0), rows, A_ptr + (k * Dm + d) * N, d_mask, t,
                                          delta, u, b_rows, c_rows, s_bn, s_cn, delta, states, N, OUTPUT=False,
                                          STORE_END=not in_registers, UNROLL=unroll, IN_REGISTERS=in_registers,
-                                         PAIRED=PAIRED)
+                                         PAIRED=PAIRED, STAGES=STAGES)
             dsum += tl.sum(delta, axis=0)
         if in_registers:
             tl.store(rows[None, :] + tl.arange(0, N)[:, None], states, mask=d_mask[None, :])
@@ -114,6 +115,7 @@ def forward_output_kernel(
     STATE_LOOP: tl.constexpr, STATE_UNROLL: tl.constexpr = 1, CARRY_IN_REGISTERS: tl.constexpr = False,
     STORE_FIRST: tl.constexpr = False, SCALE_FIRST: tl.constexpr = False, ROWWISE: tl.constexpr = False,
     PAIRED: tl.constexpr = False, IN_WINDOW: tl.constexpr = False, WIDE: tl.constexpr = True,
+    STAGES: tl.constexpr = 1,
 ):
     """y_t = C_t . h_t + D u_t (times silu(z_t)) from the chunk's entry state, written at each step's position.
 
@@ -183,7 +185,7 @@ def forward_output_kernel(
                                              scratch_rows, A_ptr + (k * Dm + d) * N, d_mask, t, delta, u, b_rows,
                                              c_rows, s_bn, s_cn, y, states, N, OUTPUT=True,
                                              STORE_END=TILES > 1 and not in_registers, UNROLL=unroll,
-                                             IN_REGISTERS=in_registers, PAIRED=PAIRED)
+                                             IN_REGISTERS=in_registers, PAIRED=PAIRED, STAGES=STAGES)
             else:
                 pos, is_low, valid, u, delta_pre, delta, Bm, Cm = load_chunk(
                     s0, t, b, k, pid_d, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK,

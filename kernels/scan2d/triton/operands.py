@@ -186,7 +186,8 @@ class ScanOperands:
         int32, or without ``TileConfig.narrow_offsets``."""
         return dict(ORDER=self.order, LOWRANK=self.lowrank, HAS_BIAS=self.has_bias,
                     SOFTPLUS=self.softplus, R=self.rank, N=self.n_state, ROWWISE=self.rowwise, PAIRED=self.paired_x,
-                    IN_WINDOW=self.tiles_in_windows, WIDE=self.wide_offsets or spans_past_int32(*tensors))
+                    IN_WINDOW=self.tiles_in_windows, WIDE=self.wide_offsets or spans_past_int32(*tensors),
+                    STAGES=self.tiles.state_loop_stages)
 
     def _wide_offsets(self) -> bool:
         """``wide_offsets``: without ``TileConfig.narrow_offsets``, or where an input, or the largest buffer of one

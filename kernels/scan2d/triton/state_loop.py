@@ -71,7 +71,7 @@ def _state_in_registers(n, bn, cn, rows, states, A_rows, d_mask, delta, du, firs
 @triton.jit
 def state_loop_tile(h0_rows, h0_mask, end_rows, A_rows, d_mask, t, delta, u, b_rows, c_rows, s_bn, s_cn, y, states,
                      N: tl.constexpr, OUTPUT: tl.constexpr, STORE_END: tl.constexpr, UNROLL: tl.constexpr = 1,
-                     IN_REGISTERS: tl.constexpr = False, PAIRED: tl.constexpr = False):
+                     IN_REGISTERS: tl.constexpr = False, PAIRED: tl.constexpr = False, STAGES: tl.constexpr = 1):
     """A tile of the recurrence solved one state at a time: returns y (T, D) + sum_n C_n h_n (y unchanged unless
     OUTPUT; passing the D skip in as y frees u's registers before the loop) and ``states``.
 
@@ -86,6 +86,8 @@ def state_loop_tile(h0_rows, h0_mask, end_rows, A_rows, d_mask, t, delta, u, b_r
     picking or replacing row n, and no shuffle).
     PAIRED (``load_steps``'s; B and C then lie in x's rows, state stride 1): with an even UNROLL, the states' B and
     C columns are read two states at a time (``load_pair``).
+    STAGES (``TileConfig.state_loop_stages``): the loop over trips is software-pipelined in that many stages, Triton
+    copying the next trips' A, entry states, B and C into shared memory (cp.async) while one trip scans.
 
     Why one state at a time: a (T, D, N) tile lays the N states across a warp's lanes, so each output is a sum over
     lanes (4 shuffle rounds per element) and the kernels hold three such tiles.  Here a (T, D) tile with the steps
@@ -112,7 +114,7 @@ def state_loop_tile(h0_rows, h0_mask, end_rows, A_rows, d_mask, t, delta, u, b_r
                 y, states = _state_in_registers(n, bn, cn, rows, states, A_rows, d_mask, delta, du, first, last, y,
                                                 OUTPUT)
     else:
-        for n0 in range(0, N, UNROLL):
+        for n0 in tl.range(0, N, UNROLL, num_stages=STAGES):
             if pairs:
                 for i in tl.static_range(0, UNROLL, 2):
                     b0, c0, b1, c1 = _state_column_pairs(b_rows, c_rows, n0 + i, OUTPUT)

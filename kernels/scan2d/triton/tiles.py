@@ -119,6 +119,15 @@ class TileConfig:
             compile_check (sm_90, Triton 3.7.1, dt rank 12): 5-9% fewer static SASS instructions in the training
             forward kernels, forward_output 164 registers instead of 184, the backward's spills halved.  The
             offsets are the same numbers, so results are bit for bit the same.
+        state_loop_stages: software pipelining of the state loops' trips over the states (Triton's ``num_stages``
+            on those loops; 1: none): Triton then copies the next trip's A, entry states, B and C into shared
+            memory with cp.async while one trip scans, instead of ptxas hoisting the unrolled states' loads into
+            registers.  The arithmetic is the same, so results are bit for bit the same.  compile_check (sm_90, dt
+            rank 12, the training kernels), at 2: under Triton 3.7.1 the gated forward_output passes take 154-188
+            registers instead of 160-250 (two of five fit 3 programs per SM instead of 2) and the float32 backward
+            stops spilling, but the plain layer's chunk_adjoint takes 192 instead of 155; under the device image's
+            Triton 3.6.0 the forward kernels mostly take more registers and the backward spills more
+            (bench/README.md).  Not timed on a GPU: the lease's step 3b times it.
     """
 
     block_t: int = 32 if triton_interpreted() else 16
@@ -144,6 +153,7 @@ class TileConfig:
     paired_loads: bool = True
     window_tiles: bool = True
     narrow_offsets: bool = True
+    state_loop_stages: int = 1
 
     def forward_options(self, state_loop: bool, tiles_per_chunk: int = 1) -> dict:
         """Launch options of ``chunk_end_state_kernel`` and ``forward_output_kernel`` (with the state loop or not)."""
