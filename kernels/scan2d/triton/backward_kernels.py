@@ -379,7 +379,8 @@ def backward_grads_kernel(
     one direction at a time, so no two programs of a launch write the same element.  STATE_LOOP: the same one state
     at a time (``_backward_state_loop``), which keeps a program per channel block and, in deterministic mode, sets
     DX_COPIES (each block stores its sums over channels into its own copy of dx and dx_low, ``s_dx_part`` and
-    ``s_dxl_part`` elements apart) and DU_OWNED (du added without atomics, one direction per launch).
+    ``s_dxl_part`` elements apart) and DU_OWNED (du added without atomics, one direction per launch); STAGES: its
+    loop over the states pipelined in that many stages (``TileConfig.state_loop_stages``).
     """
     # The gradients of u, x, delta, B, C are laid out like their inputs.  (Indexing, not unpacking into "_": a
     # name assigned before the channel loop must keep its type inside it.)

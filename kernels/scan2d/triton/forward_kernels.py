@@ -32,7 +32,7 @@ def chunk_end_state_kernel(
 
     A chunk is TILES tiles of BLOCK_T steps, scanned one after another with the state carried in registers (with
     STATE_LOOP, one state at a time through the chunk's own slot of ``state``, or in registers with
-    CARRY_IN_REGISTERS, see ``state_loop_tile``; STATE_UNROLL states per loop trip).
+    CARRY_IN_REGISTERS, see ``state_loop_tile``; STATE_UNROLL states per loop trip, STAGES its pipeline stages).
     state: (batch*K, chunks, dim, N) fp32; dsum: (batch*K, chunks, dim) fp32.  This launch's chunks start at
     ``chunk_first`` (``launch.chunk_launches``), as in every kernel with a grid over chunks.
     """
