@@ -242,8 +242,11 @@ def test_auto_backend_is_torch_on_cpu():
 
 
 class _OnCuda:
-    """Stands in for a CUDA tensor: resolve_backend asks only where the input lies."""
+    """Stands in for a CUDA tensor: resolve_backend asks only where the input lies and whether it holds work."""
     is_cuda = True
+
+    def numel(self):
+        return 1
 
 
 @pytest.mark.parametrize("n_state,dtype,reason", [(12, torch.float32, "power-of-two state size N, got N=12"),

@@ -48,7 +48,9 @@ def resolve_backend(backend: str, tensor: torch.Tensor, unsupported: Optional[st
 
     "auto" takes the Triton kernels for CUDA tensors and the PyTorch path everywhere else, so the same model runs
     on a laptop, in CI and on a GPU without a config change.  ``unsupported`` (``triton_unsupported``'s reason):
-    "auto" then takes the PyTorch path with a warning, and "triton" refuses.
+    "auto" then takes the PyTorch path with a warning, and "triton" refuses.  An empty ``tensor`` (a batch, channel
+    count or length of 0) has nothing to launch: the PyTorch path gives its empty output, zero last state and zero
+    gradients on any device.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}.")
@@ -58,8 +60,7 @@ def resolve_backend(backend: str, tensor: torch.Tensor, unsupported: Optional[st
         if unsupported:
             warnings.warn(f"backend='auto' runs the PyTorch path: {unsupported}.", stacklevel=3)
             return "torch"
-        return "triton"
-    if backend == "triton":
+    elif backend == "triton":
         if unsupported:
             raise ValueError(f"backend='triton': {unsupported}; use backend='torch' (or 'auto', which falls back to "
                              "it).")
@@ -70,7 +71,9 @@ def resolve_backend(backend: str, tensor: torch.Tensor, unsupported: Optional[st
                 f"backend='triton' needs CUDA tensors (got {tensor.device}); move the inputs to a GPU, use "
                 "backend='torch', or set TRITON_INTERPRET=1 before importing triton to run the kernels on the CPU."
             )
-    return backend
+    else:
+        return "torch"
+    return "triton" if tensor.numel() else "torch"
 
 
 @contextlib.contextmanager

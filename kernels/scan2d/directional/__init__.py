@@ -111,9 +111,7 @@ def directional_scan(
         check_tensor("direction_weights", direction_weights, (3,), "(batch, K, dim)", FLOAT_DTYPES)
         check_shape("direction_weights", direction_weights, (u.shape[0], len(directions), u.shape[2]),
                     "(batch, K, dim)")
-    # An empty layer (batch or dim of 0) launches nothing: the PyTorch path gives its empty output and zero
-    # gradients on any device.
-    if resolve_backend(backend, u, triton_unsupported(A.shape[-1], u.dtype)) == "triton" and u.numel():
+    if resolve_backend(backend, u, triton_unsupported(A.shape[-1], u.dtype)) == "triton":
         from .triton_op import directional_scan_triton
 
         return directional_scan_triton(u, xdbl, dt_weight, dt_bias, A, D, tuple(directions), height, width,

@@ -69,9 +69,7 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
         out (batch, dim, L) in ``u.dtype`` (and the last state if asked).  The state is kept in float32.
     """
     check_selective_scan_args(u, delta, A, B, C, D, z, delta_bias)
-    # An empty scan (batch, dim or L of 0) launches nothing: the PyTorch path gives its empty output, zero last
-    # state and zero gradients on any device.
-    if resolve_backend(backend, u, triton_unsupported(A.shape[1], u.dtype)) == "triton" and u.numel():
+    if resolve_backend(backend, u, triton_unsupported(A.shape[1], u.dtype)) == "triton":
         from .triton_op import selective_scan_triton
 
         return selective_scan_triton(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
