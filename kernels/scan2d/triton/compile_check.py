@@ -23,9 +23,7 @@ import io
 import json
 import os
 import re
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from typing import Callable, Iterator, List, Sequence
@@ -33,6 +31,7 @@ from typing import Callable, Iterator, List, Sequence
 import torch
 
 from . import launch_hooks
+from .sass_count import sass_instruction_count
 
 
 @dataclass
@@ -69,7 +68,6 @@ _SHUFFLE = re.compile(r"^\s*(?:@!?%p\d+\s+)?shfl\.", re.MULTILINE)
 _WIDE_LOAD = re.compile(r"^\s*(?:@!?%p\d+\s+)?ld\.global(?:\.[\w:]+)*\.[bu]64\s", re.MULTILINE)
 _ASYNC_COPY = re.compile(r"^\s*(?:@!?%p\d+\s+)?cp\.async\.(?:ca|cg)\.", re.MULTILINE)
 _REVERSE_SCAN = re.compile(r'"tt\.scan".*reverse = true')
-_SASS = re.compile(r"^\s+/\*[0-9a-f]{4,}\*/\s+\S", re.MULTILINE)  # "/*0a50*/  FFMA R4, ..." in cuobjdump -sass
 
 
 def _compile_logged(src, target, options: dict, always: bool):
@@ -91,8 +89,7 @@ def _compile_logged(src, target, options: dict, always: bool):
 
 def _compile(src, target, options: dict, arch: int) -> tuple:
     """``triton.compile`` and the cubin's report: (compiled kernel, (registers, spill stores, spill loads, stack
-    frame) from Triton's own ``ptxas -v`` run, and the SASS instruction count from ``cuobjdump -sass``)."""
-    from triton.backends.nvidia.compiler import get_ptxas
+    frame) from Triton's own ``ptxas -v`` run, and the static SASS instruction count)."""
     from triton.runtime.cache import get_cache_manager
 
     compiled, log = _compile_logged(src, target, options, always=False)
@@ -108,15 +105,9 @@ def _compile(src, target, options: dict, arch: int) -> tuple:
     used, frame = _USED.search(log), _FRAME.search(log)
     if used is None or frame is None:
         raise RuntimeError(f"unexpected ptxas -v output:\n{log}")
-    # The ptxas Triton compiled with (Triton 3.9 takes its CUDA 13 one for sm_90 too) has its cuobjdump beside it.
-    cuobjdump = os.path.join(os.path.dirname(get_ptxas(arch).path), "cuobjdump")
-    with tempfile.TemporaryDirectory() as tmp:
-        cubin = os.path.join(tmp, "kernel.cubin")
-        with open(cubin, "wb") as f:
-            f.write(compiled.asm["cubin"])
-        sass = subprocess.run([cuobjdump, "-sass", cubin], check=True, capture_output=True, text=True).stdout
     stack, stores, loads = (int(v) for v in frame.groups())
-    report = int(used.group(1)), stores, loads, stack, len(_SASS.findall(sass))
+    sass = sass_instruction_count(compiled.asm["cubin"], compiled.metadata.name)
+    report = int(used.group(1)), stores, loads, stack, sass
     cache.put(json.dumps(report), "ptxas_report.json")
     return compiled, report
 
