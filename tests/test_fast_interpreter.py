@@ -1,6 +1,9 @@
 """The tests' shortcuts through Triton's interpreter (fast_interpreter.py) give the interpreter's own results bit for
-bit: the slice-at-a-time ``tl.associative_scan`` on the scan kernels' combine functions, and patching the language
-once per launch on kernels that call jit helpers, which leaves the language unpatched after each launch."""
+bit: the slice-at-a-time ``tl.associative_scan`` on the scan kernels' combine functions, patching the language once
+per launch on kernels that call jit helpers, which leaves the language unpatched after each launch, and integer
+arithmetic without the overflow checks that only a debug build would assert."""
+
+from types import SimpleNamespace
 
 import os
 
@@ -96,3 +99,39 @@ def test_patching_the_language_once_per_launch_gives_the_same_results_and_restor
     assert torch.equal(fast, slow)
     torch.testing.assert_close(fast, torch.where(x > 0, 2 * x, torch.nn.functional.softplus(x)))
 
+
+
+@triton.jit
+def _integer_kernel(x_ptr, out_ptr, N: tl.constexpr):
+    # x: (N,) int32; out: (4, N) int32: the index arithmetic the kernels do, and products that wrap past 2^31.
+    offs = tl.arange(0, N)
+    x = tl.load(x_ptr + offs)
+    tl.store(out_ptr + offs, x * 3 + 7)
+    tl.store(out_ptr + N + offs, (x - 5) * (x // 4) - x % 3)
+    tl.store(out_ptr + 2 * N + offs, x * 65537)
+    tl.store(out_ptr + 3 * N + offs, 2 - x)
+
+
+def test_integer_arithmetic_without_the_dropped_overflow_checks_gives_the_same_results(monkeypatch):
+    x = torch.randint(-2**20, 2**20, (64,), dtype=torch.int32, generator=torch.Generator().manual_seed(3))
+    fast, slow = torch.empty(4, 64, dtype=torch.int32), torch.empty(4, 64, dtype=torch.int32)
+    _integer_kernel[(1,)](x, fast, 64)
+    monkeypatch.setattr(fast_interpreter.TritonSemantic, "binary_op_sanitize_overflow_impl",
+                        fast_interpreter.SANITIZE_OVERFLOW)
+    _integer_kernel[(1,)](x, slow, 64)
+    assert torch.equal(fast, slow)
+    # Both wrap as int32 does (the products pass 2^31), dividing as C does (toward zero; the remainder takes the
+    # dividend's sign).
+    wide = x.long()
+    quotient, remainder = torch.div(wide, 4, rounding_mode="trunc"), torch.fmod(wide, 3)
+    expected = torch.stack([wide * 3 + 7, (wide - 5) * quotient - remainder, wide * 65537, 2 - wide])
+    assert torch.equal(fast, ((expected + 2**31) % 2**32 - 2**31).int())
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_overflow_checks_still_run_where_a_debug_build_asserts_them(monkeypatch, debug):
+    checked = []
+    monkeypatch.setattr(fast_interpreter, "SANITIZE_OVERFLOW", lambda *args: checked.append(args))
+    semantic = SimpleNamespace(builder=SimpleNamespace(options=SimpleNamespace(debug=debug)))
+    fast_interpreter.sanitize_overflow_if_asserting(semantic, "lhs", "rhs", "add")
+    assert checked == ([(semantic, "lhs", "rhs", "add")] if debug else [])
