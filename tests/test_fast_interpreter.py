@@ -1,7 +1,8 @@
 """The tests' shortcuts through Triton's interpreter (fast_interpreter.py) give the interpreter's own results bit for
 bit: the slice-at-a-time ``tl.associative_scan`` on the scan kernels' combine functions, patching the language once
-per launch on kernels that call jit helpers, which leaves the language unpatched after each launch, and integer
-arithmetic without the overflow checks that only a debug build would assert."""
+per launch on kernels that call jit helpers, which leaves the language unpatched after each launch, integer
+arithmetic without the overflow checks that only a debug build would assert, and numpy dtypes looked up once per
+element type."""
 
 from types import SimpleNamespace
 
@@ -135,3 +136,15 @@ def test_overflow_checks_still_run_where_a_debug_build_asserts_them(monkeypatch,
     semantic = SimpleNamespace(builder=SimpleNamespace(options=SimpleNamespace(debug=debug)))
     fast_interpreter.sanitize_overflow_if_asserting(semantic, "lhs", "rhs", "add")
     assert checked == ([(semantic, "lhs", "rhs", "add")] if debug else [])
+
+
+SCALARS = [tl.int1, tl.int8, tl.uint8, tl.int16, tl.uint16, tl.int32, tl.uint32, tl.int64, tl.uint64, tl.float16,
+           tl.bfloat16, tl.float32, tl.float64, tl.float8e5, tl.float8e4nv]
+
+
+@pytest.mark.parametrize("scalar", SCALARS + [tl.pointer_type(tl.float32), tl.pointer_type(tl.bfloat16)], ids=str)
+@pytest.mark.parametrize("shape", [None, [16], [4, 8]], ids=["scalar", "vector", "tile"])
+def test_numpy_dtypes_looked_up_once_per_element_type_are_the_interpreters(scalar, shape):
+    ty = scalar if shape is None else tl.block_type(scalar, shape)
+    assert fast_interpreter.np_dtype_once(ty) == fast_interpreter.NP_DTYPE(ty)
+    assert fast_interpreter.np_dtype_once(ty) == fast_interpreter.np_dtype_once(ty)  # and again, from the cache
