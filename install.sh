@@ -14,4 +14,10 @@ if [ -e /dev/nvidia0 ] || python -c "import torch" 2>/dev/null; then
 else
     python -m pip install -c constraints/cpu.txt -e ".[dev]"
 fi
+if [ ! -e /dev/nvidia0 ]; then
+    # The oldest Triton the package supports (torch 2.11's, and the GPU machines' image's), in a folder of its own:
+    # the compile tests build the default kernels with it too (tests/test_triton_compile.py).
+    oldest="$(python -c 'import sys; print(sys.prefix)')/triton-3.6"
+    [ -d "$oldest/triton" ] || python -m pip install --no-deps --target "$oldest" "triton==3.6.0"
+fi
 python -c "import scan2d, mambacsr, torch, triton; print('installed: torch', torch.__version__, '/ triton', triton.__version__)"

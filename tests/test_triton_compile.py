@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -17,9 +18,12 @@ KERNELS = {"chunk_end_state_kernel", "chunk_carry_kernel", "forward_output_kerne
            "backward_grads_kernel", "first_direction_pool_kernel"}
 
 
-def compile_report(tmp_path, arch, *flags):
-    """compile_check's JSON rows for ``arch`` under the given tile flags."""
+def compile_report(tmp_path, arch, *flags, triton_path=None):
+    """compile_check's JSON rows for ``arch`` under the given tile flags, with the Triton installed in ``triton_path``
+    (a folder that holds a ``triton`` package) instead of the environment's, if given."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    if triton_path is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(triton_path), *filter(None, [env.get("PYTHONPATH")])])
     report = tmp_path / "resources.jsonl"
     proc = subprocess.run([sys.executable, "-m", "scan2d.triton.compile_check", "--arch", str(arch),
                            "--json", str(report), *flags], env=env, capture_output=True, text=True, timeout=900)
@@ -166,6 +170,39 @@ def test_default_kernels_compile_for_ampere(tmp_path):
     assert {b["constexprs"].get("TILES") for b in builds if b["kernel"] == "forward_output_kernel"} == {1, 16}
     for b in builds:
         assert b["spill_store_bytes"] <= allowed_spills(b), (b["kernel"], b["spill_store_bytes"], b["constexprs"])
+    assert max(b["registers"] for b in builds) <= 255
+
+
+# The oldest Triton the package supports, which install.sh puts beside the environment's on CPU machines.
+OLDEST_TRITON, OLDEST_TRITON_PATH = "3.6.0", Path(sys.prefix) / "triton-3.6"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (OLDEST_TRITON_PATH / "triton").is_dir(),
+                    reason=f"Triton {OLDEST_TRITON} is not in {OLDEST_TRITON_PATH}: ./install.sh puts it there on a CPU "
+                    "machine (CI's)")
+def test_default_kernels_compile_with_the_oldest_supported_triton(tmp_path):
+    # Triton 3.6 (torch 2.11's, and the GPU machines' image's) compiles the kernels differently from this
+    # environment's: it lays a channels-first tile's steps across lanes, so the drop-in reads its tiles a row at a
+    # time there (TileConfig.rowwise_tiles), and it failed on code that later Tritons accept (the sequential
+    # cross-scale order's multiply-shift divisions).  The default kernels of a gated layer's training step and
+    # inference, of the aligned cross-scale block and of the drop-in compile for sm_90 with it, with the structure
+    # and within the spills asserted above (Triton 3.6.0: 33 builds, spills 48-184 bytes in 4 of them).
+    cases = ("layer bf16 gated", "inference bf16 gated", "cross-scale aligned fp32 gated", "drop-in fp16")
+    builds = compile_report(tmp_path, 90, *case_flags(cases), triton_path=OLDEST_TRITON_PATH)
+    assert {b["triton"] for b in builds} == {OLDEST_TRITON}
+    assert {b["kernel"] for b in builds} == KERNELS and all(b["arch"] == 90 for b in builds)
+    loop = [b for b in builds if b["constexprs"].get("STATE_LOOP")]
+    # The drop-in's state loops (given delta: no low-rank projection) read a row at a time, the layer's do not.
+    assert {(b["constexprs"]["LOWRANK"], b["constexprs"]["ROWWISE"]) for b in loop} == {(False, True), (True, False)}
+    assert {(b["constexprs"].get("ORDER"), b["constexprs"].get("TILES")) for b in loop
+            if b["kernel"] == "forward_output_kernel"} == {(0, 1), (0, 16), (1, 1)}
+    for b in loop:
+        c = b["constexprs"]
+        if b["kernel"] != "backward_grads_kernel" and c.get("REDUCE") in (None, 0, 2, 4):
+            assert b["shuffles"] == 0, (b["kernel"], c)
+        assert b["spill_store_bytes"] <= allowed_spills(b), (b["kernel"], b["spill_store_bytes"], c)
+    assert [b["kernel"] for b in builds if b["fenced_atomics"]] == []
     assert max(b["registers"] for b in builds) <= 255
 
 
