@@ -87,7 +87,7 @@ def _compile_logged(src, target, options: dict, always: bool):
     return compiled, log.getvalue()
 
 
-def _compile(src, target, options: dict, arch: int) -> tuple:
+def _compile(src, target, options: dict) -> tuple:
     """``triton.compile`` and the cubin's report: (compiled kernel, (registers, spill stores, spill loads, stack
     frame) from Triton's own ``ptxas -v`` run, and the static SASS instruction count)."""
     from triton.runtime.cache import get_cache_manager
@@ -137,7 +137,7 @@ def compile_instead_of_launch(arches: Sequence[int], builds: List[KernelBuild]) 
             seen.add(key)
             options, signature, constexprs, attrs = self._pack_args(backend, kwargs, bound, specialization, options)
             start = time.perf_counter()
-            compiled, report = _compile(ASTSource(self, signature, constexprs, attrs), target, options.__dict__, arch)
+            compiled, report = _compile(ASTSource(self, signature, constexprs, attrs), target, options.__dict__)
             seconds = time.perf_counter() - start
             regs, stores, loads, stack, sass = report
             # Tuple arguments' elements are specialized one by one: name them arg[i].
