@@ -119,14 +119,7 @@ def test_state_loop_kernels_compile_and_keep_their_structure(tmp_path):
     assert {b["kernel"] for b in deterministic} == {"backward_grads_kernel"}
     assert all(b["constexprs"]["DX_COPIES"] and b["constexprs"]["DU_OWNED"] and b["atomics"] == 0
                for b in deterministic)
-    for b in loop:
-        c = b["constexprs"]
-        if b["kernel"] == "backward_grads_kernel":
-            assert (b["num_warps"], c["BLOCK_D"]) == (1, 32)
-            assert (b["atomics"] > 0) == (not c["DETERMINISTIC"]), c
-        elif c.get("REDUCE") in (None, 0, 2, 4):
-            assert b["shuffles"] == 0, (b["kernel"], c)
-            assert b["shared_bytes"] <= (2048 if c.get("TILES", 1) > 1 else 0), (b["kernel"], b["shared_bytes"], c)
+    assert_state_loop_structure(loop)
     assert [b["kernel"] for b in builds if b["fenced_atomics"]] == []
     # Spills: the state-loop backward keeps 255 registers and spills 8-340 bytes of what lives across its loops
     # (positions, pointers), outside the loops (bench/README.md), 12-24 bytes in deterministic mode.  The output
@@ -137,6 +130,24 @@ def test_state_loop_kernels_compile_and_keep_their_structure(tmp_path):
     # float16 chunk_adjoint spilled up to 12 bytes for sm_90, where ptxas stopped at 96 registers (none since the
     # series softplus, tile_io.softplus).  None may grow past these; nothing else spills but the deterministic
     # gate passes of the tile kernels (allowed_spills).
+    assert_within_allowed_spills(builds)
+
+
+def assert_state_loop_structure(loop):
+    """The state-loop builds ``loop`` (compile_check rows) have the default kernels' structure: one-warp backward
+    programs of 32 channels, with atomics unless deterministic; no shuffles in the other kernels where they do not sum
+    over channels, and shared memory only where multi-tile chunks change the states' layout on entry and exit."""
+    for b in loop:
+        c = b["constexprs"]
+        if b["kernel"] == "backward_grads_kernel":
+            assert (b["num_warps"], c["BLOCK_D"]) == (1, 32)
+            assert (b["atomics"] > 0) == (not c["DETERMINISTIC"]), c
+        elif c.get("REDUCE") in (None, 0, 2, 4):
+            assert b["shuffles"] == 0, (b["kernel"], c)
+            assert b["shared_bytes"] <= (2048 if c.get("TILES", 1) > 1 else 0), (b["kernel"], b["shared_bytes"], c)
+
+
+def assert_within_allowed_spills(builds):
     for b in builds:
         assert b["spill_store_bytes"] <= allowed_spills(b), (b["kernel"], b["spill_store_bytes"], b["constexprs"])
 
@@ -168,8 +179,7 @@ def test_default_kernels_compile_for_ampere(tmp_path):
     assert {b["kernel"] for b in builds} == KERNELS and all(b["arch"] == 80 for b in builds)
     assert all(b["constexprs"].get("STATE_LOOP") for b in builds if "STATE_LOOP" in b["constexprs"])
     assert {b["constexprs"].get("TILES") for b in builds if b["kernel"] == "forward_output_kernel"} == {1, 16}
-    for b in builds:
-        assert b["spill_store_bytes"] <= allowed_spills(b), (b["kernel"], b["spill_store_bytes"], b["constexprs"])
+    assert_within_allowed_spills(builds)
     assert max(b["registers"] for b in builds) <= 255
 
 
@@ -197,11 +207,8 @@ def test_default_kernels_compile_with_the_oldest_supported_triton(tmp_path):
     assert {(b["constexprs"]["LOWRANK"], b["constexprs"]["ROWWISE"]) for b in loop} == {(False, True), (True, False)}
     assert {(b["constexprs"].get("ORDER"), b["constexprs"].get("TILES")) for b in loop
             if b["kernel"] == "forward_output_kernel"} == {(0, 1), (0, 16), (1, 1)}
-    for b in loop:
-        c = b["constexprs"]
-        if b["kernel"] != "backward_grads_kernel" and c.get("REDUCE") in (None, 0, 2, 4):
-            assert b["shuffles"] == 0, (b["kernel"], c)
-        assert b["spill_store_bytes"] <= allowed_spills(b), (b["kernel"], b["spill_store_bytes"], c)
+    assert_state_loop_structure(loop)
+    assert_within_allowed_spills(builds)
     assert [b["kernel"] for b in builds if b["fenced_atomics"]] == []
     assert max(b["registers"] for b in builds) <= 255
 
