@@ -56,6 +56,7 @@ class KernelBuild:
     sass_instructions: int = 0  # static count in the cubin (loops counted once): what ptxas made of the kernel
     wide_loads: int = 0  # 64-bit global loads in the PTX: tile_io.load_pair's words of two float32 columns
     async_copies: int = 0  # cp.async copies to shared memory in the PTX: a pipelined loop's loads (state_loop_stages)
+    cache_key: str = ""  # the build's folder in Triton's cache, which holds its cubin, PTX and TTGIR
 
 
 _USED = re.compile(r"Used (\d+) registers")
@@ -150,7 +151,7 @@ def compile_instead_of_launch(arches: Sequence[int], builds: List[KernelBuild]) 
                                       len(_SHUFFLE.findall(compiled.asm["ptx"])),
                                       len(_REVERSE_SCAN.findall(compiled.asm["ttgir"])), round(seconds, 2), sass,
                                       len(_WIDE_LOAD.findall(compiled.asm["ptx"])),
-                                      len(_ASYNC_COPY.findall(compiled.asm["ptx"]))))
+                                      len(_ASYNC_COPY.findall(compiled.asm["ptx"])), compiled.hash))
         return None
 
     with launch_hooks.instead_of_launch(compile_run):
