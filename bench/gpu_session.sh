@@ -98,10 +98,11 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     # shellcheck disable=SC2086
     step_run scan-untimed 45 python3 bench/scan_bench.py --repeats 20 --append --cases a_training_w8 b_inference_256 \
         --dtypes float32 --backends fused --configs default $UNTIMED
-    # 3c. The one-pass forward prototype, compiled on the CPU but never timed: each layout beside our two-pass drop-in
-    #    and mamba-ssm on the same work. Do a few warps per SM, each walking a whole sequence, keep an H200 busy? The
-    #    answer decides the forward's design (the 4x goal needs one pass), so it runs before the gated and
-    #    model-shaped cases.
+    # 3c. The one-pass forward prototypes, compiled on the CPU but never timed: each layout beside our two-pass
+    #    drop-in and mamba-ssm on the same work, the segments across the threads first (since 2026-12-03: the
+    #    states loop of mamba-ssm's kernel, 1-warp programs of 96-128 registers). Do programs that each walk a whole
+    #    sequence keep an H200 busy? The answer decides the forward's design (the 4x goal needs one pass), so it runs
+    #    before the gated and model-shaped cases.
     step_run one-pass 40 python3 bench/one_pass_bench.py "${mamba_args[@]}" --repeats 20
     # 3d. Positions per tile in the aligned cross-scale order (since 2026-12-03), on and off, case (c) at 64x64.
     step_run scan-cross-scale-tiles 20 python3 bench/scan_bench.py --repeats 20 --append --cases c_cross_scale_64 \

@@ -3,18 +3,20 @@
     python bench/one_pass_bench.py [--mamba-sdist mamba_ssm-2.3.2.post1.tar.gz]   # on a GPU
     TRITON_INTERPRET=1 python bench/one_pass_bench.py --smoke                      # CPU check of the harness
 
-The prototype (``one_pass_compile.py``) walks each sequence once with its state in registers, so it computes each
-exponential once where the fused op's forward computes it twice; to keep programs in flight it spreads the N states
-over warps, which costs shared-memory transposes and barriers.  Its compiled counts (bench/README.md, "A one-pass
-forward") put the layouts that issue fewer instructions than the two passes at 3-6 warps per SM, each walking
-thousands of steps in a row.  Whether an SM stays busy that way is what this times.
+The prototypes (``one_pass_compile.py``) walk each sequence once with its state in registers, so they compute each
+exponential once where the fused op's forward computes it twice.  To keep programs in flight, the first spreads the
+N states over warps, which costs shared-memory transposes and barriers: its layouts that issue fewer instructions
+than the two passes leave 3-6 warps per SM, each walking thousands of steps in a row.  The second cuts each tile's
+steps into segments across the threads, with few channels per program (bench/README.md, "A one-pass forward"):
+about as many instructions per element as the two passes together, 1-warp programs of 96-128 registers.  Whether
+an SM stays busy either way is what this times.
 
 Work (float32, forward without autograd, one raster-order scan per sequence, state 16, rank 23, 360 channels):
   a_training: 16 sequences of 4,096 steps (case (a): batch 8, two directions, 64x64)
   b_inference: 2 sequences of 65,536 steps (case (b): batch 1, two directions, 256x256)
-Backends: ``one_pass`` per layout (dt projection, softplus and the D skip inside), ``drop_in`` (scan2d's
-selective_scan on the state loops, delta projected beforehand as mamba-ssm needs it) and ``mamba_ssm`` (its CUDA
-op on the drop-in's inputs).  Each row has ``fwd_ms`` (median of CUDA events), ``rel_err_vs_drop_in`` (relative L2
+Backends: ``segmented`` and ``one_pass`` per layout (dt projection, softplus and the D skip inside), ``drop_in``
+(scan2d's selective_scan on the state loops, delta projected beforehand as mamba-ssm needs it) and ``mamba_ssm``
+(its CUDA op on the drop-in's inputs).  Each row has ``fwd_ms`` (median of CUDA events), ``rel_err_vs_drop_in`` (relative L2
 distance of the output) and ``fwd_speedup_vs_mamba_ssm``.  Rows go to ``one-pass-forward-<gpu>-<date>.jsonl``.
 """
 
@@ -30,7 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, append_jsonl, record, time_ms  # noqa: E402
-from one_pass_compile import LAYOUTS, STATES_IN_THREAD, inputs, launch  # noqa: E402
+from one_pass_compile import LAYOUTS, SEGMENTED, STATES_IN_THREAD, inputs, launch, launch_segmented  # noqa: E402
 
 import scan2d  # noqa: E402
 
@@ -77,6 +79,11 @@ def run(args, out_name: str, module=None) -> list:
 
             backends["mamba_ssm"] = (mamba_ssm, {})
         backends["drop_in"] = (drop_in, {})
+        # The segments across the threads first: the fewest instructions with the most warps (bench/README.md).
+        for steps, segments, block_d, warps in SEGMENTED[1:2] if args.smoke else SEGMENTED:
+            layout = dict(steps_per_segment=steps, segments=segments, block_d=block_d, num_warps=warps)
+            backends[f"segmented {steps}/{segments}/{block_d}/{warps}"] = (
+                lambda cfg=(steps, segments, block_d, warps): launch_segmented(inp, R, N, *cfg), layout)
         for ns, block_d, warps in [STATES_IN_THREAD] + (LAYOUTS[2:3] if args.smoke else LAYOUTS):
             layout = dict(states_across_warps=ns, block_d=block_d, num_warps=warps)
             backends[f"one_pass {ns}/{block_d}/{warps}"] = (

@@ -1,26 +1,31 @@
-"""A one-pass forward in Triton, compiled for sm_90 on the CPU: what it would cost per element (tried, not adopted).
+"""One-pass forwards in Triton, compiled for sm_90 on the CPU: what each would cost per element.
 
 The fused forward makes two passes over the recurrence (chunk end states, then outputs from the carried entry
-states), so it computes every exponential twice.  One pass would need a program to walk a whole sequence with its
-state in registers; to keep enough programs, the N states would then have to be spread over warps (the state loops
-spread channels over threads, bench/README.md).  This prototype does that: a (steps, states, channels) tile with
-the steps in each thread's registers, the states across warps and the channels across lanes, the dt low-rank
-projection, softplus and the D skip fused, walking the sequence tile by tile (one direction in raster order: the
-layer's positions would only add to its cost).
+states), so it computes every exponential twice.  One pass needs a program to walk a whole sequence with its state
+in registers, and enough such programs to fill the GPU.  Two prototypes, each fusing the dt low-rank projection,
+softplus and the D skip and walking one raster-order direction tile by tile (the layer's positions would only add
+to their cost):
+- ``one_pass_forward_kernel`` spreads the N states over warps: (steps, states, channels) tiles, the steps in each
+  thread's registers, the channels across lanes (tried, not adopted: bench/README.md, "A one-pass forward");
+- ``segments_across_threads_kernel`` loops over the states, as mamba-ssm's kernel does, with few channels per
+  program, and cuts each tile's steps into segments across the threads, a segment's steps in its thread's
+  registers (bench/README.md, "A one-pass forward with the segments across the threads").
 
     python bench/one_pass_compile.py            # compile each layout for sm_90, one JSON line per layout
-    TRITON_INTERPRET=1 python bench/one_pass_compile.py --check   # the prototype against a step-by-step scan
+    TRITON_INTERPRET=1 python bench/one_pass_compile.py --check   # the prototypes against a step-by-step scan
 
-Results: ``results/one-pass-forward-compile-triton<version>.jsonl`` (bench/README.md, "A one-pass forward").
-Static counts cannot say whether a few warps per SM, each walking a whole sequence, keep an SM busy:
-``one_pass_bench.py`` times the layouts on a GPU.
+Results: ``results/one-pass-forward-compile-triton<version>.jsonl``.  Instruction counts cannot say whether a few
+warps per SM, each walking a whole sequence, keep an SM busy: ``one_pass_bench.py`` times the layouts on a GPU.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -88,10 +93,91 @@ def one_pass_forward_kernel(u_ptr, x_ptr, w_ptr, bias_ptr, A_ptr, Dskip_ptr, y_p
         tl.store(y_ptr + row[:, None] * Dm + d[None, :], tl.sum(y, axis=1) + u * Dk[None, :], mask=mask_td)
 
 
+@triton.jit
+def segments_across_threads_kernel(u_ptr, x_ptr, w_ptr, bias_ptr, A_ptr, Dskip_ptr, y_ptr, carry_ptr, L,
+                                   Dm: tl.constexpr, s_xl: tl.constexpr, R: tl.constexpr, N: tl.constexpr,
+                                   STEPS: tl.constexpr, SEGMENTS: tl.constexpr, BLOCK_D: tl.constexpr,
+                                   SEGMENTS_FIRST: tl.constexpr, STEP_AXIS: tl.constexpr, SEG_AXIS: tl.constexpr):
+    """The same scan with each tile's steps cut into segments across the threads, a segment's steps in its thread.
+
+    Arguments as ``one_pass_forward_kernel``'s (Dm and s_xl compile-time, so that a thread's steps are constant
+    offsets from its segment's first row), and carry: (programs, 2, N, BLOCK_D) float32 scratch.  One program per
+    (batch, block of BLOCK_D channels) walks all L steps in tiles of SEGMENTS x STEPS consecutive steps, held as
+    (STEPS, BLOCK_D, SEGMENTS) tensors, or (SEGMENTS, BLOCK_D, STEPS) where SEGMENTS_FIRST (STEP_AXIS 2, SEG_AXIS 0
+    in the (SEGMENTS, BLOCK_D) tensors of a step each; else 0 and 1): the segments across the threads, a segment's
+    steps and channels in registers.  Triton 3.7 lays the tiles out so with the segments last, Triton 3.6 with them
+    first (each puts threads along the axes neither contiguous in memory nor known to be in its own order).
+    The N states go one after another (a loop, as in mamba-ssm's kernel).  For each:
+    - each segment's steps are scanned in registers;
+    - the segments' (decay product, state from zero) pairs are scanned across the threads: once per state and tile,
+      not once per step as with the steps themselves across the threads;
+    - the state entering a segment is the one leaving the segment before it (``tl.gather``), or the tile's for the
+      first, and each step's state its partial scan plus its decay product times that state.
+    The parallelism comes from the channels, as in mamba-ssm (one block per channel there), and every exponential
+    is computed once.  A state crosses tiles through the program's slots of ``carry``: the thread of the last segment
+    stores it and every thread reads it at the next tile (``tl.debug_barrier`` between).  Tiles alternate between
+    two slots, so a tile's stores never overwrite what a slower thread of the same tile has still to read.
+    """
+    b = tl.program_id(0)
+    channels = tl.arange(0, BLOCK_D)
+    if SEGMENTS_FIRST:
+        seg = tl.arange(0, SEGMENTS)[:, None]  # (SEGMENTS, 1)
+        lane_d = channels[None, :]
+        p = tl.arange(0, STEPS)[None, None, :]
+    else:
+        seg = tl.arange(0, SEGMENTS)[None, :]  # (1, SEGMENTS)
+        lane_d = channels[:, None]
+        p = tl.arange(0, STEPS)[:, None, None]
+    d = tl.program_id(1) * BLOCK_D + lane_d
+    d3 = tl.expand_dims(d, STEP_AXIS)
+    seg3 = tl.expand_dims(seg, STEP_AXIS)
+    carry = carry_ptr + (b * tl.num_programs(1) + tl.program_id(1)) * (2 * N * BLOCK_D) + lane_d
+    Dk = tl.load(Dskip_ptr + d3, mask=d3 < Dm, other=0.0)
+    bias = tl.load(bias_ptr + d3, mask=d3 < Dm, other=0.0)
+    previous = tl.maximum(seg - 1, 0) + 0 * d  # (SEGMENTS, BLOCK_D) or its transpose: the segment before each
+    last_segment = (seg == SEGMENTS - 1) & (d >= 0)
+    for tile in range(0, tl.cdiv(L, STEPS * SEGMENTS)):
+        s = tile * (STEPS * SEGMENTS) + seg3 * STEPS + p
+        valid = s < L
+        mask = valid & (d3 < Dm)
+        first_row = (b * L + tile * (STEPS * SEGMENTS) + seg3 * STEPS).to(tl.int64)
+        xrow = x_ptr + first_row * s_xl + p * s_xl
+        delta_pre = tl.where(mask, bias, 0.0)  # bias, broadcast to the tile
+        for r in range(R):
+            col = tl.load(xrow + r, mask=valid, other=0.0)
+            w = tl.load(w_ptr + d3 * R + r, mask=d3 < Dm, other=0.0)
+            delta_pre += col * w
+        # Steps past L get delta 0: decay 1 and no drive, so the last segment carries the state unchanged.
+        delta = tl.where(mask, tl.where(delta_pre > 20.0, delta_pre, tl.log(1.0 + tl.exp(delta_pre))), 0.0)
+        u = tl.load(u_ptr + first_row * Dm + p * Dm + d3, mask=mask, other=0.0)
+        du = delta * u
+        y = u * Dk
+        tl.debug_barrier()  # the last tile's carry stores, visible to every thread
+        carry_in = carry + (tile % 2) * (N * BLOCK_D)
+        carry_out = carry + ((tile + 1) % 2) * (N * BLOCK_D)
+        entering = (d < Dm) & ((d * 0 + tile) > 0)  # the first tile enters from a zero state
+        for n in range(N):
+            a = tl.load(A_ptr + d3 * N + n, mask=d3 < Dm, other=0.0) * LOG2E
+            Bn = tl.load(xrow + R + n, mask=valid, other=0.0)
+            Cn = tl.load(xrow + R + N + n, mask=valid, other=0.0)
+            decays, partial = tl.associative_scan((tl.exp2(delta * a), du * Bn), STEP_AXIS, _combine)  # registers
+            seg_decay = tl.sum(tl.where(p == STEPS - 1, decays, 0.0), axis=STEP_AXIS)
+            seg_state = tl.sum(tl.where(p == STEPS - 1, partial, 0.0), axis=STEP_AXIS)
+            reach, from_zero = tl.associative_scan((seg_decay, seg_state), SEG_AXIS, _combine)  # across threads
+            h0 = tl.load(carry_in + n * BLOCK_D, mask=entering, other=0.0)
+            leaving = from_zero + reach * h0  # the state at each segment's last step
+            entered = tl.where(seg == 0, h0, tl.gather(leaving, previous, SEG_AXIS))
+            y += (partial + decays * tl.expand_dims(entered, STEP_AXIS)) * Cn
+            tl.store(carry_out + n * BLOCK_D + 0 * seg, leaving, mask=last_segment)
+        tl.store(y_ptr + first_row * Dm + p * Dm + d3, y, mask=mask)
+
+
 # (states across warps, channels per program, warps): one state per warp and trip.
 LAYOUTS = [(16, 32, 16), (8, 32, 8), (4, 32, 4), (4, 64, 8), (2, 32, 2)]
 # All N states in each thread, one warp per 32 channels: the fewest instructions, and the fewest warps.
 STATES_IN_THREAD = (1, 32, 1)
+# (steps per segment, segments, channels per program, warps): one segment per thread.
+SEGMENTED = [(8, 32, 2, 1), (4, 32, 4, 1), (16, 32, 1, 1), (8, 128, 2, 4)]
 
 
 def inputs(batch, L, Dm, R, N, seed=0):
@@ -111,6 +197,25 @@ def launch(inp, R, N, ns, block_d, warps, block_t=16):
     return y
 
 
+def launch_segmented(inp, R, N, steps, segments, block_d, warps, segments_first=None):
+    """``segments_across_threads_kernel`` on ``inputs``; segments_first: the tiles' axis order (default: the one
+    this Triton lays out with the segments across the threads)."""
+    if segments_first is None:
+        segments_first = tuple(int(v) for v in triton.__version__.split(".")[:2]) < (3, 7)
+    u = inp["u"]
+    batch, L, Dm = u.shape
+    if u.stride() != (L * Dm, Dm, 1) or inp["x"].stride(2) != 1:
+        raise ValueError("the segmented prototype needs contiguous u and x rows")
+    y = torch.empty_like(u)
+    grid = (batch, triton.cdiv(Dm, block_d))
+    carry = torch.empty(grid[0] * grid[1], 2, N, block_d, device=u.device)
+    segments_across_threads_kernel[grid](
+        u, inp["x"], inp["w"], inp["bias"], inp["A"], inp["Dk"], y, carry, L, Dm, inp["x"].stride(1),
+        R=R, N=N, STEPS=steps, SEGMENTS=segments, BLOCK_D=block_d, SEGMENTS_FIRST=segments_first,
+        STEP_AXIS=2 if segments_first else 0, SEG_AXIS=0 if segments_first else 1, num_warps=warps)
+    return y
+
+
 def reference(inp, R, N):
     """The same recurrence step by step in float64."""
     u, x = inp["u"].double(), inp["x"].double()
@@ -123,6 +228,59 @@ def reference(inp, R, N):
             + (delta[:, step] * u[:, step])[..., None] * Bm[:, step, None, :]
         ys.append((h * Cm[:, step, None, :]).sum(-1) + inp["Dk"].double() * u[:, step])
     return torch.stack(ys, 1)
+
+
+_SASS_LINE = re.compile(r"^\s+/\*([0-9a-f]{4,})\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)[^;]*;")
+_BRANCH_TARGET = re.compile(r"\bBRA\b.*?0x([0-9a-f]+)")
+
+
+def executed_per_tile(listing: str, R: int, N: int) -> int:
+    """SASS instructions one thread executes per tile, from a kernel's ``cuobjdump -sass`` listing: the tile loop's
+    body (the largest loop), with each loop inside it counted once per trip: N for a loop that computes exponentials
+    (MUFU: the state loop), R for one that does not (the dt rank loop).  Static counts hold each loop once."""
+    lines = [(int(m.group(1), 16), m.group(2), line) for line in listing.splitlines()
+             if (m := _SASS_LINE.match(line))]
+    address = {addr: i for i, (addr, _, _) in enumerate(lines)}
+    loops = []  # (first, last) line of each backward branch's body
+    for i, (addr, op, line) in enumerate(lines):
+        target = _BRANCH_TARGET.search(line) if op == "BRA" else None
+        if target and int(target.group(1), 16) < addr and int(target.group(1), 16) in address:
+            loops.append((address[int(target.group(1), 16)], i))
+    if not loops:
+        raise ValueError("no loop in the listing: expected a tile loop")
+    tile = max(loops, key=lambda loop: loop[1] - loop[0])
+    executed = tile[1] - tile[0] + 1
+    for first, last in loops:
+        if tile[0] <= first and last < tile[1]:
+            trips = N if any(op == "MUFU" for _, op, _ in lines[first:last + 1]) else R
+            executed += (trips - 1) * (last - first + 1)
+    return executed
+
+
+def sass_listing(cubin: bytes) -> str:
+    """``cuobjdump -sass`` of a cubin, with the cuobjdump that ships with Triton."""
+    from triton.backends.nvidia.compiler import get_ptxas
+
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(cubin)
+        f.flush()
+        return subprocess.run([str(Path(get_ptxas(90).path).with_name("cuobjdump")), "-sass", f.name],
+                              check=True, capture_output=True, text=True).stdout
+
+
+def compile_row(build, R, N, layout: dict, elements: int, programs_case_a: int, warps: int) -> dict:
+    """One result row: the build's resources and its instructions per (step, channel, state) element."""
+    from triton.runtime.cache import get_cache_manager
+
+    cubin = Path(get_cache_manager(build.cache_key).get_file(f"{build.kernel}.cubin")).read_bytes()
+    executed = executed_per_tile(sass_listing(cubin), R, N)
+    return dict(kernel=build.kernel, arch=build.arch, triton=triton.__version__, **layout, num_warps=warps,
+                registers=build.registers, spill_bytes=build.spill_store_bytes, shared_bytes=build.shared_bytes,
+                shuffles=build.shuffles, exp_log=build.exp_log, sass_static=build.sass_instructions,
+                elements_per_thread_and_tile=elements,
+                sass_static_per_element=round(build.sass_instructions / elements, 1),
+                sass_executed_per_tile=executed, sass_executed_per_element=round(executed / elements, 1),
+                warps_case_a_two_directions=2 * programs_case_a * warps)
 
 
 def main(argv=None) -> int:
@@ -141,24 +299,29 @@ def main(argv=None) -> int:
             print(f"states across {ns} warps, {block_d} channels: relative error {err:.1e}")
             if not err < 1e-5:
                 return 1
+        for steps, segments, block_d, warps in SEGMENTED:
+            got = launch_segmented(inp, R, N, steps, segments, block_d, warps)
+            err = ((got.double() - expected).norm() / expected.norm()).item()
+            print(f"{segments} segments of {steps} steps, {block_d} channels: relative error {err:.1e}")
+            if not err < 1e-5:
+                return 1
         return 0
     from scan2d.triton.compile_check import compile_instead_of_launch
 
     rows = []
     inp = inputs(8, 4096, 360, R, N)  # case (a)'s shape, one direction
-    for ns, block_d, warps in [STATES_IN_THREAD] + LAYOUTS:
+    layouts = [(launch, (ns, block_d, warps), dict(states_across_warps=ns, block_d=block_d), block_d, warps,
+                16 * (N // ns) * block_d * ns // (32 * warps))  # (step, channel, state) per thread and tile
+               for ns, block_d, warps in [STATES_IN_THREAD] + LAYOUTS]
+    layouts += [(launch_segmented, (steps, segments, block_d, warps),
+                 dict(steps_per_segment=steps, segments=segments, block_d=block_d), block_d, warps,
+                 steps * block_d * N) for steps, segments, block_d, warps in SEGMENTED]
+    for launcher, config, layout, block_d, warps, elements in layouts:
         builds = []
         with compile_instead_of_launch([90], builds):
-            launch(inp, R, N, ns, block_d, warps)
+            launcher(inp, R, N, *config)
         (build,) = builds
-        elements = 16 * (N // ns) * block_d * ns // (32 * warps)  # (step, channel, state) per thread and tile
-        programs = 8 * triton.cdiv(360, block_d)
-        row = dict(kernel=build.kernel, arch=build.arch, triton=triton.__version__, states_across_warps=ns,
-                   block_d=block_d, num_warps=warps, registers=build.registers, spill_bytes=build.spill_store_bytes,
-                   shared_bytes=build.shared_bytes, shuffles=build.shuffles, exp_log=build.exp_log,
-                   sass_static=build.sass_instructions, elements_per_thread_and_tile=elements,
-                   sass_static_per_element=round(build.sass_instructions / elements, 1),
-                   warps_case_a_two_directions=2 * programs * warps)
+        row = compile_row(build, R, N, layout, elements, 8 * triton.cdiv(360, block_d), warps)
         print(row)
         rows.append(row)
     print(write_jsonl(rows, f"one-pass-forward-compile-triton{triton.__version__}.jsonl"))

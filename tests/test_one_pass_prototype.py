@@ -10,7 +10,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from one_pass_bench import run as bench_run  # noqa: E402
-from one_pass_compile import STATES_IN_THREAD, inputs, launch, reference  # noqa: E402
+from one_pass_compile import (STATES_IN_THREAD, executed_per_tile, inputs, launch, launch_segmented,  # noqa: E402
+                              reference)
 from test_bench_baseline import SelectiveScanCudaStandIn  # noqa: E402
 
 
@@ -23,16 +24,47 @@ def test_one_pass_prototype_matches_a_step_by_step_scan(ns, block_d, warps):
     assert torch.allclose(got.double(), expected, rtol=1e-5, atol=1e-5), (got.double() - expected).abs().max()
 
 
+@pytest.mark.parametrize("segments_first", [False, True])  # the axis orders of Triton 3.7 and of 3.6
+@pytest.mark.parametrize("steps,segments,block_d,warps", [(4, 8, 2, 1), (2, 4, 4, 1)])
+def test_segmented_prototype_matches_a_step_by_step_scan(steps, segments, block_d, warps, segments_first):
+    # Tiles of 32 and 8 steps: several tiles (the state crossing them through the carry slots), a partial last tile,
+    # a partial channel block, and a segment whose first step lies past the end.
+    R, N = 3, 4
+    inp = inputs(batch=2, L=39, Dm=5, R=R, N=N)
+    got = launch_segmented(inp, R, N, steps, segments, block_d, warps, segments_first=segments_first)
+    expected = reference(inp, R, N)
+    assert torch.allclose(got.double(), expected, rtol=1e-5, atol=1e-5), (got.double() - expected).abs().max()
+
+
 def test_one_pass_bench_runs_every_backend_on_the_same_work(capsys):
     """The GPU timing harness, on the CPU: a lease must not be spent finding that it fails.  mamba-ssm's op is a
     stand-in that checks its argument conventions and computes with the PyTorch path."""
     args = argparse.Namespace(smoke=True, repeats=1)
     rows = bench_run(args, "unused.jsonl", module=SelectiveScanCudaStandIn)
-    assert [row["backend"] for row in rows] == ["mamba_ssm", "drop_in", "one_pass", "one_pass"]
-    assert {(row["states_across_warps"], row["num_warps"]) for row in rows[2:]} == {(1, 1), (4, 4)}
+    assert [row["backend"] for row in rows] == ["mamba_ssm", "drop_in", "segmented", "one_pass", "one_pass"]
+    assert (rows[2]["steps_per_segment"], rows[2]["segments"], rows[2]["block_d"]) == (4, 32, 4)
+    assert {(row["states_across_warps"], row["num_warps"]) for row in rows[3:]} == {(1, 1), (4, 4)}
     # Each output against the drop-in's: the stand-in (the PyTorch path, float32) within the script's own bound,
     # both prototype layouts as closely as the float64 comparison above.
     assert rows[0]["rel_err_vs_drop_in"] < 1e-4
     assert all(row["rel_err_vs_drop_in"] < 1e-6 for row in rows[2:]), [row["rel_err_vs_drop_in"] for row in rows]
     assert all(row["fwd_ms"] > 0 for row in rows)
     assert rows[2]["fwd_speedup_vs_mamba_ssm"] == pytest.approx(rows[0]["fwd_ms"] / rows[2]["fwd_ms"], rel=1e-2)
+
+
+def sass(address, instruction):
+    return f"        /*{address:04x}*/                   {instruction} ;            /* 0x0000000000047308 */"
+
+
+def test_executed_count_takes_each_inner_loop_once_per_trip():
+    # A tile loop (0x10-0x90) around a rank loop without exponentials (0x20-0x30, 2 instructions) and a state loop with
+    # them (0x50-0x70, 3), and a forward branch that is no loop.  bench/README.md quotes these counts per element.
+    listing = "\n".join(["        Function : kernel", sass(0x0, "MOV R1, c[0x0][0x28]"),
+                         sass(0x10, "IADD3 R2, R2, 0x1, RZ"), sass(0x20, "FFMA R4, R5, R6, R4"),
+                         sass(0x30, "@P0 BRA 0x20"), sass(0x40, "@P1 BRA 0x50"), sass(0x50, "MUFU.EX2 R7, R7"),
+                         sass(0x60, "FMUL R8, R7, R8"), sass(0x70, "@P2 BRA 0x50"), sass(0x80, "STG.E [R2], R8"),
+                         sass(0x90, "@P3 BRA 0x10"), sass(0xa0, "EXIT")])
+    R, N = 23, 16
+    assert executed_per_tile(listing, R, N) == 9 + (R - 1) * 2 + (N - 1) * 3
+    with pytest.raises(ValueError, match="no loop"):
+        executed_per_tile(sass(0x0, "EXIT"), R, N)
