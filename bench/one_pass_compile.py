@@ -105,8 +105,8 @@ def segments_across_threads_kernel(u_ptr, x_ptr, w_ptr, bias_ptr, A_ptr, Dskip_p
     (batch, block of BLOCK_D channels) walks all L steps in tiles of SEGMENTS x STEPS consecutive steps, held as
     (STEPS, BLOCK_D, SEGMENTS) tensors, or (SEGMENTS, BLOCK_D, STEPS) where SEGMENTS_FIRST (STEP_AXIS 2, SEG_AXIS 0
     in the (SEGMENTS, BLOCK_D) tensors of a step each; else 0 and 1): the segments across the threads, a segment's
-    steps and channels in registers.  Triton 3.7 lays the tiles out so with the segments last, Triton 3.6 with them
-    first (each puts threads along the axes neither contiguous in memory nor known to be in its own order).
+    steps and channels in registers.  Both Tritons put the threads along the axes that are neither contiguous in
+    memory nor known to be in order, 3.7 taking the last such axis and 3.6 the first: hence the two orders.
     The N states go one after another (a loop, as in mamba-ssm's kernel).  For each:
     - each segment's steps are scanned in registers;
     - the segments' (decay product, state from zero) pairs are scanned across the threads: once per state and tile,
