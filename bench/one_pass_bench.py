@@ -16,8 +16,11 @@ Work (float32, forward without autograd, one raster-order scan per sequence, sta
   b_inference: 2 sequences of 65,536 steps (case (b): batch 1, two directions, 256x256)
 Backends: ``segmented`` and ``one_pass`` per layout (dt projection, softplus and the D skip inside), ``drop_in``
 (scan2d's selective_scan on the state loops, delta projected beforehand as mamba-ssm needs it) and ``mamba_ssm``
-(its CUDA op on the drop-in's inputs).  Each row has ``fwd_ms`` (median of CUDA events), ``rel_err_vs_drop_in`` (relative L2
-distance of the output) and ``fwd_speedup_vs_mamba_ssm``.  Rows go to ``one-pass-forward-<gpu>-<date>.jsonl``.
+(its CUDA op on the drop-in's inputs); and two training forwards, which keep what the backward reads:
+``drop_in_training`` (the drop-in with u requiring grad: its 16-step chunks' entry states) and
+``segmented_training`` (each 16-step segment's entering state and delta sum).  Each row has ``fwd_ms`` (median
+of CUDA events), ``rel_err_vs_drop_in`` (relative L2 distance of the output) and ``fwd_speedup_vs_mamba_ssm``.
+Rows go to ``one-pass-forward-<gpu>-<date>.jsonl``.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, append_jsonl, record, time_ms  # noqa: E402
-from one_pass_compile import LAYOUTS, SEGMENTED, STATES_IN_THREAD, inputs, launch, launch_segmented  # noqa: E402
+from one_pass_compile import (LAYOUTS, SEGMENTED, SEGMENTED_TRAINING, STATES_IN_THREAD, inputs, launch,  # noqa: E402
+                              launch_segmented)
 
 import scan2d  # noqa: E402
 
@@ -70,6 +74,15 @@ def run(args, out_name: str, module=None) -> list:
                                       delta_bias=pre["bias"], delta_softplus=True, backend="triton")
             return y.transpose(1, 2)  # a view: the timing does not include a copy
 
+        u_grad = pre["u"].detach().clone().requires_grad_()
+
+        def drop_in_training():
+            # The fused op's forward when autograd records: one-tile chunks, their entry states kept for the backward.
+            with torch.enable_grad():
+                y = scan2d.selective_scan(u_grad, pre["delta"], pre["A"], pre["B"], pre["C"], pre["D"],
+                                          delta_bias=pre["bias"], delta_softplus=True, backend="triton")
+            return y.detach().transpose(1, 2)
+
         backends = {}
         if module is not None:
             def mamba_ssm():
@@ -84,6 +97,13 @@ def run(args, out_name: str, module=None) -> list:
             layout = dict(steps_per_segment=steps, segments=segments, block_d=block_d, num_warps=warps)
             backends[f"segmented {steps}/{segments}/{block_d}/{warps}"] = (
                 lambda cfg=(steps, segments, block_d, warps): launch_segmented(inp, R, N, *cfg), layout)
+        # A training forward each: the two passes keeping their chunk entry states, one pass storing each segment's.
+        backends["drop_in_training"] = (drop_in_training, {})
+        for steps, segments, block_d, warps in SEGMENTED[1:2] if args.smoke else SEGMENTED_TRAINING:
+            layout = dict(steps_per_segment=steps, segments=segments, block_d=block_d, num_warps=warps)
+            backends[f"segmented_training {steps}/{segments}/{block_d}/{warps}"] = (
+                lambda cfg=(steps, segments, block_d, warps): launch_segmented(inp, R, N, *cfg, store_states=True)[0],
+                layout)
         for ns, block_d, warps in [STATES_IN_THREAD] + (LAYOUTS[2:3] if args.smoke else LAYOUTS):
             layout = dict(states_across_warps=ns, block_d=block_d, num_warps=warps)
             backends[f"one_pass {ns}/{block_d}/{warps}"] = (

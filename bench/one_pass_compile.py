@@ -94,14 +94,18 @@ def one_pass_forward_kernel(u_ptr, x_ptr, w_ptr, bias_ptr, A_ptr, Dskip_ptr, y_p
 
 
 @triton.jit
-def segments_across_threads_kernel(u_ptr, x_ptr, w_ptr, bias_ptr, A_ptr, Dskip_ptr, y_ptr, carry_ptr, L,
-                                   Dm: tl.constexpr, s_xl: tl.constexpr, R: tl.constexpr, N: tl.constexpr,
-                                   STEPS: tl.constexpr, SEGMENTS: tl.constexpr, BLOCK_D: tl.constexpr,
-                                   SEGMENTS_FIRST: tl.constexpr, STEP_AXIS: tl.constexpr, SEG_AXIS: tl.constexpr):
+def segments_across_threads_kernel(u_ptr, x_ptr, w_ptr, bias_ptr, A_ptr, Dskip_ptr, y_ptr, carry_ptr, states_ptr,
+                                   dsum_ptr, L, Dm: tl.constexpr, s_xl: tl.constexpr, R: tl.constexpr,
+                                   N: tl.constexpr, STEPS: tl.constexpr, SEGMENTS: tl.constexpr,
+                                   BLOCK_D: tl.constexpr, SEGMENTS_FIRST: tl.constexpr, STEP_AXIS: tl.constexpr,
+                                   SEG_AXIS: tl.constexpr, STORE_STATES: tl.constexpr):
     """The same scan with each tile's steps cut into segments across the threads, a segment's steps in its thread.
 
     Arguments as ``one_pass_forward_kernel``'s (Dm and s_xl compile-time, so that a thread's steps are constant
-    offsets from its segment's first row), and carry: (programs, 2, N, BLOCK_D) float32 scratch.  One program per
+    offsets from its segment's first row), and carry: (programs, 2, N, BLOCK_D) float32 scratch.  With STORE_STATES
+    it also writes what a training forward keeps for the backward: each segment's entering state, states (batch,
+    segments, Dm, N) float32 (the fused op's chunk entry states, at STEPS = 16 its 16-step chunks), and its delta
+    sum, dsum (batch, segments, Dm) float32.  One program per
     (batch, block of BLOCK_D channels) walks all L steps in tiles of SEGMENTS x STEPS consecutive steps, held as
     (STEPS, BLOCK_D, SEGMENTS) tensors, or (SEGMENTS, BLOCK_D, STEPS) where SEGMENTS_FIRST (STEP_AXIS 2, SEG_AXIS 0
     in the (SEGMENTS, BLOCK_D) tensors of a step each; else 0 and 1): the segments across the threads, a segment's
@@ -156,6 +160,10 @@ def segments_across_threads_kernel(u_ptr, x_ptr, w_ptr, bias_ptr, A_ptr, Dskip_p
         carry_in = carry + (tile % 2) * (N * BLOCK_D)
         carry_out = carry + ((tile + 1) % 2) * (N * BLOCK_D)
         entering = (d < Dm) & ((d * 0 + tile) > 0)  # the first tile enters from a zero state
+        if STORE_STATES:
+            chunk = b * tl.cdiv(L, STEPS) + tile * SEGMENTS + seg  # this segment's row in states and dsum
+            chunk_valid = (tile * (STEPS * SEGMENTS) + seg * STEPS < L) & (d < Dm)
+            tl.store(dsum_ptr + chunk * Dm + d, tl.sum(delta, axis=STEP_AXIS), mask=chunk_valid)
         for n in range(N):
             a = tl.load(A_ptr + d3 * N + n, mask=d3 < Dm, other=0.0) * LOG2E
             Bn = tl.load(xrow + R + n, mask=valid, other=0.0)
@@ -167,6 +175,8 @@ def segments_across_threads_kernel(u_ptr, x_ptr, w_ptr, bias_ptr, A_ptr, Dskip_p
             h0 = tl.load(carry_in + n * BLOCK_D, mask=entering, other=0.0)
             leaving = from_zero + reach * h0  # the state at each segment's last step
             entered = tl.where(seg == 0, h0, tl.gather(leaving, previous, SEG_AXIS))
+            if STORE_STATES:
+                tl.store(states_ptr + (chunk * Dm + d) * N + n, entered, mask=chunk_valid)
             y += (partial + decays * tl.expand_dims(entered, STEP_AXIS)) * Cn
             tl.store(carry_out + n * BLOCK_D + 0 * seg, leaving, mask=last_segment)
         tl.store(y_ptr + first_row * Dm + p * Dm + d3, y, mask=mask)
@@ -178,6 +188,8 @@ LAYOUTS = [(16, 32, 16), (8, 32, 8), (4, 32, 4), (4, 64, 8), (2, 32, 2)]
 STATES_IN_THREAD = (1, 32, 1)
 # (steps per segment, segments, channels per program, warps): one segment per thread.
 SEGMENTED = [(8, 32, 2, 1), (4, 32, 4, 1), (16, 32, 1, 1), (8, 128, 2, 4)]
+# The same, storing the entry state of every 16 steps for the backward, as the fused op's training forward does.
+SEGMENTED_TRAINING = [(16, 32, 1, 1), (16, 64, 1, 2)]
 
 
 def inputs(batch, L, Dm, R, N, seed=0):
@@ -197,9 +209,10 @@ def launch(inp, R, N, ns, block_d, warps, block_t=16):
     return y
 
 
-def launch_segmented(inp, R, N, steps, segments, block_d, warps, segments_first=None):
-    """``segments_across_threads_kernel`` on ``inputs``; segments_first: the tiles' axis order (default: the one
-    this Triton lays out with the segments across the threads)."""
+def launch_segmented(inp, R, N, steps, segments, block_d, warps, segments_first=None, store_states=False):
+    """``segments_across_threads_kernel`` on ``inputs``: y, and with ``store_states`` (y, states, dsum), what a
+    training forward keeps for the backward.  segments_first: the tiles' axis order (default: the one this Triton
+    lays out with the segments across the threads)."""
     if segments_first is None:
         segments_first = tuple(int(v) for v in triton.__version__.split(".")[:2]) < (3, 7)
     u = inp["u"]
@@ -209,25 +222,37 @@ def launch_segmented(inp, R, N, steps, segments, block_d, warps, segments_first=
     y = torch.empty_like(u)
     grid = (batch, triton.cdiv(Dm, block_d))
     carry = torch.empty(grid[0] * grid[1], 2, N, block_d, device=u.device)
+    chunks = triton.cdiv(L, steps) if store_states else 0
+    states = torch.empty(batch, chunks, Dm, N, device=u.device)
+    dsum = torch.empty(batch, chunks, Dm, device=u.device)
     segments_across_threads_kernel[grid](
-        u, inp["x"], inp["w"], inp["bias"], inp["A"], inp["Dk"], y, carry, L, Dm, inp["x"].stride(1),
+        u, inp["x"], inp["w"], inp["bias"], inp["A"], inp["Dk"], y, carry, states, dsum, L, Dm, inp["x"].stride(1),
         R=R, N=N, STEPS=steps, SEGMENTS=segments, BLOCK_D=block_d, SEGMENTS_FIRST=segments_first,
-        STEP_AXIS=2 if segments_first else 0, SEG_AXIS=0 if segments_first else 1, num_warps=warps)
-    return y
+        STEP_AXIS=2 if segments_first else 0, SEG_AXIS=0 if segments_first else 1, STORE_STATES=store_states,
+        num_warps=warps)
+    return (y, states, dsum) if store_states else y
 
 
-def reference(inp, R, N):
-    """The same recurrence step by step in float64."""
+def reference(inp, R, N, states_every=None):
+    """The same recurrence step by step in float64; with ``states_every`` (a step count S) also the state entering
+    every S-th step, (batch, chunks, Dm, N), and the sums of delta over each S steps, (batch, chunks, Dm)."""
     u, x = inp["u"].double(), inp["x"].double()
     delta = torch.nn.functional.softplus(x[..., :R] @ inp["w"].double().T + inp["bias"].double())
     Bm, Cm = x[..., R:R + N], x[..., R + N:]
     h = torch.zeros(u.shape[0], u.shape[2], N, dtype=torch.float64)
-    ys = []
+    ys, entering = [], []
     for step in range(u.shape[1]):
+        if states_every and step % states_every == 0:
+            entering.append(h)
         h = torch.exp(delta[:, step, :, None] * inp["A"].double()) * h \
             + (delta[:, step] * u[:, step])[..., None] * Bm[:, step, None, :]
         ys.append((h * Cm[:, step, None, :]).sum(-1) + inp["Dk"].double() * u[:, step])
-    return torch.stack(ys, 1)
+    if not states_every:
+        return torch.stack(ys, 1)
+    chunks = len(entering)
+    padded = torch.nn.functional.pad(delta, (0, 0, 0, chunks * states_every - delta.shape[1]))
+    dsum = padded.view(delta.shape[0], chunks, states_every, -1).sum(2)
+    return torch.stack(ys, 1), torch.stack(entering, 1), dsum
 
 
 _SASS_LINE = re.compile(r"^\s+/\*([0-9a-f]{4,})\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)[^;]*;")
@@ -299,7 +324,7 @@ def main(argv=None) -> int:
             print(f"states across {ns} warps, {block_d} channels: relative error {err:.1e}")
             if not err < 1e-5:
                 return 1
-        for steps, segments, block_d, warps in SEGMENTED:
+        for steps, segments, block_d, warps in SEGMENTED + SEGMENTED_TRAINING:
             got = launch_segmented(inp, R, N, steps, segments, block_d, warps)
             err = ((got.double() - expected).norm() / expected.norm()).item()
             print(f"{segments} segments of {steps} steps, {block_d} channels: relative error {err:.1e}")
@@ -314,12 +339,14 @@ def main(argv=None) -> int:
                 16 * (N // ns) * block_d * ns // (32 * warps))  # (step, channel, state) per thread and tile
                for ns, block_d, warps in [STATES_IN_THREAD] + LAYOUTS]
     layouts += [(launch_segmented, (steps, segments, block_d, warps),
-                 dict(steps_per_segment=steps, segments=segments, block_d=block_d), block_d, warps,
-                 steps * block_d * N) for steps, segments, block_d, warps in SEGMENTED]
+                 dict(steps_per_segment=steps, segments=segments, block_d=block_d, stores_states=training),
+                 block_d, warps, steps * block_d * N)
+                for training, segmented in ((False, SEGMENTED), (True, SEGMENTED_TRAINING))
+                for steps, segments, block_d, warps in segmented]
     for launcher, config, layout, block_d, warps, elements in layouts:
         builds = []
         with compile_instead_of_launch([90], builds):
-            launcher(inp, R, N, *config)
+            launcher(inp, R, N, *config, **({"store_states": True} if layout.get("stores_states") else {}))
         (build,) = builds
         row = compile_row(build, R, N, layout, elements, 8 * triton.cdiv(360, block_d), warps)
         print(row)

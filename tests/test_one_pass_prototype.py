@@ -34,6 +34,14 @@ def test_segmented_prototype_matches_a_step_by_step_scan(steps, segments, block_
     got = launch_segmented(inp, R, N, steps, segments, block_d, warps, segments_first=segments_first)
     expected = reference(inp, R, N)
     assert torch.allclose(got.double(), expected, rtol=1e-5, atol=1e-5), (got.double() - expected).abs().max()
+    # A training forward also keeps, for the backward, the state entering each segment and its delta sum.
+    got, states, dsum = launch_segmented(inp, R, N, steps, segments, block_d, warps, segments_first=segments_first,
+                                         store_states=True)
+    expected, expected_states, expected_dsum = reference(inp, R, N, states_every=steps)
+    assert states.shape == expected_states.shape == (2, -(-39 // steps), 5, N)
+    assert torch.allclose(got.double(), expected, rtol=1e-5, atol=1e-5)
+    assert torch.allclose(states.double(), expected_states, rtol=1e-5, atol=1e-6)
+    assert torch.allclose(dsum.double(), expected_dsum, rtol=1e-5, atol=1e-6)
 
 
 def test_one_pass_bench_runs_every_backend_on_the_same_work(capsys):
@@ -41,9 +49,10 @@ def test_one_pass_bench_runs_every_backend_on_the_same_work(capsys):
     stand-in that checks its argument conventions and computes with the PyTorch path."""
     args = argparse.Namespace(smoke=True, repeats=1)
     rows = bench_run(args, "unused.jsonl", module=SelectiveScanCudaStandIn)
-    assert [row["backend"] for row in rows] == ["mamba_ssm", "drop_in", "segmented", "one_pass", "one_pass"]
+    assert [row["backend"] for row in rows] == ["mamba_ssm", "drop_in", "segmented", "drop_in_training",
+                                                "segmented_training", "one_pass", "one_pass"]
     assert (rows[2]["steps_per_segment"], rows[2]["segments"], rows[2]["block_d"]) == (4, 32, 4)
-    assert {(row["states_across_warps"], row["num_warps"]) for row in rows[3:]} == {(1, 1), (4, 4)}
+    assert {(row["states_across_warps"], row["num_warps"]) for row in rows[5:]} == {(1, 1), (4, 4)}
     # Each output against the drop-in's: the stand-in (the PyTorch path, float32) within the script's own bound,
     # both prototype layouts as closely as the float64 comparison above.
     assert rows[0]["rel_err_vs_drop_in"] < 1e-4
