@@ -23,14 +23,15 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 import triton
 import triton.language as tl
+
+from scan2d.triton.sass_count import sass_listing
+from scan2d.triton.tiles import rowwise_by_default
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_jsonl  # noqa: E402
@@ -213,8 +214,8 @@ def launch_segmented(inp, R, N, steps, segments, block_d, warps, segments_first=
     """``segments_across_threads_kernel`` on ``inputs``: y, and with ``store_states`` (y, states, dsum), what a
     training forward keeps for the backward.  segments_first: the tiles' axis order (default: the one this Triton
     lays out with the segments across the threads)."""
-    if segments_first is None:
-        segments_first = tuple(int(v) for v in triton.__version__.split(".")[:2]) < (3, 7)
+    if segments_first is None:  # the tie Triton's coalescing breaks as for the drop-in's row-wise tiles
+        segments_first = rowwise_by_default(triton.__version__)
     u = inp["u"]
     batch, L, Dm = u.shape
     if u.stride() != (L * Dm, Dm, 1) or inp["x"].stride(2) != 1:
@@ -280,17 +281,6 @@ def executed_per_tile(listing: str, R: int, N: int) -> int:
             trips = N if any(op == "MUFU" for _, op, _ in lines[first:last + 1]) else R
             executed += (trips - 1) * (last - first + 1)
     return executed
-
-
-def sass_listing(cubin: bytes) -> str:
-    """``cuobjdump -sass`` of a cubin, with the cuobjdump that ships with Triton."""
-    from triton.backends.nvidia.compiler import get_ptxas
-
-    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
-        f.write(cubin)
-        f.flush()
-        return subprocess.run([str(Path(get_ptxas(90).path).with_name("cuobjdump")), "-sass", f.name],
-                              check=True, capture_output=True, text=True).stdout
 
 
 def compile_row(build, R, N, layout: dict, elements: int, programs_case_a: int, warps: int) -> dict:

@@ -4,12 +4,11 @@ what ``cuobjdump -sass`` lists for each kernel, for cubins that Triton's own ptx
 
 import re
 import subprocess
-from pathlib import Path
 
 import pytest
 from triton.backends.nvidia.compiler import get_ptxas
 
-from scan2d.triton.sass_count import sass_instruction_count
+from scan2d.triton.sass_count import sass_instruction_count, sass_listing
 
 # Two kernels of different lengths in one module: a loop over n elements adding 1, and one store.
 PTX = """
@@ -52,13 +51,10 @@ END:
 """
 
 
-def cuobjdump_counts(cubin_path):
+def cuobjdump_counts(cubin):
     """{kernel: instructions} as ``cuobjdump -sass`` lists them ("/*0a50*/  FFMA R4, ..." lines per function)."""
-    cuobjdump = Path(get_ptxas(90).path).with_name("cuobjdump")
-    listing = subprocess.run([str(cuobjdump), "-sass", str(cubin_path)], check=True, capture_output=True,
-                             text=True).stdout
     counts = {}
-    for block in re.split(r"Function : ", listing)[1:]:
+    for block in re.split(r"Function : ", sass_listing(cubin))[1:]:
         name = block.split(maxsplit=1)[0]
         counts[name] = len(re.findall(r"^\s+/\*[0-9a-f]{4,}\*/\s+\S", block, re.MULTILINE))
     return counts
@@ -70,10 +66,10 @@ def test_section_sizes_count_the_instructions_cuobjdump_lists(tmp_path, arch):
     ptx.write_text(PTX.format(arch=arch))
     subprocess.run([get_ptxas(arch).path, f"-arch=sm_{arch}", str(ptx), "-o", str(cubin)], check=True,
                    capture_output=True)
-    listed = cuobjdump_counts(cubin)
+    data = cubin.read_bytes()
+    listed = cuobjdump_counts(data)
     assert set(listed) == {"add_one", "store_zero"}
     assert listed["add_one"] > listed["store_zero"] > 0
-    data = cubin.read_bytes()
     assert {name: sass_instruction_count(data, name) for name in listed} == listed
     with pytest.raises(KeyError, match=r"no kernel 'scan'.*\['add_one', 'store_zero'\]"):
         sass_instruction_count(data, "scan")

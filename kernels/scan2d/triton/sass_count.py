@@ -4,11 +4,15 @@ Since Volta every SASS instruction is 16 bytes, and ptxas puts each kernel's cod
 section, so the section's size over 16 is the count that ``cuobjdump -sass`` lists (padding NOPs included).  Reading
 two headers takes microseconds; disassembling a 5,000-instruction kernel with cuobjdump took a second of the CI
 machine's time, a third of each compile_check build.  tests/test_sass_count.py checks the two against each other.
+``sass_listing`` gives that listing, for tools that read the instructions themselves.
 """
 
 from __future__ import annotations
 
 import struct
+import subprocess
+import tempfile
+from pathlib import Path
 
 INSTRUCTION_BYTES = 16  # sm_70 and later
 _ELF_MAGIC = b"\x7fELF"
@@ -41,3 +45,15 @@ def sass_instruction_count(cubin: bytes, kernel: str) -> int:
         found = sorted(n[len(".text."):] for n in sections if n.startswith(".text."))
         raise KeyError(f"no kernel {kernel!r} in the cubin; it holds {found}")
     return size // INSTRUCTION_BYTES
+
+
+def sass_listing(cubin: bytes) -> str:
+    """``cuobjdump -sass`` of ``cubin`` ("/*0a50*/  FFMA R4, ..." lines under a "Function : <kernel>" header for
+    each kernel), with the cuobjdump that ships beside Triton's ptxas."""
+    from triton.backends.nvidia.compiler import get_ptxas
+
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(cubin)
+        f.flush()
+        return subprocess.run([str(Path(get_ptxas(90).path).with_name("cuobjdump")), "-sass", f.name],
+                              check=True, capture_output=True, text=True).stdout
