@@ -44,6 +44,9 @@ mamba_args=()
 # pipelined state loops: step 3b.
 UNTIMED="paired_loads=False window_tiles=False narrow_offsets=False forward_maxnreg=168 backward_maxnreg=200
 state_loop_stages=2"
+# The one-pass forward in the op itself (since 2026-12-03): the default layout (2 channels per program), one channel,
+# and 4 states per trip of its state loop: step 3c.
+ONE_PASS="one_pass_forward=True one_pass_forward=True,one_pass_block_d=1 one_pass_forward=True,one_pass_unroll=4"
 # Each step runs under min(its own limit, what is left of BUDGET), so the run ends, and summarizes, in time.
 BUDGET=${BUDGET:-370}
 left() { local l=$(( BUDGET - SECONDS )); [ "$l" -lt "$1" ] && echo "$(( l > 1 ? l : 1 ))" || echo "$1"; }
@@ -72,11 +75,14 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
         backward_dx_copies=True > /tmp/warmup2.log 2>&1 ) &
     ( BENCH_RESULTS=/tmp/warmup3 timeout 150 python3 bench/scan_bench.py --backends fused --repeats 1 --gated \
         --cases a_training_w8 b_inference_256 d_model_inference_64 --dtypes float32 > /tmp/warmup3.log 2>&1 ) &
-    ( BENCH_RESULTS=/tmp/warmup4 timeout 150 python3 bench/one_pass_bench.py --repeats 1 > /tmp/warmup4.log 2>&1 ) &
+    # shellcheck disable=SC2086
+    ( BENCH_RESULTS=/tmp/warmup4 timeout 150 python3 bench/one_pass_bench.py --repeats 1 > /tmp/warmup4.log 2>&1;
+      BENCH_RESULTS=/tmp/warmup5 timeout 100 python3 bench/scan_bench.py --backends fused drop_in --repeats 1 \
+        --cases a_training_w8 b_inference_256 --dtypes float32 --configs $ONE_PASS > /tmp/warmup5.log 2>&1 ) &
     export TRITON_INTERPRET=0 HYPOTHESIS_PROFILE=dev
     timeout "$(left 130)" python3 -m pytest -q -n 6 --maxfail 5 -rfEs -p no:cacheprovider \
         tests/test_triton_lane_sums.py tests/test_triton_softplus.py tests/test_triton_directional.py \
-        tests/test_triton_adjoint.py \
+        tests/test_triton_adjoint.py tests/test_triton_one_pass.py \
         tests/test_triton_selective_scan.py tests/test_triton_large_inputs.py \
         tests/test_models.py -k "not test_models or across_backends" > "$OUT/tests.log" 2>&1
     echo "tests rc=$? at ${SECONDS}s" >> "$OUT/tests.log"
@@ -104,6 +110,13 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     #    sequence keep an H200 busy? The answer decides the forward's design (the 4x goal needs one pass), so it runs
     #    before the gated and model-shaped cases.
     step_run one-pass 40 python3 bench/one_pass_bench.py "${mamba_args[@]}" --repeats 20
+    #    The one-pass forward in the op (TileConfig.one_pass_forward, since 2026-12-03; off by default): the layer
+    #    and the drop-in, forward and forward+backward (its stored chunk states feed the unchanged backward), cases a
+    #    and b, beside the chunked default.  tests/test_triton_one_pass.py checked its results on this GPU in step 2.
+    # shellcheck disable=SC2086
+    step_run one-pass-op 40 python3 bench/scan_bench.py "${mamba_args[@]}" --repeats 20 --append \
+        --cases a_training_w8 b_inference_256 --dtypes float32 --backends mamba_ssm fused drop_in \
+        --configs default $ONE_PASS
     # 3d. Positions per tile in the aligned cross-scale order (since 2026-12-03), on and off, case (c) at 64x64.
     step_run scan-cross-scale-tiles 20 python3 bench/scan_bench.py --repeats 20 --append --cases c_cross_scale_64 \
         --dtypes float32 --backends fused --configs default window_tiles=False

@@ -28,11 +28,11 @@ class LaunchSpy:
 def spy_on_launches(monkeypatch, names, record=_default_record) -> list:
     """Puts a :class:`LaunchSpy` in place of each of the kernels ``names`` (for the test's duration) and returns the
     list their launches' records go to."""
-    from scan2d.triton import backward_kernels, chunk_carry, forward_kernels
+    from scan2d.triton import backward_kernels, chunk_carry, forward_kernels, one_pass
 
     seen = []
     for name in names:
         # The launcher reads each kernel from its module at every launch.
-        module = next(m for m in (forward_kernels, chunk_carry, backward_kernels) if hasattr(m, name))
+        module = next(m for m in (forward_kernels, chunk_carry, backward_kernels, one_pass) if hasattr(m, name))
         monkeypatch.setattr(module, name, LaunchSpy(getattr(module, name), seen, record))
     return seen

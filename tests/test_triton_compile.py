@@ -384,3 +384,39 @@ def test_32_bit_offsets_cut_every_state_loop_kernel(tmp_path):
                                                                        a["sass_instructions"])
         assert (b["exp_log"], b["atomics"], b["shuffles"]) == (a["exp_log"], a["atomics"], a["shuffles"]), key[0]
         assert b["spill_store_bytes"] <= a["spill_store_bytes"], (key[0], b["spill_store_bytes"])
+
+
+# The one-pass forward's configurations: every order, the layer and the drop-in (given delta, z), training forwards
+# (storing the chunk states) and one without gradients.
+ONE_PASS_CASES = ("layer fp32", "inference cross-scale aligned fp32", "drop-in fp32 z grouped",
+                  "cross-scale sequential fp32")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("oldest", [False, True], ids=["this-triton", "oldest-triton"])
+def test_one_pass_forward_compiles_and_computes_each_exponential_once(tmp_path, oldest):
+    # TileConfig.one_pass_forward replaces the chunked forward's kernels, whose two passes compute every exponential
+    # twice: per (step, channel) a thread issues one exp2 per state of its loop's trip, one for softplus and one for
+    # silu(z), in the PTX of each build (the loop bodies, held once), under both Tritons and their opposite axis
+    # orders.  Registers (sm_90): Triton 3.7.1 233-255, spills 0-120 bytes; 3.6.0 239-255, 0-248 (the sequential
+    # cross-scale order, an ablation, the most; bench/README.md).
+    if oldest and not (OLDEST_TRITON_PATH / "triton").is_dir():
+        pytest.skip(f"Triton {OLDEST_TRITON} is not in {OLDEST_TRITON_PATH}: ./install.sh puts it there on a CPU "
+                    "machine (CI's)")
+    builds = compile_report(tmp_path, 90, "--tiles", "one_pass_forward=True", *case_flags(ONE_PASS_CASES),
+                            triton_path=OLDEST_TRITON_PATH if oldest else None)
+    kernels = {b["kernel"] for b in builds}
+    assert "one_pass_forward_kernel" in kernels
+    assert not kernels & {"chunk_end_state_kernel", "forward_output_kernel"}  # the backward's kernels still run
+    one_pass = [b for b in builds if b["kernel"] == "one_pass_forward_kernel"]
+    configs = [b["constexprs"] for b in one_pass]
+    assert {c["ORDER"] for c in configs} == {0, 1, 2}
+    assert {(c["LOWRANK"], c["STORE_STATES"], c["HAS_Z"]) for c in configs} == {(True, True, False),
+                                                                                (True, False, False),
+                                                                                (False, True, True)}
+    # The tiles' axis order that puts the segments across the threads under each Triton.
+    assert {c["SEGMENTS_FIRST"] for c in configs} == {oldest}
+    for b, c in zip(one_pass, configs):
+        per_trip = c["STEPS"] * c["BLOCK_D"]
+        assert b["exp_log"] == per_trip * (c["UNROLL"] + c["SOFTPLUS"] + c["HAS_Z"]), (b["exp_log"], c)
+        assert b["registers"] <= 255 and b["spill_store_bytes"] <= 256, b

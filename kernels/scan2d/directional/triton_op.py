@@ -114,17 +114,14 @@ class _DirectionalScanTriton(torch.autograd.Function):
         w = weight.float().contiguous() if weight is not None else None
         ops = _operands(*saved[:6], directions, height, width, *saved[6:], for_backward=for_backward)
         ctx.tiles = ops.tiles
-        if states is None:
-            entry, dsum, _ = launch.forward_states(ops)
-        else:
-            entry, dsum = states
-        if first is None:
+        if states is None and first is None:
             out = torch.empty(u.shape, device=u.device, dtype=u.dtype)  # the first direction writes every element
-            launch.output_pass(ops, entry, out, _summed_strides(out), True, w, last_use=not for_backward)
+            entry, dsum, _ = launch.forward(ops, out, _summed_strides(out), True, w)
         else:
-            out = first.out
+            entry, dsum = launch.forward_states(ops)[:2] if states is None else states
+            out = first.out if first is not None else torch.empty(u.shape, device=u.device, dtype=u.dtype)
             launch.output_pass(ops, entry, out, _summed_strides(out), True, w, last_use=not for_backward,
-                               first_direction=1)
+                               first_direction=int(first is not None))
         ctx.save_for_backward(*saved, w, entry, dsum)
         ctx.meta = (tuple(directions), height, width, A.dtype, weight.dtype if weight is not None else None)
         return out

@@ -21,6 +21,7 @@ Modules, from the bottom up:
     lane_sums         sums over a warp's lanes, reduce-scattered (the backward's dB, dC)
     forward_kernels   chunk_end_state, forward_output (and the gate's reductions), first_direction_pool
     chunk_carry       the chunk entry states, sequential over chunks, both ways
+    one_pass          the forward in one pass over the recurrence (opt-in: TileConfig.one_pass_forward)
     backward_kernels  chunk_adjoint, backward_grads
     tiles             TileConfig: how the kernels split the work (``tile_config`` changes it for a block of code)
     direction_table   each direction's geometry as the kernels read it (window sides, lengths, division magic)

@@ -7,13 +7,16 @@ the :class:`~.operands.ScanOperands` of a call; grids over chunks past CUDA's li
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional
 
 import torch
+import triton
 
-from . import backward_kernels, chunk_carry, forward_kernels
+from . import backward_kernels, chunk_carry, forward_kernels, one_pass
 from .operands import ScanOperands, cdiv, next_power_of_2, spans_past_int32
+from .tiles import rowwise_by_default
 
 
 # A compile option of every launch.  The recurrences are chains of multiply-adds, which Triton fuses into FMAs by
@@ -121,9 +124,55 @@ def output_pass(ops: ScanOperands, entry: torch.Tensor, out: torch.Tensor, out_s
 def forward(ops: ScanOperands, out: torch.Tensor, out_strides: tuple, sum_directions: bool,
             weight: Optional[torch.Tensor]):
     """Run the forward.  Returns (entry states, chunk delta sums, final state) for the backward; without one
-    (``ops.for_backward`` False) the state-loop kernels may have used the entry states' memory (``output_pass``)."""
+    (``ops.for_backward`` False) the state-loop kernels may have used the entry states' memory (``output_pass``), and
+    the one-pass forward (``TileConfig.one_pass_forward``) returns empty entry states and delta sums."""
+    if ops.tiles.one_pass_forward:
+        return one_pass_forward(ops, out, out_strides, sum_directions, weight)
     entry, dsum, final = forward_states(ops)
     output_pass(ops, entry, out, out_strides, sum_directions, weight, last_use=not ops.for_backward)
+    return entry, dsum, final
+
+
+def one_pass_forward(ops: ScanOperands, out: torch.Tensor, out_strides: tuple, sum_directions: bool,
+                     weight: Optional[torch.Tensor]):
+    """``forward`` in one pass over the recurrence (``one_pass.one_pass_forward_kernel``): the same outputs, entry
+    states and delta sums (for a training forward, ``ops.for_backward``; else empty) and final state.  Summed
+    directions are written one launch per direction, each adding to what the last left, as in ``output_pass``."""
+    tiles = ops.tiles
+    # A training forward's segments are the backward's chunks (one tile of block_t steps each).
+    steps = tiles.block_t if ops.for_backward else tiles.one_pass_steps
+    if ops.for_backward and ops.tiles_per_chunk != 1:
+        raise RuntimeError("internal error: a training forward's chunks are one tile each")
+    segments, block_d = tiles.one_pass_segments, tiles.one_pass_block_d
+    for name, value in (("one_pass_steps", steps), ("one_pass_segments", segments), ("one_pass_block_d", block_d)):
+        if value < 1 or value & (value - 1):
+            raise ValueError(f"TileConfig.{name} (or block_t) = {value}: the one-pass forward's tile sides must be "
+                             "powers of two (tl.arange); choose e.g. 8, 32 or 2")
+    segments_first = tiles.one_pass_segments_first
+    if segments_first is None:
+        segments_first = rowwise_by_default(triton.__version__)
+    entry = ops.state_buffer(ops.n_state) if ops.for_backward else ops.u.new_empty(0, dtype=torch.float32)
+    dsum = ops.state_buffer() if ops.for_backward else entry
+    final = torch.empty(ops.batch * ops.K, ops.dim, ops.n_state, device=ops.u.device, dtype=torch.float32)
+    blocks = ops.channel_blocks(block_d)
+    dummy = final
+    meta = {name: value for name, value in ops.launch_meta(out, weight, entry, final).items()
+            if name in ("ORDER", "LOWRANK", "HAS_BIAS", "SOFTPLUS", "R", "N", "WIDE")}
+    launches = direction_launches(ops.K, sum_directions)
+    # Each program's two slots for the state crossing its tiles; the launches run one after another and share them.
+    carry = torch.empty(ops.batch * launches[0][1] * blocks, 2, ops.n_state, block_d, device=ops.u.device,
+                        dtype=torch.float32)
+    for k_first, k_count in launches:
+        grid = (ops.batch * k_count, blocks)
+        one_pass.one_pass_forward_kernel[grid](
+            out, *out_strides, weight if weight is not None else dummy, entry, dsum, final, carry,
+            ops.D if ops.D is not None else dummy, ops.z if ops.z is not None else ops.u, *ops.z_strides,
+            *ops.common_args(), k_first, k_count, ops.length, **meta, HAS_D=ops.D is not None,
+            HAS_Z=ops.z is not None, HAS_WEIGHT=weight is not None, ACCUMULATE=sum_directions and k_first > 0,
+            STORE_STATES=ops.for_backward, STEPS=steps, SEGMENTS=segments, BLOCK_D=block_d,
+            SEGMENTS_FIRST=segments_first, IN_WINDOW=ops.in_windows(steps),
+            UNROLL=math.gcd(max(1, tiles.one_pass_unroll), ops.n_state), num_warps=max(1, segments // 32),
+            **COMPILE_OPTIONS)
     return entry, dsum, final
 
 

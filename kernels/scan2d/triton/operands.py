@@ -130,7 +130,7 @@ class ScanOperands:
         self.length = scan_length(self.directions, self.height, self.width)
         self.state_loop_block = self._fitted_state_loop_block()
         self.paired_x = self._pairs_aligned()  # once: launch_meta() runs at every launch
-        self.tiles_in_windows = self._tiles_in_windows()
+        self.tiles_in_windows = self.in_windows(self.tiles.block_t)
         self.tiles_per_chunk = 1 if self.for_backward else self.inference_chunk_tiles(
             self.length, self.batch * self.channel_blocks(self.forward_block_d))
         self.n_chunks = cdiv(self.length, self.tiles.block_t * self.tiles_per_chunk)
@@ -201,21 +201,21 @@ class ScanOperands:
                                           if t is not None and t is not self.u and t is not self.x)
         return states >= INT32_OFFSET_LIMIT or spans_past_int32(*inputs)
 
-    def _tiles_in_windows(self) -> bool:
-        """``tiles_in_windows``: whether every tile of block_t steps lies inside one window
-        (``positions.tile_positions``' IN_WINDOW).  Tiles start at multiples of block_t, so that holds for a plain
-        windowed scan where every direction's window area (padded, in the scan frame) is a multiple of block_t: with
-        16-step tiles windows of 4, 8, 12, 16, ... (unless the map is smaller than the window, which is then cut to
-        it), global scans where height x width is a multiple of 16.  The aligned cross-scale order visits each
-        low-resolution window's groups of five together, so there five times the low window area must be one: the
-        model's windows of 16 (low windows of 8 x 8) and any low window of 4 x 4 or 2 x 8.  Never the sequential
-        cross-scale order."""
+    def in_windows(self, steps: int) -> bool:
+        """Whether every tile of ``steps`` steps lies inside one window (``positions.tile_positions``' IN_WINDOW;
+        ``tiles_in_windows`` for block_t, the one-pass forward's segments for theirs).  Tiles start at multiples of
+        their length, so that holds for a plain windowed scan where every direction's window area (padded, in the
+        scan frame) is a multiple of it: with 16-step tiles windows of 4, 8, 12, 16, ... (unless the map is smaller
+        than the window, which is then cut to it), global scans where height x width is a multiple of 16.  The
+        aligned cross-scale order visits each low-resolution window's groups of five together, so there five times
+        the low window area must be one: the model's windows of 16 (low windows of 8 x 8) and any low window of
+        4 x 4 or 2 x 8.  Never the sequential cross-scale order."""
         if self.order == ORDER_SEQUENTIAL or not self.tiles.window_tiles:
             return False
         rows = direction_rows(self.directions, self.height, self.width)
         if self.order == ORDER_ALIGNED:
-            return all(5 * low_h * low_w % self.tiles.block_t == 0 for _, _, _, _, _, low_h, low_w, *_ in rows)
-        return all(win_h * win_w % self.tiles.block_t == 0 for _, _, win_h, win_w, *_ in rows)
+            return all(5 * low_h * low_w % steps == 0 for _, _, _, _, _, low_h, low_w, *_ in rows)
+        return all(win_h * win_w % steps == 0 for _, _, win_h, win_w, *_ in rows)
 
     def _pairs_aligned(self) -> bool:
         """``paired_x``: whether the state-loop kernels may read x's rows two columns per load

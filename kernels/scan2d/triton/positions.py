@@ -131,8 +131,12 @@ def step_positions(s, k, dirs_ptr, H, W, ORDER: tl.constexpr):
 
 
 @triton.jit
-def tile_positions(s0, t, k, dirs_ptr, H, W, ORDER: tl.constexpr, IN_WINDOW: tl.constexpr = False):
+def tile_positions(s0, t, k, dirs_ptr, H, W, ORDER: tl.constexpr, IN_WINDOW: tl.constexpr = False,
+                   BLOCK: tl.constexpr = 0):
     """``step_positions`` of the tile of steps ``s0 + t`` (t: ``tl.arange(0, BLOCK_T)``).
+
+    Several tiles at once: s0 a tensor of tile starts and t of steps within a tile, shaped to broadcast against each
+    other (the one-pass forward's segments, ``one_pass``), with BLOCK the steps per tile (0: t.shape[0]).
 
     IN_WINDOW (``operands.ScanOperands.tiles_in_windows``): s0 is a multiple of BLOCK_T and so is every direction's
     window area (plain orders) or five times its low-resolution window area (the aligned cross-scale order), so the
@@ -142,8 +146,10 @@ def tile_positions(s0, t, k, dirs_ptr, H, W, ORDER: tl.constexpr, IN_WINDOW: tl.
     program spends on all of its tile's steps, in every kernel.  The sequential cross-scale order keeps the per-step
     code.
     """
-    if ORDER == 0 and IN_WINDOW:
-        pos, is_low, valid = _plain_tile_in_window(s0, t, dirs_ptr + k * DIRECTION_COLUMNS, H, W)
+    if ORDER == 0 and IN_WINDOW and BLOCK == 0:
+        pos, is_low, valid = _plain_tile_in_window(s0, t, dirs_ptr + k * DIRECTION_COLUMNS, H, W, t.shape[0])
+    elif ORDER == 0 and IN_WINDOW:
+        pos, is_low, valid = _plain_tile_in_window(s0, t, dirs_ptr + k * DIRECTION_COLUMNS, H, W, BLOCK)
     elif ORDER == 1 and IN_WINDOW:
         pos, is_low, valid = _aligned_tile_in_window(s0, t, dirs_ptr + k * DIRECTION_COLUMNS, H, W)
     else:
@@ -152,9 +158,8 @@ def tile_positions(s0, t, k, dirs_ptr, H, W, ORDER: tl.constexpr, IN_WINDOW: tl.
 
 
 @triton.jit
-def _plain_tile_in_window(s0, t, table, H, W):
-    """``tile_positions`` of a plain windowed scan whose tile lies inside one window (IN_WINDOW)."""
-    BLOCK: tl.constexpr = t.shape[0]
+def _plain_tile_in_window(s0, t, table, H, W, BLOCK: tl.constexpr):
+    """``tile_positions`` of a plain windowed scan whose tile of BLOCK steps lies inside one window (IN_WINDOW)."""
     col_first, reverse, win_h, win_w, length = _scan_entries(table)
     forward = reverse == 0
     frame_h, frame_w, step_r, step_c = _scan_frame(col_first, H, W)

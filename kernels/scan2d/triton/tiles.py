@@ -128,6 +128,27 @@ class TileConfig:
             stops spilling, but the plain layer's chunk_adjoint takes 192 instead of 155; under the device image's
             Triton 3.6.0 the forward kernels mostly take more registers and the backward spills more
             (bench/README.md).  Not timed on a GPU: the lease's step 3b times it.
+        one_pass_forward: the forward of a call with the summed or per-direction output and no channel gate (the
+            ungated layer, the drop-in scan) runs in one pass over the recurrence (``one_pass``): one program per
+            (batch, direction, one_pass_block_d channels) walks the whole scan, computing every exponential once,
+            and a training forward stores the chunk entry states and delta sums the backward reads.  The chunked
+            forward computes them twice (chunk end states, then outputs) and launches a carry between.  The gate's
+            passes keep the chunked kernels.  compile_check of the prototype (sm_90): 21-26 executed SASS
+            instructions per (step, channel, state) at 96-128 registers, no spills.  Not timed on a GPU: off until
+            the lease's step 3c (bench/one_pass_bench.py, scan_bench.py --sweep) says whether it wins.
+        one_pass_steps: steps per segment (per thread) of the one-pass forward without gradients; a training forward
+            takes block_t, so that its segments are the backward's chunks.
+        one_pass_segments: segments per tile of the one-pass forward, across the threads (32 per warp).
+        one_pass_block_d: channels per program of the one-pass forward (each thread holds its segment's steps for all
+            of them).  The prototype's fewest executed instructions: 2 channels at 8 steps (20.8 per element), 1 at
+            16 (21.6); 4 at 4 steps took 23.8.
+        one_pass_unroll: states per trip of the one-pass forward's state loop: their B and C lie at constant offsets
+            from one address per step.  compile_check (sm_90, Triton 3.7.1, dt rank 12, 2 channels, training): 23.8
+            executed SASS instructions per element at 4 against 26.0 at 1, but 172 bytes of spills against 8.
+        one_pass_segments_first: the one-pass forward's tiles as (segments, channels, steps) tensors instead of
+            (steps, channels, segments) (``one_pass.one_pass_forward_kernel``).  None: the order this Triton lays
+            out with the segments across the threads (``rowwise_by_default``: the same tie in its coalescing pass).
+            The other order compiles to 250-255 registers (the prototype, Triton 3.6.0); the tests run both.
     """
 
     block_t: int = 32 if triton_interpreted() else 16
@@ -154,6 +175,12 @@ class TileConfig:
     window_tiles: bool = True
     narrow_offsets: bool = True
     state_loop_stages: int = 1
+    one_pass_forward: bool = False
+    one_pass_steps: int = 8
+    one_pass_segments: int = 4 if triton_interpreted() else 32
+    one_pass_block_d: int = 8 if triton_interpreted() else 2
+    one_pass_unroll: int = 1
+    one_pass_segments_first: Optional[bool] = None
 
     def forward_options(self, state_loop: bool, tiles_per_chunk: int = 1) -> dict:
         """Launch options of ``chunk_end_state_kernel`` and ``forward_output_kernel`` (with the state loop or not)."""

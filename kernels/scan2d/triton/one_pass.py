@@ -1,0 +1,186 @@
+"""The forward in one pass over the recurrence (``TileConfig.one_pass_forward``; off by default until a GPU times it).
+
+The chunked forward (:mod:`.forward_kernels`) makes two passes, chunk end states then outputs, and so computes every
+exponential twice; in case (a) those exponentials alone take about 180 us of an H200's time.  Here one program walks
+a whole scan for its (batch, direction, few channels), as mamba-ssm's kernel does, and writes the outputs, the
+final state and, for a training forward, what the backward reads: the state entering every chunk and each chunk's
+delta sum, laid out as ``launch.forward_states`` leaves them, so the backward runs unchanged.
+
+Layout (bench/README.md, "A one-pass forward with the segments across the threads", where the prototype was
+measured: 21-26 executed SASS instructions per (step, channel, state) at 96-128 registers, sm_90):
+- each tile of SEGMENTS x STEPS consecutive steps is cut into SEGMENTS segments across the threads, a segment's
+  STEPS steps and the program's BLOCK_D channels in its thread's registers;
+- the N states go one after another.  For each, every segment's steps are scanned in registers, the segments'
+  (decay product, state from zero) pairs are scanned across the threads once per tile, and the state entering a
+  segment comes from the one before it (``tl.gather``);
+- the state crosses tiles through two alternating scratch slots per program (``carry``), with a barrier between
+  tiles: a tile's stores never overwrite what a slower thread of the tile before has still to read.
+Every step's position comes from ``positions.tile_positions`` (any order, window and reversal); the inputs are
+gathered there, as in the chunked kernels (``tile_io.load_steps``).  With a training forward's STORE_STATES the
+segments are the backward's chunks (STEPS = TileConfig.block_t).
+"""
+
+import triton
+import triton.language as tl
+
+from .positions import tile_positions
+from .tile_io import block_channels, block_group, offset, softplus, x_rows
+
+LOG2E = tl.constexpr(1.4426950408889634)
+
+
+@triton.jit
+def _combine(a1, b1, a2, b2):
+    """(decay product, state) pairs of two runs of steps, the earlier first: the run they make together."""
+    return a1 * a2, b1 * a2 + b2
+
+
+@triton.jit(do_not_specialize=["k_first"])  # one compiled kernel for every direction
+def one_pass_forward_kernel(
+    out_ptr, s_ob, s_ok, s_ol, s_od, weight_ptr, entry_ptr, dsum_ptr, final_ptr, carry_ptr,
+    Dskip_ptr, z_ptr, s_zb, s_zl, s_zd,
+    U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks, k_first, k_count, length,
+    ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_WEIGHT: tl.constexpr, ACCUMULATE: tl.constexpr,
+    STORE_STATES: tl.constexpr, R: tl.constexpr, N: tl.constexpr, STEPS: tl.constexpr, SEGMENTS: tl.constexpr,
+    BLOCK_D: tl.constexpr, SEGMENTS_FIRST: tl.constexpr, IN_WINDOW: tl.constexpr, WIDE: tl.constexpr,
+    UNROLL: tl.constexpr = 1,
+):
+    """y_t = C_t . h_t + D u_t (times silu(z_t), times weight[b, k]) of directions k_first .. k_first + k_count - 1,
+    written at each step's position, all ``length`` steps of a scan in one program.
+
+    Grid: (batch x k_count, channel blocks of BLOCK_D).  Inputs as ``tile_io.load_steps`` reads them (U, X, DELTA,
+    BC, PROJ tuples, ``operands.ScanOperands.common_args``).  out: element (b, k, pos, d) at
+    b * s_ob + k * s_ok + pos * s_ol + d * s_od (s_ok = 0: the directions' sum, this launch's added to what out
+    holds with ACCUMULATE); weight: (batch, K, dim) fp32; z: (batch, L, dim) through its strides.
+    final: (batch*K, dim, N) fp32, the state after the last step.  carry: (programs, 2, N, BLOCK_D) fp32 scratch.
+    STORE_STATES (STEPS = the backward's chunk length): entry (batch*K, n_chunks, dim, N) fp32, the state entering
+    each chunk, and dsum (batch*K, n_chunks, dim) fp32, its delta sum.
+    Tiles are (SEGMENTS, BLOCK_D, STEPS) tensors with SEGMENTS_FIRST, else (STEPS, BLOCK_D, SEGMENTS): Triton puts
+    the threads along the axes that are neither contiguous in memory nor known to be in order, 3.7 taking the last
+    such axis and 3.6 the first (``tiles.rowwise_by_default`` answers the same tie), and the segments must be the
+    threads' axis.  Steps past a direction's end (and the padding of cut-short windows) are invalid: delta 0, the
+    identity of the recurrence, so the last segment carries the state unchanged and nothing is written.
+    IN_WINDOW: every segment lies inside one window (``operands.ScanOperands.in_windows`` of STEPS), whose corner is
+    then worked out once per segment (``positions.tile_positions``).
+    """
+    STEP_AXIS: tl.constexpr = 2 if SEGMENTS_FIRST else 0
+    SEG_AXIS: tl.constexpr = 0 if SEGMENTS_FIRST else 1  # in the (segments, channels) tensors of one step
+    TILE: tl.constexpr = STEPS * SEGMENTS
+    pid_g, pid_d = tl.program_id(0), tl.program_id(1)
+    b, k = pid_g // k_count, k_first + pid_g % k_count
+    pid_bk = b * K + k
+    d1, d1_mask = block_channels(pid_d, BC[10], Dm, BLOCK_D, LOWRANK)
+    lanes = tl.arange(0, BLOCK_D)
+    if SEGMENTS_FIRST:
+        seg = tl.arange(0, SEGMENTS)[:, None]
+        d, d_mask, lane = d1[None, :], d1_mask[None, :], lanes[None, :]
+        p = tl.arange(0, STEPS)[None, None, :]
+    else:
+        seg = tl.arange(0, SEGMENTS)[None, :]
+        d, d_mask, lane = d1[:, None], d1_mask[:, None], lanes[:, None]
+        p = tl.arange(0, STEPS)[:, None, None]
+    d3 = tl.expand_dims(d, STEP_AXIS)
+    d3_mask = tl.expand_dims(d_mask, STEP_AXIS)
+    d3_o = offset(d3, WIDE)
+    seg3 = tl.expand_dims(seg, STEP_AXIS)
+    b_o = offset(b, WIDE)
+    bk_o = offset(pid_bk, WIDE)
+
+    u_ptr, u_low_ptr, s_ub, s_ul, s_ud, s_ub_low = U
+    delta_ptr, s_db, s_dl, s_dd = DELTA
+    B_ptr, C_ptr, s_bb, s_bg, s_bn, s_bl, s_cb, s_cg, s_cn, s_cl, per_group = BC
+    dtw_ptr, dtb_ptr = PROJ
+    params = k * Dm + d3  # this direction's row of the (K, dim) parameters
+    if HAS_D:
+        Dk = tl.load(Dskip_ptr + params, mask=d3_mask, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(dtb_ptr + params, mask=d3_mask, other=0.0).to(tl.float32)
+    if HAS_WEIGHT:
+        wk = tl.load(weight_ptr + (b_o * K + k) * Dm + d3, mask=d3_mask, other=0.0).to(tl.float32)
+    carry = carry_ptr + (offset(pid_g, WIDE) * tl.num_programs(1) + pid_d) * (2 * N * BLOCK_D) + lane
+    previous = tl.maximum(seg - 1, 0) + 0 * lane  # the segment before each (the first: itself, overridden)
+    last_segment = (seg == SEGMENTS - 1) & d_mask
+    n_tiles = tl.cdiv(length, TILE)
+    for tile in range(0, n_tiles):
+        pos, is_low, valid = tile_positions(tile * TILE + seg3 * STEPS, p, k, dirs_ptr, H, W, ORDER, IN_WINDOW,
+                                            BLOCK=STEPS)
+        pos_o = offset(pos, WIDE)
+        mask = valid & d3_mask
+        if ORDER == 0:
+            u = tl.load(u_ptr + b_o * s_ub + pos_o * s_ul + d3_o * s_ud, mask=mask, other=0.0).to(tl.float32)
+        else:
+            high_u = u_ptr + b_o * s_ub + pos_o * s_ul + d3_o * s_ud
+            low_u = u_low_ptr + b_o * s_ub_low + pos_o * s_ul + d3_o * s_ud
+            u = tl.load(tl.where(is_low, low_u, high_u), mask=mask, other=0.0).to(tl.float32)
+        if LOWRANK:
+            xrow = x_rows(X[0], X[1], X, b_o, pos_o, is_low, k, ORDER)
+            delta_pre = tl.zeros(mask.shape, dtype=tl.float32)
+            for r in range(R):
+                col = tl.load(xrow + r * X[5], mask=valid, other=0.0).to(tl.float32)
+                wr = tl.load(dtw_ptr + params * R + r, mask=d3_mask, other=0.0).to(tl.float32)
+                delta_pre += col * wr
+            b_rows = xrow + R * X[5]
+            c_rows = xrow + (R + N) * X[5]
+            s_bn_ = X[5]
+            s_cn_ = X[5]
+        else:
+            delta_pre = tl.load(delta_ptr + b_o * s_db + pos_o * s_dl + d3_o * s_dd, mask=mask,
+                                other=0.0).to(tl.float32)
+            grp = block_group(pid_d, per_group, BLOCK_D, WIDE)
+            b_rows = B_ptr + b_o * s_bb + grp * s_bg + pos_o * s_bl
+            c_rows = C_ptr + b_o * s_cb + grp * s_cg + pos_o * s_cl
+            s_bn_ = s_bn
+            s_cn_ = s_cn
+        if HAS_BIAS:
+            delta_pre += bias
+        if SOFTPLUS:
+            delta = softplus(delta_pre)
+        else:
+            delta = delta_pre
+        delta = tl.where(mask, delta, 0.0)
+        du = delta * u
+        if HAS_D:
+            y = u * Dk
+        else:
+            y = tl.zeros(mask.shape, dtype=tl.float32)
+        tl.debug_barrier()  # the last tile's carry stores, visible to every thread
+        carry_in = carry + (tile % 2) * (N * BLOCK_D)
+        carry_out = carry + ((tile + 1) % 2) * (N * BLOCK_D)
+        entering = d_mask & ((lane * 0 + tile) > 0)  # the first tile enters from a zero state
+        last_tile = d_mask & ((lane * 0 + tile) == n_tiles - 1)
+        chunk = tile * SEGMENTS + seg  # this segment's chunk (STORE_STATES)
+        chunk_rows = (bk_o * n_chunks + chunk) * Dm + d
+        chunk_valid = (chunk < n_chunks) & d_mask
+        if STORE_STATES:
+            tl.store(dsum_ptr + chunk_rows, tl.sum(delta, axis=STEP_AXIS), mask=chunk_valid)
+        # UNROLL states per trip: their B and C lie at constant offsets from one address per step (the steps'
+        # positions are gathered, so each step has its own), which a rolled loop would recompute per state.
+        for n0 in range(0, N, UNROLL):
+            for j in tl.static_range(UNROLL):
+                n = n0 + j
+                a = tl.load(A_ptr + params * N + n, mask=d3_mask, other=0.0) * LOG2E
+                Bn = tl.load(b_rows + n * s_bn_, mask=valid, other=0.0).to(tl.float32)
+                Cn = tl.load(c_rows + n * s_cn_, mask=valid, other=0.0).to(tl.float32)
+                decays, partial = tl.associative_scan((tl.exp2(delta * a), du * Bn), STEP_AXIS, _combine)  # registers
+                seg_decay = tl.sum(tl.where(p == STEPS - 1, decays, 0.0), axis=STEP_AXIS)
+                seg_state = tl.sum(tl.where(p == STEPS - 1, partial, 0.0), axis=STEP_AXIS)
+                reach, from_zero = tl.associative_scan((seg_decay, seg_state), SEG_AXIS, _combine)  # across threads
+                h0 = tl.load(carry_in + n * BLOCK_D + 0 * seg, mask=entering, other=0.0)
+                leaving = from_zero + reach * h0  # the state at each segment's last step
+                entered = tl.where(seg == 0, h0, tl.gather(leaving, previous, SEG_AXIS))
+                if STORE_STATES:
+                    tl.store(entry_ptr + chunk_rows * N + n, entered, mask=chunk_valid)
+                y += (partial + decays * tl.expand_dims(entered, STEP_AXIS)) * Cn
+                tl.store(carry_out + n * BLOCK_D + 0 * seg, leaving, mask=last_segment)
+                tl.store(final_ptr + (bk_o * Dm + d) * N + n + 0 * seg, leaving, mask=last_segment & last_tile)
+        if HAS_Z:
+            z = tl.load(z_ptr + b_o * s_zb + pos_o * s_zl + d3_o * s_zd, mask=mask, other=0.0).to(tl.float32)
+            y = y * z / (1.0 + tl.exp(-z))
+        if HAS_WEIGHT:
+            y = y * wk
+        write = mask & (is_low == 0)  # low-resolution tokens of a cross-scale scan are never written
+        dest = out_ptr + b_o * s_ob + offset(k, WIDE) * s_ok + pos_o * s_ol + d3_o * s_od
+        if ACCUMULATE:
+            y += tl.load(dest, mask=write, other=0.0).to(tl.float32)
+        tl.store(dest, y.to(out_ptr.dtype.element_ty), mask=write)

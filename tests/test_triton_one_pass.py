@@ -1,0 +1,120 @@
+"""The one-pass forward (``TileConfig.one_pass_forward``, ``scan2d.triton.one_pass``) against the float64 PyTorch
+path: the layer's summed output and the drop-in scan's output and last state, with and without gradients (a training
+forward stores the chunk entry states and delta sums the unchanged backward reads, so every gradient checks them),
+over random sizes, windows, orders, reversals, cross-scale modes, K = 1, 2, 4, batch 1-2, channel counts that are
+not a multiple of the block, several tiles or one, both tile axis orders, float32, bfloat16 and float16."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from directional_cases import make_layer_inputs
+from gradients import assert_gradients_close
+from launch_spy import spy_on_launches
+from scan2d import ScanDirection, directional_scan, selective_scan, selective_scan_ref
+from scan2d.triton.tiles import tile_config
+from test_selective_scan import make_inputs
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+TOL = {torch.float32: dict(rtol=6e-4, atol=2e-3), torch.float16: dict(rtol=3e-3, atol=5e-3),
+       torch.bfloat16: dict(rtol=3e-2, atol=5e-2)}
+
+direction = st.builds(lambda w, c, r: (w, c, r), st.sampled_from([None, 4, 8, 16]), st.booleans(), st.booleans())
+# (steps per segment without gradients, segments, channels per program, segments first): tiles of 8 to 128 steps,
+# so that short maps take one tile and longer ones several (the state crossing tiles through the carry slots).
+layouts = st.tuples(st.sampled_from([2, 8]), st.sampled_from([4, 8]), st.sampled_from([1, 4, 8]), st.booleans())
+dtypes = st.sampled_from([torch.float32, torch.float32, torch.bfloat16, torch.float16])
+
+
+def one_pass_tiles(layout, block_t):
+    steps, segments, block_d, segments_first = layout
+    return dict(one_pass_forward=True, one_pass_steps=steps, one_pass_segments=segments, one_pass_block_d=block_d,
+                one_pass_segments_first=segments_first, block_t=block_t)
+
+
+@settings(max_examples=8)
+@given(specs=st.lists(direction, min_size=1, max_size=4).filter(lambda s: len(s) != 3),
+       cross_scale=st.sampled_from([None, None, "aligned", "sequential"]), batch=st.integers(1, 2),
+       height=st.integers(1, 9), width=st.integers(1, 9), dim=st.sampled_from([1, 7, 17]), weighted=st.booleans(),
+       grad=st.booleans(), dtype=dtypes, layout=layouts, block_t=st.sampled_from([4, 16]))
+def test_layer_forward_and_gradients_match_torch_path(specs, cross_scale, batch, height, width, dim, weighted, grad,
+                                                      dtype, layout, block_t):
+    K = len(specs)
+    directions = tuple(ScanDirection(w, c, r, cross_scale) for w, c, r in specs)
+    inp = make_layer_inputs(batch, height, width, dim, K, n_state=4, cross_scale=cross_scale is not None)
+    exact = {k: v.to(dtype).double().requires_grad_() for k, v in inp.items()}
+    weights = torch.rand(batch, K, dim, dtype=torch.float64) + 0.5 if weighted else None
+    ref = directional_scan(**exact, directions=directions, height=height, width=width, direction_weights=weights,
+                           backend="torch")
+    low = {k: v.detach().to(DEVICE, dtype).requires_grad_(grad) for k, v in exact.items()}
+    w = torch.randn(ref.shape, dtype=torch.float64)
+    with tile_config(**one_pass_tiles(layout, block_t)), torch.set_grad_enabled(grad):
+        out = directional_scan(**low, directions=directions, height=height, width=width, backend="triton",
+                               direction_weights=weights.to(DEVICE, dtype) if weighted else None)
+        if grad:
+            grads = torch.autograd.grad((out * w.to(DEVICE, dtype)).sum(), list(low.values()))
+    assert out.dtype == dtype and out.shape == (batch, height * width, dim)
+    torch.testing.assert_close(out.double().cpu(), ref.detach(), **TOL[dtype])
+    if grad:
+        names = list(exact)
+        assert_gradients_close(names, grads, torch.autograd.grad((ref * w).sum(), [exact[n] for n in names]),
+                               TOL[dtype])
+
+
+@settings(max_examples=8)
+@given(st.fixed_dictionaries(dict(
+    batch=st.integers(1, 2), dim=st.sampled_from([1, 5, 12]), length=st.integers(1, 150),
+    n_state=st.sampled_from([1, 4]), groups=st.sampled_from([0, 1, 2]), D=st.booleans(), z=st.booleans(),
+    bias=st.booleans(), grad=st.booleans(), dtype=dtypes, layout=layouts, block_t=st.sampled_from([4, 16]))))
+def test_drop_in_forward_last_state_and_gradients_match_reference(opt):
+    groups = opt["groups"] if opt["dim"] % max(opt["groups"], 1) == 0 else 0
+    inp = make_inputs(opt["batch"], opt["dim"], opt["length"], opt["n_state"], groups)
+    low = {k: v.to(DEVICE, opt["dtype"]).requires_grad_(opt["grad"]) for k, v in inp.items()}
+    exact = {k: v.detach().double().cpu().requires_grad_() for k, v in low.items()}
+    names = ["u", "delta", "A", "B", "C"] + [n for n, k in (("D", "D"), ("z", "z"), ("delta_bias", "bias")) if opt[k]]
+
+    def run(fn, t, **kw):
+        return fn(t["u"], t["delta"], t["A"], t["B"], t["C"], t["D"] if opt["D"] else None,
+                  t["z"] if opt["z"] else None, t["delta_bias"] if opt["bias"] else None, True,
+                  return_last_state=True, **kw)
+
+    ref, ref_last = run(selective_scan_ref, exact)
+    weight = torch.randn(ref.shape, dtype=torch.float64)
+    with tile_config(**one_pass_tiles(opt["layout"], opt["block_t"])), torch.set_grad_enabled(opt["grad"]):
+        out, last = run(selective_scan, low, backend="triton")
+        if opt["grad"]:
+            grads = torch.autograd.grad((out * weight.to(DEVICE, out.dtype)).sum(), [low[n] for n in names])
+    tol = TOL[opt["dtype"]]
+    torch.testing.assert_close(out.double().cpu(), ref.detach(), **tol)
+    torch.testing.assert_close(last.double().cpu(), ref_last.detach(), **tol)
+    if opt["grad"]:
+        assert_gradients_close(names, grads, torch.autograd.grad((ref * weight).sum(), [exact[n] for n in names]),
+                               tol)
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_one_launch_per_direction_replaces_the_chunked_forward(monkeypatch, grad):
+    # The chunked forward's kernels do not run; one program per (batch, channel block) of each direction walks the
+    # whole scan.  A training forward stores 16-step chunk states for the backward, whose kernels run unchanged.
+    seen = spy_on_launches(monkeypatch, ("chunk_end_state_kernel", "forward_output_kernel", "chunk_carry_kernel",
+                                         "one_pass_forward_kernel", "chunk_adjoint_kernel"),
+                           record=lambda name, grid, meta: (name, grid, meta.get("STORE_STATES"),
+                                                            meta.get("STEPS")))
+    directions = (ScanDirection(4, False, False), ScanDirection(8, True, True))
+    inp = {k: v.to(DEVICE).requires_grad_(grad) for k, v in
+           make_layer_inputs(2, 9, 7, 11, 2, n_state=4, dtype=torch.float32).items()}
+    ref = directional_scan(**{k: v.detach() for k, v in inp.items()}, directions=directions, height=9, width=7,
+                           backend="torch")
+    with tile_config(one_pass_forward=True, one_pass_block_d=4, one_pass_steps=8, block_t=16), \
+            torch.set_grad_enabled(grad):
+        out = directional_scan(**inp, directions=directions, height=9, width=7, backend="triton")
+        if grad:
+            out.sum().backward()
+    torch.testing.assert_close(out.detach(), ref, **TOL[torch.float32])
+    launches = [(name, grid, store, steps) for name, grid, store, steps in seen]
+    expected = [("one_pass_forward_kernel", (2, 3), grad, 16 if grad else 8)] * 2  # 11 channels: 3 blocks of 4
+    if grad:
+        expected += [("chunk_adjoint_kernel", launches[-2][1], None, None), ("chunk_carry_kernel", launches[-1][1],
+                                                                              None, None)]
+    assert launches == expected
