@@ -398,8 +398,8 @@ def test_one_pass_forward_compiles_and_computes_each_exponential_once(tmp_path, 
     # TileConfig.one_pass_forward replaces the chunked forward's kernels, whose two passes compute every exponential
     # twice: per (step, channel) a thread issues one exp2 per state of its loop's trip, one for softplus and one for
     # silu(z), in the PTX of each build (the loop bodies, held once), under both Tritons and their opposite axis
-    # orders.  Registers (sm_90): Triton 3.7.1 233-255, spills 0-120 bytes; 3.6.0 239-255, 0-248 (the sequential
-    # cross-scale order, an ablation, the most; bench/README.md).
+    # orders.  Registers (sm_90): Triton 3.7.1 228-255, spills 0-120 bytes; 3.6.0 232-255, 0-148 (the drop-in's the
+    # most; bench/README.md, "The one-pass forward in the op").
     if oldest and not (OLDEST_TRITON_PATH / "triton").is_dir():
         pytest.skip(f"Triton {OLDEST_TRITON} is not in {OLDEST_TRITON_PATH}: ./install.sh puts it there on a CPU "
                     "machine (CI's)")

@@ -30,7 +30,8 @@ from directional_cases import directions_for, make_gate, make_layer_inputs
 from scan2d import directional_scan, selective_scan
 from scan2d._backend import deterministic_algorithms
 from scan2d.triton import (
-    backward_kernels, chunk_carry, forward_kernels, lane_sums, operands, positions, recurrence, state_loop, tile_io,
+    backward_kernels, chunk_carry, forward_kernels, lane_sums, one_pass, operands, positions, recurrence, state_loop,
+    tile_io,
 )
 from scan2d.triton.tiles import tile_config
 from test_selective_scan import make_inputs
@@ -40,7 +41,7 @@ pytestmark = pytest.mark.skipif(
     "compile instead (CI runs this under TRITON_INTERPRET=1)")
 
 KERNEL_FILES = {inspect.getsourcefile(module) for module in (
-    backward_kernels, chunk_carry, forward_kernels, lane_sums, positions, recurrence, state_loop, tile_io)}
+    backward_kernels, chunk_carry, forward_kernels, lane_sums, one_pass, positions, recurrence, state_loop, tile_io)}
 
 
 @contextmanager
@@ -120,6 +121,14 @@ RUNS = [
     ("aligned-windows-holding-tiles", dict(block_t=2), False, lambda b, h, w: _layer(b, h, w, window=4)),
     ("gated-tile-kernels", dict(forward_state_loop=False, backward_state_loop=False), False,
      lambda b, h, w: _layer(b, h, w, gated=True)),
+    # The one-pass forward (TileConfig.one_pass_forward): a training forward storing its chunk states, whose 4-step
+    # segments lie in windows of 2 x 2; one without gradients in the aligned cross-scale order; the drop-in's.
+    ("one-pass", dict(one_pass_forward=True, block_t=4, one_pass_segments=4, one_pass_block_d=4), False,
+     lambda b, h, w: _layer(b, h, w, weighted=True, cross_scale=None, window=2)),
+    ("one-pass-inference", dict(one_pass_forward=True, one_pass_steps=2, one_pass_segments=4), False,
+     lambda b, h, w: _layer(b, h, w, grad=False)),
+    ("one-pass-drop-in", dict(one_pass_forward=True, block_t=4, one_pass_segments=4), False,
+     lambda b, h, w: _drop_in(b, h, w, groups=2)),
     ("drop-in", {}, False, lambda b, h, w: _drop_in(b, h, w, groups=0)),
     ("drop-in-rowwise", dict(rowwise_tiles=True), False, lambda b, h, w: _drop_in(b, h, w, groups=0)),
     ("drop-in-grouped-tile-kernels", dict(forward_state_loop=False, backward_state_loop=False), False,

@@ -117,7 +117,10 @@ def one_pass_forward_kernel(
             xrow = x_rows(X[0], X[1], X, b_o, pos_o, is_low, k, ORDER)
             delta_pre = tl.zeros(mask.shape, dtype=tl.float32)
             for r in range(R):
-                col = tl.load(xrow + r * X[5], mask=valid, other=0.0).to(tl.float32)
+                if ORDER == 0:  # unmasked: see the state loop's B and C
+                    col = tl.load(xrow + r * X[5]).to(tl.float32)
+                else:  # unmasked, Triton 3.6 converts the cross-scale tiles through 2 KB of shared memory
+                    col = tl.load(xrow + r * X[5], mask=valid, other=0.0).to(tl.float32)
                 wr = tl.load(dtw_ptr + params * R + r, mask=d3_mask, other=0.0).to(tl.float32)
                 delta_pre += col * wr
             b_rows = xrow + R * X[5]
@@ -160,8 +163,10 @@ def one_pass_forward_kernel(
             for j in tl.static_range(UNROLL):
                 n = n0 + j
                 a = tl.load(A_ptr + params * N + n, mask=d3_mask, other=0.0) * LOG2E
-                Bn = tl.load(b_rows + n * s_bn_, mask=valid, other=0.0).to(tl.float32)
-                Cn = tl.load(c_rows + n * s_cn_, mask=valid, other=0.0).to(tl.float32)
+                # Unmasked, as in the chunked state loops: an invalid step reads position 0 (always in bounds), and
+                # its delta 0 (so du 0) makes it the identity whatever it reads; its output is never written.
+                Bn = tl.load(b_rows + n * s_bn_).to(tl.float32)
+                Cn = tl.load(c_rows + n * s_cn_).to(tl.float32)
                 decays, partial = tl.associative_scan((tl.exp2(delta * a), du * Bn), STEP_AXIS, _combine)  # registers
                 seg_decay = tl.sum(tl.where(p == STEPS - 1, decays, 0.0), axis=STEP_AXIS)
                 seg_state = tl.sum(tl.where(p == STEPS - 1, partial, 0.0), axis=STEP_AXIS)

@@ -133,18 +133,19 @@ class TileConfig:
             (batch, direction, one_pass_block_d channels) walks the whole scan, computing every exponential once,
             and a training forward stores the chunk entry states and delta sums the backward reads.  The chunked
             forward computes them twice (chunk end states, then outputs) and launches a carry between.  The gate's
-            passes keep the chunked kernels.  compile_check of the prototype (sm_90): 21-26 executed SASS
-            instructions per (step, channel, state) at 96-128 registers, no spills.  Not timed on a GPU: off until
-            the lease's step 3c (bench/one_pass_bench.py, scan_bench.py --sweep) says whether it wins.
+            passes keep the chunked kernels.  compile_check (sm_90, the layer's training forward at dt rank 12):
+            20.9 executed SASS instructions per (step, channel, state) at 255 registers (Triton 3.7.1; 3.6.0: 21.2,
+            48 bytes of spills), against about 24 for the chunked forward's two passes.  Not timed on a GPU: off
+            until the lease's step 3c (scan_bench.py --configs one_pass_forward=True) says whether it wins.
         one_pass_steps: steps per segment (per thread) of the one-pass forward without gradients; a training forward
             takes block_t, so that its segments are the backward's chunks.
         one_pass_segments: segments per tile of the one-pass forward, across the threads (32 per warp).
         one_pass_block_d: channels per program of the one-pass forward (each thread holds its segment's steps for all
-            of them).  The prototype's fewest executed instructions: 2 channels at 8 steps (20.8 per element), 1 at
-            16 (21.6); 4 at 4 steps took 23.8.
+            of them).  compile_check, the layer's training forward (Triton 3.7.1): 20.9 executed instructions per
+            element at 255 registers with 2 channels, 22.5 at 232 with 1.
         one_pass_unroll: states per trip of the one-pass forward's state loop: their B and C lie at constant offsets
-            from one address per step.  compile_check (sm_90, Triton 3.7.1, dt rank 12, 2 channels, training): 23.8
-            executed SASS instructions per element at 4 against 26.0 at 1, but 172 bytes of spills against 8.
+            from one address per step.  compile_check (sm_90, Triton 3.7.1, dt rank 12, 2 channels, training): 19.8
+            executed SASS instructions per element at 4 against 20.9 at 1, but 140 bytes of spills against none.
         one_pass_segments_first: the one-pass forward's tiles as (segments, channels, steps) tensors instead of
             (steps, channels, segments) (``one_pass.one_pass_forward_kernel``).  None: the order this Triton lays
             out with the segments across the threads (``rowwise_by_default``: the same tie in its coalescing pass).
