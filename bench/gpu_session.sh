@@ -104,19 +104,20 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     # shellcheck disable=SC2086
     step_run scan-untimed 45 python3 bench/scan_bench.py --repeats 20 --append --cases a_training_w8 b_inference_256 \
         --dtypes float32 --backends fused --configs default $UNTIMED
-    # 3c. The one-pass forward prototypes, compiled on the CPU but never timed: each layout beside our two-pass
-    #    drop-in and mamba-ssm on the same work, the segments across the threads first (since 2026-12-03: the
-    #    states loop of mamba-ssm's kernel, 1-warp programs of 96-128 registers). Do programs that each walk a whole
-    #    sequence keep an H200 busy? The answer decides the forward's design (the 4x goal needs one pass), so it runs
-    #    before the gated and model-shaped cases.
-    step_run one-pass 40 python3 bench/one_pass_bench.py "${mamba_args[@]}" --repeats 20
-    #    The one-pass forward in the op (TileConfig.one_pass_forward, since 2026-12-03; off by default): the layer
-    #    and the drop-in, forward and forward+backward (its stored chunk states feed the unchanged backward), cases a
-    #    and b, beside the chunked default.  tests/test_triton_one_pass.py checked its results on this GPU in step 2.
+    # 3c. The one-pass forward, never timed: does a program per (batch, direction, 2 channels) that walks a whole scan
+    #    keep an H200 busy? The answer decides the forward's design (the 4x goal needs one pass), so it runs before
+    #    the gated and model-shaped cases.  First in the op itself (TileConfig.one_pass_forward, since 2026-12-03;
+    #    off by default): the layer and the drop-in, forward and forward+backward (its stored chunk states feed the
+    #    unchanged backward), cases a and b, beside the chunked default and mamba-ssm.  tests/test_triton_one_pass.py
+    #    checked its results on this GPU in step 2.
     # shellcheck disable=SC2086
     step_run one-pass-op 40 python3 bench/scan_bench.py "${mamba_args[@]}" --repeats 20 --append \
         --cases a_training_w8 b_inference_256 --dtypes float32 --backends mamba_ssm fused drop_in \
         --configs default $ONE_PASS
+    #    Then the prototypes on one contiguous direction: each layout beside our two-pass drop-in and mamba-ssm on
+    #    the same work, the segments across the threads first (mamba-ssm's loop over the states, 1-warp programs
+    #    of 96-128 registers without the op's gathers).
+    step_run one-pass 40 python3 bench/one_pass_bench.py "${mamba_args[@]}" --repeats 20
     # 3d. Positions per tile in the aligned cross-scale order (since 2026-12-03), on and off, case (c) at 64x64.
     step_run scan-cross-scale-tiles 20 python3 bench/scan_bench.py --repeats 20 --append --cases c_cross_scale_64 \
         --dtypes float32 --backends fused --configs default window_tiles=False
