@@ -6,8 +6,9 @@ a whole scan for its (batch, direction, few channels), as mamba-ssm's kernel doe
 final state and, for a training forward, what the backward reads: the state entering every chunk and each chunk's
 delta sum, laid out as ``launch.forward_states`` leaves them, so the backward runs unchanged.
 
-Layout (bench/README.md, "A one-pass forward with the segments across the threads", where the prototype was
-measured: 21-26 executed SASS instructions per (step, channel, state) at 96-128 registers, sm_90):
+Layout (bench/README.md, "A one-pass forward with the segments across the threads" for the prototype, "The
+one-pass forward in the op" for this kernel: 21 executed SASS instructions per (step, channel, state) in the layer's
+training forward at 255 registers, sm_90):
 - each tile of SEGMENTS x STEPS consecutive steps is cut into SEGMENTS segments across the threads, a segment's
   STEPS steps and the program's BLOCK_D channels in its thread's registers;
 - the N states go one after another.  For each, every segment's steps are scanned in registers, the segments'
@@ -62,7 +63,8 @@ def one_pass_forward_kernel(
     threads' axis.  Steps past a direction's end (and the padding of cut-short windows) are invalid: delta 0, the
     identity of the recurrence, so the last segment carries the state unchanged and nothing is written.
     IN_WINDOW: every segment lies inside one window (``operands.ScanOperands.in_windows`` of STEPS), whose corner is
-    then worked out once per segment (``positions.tile_positions``).
+    then worked out once per segment (``positions.tile_positions``).  UNROLL: states per trip of the state loop
+    (``TileConfig.one_pass_unroll``, a divisor of N).
     """
     STEP_AXIS: tl.constexpr = 2 if SEGMENTS_FIRST else 0
     SEG_AXIS: tl.constexpr = 0 if SEGMENTS_FIRST else 1  # in the (segments, channels) tensors of one step
