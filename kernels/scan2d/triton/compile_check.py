@@ -158,9 +158,11 @@ def compile_instead_of_launch(arches: Sequence[int], builds: List[KernelBuild]) 
         yield
 
 
-def _layer_case(dtype, gate: bool, cross_scale, n_state=16, backward=True, rank=12) -> Callable[[], None]:
+def _layer_case(dtype, gate: bool, cross_scale, n_state=16, backward=True, rank=12,
+                run_backward=True) -> Callable[[], None]:
     """A scan layer as the model runs it (two directions, window 8, 360 channels at 16x16, dt rank 12 =
-    ceil(180 / 16)), forward + backward (or the forward alone, as inference runs it: several tiles per chunk).
+    ceil(180 / 16)), forward + backward (or the forward alone, as inference runs it: several tiles per chunk; or
+    without ``run_backward``, a training forward alone: one tile per chunk, the chunk states stored).
     Rank 12 lets the kernels read x's columns in pairs (``TileConfig.paired_loads``); the "rank 23" case, odd, reads
     them one at a time and covers the rank loop's last block overlapping the one before."""
 
@@ -181,14 +183,15 @@ def _layer_case(dtype, gate: bool, cross_scale, n_state=16, backward=True, rank=
         g = ChannelGate(leaf(dim), leaf(dim), 1e-5, torch.sigmoid) if gate else None
         out = directional_scan_triton(u, x, leaf(K, dim, rank), leaf(K, dim), -torch.rand(K, dim, n_state),
                                       leaf(K, dim), dirs, height, width, gate=g, **low)
-        if backward:
+        if backward and run_backward:
             out.float().sum().backward()
 
     return run
 
 
-def _drop_in_case(dtype, grouped: bool, with_z: bool) -> Callable[[], None]:
-    """``selective_scan(..., backend="triton")`` at mamba-ssm's shapes, forward + backward."""
+def _drop_in_case(dtype, grouped: bool, with_z: bool, run_backward=True) -> Callable[[], None]:
+    """``selective_scan(..., backend="triton")`` at mamba-ssm's shapes, forward + backward (without
+    ``run_backward``, the training forward alone)."""
 
     def run():
         from ..selective_scan.triton_op import selective_scan_triton
@@ -200,7 +203,8 @@ def _drop_in_case(dtype, grouped: bool, with_z: bool) -> Callable[[], None]:
                                     -torch.rand(dim, n_state, requires_grad=True), leaf(*bc), leaf(*bc),
                                     D=leaf(dim), z=leaf(batch, dim, length) if with_z else None, delta_bias=leaf(dim),
                                     delta_softplus=True)
-        out.float().sum().backward()
+        if run_backward:
+            out.float().sum().backward()
 
     return run
 
@@ -229,6 +233,13 @@ CASES = {
     "inference cross-scale aligned fp32": _layer_case(torch.float32, gate=False, cross_scale="aligned",
                                                       backward=False),
     "drop-in fp32 z grouped": _drop_in_case(torch.float32, grouped=True, with_z=True),
+    # Training forwards alone, for what only the forward changes (TileConfig.one_pass_forward).
+    "training forward fp32": _layer_case(torch.float32, gate=False, cross_scale=None, run_backward=False),
+    "training forward bf16": _layer_case(torch.bfloat16, gate=False, cross_scale=None, run_backward=False),
+    "training forward cross-scale sequential fp32": _layer_case(torch.float32, gate=False, cross_scale="sequential",
+                                                                run_backward=False),
+    "training forward drop-in fp32 z grouped": _drop_in_case(torch.float32, grouped=True, with_z=True,
+                                                             run_backward=False),
     "drop-in fp16": _drop_in_case(torch.float16, grouped=False, with_z=False),
     "deterministic cross-scale aligned fp32 gated": _deterministic(_layer_case(torch.float32, gate=True,
                                                                                cross_scale="aligned")),
