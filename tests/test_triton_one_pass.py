@@ -15,12 +15,8 @@ from launch_spy import spy_on_launches
 from scan2d import ScanDirection, directional_scan, selective_scan, selective_scan_ref
 from scan2d.triton.tiles import tile_config
 from test_selective_scan import make_inputs
-
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-TOL = {torch.float32: dict(rtol=6e-4, atol=2e-3), torch.float16: dict(rtol=3e-3, atol=5e-3),
-       torch.bfloat16: dict(rtol=3e-2, atol=5e-2)}
-
-direction = st.builds(lambda w, c, r: (w, c, r), st.sampled_from([None, 4, 8, 16]), st.booleans(), st.booleans())
+from test_triton_directional import DEVICE, TOL, direction
+from test_triton_selective_scan import _run
 # (steps per segment without gradients, segments, channels per program, segments first): tiles of 8 to 512 steps,
 # so that short maps take one tile and longer ones several (the state crossing tiles through the carry slots); 32
 # segments is the GPU's default, one warp's threads.
@@ -74,16 +70,10 @@ def test_drop_in_forward_last_state_and_gradients_match_reference(opt):
     low = {k: v.to(DEVICE, opt["dtype"]).requires_grad_(opt["grad"]) for k, v in inp.items()}
     exact = {k: v.detach().double().cpu().requires_grad_() for k, v in low.items()}
     names = ["u", "delta", "A", "B", "C"] + [n for n, k in (("D", "D"), ("z", "z"), ("delta_bias", "bias")) if opt[k]]
-
-    def run(fn, t, **kw):
-        return fn(t["u"], t["delta"], t["A"], t["B"], t["C"], t["D"] if opt["D"] else None,
-                  t["z"] if opt["z"] else None, t["delta_bias"] if opt["bias"] else None, True,
-                  return_last_state=True, **kw)
-
-    ref, ref_last = run(selective_scan_ref, exact)
+    ref, ref_last = _run(selective_scan_ref, exact, opt, return_last_state=True)
     weight = torch.randn(ref.shape, dtype=torch.float64)
     with tile_config(**one_pass_tiles(opt["layout"], opt["block_t"])), torch.set_grad_enabled(opt["grad"]):
-        out, last = run(selective_scan, low, backend="triton")
+        out, last = _run(selective_scan, low, opt, backend="triton", return_last_state=True)
         if opt["grad"]:
             grads = torch.autograd.grad((out * weight.to(DEVICE, out.dtype)).sum(), [low[n] for n in names])
     tol = TOL[opt["dtype"]]
