@@ -146,10 +146,9 @@ def tile_positions(s0, t, k, dirs_ptr, H, W, ORDER: tl.constexpr, IN_WINDOW: tl.
     program spends on all of its tile's steps, in every kernel.  The sequential cross-scale order keeps the per-step
     code.
     """
-    if ORDER == 0 and IN_WINDOW and BLOCK == 0:
-        pos, is_low, valid = _plain_tile_in_window(s0, t, dirs_ptr + k * DIRECTION_COLUMNS, H, W, t.shape[0])
-    elif ORDER == 0 and IN_WINDOW:
-        pos, is_low, valid = _plain_tile_in_window(s0, t, dirs_ptr + k * DIRECTION_COLUMNS, H, W, BLOCK)
+    if ORDER == 0 and IN_WINDOW:
+        STEPS: tl.constexpr = t.shape[0] if BLOCK == 0 else BLOCK
+        pos, is_low, valid = _plain_tile_in_window(s0, t, dirs_ptr + k * DIRECTION_COLUMNS, H, W, STEPS)
     elif ORDER == 1 and IN_WINDOW:
         pos, is_low, valid = _aligned_tile_in_window(s0, t, dirs_ptr + k * DIRECTION_COLUMNS, H, W)
     else:
