@@ -13,9 +13,11 @@ to their cost):
 
     python bench/one_pass_compile.py            # compile each layout for sm_90, one JSON line per layout
     TRITON_INTERPRET=1 python bench/one_pass_compile.py --check   # the prototypes against a step-by-step scan
+    python bench/one_pass_compile.py --op       # the op's one-pass kernel (TileConfig.one_pass_forward) instead
 
-Results: ``results/one-pass-forward-compile-triton<version>.jsonl``.  Instruction counts cannot say whether a few
-warps per SM, each walking a whole sequence, keep an SM busy: ``one_pass_bench.py`` times the layouts on a GPU.
+Results: ``results/one-pass-forward-compile-triton<version>.jsonl`` (``--op``: ``one-pass-op-compile-...``).
+Instruction counts cannot say whether a few warps per SM, each walking a whole sequence, keep an SM busy:
+``one_pass_bench.py`` times the layouts on a GPU, and ``scan_bench.py --configs one_pass_forward=True`` the op.
 """
 
 from __future__ import annotations
@@ -283,12 +285,17 @@ def executed_per_tile(listing: str, R: int, N: int) -> int:
     return executed
 
 
-def compile_row(build, R, N, layout: dict, elements: int, programs_case_a: int, warps: int) -> dict:
-    """One result row: the build's resources and its instructions per (step, channel, state) element."""
+def executed_by_build(build, R: int, N: int) -> int:
+    """``executed_per_tile`` of a compile_check build, from its cubin in Triton's cache."""
     from triton.runtime.cache import get_cache_manager
 
     cubin = Path(get_cache_manager(build.cache_key).get_file(f"{build.kernel}.cubin")).read_bytes()
-    executed = executed_per_tile(sass_listing(cubin), R, N)
+    return executed_per_tile(sass_listing(cubin), R, N)
+
+
+def compile_row(build, R, N, layout: dict, elements: int, programs_case_a: int, warps: int) -> dict:
+    """One result row: the build's resources and its instructions per (step, channel, state) element."""
+    executed = executed_by_build(build, R, N)
     return dict(kernel=build.kernel, arch=build.arch, triton=triton.__version__, **layout, num_warps=warps,
                 registers=build.registers, spill_bytes=build.spill_store_bytes, shared_bytes=build.shared_bytes,
                 shuffles=build.shuffles, exp_log=build.exp_log, sass_static=build.sass_instructions,
@@ -298,10 +305,50 @@ def compile_row(build, R, N, layout: dict, elements: int, programs_case_a: int, 
                 warps_case_a_two_directions=2 * programs_case_a * warps)
 
 
+# The op's one-pass forward (TileConfig.one_pass_forward): compile_check's cases under each tile configuration.
+OP_CASES = ("layer fp32", "layer bf16", "inference cross-scale aligned fp32", "drop-in fp32 z grouped",
+            "cross-scale sequential fp32")
+OP_VARIANTS = [(dict(one_pass_forward=True), OP_CASES),
+               (dict(one_pass_forward=True, one_pass_block_d=1), ("layer fp32",)),
+               (dict(one_pass_forward=True, one_pass_unroll=4), ("layer fp32",))]
+
+
+def op_rows() -> list:
+    """compile_check's rows (sm_90) of the op's one-pass kernel under each of OP_VARIANTS, with the tile
+    configuration (``variant``) and the instructions a thread executes per tile and per (step, channel, state)."""
+    from dataclasses import asdict
+
+    from scan2d.triton.compile_check import compile_all
+    from scan2d.triton.tiles import tile_config
+
+    rows = []
+    for changes, cases in OP_VARIANTS:
+        with tile_config(**changes):
+            builds = compile_all([90], cases)
+        for build in builds:
+            if build.kernel != "one_pass_forward_kernel":
+                continue
+            c = build.constexprs
+            executed = executed_by_build(build, c["R"] if c["LOWRANK"] else 1, c["N"] // c["UNROLL"])
+            rows.append(dict(asdict(build), triton=triton.__version__,
+                             variant=",".join(f"{k}={v}" for k, v in changes.items()),
+                             sass_executed_per_tile=executed,
+                             sass_executed_per_element=round(executed / (c["STEPS"] * c["BLOCK_D"] * c["N"]), 1)))
+    return rows
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="run under TRITON_INTERPRET=1 against the reference")
+    parser.add_argument("--op", action="store_true", help="the op's one-pass kernel (TileConfig.one_pass_forward) "
+                        "in compile_check's cases instead of the prototypes")
     args = parser.parse_args(argv)
+    if args.op:
+        rows = op_rows()
+        for row in rows:
+            print({k: row[k] for k in ("variant", "registers", "spill_store_bytes", "sass_executed_per_element")})
+        print(write_jsonl(rows, f"one-pass-op-compile-triton{triton.__version__}.jsonl"))
+        return 0
     R, N = 23, 16  # the model's dt rank and state size
     if args.check:
         if os.environ.get("TRITON_INTERPRET") != "1":
