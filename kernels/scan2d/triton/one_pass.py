@@ -7,13 +7,13 @@ final state and, for a training forward, what the backward reads: the state ente
 delta sum, laid out as ``launch.forward_states`` leaves them, so the backward runs unchanged.
 
 Layout (bench/README.md, "A one-pass forward with the segments across the threads" for the prototype, "The
-one-pass forward in the op" for this kernel: 21 executed SASS instructions per (step, channel, state) in the layer's
+one-pass forward in the op" for this kernel: 20 executed SASS instructions per (step, channel, state) in the layer's
 training forward at 255 registers, sm_90):
 - each tile of SEGMENTS x STEPS consecutive steps is cut into SEGMENTS segments across the threads, a segment's
   STEPS steps and the program's BLOCK_D channels in its thread's registers;
-- the N states go one after another.  For each, every segment's steps are scanned in registers, the segments'
-  (decay product, state from zero) pairs are scanned across the threads once per tile, and the state entering a
-  segment comes from the one before it (``tl.gather``);
+- the N states go one after another.  For each, every segment's steps are scanned in registers from zero, the
+  segments' (decay, end state) pairs are scanned across the threads once per tile, the state entering a segment
+  comes from the one before it (``tl.gather``), and the segment is scanned again from that state for the outputs;
 - the state crosses tiles through two alternating scratch slots per program (``carry``), with a barrier between
   tiles: a tile's stores never overwrite what a slower thread of the tile before has still to read.
 Every step's position comes from ``positions.tile_positions`` (any order, window and reversal); the inputs are
@@ -25,15 +25,8 @@ import triton
 import triton.language as tl
 
 from .positions import tile_positions
+from .recurrence import LOG2E, combine
 from .tile_io import block_channels, block_group, offset, softplus, x_rows
-
-LOG2E = tl.constexpr(1.4426950408889634)
-
-
-@triton.jit
-def _combine(a1, b1, a2, b2):
-    """(decay product, state) pairs of two runs of steps, the earlier first: the run they make together."""
-    return a1 * a2, b1 * a2 + b2
 
 
 @triton.jit(do_not_specialize=["k_first"])  # one compiled kernel for every direction
@@ -157,28 +150,37 @@ def one_pass_forward_kernel(
         chunk = tile * SEGMENTS + seg  # this segment's chunk (STORE_STATES)
         chunk_rows = (bk_o * n_chunks + chunk) * Dm + d
         chunk_valid = (chunk < n_chunks) & d_mask
+        seg_delta = tl.sum(delta, axis=STEP_AXIS)  # each segment's delta sum: its decay is exp2(a * seg_delta)
         if STORE_STATES:
-            tl.store(dsum_ptr + chunk_rows, tl.sum(delta, axis=STEP_AXIS), mask=chunk_valid)
+            tl.store(dsum_ptr + chunk_rows, seg_delta, mask=chunk_valid)
+        first_step = p == 0
         # UNROLL states per trip: their B and C lie at constant offsets from one address per step (the steps'
         # positions are gathered, so each step has its own), which a rolled loop would recompute per state.
         for n0 in range(0, N, UNROLL):
             for j in tl.static_range(UNROLL):
                 n = n0 + j
-                a = tl.load(A_ptr + params * N + n, mask=d3_mask, other=0.0) * LOG2E
+                a = tl.load(A_ptr + (k * Dm + d) * N + n, mask=d_mask, other=0.0) * LOG2E
                 # Unmasked, as in the chunked state loops: an invalid step reads position 0 (always in bounds), and
                 # its delta 0 (so du 0) makes it the identity whatever it reads; its output is never written.
                 Bn = tl.load(b_rows + n * s_bn_).to(tl.float32)
                 Cn = tl.load(c_rows + n * s_cn_).to(tl.float32)
-                decays, partial = tl.associative_scan((tl.exp2(delta * a), du * Bn), STEP_AXIS, _combine)  # registers
-                seg_decay = tl.sum(tl.where(p == STEPS - 1, decays, 0.0), axis=STEP_AXIS)
-                seg_state = tl.sum(tl.where(p == STEPS - 1, partial, 0.0), axis=STEP_AXIS)
-                reach, from_zero = tl.associative_scan((seg_decay, seg_state), SEG_AXIS, _combine)  # across threads
+                decay = tl.exp2(delta * tl.expand_dims(a, STEP_AXIS))
+                du_b = du * Bn
+                # Each segment is scanned twice in its thread's registers: from zero for its end state, then from
+                # the state entering it.  Only the states are carried (the decays' products are dead code), and a
+                # segment's decay is one exponential of its delta sum.  A scan of (decay product, state from zero)
+                # pairs, then state + product * entering, took 214 multiplies and multiply-adds per trip of 32
+                # elements, these 184 (sm_90; bench/README.md, "The one-pass forward in the op").
+                seg_state = tl.reduce((decay, du_b), STEP_AXIS, combine)[1]
+                reach, from_zero = tl.associative_scan((tl.exp2(seg_delta * a), seg_state), SEG_AXIS,
+                                                       combine)  # across the threads
                 h0 = tl.load(carry_in + n * BLOCK_D + 0 * seg, mask=entering, other=0.0)
                 leaving = from_zero + reach * h0  # the state at each segment's last step
                 entered = tl.where(seg == 0, h0, tl.gather(leaving, previous, SEG_AXIS))
                 if STORE_STATES:
                     tl.store(entry_ptr + chunk_rows * N + n, entered, mask=chunk_valid)
-                y += (partial + decays * tl.expand_dims(entered, STEP_AXIS)) * Cn
+                du_b = tl.where(first_step, du_b + decay * tl.expand_dims(entered, STEP_AXIS), du_b)
+                y += tl.associative_scan((decay, du_b), STEP_AXIS, combine)[1] * Cn
                 tl.store(carry_out + n * BLOCK_D + 0 * seg, leaving, mask=last_segment)
                 tl.store(final_ptr + (bk_o * Dm + d) * N + n + 0 * seg, leaving, mask=last_segment & last_tile)
         if HAS_Z:
