@@ -44,9 +44,9 @@ mamba_args=()
 # pipelined state loops: step 3b.
 UNTIMED="paired_loads=False window_tiles=False narrow_offsets=False forward_maxnreg=168 backward_maxnreg=200
 state_loop_stages=2"
-# The one-pass forward in the op itself (since 2026-12-03): the default layout (2 channels per program), one channel,
-# and 4 states per trip of its state loop: step 3c.
-ONE_PASS="one_pass_forward=True one_pass_forward=True,one_pass_block_d=1 one_pass_forward=True,one_pass_unroll=4"
+# The one-pass forward in the op itself (since 2026-12-03): the default layout (1 channel per program, 2 states per
+# trip of its state loop), 2 channels, and 1 state per trip: step 3c.
+ONE_PASS="one_pass_forward=True one_pass_forward=True,one_pass_block_d=2 one_pass_forward=True,one_pass_unroll=1"
 # Each step runs under min(its own limit, what is left of BUDGET), so the run ends, and summarizes, in time.
 BUDGET=${BUDGET:-370}
 left() { local l=$(( BUDGET - SECONDS )); [ "$l" -lt "$1" ] && echo "$(( l > 1 ? l : 1 ))" || echo "$1"; }
@@ -104,7 +104,7 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     # shellcheck disable=SC2086
     step_run scan-untimed 45 python3 bench/scan_bench.py --repeats 20 --append --cases a_training_w8 b_inference_256 \
         --dtypes float32 --backends fused --configs default $UNTIMED
-    # 3c. The one-pass forward, never timed: does a program per (batch, direction, 2 channels) that walks a whole scan
+    # 3c. The one-pass forward, never timed: does a program per (batch, direction, channel) that walks a whole scan
     #    keep an H200 busy? The answer decides the forward's design (the 4x goal needs one pass), so it runs before
     #    the gated and model-shaped cases.  First in the op itself (TileConfig.one_pass_forward, since 2026-12-03;
     #    off by default): the layer and the drop-in, forward and forward+backward (its stored chunk states feed the

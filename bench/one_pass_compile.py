@@ -265,7 +265,8 @@ _BRANCH_TARGET = re.compile(r"\bBRA\b.*?0x([0-9a-f]+)")
 def executed_per_tile(listing: str, R: int, N: int) -> int:
     """SASS instructions one thread executes per tile, from a kernel's ``cuobjdump -sass`` listing: the tile loop's
     body (the largest loop), with each loop inside it counted once per trip: N for a loop that computes exponentials
-    (MUFU: the state loop), R for one that does not (the dt rank loop).  Static counts hold each loop once."""
+    (MUFU: the state loop), R for one that does not (the dt rank loop; ``rank_loop_trips``).  Static counts hold each
+    loop once."""
     lines = [(int(m.group(1), 16), m.group(2), line) for line in listing.splitlines()
              if (m := _SASS_LINE.match(line))]
     address = {addr: i for i, (addr, _, _) in enumerate(lines)}
@@ -309,8 +310,18 @@ def compile_row(build, R, N, layout: dict, elements: int, programs_case_a: int, 
 OP_CASES = ("layer fp32", "layer bf16", "inference cross-scale aligned fp32", "drop-in fp32 z grouped",
             "cross-scale sequential fp32")
 OP_VARIANTS = [(dict(one_pass_forward=True), OP_CASES),
-               (dict(one_pass_forward=True, one_pass_block_d=1), ("layer fp32",)),
-               (dict(one_pass_forward=True, one_pass_unroll=4), ("layer fp32",))]
+               (dict(one_pass_forward=True, one_pass_block_d=1), OP_CASES),
+               (dict(one_pass_forward=True, one_pass_block_d=2), OP_CASES),
+               (dict(one_pass_forward=True, one_pass_unroll=1), ("layer fp32",)),
+               (dict(one_pass_forward=True, one_pass_block_d=2, one_pass_unroll=4), ("layer fp32",))]
+
+
+def rank_loop_trips(c: dict) -> int:
+    """Trips of the one-pass kernel's dt rank loop for its constexprs ``c``: blocks of 4 ranks where it reads them
+    two per load (PAIRED, plain orders, R >= 4), else one rank per trip."""
+    if not c["LOWRANK"]:
+        return 1
+    return -(-c["R"] // 4) if c["PAIRED"] and c["ORDER"] == 0 and c["R"] >= 4 else c["R"]
 
 
 def op_rows() -> list:
@@ -329,7 +340,7 @@ def op_rows() -> list:
             if build.kernel != "one_pass_forward_kernel":
                 continue
             c = build.constexprs
-            executed = executed_by_build(build, c["R"] if c["LOWRANK"] else 1, c["N"] // c["UNROLL"])
+            executed = executed_by_build(build, rank_loop_trips(c), c["N"] // c["UNROLL"])
             rows.append(dict(asdict(build), triton=triton.__version__,
                              variant=",".join(f"{k}={v}" for k, v in changes.items()),
                              sass_executed_per_tile=executed,

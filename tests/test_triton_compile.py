@@ -398,8 +398,8 @@ def test_one_pass_forward_compiles_and_computes_each_exponential_once(tmp_path, 
     # TileConfig.one_pass_forward replaces the chunked forward's kernels, whose two passes compute every exponential
     # twice: per (step, channel) a thread issues one exp2 per state of its loop's trip, one for softplus and one for
     # silu(z), and per (segment, channel) one more per state for the segment's decay, in the PTX of each build (the
-    # loop bodies, held once), under both Tritons and their opposite axis orders.  Registers (sm_90): Triton 3.7.1 228-255, spills 0-120 bytes; 3.6.0 232-255, 0-148 (the drop-in's the
-    # most; bench/README.md, "The one-pass forward in the op").
+    # loop bodies, held once), under both Tritons and their opposite axis orders.  Registers (sm_90): 168-255,
+    # spills 0-40 bytes (the sequential cross-scale order's; bench/README.md, "The one-pass forward in the op").
     if oldest and not (OLDEST_TRITON_PATH / "triton").is_dir():
         pytest.skip(f"Triton {OLDEST_TRITON} is not in {OLDEST_TRITON_PATH}: ./install.sh puts it there on a CPU "
                     "machine (CI's)")
@@ -412,8 +412,10 @@ def test_one_pass_forward_compiles_and_computes_each_exponential_once(tmp_path, 
     assert {(c["LOWRANK"], c["STORE_STATES"], c["HAS_Z"]) for c in configs} == {(True, True, False),
                                                                                 (True, False, False),
                                                                                 (False, True, True)}
-    # The tiles' axis order that puts the segments across the threads under each Triton.
+    # The tiles' axis order that puts the segments across the threads under each Triton; the layer's x rows (dt rank
+    # 12, 16 states) read two ranks or two states per load, the drop-in's separate B and C one state per load.
     assert {c["SEGMENTS_FIRST"] for c in configs} == {oldest}
+    assert [c["PAIRED"] for c in configs] == [c["LOWRANK"] for c in configs] and {c["UNROLL"] for c in configs} == {2}
     for b, c in zip(one_pass, configs):
         per_step = c["STEPS"] * c["BLOCK_D"] * (c["UNROLL"] + c["SOFTPLUS"] + c["HAS_Z"])
         assert b["exp_log"] == per_step + c["BLOCK_D"] * c["UNROLL"], (b["exp_log"], c)

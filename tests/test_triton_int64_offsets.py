@@ -122,9 +122,10 @@ RUNS = [
     ("gated-tile-kernels", dict(forward_state_loop=False, backward_state_loop=False), False,
      lambda b, h, w: _layer(b, h, w, gated=True)),
     # The one-pass forward (TileConfig.one_pass_forward): a training forward storing its chunk states, whose 4-step
-    # segments lie in windows of 2 x 2; one without gradients in the aligned cross-scale order; the drop-in's.
+    # segments lie in windows of 2 x 2, its dt ranks and states read two per load (an even rank); one without
+    # gradients in the aligned cross-scale order; the drop-in's.
     ("one-pass", dict(one_pass_forward=True, block_t=4, one_pass_segments=4, one_pass_block_d=4), False,
-     lambda b, h, w: _layer(b, h, w, weighted=True, cross_scale=None, window=2)),
+     lambda b, h, w: _layer(b, h, w, weighted=True, cross_scale=None, window=2, rank=4)),
     ("one-pass-inference", dict(one_pass_forward=True, one_pass_steps=2, one_pass_segments=4), False,
      lambda b, h, w: _layer(b, h, w, grad=False)),
     ("one-pass-drop-in", dict(one_pass_forward=True, block_t=4, one_pass_segments=4), False,

@@ -6,7 +6,7 @@ not a multiple of the block, several tiles or one, both tile axis orders, float3
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from directional_cases import make_layer_inputs
@@ -17,29 +17,36 @@ from scan2d.triton.tiles import tile_config
 from test_selective_scan import make_inputs
 from test_triton_directional import DEVICE, TOL, direction
 from test_triton_selective_scan import _run
-# (steps per segment without gradients, segments, channels per program, segments first): tiles of 8 to 512 steps,
-# so that short maps take one tile and longer ones several (the state crossing tiles through the carry slots); 32
-# segments is the GPU's default, one warp's threads.
-layouts = st.tuples(st.sampled_from([2, 8]), st.sampled_from([4, 8, 32]), st.sampled_from([1, 2, 8]), st.booleans())
+# (steps per segment without gradients, segments, channels per program, segments first, states per trip): tiles of
+# 8 to 512 steps, so that short maps take one tile and longer ones several (the state crossing tiles through the
+# carry slots); 32 segments is the GPU's default, one warp's threads.  Two or four states per trip read B and C two
+# states per load where x's rows allow it (an even dt rank, ScanOperands.paired_x).
+layouts = st.tuples(st.sampled_from([2, 8]), st.sampled_from([4, 8, 32]), st.sampled_from([1, 2, 8]), st.booleans(),
+                    st.sampled_from([1, 2, 4]))
 dtypes = st.sampled_from([torch.float32, torch.float32, torch.bfloat16, torch.float16])
 
 
 def one_pass_tiles(layout, block_t):
-    steps, segments, block_d, segments_first = layout
+    steps, segments, block_d, segments_first, unroll = layout
     return dict(one_pass_forward=True, one_pass_steps=steps, one_pass_segments=segments, one_pass_block_d=block_d,
-                one_pass_segments_first=segments_first, block_t=block_t)
+                one_pass_segments_first=segments_first, one_pass_unroll=unroll, block_t=block_t)
 
 
 @settings(max_examples=8)
+# Always: two states and two dt ranks per load, the last block of ranks overlapping the one before, several tiles.
+@example(specs=[(4, False, False), (8, True, True)], cross_scale=None, batch=1, height=9, width=7, dim=7,
+         weighted=False, grad=True, dtype=torch.float32, layout=(8, 4, 2, False, 2), block_t=4, rank=6)
 @given(specs=st.lists(direction, min_size=1, max_size=4).filter(lambda s: len(s) != 3),
        cross_scale=st.sampled_from([None, None, "aligned", "sequential"]), batch=st.integers(1, 2),
        height=st.integers(1, 9), width=st.integers(1, 9), dim=st.sampled_from([1, 7, 17]), weighted=st.booleans(),
-       grad=st.booleans(), dtype=dtypes, layout=layouts, block_t=st.sampled_from([4, 16]))
+       grad=st.booleans(), dtype=dtypes, layout=layouts, block_t=st.sampled_from([4, 16]),
+       rank=st.sampled_from([3, 6]))
 def test_layer_forward_and_gradients_match_torch_path(specs, cross_scale, batch, height, width, dim, weighted, grad,
-                                                      dtype, layout, block_t):
+                                                      dtype, layout, block_t, rank):
+    # rank 6: the dt ranks two per load in blocks of 4, the last block overlapping the one before (plain orders).
     K = len(specs)
     directions = tuple(ScanDirection(w, c, r, cross_scale) for w, c, r in specs)
-    inp = make_layer_inputs(batch, height, width, dim, K, n_state=4, cross_scale=cross_scale is not None)
+    inp = make_layer_inputs(batch, height, width, dim, K, n_state=4, rank=rank, cross_scale=cross_scale is not None)
     exact = {k: v.to(dtype).double().requires_grad_() for k, v in inp.items()}
     weights = torch.rand(batch, K, dim, dtype=torch.float64) + 0.5 if weighted else None
     ref = directional_scan(**exact, directions=directions, height=height, width=width, direction_weights=weights,
@@ -109,3 +116,19 @@ def test_one_launch_per_direction_replaces_the_chunked_forward(monkeypatch, grad
         expected += [("chunk_adjoint_kernel", launches[-2][1], None, None), ("chunk_carry_kernel", launches[-1][1],
                                                                               None, None)]
     assert launches == expected
+
+
+@pytest.mark.parametrize("dtype, block_d", [(torch.float32, 1), (torch.bfloat16, 2)])
+def test_channels_per_program_follow_the_input_width(monkeypatch, dtype, block_d):
+    # TileConfig.one_pass_block_d = None (the GPU's default): one channel per program for 32-bit inputs, two for
+    # 16-bit ones, whose B and C are converted per step and so are shared by more channels.
+    seen = spy_on_launches(monkeypatch, ("one_pass_forward_kernel",),
+                           record=lambda name, grid, meta: (grid, meta.get("BLOCK_D")))
+    inp = {k: v.to(DEVICE, dtype) for k, v in make_layer_inputs(1, 3, 5, 5, 1, n_state=2).items()}
+    directions = (ScanDirection(4, False, False),)
+    ref = directional_scan(**{k: v.double() for k, v in inp.items()}, directions=directions, height=3, width=5,
+                           backend="torch")
+    with tile_config(one_pass_forward=True, one_pass_block_d=None, one_pass_segments=4):
+        out = directional_scan(**inp, directions=directions, height=3, width=5, backend="triton")
+    torch.testing.assert_close(out.double(), ref, **TOL[dtype])
+    assert seen == [((1, -(-5 // block_d)), block_d)]

@@ -144,6 +144,8 @@ def one_pass_forward(ops: ScanOperands, out: torch.Tensor, out_strides: tuple, s
     if ops.for_backward and ops.tiles_per_chunk != 1:
         raise RuntimeError("internal error: a training forward's chunks are one tile each")
     segments, block_d = tiles.one_pass_segments, tiles.one_pass_block_d
+    if block_d is None:  # 16-bit B and C are converted per step: over 2 channels (TileConfig.one_pass_block_d)
+        block_d = 1 if ops.u.element_size() == 4 else 2
     for name, value in (("one_pass_steps", steps), ("one_pass_segments", segments), ("one_pass_block_d", block_d)):
         if value < 1 or value & (value - 1):
             raise ValueError(f"TileConfig.{name} (or block_t) = {value}: the one-pass forward's tile sides must be "
@@ -157,7 +159,7 @@ def one_pass_forward(ops: ScanOperands, out: torch.Tensor, out_strides: tuple, s
     blocks = ops.channel_blocks(block_d)
     dummy = final
     meta = {name: value for name, value in ops.launch_meta(out, weight, entry, final).items()
-            if name in ("ORDER", "LOWRANK", "HAS_BIAS", "SOFTPLUS", "R", "N", "WIDE")}
+            if name in ("ORDER", "LOWRANK", "HAS_BIAS", "SOFTPLUS", "R", "N", "WIDE", "PAIRED")}
     launches = direction_launches(ops.K, sum_directions)
     # Each program's two slots for the state crossing its tiles; the launches run one after another and share them.
     carry = torch.empty(ops.batch * launches[0][1] * blocks, 2, ops.n_state, block_d, device=ops.u.device,

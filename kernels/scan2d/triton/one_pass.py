@@ -7,8 +7,8 @@ final state and, for a training forward, what the backward reads: the state ente
 delta sum, laid out as ``launch.forward_states`` leaves them, so the backward runs unchanged.
 
 Layout (bench/README.md, "A one-pass forward with the segments across the threads" for the prototype, "The
-one-pass forward in the op" for this kernel: 20 executed SASS instructions per (step, channel, state) in the layer's
-training forward at 255 registers, sm_90):
+one-pass forward in the op" for this kernel: 17.5 executed SASS instructions per (step, channel, state) in the
+layer's float32 training forward, one channel per program, at 254 registers, sm_90):
 - each tile of SEGMENTS x STEPS consecutive steps is cut into SEGMENTS segments across the threads, a segment's
   STEPS steps and the program's BLOCK_D channels in its thread's registers;
 - the N states go one after another.  For each, every segment's steps are scanned in registers from zero, the
@@ -26,7 +26,7 @@ import triton.language as tl
 
 from .positions import tile_positions
 from .recurrence import LOG2E, combine
-from .tile_io import block_channels, block_group, offset, softplus, x_rows
+from .tile_io import block_channels, block_group, load_pair, offset, softplus, x_rows
 
 
 @triton.jit(do_not_specialize=["k_first"])  # one compiled kernel for every direction
@@ -38,7 +38,7 @@ def one_pass_forward_kernel(
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_WEIGHT: tl.constexpr, ACCUMULATE: tl.constexpr,
     STORE_STATES: tl.constexpr, R: tl.constexpr, N: tl.constexpr, STEPS: tl.constexpr, SEGMENTS: tl.constexpr,
     BLOCK_D: tl.constexpr, SEGMENTS_FIRST: tl.constexpr, IN_WINDOW: tl.constexpr, WIDE: tl.constexpr,
-    UNROLL: tl.constexpr = 1,
+    UNROLL: tl.constexpr = 1, PAIRED: tl.constexpr = False,
 ):
     """y_t = C_t . h_t + D u_t (times silu(z_t), times weight[b, k]) of directions k_first .. k_first + k_count - 1,
     written at each step's position, all ``length`` steps of a scan in one program.
@@ -111,13 +111,26 @@ def one_pass_forward_kernel(
         if LOWRANK:
             xrow = x_rows(X[0], X[1], X, b_o, pos_o, is_low, k, ORDER)
             delta_pre = tl.zeros(mask.shape, dtype=tl.float32)
-            for r in range(R):
-                if ORDER == 0:  # unmasked: see the state loop's B and C
-                    col = tl.load(xrow + r * X[5]).to(tl.float32)
-                else:  # unmasked, Triton 3.6 converts the cross-scale tiles through 2 KB of shared memory
-                    col = tl.load(xrow + r * X[5], mask=valid, other=0.0).to(tl.float32)
-                wr = tl.load(dtw_ptr + params * R + r, mask=d3_mask, other=0.0).to(tl.float32)
-                delta_pre += col * wr
+            if PAIRED and ORDER == 0 and R >= 4:
+                # Blocks of 4 ranks, two per load and at constant offsets from each step's row, as in
+                # tile_io.load_steps: the last block ends at rank R-1, its ranks that the block before took masked.
+                for r0 in range(0, R, 4):
+                    start = tl.minimum(r0, R - 4)
+                    for i in tl.static_range(0, 4, 2):
+                        lo, hi = load_pair(xrow + start + i)
+                        w_rows = dtw_ptr + params * R + start + i
+                        w_lo = tl.load(w_rows, mask=d3_mask & ((d3 * 0 + start + i) >= r0), other=0.0)
+                        w_hi = tl.load(w_rows + 1, mask=d3_mask & ((d3 * 0 + start + i + 1) >= r0), other=0.0)
+                        delta_pre += lo * w_lo.to(tl.float32)
+                        delta_pre += hi * w_hi.to(tl.float32)
+            else:
+                for r in range(R):
+                    if ORDER == 0:  # unmasked: see the state loop's B and C
+                        col = tl.load(xrow + r * X[5]).to(tl.float32)
+                    else:  # unmasked, Triton 3.6 converts the cross-scale tiles through 2 KB of shared memory
+                        col = tl.load(xrow + r * X[5], mask=valid, other=0.0).to(tl.float32)
+                    wr = tl.load(dtw_ptr + params * R + r, mask=d3_mask, other=0.0).to(tl.float32)
+                    delta_pre += col * wr
             b_rows = xrow + R * X[5]
             c_rows = xrow + (R + N) * X[5]
             s_bn_ = X[5]
@@ -156,14 +169,21 @@ def one_pass_forward_kernel(
         first_step = p == 0
         # UNROLL states per trip: their B and C lie at constant offsets from one address per step (the steps'
         # positions are gathered, so each step has its own), which a rolled loop would recompute per state.
+        # Unmasked, as in the chunked state loops: an invalid step reads position 0 (always in bounds), and its
+        # delta 0 (so du 0) makes it the identity whatever it reads; its output is never written.
         for n0 in range(0, N, UNROLL):
             for j in tl.static_range(UNROLL):
                 n = n0 + j
                 a = tl.load(A_ptr + (k * Dm + d) * N + n, mask=d_mask, other=0.0) * LOG2E
-                # Unmasked, as in the chunked state loops: an invalid step reads position 0 (always in bounds), and
-                # its delta 0 (so du 0) makes it the identity whatever it reads; its output is never written.
-                Bn = tl.load(b_rows + n * s_bn_).to(tl.float32)
-                Cn = tl.load(c_rows + n * s_cn_).to(tl.float32)
+                if PAIRED and UNROLL % 2 == 0:  # states n and n + 1 in one load (tile_io.load_pair)
+                    if j % 2 == 0:
+                        Bn, B_next = load_pair(b_rows + n)
+                        Cn, C_next = load_pair(c_rows + n)
+                    else:
+                        Bn, Cn = B_next, C_next
+                else:
+                    Bn = tl.load(b_rows + n * s_bn_).to(tl.float32)
+                    Cn = tl.load(c_rows + n * s_cn_).to(tl.float32)
                 decay = tl.exp2(delta * tl.expand_dims(a, STEP_AXIS))
                 du_b = du * Bn
                 # Each segment is scanned twice in its thread's registers: from zero for its end state, then from

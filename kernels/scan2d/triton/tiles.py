@@ -133,19 +133,24 @@ class TileConfig:
             (batch, direction, one_pass_block_d channels) walks the whole scan, computing every exponential once,
             and a training forward stores the chunk entry states and delta sums the backward reads.  The chunked
             forward computes them twice (chunk end states, then outputs) and launches a carry between.  The gate's
-            passes keep the chunked kernels.  compile_check (sm_90, the layer's training forward at dt rank 12):
-            20.9 executed SASS instructions per (step, channel, state) at 255 registers (Triton 3.7.1; 3.6.0: 21.2,
-            48 bytes of spills), against about 24 for the chunked forward's two passes.  Not timed on a GPU: off
-            until the lease's step 3c (scan_bench.py --configs one_pass_forward=True) says whether it wins.
+            passes keep the chunked kernels.  compile_check (sm_90, the layer's training forward at dt rank 12, the
+            defaults below): 17.5 executed SASS instructions per (step, channel, state) at 254 registers and no
+            spills under Triton 3.7.1 and 3.6.0, against about 24 for the chunked forward's two passes.  Not timed
+            on a GPU: off until the lease's step 3c (scan_bench.py --configs one_pass_forward=True) says whether it
+            wins.
         one_pass_steps: steps per segment (per thread) of the one-pass forward without gradients; a training forward
             takes block_t, so that its segments are the backward's chunks.
         one_pass_segments: segments per tile of the one-pass forward, across the threads (32 per warp).
         one_pass_block_d: channels per program of the one-pass forward (each thread holds its segment's steps for all
-            of them).  compile_check, the layer's training forward (Triton 3.7.1): 20.9 executed instructions per
-            element at 255 registers with 2 channels, 22.5 at 232 with 1.
+            of them); None: 1 for 32-bit inputs, 2 for 16-bit ones.  compile_check (sm_90, the layer's training
+            forward, 2 states per trip), executed SASS instructions per element, Triton 3.7.1 / 3.6.0: float32, 1
+            channel 17.5 / 17.5 at 254 registers without spills, 2 channels 17.7 / 18.7 with 124 / 296 bytes of
+            spills (3.6.0's in the state loop); bfloat16, 1 channel 22.9 / 22.9 (B and C converted per step and
+            channel), 2 channels 19.8 / 20.6 (bench/README.md, "The one-pass forward in the op").
         one_pass_unroll: states per trip of the one-pass forward's state loop: their B and C lie at constant offsets
-            from one address per step.  compile_check (sm_90, Triton 3.7.1, dt rank 12, 2 channels, training): 19.8
-            executed SASS instructions per element at 4 against 20.9 at 1, but 140 bytes of spills against none.
+            from one address per step, and with ``paired_loads`` two states' come in one load.  compile_check (the
+            float32 training forward, Triton 3.7.1): 1 channel, 17.5 executed instructions per element at 2, 19.9
+            at 1; 2 channels, 17.7 at 2, 19.1 at 1, 18.4 at 4 with 400 bytes of spills.
         one_pass_segments_first: the one-pass forward's tiles as (segments, channels, steps) tensors instead of
             (steps, channels, segments) (``one_pass.one_pass_forward_kernel``).  None: the order this Triton lays
             out with the segments across the threads (``rowwise_by_default``: the same tie in its coalescing pass).
@@ -179,8 +184,8 @@ class TileConfig:
     one_pass_forward: bool = False
     one_pass_steps: int = 8
     one_pass_segments: int = 4 if triton_interpreted() else 32
-    one_pass_block_d: int = 8 if triton_interpreted() else 2
-    one_pass_unroll: int = 1
+    one_pass_block_d: Optional[int] = 8 if triton_interpreted() else None
+    one_pass_unroll: int = 2
     one_pass_segments_first: Optional[bool] = None
 
     def forward_options(self, state_loop: bool, tiles_per_chunk: int = 1) -> dict:
