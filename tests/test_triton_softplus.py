@@ -25,8 +25,12 @@ def test_softplus_is_accurate_to_float32_from_underflow_to_overflow():
     _softplus_kernel[(triton.cdiv(x.numel(), 1024),)](x.to(DEVICE), out, x.numel(), BLOCK=1024)
     expected = torch.nn.functional.softplus(x.double(), threshold=1000.0)
     relative = ((out.cpu().double() - expected) / expected).abs()
-    # float32 rounding of the exponential, the division and the series: a few ulp (GPU: ex2.approx, div.full).
-    assert relative.max().item() < 1e-6, (relative.max().item(), x[relative.argmax()].item())
+    # float32 rounding of the exponential, the division and the series: a few ulp (GPU: ex2.approx, div.full); and
+    # exp(x) = 2^(x log2 e), where rounding the float32 product shifts the power by up to |x| 2^-24 log2 e, a
+    # relative error of |x| 6e-8 (on a GPU tl.exp is computed that way too).
+    bound = 1e-6 + 1e-7 * x.double().abs()
+    assert (relative <= bound).all(), (relative.max().item(), x[(relative / bound).argmax()].item())
+    assert relative[x.abs() <= 1].max().item() < 1e-6
 
 
 def test_softplus_of_infinities():

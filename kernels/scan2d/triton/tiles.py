@@ -134,7 +134,7 @@ class TileConfig:
             and a training forward stores the chunk entry states and delta sums the backward reads.  The chunked
             forward computes them twice (chunk end states, then outputs) and launches a carry between.  The gate's
             passes keep the chunked kernels.  compile_check (sm_90, the layer's training forward at dt rank 12, the
-            defaults below): 17.5 executed SASS instructions per (step, channel, state) at 254 registers and no
+            defaults below): 17.3 executed SASS instructions per (step, channel, state) at 254 registers and no
             spills under Triton 3.7.1 and 3.6.0, against about 24 for the chunked forward's two passes.  Not timed
             on a GPU: off until the lease's step 3c (scan_bench.py --configs one_pass_forward=True) says whether it
             wins.
@@ -144,13 +144,13 @@ class TileConfig:
         one_pass_block_d: channels per program of the one-pass forward (each thread holds its segment's steps for all
             of them); None: 1 for 32-bit inputs, 2 for 16-bit ones.  compile_check (sm_90, the layer's training
             forward, 2 states per trip), executed SASS instructions per element, Triton 3.7.1 / 3.6.0: float32, 1
-            channel 17.5 / 17.5 at 254 registers without spills, 2 channels 17.7 / 18.7 with 124 / 296 bytes of
-            spills (3.6.0's in the state loop); bfloat16, 1 channel 22.9 / 22.9 (B and C converted per step and
-            channel), 2 channels 19.8 / 20.6 (bench/README.md, "The one-pass forward in the op").
+            channel 17.3 / 17.3 at 254 registers without spills, 2 channels 17.5 / 18.5 with 124 / 296 bytes of
+            spills (3.6.0's in the state loop); bfloat16, 1 channel 22.8 / 22.8 (B and C converted per step and
+            channel), 2 channels 19.6 / 20.4 (bench/README.md, "The one-pass forward in the op").
         one_pass_unroll: states per trip of the one-pass forward's state loop: their B and C lie at constant offsets
             from one address per step, and with ``paired_loads`` two states' come in one load.  compile_check (the
-            float32 training forward, Triton 3.7.1): 1 channel, 17.5 executed instructions per element at 2, 19.9
-            at 1; 2 channels, 17.7 at 2, 19.1 at 1, 18.4 at 4 with 400 bytes of spills.
+            float32 training forward, Triton 3.7.1): 1 channel, 17.3 executed instructions per element at 2, 19.7
+            at 1; 2 channels, 17.5 at 2, 18.2 at 4 with 400 bytes of spills.
         one_pass_segments_first: the one-pass forward's tiles as (segments, channels, steps) tensors instead of
             (steps, channels, segments) (``one_pass.one_pass_forward_kernel``).  None: the order this Triton lays
             out with the segments across the threads (``rowwise_by_default``: the same tie in its coalescing pass).
