@@ -26,7 +26,8 @@ import triton.language as tl
 
 from .positions import tile_positions
 from .recurrence import LOG2E, combine
-from .tile_io import block_channels, block_group, load_pair, offset, softplus, x_rows
+from .state_loop import state_column_pairs
+from .tile_io import block_channels, block_group, offset, paired_rank_blocks, softplus, x_rows
 
 
 @triton.jit(do_not_specialize=["k_first"])  # one compiled kernel for every direction
@@ -111,18 +112,8 @@ def one_pass_forward_kernel(
         if LOWRANK:
             xrow = x_rows(X[0], X[1], X, b_o, pos_o, is_low, k, ORDER)
             delta_pre = tl.zeros(mask.shape, dtype=tl.float32)
-            if PAIRED and ORDER == 0 and R >= 4:
-                # Blocks of 4 ranks, two per load and at constant offsets from each step's row, as in
-                # tile_io.load_steps: the last block ends at rank R-1, its ranks that the block before took masked.
-                for r0 in range(0, R, 4):
-                    start = tl.minimum(r0, R - 4)
-                    for i in tl.static_range(0, 4, 2):
-                        lo, hi = load_pair(xrow + start + i)
-                        w_rows = dtw_ptr + params * R + start + i
-                        w_lo = tl.load(w_rows, mask=d3_mask & ((d3 * 0 + start + i) >= r0), other=0.0)
-                        w_hi = tl.load(w_rows + 1, mask=d3_mask & ((d3 * 0 + start + i + 1) >= r0), other=0.0)
-                        delta_pre += lo * w_lo.to(tl.float32)
-                        delta_pre += hi * w_hi.to(tl.float32)
+            if PAIRED and ORDER == 0 and R >= 4:  # as the chunked kernels read them (tile_io.load_steps)
+                delta_pre = paired_rank_blocks(delta_pre, xrow, dtw_ptr + params * R, d3, d3_mask, R)
             else:
                 for r in range(R):
                     if ORDER == 0:  # unmasked: see the state loop's B and C
@@ -177,8 +168,7 @@ def one_pass_forward_kernel(
                 a = tl.load(A_ptr + (k * Dm + d) * N + n, mask=d_mask, other=0.0) * LOG2E
                 if PAIRED and UNROLL % 2 == 0:  # states n and n + 1 in one load (tile_io.load_pair)
                     if j % 2 == 0:
-                        Bn, B_next = load_pair(b_rows + n)
-                        Cn, C_next = load_pair(c_rows + n)
+                        Bn, Cn, B_next, C_next = state_column_pairs(b_rows, c_rows, n, True)
                     else:
                         Bn, Cn = B_next, C_next
                 else:

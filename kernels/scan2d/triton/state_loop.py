@@ -37,7 +37,7 @@ def _state_columns(b_rows, c_rows, n, s_bn, s_cn, OUTPUT: tl.constexpr):
 
 
 @triton.jit
-def _state_column_pairs(b_rows, c_rows, n, OUTPUT: tl.constexpr):
+def state_column_pairs(b_rows, c_rows, n, OUTPUT: tl.constexpr):
     """B's and C's columns of states n and n + 1 (T,), float32, one ``load_pair`` each (unit state stride)."""
     b0, b1 = load_pair(b_rows + n)
     c0, c1 = b0, b1
@@ -103,7 +103,7 @@ def state_loop_tile(h0_rows, h0_mask, end_rows, A_rows, d_mask, t, delta, u, b_r
         rows = tl.arange(0, N)[:, None]
         if pairs:
             for n in tl.static_range(0, N, 2):
-                b0, c0, b1, c1 = _state_column_pairs(b_rows, c_rows, n, OUTPUT)
+                b0, c0, b1, c1 = state_column_pairs(b_rows, c_rows, n, OUTPUT)
                 y, states = _state_in_registers(n, b0, c0, rows, states, A_rows, d_mask, delta, du, first, last, y,
                                                 OUTPUT)
                 y, states = _state_in_registers(n + 1, b1, c1, rows, states, A_rows, d_mask, delta, du, first, last,
@@ -117,7 +117,7 @@ def state_loop_tile(h0_rows, h0_mask, end_rows, A_rows, d_mask, t, delta, u, b_r
         for n0 in tl.range(0, N, UNROLL, num_stages=STAGES):
             if pairs:
                 for i in tl.static_range(0, UNROLL, 2):
-                    b0, c0, b1, c1 = _state_column_pairs(b_rows, c_rows, n0 + i, OUTPUT)
+                    b0, c0, b1, c1 = state_column_pairs(b_rows, c_rows, n0 + i, OUTPUT)
                     y = _state_in_memory(n0 + i, b0, c0, h0_rows, h0_mask, end_rows, A_rows, d_mask, delta, du,
                                          first, last, y, OUTPUT, STORE_END)
                     y = _state_in_memory(n0 + i + 1, b1, c1, h0_rows, h0_mask, end_rows, A_rows, d_mask, delta, du,

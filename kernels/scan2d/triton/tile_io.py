@@ -48,6 +48,23 @@ def load_pair(ptr):
 
 
 @triton.jit
+def paired_rank_blocks(delta_pre, xrow, w_rows, d, d_mask, R: tl.constexpr):
+    """delta_pre + dt_low @ dt_weight[k].T over R >= 4 (even) ranks read two per load (``load_pair``), in blocks of
+    4 at constant offsets from each step's row: the last block ends at rank R-1, its ranks that the block before
+    took masked out.  xrow: each step's dt_low row, w_rows: each channel's dt_weight row (contiguous over the
+    ranks), d and d_mask the channels, all shaped to broadcast against delta_pre."""
+    for i0 in range(0, R, 4):
+        start = tl.minimum(i0, R - 4)  # even: R is
+        for i1 in tl.static_range(0, 4, 2):
+            lo, hi = load_pair(xrow + start + i1)
+            w_lo = tl.load(w_rows + start + i1, mask=d_mask & ((d * 0 + start + i1) >= i0), other=0.0)
+            w_hi = tl.load(w_rows + start + i1 + 1, mask=d_mask & ((d * 0 + start + i1 + 1) >= i0), other=0.0)
+            delta_pre += lo * w_lo.to(tl.float32)
+            delta_pre += hi * w_hi.to(tl.float32)
+    return delta_pre
+
+
+@triton.jit
 def softplus(x):
     """log(1 + exp(x)) as max(x, 0) + log1p(exp(-|x|)), with log1p(y) = 2 atanh(s), s = y / (2 + y) <= 1/3, summed
     to s^15 (the rest is below 2e-9 relative).  ``tl.log`` compiles to libdevice's logf, about 30 instructions per
@@ -259,15 +276,8 @@ def load_steps(
             # whose ranks it masks out.  The tile kernels, whose steps are spread over threads, keep the rolled
             # loop: unrolled it compiles to more loads and exponentials there.
             if R >= 4 and PAIRED:
-                for i0 in range(0, R, 4):
-                    start = tl.minimum(i0, R - 4)  # even: R is
-                    for i1 in tl.static_range(0, 4, 2):
-                        lo, hi = load_pair(xrow + start + i1)
-                        w_rows = dtw_ptr + (k * Dm + d) * R + start + i1
-                        w_lo = tl.load(w_rows, mask=d_mask & ((d * 0 + start + i1) >= i0), other=0.0)
-                        w_hi = tl.load(w_rows + 1, mask=d_mask & ((d * 0 + start + i1 + 1) >= i0), other=0.0)
-                        delta_pre += lo[:, None] * w_lo.to(tl.float32)[None, :]
-                        delta_pre += hi[:, None] * w_hi.to(tl.float32)[None, :]
+                delta_pre = paired_rank_blocks(delta_pre, xrow[:, None], (dtw_ptr + (k * Dm + d) * R)[None, :],
+                                               d[None, :], d_mask[None, :], R)
             elif R >= 4:
                 for i0 in range(0, R, 4):
                     start = tl.minimum(i0, R - 4)

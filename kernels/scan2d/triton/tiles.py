@@ -150,7 +150,7 @@ class TileConfig:
         one_pass_unroll: states per trip of the one-pass forward's state loop: their B and C lie at constant offsets
             from one address per step, and with ``paired_loads`` two states' come in one load.  compile_check (the
             float32 training forward, Triton 3.7.1): 1 channel, 17.3 executed instructions per element at 2, 19.7
-            at 1; 2 channels, 17.5 at 2, 18.2 at 4 with 400 bytes of spills.
+            at 1; 2 channels, 17.5 at 2, 18.1 at 4 with 396 bytes of spills.
         one_pass_segments_first: the one-pass forward's tiles as (segments, channels, steps) tensors instead of
             (steps, channels, segments) (``one_pass.one_pass_forward_kernel``).  None: the order this Triton lays
             out with the segments across the threads (``rowwise_by_default``: the same tie in its coalescing pass).
