@@ -306,12 +306,14 @@ def compile_row(build, R, N, layout: dict, elements: int, programs_case_a: int, 
                 warps_case_a_two_directions=2 * programs_case_a * warps)
 
 
-# The op's one-pass forward (TileConfig.one_pass_forward): compile_check's cases under each tile configuration.
-OP_CASES = ("layer fp32", "layer bf16", "inference cross-scale aligned fp32", "drop-in fp32 z grouped",
-            "cross-scale sequential fp32")
+# The op's one-pass forward (TileConfig.one_pass_forward): compile_check's cases under each tile configuration.  The
+# default takes 1 channel per program for 32-bit inputs and 2 for 16-bit ones; the other count follows it.
+FP32_CASES = ("layer fp32", "inference cross-scale aligned fp32", "drop-in fp32 z grouped",
+              "cross-scale sequential fp32")
+OP_CASES = (*FP32_CASES[:1], "layer bf16", *FP32_CASES[1:])
 OP_VARIANTS = [(dict(one_pass_forward=True), OP_CASES),
-               (dict(one_pass_forward=True, one_pass_block_d=1), OP_CASES),
-               (dict(one_pass_forward=True, one_pass_block_d=2), OP_CASES),
+               (dict(one_pass_forward=True, one_pass_block_d=1), ("layer bf16",)),
+               (dict(one_pass_forward=True, one_pass_block_d=2), FP32_CASES),
                (dict(one_pass_forward=True, one_pass_unroll=1), ("layer fp32",)),
                (dict(one_pass_forward=True, one_pass_block_d=2, one_pass_unroll=4), ("layer fp32",))]
 
