@@ -42,8 +42,8 @@ mamba_args=()
 
 # The fused op's defaults since the last GPU run (2026-11-27), each switched off, the register caps and the
 # pipelined state loops: step 3b.
-UNTIMED="paired_loads=False window_tiles=False narrow_offsets=False forward_maxnreg=168 backward_maxnreg=200
-state_loop_stages=2"
+UNTIMED="paired_loads=False window_tiles=False narrow_offsets=False backward_lane_sums=False forward_maxnreg=168
+backward_maxnreg=200 state_loop_stages=2"
 # The one-pass forward in the op itself (since 2026-12-03): the default layout (1 channel per program, 2 states per
 # trip of its state loop), 2 channels, and 1 state per trip: step 3c.
 ONE_PASS="one_pass_forward=True one_pass_forward=True,one_pass_block_d=2 one_pass_forward=True,one_pass_unroll=1"
@@ -70,9 +70,8 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     ( BENCH_RESULTS=/tmp/warmup timeout 150 python3 bench/scan_bench.py --backends fused drop_in --repeats 1 \
         > /tmp/warmup.log 2>&1 ) &
     ( BENCH_RESULTS=/tmp/warmup2 timeout 150 python3 bench/scan_bench.py --backends fused --repeats 1 \
-        --cases a_training_w8 b_inference_256 --dtypes float32 --configs $UNTIMED backward_lane_sums=True \
-        backward_lane_sums=True,backward_direction_launches=True deterministic=True backward_direction_launches=True \
-        backward_dx_copies=True > /tmp/warmup2.log 2>&1 ) &
+        --cases a_training_w8 b_inference_256 --dtypes float32 --configs $UNTIMED deterministic=True \
+        backward_direction_launches=True backward_dx_copies=True > /tmp/warmup2.log 2>&1 ) &
     ( BENCH_RESULTS=/tmp/warmup3 timeout 150 python3 bench/scan_bench.py --backends fused --repeats 1 --gated \
         --cases a_training_w8 b_inference_256 d_model_inference_64 --dtypes float32 > /tmp/warmup3.log 2>&1 ) &
     # shellcheck disable=SC2086
@@ -98,9 +97,9 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
         --backends mamba_ssm mambair_path fused drop_in \
         --cases a_training_w8 a_training_w64 b_inference_256 c_cross_scale_64 c_cross_scale_256
     # 3b. What no GPU has timed yet: the defaults since 2026-11-27 (x's columns in pairs, positions per tile, 32-bit
-    #    offsets), each switched off, the register caps of the training forward and of the backward (more
-    #    programs per SM, or spills?) and the state loops' loads pipelined through shared memory (since
-    #    2026-12-03: fewer registers, cp.async), beside the default, on cases a and b.
+    #    offsets, the backward's reduce-scattered lane sums), each switched off, the register caps of the training
+    #    forward and of the backward (more programs per SM, or spills?) and the state loops' loads pipelined through
+    #    shared memory (since 2026-12-03: fewer registers, cp.async), beside the default, on cases a and b.
     # shellcheck disable=SC2086
     step_run scan-untimed 45 python3 bench/scan_bench.py --repeats 20 --append --cases a_training_w8 b_inference_256 \
         --dtypes float32 --backends fused --configs default $UNTIMED
@@ -146,10 +145,10 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     step_run model 60 python3 bench/model_bench.py "${mamba_args[@]}" --repeats 5 --backends triton mamba_ssm
     step_run model-chunks 35 python3 bench/model_bench.py --backends triton --cases infer_256 infer_1024 --append \
         --configs inference_programs_per_sm=0 inference_programs_per_sm=1 --repeats 5
-    # 5. GPU time per kernel of the training and inference cases' layer, with the lane sums, in deterministic mode,
-    #    and through the model's channel gate (never profiled on its own; one backward pass since 2026-12-01).
+    # 5. GPU time per kernel of the training and inference cases' layer, without the lane sums, in deterministic
+    #    mode, and through the model's channel gate (never profiled on its own; one backward pass since 2026-12-01).
     step_run profile 40 python3 bench/profile_kernels.py --cases a_training_w8 b_inference_256 --gated \
-        --configs default backward_lane_sums=True deterministic=True
+        --configs default backward_lane_sums=False deterministic=True
     #    The network's batch-1 inference (256x256 output): GPU time, wall time and kernels launched, with the
     #    shortened inference chunks and without (is it bound by its kernels or by the host?).
     step_run profile-inference 25 python3 bench/profile_kernels.py --cases --model-inference --append \

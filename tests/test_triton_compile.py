@@ -121,8 +121,9 @@ def test_state_loop_kernels_compile_and_keep_their_structure(tmp_path):
                for b in deterministic)
     assert_state_loop_structure(loop)
     assert [b["kernel"] for b in builds if b["fenced_atomics"]] == []
-    # Spills: the state-loop backward keeps 255 registers and spills 8-340 bytes of what lives across its loops
-    # (positions, pointers), outside the loops (bench/README.md), 12-24 bytes in deterministic mode.  The output
+    # Spills: the state-loop backward keeps 255 registers and spills 60-376 bytes of what lives across its loops
+    # (positions, pointers), outside the loops (bench/README.md), 0-128 bytes in deterministic mode (Triton 3.7.1,
+    # with the lane sums).  The output
     # kernel of inference chunks, with all 16 states unrolled in registers, is at 255 too and spills what lives from
     # a tile's start to its end (positions, row pointers): 0-48 bytes in the plain order, 100-136 in the aligned
     # cross-scale one (Triton 3.7.1, dt rank 12, 32-bit offsets), about 20 spill stores and as many loads per tile of
@@ -173,8 +174,8 @@ def allowed_spills(build):
 def test_default_kernels_compile_for_ampere(tmp_path):
     # sm_80 (A100): the default kernels of a gated layer's training step and inference and of the drop-in scan
     # compile (the other cases differ in what the sm_90 tests cover), within the spills allowed for sm_90: the
-    # inference output kernels 40-44 bytes (sm_90: 12-56), the backward 212 bytes in the layer (sm_90: 116-188) and
-    # 204 in the drop-in (sm_90: 180; Triton 3.7.1).
+    # inference output kernels 40-44 bytes (sm_90: 12-56), the backward 192 bytes in the layer (sm_90: 60-104 at
+    # rank 12) and 232 in the drop-in (sm_90: 212; Triton 3.7.1, with the lane sums).
     builds = compile_report(tmp_path, 80, *case_flags(("layer bf16 gated", "inference bf16 gated", "drop-in fp16")))
     assert {b["kernel"] for b in builds} == KERNELS and all(b["arch"] == 80 for b in builds)
     assert all(b["constexprs"].get("STATE_LOOP") for b in builds if "STATE_LOOP" in b["constexprs"])
@@ -197,7 +198,7 @@ def test_default_kernels_compile_with_the_oldest_supported_triton(tmp_path):
     # tiles a row at a time there (TileConfig.rowwise_tiles), and its registers and spills differ (bench/README.md,
     # "Triton 3.6 to 3.9").  The default kernels of a gated layer's training step and inference, of the aligned
     # cross-scale block and of the drop-in compile for sm_90 with it, with the structure and within the spills
-    # asserted above (Triton 3.6.0: 33 builds, spills 48-184 bytes in 4 of them).
+    # asserted above (Triton 3.6.0: 33 builds, spills 48-212 bytes in 4 of them, with the lane sums).
     cases = ("layer bf16 gated", "inference bf16 gated", "cross-scale aligned fp32 gated", "drop-in fp16")
     builds = compile_report(tmp_path, 90, *case_flags(cases), triton_path=OLDEST_TRITON_PATH)
     assert {b["triton"] for b in builds} == {OLDEST_TRITON}
@@ -244,9 +245,9 @@ def test_backward_sums_without_atomics_compile_with_fewer_atomics_and_spills(tmp
     # low-rank input) into the block's own copy of dx, and only du's atomics remain (16 of 26 instructions at the
     # model's dt rank 12).  backward_direction_launches: one direction per launch, du added without atomics, and only
     # the sums over channel blocks' remain (10).  With 64-bit offsets the atomics on du's (steps, channels) tile held
-    # the most registers (116-184 bytes of spills, 0-56 without them); with 32-bit ones (TileConfig.narrow_offsets)
-    # every mode spills 4-64 bytes (sm_90, Triton 3.7.1), in the aligned cross-scale order too (12-60 bytes, since
-    # its positions per tile name the reversed window from the tile's first group: bench/README.md).
+    # the most registers (116-184 bytes of spills, 0-56 without them).  With 32-bit ones (TileConfig.narrow_offsets)
+    # and the lane sums (sm_90, Triton 3.7.1): 72-88 bytes with atomics, 68 with the copies, 0-36 with one direction
+    # per launch (sums over the whole warp: 4-64 in every mode); outside the loops (bench/README.md).
     cases = ("layer fp32 gated", "cross-scale aligned fp32 gated")
     # k_count is specialized to 1 with one direction per launch.
     varying = ("DX_COPIES", "DU_OWNED", "k_count")
@@ -260,18 +261,19 @@ def test_backward_sums_without_atomics_compile_with_fewer_atomics_and_spills(tmp
         assert (b["constexprs"]["DX_COPIES"], b["constexprs"]["DU_OWNED"]) == mode
         assert (a["constexprs"]["DX_COPIES"], a["constexprs"]["DU_OWNED"]) == (False, False)
         assert (a["atomics"], b["atomics"]) == (26, atomics_left), key
-        assert max(a["spill_store_bytes"], b["spill_store_bytes"]) <= 64, (b["spill_store_bytes"],
-                                                                           a["spill_store_bytes"], key)
+        assert b["spill_store_bytes"] <= a["spill_store_bytes"] <= 96, (b["spill_store_bytes"],
+                                                                        a["spill_store_bytes"], key)
 
 
 @pytest.mark.slow
 def test_backward_lane_sums_shuffle_five_times_less(tmp_path):
-    # TileConfig.backward_lane_sums: dB's and dC's sums over the warp's lanes reduce-scattered (lane_sums.lane_sums)
-    # take 16 shuffles each per state instead of 80, with no shared memory, and fewer instructions in all (the static
-    # count holds one trip of the state loop: 120-136 fewer there, each executed once per state).
+    # TileConfig.backward_lane_sums (the default): dB's and dC's sums over the warp's lanes reduce-scattered
+    # (lane_sums.lane_sums) take 16 shuffles each per state instead of 80, with no shared memory, and fewer
+    # instructions in all (the static count holds one trip of the state loop: 120-136 fewer there, each executed once
+    # per state; the loop's trip itself is 440 instructions instead of 638 in the layer's float32 backward).
     cases = ("layer fp32", "cross-scale aligned fp32 gated")
-    plain = state_loop_builds(tmp_path, cases, ("LANE_SUMS",))
-    lanes = state_loop_builds(tmp_path, cases, ("LANE_SUMS",), "--tiles", "backward_lane_sums=True")
+    plain = state_loop_builds(tmp_path, cases, ("LANE_SUMS",), "--tiles", "backward_lane_sums=False")
+    lanes = state_loop_builds(tmp_path, cases, ("LANE_SUMS",))
     assert plain.keys() == lanes.keys() and len(plain) >= 2  # orders 0 and 1 (gated)
     for key, b in lanes.items():
         a = plain[key]
@@ -287,8 +289,10 @@ def test_drop_in_rowwise_tiles_compile_to_the_same_structure(tmp_path):
     # channels-first (steps, channels) tiles a row at a time (tile_io.load_td), because Triton 3.6 lays such a
     # tile's steps across lanes (there: 640-960 shuffles per forward kernel, 2 KB of shared memory in the backward).
     # This Triton lays them out right either way; a row at a time must compile to the same structure here: no
-    # shuffles or shared memory in the forward kernels and chunk_adjoint, the backward's sums over lanes alone, and
-    # about the same instructions.  The backward spills 124-140 bytes more (304 bytes at most, Triton 3.6 and 3.7.1).
+    # shuffles or shared memory in the forward kernels and chunk_adjoint, the backward's reduce-scattered sums over
+    # lanes alone (TileConfig.backward_lane_sums), and about the same instructions.  The backward spills 212 bytes
+    # either way (Triton 3.6 and 3.7.1; with sums over the whole warp at every step, 124-140 bytes more a row at a
+    # time, 304 at most).
     # The drop-in case with the most row accesses (z and its gradient, grouped B and C); float16's only add casts.
     cases = ("drop-in fp32 z grouped",)
     kernels = ("chunk_end_state_kernel", "forward_output_kernel", "chunk_adjoint_kernel", "backward_grads_kernel")
@@ -300,7 +304,7 @@ def test_drop_in_rowwise_tiles_compile_to_the_same_structure(tmp_path):
         assert b["constexprs"]["ROWWISE"] and not a["constexprs"]["ROWWISE"], key
         assert (b["shuffles"], b["shared_bytes"]) == (a["shuffles"], a["shared_bytes"]), key
         if key[0] == "backward_grads_kernel":
-            assert (b["shuffles"], b["shared_bytes"]) == (160, 64), key
+            assert (b["shuffles"], b["shared_bytes"]) == (32, 0), key
             assert b["spill_store_bytes"] <= min(a["spill_store_bytes"] + 160, 320), key
         else:
             assert (b["shuffles"], b["shared_bytes"], b["spill_store_bytes"]) == (0, 0, 0), key
@@ -343,12 +347,13 @@ def test_positions_per_tile_cut_every_state_loop_kernel(tmp_path):
     # positions.tile_positions works out each tile's window once, and each step's position from it, instead of
     # dividing every step's index by the window's sizes.  compile_check, sm_90, Triton 3.7.1, the model's layer:
     # 344 fewer instructions per tile in each forward kernel and chunk_adjoint, 456 in the backward (11-17% of the
-    # static counts), the same exponentials, atomics and shuffles, spills within 8 bytes (bench/README.md).
+    # static counts), the same exponentials, atomics and shuffles, spills within 12 bytes, outside the loops (the
+    # backward's with the lane sums: 100 bytes against 88; bench/README.md).
     for key, b, a in default_and_off(tmp_path, "IN_WINDOW", "window_tiles"):
         assert b["sass_instructions"] <= a["sass_instructions"] - 300, (key[0], b["sass_instructions"],
                                                                         a["sass_instructions"])
         assert (b["exp_log"], b["atomics"], b["shuffles"]) == (a["exp_log"], a["atomics"], a["shuffles"]), key[0]
-        assert b["spill_store_bytes"] <= a["spill_store_bytes"] + 8, (key[0], b["spill_store_bytes"])
+        assert b["spill_store_bytes"] <= a["spill_store_bytes"] + 12, (key[0], b["spill_store_bytes"])
 
 
 @pytest.mark.slow

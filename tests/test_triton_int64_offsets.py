@@ -105,7 +105,7 @@ def _drop_in(batch, height, width, groups):
 RUNS = [
     ("gated-rank-5", {}, False, lambda b, h, w: _layer(b, h, w, gated=True, rank=5)),  # dt ranks in blocks of 4
     ("paired-rank-6", {}, False, lambda b, h, w: _layer(b, h, w, rank=6)),  # x's columns in pairs (paired_loads)
-    ("weighted-deterministic", dict(backward_lane_sums=True), True, lambda b, h, w: _layer(b, h, w, weighted=True)),
+    ("weighted-deterministic", dict(backward_lane_sums=False), True, lambda b, h, w: _layer(b, h, w, weighted=True)),
     ("gated-deterministic", {}, True, lambda b, h, w: _layer(b, h, w, gated=True, cross_scale=None)),
     ("inference", dict(block_t=4, inference_tiles=4, inference_programs_per_sm=0), False,
      lambda b, h, w: _layer(b, h, w, gated=True, grad=False)),

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from scan2d import selective_scan, selective_scan_ref
 from scan2d._backend import deterministic_algorithms
-from scan2d.triton.tiles import tile_config
+from scan2d.triton.tiles import TileConfig, tile_config
 from gradients import assert_gradients_close
 from launch_spy import STATE_LOOP_KERNELS, spy_on_launches
 from test_selective_scan import make_inputs
@@ -28,10 +28,11 @@ def _run(fn, inp, opt, **kw):
               inp["z"] if opt["z"] else None, inp["delta_bias"] if opt["bias"] else None, True, **kw)
 
 
-# Which kernels run: the state loops (the default), with the backward's sums over lanes reduce-scattered or stored
-# into one copy of dB and dC per channel block, or with the (steps, channels) tiles read and written a row at a time
-# (the default under Triton < 3.7), or the (steps, channels, states) tile kernels.
-KERNELS = [{}, dict(backward_lane_sums=True), dict(backward_dx_copies=True), dict(rowwise_tiles=True),
+# Which kernels run: the state loops (the default, the backward's sums over lanes reduce-scattered), with those sums
+# reduced over the whole warp at every step or stored into one copy of dB and dC per channel block, or with the
+# (steps, channels) tiles read and written a row at a time (the default under Triton < 3.7), or the (steps, channels,
+# states) tile kernels.
+KERNELS = [{}, dict(backward_lane_sums=False), dict(backward_dx_copies=True), dict(rowwise_tiles=True),
            dict(forward_state_loop=False, backward_state_loop=False)]
 
 
@@ -186,15 +187,15 @@ def test_groups_smaller_than_or_not_a_multiple_of_the_channel_block(dim, groups)
 
 
 @pytest.mark.parametrize("deterministic,sums", [
-    (False, {}), (False, dict(backward_dx_copies=True)), (False, dict(backward_lane_sums=True)), (True, {}),
-    (True, dict(backward_lane_sums=True))], ids=["atomics", "copies", "lane-sums", "deterministic",
-                                                "lane-sums-deterministic"])
+    (False, {}), (False, dict(backward_dx_copies=True)), (False, dict(backward_lane_sums=False)), (True, {}),
+    (True, dict(backward_lane_sums=False))], ids=["atomics", "copies", "warp-sums", "deterministic",
+                                                 "warp-sums-deterministic"])
 def test_drop_in_runs_the_state_loops_on_blocks_that_tile_each_group(monkeypatch, deterministic, sums):
-    # Two groups of 20 channels sharing B and C: 16-channel blocks tile each group with a block of 16 and one of 4
-    # (32-channel blocks, which the lane sums need: one short block per group), so no block reads two groups' B and
-    # C and the sums over channels reach the right group's dB and dC.  One direction: every program owns its tile
-    # of du.  In deterministic mode, or with backward_dx_copies, each block stores its dB and dC sums into its own
-    # copy, which the host adds up.  Every gradient against the float64 reference (a block reading or writing the
+    # Two groups of 20 channels sharing B and C: 32-channel blocks (the lane sums', the default) tile each group with
+    # one short block, 16-channel ones (sums over the whole warp) with a block of 16 and one of 4, so no block reads two
+    # groups' B and C and the sums over channels reach the right group's dB and dC.  One direction: every program owns
+    # its tile of du.  In deterministic mode, or with backward_dx_copies, each block stores its dB and dC sums into its
+    # own copy, which the host adds up.  Every gradient against the float64 reference (a block reading or writing the
     # other group, or a copy left out of the sum, would show in B, C, u or delta).
     seen = spy_on_launches(monkeypatch, STATE_LOOP_KERNELS)
     inp = make_inputs(2, 40, 40, 4, 2)
@@ -203,7 +204,7 @@ def test_drop_in_runs_the_state_loops_on_blocks_that_tile_each_group(monkeypatch
     opt = dict(D=True, z=True, bias=True)
     names = ["u", "delta", "A", "B", "C", "D", "z", "delta_bias"]
     weight = torch.randn(2, 40, 40, dtype=torch.float64)
-    lane_sums = sums.get("backward_lane_sums", False)
+    lane_sums = sums.get("backward_lane_sums", TileConfig.backward_lane_sums)
     block = 32 if lane_sums else 16
     with tile_config(block_t=16, forward_block_d=16, backward_block_d=block, **sums), \
             deterministic_algorithms(deterministic):
