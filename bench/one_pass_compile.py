@@ -262,26 +262,37 @@ _SASS_LINE = re.compile(r"^\s+/\*([0-9a-f]{4,})\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z
 _BRANCH_TARGET = re.compile(r"\bBRA\b.*?0x([0-9a-f]+)")
 
 
-def executed_per_tile(listing: str, R: int, N: int) -> int:
-    """SASS instructions one thread executes per tile, from a kernel's ``cuobjdump -sass`` listing: the tile loop's
-    body (the largest loop), with each loop inside it counted once per trip: N for a loop that computes exponentials
-    (MUFU: the state loop), R for one that does not (the dt rank loop; ``rank_loop_trips``).  Static counts hold each
-    loop once."""
+def sass_loops(listing: str) -> tuple:
+    """A kernel's ``cuobjdump -sass`` listing as (instructions, loops): the (address, opcode) of every instruction,
+    and the (first, last) index of each loop's body (a backward branch and what it jumps back over)."""
     lines = [(int(m.group(1), 16), m.group(2), line) for line in listing.splitlines()
              if (m := _SASS_LINE.match(line))]
     address = {addr: i for i, (addr, _, _) in enumerate(lines)}
-    loops = []  # (first, last) line of each backward branch's body
+    loops = []
     for i, (addr, op, line) in enumerate(lines):
         target = _BRANCH_TARGET.search(line) if op == "BRA" else None
         if target and int(target.group(1), 16) < addr and int(target.group(1), 16) in address:
             loops.append((address[int(target.group(1), 16)], i))
-    if not loops:
+    return [(addr, op) for addr, op, _ in lines], loops
+
+
+def executed_per_tile(listing: str, R: int, N: int, tile_loop: bool = True) -> int:
+    """SASS instructions one thread executes per tile, from a kernel's ``cuobjdump -sass`` listing: the tile loop's
+    body (the largest loop), with each loop inside it counted once per trip: N for a loop that computes exponentials
+    (MUFU: the state loop), R for one that does not (the dt rank loop; ``rank_loop_trips``).  Static counts hold each
+    loop once.  Without ``tile_loop`` (a program per tile, as ``backward_grads_kernel``): the whole kernel, with
+    each of its loops (none nested) counted the same way."""
+    lines, loops = sass_loops(listing)
+    if not tile_loop:
+        tile, executed = (-1, len(lines)), len(lines)
+    elif not loops:
         raise ValueError("no loop in the listing: expected a tile loop")
-    tile = max(loops, key=lambda loop: loop[1] - loop[0])
-    executed = tile[1] - tile[0] + 1
+    else:
+        tile = max(loops, key=lambda loop: loop[1] - loop[0])
+        executed = tile[1] - tile[0] + 1
     for first, last in loops:
         if tile[0] <= first and last < tile[1]:
-            trips = N if any(op == "MUFU" for _, op, _ in lines[first:last + 1]) else R
+            trips = N if any(op == "MUFU" for _, op in lines[first:last + 1]) else R
             executed += (trips - 1) * (last - first + 1)
     return executed
 

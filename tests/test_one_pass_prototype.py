@@ -77,3 +77,15 @@ def test_executed_count_takes_each_inner_loop_once_per_trip():
     assert executed_per_tile(listing, R, N) == 9 + (R - 1) * 2 + (N - 1) * 3
     with pytest.raises(ValueError, match="no loop"):
         executed_per_tile(sass(0x0, "EXIT"), R, N)
+
+
+def test_executed_count_of_a_program_per_tile_takes_every_loop():
+    # backward_grads: no tile loop; a rank loop (0x10-0x20) and a state loop (0x40-0x60) in a program of 9
+    # instructions (bench/backward_compile.py).
+    listing = "\n".join([sass(0x0, "MOV R1, c[0x0][0x28]"), sass(0x10, "FFMA R4, R5, R6, R4"),
+                         sass(0x20, "@P0 BRA 0x10"), sass(0x30, "IADD3 R2, R2, 0x1, RZ"), sass(0x40, "MUFU.EX2 R7, R7"),
+                         sass(0x50, "FMUL R8, R7, R8"), sass(0x60, "@P2 BRA 0x40"), sass(0x70, "STG.E [R2], R8"),
+                         sass(0x80, "EXIT")])
+    R, N = 3, 16
+    assert executed_per_tile(listing, R, N, tile_loop=False) == 9 + (R - 1) * 2 + (N - 1) * 3
+    assert executed_per_tile(listing, R, N) == 3  # as a tile loop, the largest loop alone

@@ -1,0 +1,75 @@
+"""The state-loop backward (``backward_grads_kernel``) compiled for sm_90 on the CPU: what a thread executes per
+(step, channel, state) element, with the sums over channels reduce-scattered across the lanes (the default,
+``TileConfig.backward_lane_sums``) and reduced over the whole warp at every step.
+
+    python bench/backward_compile.py                 # every compile_check case
+    python bench/backward_compile.py --case "layer fp32"
+
+Results: ``results/backward-compile-triton<version>.jsonl``, one row per build and variant: compile_check's report
+(registers, spills, shuffles, static SASS), the state loop's trip, the instructions a thread executes per element
+(``one_pass_compile.executed_per_tile``: the whole program, the state loop N times, the dt rank loop once per block
+of 4 ranks) and the local loads and stores inside the loops (spills that would cost in every trip).  A projection
+from instruction counts, not a timing: ``scan_bench.py`` times the variants on a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import triton
+from triton.runtime.cache import get_cache_manager
+
+from scan2d.triton.compile_check import CASES, compile_all
+from scan2d.triton.sass_count import sass_listing
+from scan2d.triton.tiles import tile_config
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import write_jsonl  # noqa: E402
+from one_pass_compile import executed_per_tile, sass_loops  # noqa: E402
+
+VARIANTS = [dict(backward_lane_sums=False), dict()]  # the sums over the whole warp, then the default
+
+
+def rank_blocks(c: dict) -> int:
+    """Trips of ``tile_io.load_steps``' dt rank loop with the steps in registers: blocks of 4 ranks (R >= 4)."""
+    return -(-c["R"] // 4) if c["LOWRANK"] and c["R"] >= 4 else 1
+
+
+def row(build, variant: dict) -> dict:
+    """One result row of a ``backward_grads_kernel`` state-loop build."""
+    c = build.constexprs
+    cubin = Path(get_cache_manager(build.cache_key).get_file(f"{build.kernel}.cubin")).read_bytes()
+    listing = sass_listing(cubin)
+    lines, loops = sass_loops(listing)
+    state_loops = [(first, last) for first, last in loops if any(op == "MUFU" for _, op in lines[first:last + 1])]
+    executed = executed_per_tile(listing, rank_blocks(c), c["N"], tile_loop=False)
+    elements = c["BLOCK_T"] * c["N"]  # one channel per thread
+    return dict(asdict(build), triton=triton.__version__,
+                variant=",".join(f"{k}={v}" for k, v in variant.items()) or "default",
+                state_loop_trip=max(last - first + 1 for first, last in state_loops),
+                local_in_loops=sum(op in ("LDL", "STL") for first, last in loops for _, op in lines[first:last + 1]),
+                sass_executed_per_element=round(executed / elements, 1))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--case", action="append", choices=sorted(CASES), help="default: every case")
+    args = parser.parse_args(argv)
+    rows = []
+    for variant in VARIANTS:
+        with tile_config(**variant):
+            builds = compile_all([90], args.case or tuple(CASES))
+        for build in builds:
+            if build.kernel == "backward_grads_kernel" and build.constexprs.get("STATE_LOOP"):
+                rows.append(row(build, variant))
+                print({k: rows[-1][k] for k in ("variant", "registers", "spill_store_bytes", "shuffles",
+                                                 "state_loop_trip", "local_in_loops", "sass_executed_per_element")})
+    print(write_jsonl(rows, f"backward-compile-triton{triton.__version__}.jsonl"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
