@@ -82,10 +82,10 @@ class TileConfig:
         backward_lane_sums: the state-loop backward reduce-scatters dB's and dC's sums over the channels across the
             warp's lanes (``lane_sums.lane_sums``; each lane then adds one step's sum) instead of reducing every
             step over the whole warp: per state and tile, 2 x 16 shuffles instead of 2 x 80.  With 32 channels per
-            program and at most 32 steps per tile.  compile_check (sm_90, the layer's float32 backward, dt rank 12,
-            Triton 3.7.1 and 3.6.0): 440 instructions per trip of the state loop instead of 638, so about 40
-            executed per (step, channel, state) instead of 52, no spill inside the loop.  The default since
-            2026-12-03 on that count; not timed on a GPU yet (bench/gpu_session.sh times it switched off).
+            program and at most 32 steps per tile.  bench/backward_compile.py (sm_90, the layer's float32
+            backward, dt rank 12, Triton 3.7.1 and 3.6.0): about 440 instructions per trip of the state loop instead
+            of 640, 40 executed per (step, channel, state) instead of 52.5, no spill inside the loop.  The default
+            since 2026-12-03 on that count; not timed on a GPU yet (bench/gpu_session.sh times it switched off).
         state_unroll: states per trip of the state loops in the forward kernels and chunk_adjoint (its greatest
             common divisor with N is used), so that ptxas can overlap one state's loads and exponentials with
             another's scan.  compile_check (Triton 3.7.1, sm_90): at 4, chunk_adjoint needs 145-250 registers
