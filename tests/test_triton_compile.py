@@ -122,15 +122,14 @@ def test_state_loop_kernels_compile_and_keep_their_structure(tmp_path):
     assert_state_loop_structure(loop)
     assert [b["kernel"] for b in builds if b["fenced_atomics"]] == []
     # Spills: the state-loop backward keeps 255 registers and spills 60-376 bytes of what lives across its loops
-    # (positions, pointers), outside the loops (bench/README.md), 0-128 bytes in deterministic mode (Triton 3.7.1,
-    # with the lane sums).  The output
-    # kernel of inference chunks, with all 16 states unrolled in registers, is at 255 too and spills what lives from
-    # a tile's start to its end (positions, row pointers): 0-48 bytes in the plain order, 100-136 in the aligned
-    # cross-scale one (Triton 3.7.1, dt rank 12, 32-bit offsets), about 20 spill stores and as many loads per tile of
-    # 4,000 instructions; how much flips with small changes to the kernel (0-104 bytes at rank 23).  The drop-in's
-    # float16 chunk_adjoint spilled up to 12 bytes for sm_90, where ptxas stopped at 96 registers (none since the
-    # series softplus, tile_io.softplus).  None may grow past these; nothing else spills but the deterministic
-    # gate passes of the tile kernels (allowed_spills).
+    # (positions, pointers), outside the loops (bench/README.md), 0-128 bytes in deterministic mode (Triton 3.7.1, with
+    # the lane sums).  The output kernel of inference chunks, with all 16 states unrolled in registers, is at 255 too
+    # and spills what lives from a tile's start to its end (positions, row pointers): 0-48 bytes in the plain order,
+    # 92-140 in the aligned cross-scale one (Triton 3.7.1, dt rank 12, 32-bit offsets), about 20 spill stores and as
+    # many loads per tile of 4,000 instructions; how much flips with small changes to the kernel (0-104 bytes at rank
+    # 23).  The drop-in's float16 chunk_adjoint spilled up to 12 bytes for sm_90, where ptxas stopped at 96 registers
+    # (none since the series softplus, tile_io.softplus).  None may grow past these; nothing else spills but the
+    # deterministic gate passes of the tile kernels (allowed_spills).
     assert_within_allowed_spills(builds)
 
 
