@@ -20,15 +20,13 @@ from dataclasses import asdict
 from pathlib import Path
 
 import triton
-from triton.runtime.cache import get_cache_manager
 
 from scan2d.triton.compile_check import CASES, compile_all
-from scan2d.triton.sass_count import sass_listing
 from scan2d.triton.tiles import tile_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_jsonl  # noqa: E402
-from one_pass_compile import executed_per_tile, sass_loops  # noqa: E402
+from one_pass_compile import build_listing, executed_per_tile, is_state_loop, sass_loops  # noqa: E402
 
 VARIANTS = [dict(backward_lane_sums=False), dict()]  # the sums over the whole warp, then the default
 
@@ -41,10 +39,9 @@ def rank_blocks(c: dict) -> int:
 def row(build, variant: dict) -> dict:
     """One result row of a ``backward_grads_kernel`` state-loop build."""
     c = build.constexprs
-    cubin = Path(get_cache_manager(build.cache_key).get_file(f"{build.kernel}.cubin")).read_bytes()
-    listing = sass_listing(cubin)
+    listing = build_listing(build)
     lines, loops = sass_loops(listing)
-    state_loops = [(first, last) for first, last in loops if any(op == "MUFU" for _, op in lines[first:last + 1])]
+    state_loops = [loop for loop in loops if is_state_loop(lines, loop)]
     executed = executed_per_tile(listing, rank_blocks(c), c["N"], tile_loop=False)
     elements = c["BLOCK_T"] * c["N"]  # one channel per thread
     return dict(asdict(build), triton=triton.__version__,

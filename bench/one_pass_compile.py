@@ -276,6 +276,13 @@ def sass_loops(listing: str) -> tuple:
     return [(addr, op) for addr, op, _ in lines], loops
 
 
+def is_state_loop(lines: list, loop: tuple) -> bool:
+    """Whether ``loop`` (``sass_loops``) computes exponentials (MUFU), as the state loops do and the dt rank loops
+    do not."""
+    first, last = loop
+    return any(op == "MUFU" for _, op in lines[first:last + 1])
+
+
 def executed_per_tile(listing: str, R: int, N: int, tile_loop: bool = True) -> int:
     """SASS instructions one thread executes per tile, from a kernel's ``cuobjdump -sass`` listing: the tile loop's
     body (the largest loop), with each loop inside it counted once per trip: N for a loop that computes exponentials
@@ -292,17 +299,21 @@ def executed_per_tile(listing: str, R: int, N: int, tile_loop: bool = True) -> i
         executed = tile[1] - tile[0] + 1
     for first, last in loops:
         if tile[0] <= first and last < tile[1]:
-            trips = N if any(op == "MUFU" for _, op in lines[first:last + 1]) else R
+            trips = N if is_state_loop(lines, (first, last)) else R
             executed += (trips - 1) * (last - first + 1)
     return executed
 
 
-def executed_by_build(build, R: int, N: int) -> int:
-    """``executed_per_tile`` of a compile_check build, from its cubin in Triton's cache."""
+def build_listing(build) -> str:
+    """The ``cuobjdump -sass`` listing of a compile_check build, from its cubin in Triton's cache."""
     from triton.runtime.cache import get_cache_manager
 
-    cubin = Path(get_cache_manager(build.cache_key).get_file(f"{build.kernel}.cubin")).read_bytes()
-    return executed_per_tile(sass_listing(cubin), R, N)
+    return sass_listing(Path(get_cache_manager(build.cache_key).get_file(f"{build.kernel}.cubin")).read_bytes())
+
+
+def executed_by_build(build, R: int, N: int) -> int:
+    """``executed_per_tile`` of a compile_check build, from its cubin in Triton's cache."""
+    return executed_per_tile(build_listing(build), R, N)
 
 
 def compile_row(build, R, N, layout: dict, elements: int, programs_case_a: int, warps: int) -> dict:
