@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import functools
+import importlib.util
 import os
 import warnings
 from typing import Optional
@@ -18,13 +18,13 @@ def triton_interpreted() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
-@functools.lru_cache(maxsize=1)
+# Found without importing it, once: torch.compile traces ``resolve_backend``, and a cached import would warn there.
+_TRITON_INSTALLED = importlib.util.find_spec("triton") is not None
+
+
 def triton_available() -> bool:
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether the triton package is installed."""
+    return _TRITON_INSTALLED
 
 
 def autograd_records(*tensors) -> bool:

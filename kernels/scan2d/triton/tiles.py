@@ -7,7 +7,8 @@ a model may tune it; an op's backward uses the tiles its forward ran with.
 import contextlib
 import dataclasses
 import functools
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from typing import Optional
 
 from .._backend import triton_interpreted
@@ -190,6 +191,18 @@ class TileConfig:
     one_pass_block_d: Optional[int] = 8 if triton_interpreted() else None
     one_pass_unroll: int = 2
     one_pass_segments_first: Optional[bool] = None
+    # The fields as a JSON string, worked out once: torch.compile passes a custom op strings, not objects
+    # (``selective_scan.triton_op``), and reads this attribute while tracing without running json.
+    key: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
+        object.__setattr__(self, "key", json.dumps(values, sort_keys=True))
+
+    @classmethod
+    def from_key(cls, key: str) -> "TileConfig":
+        """The configuration whose ``key`` this is."""
+        return cls(**json.loads(key))
 
     def forward_options(self, state_loop: bool, tiles_per_chunk: int = 1) -> dict:
         """Launch options of ``chunk_end_state_kernel`` and ``forward_output_kernel`` (with the state loop or not)."""
