@@ -82,7 +82,7 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     timeout "$(left 130)" python3 -m pytest -q -n 6 --maxfail 5 -rfEs -p no:cacheprovider \
         tests/test_triton_lane_sums.py tests/test_triton_softplus.py tests/test_triton_directional.py \
         tests/test_triton_adjoint.py tests/test_triton_one_pass.py \
-        tests/test_triton_selective_scan.py tests/test_triton_large_inputs.py \
+        tests/test_triton_selective_scan.py tests/test_triton_large_inputs.py tests/test_torch_compile.py \
         tests/test_models.py -k "not test_models or across_backends" > "$OUT/tests.log" 2>&1
     echo "tests rc=$? at ${SECONDS}s" >> "$OUT/tests.log"
     wait "$build"

@@ -6,7 +6,9 @@ Public API:
     selective_scan                                                 drop-in for mamba-ssm's selective_scan_fn
     directional_scan                                               permute + scan + merge of a whole 2D scan layer
 
-This package never imports ``mambacsr``; any vision-Mamba model can use it.
+This package never imports ``mambacsr``; any vision-Mamba model can use it.  Under ``torch.compile`` the Triton
+paths of ``selective_scan`` and the ungated ``directional_scan`` are custom ops (``torch.ops.scan2d.*``, registered
+in each op's ``triton_op.py``), so they stay inside a compiled graph.
 """
 
 from .directional import ChannelGate, directional_scan

@@ -1,7 +1,8 @@
 """``directional_scan``: one call for a whole 2D scan layer (permute + selective scan + merge).
 
     reference.py    the PyTorch path (gathers, scans, scatters back)
-    triton_op.py    fused Triton kernels: scan positions computed in-kernel, directions summed in-kernel
+    triton_op.py    fused Triton kernels: scan positions computed in-kernel, directions summed in-kernel; their
+                    autograd wrappers and custom ops (torch.compile)
     gate.py         the per-direction channel gate spec
 """
 

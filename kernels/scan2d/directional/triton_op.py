@@ -24,6 +24,10 @@ direction weights' gradient from the first.  Each used to take a whole backward 
 backward_grads, the costliest kernel).  Now (``_GateLink``) the output's backward only computes the weights' gradient
 (one output pass with ``reduce=4``) and hands its output gradient on; the pooling's backward then runs one backward
 pass with both upstreams.
+
+Under torch.compile the ungated layer runs as two custom ops, ``scan2d::directional_scan_fwd`` and
+``scan2d::directional_scan_bwd``, which stay in the compiled graph; the gated layer breaks the graph and runs as
+above (``_gated_scan``): the buffer and the output gradient that its autograd nodes hand on are not op arguments.
 """
 
 from __future__ import annotations
@@ -35,9 +39,9 @@ import torch
 from .._backend import autograd_records
 from ..directions import ScanDirection
 from ..triton import launch
-from ..triton.direction_table import ORDER_OF
-from ..triton.operands import ScanOperands
-from ..triton.tiles import current_tiles
+from ..triton.direction_table import ORDER_OF, scan_length
+from ..triton.operands import ScanOperands, cdiv
+from ..triton.tiles import TileConfig, current_tiles
 from .gate import ChannelGate
 
 
@@ -89,6 +93,14 @@ def _summed_strides(out: torch.Tensor) -> tuple:
     return out.stride(0), 0, out.stride(1), out.stride(2)
 
 
+def _forward(ops, w):
+    """The ungated layer's forward: its output (batch, L, dim) in u's dtype, the state entering every chunk and the
+    chunks' delta sums (``launch.forward``)."""
+    out = torch.empty(ops.u.shape, device=ops.u.device, dtype=ops.u.dtype)  # the first direction writes every element
+    entry, dsum, _ = launch.forward(ops, out, _summed_strides(out), True, w)
+    return out, entry, dsum
+
+
 class _FirstDirection:
     """Direction 0's unweighted output (batch, L, dim), which the gate's statistics pass wrote: the output pass weights
     it and adds the other directions to it in place, so that neither it nor the pooling scans direction 0 again.  An
@@ -115,8 +127,7 @@ class _DirectionalScanTriton(torch.autograd.Function):
         ops = _operands(*saved[:6], directions, height, width, *saved[6:], for_backward=for_backward)
         ctx.tiles = ops.tiles
         if states is None and first is None:
-            out = torch.empty(u.shape, device=u.device, dtype=u.dtype)  # the first direction writes every element
-            entry, dsum, _ = launch.forward(ops, out, _summed_strides(out), True, w)
+            out, entry, dsum = _forward(ops, w)
         else:
             entry, dsum = launch.forward_states(ops)[:2] if states is None else states
             out = first.out if first is not None else torch.empty(u.shape, device=u.device, dtype=u.dtype)
@@ -228,26 +239,131 @@ class _GatePool(torch.autograd.Function):
                 None)
 
 
+# The ungated layer as custom ops (torch.compile; as ``selective_scan.triton_op`` says why eager calls keep the
+# Function).  ``directions`` travels as ``_directions_key``, ``tiles`` as TileConfig.key: strings that the compiler
+# passes through, where ScanDirection and TileConfig objects are not op arguments.
+
+def _directions_key(directions: Sequence[ScanDirection]) -> str:
+    """The directions as their names (``ScanDirection.name``) and their cross-scale mode: "w8,c_w8_flip|aligned"."""
+    return ",".join(d.name for d in directions) + "|" + (directions[0].cross_scale or "")
+
+
+def _directions_from_key(key: str) -> tuple:
+    names, cross_scale = key.split("|")
+    return tuple(ScanDirection.parse(name, cross_scale or None) for name in names.split(","))
+
+
+def _forward_shapes(u, A, directions: str, height: int, width: int, for_backward: bool, tiles: str) -> tuple:
+    """Shapes of ``_forward_op``'s outputs: a training forward keeps one state per tile of block_t steps.  With
+    dynamic shapes the map's sides may be symbolic here: int() specializes the graph to them (a guard, one graph per
+    map size), as the scan geometry is worked out in Python."""
+    height, width = int(height), int(width)
+    dirs = _directions_from_key(directions)
+    chunks = cdiv(scan_length(dirs, height, width), TileConfig.from_key(tiles).block_t) if for_backward else 0
+    batch, _, dim = u.shape
+    BK = batch * len(dirs)
+    return tuple(u.shape), (BK, chunks, dim, A.shape[-1]), (BK, chunks, dim)
+
+
+@torch.library.custom_op("scan2d::directional_scan_fwd", mutates_args=())
+def _forward_op(u: torch.Tensor, xdbl: torch.Tensor, dt_weight: torch.Tensor, dt_bias: torch.Tensor, A: torch.Tensor,
+                D: torch.Tensor, u_low: Optional[torch.Tensor], xdbl_low: Optional[torch.Tensor],
+                weight: Optional[torch.Tensor], directions: str, height: int, width: int, for_backward: bool,
+                tiles: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(out, entry states, delta sums) as ``_forward`` gives them; without ``for_backward`` the last two hold no
+    chunks (the kernels may have used their memory)."""
+    saved = _prepare(u, xdbl, dt_weight, dt_bias, A, D, u_low, xdbl_low)
+    ops = _operands(*saved[:6], _directions_from_key(directions), height, width, *saved[6:],
+                    tiles=TileConfig.from_key(tiles), for_backward=for_backward)
+    out, entry, dsum = _forward(ops, weight.float().contiguous() if weight is not None else None)
+    expected = _forward_shapes(u, A, directions, height, width, for_backward, tiles)
+    if not for_backward:
+        entry, dsum = entry.new_empty(expected[1]), dsum.new_empty(expected[2])
+    if (tuple(entry.shape), tuple(dsum.shape)) != expected[1:]:  # the fake below would have lied to the compiler
+        raise RuntimeError(f"internal error: chunk states {tuple(entry.shape)}, expected {expected[1]}")
+    return out, entry, dsum
+
+
+@_forward_op.register_fake
+def _(u, xdbl, dt_weight, dt_bias, A, D, u_low, xdbl_low, weight, directions, height, width, for_backward, tiles):
+    out, entry, dsum = _forward_shapes(u, A, directions, height, width, for_backward, tiles)
+    return u.new_empty(out), u.new_empty(entry, dtype=torch.float32), u.new_empty(dsum, dtype=torch.float32)
+
+
+@torch.library.custom_op("scan2d::directional_scan_bwd", mutates_args=())
+def _backward_op(dout: torch.Tensor, u: torch.Tensor, xdbl: torch.Tensor, dt_weight: torch.Tensor,
+                 dt_bias: torch.Tensor, A: torch.Tensor, D: torch.Tensor, u_low: Optional[torch.Tensor],
+                 xdbl_low: Optional[torch.Tensor], weight: Optional[torch.Tensor], entry: torch.Tensor,
+                 dsum: torch.Tensor, directions: str, height: int, width: int, tiles: str) -> list[torch.Tensor]:
+    """Gradients of (u, xdbl, dt_weight, dt_bias, A, D, u_low, xdbl_low, weight), contiguous, empty for absent
+    inputs."""
+    saved = _prepare(u, xdbl, dt_weight, dt_bias, A, D, u_low, xdbl_low)
+    ops = _operands(*saved[:6], _directions_from_key(directions), height, width, *saved[6:],
+                    tiles=TileConfig.from_key(tiles))
+    dout = dout.contiguous()
+    w = weight.float().contiguous() if weight is not None else None
+    grads, dweight = _layer_backward(ops, saved, A.dtype, dout, _summed_strides(dout), True, w, entry, dsum)
+    grads = (*grads, dweight.to(weight.dtype) if weight is not None else None)
+    return [g.contiguous() if g is not None else u.new_empty(0) for g in grads]
+
+
+@_backward_op.register_fake
+def _(dout, u, xdbl, dt_weight, dt_bias, A, D, u_low, xdbl_low, weight, entry, dsum, directions, height, width,
+      tiles):
+    return [t.new_empty(t.shape) if t is not None else u.new_empty(0)
+            for t in (u, xdbl, dt_weight, dt_bias, A, D, u_low, xdbl_low, weight)]
+
+
+def _setup_context(ctx, inputs, output):
+    *tensors, directions, height, width, _, tiles = inputs
+    _, entry, dsum = output
+    ctx.save_for_backward(*tensors, entry, dsum)
+    ctx.meta = directions, height, width, tiles
+    ctx.mark_non_differentiable(entry, dsum)
+
+
+def _backward_of_op(ctx, dout, _dentry, _ddsum):
+    *tensors, entry, dsum = ctx.saved_tensors
+    grads = _backward_op(dout, *tensors, entry, dsum, *ctx.meta)
+    return (*(g if t is not None else None for g, t in zip(grads, tensors)), None, None, None, None, None)
+
+
+_forward_op.register_autograd(_backward_of_op, setup_context=_setup_context)
+
+
+@torch.compiler.disable
+def _gated_scan(args, gate: ChannelGate, direction_weights, directions: tuple, height, width) -> torch.Tensor:
+    """The gated layer, eager under torch.compile (a graph break): its passes hand buffers and an output gradient
+    from one autograd node to another (``_FirstDirection``, ``_GateLink``), which custom ops cannot express."""
+    weights, states, link, first = direction_weights, None, None, None
+    pool_records = autograd_records(*args, gate.norm_weight, gate.norm_bias)
+    pool_link = _GateLink()
+    pooled, entry, dsum, first = _GatePool.apply(*args, gate.norm_weight, gate.norm_bias, gate.eps, directions,
+                                                 height, width, pool_records, pool_link)
+    weights = gate.excite(pooled) * (1 if weights is None else weights)
+    # The output pass starts from the same chunk entry states, unless it chunks differently: one tile per chunk
+    # when its weights record a graph that the pooling's inputs did not (e.g. only the excitation's parameters
+    # require grad).
+    if autograd_records(*args, weights) == pool_records:
+        states = (entry, dsum)
+        # One backward pass for both upstreams, when autograd will reach the pooling's backward after the
+        # output's: through the excitation from the weights.
+        if pool_records and _reaches(weights, pooled.grad_fn):
+            link = pool_link
+    return _DirectionalScanTriton.apply(*args, weights, directions, height, width, autograd_records(*args, weights),
+                                        states, link, first)
+
+
 def directional_scan_triton(u, xdbl, dt_weight, dt_bias, A, D, directions: Sequence[ScanDirection], height, width,
                             u_low=None, xdbl_low=None, gate: Optional[ChannelGate] = None,
                             direction_weights: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Triton path of :func:`scan2d.directional_scan` (arguments already validated)."""
     args = (u, xdbl, dt_weight, dt_bias, A, D, u_low, xdbl_low)
-    weights, states, link, first = direction_weights, None, None, None
     if gate is not None:
-        pool_records = autograd_records(*args, gate.norm_weight, gate.norm_bias)
-        pool_link = _GateLink()
-        pooled, entry, dsum, first = _GatePool.apply(*args, gate.norm_weight, gate.norm_bias, gate.eps,
-                                                     tuple(directions), height, width, pool_records, pool_link)
-        weights = gate.excite(pooled) * (1 if weights is None else weights)
-        # The output pass starts from the same chunk entry states, unless it chunks differently: one tile per chunk
-        # when its weights record a graph that the pooling's inputs did not (e.g. only the excitation's parameters
-        # require grad).
-        if autograd_records(*args, weights) == pool_records:
-            states = (entry, dsum)
-            # One backward pass for both upstreams, when autograd will reach the pooling's backward after the
-            # output's: through the excitation from the weights.
-            if pool_records and _reaches(weights, pooled.grad_fn):
-                link = pool_link
-    return _DirectionalScanTriton.apply(*args, weights, tuple(directions), height, width,
-                                        autograd_records(*args, weights), states, link, first)
+        return _gated_scan(args, gate, direction_weights, tuple(directions), height, width)
+    for_backward = autograd_records(*args, direction_weights)
+    if torch.compiler.is_compiling():
+        return _forward_op(*args, direction_weights, _directions_key(directions), height, width, for_backward,
+                           current_tiles().key)[0]
+    return _DirectionalScanTriton.apply(*args, direction_weights, tuple(directions), height, width, for_backward,
+                                        None, None, None)

@@ -3,7 +3,7 @@
 Layout (the pattern of flash-linear-attention and mamba-ssm's ``ops/triton``):
     reference.py   the plain step-by-step definition (tests' ground truth)
     chunked.py     the PyTorch path (CPU, and any device without Triton)
-    triton_op.py   the Triton kernels and their autograd wrapper
+    triton_op.py   the Triton kernels' autograd wrapper and custom ops (torch.compile)
 """
 
 from __future__ import annotations
