@@ -75,7 +75,19 @@ class ScanDirection:
         return height * width + ((height + 1) // 2) * ((width + 1) // 2)
 
 
-@functools.lru_cache(maxsize=512)
+def _cached(fn):
+    """``fn`` behind an LRU cache, but called directly while torch.compile traces it: Dynamo ignores the cache (with
+    a warning) and traces ``fn`` anyway."""
+    cached = functools.lru_cache(maxsize=512)(fn)
+
+    @functools.wraps(fn)
+    def call(*args):
+        return fn(*args) if torch.compiler.is_compiling() else cached(*args)
+
+    return call
+
+
+@_cached
 def _order(direction: ScanDirection, height: int, width: int) -> torch.Tensor:
     fn = {
         None: scan_order,
@@ -85,12 +97,12 @@ def _order(direction: ScanDirection, height: int, width: int) -> torch.Tensor:
     return fn(height, width, direction.window, direction.column_first, direction.reverse)
 
 
-@functools.lru_cache(maxsize=512)
+@_cached
 def _gather_index(direction: ScanDirection, height: int, width: int, device: torch.device) -> torch.Tensor:
     return _order(direction, height, width).to(device)
 
 
-@functools.lru_cache(maxsize=512)
+@_cached
 def _inverse(direction: ScanDirection, height: int, width: int, device: torch.device) -> torch.Tensor:
     return inverse_order(_order(direction, height, width), height * width).to(device)
 
