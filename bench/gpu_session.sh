@@ -42,8 +42,8 @@ mamba_args=()
 
 # The fused op's defaults since the last GPU run (2026-11-27), each switched off, the register caps and the
 # pipelined state loops: step 3b.
-UNTIMED="paired_loads=False window_tiles=False narrow_offsets=False backward_lane_sums=False forward_maxnreg=168
-backward_maxnreg=200 state_loop_stages=2"
+UNTIMED="paired_loads=False window_tiles=False narrow_offsets=False backward_lane_sums=False unroll_rank_blocks=False
+forward_maxnreg=168 backward_maxnreg=200 state_loop_stages=2"
 # The one-pass forward in the op itself (since 2026-12-03): the default layout (1 channel per program, 2 states per
 # trip of its state loop), 2 channels, and 1 state per trip: step 3c.
 ONE_PASS="one_pass_forward=True one_pass_forward=True,one_pass_block_d=2 one_pass_forward=True,one_pass_unroll=1"
@@ -97,9 +97,10 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
         --backends mamba_ssm mambair_path fused drop_in \
         --cases a_training_w8 a_training_w64 b_inference_256 c_cross_scale_64 c_cross_scale_256
     # 3b. What no GPU has timed yet: the defaults since 2026-11-27 (x's columns in pairs, positions per tile, 32-bit
-    #    offsets, the backward's reduce-scattered lane sums), each switched off, the register caps of the training
-    #    forward and of the backward (more programs per SM, or spills?) and the state loops' loads pipelined through
-    #    shared memory (since 2026-12-03: fewer registers, cp.async), beside the default, on cases a and b.
+    #    offsets, the backward's reduce-scattered lane sums, unrolled dt rank blocks), each switched off, the
+    #    register caps of the training forward and of the backward (more programs per SM, or spills?) and the state
+    #    loops' loads pipelined through shared memory (since 2026-12-03: fewer registers, cp.async), beside the
+    #    default, on cases a and b.
     # shellcheck disable=SC2086
     step_run scan-untimed 45 python3 bench/scan_bench.py --repeats 20 --append --cases a_training_w8 b_inference_256 \
         --dtypes float32 --backends fused --configs default $UNTIMED

@@ -342,7 +342,8 @@ OP_VARIANTS = [(dict(one_pass_forward=True), OP_CASES),
 
 def rank_loop_trips(c: dict) -> int:
     """Trips of the one-pass kernel's dt rank loop for its constexprs ``c``: blocks of 4 ranks where it reads them
-    two per load (PAIRED, plain orders, R >= 4), else one rank per trip."""
+    two per load (PAIRED, plain orders, R >= 4; no loop left to count where UNROLL_RANKS unrolls them), else one
+    rank per trip."""
     if not c["LOWRANK"]:
         return 1
     return -(-c["R"] // 4) if c["PAIRED"] and c["ORDER"] == 0 and c["R"] >= 4 else c["R"]

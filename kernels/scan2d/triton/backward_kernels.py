@@ -95,6 +95,7 @@ def chunk_adjoint_kernel(
     R: tl.constexpr, N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, STATE_LOOP: tl.constexpr = False,
     STATE_UNROLL: tl.constexpr = 1, ROWWISE: tl.constexpr = False, PAIRED: tl.constexpr = False,
     IN_WINDOW: tl.constexpr = False, WIDE: tl.constexpr = True, STAGES: tl.constexpr = 1,
+    UNROLL_RANKS: tl.constexpr = False,
 ):
     """Adjoint of each chunk with nothing arriving from later chunks, taken back through its first decay:
     local = exp(delta_t0 A) * g_t0, the gradient the chunk sends to the state entering it.
@@ -115,7 +116,7 @@ def chunk_adjoint_kernel(
         pos, is_low, valid, u, delta_pre, delta, b_rows, c_rows, s_bn, s_cn = load_steps(
             pid_c * BLOCK_T, t, b, k, tl.program_id(1), d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER,
             LOWRANK, HAS_BIAS, SOFTPLUS, R, N, STEPS_IN_REGISTERS=True, ROWWISE=ROWWISE, PAIRED=PAIRED,
-            IN_WINDOW=IN_WINDOW, WIDE=WIDE)
+            IN_WINDOW=IN_WINDOW, WIDE=WIDE, UNROLL_RANKS=UNROLL_RANKS)
         A_rows = A_ptr + (k * Dm + d) * N
         y = tl.zeros([BLOCK_T, BLOCK_D], dtype=tl.float32)
         if LN_UPSTREAM:  # the LayerNorm gradient depends on y: recompute the chunk's outputs

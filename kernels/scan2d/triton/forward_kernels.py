@@ -26,7 +26,7 @@ def chunk_end_state_kernel(
     BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, TILES: tl.constexpr, STATE_LOOP: tl.constexpr,
     STATE_UNROLL: tl.constexpr = 1, CARRY_IN_REGISTERS: tl.constexpr = False, ROWWISE: tl.constexpr = False,
     PAIRED: tl.constexpr = False, IN_WINDOW: tl.constexpr = False, WIDE: tl.constexpr = True,
-    STAGES: tl.constexpr = 1,
+    STAGES: tl.constexpr = 1, UNROLL_RANKS: tl.constexpr = False,
 ):
     """State at the end of each chunk when the chunk starts from zero, and the chunk's sum of delta.
 
@@ -52,7 +52,8 @@ def chunk_end_state_kernel(
             s0 = (pid_c * TILES + j) * BLOCK_T
             pos, is_low, valid, u, delta_pre, delta, b_rows, c_rows, s_bn, s_cn = load_steps(
                 s0, t, b, k, pid_d, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS,
-                SOFTPLUS, R, N, STEPS_IN_REGISTERS=True, ROWWISE=ROWWISE, PAIRED=PAIRED, IN_WINDOW=IN_WINDOW, WIDE=WIDE)
+                SOFTPLUS, R, N, STEPS_IN_REGISTERS=True, ROWWISE=ROWWISE, PAIRED=PAIRED, IN_WINDOW=IN_WINDOW, WIDE=WIDE,
+                UNROLL_RANKS=UNROLL_RANKS and TILES == 1)  # several tiles: hoisted loads spill (tile_io)
             # The first tile starts from zero; later ones from the state the previous one left in the slot (or in
             # registers).  (y is unused.)
             _, states = state_loop_tile(rows, d_mask & ((d * 0 + j) > 0), rows, A_ptr + (k * Dm + d) * N, d_mask, t,

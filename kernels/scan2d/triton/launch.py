@@ -38,6 +38,7 @@ def forward_states(ops: ScanOperands):
             local, dsum, *ops.common_args(), chunk_first, **ops.launch_meta(), BLOCK_T=ops.tiles.block_t,
             BLOCK_D=ops.forward_block_d, TILES=ops.tiles_per_chunk, STATE_LOOP=ops.forward_state_loop,
             STATE_UNROLL=ops.state_unroll, CARRY_IN_REGISTERS=ops.tiles.carry_in_registers,
+            UNROLL_RANKS=ops.tiles.unroll_rank_blocks,
             **ops.forward_options(ops.forward_state_loop), **COMPILE_OPTIONS)
     # The carry turns the chunk end states into entry states in place.
     entry = local
@@ -173,7 +174,8 @@ def one_pass_forward(ops: ScanOperands, out: torch.Tensor, out_strides: tuple, s
             HAS_Z=ops.z is not None, HAS_WEIGHT=weight is not None, ACCUMULATE=sum_directions and k_first > 0,
             STORE_STATES=ops.for_backward, STEPS=steps, SEGMENTS=segments, BLOCK_D=block_d,
             SEGMENTS_FIRST=segments_first, IN_WINDOW=ops.in_windows(steps),
-            UNROLL=math.gcd(max(1, tiles.one_pass_unroll), ops.n_state), num_warps=max(1, segments // 32),
+            UNROLL=math.gcd(max(1, tiles.one_pass_unroll), ops.n_state), UNROLL_RANKS=tiles.unroll_rank_blocks,
+            num_warps=max(1, segments // 32),
             **COMPILE_OPTIONS)
     return entry, dsum, final
 
@@ -264,7 +266,8 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
         backward_kernels.chunk_adjoint_kernel[ops.grid(block_d=adjoint_block, chunks=chunks)](
             local, dout, *dout_strides, wt, z, *ops.z_strides, entry, Dskip, *ln_args, *ops.common_args(),
             chunk_first, HAS_D=ops.D is not None, **dict(meta, BLOCK_D=adjoint_block), STATE_LOOP=adjoint_loop,
-            STATE_UNROLL=ops.state_unroll, num_warps=ops.state_loop_warps if adjoint_loop else ops.tiles.num_warps,
+            STATE_UNROLL=ops.state_unroll, UNROLL_RANKS=ops.tiles.unroll_rank_blocks,
+            num_warps=ops.state_loop_warps if adjoint_loop else ops.tiles.num_warps,
             **COMPILE_OPTIONS)
     arrive = local  # in place, as in forward_states
     chunk_carry.chunk_carry_kernel[ops.carry_grid()](

@@ -39,7 +39,7 @@ def one_pass_forward_kernel(
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_WEIGHT: tl.constexpr, ACCUMULATE: tl.constexpr,
     STORE_STATES: tl.constexpr, R: tl.constexpr, N: tl.constexpr, STEPS: tl.constexpr, SEGMENTS: tl.constexpr,
     BLOCK_D: tl.constexpr, SEGMENTS_FIRST: tl.constexpr, IN_WINDOW: tl.constexpr, WIDE: tl.constexpr,
-    UNROLL: tl.constexpr = 1, PAIRED: tl.constexpr = False,
+    UNROLL: tl.constexpr = 1, PAIRED: tl.constexpr = False, UNROLL_RANKS: tl.constexpr = False,
 ):
     """y_t = C_t . h_t + D u_t (times silu(z_t), times weight[b, k]) of directions k_first .. k_first + k_count - 1,
     written at each step's position, all ``length`` steps of a scan in one program.
@@ -113,7 +113,7 @@ def one_pass_forward_kernel(
             xrow = x_rows(X[0], X[1], X, b_o, pos_o, is_low, k, ORDER)
             delta_pre = tl.zeros(mask.shape, dtype=tl.float32)
             if PAIRED and ORDER == 0 and R >= 4:  # as the chunked kernels read them (tile_io.load_steps)
-                delta_pre = paired_rank_blocks(delta_pre, xrow, dtw_ptr + params * R, d3, d3_mask, R)
+                delta_pre = paired_rank_blocks(delta_pre, xrow, dtw_ptr + params * R, d3, d3_mask, R, UNROLL_RANKS)
             else:
                 for r in range(R):
                     if ORDER == 0:  # unmasked: see the state loop's B and C

@@ -48,19 +48,32 @@ def load_pair(ptr):
 
 
 @triton.jit
-def paired_rank_blocks(delta_pre, xrow, w_rows, d, d_mask, R: tl.constexpr):
+def paired_rank_blocks(delta_pre, xrow, w_rows, d, d_mask, R: tl.constexpr, UNROLLED: tl.constexpr = False):
     """delta_pre + dt_low @ dt_weight[k].T over R >= 4 (even) ranks read two per load (``load_pair``), in blocks of
     4 at constant offsets from each step's row: the last block ends at rank R-1, its ranks that the block before
     took masked out.  xrow: each step's dt_low row, w_rows: each channel's dt_weight row (contiguous over the
-    ranks), d and d_mask the channels, all shaped to broadcast against delta_pre."""
-    for i0 in range(0, R, 4):
-        start = tl.minimum(i0, R - 4)  # even: R is
-        for i1 in tl.static_range(0, 4, 2):
-            lo, hi = load_pair(xrow + start + i1)
-            w_lo = tl.load(w_rows + start + i1, mask=d_mask & ((d * 0 + start + i1) >= i0), other=0.0)
-            w_hi = tl.load(w_rows + start + i1 + 1, mask=d_mask & ((d * 0 + start + i1 + 1) >= i0), other=0.0)
-            delta_pre += lo * w_lo.to(tl.float32)
-            delta_pre += hi * w_hi.to(tl.float32)
+    ranks), d and d_mask the channels, all shaped to broadcast against delta_pre.  UNROLLED: the blocks too, so
+    every rank's offset is a constant (the rolled loop adds each step's address again in every trip;
+    ``TileConfig.unroll_rank_blocks``)."""
+    if UNROLLED:
+        for i0 in tl.static_range(0, R, 4):
+            delta_pre = _rank_block(delta_pre, xrow, w_rows, d, d_mask, i0, R)
+    else:
+        for i0 in range(0, R, 4):
+            delta_pre = _rank_block(delta_pre, xrow, w_rows, d, d_mask, i0, R)
+    return delta_pre
+
+
+@triton.jit
+def _rank_block(delta_pre, xrow, w_rows, d, d_mask, i0, R: tl.constexpr):
+    """``paired_rank_blocks``' block of 4 ranks from rank i0 (or R - 4, the ranks before i0 masked out)."""
+    start = tl.minimum(i0, R - 4)  # even: R is
+    for i1 in tl.static_range(0, 4, 2):
+        lo, hi = load_pair(xrow + start + i1)
+        w_lo = tl.load(w_rows + start + i1, mask=d_mask & ((d * 0 + start + i1) >= i0), other=0.0)
+        w_hi = tl.load(w_rows + start + i1 + 1, mask=d_mask & ((d * 0 + start + i1 + 1) >= i0), other=0.0)
+        delta_pre += lo * w_lo.to(tl.float32)
+        delta_pre += hi * w_hi.to(tl.float32)
     return delta_pre
 
 
@@ -225,7 +238,7 @@ def load_steps(
     ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, R: tl.constexpr, N: tl.constexpr, STEPS_IN_REGISTERS: tl.constexpr = False,
     ROWWISE: tl.constexpr = False, PAIRED: tl.constexpr = False, IN_WINDOW: tl.constexpr = False,
-    WIDE: tl.constexpr = True,
+    WIDE: tl.constexpr = True, UNROLL_RANKS: tl.constexpr = False,
 ):
     """Inputs of steps ``s0 + t`` (t: (BLOCK_T,) 0 .. BLOCK_T - 1) for channels ``d`` (BLOCK_D,), channel block
     ``d_block``, with B and C as row pointers (the state-loop kernels read one state's column at a time;
@@ -235,7 +248,8 @@ def load_steps(
     at a time (``load_td``), as the state-loop kernels then read and write all their (T, D) tiles of the drop-in's
     tensors.  PAIRED (with STEPS_IN_REGISTERS): x's rows are contiguous and word-aligned for ``load_pair``
     (``ScanOperands.paired_x``), and the dt ranks are read two at a time.  IN_WINDOW: the tile lies in one window
-    (``positions.tile_positions``).  WIDE: 64-bit offsets (``offset``).
+    (``positions.tile_positions``).  WIDE: 64-bit offsets (``offset``).  UNROLL_RANKS (with PAIRED): the dt rank
+    blocks unrolled (``paired_rank_blocks``), for kernels that load one tile.
 
     The inputs' pointers and strides come as tuples (``operands.ScanOperands.common_args``):
     U = (u, u_low, batch, position, channel strides, u_low's batch stride); X = (x_proj outputs, their low-res
@@ -277,7 +291,7 @@ def load_steps(
             # loop: unrolled it compiles to more loads and exponentials there.
             if R >= 4 and PAIRED:
                 delta_pre = paired_rank_blocks(delta_pre, xrow[:, None], (dtw_ptr + (k * Dm + d) * R)[None, :],
-                                               d[None, :], d_mask[None, :], R)
+                                               d[None, :], d_mask[None, :], R, UNROLL_RANKS)
             elif R >= 4:
                 for i0 in range(0, R, 4):
                     start = tl.minimum(i0, R - 4)

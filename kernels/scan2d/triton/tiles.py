@@ -111,6 +111,15 @@ class TileConfig:
             state-loop kernels read two adjacent columns (dt ranks, the B and C of two states) per load, as one 64-bit
             word (32-bit for 16-bit inputs; ``tile_io.load_pair``), where Triton would make two 32-bit loads.
             The values and the order of every sum are the same, so results are bit for bit those without it.
+        unroll_rank_blocks: with paired_loads, the dt rank blocks (``tile_io.paired_rank_blocks``) unrolled in
+            chunk_end_state of training chunks, chunk_adjoint and the one-pass forward, so that each rank's load
+            takes a constant offset instead of the address added again in every trip.  compile_check (sm_90, the
+            layer's fp32 training step at dt rank 12, Triton 3.7.1 and 3.6.0): 9-11% fewer instructions executed per
+            tile in chunk_end_state and chunk_adjoint, at 156 and 142 registers instead of 184 and 155; the one-pass
+            forward 17.3 to 16.8 per element.  Kept rolled: forward_output (unrolled, 192 registers instead of 164),
+            the backward (0-8% fewer instructions for up to 92 bytes more of spills) and the multi-tile kernels
+            (they spill) (bench/README.md, "The dt rank blocks unrolled").  The same products in the same order:
+            bit for bit.
         window_tiles: where every tile lies inside one window (``ScanOperands.tiles_in_windows``: in plain scans,
             window areas that are multiples of block_t, e.g. the model's windows of 8 at 16-step tiles, and the
             drop-in scan's sequences of a multiple of block_t steps; in the aligned cross-scale order, five times
@@ -182,6 +191,7 @@ class TileConfig:
     carry_in_registers: bool = True
     rowwise_tiles: Optional[bool] = None
     paired_loads: bool = True
+    unroll_rank_blocks: bool = True
     window_tiles: bool = True
     narrow_offsets: bool = True
     state_loop_stages: int = 1
