@@ -52,10 +52,16 @@ def _output_and_grads(fn, leaves: dict, tiles: dict) -> list:
 
 
 def _assert_same(compiled: list, eager: list):
+    """Bit for bit under the interpreter, which runs one program at a time; on a GPU the backward's atomics may add in
+    another order (one bfloat16 rounding step apart at most)."""
     assert len(compiled) == len(eager)
     for got, want in zip(compiled, eager):
         assert got.dtype == want.dtype and got.shape == want.shape
-        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)  # bit for bit on the CPU; GPU atomics may not
+        if DEVICE == "cpu":
+            assert torch.equal(got, want)
+        else:
+            tol = 1e-2 if got.dtype == torch.bfloat16 else 1e-5
+            torch.testing.assert_close(got, want, rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize("groups, optional, dtype", [(0, True, torch.float32), (2, False, torch.bfloat16)],
@@ -75,8 +81,10 @@ def test_selective_scan_traces_as_one_graph(groups, optional, dtype):
     _assert_same(_output_and_grads(compiled, _leaves(inputs, dtype), tiles), eager)
     with torch.no_grad():  # the inference forward: no chunk states kept
         out, last = compiled({k: v.to(DEVICE, dtype) for k, v in inputs.items()})
-    torch.testing.assert_close(out, eager[0], rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(last, eager[1], rtol=1e-5, atol=1e-6)
+    # Inference chunks are longer than training ones (TileConfig.inference_tiles): the same sums in another order.
+    tol = 1e-2 if dtype == torch.bfloat16 else 1e-5
+    torch.testing.assert_close(out, eager[0], rtol=tol, atol=tol)
+    torch.testing.assert_close(last, eager[1], rtol=tol, atol=tol)
     assert graphs.frame_count == 2  # with and without gradients
 
 
