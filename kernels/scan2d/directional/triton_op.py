@@ -32,6 +32,7 @@ above (``_gated_scan``): the buffer and the output gradient that its autograd no
 
 from __future__ import annotations
 
+import functools
 from typing import Optional, Sequence
 
 import torch
@@ -248,6 +249,7 @@ def _directions_key(directions: Sequence[ScanDirection]) -> str:
     return ",".join(d.name for d in directions) + "|" + (directions[0].cross_scale or "")
 
 
+@functools.lru_cache(maxsize=512)  # read at every call of the custom ops
 def _directions_from_key(key: str) -> tuple:
     names, cross_scale = key.split("|")
     return tuple(ScanDirection.parse(name, cross_scale or None) for name in names.split(","))
