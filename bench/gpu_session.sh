@@ -2,7 +2,8 @@
 # Everything a short GPU lease should measure, prepared ahead (a lease has 15 minutes of device time, start included).
 #
 #   bash bench/gpu_session.sh fetch   # here (network, the project's venv): mamba-ssm's sdist, hydra's wheels -> .whl/
-#   bash bench/gpu_session.sh main    # on the GPU machine (.whl carried): at most BUDGET=370 s, steps below
+#   bash bench/gpu_session.sh main    # on the GPU machine (.whl carried): at most BUDGET=370 s, steps below;
+#                                     # SKIP="step ..." leaves steps out (a rerun after a fix)
 #   bash bench/gpu_session.sh sweep   # on the GPU machine, if time is left: tile configurations of the fused op
 #   bash bench/gpu_session.sh profile # on the GPU machine: GPU time per kernel (bench/profile_kernels.py)
 #
@@ -51,8 +52,11 @@ ONE_PASS="one_pass_forward=True one_pass_forward=True,one_pass_block_d=2 one_pas
 BUDGET=${BUDGET:-370}
 left() { local l=$(( BUDGET - SECONDS )); [ "$l" -lt "$1" ] && echo "$(( l > 1 ? l : 1 ))" || echo "$1"; }
 log="$OUT/session.log"  # one log for every step: $OUT returns at most 8 files
+# SKIP="name ...": steps a rerun leaves out (those an earlier run of the same lease already measured).
+skipped() { [[ " ${SKIP:-} " == *" $1 "* ]]; }
 step_run() {  # step_run NAME LIMIT command...: the step's output into the log, its status and time after it
     local name=$1 limit t0=$SECONDS; limit=$(left "$2"); shift 2
+    if skipped "$name"; then echo "=== $name skipped (SKIP)" >> "$log"; return; fi
     echo "=== $name (limit ${limit}s, at ${SECONDS}s)" >> "$log"
     timeout "$limit" "$@" >> "$log" 2>&1
     echo "=== $name rc=$? in $(( SECONDS - t0 ))s" >> "$log"
@@ -69,17 +73,20 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     #    (Triton's cache is per machine), so the timed runs below start warm.
     ( BENCH_RESULTS=/tmp/warmup timeout 150 python3 bench/scan_bench.py --backends fused drop_in --repeats 1 \
         > /tmp/warmup.log 2>&1 ) &
-    ( BENCH_RESULTS=/tmp/warmup2 timeout 150 python3 bench/scan_bench.py --backends fused --repeats 1 \
+    skipped scan-untimed || ( BENCH_RESULTS=/tmp/warmup2 timeout 150 python3 bench/scan_bench.py --backends fused --repeats 1 \
         --cases a_training_w8 b_inference_256 --dtypes float32 --configs $UNTIMED deterministic=True \
         backward_direction_launches=True backward_dx_copies=True > /tmp/warmup2.log 2>&1 ) &
     ( BENCH_RESULTS=/tmp/warmup3 timeout 150 python3 bench/scan_bench.py --backends fused --repeats 1 --gated \
         --cases a_training_w8 b_inference_256 d_model_inference_64 --dtypes float32 > /tmp/warmup3.log 2>&1 ) &
     # shellcheck disable=SC2086
-    ( BENCH_RESULTS=/tmp/warmup4 timeout 150 python3 bench/one_pass_bench.py --repeats 1 > /tmp/warmup4.log 2>&1;
+    ( skipped one-pass || BENCH_RESULTS=/tmp/warmup4 timeout 150 python3 bench/one_pass_bench.py --repeats 1 \
+        > /tmp/warmup4.log 2>&1;
       BENCH_RESULTS=/tmp/warmup5 timeout 100 python3 bench/scan_bench.py --backends fused drop_in --repeats 1 \
         --cases a_training_w8 b_inference_256 --dtypes float32 --configs $ONE_PASS > /tmp/warmup5.log 2>&1 ) &
     export TRITON_INTERPRET=0 HYPOTHESIS_PROFILE=dev
-    timeout "$(left 130)" python3 -m pytest -q -n 6 --maxfail 5 -rfEs -p no:cacheprovider \
+    # -v names each test as it ends, and SIGINT makes pytest print its failures: a run cut short still says which
+    # tests failed and why.
+    timeout -s INT -k 10 "$(left 130)" python3 -m pytest -v -n 6 --maxfail 5 -rfEs -p no:cacheprovider \
         tests/test_triton_lane_sums.py tests/test_triton_softplus.py tests/test_triton_directional.py \
         tests/test_triton_adjoint.py tests/test_triton_one_pass.py \
         tests/test_triton_selective_scan.py tests/test_triton_large_inputs.py tests/test_torch_compile.py \

@@ -222,13 +222,14 @@ def measure(fwd, device, args) -> dict:
     return values
 
 
-def run(args, out_name: str) -> list:
+def run(args, out_name: str, module=None) -> list:
+    """Time every backend of the chosen cases; ``module`` is mamba-ssm's ``selective_scan_cuda`` (or a stand-in with
+    its calling convention), built from ``--mamba-sdist`` on a GPU when not given."""
     from scan2d._backend import deterministic_algorithms
     from scan2d.triton.tiles import tile_config
 
     device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
-    module = None
-    if args.mamba_sdist and device.type == "cuda":
+    if module is None and args.mamba_sdist and device.type == "cuda":
         from build_mamba_ssm import load
 
         module = load(args.mamba_sdist)
@@ -258,14 +259,16 @@ def run(args, out_name: str) -> list:
                                              delta_bias=pre["bias"], delta_softplus=True, backend="triton")
 
             backends, checks = {}, {}
+            # Each closure binds its values as defaults: names rebound later in this loop must not reach them.
             if module is not None and gate is not None:  # the gated layer: MambaIR-style code is the reference
-                fn = mamba_fn(module)
-                backends["mambair_path"] = (lambda: gated_mambair_path(fn, inp, directions, H, W, gate), {})
+                backends["mambair_path"] = (lambda mamba=mamba_fn(module), inp=inp, gate=gate:
+                                            gated_mambair_path(mamba, inp, directions, H, W, gate), {})
                 checks["fused"] = ("rel_err_vs_mambair", relative_errors(fused, backends["mambair_path"][0], inp["u"]))
             elif module is not None:  # first, so that every other row can carry its ratio to it
-                fn = mamba_fn(module)
-                backends["mamba_ssm"] = (lambda: fn(*pre.values()), {})
-                backends["mambair_path"] = (lambda: mambair_path(fn, inp, directions, H, W), {})
+                mamba = mamba_fn(module)
+                backends["mamba_ssm"] = (lambda mamba=mamba, pre=pre: mamba(*pre.values()), {})
+                backends["mambair_path"] = (lambda mamba=mamba, inp=inp: mambair_path(mamba, inp, directions, H, W),
+                                            {})
                 checks["fused"] = ("rel_err_vs_mambair", relative_errors(fused, backends["mambair_path"][0], inp["u"]))
                 checks["drop_in"] = ("rel_err_vs_mamba_ssm", relative_errors(drop_in, backends["mamba_ssm"][0],
                                                                              pre["u"]))
@@ -276,9 +279,9 @@ def run(args, out_name: str) -> list:
                     configs = (SWEEP[:2] if args.smoke else SWEEP) if args.sweep else [dict()]
                 # The drop-in takes the same configurations (one row each) where they are given.
                 kernels = [("fused", fused)] + ([("drop_in", drop_in)] if not args.sweep and gate is None else [])
-                for kind, fn in kernels:
+                for kind, kernel in kernels:
                     for changes in configs:
-                        backends[kind + "".join(f" {k}={v}" for k, v in changes.items())] = (fn, changes)
+                        backends[kind + "".join(f" {k}={v}" for k, v in changes.items())] = (kernel, changes)
             if not args.sweep:
                 backends["torch"] = (lambda: directional_scan(**inp, directions=directions, height=H, width=W,
                                                               gate=gate, backend="torch"), {})
@@ -318,7 +321,7 @@ def run(args, out_name: str) -> list:
     return rows
 
 
-def main():
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mamba-sdist", help="mamba_ssm-2.3.2.post1.tar.gz to build the CUDA baseline from")
     parser.add_argument("--smoke", action="store_true", help="tiny CPU run that checks the harness")
@@ -336,7 +339,11 @@ def main():
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--out", help="result file name under bench/results/ (or $BENCH_RESULTS)")
     parser.add_argument("--append", action="store_true", help="add to the result file instead of replacing it")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main():
+    args = parse_args()
     device = torch.cuda.get_device_name().replace(" ", "-") if torch.cuda.is_available() else "cpu"
     kind = "sweep" if args.sweep else "scan"
     out_name = args.out or f"{kind}-{device}-{dt.date.today().isoformat()}.jsonl"

@@ -44,11 +44,12 @@ def table(rows) -> str:
                  _fmt(sum(r["launches_per_call"].values()) if r.get("launches_per_call") else None), r["launch"]]
                 for r in rows]
     elif rows and "rel_err_vs_drop_in" in rows[0]:  # one_pass_bench.py
-        head = ["case", "backend", "states across warps / channels / warps", "programs", "fwd ms", "fwd x mamba-ssm",
-                "rel. distance from drop-in"]
-        body = [[r["case"], r["backend"],
-                 "/".join(str(r[k]) for k in ("states_across_warps", "block_d", "num_warps")) if r.get("block_d")
-                 else "-", _fmt(r.get("programs")), _fmt(r["fwd_ms"]), _fmt(r.get("fwd_speedup_vs_mamba_ssm")),
+        # Each prototype has its own layout keys (the one-pass kernel's states across warps, the segmented one's
+        # steps per segment and segments): show those a row has.
+        layout = ("states_across_warps", "steps_per_segment", "segments", "block_d", "num_warps")
+        head = ["case", "backend", "layout", "programs", "fwd ms", "fwd x mamba-ssm", "rel. distance from drop-in"]
+        body = [[r["case"], r["backend"], " ".join(f"{k}={r[k]}" for k in layout if k in r) or "-",
+                 _fmt(r.get("programs")), _fmt(r["fwd_ms"]), _fmt(r.get("fwd_speedup_vs_mamba_ssm")),
                  _fmt(r["rel_err_vs_drop_in"])] for r in rows]
     elif rows and "fwd_peak_mb" in rows[0]:  # scan benchmark
         # Ratios to mamba-ssm's bare scan, or for the gated layer (--gated) to the gated MambaIR-style path.
