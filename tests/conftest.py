@@ -35,3 +35,12 @@ def pytest_collection_modifyitems(items):
     # The slow tests (the compile tests: minutes of one core each with a cold Triton cache) first, so that none
     # starts last and keeps one worker busy alone at the end of CI (the longest, 5 minutes, did).
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+def pytest_runtest_logreport(report):
+    # PYTEST_FAILURE_LOG=path: each failure's traceback appended as soon as it is known (under xdist, by the
+    # controller alone). A GPU lease's tests end at a time limit, before pytest's summary, which then never prints.
+    path = os.environ.get("PYTEST_FAILURE_LOG")
+    if path and report.failed and "PYTEST_XDIST_WORKER" not in os.environ:
+        with open(path, "a") as log:
+            log.write(f"=== {report.nodeid} ({report.when})\n{report.longreprtext}\n")

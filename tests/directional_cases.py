@@ -30,8 +30,10 @@ def make_layer_inputs(batch, height, width, dim, K, n_state=4, rank=3, cross_sca
 
 def run_triton_layer(inp, directions, height, width, grad, **tiles):
     """Output and gradients (of ``inp``'s tensors, in sorted order) of the Triton layer under ``tiles``; the
-    output's gradient is a fixed ramp."""
-    leaves = {k: v.detach().clone().requires_grad_(grad) for k, v in inp.items()}
+    output's gradient is a fixed ramp.  The inputs go to the GPU where there is one (the interpreter runs on the
+    CPU's tensors; compiled kernels refuse them)."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    leaves = {k: v.detach().to(device).clone().requires_grad_(grad) for k, v in inp.items()}
     with tile_config(**tiles), torch.set_grad_enabled(grad):
         out = directional_scan(**leaves, directions=directions, height=height, width=width, backend="triton")
         if not grad:
