@@ -4,6 +4,8 @@ forward stores the chunk entry states and delta sums the unchanged backward read
 over random sizes, windows, orders, reversals, cross-scale modes, K = 1, 2, 4, batch 1-2, channel counts that are
 not a multiple of the block, several tiles or one, both tile axis orders, float32, bfloat16 and float16."""
 
+from pathlib import Path
+
 import pytest
 import torch
 from hypothesis import example, given, settings
@@ -132,3 +134,15 @@ def test_channels_per_program_follow_the_input_width(monkeypatch, dtype, block_d
         out = directional_scan(**inp, directions=directions, height=3, width=5, backend="triton")
     torch.testing.assert_close(out.double(), ref, **TOL[dtype])
     assert seen == [((1, -(-5 // block_d)), block_d)]
+
+
+def test_no_kernel_calls_tl_reduce():
+    # On a GPU tl.reduce may combine out of order: it is written for commutative operators (triton-lang/triton#4962).
+    # The recurrence's combine is not commutative, and the interpreter reduces in order, so CI passed a one-pass
+    # forward that the H200's tests of 2026-12-04 found wrong wherever Triton spread a segment's steps over lanes.
+    # Commutative sums have tl.sum / tl.max; the recurrence takes tl.associative_scan, which keeps the order.
+    root = Path(__file__).resolve().parents[1]
+    sources = sorted((root / "kernels" / "scan2d" / "triton").glob("*.py")) + sorted((root / "bench").glob("*.py"))
+    calls = [f"{path.relative_to(root)}:{number}" for path in sources
+             for number, line in enumerate(path.read_text().splitlines(), 1) if "tl.reduce(" in line.split("#")[0]]
+    assert len(sources) > 20 and not calls, calls

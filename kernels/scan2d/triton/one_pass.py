@@ -1,4 +1,5 @@
-"""The forward in one pass over the recurrence (``TileConfig.one_pass_forward``; off by default until a GPU times it).
+"""The forward in one pass over the recurrence (``TileConfig.one_pass_forward``; off by default: on the H200 the
+layer's ran 1.5-3.3x slower than its two passes, the drop-in's as fast as mamba-ssm at best; bench/README.md).
 
 The chunked forward (:mod:`.forward_kernels`) makes two passes, chunk end states then outputs, and so computes every
 exponential twice; in case (a) those exponentials alone take about 180 us of an H200's time.  Here one program walks
@@ -7,13 +8,14 @@ final state and, for a training forward, what the backward reads: the state ente
 delta sum, laid out as ``launch.forward_states`` leaves them, so the backward runs unchanged.
 
 Layout (bench/README.md, "A one-pass forward with the segments across the threads" for the prototype, "The
-one-pass forward in the op" for this kernel: 17.3 executed SASS instructions per (step, channel, state) in the
+one-pass forward in the op" for this kernel: 17.8 executed SASS instructions per (step, channel, state) in the
 layer's float32 training forward, one channel per program, at 254 registers, sm_90):
 - each tile of SEGMENTS x STEPS consecutive steps is cut into SEGMENTS segments across the threads, a segment's
   STEPS steps and the program's BLOCK_D channels in its thread's registers;
-- the N states go one after another.  For each, every segment's steps are scanned in registers from zero, the
-  segments' (decay, end state) pairs are scanned across the threads once per tile, the state entering a segment
-  comes from the one before it (``tl.gather``), and the segment is scanned again from that state for the outputs;
+- the N states go one after another.  For each, every segment's steps are scanned from zero (the decays' running
+  products and the states), the segments' (decay, end state) pairs are scanned across the threads once per tile,
+  the state entering a segment comes from the one before it (``tl.gather``), and each step's state is its state
+  from zero plus its running product times the entering state;
 - the state crosses tiles through two alternating scratch slots per program (``carry``), with a barrier between
   tiles: a tile's stores never overwrite what a slower thread of the tile before has still to read.
 Every step's position comes from ``positions.tile_positions`` (any order, window and reversal); the inputs are
@@ -157,7 +159,7 @@ def one_pass_forward_kernel(
         seg_delta = tl.sum(delta, axis=STEP_AXIS)  # each segment's delta sum: its decay is exp2(a * seg_delta)
         if STORE_STATES:
             tl.store(dsum_ptr + chunk_rows, seg_delta, mask=chunk_valid)
-        first_step = p == 0
+        last_step = p == STEPS - 1
         # UNROLL states per trip: their B and C lie at constant offsets from one address per step (the steps'
         # positions are gathered, so each step has its own), which a rolled loop would recompute per state.
         # Unmasked, as in the chunked state loops: an invalid step reads position 0 (always in bounds), and its
@@ -175,13 +177,13 @@ def one_pass_forward_kernel(
                     Bn = tl.load(b_rows + n * s_bn_).to(tl.float32)
                     Cn = tl.load(c_rows + n * s_cn_).to(tl.float32)
                 decay = tl.exp2(delta * tl.expand_dims(a, STEP_AXIS))
-                du_b = du * Bn
-                # Each segment is scanned twice in its thread's registers: from zero for its end state, then from
-                # the state entering it.  Only the states are carried (the decays' products are dead code), and a
-                # segment's decay is one exponential of its delta sum.  A scan of (decay product, state from zero)
-                # pairs, then state + product * entering, took 214 multiplies and multiply-adds per trip of 32
-                # elements, these 184 (sm_90; bench/README.md, "The one-pass forward in the op").
-                seg_state = tl.reduce((decay, du_b), STEP_AXIS, combine)[1]
+                # Each segment is scanned once, from zero: the decays' running products and the states, its end
+                # state its last step's.  Not tl.reduce: on a GPU it may combine out of order, being written for
+                # commutative operators (triton-lang/triton#4962), and where Triton spread a segment's steps over
+                # lanes the recurrence came out wrong (the H200's tests, 2026-12-04; the interpreter reduces in
+                # order).  A segment's decay is one exponential of its delta sum.
+                running, steps_from_zero = tl.associative_scan((decay, du * Bn), STEP_AXIS, combine)
+                seg_state = tl.sum(tl.where(last_step, steps_from_zero, 0.0), axis=STEP_AXIS)
                 reach, from_zero = tl.associative_scan((tl.exp2(seg_delta * a), seg_state), SEG_AXIS,
                                                        combine)  # across the threads
                 h0 = tl.load(carry_in + n * BLOCK_D + 0 * seg, mask=entering, other=0.0)
@@ -189,8 +191,7 @@ def one_pass_forward_kernel(
                 entered = tl.where(seg == 0, h0, tl.gather(leaving, previous, SEG_AXIS))
                 if STORE_STATES:
                     tl.store(entry_ptr + chunk_rows * N + n, entered, mask=chunk_valid)
-                du_b = tl.where(first_step, du_b + decay * tl.expand_dims(entered, STEP_AXIS), du_b)
-                y += tl.associative_scan((decay, du_b), STEP_AXIS, combine)[1] * Cn
+                y += (steps_from_zero + running * tl.expand_dims(entered, STEP_AXIS)) * Cn
                 tl.store(carry_out + n * BLOCK_D + 0 * seg, leaving, mask=last_segment)
                 tl.store(final_ptr + (bk_o * Dm + d) * N + n + 0 * seg, leaving, mask=last_segment & last_tile)
         if HAS_Z:
