@@ -177,12 +177,13 @@ ALWAYS_WIDE = {"chunk_carry_kernel", "first_direction_pool_kernel"}
 
 
 def test_narrow_build_takes_32_bit_offsets_everywhere_else():
-    # Below 2^31 elements (TileConfig.narrow_offsets, the default) the flag reaches every pointer addition of the
-    # other kernels and their helpers: an offset left 64-bit there would cost registers, not correctness, and only
-    # this would notice.
+    # Below 2^31 elements (TileConfig.narrow_offsets, the default; narrow_inference_offsets for the forward without
+    # gradients) the flag reaches every pointer addition of the other kernels and their helpers: an offset left
+    # 64-bit there would cost registers, not correctness, and only this would notice.
     wide = []
     for name, tiles, deterministic, run in RUNS:
-        with pointer_offsets() as seen, tile_config(**tiles), deterministic_algorithms(deterministic):
+        with pointer_offsets() as seen, tile_config(**{"narrow_inference_offsets": True, **tiles}), \
+                deterministic_algorithms(deterministic):
             run(*SMALL)
         assert any(key[3] == "int32" for key in seen), name
         wide += [f"{name}: {file}:{line} ({fn})" for file, line, fn, dtype in sorted(seen)

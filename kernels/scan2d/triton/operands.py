@@ -193,8 +193,9 @@ class ScanOperands:
         """``wide_offsets``: without ``TileConfig.narrow_offsets``, or where an input, or the largest buffer of one
         value per (batch, direction, chunk, channel) and state or dt rank (``state_buffer``), can pass int32.  The
         parameters (A, D, the dt projection), contiguous (K, dim[, N or R]) tensors, hold fewer values than that
-        buffer; unused inputs point at u."""
-        if not self.tiles.narrow_offsets:
+        buffer; unused inputs point at u.  A forward without gradients takes 64 bits unless
+        ``TileConfig.narrow_inference_offsets`` says otherwise (32 bits ran slower there on an H200)."""
+        if not self.tiles.narrow_offsets or not (self.for_backward or self.tiles.narrow_inference_offsets):
             return True
         states = self.batch * self.K * self.n_chunks * self.dim * max(self.n_state, self.rank, 1)
         inputs = (self.u, self.x) + tuple(t for t in (self.u_low, self.x_low, self.delta, self.B, self.C, self.z)

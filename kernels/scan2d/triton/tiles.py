@@ -131,7 +131,12 @@ class TileConfig:
             pointers then take one register instead of two, and the address arithmetic no 64-bit multiplies.
             compile_check (sm_90, Triton 3.7.1, dt rank 12): 5-9% fewer static SASS instructions in the training
             forward kernels, forward_output 164 registers instead of 184, the backward's spills halved.  The
-            offsets are the same numbers, so results are bit for bit the same.
+            offsets are the same numbers, so results are bit for bit the same.  The training kernels only (the
+            forward that records for the backward, and the backward), unless ``narrow_inference_offsets``.
+        narrow_inference_offsets: 32-bit offsets in the forward without gradients too.  Off: on the H200
+            (2026-12-04, Triton 3.6, bench/README.md "GPU results (NVIDIA H200, 2026-12-04)") they made it 1.5x
+            (case a) and 1.7x (case b) slower, for all of compile_check's fewer registers and instructions; the
+            training forward and backward were no slower with them.
         state_loop_stages: software pipelining of the state loops' trips over the states (Triton's ``num_stages``
             on those loops; 1: none): Triton then copies the next trip's A, entry states, B and C into shared
             memory with cp.async while one trip scans, instead of ptxas hoisting the unrolled states' loads into
@@ -147,10 +152,11 @@ class TileConfig:
             and a training forward stores the chunk entry states and delta sums the backward reads.  The chunked
             forward computes them twice (chunk end states, then outputs) and launches a carry between.  The gate's
             passes keep the chunked kernels.  compile_check (sm_90, the layer's training forward at dt rank 12, the
-            defaults below): 17.3 executed SASS instructions per (step, channel, state) at 254 registers and no
-            spills under Triton 3.7.1 and 3.6.0, against about 24 for the chunked forward's two passes.  Not timed
-            on a GPU: off until the lease's step 3c (scan_bench.py --configs one_pass_forward=True) says whether it
-            wins.
+            defaults below): 17.8 executed SASS instructions per (step, channel, state) at 254 registers and no
+            spills under Triton 3.7.1 and 3.6.0, against about 24 for the chunked forward's two passes.  Off: on the
+            H200 (2026-12-04) the layer's ran 1.5-3.3x slower than its two passes; the drop-in's, with
+            one_pass_block_d=2, 2.4x faster than its two passes at case (a)'s shape, but its kernel then failed the
+            GPU tests (fixed since, not yet rerun there).
         one_pass_steps: steps per segment (per thread) of the one-pass forward without gradients; a training forward
             takes block_t, so that its segments are the backward's chunks.
         one_pass_segments: segments per tile of the one-pass forward, across the threads (32 per warp).
@@ -194,6 +200,7 @@ class TileConfig:
     unroll_rank_blocks: bool = True
     window_tiles: bool = True
     narrow_offsets: bool = True
+    narrow_inference_offsets: bool = False
     state_loop_stages: int = 1
     one_pass_forward: bool = False
     one_pass_steps: int = 8
