@@ -41,13 +41,14 @@ export PYTHONPATH=$PWD/kernels:$PWD${PYTHONPATH:+:$PYTHONPATH}
 mamba_args=()
 [ -n "$SDIST" ] && mamba_args=(--mamba-sdist "$SDIST")
 
-# The fused op's defaults since the last GPU run (2026-11-27), each switched off, the register caps and the
-# pipelined state loops: step 3b.
-UNTIMED="paired_loads=False window_tiles=False narrow_offsets=False backward_lane_sums=False unroll_rank_blocks=False
-forward_maxnreg=168 backward_maxnreg=200 state_loop_stages=2"
-# The one-pass forward in the op itself (since 2026-12-03): the default layout (1 channel per program, 2 states per
-# trip of its state loop), 2 channels, and 1 state per trip: step 3c.
-ONE_PASS="one_pass_forward=True one_pass_forward=True,one_pass_block_d=2 one_pass_forward=True,one_pass_unroll=1"
+# Step 3b: on top of the defaults of 2026-12-04 (64-bit offsets in the forward without gradients), what the H200
+# left open that day: 32-bit offsets there again (1.7x slower then: confirm), and in the training kernels off;
+# paired loads and unrolled rank blocks off, alone and together (3-15% faster off, one sample each).
+UNTIMED="narrow_inference_offsets=True narrow_offsets=False paired_loads=False unroll_rank_blocks=False
+paired_loads=False,unroll_rank_blocks=False"
+# Step 3c: the one-pass forward in the op, whose kernel failed the H200's tests of 2026-12-04 (tl.reduce out of
+# order; fixed since): the drop-in's layout that matched mamba-ssm (2 channels per program) and the layer's default.
+ONE_PASS="one_pass_forward=True,one_pass_block_d=2 one_pass_forward=True"
 # Each step runs under min(its own limit, what is left of BUDGET), so the run ends, and summarizes, in time.
 BUDGET=${BUDGET:-370}
 left() { local l=$(( BUDGET - SECONDS )); [ "$l" -lt "$1" ] && echo "$(( l > 1 ? l : 1 ))" || echo "$1"; }
@@ -73,24 +74,24 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     #    (Triton's cache is per machine), so the timed runs below start warm.
     ( BENCH_RESULTS=/tmp/warmup timeout 150 python3 bench/scan_bench.py --backends fused drop_in --repeats 1 \
         > /tmp/warmup.log 2>&1 ) &
-    skipped scan-untimed || ( BENCH_RESULTS=/tmp/warmup2 timeout 150 python3 bench/scan_bench.py --backends fused --repeats 1 \
+    skipped scan-untimed || ( BENCH_RESULTS=/tmp/warmup2 timeout 150 python3 bench/scan_bench.py --backends fused \
+        --repeats 1 \
         --cases a_training_w8 b_inference_256 --dtypes float32 --configs $UNTIMED deterministic=True \
         backward_direction_launches=True backward_dx_copies=True > /tmp/warmup2.log 2>&1 ) &
     ( BENCH_RESULTS=/tmp/warmup3 timeout 150 python3 bench/scan_bench.py --backends fused --repeats 1 --gated \
         --cases a_training_w8 b_inference_256 d_model_inference_64 --dtypes float32 > /tmp/warmup3.log 2>&1 ) &
     # shellcheck disable=SC2086
-    ( skipped one-pass || BENCH_RESULTS=/tmp/warmup4 timeout 150 python3 bench/one_pass_bench.py --repeats 1 \
-        > /tmp/warmup4.log 2>&1;
-      BENCH_RESULTS=/tmp/warmup5 timeout 100 python3 bench/scan_bench.py --backends fused drop_in --repeats 1 \
+    ( BENCH_RESULTS=/tmp/warmup5 timeout 100 python3 bench/scan_bench.py --backends fused drop_in --repeats 1 \
         --cases a_training_w8 b_inference_256 --dtypes float32 --configs $ONE_PASS > /tmp/warmup5.log 2>&1 ) &
     export TRITON_INTERPRET=0 HYPOTHESIS_PROFILE=dev
-    # -v names each test as it ends, and SIGINT makes pytest print its failures: a run cut short still says which
-    # tests failed and why.
-    timeout -s INT -k 10 "$(left 130)" python3 -m pytest -v -n 6 --maxfail 5 -rfEs -p no:cacheprovider \
-        tests/test_triton_lane_sums.py tests/test_triton_softplus.py tests/test_triton_directional.py \
-        tests/test_triton_adjoint.py tests/test_triton_one_pass.py \
+    # -v names each test as it ends, and tests/conftest.py appends each failure's traceback to the log at once: a
+    # run cut short at its limit (pytest's summary then never prints) still says which tests failed and why.
+    PYTEST_FAILURE_LOG=$OUT/tests.log timeout "$(left 130)" python3 -m pytest -v -n 6 --maxfail 5 -rfEs \
+        -p no:cacheprovider \
+        tests/test_triton_one_pass.py tests/test_triton_narrow_offsets.py tests/test_triton_directional.py \
+        tests/test_triton_lane_sums.py tests/test_triton_softplus.py tests/test_triton_adjoint.py \
         tests/test_triton_selective_scan.py tests/test_triton_large_inputs.py tests/test_torch_compile.py \
-        tests/test_models.py -k "not test_models or across_backends" > "$OUT/tests.log" 2>&1
+        tests/test_models.py -k "not test_models or across_backends" >> "$OUT/tests.log" 2>&1
     echo "tests rc=$? at ${SECONDS}s" >> "$OUT/tests.log"
     wait "$build"
     { echo "=== mamba-ssm build"; cat /tmp/build.log; } >> "$log"
@@ -100,31 +101,23 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     #    state loops, 4 states unrolled, inference states in registers: the defaults since the H200 runs of
     #    2026-11-27), and the drop-in selective_scan on mamba-ssm's own inputs (the state loops since 2026-12-01).
     #    Each row also times the forward's host part and its replay from a CUDA graph (since 2026-12-02).
-    step_run scan 75 python3 bench/scan_bench.py "${mamba_args[@]}" --repeats 30 \
+    step_run scan 100 python3 bench/scan_bench.py "${mamba_args[@]}" --repeats 30 \
         --backends mamba_ssm mambair_path fused drop_in \
         --cases a_training_w8 a_training_w64 b_inference_256 c_cross_scale_64 c_cross_scale_256
-    # 3b. What no GPU has timed yet: the defaults since 2026-11-27 (x's columns in pairs, positions per tile, 32-bit
-    #    offsets, the backward's reduce-scattered lane sums, unrolled dt rank blocks), each switched off, the
-    #    register caps of the training forward and of the backward (more programs per SM, or spills?) and the state
-    #    loops' loads pipelined through shared memory (since 2026-12-03: fewer registers, cp.async), beside the
-    #    default, on cases a and b.
+    # 3b. UNTIMED beside the default on cases a and b (2026-12-04 timed the others: bench/README.md, "GPU results
+    #    (NVIDIA H200, 2026-12-04)").
     # shellcheck disable=SC2086
     step_run scan-untimed 45 python3 bench/scan_bench.py --repeats 20 --append --cases a_training_w8 b_inference_256 \
         --dtypes float32 --backends fused --configs default $UNTIMED
-    # 3c. The one-pass forward, never timed: does a program per (batch, direction, channel) that walks a whole scan
-    #    keep an H200 busy? The answer decides the forward's design (the 4x goal needs one pass), so it runs before
-    #    the gated and model-shaped cases.  First in the op itself (TileConfig.one_pass_forward, since 2026-12-03;
-    #    off by default): the layer and the drop-in, forward and forward+backward (its stored chunk states feed the
-    #    unchanged backward), cases a and b, beside the chunked default and mamba-ssm.  tests/test_triton_one_pass.py
-    #    checked its results on this GPU in step 2.
+    # 3c. The one-pass forward in the op (TileConfig.one_pass_forward; off by default): on 2026-12-04 the layer's
+    #    was 1.5-3.3x slower than its two passes, the drop-in's with 2 channels per program as fast as mamba-ssm in
+    #    case a.  Again with the kernel's tl.reduce replaced (tests/test_triton_one_pass.py, step 2, checks it first),
+    #    the drop-in's forward the question: its default if it holds.
     # shellcheck disable=SC2086
     step_run one-pass-op 40 python3 bench/scan_bench.py "${mamba_args[@]}" --repeats 20 --append \
         --cases a_training_w8 b_inference_256 --dtypes float32 --backends mamba_ssm fused drop_in \
         --configs default $ONE_PASS
-    #    Then the prototypes on one contiguous direction: each layout beside our two-pass drop-in and mamba-ssm on
-    #    the same work, the segments across the threads first (mamba-ssm's loop over the states, 1-warp programs
-    #    of 96-128 registers without the op's gathers).
-    step_run one-pass 40 python3 bench/one_pass_bench.py "${mamba_args[@]}" --repeats 20
+    #    (The prototypes, bench/one_pass_bench.py, were timed on 2026-12-04 and are left out.)
     # 3d. Positions per tile in the aligned cross-scale order (since 2026-12-03), on and off, case (c) at 64x64.
     step_run scan-cross-scale-tiles 20 python3 bench/scan_bench.py --repeats 20 --append --cases c_cross_scale_64 \
         --dtypes float32 --backends fused --configs default window_tiles=False
@@ -153,10 +146,11 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     step_run model 60 python3 bench/model_bench.py "${mamba_args[@]}" --repeats 5 --backends triton mamba_ssm
     step_run model-chunks 35 python3 bench/model_bench.py --backends triton --cases infer_256 infer_1024 --append \
         --configs inference_programs_per_sm=0 inference_programs_per_sm=1 --repeats 5
-    # 5. GPU time per kernel of the training and inference cases' layer, without the lane sums, in deterministic
-    #    mode, and through the model's channel gate (never profiled on its own; one backward pass since 2026-12-01).
+    # 5. GPU time per kernel of the training and inference cases' layer: the default, with 32-bit offsets in the
+    #    forward without gradients (which kernel made it 1.7x slower on 2026-12-04?), in deterministic mode, and
+    #    through the model's channel gate.
     step_run profile 40 python3 bench/profile_kernels.py --cases a_training_w8 b_inference_256 --gated \
-        --configs default backward_lane_sums=False deterministic=True
+        --configs default narrow_inference_offsets=True deterministic=True
     #    The network's batch-1 inference (256x256 output): GPU time, wall time and kernels launched, with the
     #    shortened inference chunks and without (is it bound by its kernels or by the host?).
     step_run profile-inference 25 python3 bench/profile_kernels.py --cases --model-inference --append \

@@ -174,17 +174,17 @@ CASES = {  # name: batch, height, width, channels, directions, window, cross-sca
     "d_model_inference_64": (1, 64, 64, 180, 2, 8, None),
 }
 SMOKE_CASES = {"smoke": (1, 8, 8, 16, 2, 8, None)}
-# --sweep: tile configurations of the fused op (changes to scan2d.triton.tiles.TileConfig), on cases a and b (x's
-# columns read one at a time instead of in pairs, every step's position divided out instead of each tile's window
-# once, 64-bit offsets instead of 32-bit ones, the defaults since 2026-12-02, and the backward's sums over lanes
-# reduced at every step instead of reduce-scattered, the default since 2026-12-03, first; then the training forward's
-# register cap of 168, at which both forward kernels fit three 4-warp programs per SM, and the backward's of 200, ten
-# one-warp programs instead of eight, at the price of spills), and
-# the cost of torch.use_deterministic_algorithms (fixed-order sums instead of atomics: the state-loop backward with
-# one copy of dx per channel block and one direction per launch; backward_direction_launches and backward_dx_copies
-# time each half); then shorter inference chunks (more programs per SM: case (a)'s forward has 384 programs per
-# launch, 1.5 waves of an H200's).  In order of interest, since a short lease may cut the sweep off.
-SWEEP = [dict(), dict(paired_loads=False), dict(window_tiles=False), dict(narrow_offsets=False),
+# --sweep: tile configurations of the fused op (changes to scan2d.triton.tiles.TileConfig), on cases a and b, in
+# order of interest, since a short lease may cut the sweep off: first what the H200 left open on 2026-12-04 (32-bit
+# offsets in the forward without gradients, 1.7x slower that day; x's columns one at a time and the dt rank blocks
+# rolled, each a little faster in one sample; 64-bit offsets in the training kernels), then the defaults it
+# confirmed (positions per tile, the backward's lane sums, no register caps), then the cost of
+# torch.use_deterministic_algorithms (fixed-order sums instead of atomics: the state-loop backward with one copy of
+# dx per channel block and one direction per launch; backward_direction_launches and backward_dx_copies time each
+# half); then shorter inference chunks (more programs per SM: case (a)'s forward has 384 programs per launch, 1.5
+# waves of an H200's).
+SWEEP = [dict(), dict(narrow_inference_offsets=True), dict(paired_loads=False), dict(unroll_rank_blocks=False),
+         dict(narrow_offsets=False), dict(window_tiles=False),
          dict(backward_lane_sums=False), dict(forward_maxnreg=168), dict(backward_maxnreg=200),
          dict(backward_direction_launches=True),
          dict(deterministic=True), dict(inference_programs_per_sm=4), dict(inference_programs_per_sm=8),
