@@ -110,7 +110,7 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     step_run scan-untimed 45 python3 bench/scan_bench.py --repeats 20 --append --cases a_training_w8 b_inference_256 \
         --dtypes float32 --backends fused --configs default $UNTIMED
     # 3c. The one-pass forward in the op (TileConfig.one_pass_forward; off by default): on 2026-12-04 the layer's
-    #    was 1.5-3.3x slower than its two passes, the drop-in's with 2 channels per program as fast as mamba-ssm in
+    #    was 1.5-5.4x slower than its two passes, the drop-in's with 2 channels per program as fast as mamba-ssm in
     #    case a.  Again with the kernel's tl.reduce replaced (tests/test_triton_one_pass.py, step 2, checks it first),
     #    the drop-in's forward the question: its default if it holds.
     # shellcheck disable=SC2086

@@ -1,5 +1,5 @@
 """The forward in one pass over the recurrence (``TileConfig.one_pass_forward``; off by default: on the H200 the
-layer's ran 1.5-3.3x slower than its two passes, the drop-in's as fast as mamba-ssm at best; bench/README.md).
+layer's ran 1.5-5.4x slower than its two passes, the drop-in's as fast as mamba-ssm at best; bench/README.md).
 
 The chunked forward (:mod:`.forward_kernels`) makes two passes, chunk end states then outputs, and so computes every
 exponential twice; in case (a) those exponentials alone take about 180 us of an H200's time.  Here one program walks

@@ -154,7 +154,7 @@ class TileConfig:
             passes keep the chunked kernels.  compile_check (sm_90, the layer's training forward at dt rank 12, the
             defaults below): 17.8 executed SASS instructions per (step, channel, state) at 254 registers and no
             spills under Triton 3.7.1 and 3.6.0, against about 24 for the chunked forward's two passes.  Off: on the
-            H200 (2026-12-04) the layer's ran 1.5-3.3x slower than its two passes; the drop-in's, with
+            H200 (2026-12-04) the layer's ran 1.5-5.4x slower than its two passes; the drop-in's, with
             one_pass_block_d=2, 2.4x faster than its two passes at case (a)'s shape, but its kernel then failed the
             GPU tests (fixed since, not yet rerun there).
         one_pass_steps: steps per segment (per thread) of the one-pass forward without gradients; a training forward
