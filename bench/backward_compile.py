@@ -21,7 +21,6 @@ the variants on a GPU.
 from __future__ import annotations
 
 import argparse
-import ast
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -32,7 +31,7 @@ from scan2d.triton.compile_check import CASES, compile_all
 from scan2d.triton.tiles import tile_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_jsonl  # noqa: E402
+from common import parse_config, write_jsonl  # noqa: E402
 from one_pass_compile import build_listing, executed_per_tile, is_state_loop, sass_loops  # noqa: E402
 
 VARIANTS = [dict(backward_lane_sums=False), dict()]  # the sums over the whole warp, then the default
@@ -77,7 +76,7 @@ def main(argv=None) -> int:
                         help="TileConfig changes, one variant each (default: without and with the lane sums)")
     args = parser.parse_args(argv)
     kernels = args.kernel or ["backward_grads_kernel"]
-    variants = [parse_variant(text) for text in args.variant] if args.variant else VARIANTS
+    variants = [parse_config(text) for text in args.variant] if args.variant else VARIANTS
     rows = []
     for variant in variants:
         with tile_config(**variant):
@@ -90,17 +89,6 @@ def main(argv=None) -> int:
     stem = "one-tile" if args.kernel or args.variant else "backward"
     print(write_jsonl(rows, f"{stem}-compile-triton{triton.__version__}.jsonl"))
     return 0
-
-
-def parse_variant(text: str) -> dict:
-    """``--variant``'s "key=value,key=value" (Python literals) as TileConfig changes; "default": none."""
-    if text == "default":
-        return {}
-    changes = {}
-    for item in text.split(","):
-        key, _, value = item.partition("=")
-        changes[key] = ast.literal_eval(value)
-    return changes
 
 
 if __name__ == "__main__":

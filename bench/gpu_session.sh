@@ -43,7 +43,7 @@ mamba_args=()
 
 # Step 3b: on top of the defaults of 2026-12-04 (64-bit offsets in the forward without gradients), what the H200
 # left open that day: 32-bit offsets there again (1.7x slower then: confirm), and in the training kernels off;
-# paired loads and unrolled rank blocks off, alone and together (3-15% faster off, one sample each).
+# paired loads and unrolled rank blocks off, alone and together (3-16% faster off, one sample each).
 UNTIMED="narrow_inference_offsets=True narrow_offsets=False paired_loads=False unroll_rank_blocks=False
 paired_loads=False,unroll_rank_blocks=False"
 # Step 3c: the one-pass forward in the op, whose kernel failed the H200's tests of 2026-12-04 (tl.reduce out of
@@ -75,8 +75,7 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     ( BENCH_RESULTS=/tmp/warmup timeout 150 python3 bench/scan_bench.py --backends fused drop_in --repeats 1 \
         > /tmp/warmup.log 2>&1 ) &
     skipped scan-untimed || ( BENCH_RESULTS=/tmp/warmup2 timeout 150 python3 bench/scan_bench.py --backends fused \
-        --repeats 1 \
-        --cases a_training_w8 b_inference_256 --dtypes float32 --configs $UNTIMED deterministic=True \
+        --repeats 1 --cases a_training_w8 b_inference_256 --dtypes float32 --configs $UNTIMED deterministic=True \
         backward_direction_launches=True backward_dx_copies=True > /tmp/warmup2.log 2>&1 ) &
     ( BENCH_RESULTS=/tmp/warmup3 timeout 150 python3 bench/scan_bench.py --backends fused --repeats 1 --gated \
         --cases a_training_w8 b_inference_256 d_model_inference_64 --dtypes float32 > /tmp/warmup3.log 2>&1 ) &
