@@ -27,7 +27,7 @@ from pathlib import Path
 
 import triton
 
-from scan2d.triton.compile_check import CASES, compile_all
+from scan2d.triton.compile_check import CASES, NAMED_CASES, compile_all
 from scan2d.triton.tiles import tile_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -69,7 +69,8 @@ def row(build, variant: dict) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--case", action="append", choices=sorted(CASES), help="default: every case")
+    parser.add_argument("--case", action="append", choices=sorted(NAMED_CASES),
+                        help="default: every case compile_check builds by default")
     parser.add_argument("--kernel", action="append", choices=ONE_TILE_KERNELS,
                         help="default: backward_grads_kernel")
     parser.add_argument("--variant", action="append", metavar="KEY=VALUE[,KEY=VALUE] | default",

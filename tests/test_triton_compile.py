@@ -333,9 +333,11 @@ def test_drop_in_rowwise_tiles_compile_to_the_same_structure(tmp_path):
     # tile's steps across lanes (there: 640-960 shuffles per forward kernel, 2 KB of shared memory in the backward).
     # This Triton lays them out right either way; a row at a time must compile to the same structure here: no
     # shuffles or shared memory in the forward kernels and chunk_adjoint, the backward's reduce-scattered sums over
-    # lanes alone (TileConfig.backward_lane_sums), and about the same instructions.  The backward spills 212 bytes
-    # either way (Triton 3.6 and 3.7.1; with sums over the whole warp at every step, 124-140 bytes more a row at a
-    # time, 304 at most).
+    # lanes alone (TileConfig.backward_lane_sums), and about the same instructions: up to 15% more static ones
+    # (with the drop-in's raster positions forward_output's rows take 2,120 against 1,872, both down from about
+    # 2,500 with the window arithmetic; bench/README.md, "Raster scans take their positions from the step").  The
+    # backward's spills stay within 160 bytes of the plain tiles' (with sums over the whole warp at every step,
+    # 124-140 bytes more a row at a time, 304 at most).
     # The drop-in case with the most row accesses (z and its gradient, grouped B and C); float16's only add casts.
     cases = ("drop-in fp32 z grouped",)
     kernels = ("chunk_end_state_kernel", "forward_output_kernel", "chunk_adjoint_kernel", "backward_grads_kernel")
@@ -351,7 +353,7 @@ def test_drop_in_rowwise_tiles_compile_to_the_same_structure(tmp_path):
             assert b["spill_store_bytes"] <= min(a["spill_store_bytes"] + 160, 320), key
         else:
             assert (b["shuffles"], b["shared_bytes"], b["spill_store_bytes"]) == (0, 0, 0), key
-        assert b["sass_instructions"] <= 1.1 * a["sass_instructions"], (b["sass_instructions"], a["sass_instructions"])
+        assert b["sass_instructions"] <= 1.15 * a["sass_instructions"], (b["sass_instructions"], a["sass_instructions"])
 
 
 def default_and_off(tmp_path, constexpr, tile_flag, default=True, flags=()):

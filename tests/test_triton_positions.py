@@ -14,7 +14,7 @@ from scan2d.directional.triton_op import _operands
 from scan2d.directions import _order
 from scan2d.triton.direction_table import ORDER_OF, direction_rows, direction_table, division_magic
 from scan2d.triton.tiles import tile_config
-from scan2d.triton.positions import step_positions, tile_positions
+from scan2d.triton.positions import RASTER, step_positions, tile_positions
 
 
 @triton.jit
@@ -149,6 +149,20 @@ def test_aligned_cross_scale_positions_per_tile_are_the_same(height, width, wind
         assert torch.equal(a, b)
 
 
+@given(st.integers(1, 24), st.integers(1, 24), st.sampled_from([None, 0, 3, 8]), st.sampled_from([4, 8, 16, 32]))
+def test_raster_positions_are_the_steps_of_the_scan(height, width, extra, block):
+    # positions.RASTER (step s at position s, no window arithmetic) against the per-step division on every tile of
+    # a row-first, unreversed scan whose windows span the width: a global scan, or square windows at least as wide
+    # as the map, whose bands of rows may be cut short at the bottom (padded steps past the map, which must come
+    # out invalid).  Tiles of any length: no window has to hold whole tiles.
+    d = ScanDirection(None if extra is None else width + extra)
+    assert direction_rows([d], height, width)[0][3] == width
+    raster = tile_positions_of(d, height, width, block, in_window=RASTER.value)
+    per_step = tile_positions_of(d, height, width, block, in_window=False)
+    for a, b in zip(raster, per_step):
+        assert torch.equal(a, b)
+
+
 def layer_operands(directions, height, width, **tiles):
     cross_scale = directions[0].cross_scale is not None
     inp = make_layer_inputs(1, height, width, 8, len(directions), n_state=4, rank=2, cross_scale=cross_scale,
@@ -167,6 +181,20 @@ def test_kernels_take_positions_per_tile_where_every_window_holds_whole_tiles():
     assert not layer_operands((ScanDirection(8), ScanDirection(6)), 16, 16, block_t=16).tiles_in_windows
     assert layer_operands(pair(None), 4, 12, block_t=16).tiles_in_windows  # a global scan of 48 pixels
     assert not layer_operands(pair(8), 16, 16, block_t=16, window_tiles=False).tiles_in_windows
+
+
+def test_kernels_take_raster_positions_where_every_direction_scans_in_raster_order():
+    raster = RASTER.value
+    assert layer_operands((ScanDirection(None),), 6, 10).tiles_in_windows == raster
+    assert layer_operands((ScanDirection(12),), 30, 10).tiles_in_windows == raster  # bands of 10 rows, the last cut
+    assert layer_operands((ScanDirection(None), ScanDirection(16)), 20, 16).tiles_in_windows == raster
+    assert layer_operands((ScanDirection(None),), 6, 10).in_windows(8) == raster  # the one-pass forward's segments
+    assert layer_operands((ScanDirection(8),), 16, 16).tiles_in_windows != raster  # windows narrower than the map
+    assert layer_operands((ScanDirection(None), ScanDirection(None, True)), 16, 16).tiles_in_windows != raster
+    assert layer_operands((ScanDirection(None, False, True),), 16, 16).tiles_in_windows != raster  # reversed
+    assert layer_operands((ScanDirection(None, True),), 1, 16).tiles_in_windows != raster  # column-first (here the same order: not worked out)
+    assert layer_operands((ScanDirection(None),), 16, 16, raster_tiles=False).tiles_in_windows != raster
+    assert layer_operands((ScanDirection(None, cross_scale="aligned"),), 16, 16).tiles_in_windows != raster
 
 
 def test_aligned_cross_scale_kernels_take_positions_per_tile_where_low_windows_hold_whole_tiles():

@@ -33,7 +33,7 @@ def _run(fn, inp, opt, **kw):
 # (steps, channels) tiles read and written a row at a time (the default under Triton < 3.7), or the (steps, channels,
 # states) tile kernels.
 KERNELS = [{}, dict(backward_lane_sums=False), dict(backward_dx_copies=True), dict(rowwise_tiles=True),
-           dict(forward_state_loop=False, backward_state_loop=False)]
+           dict(raster_tiles=False), dict(forward_state_loop=False, backward_state_loop=False)]
 
 
 @settings(max_examples=12)
@@ -75,6 +75,30 @@ def test_long_sequence_spans_many_chunks():
     torch.testing.assert_close(out.detach().double().cpu(), ref, **TOL[torch.float32])
     assert_gradients_close(names, grads, torch.autograd.grad((ref * weight).sum(), [exact[n] for n in names]),
                             TOL[torch.float32])
+
+
+@pytest.mark.parametrize("for_backward", [True, False], ids=["training", "no-grad"])
+def test_raster_positions_give_the_same_bits_as_the_window_arithmetic(monkeypatch, for_backward):
+    # The drop-in scans one 1 x L map in raster order, so its kernels take step s at position s (positions.RASTER)
+    # instead of dividing by the window: the same integers reach the same loads, so the output, the last state and
+    # every gradient are bit for bit those of TileConfig.raster_tiles=False.  45 steps: the last 16-step tile runs
+    # past the end; 3 tiles per chunk without gradients.
+    seen = spy_on_launches(monkeypatch, STATE_LOOP_KERNELS, record=lambda name, grid, meta: meta["IN_WINDOW"])
+    inp = make_inputs(2, 5, 45, 4, 0)
+    opt = dict(D=True, z=True, bias=True)
+    names = ["u", "delta", "A", "B", "C", "D", "z", "delta_bias"]
+    results = []
+    for raster in (True, False):
+        low = {k: v.float().to(DEVICE).requires_grad_(for_backward) for k, v in inp.items()}
+        seen.clear()
+        with torch.set_grad_enabled(for_backward), tile_config(block_t=16, raster_tiles=raster, inference_tiles=3,
+                                                               inference_programs_per_sm=0):
+            out, last = _run(selective_scan, low, opt, backend="triton", return_last_state=True)
+            grads = torch.autograd.grad(out.square().sum(), [low[n] for n in names]) if for_backward else ()
+        assert seen and all((mode == 2) == raster for mode in seen), seen
+        results.append((out, last, *grads))
+    for a, b in zip(*results):
+        assert torch.equal(a, b), (a - b).abs().max()
 
 
 def test_backward_uses_the_tiles_its_forward_ran_with():

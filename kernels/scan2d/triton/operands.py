@@ -17,7 +17,7 @@ import torch
 import triton
 
 from .direction_table import direction_rows, direction_table, scan_length
-from .positions import ORDER_ALIGNED, ORDER_SEQUENTIAL
+from .positions import ORDER_ALIGNED, ORDER_PLAIN, ORDER_SEQUENTIAL, RASTER
 from .tiles import TileConfig, current_tiles, rowwise_by_default
 
 
@@ -120,7 +120,7 @@ class ScanOperands:
     n_chunks: int = field(init=False)
     state_loop_block: int = field(init=False)
     paired_x: bool = field(init=False)
-    tiles_in_windows: bool = field(init=False)
+    tiles_in_windows: int = field(init=False)  # in_windows(block_t): False, True or positions.RASTER
     wide_offsets: bool = field(init=False)  # the inputs' or the state buffers' offsets need 64 bits (launch_meta)
     dirs: torch.Tensor = field(init=False)  # (K, positions.DIRECTION_COLUMNS) int32 direction_table, on u's device
     length: int = field(init=False)  # steps of the longest direction's scan (padded windows included)
@@ -202,8 +202,9 @@ class ScanOperands:
                                           if t is not None and t is not self.u and t is not self.x)
         return states >= INT32_OFFSET_LIMIT or spans_past_int32(*inputs)
 
-    def in_windows(self, steps: int) -> bool:
-        """Whether every tile of ``steps`` steps lies inside one window (``positions.tile_positions``' IN_WINDOW;
+    def in_windows(self, steps: int) -> int:
+        """``positions.RASTER`` (2) where every direction's order is the raster order (``raster``), else whether
+        every tile of ``steps`` steps lies inside one window (``positions.tile_positions``' IN_WINDOW;
         ``tiles_in_windows`` for block_t, the one-pass forward's segments for theirs).  Tiles start at multiples of
         their length, so that holds for a plain windowed scan where every direction's window area (padded, in the
         scan frame) is a multiple of it: with 16-step tiles windows of 4, 8, 12, 16, ... (unless the map is smaller
@@ -211,12 +212,25 @@ class ScanOperands:
         aligned cross-scale order visits each low-resolution window's groups of five together, so there five times
         the low window area must be one: the model's windows of 16 (low windows of 8 x 8) and any low window of
         4 x 4 or 2 x 8.  Never the sequential cross-scale order."""
+        if self.raster:
+            return RASTER.value
         if self.order == ORDER_SEQUENTIAL or not self.tiles.window_tiles:
             return False
         rows = direction_rows(self.directions, self.height, self.width)
         if self.order == ORDER_ALIGNED:
             return all(5 * low_h * low_w % steps == 0 for _, _, _, _, _, low_h, low_w, *_ in rows)
         return all(win_h * win_w % steps == 0 for _, _, win_h, win_w, *_ in rows)
+
+    @property
+    def raster(self) -> bool:
+        """Whether every direction visits the map in raster order (``TileConfig.raster_tiles``): plain, row-first and
+        unreversed, with windows as wide as the map (rows of whole-width bands are the raster order).  The drop-in
+        scan, a 1 x L map, always is."""
+        if self.order != ORDER_PLAIN or not self.tiles.raster_tiles:
+            return False
+        rows = direction_rows(self.directions, self.height, self.width)
+        return all(not column_first and not reverse and win_w == self.width
+                   for column_first, reverse, _, win_w, *_ in rows)
 
     def _pairs_aligned(self) -> bool:
         """``paired_x``: whether the state-loop kernels may read x's rows two columns per load
