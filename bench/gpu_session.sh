@@ -138,12 +138,13 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     #    Case (a)'s forward in 8- and 4-tile chunks (768 and 1,536 programs, against 384: 1.45 waves of an H200's).
     step_run scan-waves 25 python3 bench/scan_bench.py --repeats 20 --append --cases a_training_w8 --dtypes float32 \
         --backends fused --configs inference_programs_per_sm=4 inference_programs_per_sm=8
-    #    The drop-in scan: its default (under the image's Triton 3.6 its (steps, channels) tiles read and written a
-    #    row at a time since 2026-12-02, without which 3.6 lays the steps across lanes; its positions taken from the
-    #    steps since 2026-12-04, raster_tiles), then without each.
-    step_run scan-drop-in-rows 30 python3 bench/scan_bench.py "${mamba_args[@]}" --repeats 20 --append \
+    #    The drop-in scan: its default (since the evening of 2026-12-04 its positions taken from the steps,
+    #    raster_tiles, and its channels-first tiles read and written 4 steps per access, step_vectors), then rows
+    #    (step_vectors off: the default before, under the image's Triton 3.6), then neither, then the plain tiles.
+    step_run scan-drop-in-rows 35 python3 bench/scan_bench.py "${mamba_args[@]}" --repeats 20 --append \
         --cases a_training_w8 b_inference_256 --dtypes float32 --backends mamba_ssm drop_in \
-        --configs default raster_tiles=False rowwise_tiles=False
+        --configs default step_vectors=False step_vectors=False,raster_tiles=False \
+        step_vectors=False,rowwise_tiles=False
     # 4. The dis_w8 network: training step and inference, fused against MambaIR-style mamba-ssm (the PyTorch backend
     #    never finished within the step's time: left out); then its inference with the 16-tile chunks of before
     #    2026-12-02.

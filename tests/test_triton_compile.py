@@ -194,7 +194,8 @@ OLDEST_TRITON, OLDEST_TRITON_PATH = "3.6.0", Path(sys.prefix) / "triton-3.6"
 def test_default_kernels_compile_with_the_oldest_supported_triton(tmp_path):
     # Triton 3.6 (torch 2.11's, and the GPU machines' image's) compiles the kernels with another LLVM and other
     # layouts than this environment's: it lays a channels-first tile's steps across lanes, so the drop-in reads its
-    # tiles a row at a time there (TileConfig.rowwise_tiles), and its registers and spills differ (bench/README.md,
+    # tiles a row at a time there (TileConfig.rowwise_tiles) where it cannot read 4-step vectors (step_vectors),
+    # and its registers and spills differ (bench/README.md,
     # "Triton 3.6 to 3.9").  The default kernels of a gated layer's training step and inference, of the aligned
     # cross-scale block and of the drop-in compile for sm_90 with it, with the structure and within the spills
     # asserted above (Triton 3.6.0: 33 builds, spills 48-212 bytes in 4 of them, with the lane sums).
@@ -203,8 +204,10 @@ def test_default_kernels_compile_with_the_oldest_supported_triton(tmp_path):
     assert {b["triton"] for b in builds} == {OLDEST_TRITON}
     assert {b["kernel"] for b in builds} == KERNELS and all(b["arch"] == 90 for b in builds)
     loop = [b for b in builds if b["constexprs"].get("STATE_LOOP")]
-    # The drop-in's state loops (given delta: no low-rank projection) read a row at a time, the layer's do not.
-    assert {(b["constexprs"]["LOWRANK"], b["constexprs"]["ROWWISE"]) for b in loop} == {(False, True), (True, False)}
+    # The drop-in's state loops (given delta: no low-rank projection) read 4 steps per access (its 200 steps are a
+    # multiple of 4: TileConfig.step_vectors, which keeps the steps in each thread under 3.6 too, as rows did),
+    # the layer's channels-last tiles whole.
+    assert {(b["constexprs"]["LOWRANK"], b["constexprs"]["ROWWISE"]) for b in loop} == {(False, 2), (True, False)}
     assert {(b["constexprs"].get("ORDER"), b["constexprs"].get("TILES")) for b in loop
             if b["kernel"] == "forward_output_kernel"} == {(0, 1), (0, 16), (1, 1)}
     assert_state_loop_structure(loop)
@@ -326,6 +329,18 @@ def test_unrolled_rank_blocks_execute_fewer_instructions(tmp_path):
         assert b["registers"] < a["registers"] and b["spill_store_bytes"] == a["spill_store_bytes"] == 0
 
 
+def drop_in_state_loop_pairs(tmp_path, first: str, second: str) -> list:
+    """(key, build, build) of the drop-in's four state-loop kernels in its case with the most (steps, channels) tile
+    accesses ("drop-in fp32 z grouped": z and its gradient, grouped B and C; float16's only add casts), sm_90, under
+    the tile flags ``first`` and ``second`` ("default": none), paired by their constexprs but ROWWISE."""
+    kernels = ("chunk_end_state_kernel", "forward_output_kernel", "chunk_adjoint_kernel", "backward_grads_kernel")
+    a, b = (state_loop_builds(tmp_path, ("drop-in fp32 z grouped",), ("ROWWISE",),
+                              *(() if flags == "default" else ("--tiles", flags)), kernels=kernels)
+            for flags in (first, second))
+    assert a.keys() == b.keys() and {key[0] for key in b} == set(kernels)
+    return [(key, a[key], b[key]) for key in b]
+
+
 @pytest.mark.slow
 def test_drop_in_rowwise_tiles_compile_to_the_same_structure(tmp_path):
     # TileConfig.rowwise_tiles, the default under Triton < 3.7: the drop-in's state loops read and write their
@@ -338,14 +353,9 @@ def test_drop_in_rowwise_tiles_compile_to_the_same_structure(tmp_path):
     # 2,500 with the window arithmetic; bench/README.md, "Raster scans take their positions from the step").  The
     # backward's spills stay within 160 bytes of the plain tiles' (with sums over the whole warp at every step,
     # 124-140 bytes more a row at a time, 304 at most).
-    # The drop-in case with the most row accesses (z and its gradient, grouped B and C); float16's only add casts.
-    cases = ("drop-in fp32 z grouped",)
-    kernels = ("chunk_end_state_kernel", "forward_output_kernel", "chunk_adjoint_kernel", "backward_grads_kernel")
-    plain = state_loop_builds(tmp_path, cases, ("ROWWISE",), "--tiles", "rowwise_tiles=False", kernels=kernels)
-    rows = state_loop_builds(tmp_path, cases, ("ROWWISE",), "--tiles", "rowwise_tiles=True", kernels=kernels)
-    assert plain.keys() == rows.keys() and {key[0] for key in rows} == set(kernels)
-    for key, b in rows.items():
-        a = plain[key]
+    # (Its 200 steps are a multiple of 4, where the default reads 4-step vectors instead: step_vectors=False.)
+    for key, a, b in drop_in_state_loop_pairs(tmp_path, "rowwise_tiles=False,step_vectors=False",
+                                              "rowwise_tiles=True,step_vectors=False"):
         assert b["constexprs"]["ROWWISE"] and not a["constexprs"]["ROWWISE"], key
         assert (b["shuffles"], b["shared_bytes"]) == (a["shuffles"], a["shared_bytes"]), key
         if key[0] == "backward_grads_kernel":
@@ -354,6 +364,24 @@ def test_drop_in_rowwise_tiles_compile_to_the_same_structure(tmp_path):
         else:
             assert (b["shuffles"], b["shared_bytes"], b["spill_store_bytes"]) == (0, 0, 0), key
         assert b["sass_instructions"] <= 1.15 * a["sass_instructions"], (b["sass_instructions"], a["sass_instructions"])
+
+
+@pytest.mark.slow
+def test_drop_in_state_loops_read_and_write_four_steps_per_access(tmp_path):
+    # TileConfig.step_vectors: with raster positions the drop-in's contiguous channels-first tiles are read and
+    # written 4 steps per access (tile_io.STEP_VECTORS), as the hints of tile_io._step_vectors let Triton: vectors in
+    # the PTX where there were none, the same layout (no shuffles or shared memory but the backward's lane sums), and
+    # no more instructions or spills than a row at a time (sm_90, this Triton; bench/README.md, "4-step vectors").
+    # u and delta in every kernel; z and the output or its gradients besides in the last two.
+    least = {"chunk_end_state_kernel": 8, "forward_output_kernel": 16, "chunk_adjoint_kernel": 8,
+             "backward_grads_kernel": 16}
+    for key, a, b in drop_in_state_loop_pairs(tmp_path, "rowwise_tiles=True,step_vectors=False", "default"):
+        assert b["constexprs"]["ROWWISE"] == 2 and a["constexprs"]["ROWWISE"] is True, key
+        assert a["vector_accesses"] == 0 and b["vector_accesses"] >= least[key[0]], (key, b["vector_accesses"])
+        expected = (32, 0) if key[0] == "backward_grads_kernel" else (0, 0)
+        assert (b["shuffles"], b["shared_bytes"]) == expected, key
+        assert b["sass_instructions"] <= a["sass_instructions"], (key, b["sass_instructions"], a["sass_instructions"])
+        assert b["spill_store_bytes"] <= a["spill_store_bytes"], key
 
 
 def default_and_off(tmp_path, constexpr, tile_flag, default=True, flags=()):

@@ -132,6 +132,9 @@ RUNS = [
      lambda b, h, w: _drop_in(b, h, w, groups=2)),
     ("drop-in", {}, False, lambda b, h, w: _drop_in(b, h, w, groups=0)),
     ("drop-in-rowwise", dict(rowwise_tiles=True), False, lambda b, h, w: _drop_in(b, h, w, groups=0)),
+    # Lengths 12 and 20, multiples of 4: u, delta, z, the output and the gradients 4 steps per access
+    # (TileConfig.step_vectors; the lengths above are not).
+    ("drop-in-step-vectors", {}, False, lambda b, h, w: _drop_in(b, h, 2 * w, groups=0)),
     ("drop-in-grouped-tile-kernels", dict(forward_state_loop=False, backward_state_loop=False), False,
      lambda b, h, w: _drop_in(b, h, w, groups=2)),
 ]

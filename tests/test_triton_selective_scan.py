@@ -33,7 +33,8 @@ def _run(fn, inp, opt, **kw):
 # (steps, channels) tiles read and written a row at a time (the default under Triton < 3.7), or the (steps, channels,
 # states) tile kernels.
 KERNELS = [{}, dict(backward_lane_sums=False), dict(backward_dx_copies=True), dict(rowwise_tiles=True),
-           dict(raster_tiles=False), dict(forward_state_loop=False, backward_state_loop=False)]
+           dict(step_vectors=False), dict(raster_tiles=False),
+           dict(forward_state_loop=False, backward_state_loop=False)]
 
 
 @settings(max_examples=12)
@@ -99,6 +100,52 @@ def test_raster_positions_give_the_same_bits_as_the_window_arithmetic(monkeypatc
         results.append((out, last, *grads))
     for a, b in zip(*results):
         assert torch.equal(a, b), (a - b).abs().max()
+
+
+@pytest.mark.parametrize("length,block_t,vectors", [(44, 16, True), (64, 8, True), (45, 16, False), (44, 2, False)])
+def test_four_step_vectors_give_the_same_bits_as_rows(monkeypatch, length, block_t, vectors):
+    # TileConfig.step_vectors (tile_io.STEP_VECTORS): where the drop-in's length and tiles are multiples of 4, its
+    # state loops read and write u, delta, z, the output and the gradients 4 steps per access.  The same values must
+    # land on the same steps: the output, the last state and every gradient bit for bit those of rows
+    # (rowwise_tiles=True, step_vectors=False), forward with and without gradients.  44 steps: the last 16-step tile
+    # holds 3 valid vectors and one past the end; 45 steps or 2-step tiles: no vectors (each 4 steps would not be
+    # valid or invalid together).
+    seen = spy_on_launches(monkeypatch, STATE_LOOP_KERNELS, record=lambda name, grid, meta: meta["ROWWISE"])
+    inp = make_inputs(2, 5, length, 4, 0)
+    opt = dict(D=True, z=True, bias=True)
+    names = ["u", "delta", "A", "B", "C", "D", "z", "delta_bias"]
+    results = []
+    for changes in (dict(), dict(rowwise_tiles=True, step_vectors=False)):
+        low = {k: v.float().to(DEVICE).requires_grad_() for k, v in inp.items()}
+        seen.clear()
+        with tile_config(block_t=block_t, **changes):
+            with torch.no_grad():
+                plain = _run(selective_scan, low, opt, backend="triton")
+            out, last = _run(selective_scan, low, opt, backend="triton", return_last_state=True)
+            grads = torch.autograd.grad(out.square().sum(), [low[n] for n in names])
+        step_vectors = not changes and vectors
+        assert seen and all((mode == 2) == step_vectors for mode in seen), seen
+        results.append((plain, out, last, *grads))
+    for a, b in zip(*results):
+        assert torch.equal(a, b), (a - b).abs().max()
+
+
+def test_four_step_vectors_only_where_every_step_lies_next_to_the_last():
+    # The kernels tell Triton that 4 steps lie one after another (tile_io._step_vectors' hints), which the
+    # interpreter ignores: the host must pick STEP_VECTORS only where that holds, here a u or z whose steps are not
+    # adjacent (channels contiguous) and a length or tile that is not a multiple of 4.
+    from scan2d.selective_scan.triton_op import _operands
+
+    inp = make_inputs(1, 4, 32, 4, 0)
+    names = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
+    rest = lambda **kw: {**{n: inp[n] for n in names}, **kw}  # noqa: E731
+    apart = lambda x: x.transpose(1, 2).contiguous().transpose(1, 2)  # noqa: E731
+    assert _operands(**rest(), delta_softplus=True).rowwise == 2
+    for changed in (dict(u=apart(inp["u"])), dict(delta=apart(inp["delta"])), dict(z=apart(inp["z"]))):
+        assert _operands(**rest(**changed), delta_softplus=True).rowwise != 2, changed
+    short = make_inputs(1, 4, 30, 4, 0)
+    assert _operands(**{n: short[n] for n in rest()}, delta_softplus=True).rowwise != 2
+    assert _operands(**rest(), delta_softplus=True, tiles=TileConfig(block_t=2)).rowwise != 2
 
 
 def test_backward_uses_the_tiles_its_forward_ran_with():

@@ -57,6 +57,7 @@ class KernelBuild:
     wide_loads: int = 0  # 64-bit global loads in the PTX: tile_io.load_pair's words of two float32 columns
     async_copies: int = 0  # cp.async copies to shared memory in the PTX: a pipelined loop's loads (state_loop_stages)
     cache_key: str = ""  # the build's folder in Triton's cache, which holds its cubin, PTX and TTGIR
+    vector_accesses: int = 0  # ld.global / st.global of 2 or 4 elements in the PTX: tile_io.STEP_VECTORS' accesses
 
 
 _USED = re.compile(r"Used (\d+) registers")
@@ -67,6 +68,7 @@ _FENCED_ATOMIC = re.compile(r"^\s*(?:@!?%p\d+\s+)?(?:atom|red)\.[\w.:]*\.(?:acq_
 _EXP_LOG = re.compile(r"^\s*(?:@!?%p\d+\s+)?(?:ex2|lg2)\.", re.MULTILINE)
 _SHUFFLE = re.compile(r"^\s*(?:@!?%p\d+\s+)?shfl\.", re.MULTILINE)
 _WIDE_LOAD = re.compile(r"^\s*(?:@!?%p\d+\s+)?ld\.global(?:\.[\w:]+)*\.[bu]64\s", re.MULTILINE)
+_VECTOR_ACCESS = re.compile(r"^\s*(?:@!?%p\d+\s+)?(?:ld|st)\.global(?:\.[\w:]+)*\.v[24]\.", re.MULTILINE)
 _ASYNC_COPY = re.compile(r"^\s*(?:@!?%p\d+\s+)?cp\.async\.(?:ca|cg)\.", re.MULTILINE)
 _REVERSE_SCAN = re.compile(r'"tt\.scan".*reverse = true')
 
@@ -151,7 +153,8 @@ def compile_instead_of_launch(arches: Sequence[int], builds: List[KernelBuild]) 
                                       len(_SHUFFLE.findall(compiled.asm["ptx"])),
                                       len(_REVERSE_SCAN.findall(compiled.asm["ttgir"])), round(seconds, 2), sass,
                                       len(_WIDE_LOAD.findall(compiled.asm["ptx"])),
-                                      len(_ASYNC_COPY.findall(compiled.asm["ptx"])), compiled.hash))
+                                      len(_ASYNC_COPY.findall(compiled.asm["ptx"])), compiled.hash,
+                                      len(_VECTOR_ACCESS.findall(compiled.asm["ptx"]))))
         return None
 
     with launch_hooks.instead_of_launch(compile_run):

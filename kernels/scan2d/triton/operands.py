@@ -18,6 +18,7 @@ import triton
 
 from .direction_table import direction_rows, direction_table, scan_length
 from .positions import ORDER_ALIGNED, ORDER_PLAIN, ORDER_SEQUENTIAL, RASTER
+from .tile_io import STEP_VECTORS
 from .tiles import TileConfig, current_tiles, rowwise_by_default
 
 
@@ -246,11 +247,21 @@ class ScanOperands:
                 and self.x.data_ptr() % word == 0 and self.x_low.data_ptr() % word == 0)
 
     @property
-    def rowwise(self) -> bool:
-        """Whether the state loops read and write the (steps, channels) tiles a row at a time: the drop-in scan's
-        channels-first tensors, per ``TileConfig.rowwise_tiles`` (the 2D layer's are channels-last)."""
+    def rowwise(self) -> int:
+        """How the state loops read and write the drop-in scan's channels-first (steps, channels) tiles
+        (``tile_io.load_td``; the 2D layer's are channels-last): ``tile_io.STEP_VECTORS``, 4 steps per access, where
+        ``TileConfig.step_vectors`` and the steps lie one after another in memory four valid or four invalid at a
+        time (raster positions, a length and block_t that are multiples of 4, position stride 1: the drop-in's
+        wrapper makes u, delta, z, the output and every gradient contiguous); else a row at a time per
+        ``TileConfig.rowwise_tiles``."""
         if self.lowrank:
             return False
+        strides = [self.u_strides[1], self.delta_strides[1]] + ([self.z_strides[1]] if self.z is not None else [])
+        # The kernels tell Triton so (tile_io._step_vectors' hints): each condition must hold, or a GPU reads wrong
+        # addresses; the interpreter ignores the hints, so no CPU test would notice.
+        if (self.tiles.step_vectors and self.raster and self.length % 4 == 0 and self.tiles.block_t % 4 == 0
+                and all(s == 1 for s in strides)):
+            return STEP_VECTORS.value
         chosen = self.tiles.rowwise_tiles
         return rowwise_by_default(triton.__version__) if chosen is None else chosen
 

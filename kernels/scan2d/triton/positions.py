@@ -23,7 +23,7 @@ ORDER_PLAIN = 0
 ORDER_ALIGNED = 1
 ORDER_SEQUENTIAL = 2
 # tile_positions' IN_WINDOW beyond True / False: every direction visits the map in raster order, so step s lies at
-# position s (``operands.ScanOperands.in_windows``: the drop-in scan, row-first unreversed scans with full-width windows).
+# position s (``operands.ScanOperands.in_windows``: the drop-in scan; row-first, unreversed, full-width windows).
 RASTER = tl.constexpr(2)
 
 

@@ -99,7 +99,8 @@ class TileConfig:
             output kernel spills this way (Triton 3.7.1, sm_90, dt rank 12): 12-56 bytes in the plain order, 136-140
             in the aligned cross-scale one, outside the state loop.
         rowwise_tiles: the state-loop kernels of the drop-in scan read and write their (steps, channels) tiles of its
-            channels-first tensors a row at a time (``tile_io.load_td``).  None: where Triton lays such a tile's
+            channels-first tensors a row at a time (``tile_io.load_td``), where they do not read 4-step vectors
+            (``step_vectors``).  None: where Triton lays such a tile's
             steps across lanes otherwise, that is, before 3.7 (``rowwise_by_default``).  compile_check (sm_90, the
             drop-in cases): under Triton 3.6 the forward kernels and chunk_adjoint go from 336-960 shuffles to none,
             the backward from 2 KB of shared memory to 64 bytes and 312-372 bytes of spills to 156-304, with 12-39%
@@ -133,6 +134,11 @@ class TileConfig:
             in chunk_end_state, forward_output and chunk_adjoint, 2-4% in the backward, chunk_adjoint at 96
             registers instead of 116-117 (bench/README.md, "Raster scans take their positions from the step").  The
             same integers: bit for bit.
+        step_vectors: with raster positions, the drop-in scan's state loops read and write their (steps, channels)
+            tiles of its contiguous channels-first tensors 4 steps per access (``tile_io.STEP_VECTORS``), one 16-byte
+            vector in float32 where each step was a load of its own (rows, or the plain tiles), each lane's in a
+            32-byte sector of its own: a fourth of the accesses for u, delta, z, the output and the gradients.
+            Where the scan's length is a multiple of 4 (``ScanOperands.rowwise``).  The same values: bit for bit.
         narrow_offsets: the kernels compute their pointer offsets in 32 bits wherever every tensor of a launch spans
             fewer than 2^31 elements (``ScanOperands.launch_meta``), else in 64 (``tile_io.offset``): row
             pointers then take one register instead of two, and the address arithmetic no 64-bit multiplies.
@@ -207,6 +213,7 @@ class TileConfig:
     unroll_rank_blocks: bool = True
     window_tiles: bool = True
     raster_tiles: bool = True
+    step_vectors: bool = True
     narrow_offsets: bool = True
     narrow_inference_offsets: bool = False
     state_loop_stages: int = 1
