@@ -194,7 +194,7 @@ OLDEST_TRITON, OLDEST_TRITON_PATH = "3.6.0", Path(sys.prefix) / "triton-3.6"
 def test_default_kernels_compile_with_the_oldest_supported_triton(tmp_path):
     # Triton 3.6 (torch 2.11's, and the GPU machines' image's) compiles the kernels with another LLVM and other
     # layouts than this environment's: it lays a channels-first tile's steps across lanes, so the drop-in reads its
-    # tiles a row at a time there (TileConfig.rowwise_tiles) where it cannot read 4-step vectors (step_vectors),
+    # tiles a row at a time there (TileConfig.rowwise_tiles) where it does not read 4-step vectors (step_vectors),
     # and its registers and spills differ (bench/README.md,
     # "Triton 3.6 to 3.9").  The default kernels of a gated layer's training step and inference, of the aligned
     # cross-scale block and of the drop-in compile for sm_90 with it, with the structure and within the spills
@@ -204,10 +204,9 @@ def test_default_kernels_compile_with_the_oldest_supported_triton(tmp_path):
     assert {b["triton"] for b in builds} == {OLDEST_TRITON}
     assert {b["kernel"] for b in builds} == KERNELS and all(b["arch"] == 90 for b in builds)
     loop = [b for b in builds if b["constexprs"].get("STATE_LOOP")]
-    # The drop-in's state loops (given delta: no low-rank projection) read 4 steps per access (its 200 steps are a
-    # multiple of 4: TileConfig.step_vectors, which keeps the steps in each thread under 3.6 too, as rows did),
-    # the layer's channels-last tiles whole.
-    assert {(b["constexprs"]["LOWRANK"], b["constexprs"]["ROWWISE"]) for b in loop} == {(False, 2), (True, False)}
+    # The drop-in's state loops (given delta: no low-rank projection) read a row at a time (its 200 steps are not a
+    # multiple of 16, so no 4-step vectors), the layer's do not.
+    assert {(b["constexprs"]["LOWRANK"], b["constexprs"]["ROWWISE"]) for b in loop} == {(False, True), (True, False)}
     assert {(b["constexprs"].get("ORDER"), b["constexprs"].get("TILES")) for b in loop
             if b["kernel"] == "forward_output_kernel"} == {(0, 1), (0, 16), (1, 1)}
     assert_state_loop_structure(loop)
@@ -329,12 +328,12 @@ def test_unrolled_rank_blocks_execute_fewer_instructions(tmp_path):
         assert b["registers"] < a["registers"] and b["spill_store_bytes"] == a["spill_store_bytes"] == 0
 
 
-def drop_in_state_loop_pairs(tmp_path, first: str, second: str) -> list:
-    """(key, build, build) of the drop-in's four state-loop kernels in its case with the most (steps, channels) tile
-    accesses ("drop-in fp32 z grouped": z and its gradient, grouped B and C; float16's only add casts), sm_90, under
-    the tile flags ``first`` and ``second`` ("default": none), paired by their constexprs but ROWWISE."""
+def drop_in_state_loop_pairs(tmp_path, first: str, second: str, case="drop-in fp32 z grouped") -> list:
+    """(key, build, build) of the drop-in's four state-loop kernels in a case with the most (steps, channels) tile
+    accesses (z and its gradient, grouped B and C; float16's only add casts), sm_90, under the tile flags ``first``
+    and ``second`` ("default": none), paired by their constexprs but ROWWISE."""
     kernels = ("chunk_end_state_kernel", "forward_output_kernel", "chunk_adjoint_kernel", "backward_grads_kernel")
-    a, b = (state_loop_builds(tmp_path, ("drop-in fp32 z grouped",), ("ROWWISE",),
+    a, b = (state_loop_builds(tmp_path, (case,), ("ROWWISE",),
                               *(() if flags == "default" else ("--tiles", flags)), kernels=kernels)
             for flags in (first, second))
     assert a.keys() == b.keys() and {key[0] for key in b} == set(kernels)
@@ -353,7 +352,8 @@ def test_drop_in_rowwise_tiles_compile_to_the_same_structure(tmp_path):
     # 2,500 with the window arithmetic; bench/README.md, "Raster scans take their positions from the step").  The
     # backward's spills stay within 160 bytes of the plain tiles' (with sums over the whole warp at every step,
     # 124-140 bytes more a row at a time, 304 at most).
-    # (Its 200 steps are a multiple of 4, where the default reads 4-step vectors instead: step_vectors=False.)
+    # (step_vectors=False: rows or plain tiles whatever the length; at 200 steps, not a multiple of 16, there are no
+    # vectors anyway.)
     for key, a, b in drop_in_state_loop_pairs(tmp_path, "rowwise_tiles=False,step_vectors=False",
                                               "rowwise_tiles=True,step_vectors=False"):
         assert b["constexprs"]["ROWWISE"] and not a["constexprs"]["ROWWISE"], key
@@ -368,14 +368,16 @@ def test_drop_in_rowwise_tiles_compile_to_the_same_structure(tmp_path):
 
 @pytest.mark.slow
 def test_drop_in_state_loops_read_and_write_four_steps_per_access(tmp_path):
-    # TileConfig.step_vectors: with raster positions the drop-in's contiguous channels-first tiles are read and
-    # written 4 steps per access (tile_io.STEP_VECTORS), as the hints of tile_io._step_vectors let Triton: vectors in
-    # the PTX where there were none, the same layout (no shuffles or shared memory but the backward's lane sums), and
-    # no more instructions or spills than a row at a time (sm_90, this Triton; bench/README.md, "4-step vectors").
-    # u and delta in every kernel; z and the output or its gradients besides in the last two.
-    least = {"chunk_end_state_kernel": 8, "forward_output_kernel": 16, "chunk_adjoint_kernel": 8,
-             "backward_grads_kernel": 16}
-    for key, a, b in drop_in_state_loop_pairs(tmp_path, "rowwise_tiles=True,step_vectors=False", "default"):
+    # TileConfig.step_vectors: with raster positions and a length that is a multiple of 16 (compile_check's on-request
+    # case of 4,096 steps), the drop-in's contiguous channels-first tiles and its B and C are read and written 4
+    # steps per access (tile_io.STEP_VECTORS), as the hints of tile_io._step_vectors let Triton: vectors in the PTX
+    # where there were none, the same layout (no shuffles or shared memory but the backward's lane sums), and no more
+    # instructions or spills than a row at a time (sm_90, this Triton; bench/README.md, "4-step vectors").
+    # u, delta and B in every kernel; C, z and the output or its gradients besides in the last three.
+    least = {"chunk_end_state_kernel": 12, "forward_output_kernel": 24, "chunk_adjoint_kernel": 16,
+             "backward_grads_kernel": 24}
+    for key, a, b in drop_in_state_loop_pairs(tmp_path, "rowwise_tiles=True,step_vectors=False", "default",
+                                              case="drop-in fp32 z grouped, whole tiles"):
         assert b["constexprs"]["ROWWISE"] == 2 and a["constexprs"]["ROWWISE"] is True, key
         assert a["vector_accesses"] == 0 and b["vector_accesses"] >= least[key[0]], (key, b["vector_accesses"])
         expected = (32, 0) if key[0] == "backward_grads_kernel" else (0, 0)

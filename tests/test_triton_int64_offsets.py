@@ -17,6 +17,7 @@ step, token and program indices, below batch x directions x length, which this d
 
 import inspect
 import re
+from unittest import mock
 import sys
 from collections import defaultdict
 from contextlib import contextmanager
@@ -101,6 +102,15 @@ def _drop_in(batch, height, width, groups):
     out.square().sum().backward()
 
 
+def _drop_in_vectors(batch, height, width):
+    """``_drop_in`` as where u passes 2^31 elements and B and C, N / dim of its size, do not: they keep the steps
+    adjacent that the 4-step vectors need (here every tensor counts as past, and B and C would be copied)."""
+    from scan2d.selective_scan import triton_op
+
+    with mock.patch.object(triton_op, "_states_adjacent", lambda bc: bc):
+        _drop_in(batch, height, width, groups=0)
+
+
 # Every kernel and mode: (name, tile configuration, deterministic, the run at a (batch, height, width)).
 RUNS = [
     ("gated-rank-5", {}, False, lambda b, h, w: _layer(b, h, w, gated=True, rank=5)),  # dt ranks in blocks of 4
@@ -132,9 +142,8 @@ RUNS = [
      lambda b, h, w: _drop_in(b, h, w, groups=2)),
     ("drop-in", {}, False, lambda b, h, w: _drop_in(b, h, w, groups=0)),
     ("drop-in-rowwise", dict(rowwise_tiles=True), False, lambda b, h, w: _drop_in(b, h, w, groups=0)),
-    # Lengths 12 and 20, multiples of 4: u, delta, z, the output and the gradients 4 steps per access
-    # (TileConfig.step_vectors; the lengths above are not).
-    ("drop-in-step-vectors", {}, False, lambda b, h, w: _drop_in(b, h, 2 * w, groups=0)),
+    # Lengths 48 and 80, multiples of 16: 4 steps per access (TileConfig.step_vectors; the lengths above are not).
+    ("drop-in-step-vectors", {}, False, lambda b, h, w: _drop_in_vectors(b, h, 8 * w)),
     ("drop-in-grouped-tile-kernels", dict(forward_state_loop=False, backward_state_loop=False), False,
      lambda b, h, w: _drop_in(b, h, w, groups=2)),
 ]

@@ -102,14 +102,13 @@ def test_raster_positions_give_the_same_bits_as_the_window_arithmetic(monkeypatc
         assert torch.equal(a, b), (a - b).abs().max()
 
 
-@pytest.mark.parametrize("length,block_t,vectors", [(44, 16, True), (64, 8, True), (45, 16, False), (44, 2, False)])
+@pytest.mark.parametrize("length,block_t,vectors", [(48, 32, True), (64, 8, True), (44, 16, False), (48, 2, False)])
 def test_four_step_vectors_give_the_same_bits_as_rows(monkeypatch, length, block_t, vectors):
-    # TileConfig.step_vectors (tile_io.STEP_VECTORS): where the drop-in's length and tiles are multiples of 4, its
-    # state loops read and write u, delta, z, the output and the gradients 4 steps per access.  The same values must
-    # land on the same steps: the output, the last state and every gradient bit for bit those of rows
-    # (rowwise_tiles=True, step_vectors=False), forward with and without gradients.  44 steps: the last 16-step tile
-    # holds 3 valid vectors and one past the end; 45 steps or 2-step tiles: no vectors (each 4 steps would not be
-    # valid or invalid together).
+    # TileConfig.step_vectors (tile_io.STEP_VECTORS): where the drop-in's length is a multiple of 16 and its tiles of
+    # 4, its state loops read and write u, delta, z, B, C, the output and the gradients 4 steps per access.  The
+    # same values must land on the same steps: the output, the last state and every gradient bit for bit those of
+    # rows (rowwise_tiles=True, step_vectors=False), forward with and without gradients.  48 steps in 32-step tiles:
+    # the last tile holds 4 valid vectors and 4 past the end; 44 steps or 2-step tiles: no vectors.
     seen = spy_on_launches(monkeypatch, STATE_LOOP_KERNELS, record=lambda name, grid, meta: meta["ROWWISE"])
     inp = make_inputs(2, 5, length, 4, 0)
     opt = dict(D=True, z=True, bias=True)
@@ -132,8 +131,9 @@ def test_four_step_vectors_give_the_same_bits_as_rows(monkeypatch, length, block
 
 def test_four_step_vectors_only_where_every_step_lies_next_to_the_last():
     # The kernels tell Triton that 4 steps lie one after another (tile_io._step_vectors' hints), which the
-    # interpreter ignores: the host must pick STEP_VECTORS only where that holds, here a u or z whose steps are not
-    # adjacent (channels contiguous) and a length or tile that is not a multiple of 4.
+    # interpreter ignores: the host must pick STEP_VECTORS only where that holds, here not for a u, delta, z, B or C
+    # whose steps are not adjacent (channels or states contiguous) or that starts off a 16-byte boundary, a length
+    # that is not a multiple of 16 or a tile that is not one of 4.
     from scan2d.selective_scan.triton_op import _operands
 
     inp = make_inputs(1, 4, 32, 4, 0)
@@ -141,9 +141,13 @@ def test_four_step_vectors_only_where_every_step_lies_next_to_the_last():
     rest = lambda **kw: {**{n: inp[n] for n in names}, **kw}  # noqa: E731
     apart = lambda x: x.transpose(1, 2).contiguous().transpose(1, 2)  # noqa: E731
     assert _operands(**rest(), delta_softplus=True).rowwise == 2
-    for changed in (dict(u=apart(inp["u"])), dict(delta=apart(inp["delta"])), dict(z=apart(inp["z"]))):
-        assert _operands(**rest(**changed), delta_softplus=True).rowwise != 2, changed
-    short = make_inputs(1, 4, 30, 4, 0)
+    off = lambda x: torch.cat([x.new_zeros(1), x.flatten()])[1:].view(x.shape)  # noqa: E731  (4 bytes in)
+    changed = [dict(u=apart(inp["u"])), dict(delta=apart(inp["delta"])), dict(z=apart(inp["z"])),
+               dict(B=apart(inp["B"])), dict(C=apart(inp["C"]))]
+    changed += [{name: off(inp[name])} for name in ("u", "delta", "z", "B", "C")]
+    for change in changed:
+        assert _operands(**rest(**change), delta_softplus=True).rowwise != 2, change
+    short = make_inputs(1, 4, 40, 4, 0)
     assert _operands(**{n: short[n] for n in rest()}, delta_softplus=True).rowwise != 2
     assert _operands(**rest(), delta_softplus=True, tiles=TileConfig(block_t=2)).rowwise != 2
 

@@ -75,6 +75,8 @@ def _backward(prepared: tuple, entry, dsum, dout, delta_softplus: bool, tiles: T
     u, delta, A, B, C, D, z, bias = prepared
     ops = _operands(u, delta, A, B, C, D, z, bias, delta_softplus, tiles)
     dout = dout.contiguous()
+    if dout.data_ptr() % 16:  # a view into another tensor: the kernels' 4-step vectors need 16-byte alignment
+        dout = dout.clone()
     f32 = dict(dtype=torch.float32, device=u.device)
     # dB and dC laid out like B and C (the kernels address them with B's and C's strides).
     buffers = dict(du=torch.zeros(u.shape, **f32), ddelta=torch.zeros(delta.shape, **f32),

@@ -15,8 +15,8 @@ from .positions import step_positions
 from .recurrence import LOG2E, adjoint_combine, combine, reverse_rows, tile_adjoint, tile_states
 from .state_loop import state_loop_tile
 from .tile_io import (
-    accumulate, block_channels, channel_blocks, channel_sum_rows, load_chunk, load_state, load_steps, load_td, offset,
-    store_td, x_rows,
+    STEP_VECTORS, accumulate, block_channels, channel_blocks, channel_sum_rows, load_chunk, load_state, load_steps,
+    load_td, offset, state_column, store_td, x_rows,
 )
 
 
@@ -124,8 +124,9 @@ def chunk_adjoint_kernel(
                 y = u * tl.load(Dskip_ptr + k * Dm + d, mask=d_mask, other=0.0).to(tl.float32)[None, :]
             entry_rows = entry_ptr + (base + d) * N
             y, _ = state_loop_tile(entry_rows, d_mask, entry_rows, A_rows, d_mask, t, delta, u, b_rows, c_rows,
-                                    s_bn, s_cn, y, u, N, OUTPUT=True, STORE_END=False, UNROLL=STATE_UNROLL,
-                                    PAIRED=PAIRED, STAGES=STAGES)
+                                    s_bn, s_cn, y, u, (offset(pos, WIDE), valid, d_mask), N, OUTPUT=True,
+                                    STORE_END=False, UNROLL=STATE_UNROLL, PAIRED=PAIRED, STAGES=STAGES,
+                                    VECTORS=ROWWISE == STEP_VECTORS, WIDE=WIDE)
     else:
         d, d_mask, t, n, pos, is_low, valid, u, delta_pre, delta, Bm, Cm, A = _backward_chunk(
             b, k, tl.program_id(1), pid_c, U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, H, W, Dm, ORDER, LOWRANK,
@@ -153,9 +154,8 @@ def chunk_adjoint_kernel(
             for i in tl.static_range(STATE_UNROLL):
                 n = n0 + i
                 a = tl.load(A_rows + n, mask=d_mask, other=0.0).to(tl.float32)
-                cn = tl.load(c_rows + n * s_cn).to(tl.float32)
-                tl.store(local_rows + n, tl.sum(tl.exp2(reach * a[None, :]) * (dy * cn[:, None]), axis=0),
-                         mask=d_mask)
+                cn = state_column(c_rows, n, s_cn, pos_o, valid, d_mask, ROWWISE == STEP_VECTORS, WIDE)
+                tl.store(local_rows + n, tl.sum(tl.exp2(reach * a[None, :]) * (dy * cn), axis=0), mask=d_mask)
     else:
         first = tl.sum(tl.exp(reach[:, :, None] * A[None, :, :]) * (dy[:, :, None] * Cm), axis=0)
         tl.store(local_ptr + (base + d[:, None]) * N + n[None, :], first, mask=d_mask[:, None])
@@ -271,7 +271,8 @@ def _backward_state_loop(
     y = u * Dk[None, :]
     if LN_UPSTREAM or HAS_Z or (SUM_DIRECTIONS and HAS_WEIGHT):  # these need the outputs: recompute them
         y, _ = state_loop_tile(entry_rows, d_mask, entry_rows, A_rows, d_mask, t, delta, u, b_rows, c_rows, s_bn,
-                                s_cn, y, u, N, OUTPUT=True, STORE_END=False, STAGES=STAGES)
+                                s_cn, y, u, (pos_o, valid, d_mask), N, OUTPUT=True, STORE_END=False, STAGES=STAGES,
+                                VECTORS=ROWWISE == STEP_VECTORS, WIDE=WIDE)
     dy = _output_grads(y, pos_o, b_o, k, d, d_mask, valid, is_low, chunk_base, dout_ptr, s_gb, s_gk, s_gl, s_gd,
                        weight_ptr, dweight_part_ptr, z_ptr, dz_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr,
                        gbar_ptr, L_high, K, Dm, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM, HAS_Z, ROWWISE, WIDE)
@@ -297,29 +298,30 @@ def _backward_state_loop(
         a = tl.load(A_rows + n, mask=d_mask, other=0.0).to(tl.float32)
         h0 = tl.load(entry_rows + n, mask=d_mask, other=0.0)
         g_end = tl.load(arrive_rows + n, mask=d_mask, other=0.0)
-        bn = tl.load(b_rows + n * s_bn).to(tl.float32)
-        cn = tl.load(c_rows + n * s_cn).to(tl.float32)
+        bn = state_column(b_rows, n, s_bn, pos_o, valid, d_mask, ROWWISE == STEP_VECTORS, WIDE)
+        cn = state_column(c_rows, n, s_cn, pos_o, valid, d_mask, ROWWISE == STEP_VECTORS, WIDE)
         decay = tl.exp2(delta * (a * LOG2E)[None, :])
-        drive = du_delta * bn[:, None]
+        drive = du_delta * bn
         _, h = tl.associative_scan((decay, drive + tl.where(first, decay * h0[None, :], 0.0)), 0, combine)
         if LANE_SUMS:  # dC
-            accumulate(dc_lane + n * s_cn, lane_sums(dy * h, lane, BLOCK_T, BLOCK_D), lane_mask, DX_COPIES,
-                        FIRST_WRITE=True)
+            accumulate(dc_lane + offset(n, WIDE) * s_cn, lane_sums(dy * h, lane, BLOCK_T, BLOCK_D), lane_mask,
+                        DX_COPIES, FIRST_WRITE=True)
         else:
-            accumulate(dc_rows + n * s_cn, tl.sum(dy * h, axis=1), valid, DX_COPIES, FIRST_WRITE=True)
+            accumulate(dc_rows + offset(n, WIDE) * s_cn, tl.sum(dy * h, axis=1), valid, DX_COPIES, FIRST_WRITE=True)
         # The adjoint over the reversed steps: the tile's last step first, seeded with what arrives from later chunks.
-        seed = reverse_rows(dy * cn[:, None]) + tl.where(first, g_end[None, :], 0.0)
+        seed = reverse_rows(dy * cn) + tl.where(first, g_end[None, :], 0.0)
         _, _, g = tl.associative_scan((reverse_rows(decay), ones, seed), 0, adjoint_combine)
         g = reverse_rows(g)
-        gB += g * bn[:, None]
+        gB += g * bn
         g_prev = g * (h - drive)  # g exp(delta A) h_prev
         gA += g_prev * a[None, :]
         tl.store(dA_part_ptr + (chunk_base + d) * N + n, tl.sum(g_prev * delta, axis=0), mask=d_mask)
         if LANE_SUMS:  # dB
-            accumulate(db_lane + n * s_bn, lane_sums(g * du_delta, lane, BLOCK_T, BLOCK_D), lane_mask,
+            accumulate(db_lane + offset(n, WIDE) * s_bn, lane_sums(g * du_delta, lane, BLOCK_T, BLOCK_D), lane_mask,
                         DX_COPIES, FIRST_WRITE=True)
         else:
-            accumulate(db_rows + n * s_bn, tl.sum(g * du_delta, axis=1), valid, DX_COPIES, FIRST_WRITE=True)
+            accumulate(db_rows + offset(n, WIDE) * s_bn, tl.sum(g * du_delta, axis=1), valid, DX_COPIES,
+                        FIRST_WRITE=True)
 
     du = gB * delta + dy * Dk[None, :]
     ddelta = gB * u + gA

@@ -13,7 +13,8 @@ import triton.language as tl
 from .recurrence import tile_row, tile_states
 from .state_loop import state_loop_tile
 from .tile_io import (
-    accumulate, block_channels, channel_blocks, load_chunk, load_state, load_steps, load_td, offset, store_td,
+    STEP_VECTORS, accumulate, block_channels, channel_blocks, load_chunk, load_state, load_steps, load_td, offset,
+    store_td,
 )
 
 
@@ -57,9 +58,10 @@ def chunk_end_state_kernel(
             # The first tile starts from zero; later ones from the state the previous one left in the slot (or in
             # registers).  (y is unused.)
             _, states = state_loop_tile(rows, d_mask & ((d * 0 + j) > 0), rows, A_ptr + (k * Dm + d) * N, d_mask, t,
-                                         delta, u, b_rows, c_rows, s_bn, s_cn, delta, states, N, OUTPUT=False,
+                                         delta, u, b_rows, c_rows, s_bn, s_cn, delta, states,
+                                         (offset(pos, WIDE), valid, d_mask), N, OUTPUT=False,
                                          STORE_END=not in_registers, UNROLL=unroll, IN_REGISTERS=in_registers,
-                                         PAIRED=PAIRED, STAGES=STAGES)
+                                         PAIRED=PAIRED, STAGES=STAGES, VECTORS=ROWWISE == STEP_VECTORS, WIDE=WIDE)
             dsum += tl.sum(delta, axis=0)
         if in_registers:
             tl.store(rows[None, :] + tl.arange(0, N)[:, None], states, mask=d_mask[None, :])
@@ -184,7 +186,8 @@ def forward_output_kernel(
                 # The chunk's first tile starts from its entry state, later ones from what the tile before left.
                 y, states = state_loop_tile(tl.where((d * 0 + j) == 0, entry_rows, scratch_rows), d_mask,
                                              scratch_rows, A_ptr + (k * Dm + d) * N, d_mask, t, delta, u, b_rows,
-                                             c_rows, s_bn, s_cn, y, states, N, OUTPUT=True,
+                                             c_rows, s_bn, s_cn, y, states, (offset(pos, WIDE), valid, d_mask), N,
+                                             OUTPUT=True, VECTORS=ROWWISE == STEP_VECTORS, WIDE=WIDE,
                                              STORE_END=TILES > 1 and not in_registers, UNROLL=unroll,
                                              IN_REGISTERS=in_registers, PAIRED=PAIRED, STAGES=STAGES)
             else:

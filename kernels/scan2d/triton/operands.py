@@ -251,16 +251,22 @@ class ScanOperands:
         """How the state loops read and write the drop-in scan's channels-first (steps, channels) tiles
         (``tile_io.load_td``; the 2D layer's are channels-last): ``tile_io.STEP_VECTORS``, 4 steps per access, where
         ``TileConfig.step_vectors`` and the steps lie one after another in memory four valid or four invalid at a
-        time (raster positions, a length and block_t that are multiples of 4, position stride 1: the drop-in's
-        wrapper makes u, delta, z, the output and every gradient contiguous); else a row at a time per
+        time (raster positions, a length that is a multiple of 16 and a block_t of 4, position stride 1: the
+        drop-in's wrapper makes u, delta, z, the output and every gradient contiguous and 16-byte aligned, and B
+        and C below 2^31 elements), B and C too (``tile_io.state_column``); else a row at a time per
         ``TileConfig.rowwise_tiles``."""
         if self.lowrank:
             return False
-        strides = [self.u_strides[1], self.delta_strides[1]] + ([self.z_strides[1]] if self.z is not None else [])
+        strides = [self.u_strides[1], self.delta_strides[1], self.B_strides[3], self.C_strides[3]]
+        strides += [self.z_strides[1]] if self.z is not None else []
         # The kernels tell Triton so (tile_io._step_vectors' hints): each condition must hold, or a GPU reads wrong
         # addresses; the interpreter ignores the hints, so no CPU test would notice.
-        if (self.tiles.step_vectors and self.raster and self.length % 4 == 0 and self.tiles.block_t % 4 == 0
-                and all(s == 1 for s in strides)):
+        # A length that is a multiple of 16 and 16-byte aligned tensors also let Triton prove the vectors' alignment
+        # (contiguous strides are then multiples of 16 too); where it cannot, it would not just read one step at a
+        # time, it would lay the steps across lanes (compile_check: 1,944 shuffles in the backward at 200 steps).
+        tensors = [t for t in (self.u, self.delta, self.z, self.B, self.C) if t is not None]
+        if (self.tiles.step_vectors and self.raster and self.length % 16 == 0 and self.tiles.block_t % 4 == 0
+                and all(s == 1 for s in strides) and all(t.data_ptr() % 16 == 0 for t in tensors)):
             return STEP_VECTORS.value
         chosen = self.tiles.rowwise_tiles
         return rowwise_by_default(triton.__version__) if chosen is None else chosen

@@ -9,30 +9,33 @@ import triton
 import triton.language as tl
 
 from .recurrence import LOG2E, combine
-from .tile_io import load_pair
+from .tile_io import load_pair, state_column
 
 
 @triton.jit
 def _state_step(a, h0, delta, du, bn, cn, first, last, y, OUTPUT: tl.constexpr):
-    """One state of a state-loop tile, with its B and C columns bn, cn (T,): returns y (T, D) + C_n h_n (when
-    OUTPUT) and the end state h_n (D,)."""
+    """One state of a state-loop tile, with its B and C columns bn, cn ((T, 1) or (T, D), ``tile_io.state_column``):
+    returns y (T, D) + C_n h_n (when OUTPUT) and the end state h_n (D,)."""
     decay = tl.exp2(delta * a[None, :])
     # Invalid steps read position 0 (always in bounds) and have du = 0, delta = 0: decay 1, drive 0.
-    drive = du * bn[:, None] + tl.where(first, decay * h0[None, :], 0.0)
+    drive = du * bn + tl.where(first, decay * h0[None, :], 0.0)
     _, h = tl.associative_scan((decay, drive), 0, combine)
     if OUTPUT:
-        y += cn[:, None] * h
+        y += cn * h
     # With the steps in each thread's registers the mask is known per register: the sum compiles to no instruction.
     return y, tl.sum(tl.where(last, h, 0.0), axis=0)
 
 
 @triton.jit
-def _state_columns(b_rows, c_rows, n, s_bn, s_cn, OUTPUT: tl.constexpr):
-    """B's and C's columns of state n (T,), float32 (C's only when OUTPUT; B's again in its place otherwise)."""
-    bn = tl.load(b_rows + n * s_bn).to(tl.float32)
+def _state_columns(b_rows, c_rows, n, s_bn, s_cn, steps, OUTPUT: tl.constexpr, VECTORS: tl.constexpr,
+                   WIDE: tl.constexpr):
+    """B's and C's columns of state n (``tile_io.state_column``; steps: its (pos_o, valid, d_mask)), float32 (C's
+    only when OUTPUT; B's again in its place otherwise)."""
+    pos_o, valid, d_mask = steps
+    bn = state_column(b_rows, n, s_bn, pos_o, valid, d_mask, VECTORS, WIDE)
     cn = bn
     if OUTPUT:
-        cn = tl.load(c_rows + n * s_cn).to(tl.float32)
+        cn = state_column(c_rows, n, s_cn, pos_o, valid, d_mask, VECTORS, WIDE)
     return bn, cn
 
 
@@ -70,16 +73,18 @@ def _state_in_registers(n, bn, cn, rows, states, A_rows, d_mask, delta, du, firs
 
 @triton.jit
 def state_loop_tile(h0_rows, h0_mask, end_rows, A_rows, d_mask, t, delta, u, b_rows, c_rows, s_bn, s_cn, y, states,
-                     N: tl.constexpr, OUTPUT: tl.constexpr, STORE_END: tl.constexpr, UNROLL: tl.constexpr = 1,
-                     IN_REGISTERS: tl.constexpr = False, PAIRED: tl.constexpr = False, STAGES: tl.constexpr = 1):
+                     steps, N: tl.constexpr, OUTPUT: tl.constexpr, STORE_END: tl.constexpr, UNROLL: tl.constexpr = 1,
+                     IN_REGISTERS: tl.constexpr = False, PAIRED: tl.constexpr = False, STAGES: tl.constexpr = 1,
+                     VECTORS: tl.constexpr = False, WIDE: tl.constexpr = False):
     """A tile of the recurrence solved one state at a time: returns y (T, D) + sum_n C_n h_n (y unchanged unless
     OUTPUT; passing the D skip in as y frees u's registers before the loop) and ``states``.
 
     h0_rows, end_rows, A_rows: (D,) pointers to state 0 of each channel's entry state (loaded where h0_mask, zero
     elsewhere), of where its end state goes (written when STORE_END; it may be h0_rows: state n is read before it is
     written) and of A[k, d]; states and A are contiguous over n.  delta, u (T, D); b_rows, c_rows (T,) as
-    ``load_steps`` returns them.  UNROLL states are unrolled per loop trip (a divisor of N), so that ptxas can
-    overlap one state's loads and exponentials with another's scan.
+    ``load_steps`` returns them, steps its (pos_o, valid, d_mask); VECTORS: B and C read 4 steps per load
+    (``tile_io.state_column``), at 64-bit state offsets with WIDE.  UNROLL states are unrolled per loop trip (a
+    divisor of N), so that ptxas can overlap one state's loads and exponentials with another's scan.
     IN_REGISTERS (needs UNROLL == N, every state index a constant): the tile enters with ``states`` (N, D) and
     returns its end states there, instead of reading h0_rows and writing end_rows: a multi-tile chunk then carries
     its states between tiles in N registers per channel instead of through memory (the PTX has no instruction for
@@ -104,13 +109,13 @@ def state_loop_tile(h0_rows, h0_mask, end_rows, A_rows, d_mask, t, delta, u, b_r
         if pairs:
             for n in tl.static_range(0, N, 2):
                 b0, c0, b1, c1 = state_column_pairs(b_rows, c_rows, n, OUTPUT)
-                y, states = _state_in_registers(n, b0, c0, rows, states, A_rows, d_mask, delta, du, first, last, y,
-                                                OUTPUT)
-                y, states = _state_in_registers(n + 1, b1, c1, rows, states, A_rows, d_mask, delta, du, first, last,
-                                                y, OUTPUT)
+                y, states = _state_in_registers(n, b0[:, None], c0[:, None], rows, states, A_rows, d_mask, delta, du,
+                                                first, last, y, OUTPUT)
+                y, states = _state_in_registers(n + 1, b1[:, None], c1[:, None], rows, states, A_rows, d_mask, delta,
+                                                du, first, last, y, OUTPUT)
         else:
             for n in tl.static_range(N):
-                bn, cn = _state_columns(b_rows, c_rows, n, s_bn, s_cn, OUTPUT)
+                bn, cn = _state_columns(b_rows, c_rows, n, s_bn, s_cn, steps, OUTPUT, VECTORS, WIDE)
                 y, states = _state_in_registers(n, bn, cn, rows, states, A_rows, d_mask, delta, du, first, last, y,
                                                 OUTPUT)
     else:
@@ -118,13 +123,14 @@ def state_loop_tile(h0_rows, h0_mask, end_rows, A_rows, d_mask, t, delta, u, b_r
             if pairs:
                 for i in tl.static_range(0, UNROLL, 2):
                     b0, c0, b1, c1 = state_column_pairs(b_rows, c_rows, n0 + i, OUTPUT)
-                    y = _state_in_memory(n0 + i, b0, c0, h0_rows, h0_mask, end_rows, A_rows, d_mask, delta, du,
-                                         first, last, y, OUTPUT, STORE_END)
-                    y = _state_in_memory(n0 + i + 1, b1, c1, h0_rows, h0_mask, end_rows, A_rows, d_mask, delta, du,
-                                         first, last, y, OUTPUT, STORE_END)
+                    y = _state_in_memory(n0 + i, b0[:, None], c0[:, None], h0_rows, h0_mask, end_rows, A_rows,
+                                         d_mask, delta, du, first, last, y, OUTPUT, STORE_END)
+                    y = _state_in_memory(n0 + i + 1, b1[:, None], c1[:, None], h0_rows, h0_mask, end_rows, A_rows,
+                                         d_mask, delta, du, first, last, y, OUTPUT, STORE_END)
             else:
                 for i in tl.static_range(UNROLL):
-                    bn, cn = _state_columns(b_rows, c_rows, n0 + i, s_bn, s_cn, OUTPUT)
+                    bn, cn = _state_columns(b_rows, c_rows, n0 + i, s_bn, s_cn, steps, OUTPUT, VECTORS,
+                                            WIDE)
                     y = _state_in_memory(n0 + i, bn, cn, h0_rows, h0_mask, end_rows, A_rows, d_mask, delta, du,
                                          first, last, y, OUTPUT, STORE_END)
     return y, states

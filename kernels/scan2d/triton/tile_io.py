@@ -25,7 +25,7 @@ def offset(x, WIDE: tl.constexpr):
     instructions in the forward kernels, 7% in the backward (bench/README.md).  (Names ending in ``_o`` hold such
     offsets.)"""
     if WIDE:
-        return x.to(tl.int64)
+        return tl.cast(x, tl.int64)  # not x.to: x may be a Python int (an unrolled state index)
     else:
         return x
 
@@ -252,23 +252,43 @@ def store_td(ptr, rows, cols, value, row_mask, col_mask, ROWWISE: tl.constexpr):
 
 
 @triton.jit
+def state_column(rows, n, s_n, pos_o, valid, d_mask, VECTORS: tl.constexpr, WIDE: tl.constexpr = False):
+    """Column n (state n) of B or C at the tile's steps, float32, shaped to broadcast against a (T, D) tile: (T, 1)
+    from ``rows`` (T,), each step's pointer to state 0 (``load_steps``); with VECTORS (STEP_VECTORS), (T, D) from
+    ``rows`` the scalar pointer to position 0 of state 0, read 4 steps per load at the positions pos_o (position
+    stride 1) where valid, the same words for every lane, n * s_n in 64 bits with WIDE (``offset``: B and C are
+    then as given, state n at n * L, where the per-step pointers' B and C would be copied with adjacent states)."""
+    if VECTORS:
+        lanes = d_mask.to(tl.int32) * 0
+        return load_td(rows + offset(n, WIDE) * s_n, pos_o, lanes, valid, lanes == 0, STEP_VECTORS)
+    else:
+        return tl.load(rows + n * s_n).to(tl.float32)[:, None]
+
+
+@triton.jit
 def _step_vectors(rows, row_mask, cols, col_mask, t, j4, i):
     """The (4, D) offsets and mask of steps 4i .. 4i + 3 of a (T, D) tile whose steps lie one after another in memory
     (position stride 1) and are valid or invalid four at a time (``operands.ScanOperands.rowwise``'s STEP_VECTORS:
-    the drop-in scan's contiguous channels-first tensors, raster positions, a length that is a multiple of 4).
+    the drop-in scan's contiguous channels-first tensors, raster positions, a length that is a multiple of 16).
     Step 4i's offset is then a multiple of 4 (an invalid one is position 0) and its mask holds for all four, which
     is what Triton must know to read or write the four as one vector: 16 bytes in float32 instead of four loads,
     each of its own 32-byte sector, the 32 lanes' in 32 different ones."""
     first = _pick_row(rows[:, None] + 0 * cols[None, :], t, 4 * i)
     live = _pick_row(row_mask[:, None].to(tl.int32) + 0 * cols[None, :], t, 4 * i) != 0
-    offsets = tl.max_contiguous(tl.multiple_of(first[None, :] + j4 + cols[None, :], [4, 1]), [4, 1])
+    # The hints on the steps' part too: the channels' may be zeros (``state_column``), an addition Triton folds away.
+    steps = tl.max_contiguous(tl.multiple_of(first[None, :] + j4, [4, 1]), [4, 1])
+    offsets = tl.max_contiguous(tl.multiple_of(steps + cols[None, :], [4, 1]), [4, 1])
     return offsets, tl.broadcast_to((live & col_mask)[None, :], offsets.shape)
 
 
 @triton.jit
 def _pick_row(x, t, i):
     """Row i of a (T, D) tile, as (D,); t is arange(T)[:, None].  With the steps in each thread's registers, the
-    mask is known per register and this compiles to no instruction."""
+    mask is known per register and this compiles to no instruction.  float32 rows are picked as their bits: a sum of
+    floats adds 0.0 to the row, which the compiler must keep (it turns -0.0 into 0.0), an integer sum it drops."""
+    if x.dtype == tl.float32:
+        bits = x.to(tl.int32, bitcast=True)
+        return tl.sum(tl.where(t == i, bits, tl.zeros_like(bits)), axis=0).to(tl.float32, bitcast=True)
     return tl.sum(tl.where(t == i, x, tl.zeros_like(x)), axis=0)
 
 
@@ -298,7 +318,8 @@ def load_steps(
     PROJ = (dt projection weight (K, D, R), dt bias (K, D)).
     Returns pos, is_low, valid (BLOCK_T,); u, delta_pre (bias added, before softplus), delta (T, D), zero on
     invalid steps; b_rows, c_rows (BLOCK_T,) pointers to state 0 of B and C at each step, whose state n lies n * s_bn
-    (s_cn) further.  Invalid steps point at position 0, which is always in bounds.
+    (s_cn) further (``state_column`` reads them); with ROWWISE == STEP_VECTORS and STEPS_IN_REGISTERS, the pointers to
+    position 0 of state 0.  Invalid steps point at position 0, which is always in bounds.
     """
     u_ptr, u_low_ptr, s_ub, s_ul, s_ud, s_ub_low = U
     delta_ptr, s_db, s_dl, s_dd = DELTA
@@ -357,8 +378,11 @@ def load_steps(
     else:
         delta_pre = load_td(delta_ptr + b_o * s_db, pos_o * s_dl, offset(d, WIDE) * s_dd, valid, d_mask, by_rows)
         grp = block_group(d_block, per_group, d.shape[0], WIDE)
-        b_rows = B_ptr + b_o * s_bb + grp * s_bg + pos_o * s_bl
-        c_rows = C_ptr + b_o * s_cb + grp * s_cg + pos_o * s_cl
+        b_rows = B_ptr + b_o * s_bb + grp * s_bg
+        c_rows = C_ptr + b_o * s_cb + grp * s_cg
+        if by_rows != STEP_VECTORS:  # else state_column reads them 4 steps at a time from position 0's pointers
+            b_rows += pos_o * s_bl
+            c_rows += pos_o * s_cl
     if HAS_BIAS:
         delta_pre += tl.load(dtb_ptr + k * Dm + d, mask=d_mask, other=0.0).to(tl.float32)[None, :]
     if SOFTPLUS:
