@@ -78,26 +78,33 @@ def test_long_sequence_spans_many_chunks():
                             TOL[torch.float32])
 
 
-@pytest.mark.parametrize("for_backward", [True, False], ids=["training", "no-grad"])
-def test_raster_positions_give_the_same_bits_as_the_window_arithmetic(monkeypatch, for_backward):
-    # The drop-in scans one 1 x L map in raster order, so its kernels take step s at position s (positions.RASTER)
-    # instead of dividing by the window: the same integers reach the same loads, so the output, the last state and
-    # every gradient are bit for bit those of TileConfig.raster_tiles=False.  45 steps: the last 16-step tile runs
-    # past the end; 3 tiles per chunk without gradients.
-    seen = spy_on_launches(monkeypatch, STATE_LOOP_KERNELS, record=lambda name, grid, meta: meta["IN_WINDOW"])
-    inp = make_inputs(2, 5, 45, 4, 0)
+def _drop_in_results(inp, **tiles) -> tuple:
+    """The drop-in's output without gradients, then its output, last state and the gradient of every input (for a
+    squared loss) with them, float32, with D, z and delta_bias, under ``tile_config(**tiles)``."""
+    low = {k: v.float().to(DEVICE).requires_grad_() for k, v in inp.items()}
     opt = dict(D=True, z=True, bias=True)
     names = ["u", "delta", "A", "B", "C", "D", "z", "delta_bias"]
+    with tile_config(**tiles):
+        with torch.no_grad():
+            plain = _run(selective_scan, low, opt, backend="triton")
+        out, last = _run(selective_scan, low, opt, backend="triton", return_last_state=True)
+        grads = torch.autograd.grad(out.square().sum(), [low[n] for n in names])
+    return (plain, out, last, *grads)
+
+
+def test_raster_positions_give_the_same_bits_as_the_window_arithmetic(monkeypatch):
+    # The drop-in scans one 1 x L map in raster order, so its kernels take step s at position s (positions.RASTER)
+    # instead of dividing by the window: the same integers reach the same loads, so the output, the last state and
+    # every gradient are bit for bit those of TileConfig.raster_tiles=False, with and without gradients.  45 steps:
+    # the last 16-step tile runs past the end; 3 tiles per chunk without gradients.
+    seen = spy_on_launches(monkeypatch, STATE_LOOP_KERNELS, record=lambda name, grid, meta: meta["IN_WINDOW"])
+    inp = make_inputs(2, 5, 45, 4, 0)
     results = []
     for raster in (True, False):
-        low = {k: v.float().to(DEVICE).requires_grad_(for_backward) for k, v in inp.items()}
         seen.clear()
-        with torch.set_grad_enabled(for_backward), tile_config(block_t=16, raster_tiles=raster, inference_tiles=3,
-                                                               inference_programs_per_sm=0):
-            out, last = _run(selective_scan, low, opt, backend="triton", return_last_state=True)
-            grads = torch.autograd.grad(out.square().sum(), [low[n] for n in names]) if for_backward else ()
+        results.append(_drop_in_results(inp, block_t=16, raster_tiles=raster, inference_tiles=3,
+                                        inference_programs_per_sm=0))
         assert seen and all((mode == 2) == raster for mode in seen), seen
-        results.append((out, last, *grads))
     for a, b in zip(*results):
         assert torch.equal(a, b), (a - b).abs().max()
 
@@ -111,20 +118,12 @@ def test_four_step_vectors_give_the_same_bits_as_rows(monkeypatch, length, block
     # the last tile holds 4 valid vectors and 4 past the end; 44 steps or 2-step tiles: no vectors.
     seen = spy_on_launches(monkeypatch, STATE_LOOP_KERNELS, record=lambda name, grid, meta: meta["ROWWISE"])
     inp = make_inputs(2, 5, length, 4, 0)
-    opt = dict(D=True, z=True, bias=True)
-    names = ["u", "delta", "A", "B", "C", "D", "z", "delta_bias"]
     results = []
     for changes in (dict(), dict(rowwise_tiles=True, step_vectors=False)):
-        low = {k: v.float().to(DEVICE).requires_grad_() for k, v in inp.items()}
         seen.clear()
-        with tile_config(block_t=block_t, **changes):
-            with torch.no_grad():
-                plain = _run(selective_scan, low, opt, backend="triton")
-            out, last = _run(selective_scan, low, opt, backend="triton", return_last_state=True)
-            grads = torch.autograd.grad(out.square().sum(), [low[n] for n in names])
+        results.append(_drop_in_results(inp, block_t=block_t, **changes))
         step_vectors = not changes and vectors
         assert seen and all((mode == 2) == step_vectors for mode in seen), seen
-        results.append((plain, out, last, *grads))
     for a, b in zip(*results):
         assert torch.equal(a, b), (a - b).abs().max()
 
@@ -141,7 +140,7 @@ def test_four_step_vectors_only_where_every_step_lies_next_to_the_last():
     rest = lambda **kw: {**{n: inp[n] for n in names}, **kw}  # noqa: E731
     apart = lambda x: x.transpose(1, 2).contiguous().transpose(1, 2)  # noqa: E731
     assert _operands(**rest(), delta_softplus=True).rowwise == 2
-    off = lambda x: torch.cat([x.new_zeros(1), x.flatten()])[1:].view(x.shape)  # noqa: E731  (4 bytes in)
+    off = lambda x: torch.cat([x.new_zeros(1), x.flatten()])[1:].view(x.shape)  # noqa: E731  (one element in)
     changed = [dict(u=apart(inp["u"])), dict(delta=apart(inp["delta"])), dict(z=apart(inp["z"])),
                dict(B=apart(inp["B"])), dict(C=apart(inp["C"]))]
     changed += [{name: off(inp[name])} for name in ("u", "delta", "z", "B", "C")]

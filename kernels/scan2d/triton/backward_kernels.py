@@ -124,7 +124,7 @@ def chunk_adjoint_kernel(
                 y = u * tl.load(Dskip_ptr + k * Dm + d, mask=d_mask, other=0.0).to(tl.float32)[None, :]
             entry_rows = entry_ptr + (base + d) * N
             y, _ = state_loop_tile(entry_rows, d_mask, entry_rows, A_rows, d_mask, t, delta, u, b_rows, c_rows,
-                                    s_bn, s_cn, y, u, (offset(pos, WIDE), valid, d_mask), N, OUTPUT=True,
+                                    s_bn, s_cn, y, u, (offset(pos, WIDE), valid), N, OUTPUT=True,
                                     STORE_END=False, UNROLL=STATE_UNROLL, PAIRED=PAIRED, STAGES=STAGES,
                                     VECTORS=ROWWISE == STEP_VECTORS, WIDE=WIDE)
     else:
@@ -271,7 +271,7 @@ def _backward_state_loop(
     y = u * Dk[None, :]
     if LN_UPSTREAM or HAS_Z or (SUM_DIRECTIONS and HAS_WEIGHT):  # these need the outputs: recompute them
         y, _ = state_loop_tile(entry_rows, d_mask, entry_rows, A_rows, d_mask, t, delta, u, b_rows, c_rows, s_bn,
-                                s_cn, y, u, (pos_o, valid, d_mask), N, OUTPUT=True, STORE_END=False, STAGES=STAGES,
+                                s_cn, y, u, (pos_o, valid), N, OUTPUT=True, STORE_END=False, STAGES=STAGES,
                                 VECTORS=ROWWISE == STEP_VECTORS, WIDE=WIDE)
     dy = _output_grads(y, pos_o, b_o, k, d, d_mask, valid, is_low, chunk_base, dout_ptr, s_gb, s_gk, s_gl, s_gd,
                        weight_ptr, dweight_part_ptr, z_ptr, dz_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr,

@@ -59,7 +59,7 @@ def chunk_end_state_kernel(
             # registers).  (y is unused.)
             _, states = state_loop_tile(rows, d_mask & ((d * 0 + j) > 0), rows, A_ptr + (k * Dm + d) * N, d_mask, t,
                                          delta, u, b_rows, c_rows, s_bn, s_cn, delta, states,
-                                         (offset(pos, WIDE), valid, d_mask), N, OUTPUT=False,
+                                         (offset(pos, WIDE), valid), N, OUTPUT=False,
                                          STORE_END=not in_registers, UNROLL=unroll, IN_REGISTERS=in_registers,
                                          PAIRED=PAIRED, STAGES=STAGES, VECTORS=ROWWISE == STEP_VECTORS, WIDE=WIDE)
             dsum += tl.sum(delta, axis=0)
@@ -186,7 +186,7 @@ def forward_output_kernel(
                 # The chunk's first tile starts from its entry state, later ones from what the tile before left.
                 y, states = state_loop_tile(tl.where((d * 0 + j) == 0, entry_rows, scratch_rows), d_mask,
                                              scratch_rows, A_ptr + (k * Dm + d) * N, d_mask, t, delta, u, b_rows,
-                                             c_rows, s_bn, s_cn, y, states, (offset(pos, WIDE), valid, d_mask), N,
+                                             c_rows, s_bn, s_cn, y, states, (offset(pos, WIDE), valid), N,
                                              OUTPUT=True, VECTORS=ROWWISE == STEP_VECTORS, WIDE=WIDE,
                                              STORE_END=TILES > 1 and not in_registers, UNROLL=unroll,
                                              IN_REGISTERS=in_registers, PAIRED=PAIRED, STAGES=STAGES)

@@ -121,7 +121,9 @@ class ScanOperands:
     n_chunks: int = field(init=False)
     state_loop_block: int = field(init=False)
     paired_x: bool = field(init=False)
+    raster: bool = field(init=False)  # every direction visits the map in raster order (_raster)
     tiles_in_windows: int = field(init=False)  # in_windows(block_t): False, True or positions.RASTER
+    rowwise: int = field(init=False)  # how the state loops access channels-first tiles (_tile_access)
     wide_offsets: bool = field(init=False)  # the inputs' or the state buffers' offsets need 64 bits (launch_meta)
     dirs: torch.Tensor = field(init=False)  # (K, positions.DIRECTION_COLUMNS) int32 direction_table, on u's device
     length: int = field(init=False)  # steps of the longest direction's scan (padded windows included)
@@ -131,7 +133,9 @@ class ScanOperands:
         self.length = scan_length(self.directions, self.height, self.width)
         self.state_loop_block = self._fitted_state_loop_block()
         self.paired_x = self._pairs_aligned()  # once: launch_meta() runs at every launch
+        self.raster = self._raster()
         self.tiles_in_windows = self.in_windows(self.tiles.block_t)
+        self.rowwise = self._tile_access()  # once, as paired_x
         self.tiles_per_chunk = 1 if self.for_backward else self.inference_chunk_tiles(
             self.length, self.batch * self.channel_blocks(self.forward_block_d))
         self.n_chunks = cdiv(self.length, self.tiles.block_t * self.tiles_per_chunk)
@@ -222,11 +226,10 @@ class ScanOperands:
             return all(5 * low_h * low_w % steps == 0 for _, _, _, _, _, low_h, low_w, *_ in rows)
         return all(win_h * win_w % steps == 0 for _, _, win_h, win_w, *_ in rows)
 
-    @property
-    def raster(self) -> bool:
-        """Whether every direction visits the map in raster order (``TileConfig.raster_tiles``): plain, row-first and
-        unreversed, with windows as wide as the map (rows of whole-width bands are the raster order).  The drop-in
-        scan, a 1 x L map, always is."""
+    def _raster(self) -> bool:
+        """``raster``: whether every direction visits the map in raster order (``TileConfig.raster_tiles``): plain,
+        row-first and unreversed, with windows as wide as the map (rows of whole-width bands are the raster order).
+        The drop-in scan, a 1 x L map, always is."""
         if self.order != ORDER_PLAIN or not self.tiles.raster_tiles:
             return False
         rows = direction_rows(self.directions, self.height, self.width)
@@ -246,9 +249,8 @@ class ScanOperands:
                 and all(stride % 2 == 0 for stride in strides) and self.x_low.dtype == self.x.dtype
                 and self.x.data_ptr() % word == 0 and self.x_low.data_ptr() % word == 0)
 
-    @property
-    def rowwise(self) -> int:
-        """How the state loops read and write the drop-in scan's channels-first (steps, channels) tiles
+    def _tile_access(self) -> int:
+        """``rowwise``: how the state loops read and write the drop-in scan's channels-first (steps, channels) tiles
         (``tile_io.load_td``; the 2D layer's are channels-last): ``tile_io.STEP_VECTORS``, 4 steps per access, where
         ``TileConfig.step_vectors`` and the steps lie one after another in memory four valid or four invalid at a
         time (raster positions, a length that is a multiple of 16 and a block_t of 4, position stride 1: the

@@ -27,11 +27,11 @@ def _state_step(a, h0, delta, du, bn, cn, first, last, y, OUTPUT: tl.constexpr):
 
 
 @triton.jit
-def _state_columns(b_rows, c_rows, n, s_bn, s_cn, steps, OUTPUT: tl.constexpr, VECTORS: tl.constexpr,
+def _state_columns(b_rows, c_rows, n, s_bn, s_cn, steps, d_mask, OUTPUT: tl.constexpr, VECTORS: tl.constexpr,
                    WIDE: tl.constexpr):
-    """B's and C's columns of state n (``tile_io.state_column``; steps: its (pos_o, valid, d_mask)), float32 (C's
-    only when OUTPUT; B's again in its place otherwise)."""
-    pos_o, valid, d_mask = steps
+    """B's and C's columns of state n (``tile_io.state_column``; steps: its (pos_o, valid)), float32 (C's only when
+    OUTPUT; B's again in its place otherwise)."""
+    pos_o, valid = steps
     bn = state_column(b_rows, n, s_bn, pos_o, valid, d_mask, VECTORS, WIDE)
     cn = bn
     if OUTPUT:
@@ -82,7 +82,7 @@ def state_loop_tile(h0_rows, h0_mask, end_rows, A_rows, d_mask, t, delta, u, b_r
     h0_rows, end_rows, A_rows: (D,) pointers to state 0 of each channel's entry state (loaded where h0_mask, zero
     elsewhere), of where its end state goes (written when STORE_END; it may be h0_rows: state n is read before it is
     written) and of A[k, d]; states and A are contiguous over n.  delta, u (T, D); b_rows, c_rows (T,) as
-    ``load_steps`` returns them, steps its (pos_o, valid, d_mask); VECTORS: B and C read 4 steps per load
+    ``load_steps`` returns them, steps its (pos_o, valid); VECTORS: B and C read 4 steps per load
     (``tile_io.state_column``), at 64-bit state offsets with WIDE.  UNROLL states are unrolled per loop trip (a
     divisor of N), so that ptxas can overlap one state's loads and exponentials with another's scan.
     IN_REGISTERS (needs UNROLL == N, every state index a constant): the tile enters with ``states`` (N, D) and
@@ -115,7 +115,7 @@ def state_loop_tile(h0_rows, h0_mask, end_rows, A_rows, d_mask, t, delta, u, b_r
                                                 du, first, last, y, OUTPUT)
         else:
             for n in tl.static_range(N):
-                bn, cn = _state_columns(b_rows, c_rows, n, s_bn, s_cn, steps, OUTPUT, VECTORS, WIDE)
+                bn, cn = _state_columns(b_rows, c_rows, n, s_bn, s_cn, steps, d_mask, OUTPUT, VECTORS, WIDE)
                 y, states = _state_in_registers(n, bn, cn, rows, states, A_rows, d_mask, delta, du, first, last, y,
                                                 OUTPUT)
     else:
@@ -129,8 +129,8 @@ def state_loop_tile(h0_rows, h0_mask, end_rows, A_rows, d_mask, t, delta, u, b_r
                                          d_mask, delta, du, first, last, y, OUTPUT, STORE_END)
             else:
                 for i in tl.static_range(UNROLL):
-                    bn, cn = _state_columns(b_rows, c_rows, n0 + i, s_bn, s_cn, steps, OUTPUT, VECTORS,
-                                            WIDE)
+                    bn, cn = _state_columns(b_rows, c_rows, n0 + i, s_bn, s_cn, steps, d_mask, OUTPUT,
+                                            VECTORS, WIDE)
                     y = _state_in_memory(n0 + i, bn, cn, h0_rows, h0_mask, end_rows, A_rows, d_mask, delta, du,
                                          first, last, y, OUTPUT, STORE_END)
     return y, states
