@@ -72,16 +72,18 @@ def _prepare(u, xdbl, dt_weight, dt_bias, A, D, u_low, xdbl_low):
     return u, xdbl, dt_weight, dt_bias, A.float().contiguous(), D, u_low, xdbl_low
 
 
-def _layer_backward(ops, saved, A_dtype, dout, dout_strides, summed, weight, entry, dsum, ln_upstream=None):
+def _layer_backward(ops, saved, A_dtype, dout, dout_strides, summed, weight, entry, dsum, ln_upstream=None,
+                    round_first=False):
     """Run the backward kernels; returns the gradient tensors of (u, xdbl, dt_weight, dt_bias, A, D, u_low,
-    xdbl_low) in their dtypes, and the gradient of the direction weights (or None)."""
+    xdbl_low) in their dtypes, and the gradient of the direction weights (or None).  ``round_first``: the gated
+    forward stored direction 0's output (``launch.output_pass``)."""
     u, xdbl, dt_weight, dt_bias, _, D, u_low, xdbl_low = saved
     f32 = dict(dtype=torch.float32, device=u.device)
     low = u_low is not None
     buffers = dict(du=torch.zeros(u.shape, **f32), dx=torch.zeros(xdbl.shape, **f32),
                    du_low=torch.zeros(u_low.shape, **f32) if low else None,
                    dx_low=torch.zeros(xdbl_low.shape, **f32) if low else None)
-    g = launch.backward(ops, dout, dout_strides, summed, weight, entry, dsum, buffers, ln_upstream)
+    g = launch.backward(ops, dout, dout_strides, summed, weight, entry, dsum, buffers, ln_upstream, round_first)
     grads = (g.du.to(u.dtype), g.dx.to(xdbl.dtype), g.dW.to(dt_weight.dtype), g.dbias.to(dt_bias.dtype),
              g.dA.to(A_dtype), g.dD.to(D.dtype), g.du_low.to(u_low.dtype) if low else None,
              g.dx_low.to(xdbl_low.dtype) if low else None)
@@ -123,6 +125,7 @@ class _DirectionalScanTriton(torch.autograd.Function):
         output's gradient too.  ``first``: a :class:`_FirstDirection` (needs ``weight``); its buffer becomes the
         output."""
         ctx.link = link
+        ctx.first_stored = first is not None
         saved = _prepare(u, xdbl, dt_weight, dt_bias, A, D, u_low, xdbl_low)
         w = weight.float().contiguous() if weight is not None else None
         ops = _operands(*saved[:6], directions, height, width, *saved[6:], for_backward=for_backward)
@@ -147,7 +150,7 @@ class _DirectionalScanTriton(torch.autograd.Function):
         strides = _summed_strides(dout)
         if ctx.link is not None:
             # The weights' gradient alone; the inputs' gradient comes with the pooled statistic's, in one pass.
-            dweight = launch.direction_weight_grad(ops, entry, dout, strides)
+            dweight = launch.direction_weight_grad(ops, entry, dout, strides, round_first=ctx.first_stored)
             ctx.link.output_grad = (dout, strides, w)
             return (None,) * 8 + (dweight.to(w_dtype),) + (None,) * 7
         grads, dweight = _layer_backward(ops, saved, A_dtype, dout, strides, True, w, entry, dsum)
@@ -224,18 +227,19 @@ class _GatePool(torch.autograd.Function):
         dp = dpooled.float().reshape(BK, dim)
         g = (dp * ln_weight.float() / L).contiguous()
         q = torch.zeros(BK, L, device=dp.device, dtype=torch.float32)
-        launch.output_pass(ops, entry, q, (0, 0, 0, 0), False, None, reduce=3, red=q, vec=g)
+        keep_first = ops.K > 1  # as in the forward: it stored direction 0's output
+        launch.output_pass(ops, entry, q, (0, 0, 0, 0), False, None, reduce=3, red=q, vec=g, round_first=keep_first)
         m = rstd * (q - mean * g.sum(1, keepdim=True)) / dim
         tok = torch.stack([mean, rstd, m], dim=-1).contiguous()
         ln_upstream = (tok, g, g.mean(1).contiguous())
         output_grad, ctx.link.output_grad = ctx.link.output_grad, None
         if output_grad is None:
             grads, _ = _layer_backward(ops, saved, A_dtype, q, (0, 0, 0, 0), False, None, entry, dsum,
-                                       ln_upstream=ln_upstream)
+                                       ln_upstream=ln_upstream, round_first=keep_first)
         else:  # the gated output's gradient as well (_DirectionalScanTriton.backward left it)
             dout, strides, w = output_grad
             grads, _ = _layer_backward(ops, saved, A_dtype, dout, strides, True, w, entry, dsum,
-                                       ln_upstream=ln_upstream)
+                                       ln_upstream=ln_upstream, round_first=keep_first)
         return (*grads, (dp * mean_xhat).sum(0).to(w_dtype), dp.sum(0).to(b_dtype), None, None, None, None, None,
                 None)
 

@@ -15,8 +15,8 @@ from .positions import step_positions
 from .recurrence import LOG2E, adjoint_combine, combine, reverse_rows, tile_adjoint, tile_states
 from .state_loop import state_loop_tile
 from .tile_io import (
-    STEP_VECTORS, accumulate, block_channels, channel_blocks, channel_sum_rows, load_chunk, load_state, load_steps,
-    load_td, offset, state_column, store_td, x_rows,
+    STEP_VECTORS, accumulate, as_stored, block_channels, channel_blocks, channel_sum_rows, load_chunk, load_state,
+    load_steps, load_td, offset, state_column, store_td, x_rows,
 )
 
 
@@ -29,16 +29,17 @@ def _states_from_entry(entry_ptr, pid_bk, pid_c, n_chunks, Dm, d, d_mask, n, t, 
 @triton.jit
 def _upstream_grad(
     pos_o, b_o, k, d, d_mask, valid, is_low, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, K, Dm,
-    y, tok_ptr, vec_ptr, gbar_ptr, L_high,
+    y, tok_ptr, vec_ptr, gbar_ptr, L_high, first_ptr,
     SUM_DIRECTIONS: tl.constexpr, HAS_WEIGHT: tl.constexpr, LN_UPSTREAM: tl.constexpr, ROWWISE: tl.constexpr,
-    WIDE: tl.constexpr,
+    WIDE: tl.constexpr, ROUND_FIRST: tl.constexpr,
 ):
     """Gradient reaching this direction's output at each step, (T, D); zero for low-resolution tokens.
 
     LN_UPSTREAM: the gradient of the gate's pooled statistic mean_t LayerNorm(y_t) instead of an output gradient:
     rstd_t (g - mean(g) - xhat_t m_t) with g = vec[bk] and (mean, rstd, m) per token in tok.  With SUM_DIRECTIONS
     too, both: the output gradient (times the direction weight) plus the pooled statistic's, so that the gated
-    layer's two upstreams take one backward pass (``directional.triton_op``).
+    layer's two upstreams take one backward pass (``directional.triton_op``).  ROUND_FIRST: direction 0's y as the
+    gated forward stored it, in ``first_ptr``'s dtype (``tile_io.as_stored``).
     """
     m = (valid & (is_low == 0))[:, None] & d_mask[None, :]
     if LN_UPSTREAM:
@@ -49,7 +50,7 @@ def _upstream_grad(
         mt = tl.load(tok_ptr + token * 3 + 2, mask=valid, other=0.0)
         g = tl.load(vec_ptr + bk * Dm + d, mask=d_mask, other=0.0)
         gbar = tl.load(gbar_ptr + bk)
-        xhat = (y - mu[:, None]) * rstd[:, None]
+        xhat = (as_stored(y, k, d, first_ptr, ROUND_FIRST) - mu[:, None]) * rstd[:, None]
         dy_ln = tl.where(m, rstd[:, None] * (g[None, :] - gbar - xhat * mt[:, None]), 0.0)
     if SUM_DIRECTIONS or not LN_UPSTREAM:
         dy = load_td(dout_ptr + b_o * s_gb + offset(k, WIDE) * s_gk, pos_o * s_gl, offset(d, WIDE) * s_gd,
@@ -95,7 +96,7 @@ def chunk_adjoint_kernel(
     R: tl.constexpr, N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, STATE_LOOP: tl.constexpr = False,
     STATE_UNROLL: tl.constexpr = 1, ROWWISE: tl.constexpr = False, PAIRED: tl.constexpr = False,
     IN_WINDOW: tl.constexpr = False, WIDE: tl.constexpr = True, STAGES: tl.constexpr = 1,
-    UNROLL_RANKS: tl.constexpr = False,
+    UNROLL_RANKS: tl.constexpr = False, ROUND_FIRST: tl.constexpr = False,
 ):
     """Adjoint of each chunk with nothing arriving from later chunks, taken back through its first decay:
     local = exp(delta_t0 A) * g_t0, the gradient the chunk sends to the state entering it.
@@ -141,8 +142,8 @@ def chunk_adjoint_kernel(
     pos_o = offset(pos, WIDE)
     rowwise: tl.constexpr = STATE_LOOP and ROWWISE
     dy = _upstream_grad(pos_o, b_o, k, d, d_mask, valid, is_low, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, K,
-                        Dm, y, tok_ptr, vec_ptr, gbar_ptr, L_high, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM, rowwise,
-                        WIDE)
+                        Dm, y, tok_ptr, vec_ptr, gbar_ptr, L_high, U[0], SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM,
+                        rowwise, WIDE, ROUND_FIRST)
     if HAS_Z:
         z = load_td(z_ptr + b_o * s_zb, pos_o * s_zl, offset(d, WIDE) * s_zd, valid, d_mask, rowwise)
         dy = dy * z / (1.0 + tl.exp(-z))
@@ -164,15 +165,15 @@ def chunk_adjoint_kernel(
 @triton.jit
 def _output_grads(
     y, pos_o, b_o, k, d, d_mask, valid, is_low, chunk_base, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr,
-    dweight_part_ptr, z_ptr, dz_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr, gbar_ptr, L_high, K, Dm,
+    dweight_part_ptr, z_ptr, dz_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr, gbar_ptr, L_high, K, Dm, first_ptr,
     SUM_DIRECTIONS: tl.constexpr, HAS_WEIGHT: tl.constexpr, LN_UPSTREAM: tl.constexpr, HAS_Z: tl.constexpr,
-    ROWWISE: tl.constexpr, WIDE: tl.constexpr,
+    ROWWISE: tl.constexpr, WIDE: tl.constexpr, ROUND_FIRST: tl.constexpr,
 ):
     """Gradient dy (T, D) reaching this direction's y = C.h + D u (the z gate's factor applied), given y; stores the
     chunk's direction-weight gradient and dz on the way."""
     dout = _upstream_grad(pos_o, b_o, k, d, d_mask, valid, is_low, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, K,
-                          Dm, y, tok_ptr, vec_ptr, gbar_ptr, L_high, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM, ROWWISE,
-                          WIDE)
+                          Dm, y, tok_ptr, vec_ptr, gbar_ptr, L_high, first_ptr, SUM_DIRECTIONS, HAS_WEIGHT,
+                          LN_UPSTREAM, ROWWISE, WIDE, ROUND_FIRST)
     if SUM_DIRECTIONS and not LN_UPSTREAM:  # with LN_UPSTREAM a REDUCE = 4 pass has computed it already
         if HAS_WEIGHT:
             # d weight[b, k, d] = sum over high-resolution steps of dout * y (dout read without the weight).
@@ -223,7 +224,7 @@ def _backward_state_loop(
     HAS_WEIGHT: tl.constexpr, LN_UPSTREAM: tl.constexpr, DX_COPIES: tl.constexpr, DU_OWNED: tl.constexpr,
     LANE_SUMS: tl.constexpr, ROWWISE: tl.constexpr, R: tl.constexpr,
     N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, RP: tl.constexpr, PAIRED: tl.constexpr,
-    IN_WINDOW: tl.constexpr, WIDE: tl.constexpr, STAGES: tl.constexpr,
+    IN_WINDOW: tl.constexpr, WIDE: tl.constexpr, STAGES: tl.constexpr, ROUND_FIRST: tl.constexpr,
 ):
     """``backward_grads_kernel`` one state at a time (its STATE_LOOP): the 2D layer (LOWRANK) and the drop-in scan.
 
@@ -275,7 +276,8 @@ def _backward_state_loop(
                                 VECTORS=ROWWISE == STEP_VECTORS, WIDE=WIDE)
     dy = _output_grads(y, pos_o, b_o, k, d, d_mask, valid, is_low, chunk_base, dout_ptr, s_gb, s_gk, s_gl, s_gd,
                        weight_ptr, dweight_part_ptr, z_ptr, dz_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr,
-                       gbar_ptr, L_high, K, Dm, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM, HAS_Z, ROWWISE, WIDE)
+                       gbar_ptr, L_high, K, Dm, U[0], SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM, HAS_Z, ROWWISE, WIDE,
+                       ROUND_FIRST)
     # dx and dx_low (dB and dC), or this channel block's copies of them (DX_COPIES).
     sums_a = (dx_ptr if LOWRANK else dB_ptr) + offset(pid_d, WIDE) * s_dx_part
     sums_b = (dx_low_ptr if LOWRANK else dC_ptr) + offset(pid_d, WIDE) * s_dxl_part
@@ -367,6 +369,7 @@ def backward_grads_kernel(
     STATE_LOOP: tl.constexpr = False, DX_COPIES: tl.constexpr = False, DU_OWNED: tl.constexpr = False,
     LANE_SUMS: tl.constexpr = False, ROWWISE: tl.constexpr = False, PAIRED: tl.constexpr = False,
     IN_WINDOW: tl.constexpr = False, WIDE: tl.constexpr = True, STAGES: tl.constexpr = 1,
+    ROUND_FIRST: tl.constexpr = False,
 ):
     """All gradients of one chunk: recompute h from the chunk's entry state, run the adjoint recurrence
     g_t = C_t dy_t + exp(delta_{t+1} A) g_{t+1} from the adjoint arriving at the chunk's end, then
@@ -383,7 +386,8 @@ def backward_grads_kernel(
     at a time (``_backward_state_loop``), which keeps a program per channel block and, in deterministic mode, sets
     DX_COPIES (each block stores its sums over channels into its own copy of dx and dx_low, ``s_dx_part`` and
     ``s_dxl_part`` elements apart) and DU_OWNED (du added without atomics, one direction per launch); STAGES: its
-    loop over the states pipelined in that many stages (``TileConfig.state_loop_stages``).
+    loop over the states pipelined in that many stages (``TileConfig.state_loop_stages``).  ROUND_FIRST: direction
+    0's recomputed output as the 16-bit gated forward stored it (``tile_io.as_stored``).
     """
     # The gradients of u, x, delta, B, C are laid out like their inputs.  (Indexing, not unpacking into "_": a
     # name assigned before the channel loop must keep its type inside it.)
@@ -403,7 +407,8 @@ def backward_grads_kernel(
             z_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr, gbar_ptr, L_high,
             U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks, b, k, pid_bk, pid_c, s_dx_part,
             s_dxl_part, ORDER, LOWRANK, HAS_BIAS, SOFTPLUS, HAS_D, HAS_Z, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM,
-            DX_COPIES, DU_OWNED, LANE_SUMS, ROWWISE, R, N, BLOCK_T, BLOCK_D, RP, PAIRED, IN_WINDOW, WIDE, STAGES)
+            DX_COPIES, DU_OWNED, LANE_SUMS, ROWWISE, R, N, BLOCK_T, BLOCK_D, RP, PAIRED, IN_WINDOW, WIDE, STAGES,
+            ROUND_FIRST)
         return
     first_block, n_blocks = channel_blocks(Dm, BC[10], BLOCK_D, DETERMINISTIC)
     for blk in range(n_blocks):
@@ -436,7 +441,8 @@ def backward_grads_kernel(
         # Gradient of this direction's output (its weight's and z's on the way).
         dy = _output_grads(y, pos_o, b_o, k, d, d_mask, valid, is_low, chunk_base, dout_ptr, s_gb, s_gk, s_gl,
                            s_gd, weight_ptr, dweight_part_ptr, z_ptr, dz_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr,
-                           gbar_ptr, L_high, K, Dm, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM, HAS_Z, False, WIDE)
+                           gbar_ptr, L_high, K, Dm, U[0], SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM, HAS_Z, False,
+                           WIDE, ROUND_FIRST)
 
         # dC is the last use of h: write it before the adjoint scan so that h and g are never live together (the
         # kernel's register peak, see compile_check).

@@ -13,8 +13,8 @@ import triton.language as tl
 from .recurrence import tile_row, tile_states
 from .state_loop import state_loop_tile
 from .tile_io import (
-    STEP_VECTORS, accumulate, block_channels, channel_blocks, load_chunk, load_state, load_steps, load_td, offset,
-    store_td,
+    STEP_VECTORS, accumulate, as_stored, block_channels, channel_blocks, load_chunk, load_state, load_steps, load_td,
+    offset, store_td,
 )
 
 
@@ -118,7 +118,7 @@ def forward_output_kernel(
     STATE_LOOP: tl.constexpr, STATE_UNROLL: tl.constexpr = 1, CARRY_IN_REGISTERS: tl.constexpr = False,
     STORE_FIRST: tl.constexpr = False, SCALE_FIRST: tl.constexpr = False, ROWWISE: tl.constexpr = False,
     PAIRED: tl.constexpr = False, IN_WINDOW: tl.constexpr = False, WIDE: tl.constexpr = True,
-    STAGES: tl.constexpr = 1,
+    STAGES: tl.constexpr = 1, ROUND_FIRST: tl.constexpr = False,
 ):
     """y_t = C_t . h_t + D u_t (times silu(z_t)) from the chunk's entry state, written at each step's position.
 
@@ -134,6 +134,9 @@ def forward_output_kernel(
     REDUCE = 1: red[bk, pos] += (sum_d y, sum_d y^2)       per-token LayerNorm statistics; with STORE_FIRST the
                                                            programs of direction 0 also write its y into out
                                                            (batch, L, dim), so that no later pass recomputes it
+                                                           (with ROUND_FIRST, as every pass of a 16-bit gated
+                                                           layer that sees direction 0, its y rounded as stored:
+                                                           ``tile_io.as_stored``)
     REDUCE = 2: part[bk, chunk, d] = sum_t y * rstd[bk, t]   (tok holds (mean, rstd) per token)
     REDUCE = 3: red[bk, pos] += sum_d vec[bk, d] * y         (for the gate's LayerNorm backward)
     REDUCE = 4: part[bk, chunk, d] = sum_t y * out[b, pos, d]  (out holds the output gradient: the direction
@@ -205,6 +208,7 @@ def forward_output_kernel(
             if HAS_Z:
                 z = load_td(z_ptr + b_o * s_zb, pos_o * s_zl, offset(d, WIDE) * s_zd, valid, d_mask, rowwise)
                 y = y * z / (1.0 + tl.exp(-z))
+            y = as_stored(y, k, d, U[0], ROUND_FIRST)
             high = valid & (is_low == 0)
             write = high[:, None] & d_mask[None, :]
             token = offset(pid_bk, WIDE) * L_high + pos_o

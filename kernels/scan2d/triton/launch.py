@@ -76,14 +76,17 @@ def direction_and_chunk_launches(ops: ScanOperands, one_direction_at_a_time: boo
 
 def output_pass(ops: ScanOperands, entry: torch.Tensor, out: torch.Tensor, out_strides: tuple, sum_directions: bool,
                 weight: Optional[torch.Tensor], reduce: int = 0, red=None, tok=None, vec=None, part=None,
-                last_use: bool = False, store_first: bool = False, first_direction: int = 0):
+                last_use: bool = False, store_first: bool = False, first_direction: int = 0,
+                round_first: bool = False):
     """Recompute each chunk's outputs from its entry state and write them (reduce=0) or reduce them for the
     channel gate (see ``forward_output_kernel``).
 
     The gated layer's forward computes direction 0's output once (``directional.triton_op``): ``store_first`` makes
     the statistics pass (reduce=1) also write it into ``out``; ``first_direction=1`` then leaves direction 0 out of
     a pass (its pooling: ``first_direction_pool``), and the summed output's first launch multiplies what ``out``
-    holds by direction 0's weight.
+    holds by direction 0's weight.  What was stored is rounded to the layer's dtype, so a 16-bit layer's statistics
+    pass and the gate's backward passes (``round_first``) take direction 0's recomputed output rounded alike
+    (``rounds_first``).
 
     The state-loop kernels carry the state between the tiles of a multi-tile chunk through memory: through
     ``entry`` itself when ``last_use`` (nothing reads the entry states afterwards), else through a scratch copy's
@@ -119,7 +122,8 @@ def output_pass(ops: ScanOperands, entry: torch.Tensor, out: torch.Tensor, out_s
             DETERMINISTIC=deterministic, BLOCK_T=ops.tiles.block_t, BLOCK_D=block_d, TILES=ops.tiles_per_chunk,
             STATE_LOOP=state_loop, STATE_UNROLL=ops.state_unroll, CARRY_IN_REGISTERS=ops.tiles.carry_in_registers,
             STORE_FIRST=store_first, SCALE_FIRST=reduce == 0 and first_direction > 0 and k_first == first_direction,
-            **ops.forward_options(state_loop), **COMPILE_OPTIONS)
+            ROUND_FIRST=rounds_first(ops, store_first or round_first), **ops.forward_options(state_loop),
+            **COMPILE_OPTIONS)
 
 
 def forward(ops: ScanOperands, out: torch.Tensor, out_strides: tuple, sum_directions: bool,
@@ -203,13 +207,20 @@ def chunk_sums(ops: ScanOperands, part: torch.Tensor) -> torch.Tensor:
     return part.view(ops.batch, ops.K, ops.n_chunks, ops.dim).sum(2)
 
 
+def rounds_first(ops: ScanOperands, stored: bool) -> bool:
+    """The kernels' ROUND_FIRST (``tile_io.as_stored``): where the gated forward ``stored`` direction 0's output
+    in a 16-bit dtype (its own rounding; in float32 the stored values are the computed ones)."""
+    return stored and ops.u.element_size() < 4
+
+
 def direction_weight_grad(ops: ScanOperands, entry: torch.Tensor, dout: torch.Tensor,
-                          dout_strides: tuple) -> torch.Tensor:
+                          dout_strides: tuple, round_first: bool = False) -> torch.Tensor:
     """The direction weights' gradient (batch, K, dim), the sum over high-resolution tokens of dout * y_k, from one
     output pass (``reduce=4``) and no backward: the gated layer's output backward, which leaves the inputs' gradient
-    to one backward pass with both upstreams (``directional.triton_op``)."""
+    to one backward pass with both upstreams (``directional.triton_op``).  ``round_first``: its forward stored
+    direction 0's output (``output_pass``)."""
     part = ops.state_buffer()
-    output_pass(ops, entry, dout, dout_strides, False, None, reduce=4, part=part)
+    output_pass(ops, entry, dout, dout_strides, False, None, reduce=4, part=part, round_first=round_first)
     return chunk_sums(ops, part)
 
 
@@ -239,14 +250,15 @@ def _zeroed_copies(buffer: torch.Tensor, count: int) -> torch.Tensor:
 
 def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_directions: bool,
              weight: Optional[torch.Tensor], entry: torch.Tensor, dsum: torch.Tensor,
-             grad_buffers: dict, ln_upstream: Optional[tuple] = None) -> Grads:
+             grad_buffers: dict, ln_upstream: Optional[tuple] = None, round_first: bool = False) -> Grads:
     """Run the backward; ``grad_buffers`` holds zeroed fp32 buffers laid out like the inputs they belong to
     (du, du_low, ddelta, dx, dx_low, dB, dC, dz).
 
     ``ln_upstream = (tok, vec, gbar)``: instead of an output gradient, back-propagate the gate's pooled LayerNorm
     statistic (tok: (batch*K, L, 3) mean, rstd, m per token; vec: (batch*K, dim) g; gbar: (batch*K,) mean of g);
     with ``sum_directions`` as well as the output gradient (the gated layer's fused backward, whose direction weights'
-    gradient a ``reduce=4`` output pass has computed: ``Grads.dweight`` is None).
+    gradient a ``reduce=4`` output pass has computed: ``Grads.dweight`` is None).  ``round_first``: the gated forward
+    stored direction 0's output, which the LayerNorm gradient then takes as stored (``output_pass``).
     """
     if not ops.for_backward:
         raise RuntimeError("internal error: backward on operands made for a forward-only run (for_backward=False).")
@@ -258,7 +270,8 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
     Dskip = ops.D if ops.D is not None else dsum
     meta = dict(**ops.launch_meta(dout, weight, *(ln_upstream or ()), *grad_buffers.values()), HAS_Z=has_z,
                 SUM_DIRECTIONS=sum_directions, HAS_WEIGHT=weight is not None,
-                LN_UPSTREAM=ln_upstream is not None, BLOCK_T=ops.tiles.block_t, BLOCK_D=ops.block_d)
+                LN_UPSTREAM=ln_upstream is not None, BLOCK_T=ops.tiles.block_t, BLOCK_D=ops.block_d,
+                ROUND_FIRST=rounds_first(ops, round_first))
     local = ops.state_buffer(ops.n_state)
     adjoint_loop = ops.adjoint_state_loop
     adjoint_block = ops.state_loop_block if adjoint_loop else ops.block_d

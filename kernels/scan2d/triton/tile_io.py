@@ -185,6 +185,19 @@ STEP_VECTORS = tl.constexpr(2)
 
 
 @triton.jit
+def as_stored(y, k, d, like_ptr, ROUND_FIRST: tl.constexpr):
+    """y (T, D) fp32, direction k's outputs; with ROUND_FIRST, direction 0's rounded to ``like_ptr``'s element type
+    and back.  The gated forward stores direction 0's output once, in the layer's dtype, and its LayerNorm
+    statistics, pooling and weighted output are all of those stored values (``forward_output_kernel``'s
+    STORE_FIRST): a pass that recomputes direction 0 for the gate must see the same values.  (Where a token's
+    channels nearly agree, rstd nears 1 / sqrt(eps), and y - mean of a rounded y against an unrounded mean swamps
+    the gate.)"""
+    if ROUND_FIRST:
+        y = tl.where(((d * 0 + k) == 0)[None, :], y.to(like_ptr.dtype.element_ty).to(tl.float32), y)
+    return y
+
+
+@triton.jit
 def load_td(ptr, rows, cols, row_mask, col_mask, ROWWISE: tl.constexpr):
     """The (T, D) tile of ``ptr`` at offsets ``rows[:, None] + cols[None, :]`` (``offset``s, (T,) and (D,)), as float32,
     zero outside ``row_mask[:, None] & col_mask[None, :]``.
