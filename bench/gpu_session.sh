@@ -41,11 +41,13 @@ export PYTHONPATH=$PWD/kernels:$PWD${PYTHONPATH:+:$PYTHONPATH}
 mamba_args=()
 [ -n "$SDIST" ] && mamba_args=(--mamba-sdist "$SDIST")
 
-# Step 3b: on top of the defaults of 2026-12-04 (64-bit offsets in the forward without gradients), what the H200
-# left open that day: 32-bit offsets there again (1.7x slower then: confirm), and in the training kernels off;
-# paired loads and unrolled rank blocks off, alone and together (3-16% faster off, one sample each).
-UNTIMED="narrow_inference_offsets=True narrow_offsets=False paired_loads=False unroll_rank_blocks=False
-paired_loads=False,unroll_rank_blocks=False"
+# Step 3b: on top of the defaults of 2026-12-04 (64-bit offsets in the forward without gradients), first the forward
+# kernels' tiles (since 2026-12-04, night: 8 steps, forward_block_t; None: block_t's 16, the default before; 4: fewer
+# registers still), then what the H200 left open that day: 32-bit offsets there again (1.7x slower then: confirm),
+# and in the training kernels off; paired loads and unrolled rank blocks off, alone and together (3-16% faster off,
+# one sample each).
+UNTIMED="forward_block_t=None forward_block_t=4 narrow_inference_offsets=True narrow_offsets=False paired_loads=False
+unroll_rank_blocks=False paired_loads=False,unroll_rank_blocks=False"
 # Step 3c: the one-pass forward in the op, whose kernel failed the H200's tests of 2026-12-04 (tl.reduce out of
 # order; fixed since): the drop-in's layout that matched mamba-ssm (2 channels per program) and the layer's default.
 ONE_PASS="one_pass_forward=True,one_pass_block_d=2 one_pass_forward=True"
@@ -108,7 +110,7 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
         --backends mamba_ssm mambair_path fused drop_in \
         --cases a_training_w8 a_training_w64 b_inference_256 c_cross_scale_64 c_cross_scale_256
     # 3b. UNTIMED beside the default on cases a and b (2026-12-04 timed the others: bench/README.md, "GPU results
-    #    (NVIDIA H200, 2026-12-04)").
+    #    (NVIDIA H200, 2026-12-04)"), the forward kernels' tiles first.
     # shellcheck disable=SC2086
     step_run scan-untimed 45 python3 bench/scan_bench.py --repeats 20 --append --cases a_training_w8 b_inference_256 \
         --dtypes float32 --backends fused --configs default $UNTIMED
@@ -139,11 +141,12 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     step_run scan-waves 25 python3 bench/scan_bench.py --repeats 20 --append --cases a_training_w8 --dtypes float32 \
         --backends fused --configs inference_programs_per_sm=4 inference_programs_per_sm=8
     #    The drop-in scan: its default (since the evening of 2026-12-04 its positions taken from the steps,
-    #    raster_tiles, and its channels-first tiles read and written 4 steps per access, step_vectors), then rows
+    #    raster_tiles, and its channels-first tiles read and written 4 steps per access, step_vectors; since that
+    #    night its forward without gradients in 8-step tiles), then its forward in block_t's tiles, then rows
     #    (step_vectors off: the default before, under the image's Triton 3.6), then neither, then the plain tiles.
-    step_run scan-drop-in-rows 35 python3 bench/scan_bench.py "${mamba_args[@]}" --repeats 20 --append \
+    step_run scan-drop-in-rows 40 python3 bench/scan_bench.py "${mamba_args[@]}" --repeats 20 --append \
         --cases a_training_w8 b_inference_256 --dtypes float32 --backends mamba_ssm drop_in \
-        --configs default step_vectors=False step_vectors=False,raster_tiles=False \
+        --configs default forward_block_t=None step_vectors=False step_vectors=False,raster_tiles=False \
         step_vectors=False,rowwise_tiles=False
     # 4. The dis_w8 network: training step and inference, fused against MambaIR-style mamba-ssm (the PyTorch backend
     #    never finished within the step's time: left out); then its inference with the 16-tile chunks of before

@@ -175,7 +175,8 @@ CASES = {  # name: batch, height, width, channels, directions, window, cross-sca
 }
 SMOKE_CASES = {"smoke": (1, 8, 8, 16, 2, 8, None)}
 # --sweep: tile configurations of the fused op (changes to scan2d.triton.tiles.TileConfig), on cases a and b, in
-# order of interest, since a short lease may cut the sweep off: first what the H200 left open on 2026-12-04 (32-bit
+# order of interest, since a short lease may cut the sweep off: first the forward kernels' tiles (16 and 4 steps
+# against the default 8, untimed), then what the H200 left open on 2026-12-04 (32-bit
 # offsets in the forward without gradients, 1.7x slower that day; x's columns one at a time and the dt rank blocks
 # rolled, each a little faster in one sample; 64-bit offsets in the training kernels), then the defaults it
 # confirmed (positions per tile, the backward's lane sums, no register caps), then the cost of
@@ -183,7 +184,8 @@ SMOKE_CASES = {"smoke": (1, 8, 8, 16, 2, 8, None)}
 # dx per channel block and one direction per launch; backward_direction_launches and backward_dx_copies time each
 # half); then shorter inference chunks (more programs per SM: case (a)'s forward has 384 programs per launch, 1.5
 # waves of an H200's).
-SWEEP = [dict(), dict(narrow_inference_offsets=True), dict(paired_loads=False), dict(unroll_rank_blocks=False),
+SWEEP = [dict(), dict(forward_block_t=None), dict(forward_block_t=4), dict(narrow_inference_offsets=True),
+         dict(paired_loads=False), dict(unroll_rank_blocks=False),
          dict(narrow_offsets=False), dict(window_tiles=False),
          dict(backward_lane_sums=False), dict(forward_maxnreg=168), dict(backward_maxnreg=200),
          dict(backward_direction_launches=True),

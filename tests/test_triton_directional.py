@@ -25,7 +25,7 @@ direction = st.builds(lambda w, c, r: (w, c, r), st.sampled_from([None, 4, 8, 16
 
 
 def check_against_torch_path(batch, height, width, dim, specs, cross_scale, gated, weighted, dtype, blocks,
-                             deterministic, state_loop, state_unroll, backward_sums):
+                             deterministic, state_loop, state_unroll, backward_sums, forward_block_t):
     K = len(specs)
     directions = tuple(ScanDirection(w, c, r, cross_scale) for w, c, r in specs)
     inp = make_layer_inputs(batch, height, width, dim, K, n_state=4, cross_scale=cross_scale is not None)
@@ -42,7 +42,8 @@ def check_against_torch_path(batch, height, width, dim, specs, cross_scale, gate
                               gate.eps, lambda p: gate.excite(p.double().cpu()).to(p.device, p.dtype))
     low_w = weights.to(DEVICE, dtype) if weights is not None else None
     with tile_config(block_t=blocks[0], block_d=blocks[1], forward_state_loop=state_loop,
-                     backward_state_loop=state_loop, state_unroll=state_unroll, **backward_sums), \
+                     backward_state_loop=state_loop, state_unroll=state_unroll, forward_block_t=forward_block_t,
+                     **backward_sums), \
             deterministic_algorithms(deterministic):
         out = directional_scan(**low, directions=directions, height=height, width=width, gate=low_gate,
                                direction_weights=low_w, backend="triton")
@@ -61,6 +62,7 @@ common = dict(batch=st.integers(1, 2), height=st.integers(1, 8), width=st.intege
               dtype=st.sampled_from([torch.float32, torch.float32, torch.bfloat16, torch.float16]),
               blocks=st.sampled_from([(16, 16), (32, 32), (64, 8)]), deterministic=st.booleans(),
               state_loop=st.booleans(), state_unroll=st.sampled_from([1, 2, 4]),  # 4 = n_state: all unrolled
+              forward_block_t=st.sampled_from([None, 8]),  # 8: block_t's chunks in 2-8 tiles
               backward_sums=st.sampled_from([{}, dict(backward_dx_copies=True), dict(backward_direction_launches=True),
                                              dict(backward_lane_sums=False)]))
 directions_k = st.lists(direction, min_size=1, max_size=4).filter(lambda s: len(s) != 3)
@@ -517,4 +519,5 @@ def test_gated_16_bit_layer_normalizes_direction_zero_as_it_stored_it(dtype, sta
     # (hypothesis found it: 0.12 off in the output, 126 in du).  Forward and every gradient against float64.
     check_against_torch_path(batch=1, height=8, width=3, dim=1, specs=[(None, True, True), (None, False, True)],
                              cross_scale="aligned", gated=True, weighted=False, dtype=dtype, blocks=(16, 16),
-                             deterministic=False, state_loop=state_loop, state_unroll=1, backward_sums={})
+                             deterministic=False, state_loop=state_loop, state_unroll=1, backward_sums={},
+                             forward_block_t=None)

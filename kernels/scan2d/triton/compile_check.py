@@ -192,21 +192,22 @@ def _layer_case(dtype, gate: bool, cross_scale, n_state=16, backward=True, rank=
     return run
 
 
-def _drop_in_case(dtype, grouped: bool, with_z: bool, run_backward=True, length=200) -> Callable[[], None]:
+def _drop_in_case(dtype, grouped: bool, with_z: bool, run_backward=True, length=200,
+                  backward=True) -> Callable[[], None]:
     """``selective_scan(..., backend="triton")`` at mamba-ssm's shapes, forward + backward (without
-    ``run_backward``, the training forward alone)."""
+    ``run_backward``, the training forward alone; without ``backward``, the forward without gradients)."""
 
     def run():
         from ..selective_scan.triton_op import selective_scan_triton
 
         batch, dim, n_state = 2, 48, 16
-        leaf = lambda *shape: torch.randn(*shape, dtype=dtype).requires_grad_()  # noqa: E731
+        leaf = lambda *shape: torch.randn(*shape, dtype=dtype).requires_grad_(backward)  # noqa: E731
         bc = (batch, 2, n_state, length) if grouped else (batch, n_state, length)
         out = selective_scan_triton(leaf(batch, dim, length), leaf(batch, dim, length),
-                                    -torch.rand(dim, n_state, requires_grad=True), leaf(*bc), leaf(*bc),
+                                    -torch.rand(dim, n_state, requires_grad=backward), leaf(*bc), leaf(*bc),
                                     D=leaf(dim), z=leaf(batch, dim, length) if with_z else None, delta_bias=leaf(dim),
                                     delta_softplus=True)
-        if run_backward:
+        if backward and run_backward:
             out.float().sum().backward()
 
     return run
@@ -251,10 +252,17 @@ CASES = {
 }
 
 
-# Compiled only when named (``--case``), not in "every case" (which CI builds): a length that whole 16-step tiles
-# fill, as case (a)'s 4,096 steps do, so that with ``raster_tiles=False`` the kernels take the positions per tile.
+# Compiled only when named (``--case``), not in "every case" (which CI builds).  The drop-in at a length that whole
+# 16-step tiles fill, as case (a)'s 4,096 steps do (with ``raster_tiles=False`` the kernels then take the positions
+# per tile; 4-step vectors need a multiple of 16), and the layer's forward without gradients, as the issue's cases
+# (a) and (b) time it: 16-tile chunks, 64-bit offsets (bench/forward_tiles_compile.py).
 ON_REQUEST = {
     "drop-in fp32 z grouped, whole tiles": _drop_in_case(torch.float32, grouped=True, with_z=True, length=4096),
+    "training forward drop-in fp32 z grouped, whole tiles": _drop_in_case(torch.float32, grouped=True, with_z=True,
+                                                                          length=4096, run_backward=False),
+    "inference drop-in fp32 z grouped, whole tiles": _drop_in_case(torch.float32, grouped=True, with_z=True,
+                                                                   length=4096, backward=False),
+    "inference fp32": _layer_case(torch.float32, gate=False, cross_scale=None, backward=False),
 }
 NAMED_CASES = {**CASES, **ON_REQUEST}
 

@@ -35,10 +35,10 @@ def forward_states(ops: ScanOperands):
     dsum = ops.state_buffer()
     for chunk_first, chunks in chunk_launches(ops.n_chunks):
         forward_kernels.chunk_end_state_kernel[ops.grid(block_d=ops.forward_block_d, chunks=chunks)](
-            local, dsum, *ops.common_args(), chunk_first, **ops.launch_meta(), BLOCK_T=ops.tiles.block_t,
-            BLOCK_D=ops.forward_block_d, TILES=ops.tiles_per_chunk, STATE_LOOP=ops.forward_state_loop,
-            STATE_UNROLL=ops.state_unroll, CARRY_IN_REGISTERS=ops.tiles.carry_in_registers,
-            UNROLL_RANKS=ops.tiles.unroll_rank_blocks,
+            local, dsum, *ops.common_args(), chunk_first, **ops.launch_meta(),
+            **ops.forward_tiles(ops.forward_state_loop), BLOCK_D=ops.forward_block_d,
+            STATE_LOOP=ops.forward_state_loop, STATE_UNROLL=ops.state_unroll,
+            CARRY_IN_REGISTERS=ops.tiles.carry_in_registers, UNROLL_RANKS=ops.tiles.unroll_rank_blocks,
             **ops.forward_options(ops.forward_state_loop), **COMPILE_OPTIONS)
     # The carry turns the chunk end states into entry states in place.
     entry = local
@@ -104,7 +104,8 @@ def output_pass(ops: ScanOperands, entry: torch.Tensor, out: torch.Tensor, out_s
     # reaches 255 registers and spills (compile_check), so they keep the (steps, channels, states) tiles.
     state_loop = ops.forward_state_loop and not deterministic
     block_d = ops.forward_block_d if state_loop else ops.block_d
-    carried = state_loop and ops.tiles_per_chunk > 1 and not ops.tiles.carry_in_registers  # else in registers
+    tiles = ops.forward_tiles(state_loop)["TILES"]
+    carried = state_loop and tiles > 1 and not ops.tiles.carry_in_registers  # else in registers
     scratch = torch.empty_like(entry) if carried and not last_use else entry
     if first_direction and not (reduce == 2 or (reduce == 0 and sum_directions and weight is not None)):
         raise ValueError("first_direction: only the pooling pass and the weighted summed output leave directions out")
@@ -119,8 +120,8 @@ def output_pass(ops: ScanOperands, entry: torch.Tensor, out: torch.Tensor, out_s
             ops.D if ops.D is not None else dummy, ops.z if has_z else ops.u, *ops.z_strides, *ops.common_args(),
             k_first, k_count, chunk_first, **meta, HAS_D=ops.D is not None, HAS_Z=has_z,
             SUM_DIRECTIONS=sum_directions, ACCUMULATE=k_first > 0, HAS_WEIGHT=weight is not None, REDUCE=reduce,
-            DETERMINISTIC=deterministic, BLOCK_T=ops.tiles.block_t, BLOCK_D=block_d, TILES=ops.tiles_per_chunk,
-            STATE_LOOP=state_loop, STATE_UNROLL=ops.state_unroll, CARRY_IN_REGISTERS=ops.tiles.carry_in_registers,
+            DETERMINISTIC=deterministic, **ops.forward_tiles(state_loop), BLOCK_D=block_d, STATE_LOOP=state_loop,
+            STATE_UNROLL=ops.state_unroll, CARRY_IN_REGISTERS=ops.tiles.carry_in_registers,
             STORE_FIRST=store_first, SCALE_FIRST=reduce == 0 and first_direction > 0 and k_first == first_direction,
             ROUND_FIRST=rounds_first(ops, store_first or round_first), **ops.forward_options(state_loop),
             **COMPILE_OPTIONS)

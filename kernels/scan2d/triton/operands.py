@@ -117,8 +117,9 @@ class ScanOperands:
     # torch.use_deterministic_algorithms(True): sums that cross programs (the gate's statistics, dB, dC, the dt
     # low-rank and du gradients) run in a fixed order instead of through atomics (``tile_io.channel_blocks``).
     deterministic: bool = field(default_factory=torch.are_deterministic_algorithms_enabled)
-    tiles_per_chunk: int = field(init=False)
+    tiles_per_chunk: int = field(init=False)  # tiles of block_t steps per chunk
     n_chunks: int = field(init=False)
+    forward_tile_steps: int = field(init=False)  # steps per tile of the state-loop forward kernels (_forward_tile)
     state_loop_block: int = field(init=False)
     paired_x: bool = field(init=False)
     raster: bool = field(init=False)  # every direction visits the map in raster order (_raster)
@@ -130,6 +131,7 @@ class ScanOperands:
 
     def __post_init__(self):
         self.dirs = direction_table(self.directions, self.height, self.width, self.u.device)
+        self.forward_tile_steps = self._forward_tile()
         self.length = scan_length(self.directions, self.height, self.width)
         self.state_loop_block = self._fitted_state_loop_block()
         self.paired_x = self._pairs_aligned()  # once: launch_meta() runs at every launch
@@ -140,6 +142,27 @@ class ScanOperands:
             self.length, self.batch * self.channel_blocks(self.forward_block_d))
         self.n_chunks = cdiv(self.length, self.tiles.block_t * self.tiles_per_chunk)
         self.wide_offsets = self._wide_offsets()
+
+    def _forward_tile(self) -> int:
+        """``forward_tile_steps``: block_t, or TileConfig.forward_block_t where that is fewer (a power of two, as
+        block_t is: so it splits block_t's tiles evenly).  The drop-in scan's training forward keeps block_t: its
+        channels-first tiles are read 4 steps per access and already lean (compile_check, sm_90, 4,096 steps:
+        chunk_end_state at 63 registers), and splitting a chunk into tiles carries all N states across them in
+        registers (156)."""
+        block_t, steps = self.tiles.block_t, self.tiles.forward_block_t
+        if steps is not None and (steps < 1 or steps & (steps - 1)):
+            raise ValueError(f"TileConfig.forward_block_t = {steps}: the forward's tiles must be a power of two "
+                             f"of steps that splits block_t's; choose e.g. 8, or None for block_t's own")
+        if steps is None or (self.for_backward and not self.lowrank):
+            return block_t
+        return min(steps, block_t)
+
+    def forward_tiles(self, state_loop: bool) -> dict:
+        """BLOCK_T and TILES of a forward kernel's launch: with the state loop, chunks of ``forward_tile_steps``-step
+        tiles (``TileConfig.forward_block_t``); else of block_t-step ones.  Either way a chunk is block_t x
+        tiles_per_chunk steps."""
+        steps = self.forward_tile_steps if state_loop else self.tiles.block_t
+        return dict(BLOCK_T=steps, TILES=self.tiles_per_chunk * self.tiles.block_t // steps)
 
     def _fitted_state_loop_block(self) -> int:
         """Channels per program of the state-loop kernels (one per thread): TileConfig.forward_block_d, or with
@@ -253,10 +276,10 @@ class ScanOperands:
         """``rowwise``: how the state loops read and write the drop-in scan's channels-first (steps, channels) tiles
         (``tile_io.load_td``; the 2D layer's are channels-last): ``tile_io.STEP_VECTORS``, 4 steps per access, where
         ``TileConfig.step_vectors`` and the steps lie one after another in memory four valid or four invalid at a
-        time (raster positions, a length that is a multiple of 16 and a block_t of 4, position stride 1: the
-        drop-in's wrapper makes u, delta, z, the output and every gradient contiguous and 16-byte aligned, and B
-        and C below 2^31 elements), B and C too (``tile_io.state_column``); else a row at a time per
-        ``TileConfig.rowwise_tiles``."""
+        time (raster positions, a length that is a multiple of 16, tiles of block_t and of forward_tile_steps that
+        are multiples of 4 steps, position stride 1: the drop-in's wrapper makes u, delta, z, the output and every
+        gradient contiguous and 16-byte aligned, and B and C below 2^31 elements), B and C too
+        (``tile_io.state_column``); else a row at a time per ``TileConfig.rowwise_tiles``."""
         if self.lowrank:
             return False
         strides = [self.u_strides[1], self.delta_strides[1], self.B_strides[3], self.C_strides[3]]
@@ -267,7 +290,8 @@ class ScanOperands:
         # (contiguous strides are then multiples of 16 too); where it cannot, it would not just read one step at a
         # time, it would lay the steps across lanes (compile_check: 1,944 shuffles in the backward at 200 steps).
         tensors = [t for t in (self.u, self.delta, self.z, self.B, self.C) if t is not None]
-        if (self.tiles.step_vectors and self.raster and self.length % 16 == 0 and self.tiles.block_t % 4 == 0
+        if (self.tiles.step_vectors and self.raster and self.length % 16 == 0
+                and self.tiles.block_t % 4 == 0 and self.forward_tile_steps % 4 == 0
                 and all(s == 1 for s in strides) and all(t.data_ptr() % 16 == 0 for t in tensors)):
             return STEP_VECTORS.value
         chosen = self.tiles.rowwise_tiles

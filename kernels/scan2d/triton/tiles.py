@@ -21,6 +21,17 @@ class TileConfig:
 
     Attributes:
         block_t: steps per tile (a chunk is one tile with gradients, inference_tiles tiles without).
+        forward_block_t: steps per tile of the state-loop forward kernels (chunk_end_state, forward_output) at most,
+            a power of two (block_t's own where that is fewer); None: block_t.  The chunks stay block_t x tiles per
+            chunk steps (the stored states, the backward's tiles): the forward scans each in shorter tiles, the
+            states carried in registers between them.  A thread holds its tile's steps in registers (u, delta, the
+            dt projection's inputs, B and C), so a shorter tile takes fewer.  compile_check (sm_90, Triton 3.7.1,
+            float32, bench/README.md "Shorter tiles in the forward kernels"), 8 steps against 16: the forward without
+            gradients (cases a and b) at 136-150 registers without spills against 244-255 with 136-140 bytes of
+            spills, 3 programs of 128 threads per SM instead of 2, executing 4% fewer to 4% more instructions per
+            element; the training forward's forward_output at 112 registers against 164, 14% fewer instructions.
+            The drop-in's training forward keeps block_t (``ScanOperands._forward_tile``).  Each chunk's delta sum is
+            added per tile, so results differ from block_t's tiles in the last bits.  Not timed on a GPU.
         block_d: channels per program of the tile kernels and the carry.  With grouped B/C (the drop-in scan) every
             kind of block tiles each group, the last block of a group masked (``tile_io.block_channels``).
         num_warps: warps per program of every kernel but backward_grads.
@@ -193,6 +204,7 @@ class TileConfig:
     """
 
     block_t: int = 32 if triton_interpreted() else 16
+    forward_block_t: Optional[int] = None if triton_interpreted() else 8
     block_d: int = 32 if triton_interpreted() else 16
     num_warps: int = 4
     backward_num_warps: Optional[int] = 8
