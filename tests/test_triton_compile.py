@@ -108,9 +108,12 @@ def test_state_loop_kernels_compile_and_keep_their_structure(tmp_path):
     assert {(b["kernel"], b["constexprs"]["LOWRANK"]) for b in loop} == {
         (kernel, lowrank) for kernel in ("chunk_end_state_kernel", "forward_output_kernel", "chunk_adjoint_kernel",
                                          "backward_grads_kernel") for lowrank in (True, False)}
+    # The forward kernels scan 16-step chunks in 2 tiles of 8 steps (forward_block_t), the inference chunks of 16
+    # such chunks in 32; the drop-in's training forward keeps one 16-step tile.
     assert {(b["kernel"], b["constexprs"].get("REDUCE"), b["constexprs"].get("TILES")) for b in loop} >= {
-        ("chunk_end_state_kernel", None, 1), ("chunk_end_state_kernel", None, 16), ("forward_output_kernel", 0, 1),
-        ("forward_output_kernel", 0, 16), ("forward_output_kernel", 1, 1), ("forward_output_kernel", 2, 16),
+        ("chunk_end_state_kernel", None, 1), ("chunk_end_state_kernel", None, 2), ("chunk_end_state_kernel", None, 32),
+        ("forward_output_kernel", 0, 1), ("forward_output_kernel", 0, 2), ("forward_output_kernel", 0, 32),
+        ("forward_output_kernel", 1, 2), ("forward_output_kernel", 2, 32),
         ("chunk_adjoint_kernel", None, None), ("backward_grads_kernel", None, None)}
     # Deterministic mode: its gate passes (which loop over every channel block) keep the tile kernels; its
     # backward_grads runs the state loop with the channel blocks' sums stored into copies of dx (DX_COPIES) and one
@@ -178,7 +181,7 @@ def test_default_kernels_compile_for_ampere(tmp_path):
     builds = compile_report(tmp_path, 80, *case_flags(("layer bf16 gated", "inference bf16 gated", "drop-in fp16")))
     assert {b["kernel"] for b in builds} == KERNELS and all(b["arch"] == 80 for b in builds)
     assert all(b["constexprs"].get("STATE_LOOP") for b in builds if "STATE_LOOP" in b["constexprs"])
-    assert {b["constexprs"].get("TILES") for b in builds if b["kernel"] == "forward_output_kernel"} == {1, 16}
+    assert {b["constexprs"].get("TILES") for b in builds if b["kernel"] == "forward_output_kernel"} == {1, 2, 32}
     assert_within_allowed_spills(builds)
     assert max(b["registers"] for b in builds) <= 255
 
@@ -208,7 +211,7 @@ def test_default_kernels_compile_with_the_oldest_supported_triton(tmp_path):
     # multiple of 16, so no 4-step vectors), the layer's do not.
     assert {(b["constexprs"]["LOWRANK"], b["constexprs"]["ROWWISE"]) for b in loop} == {(False, True), (True, False)}
     assert {(b["constexprs"].get("ORDER"), b["constexprs"].get("TILES")) for b in loop
-            if b["kernel"] == "forward_output_kernel"} == {(0, 1), (0, 16), (1, 1)}
+            if b["kernel"] == "forward_output_kernel"} == {(0, 1), (0, 2), (0, 32), (1, 2)}
     assert_state_loop_structure(loop)
     assert_within_allowed_spills(builds)
     assert [b["kernel"] for b in builds if b["fenced_atomics"]] == []
@@ -218,15 +221,18 @@ def test_default_kernels_compile_with_the_oldest_supported_triton(tmp_path):
 @pytest.mark.slow
 def test_state_loops_carrying_states_through_memory_compile_without_spills_or_shuffles(tmp_path):
     # state_unroll=1, carry_in_registers=False: one state per loop trip, and multi-tile chunks carry each state
-    # between tiles through memory (the configuration first timed on the H200).  Nothing spills or crosses lanes.
+    # between tiles through memory (the configuration first timed on the H200).  Nothing crosses lanes, and nothing
+    # spills but 8 bytes in the aligned cross-scale order's inference output kernel, in 8-step tiles (Triton 3.7.1:
+    # ptxas stops at 128 registers there).
     cases = ["layer fp32", "inference bf16 gated", "inference cross-scale aligned fp32"]
     builds = compile_report(tmp_path, 90, "--tiles", "state_unroll=1,carry_in_registers=False", *case_flags(cases))
     loop = [b for b in builds if b["constexprs"].get("STATE_LOOP") and b["kernel"] != "backward_grads_kernel"]
     assert {b["constexprs"]["STATE_UNROLL"] for b in loop} == {1}
-    assert {b["constexprs"].get("TILES") for b in loop} >= {1, 16}
+    assert {b["constexprs"].get("TILES") for b in loop} >= {2, 32}  # the training and the inference chunks
     for b in loop:
         c = b["constexprs"]
-        assert b["spill_store_bytes"] == 0, (b["kernel"], b["spill_store_bytes"], c)
+        allowed = 8 if b["kernel"] == "forward_output_kernel" and c["ORDER"] == 1 and c["TILES"] > 2 else 0
+        assert b["spill_store_bytes"] <= allowed, (b["kernel"], b["spill_store_bytes"], c)
         if c.get("REDUCE") in (None, 0, 2, 4):
             assert (b["shuffles"], b["shared_bytes"]) == (0, 0), (b["kernel"], c)
 
@@ -308,13 +314,14 @@ def test_unrolled_rank_blocks_execute_fewer_instructions(tmp_path):
     # kernels that load one tile, so that no trip adds every step's address again.  Executed per (step, channel,
     # state) in the layer's float32 training step (sm_90, Triton 3.7.1): chunk_end_state 11.6 -> 10.4 at 156
     # registers instead of 184, chunk_adjoint 11.9 -> 10.8 at 142 instead of 155, no spills; the backward and
-    # forward_output keep the loop (bench/README.md, "The dt rank blocks unrolled").
+    # forward_output keep the loop (bench/README.md, "The dt rank blocks unrolled").  In the forward's 16-step
+    # tiles, where chunk_end_state loads one tile per chunk (its 8-step tiles: test_shorter_forward_tiles_...).
     kernels = ("chunk_end_state_kernel", "chunk_adjoint_kernel", "backward_grads_kernel")
     flags = [f for kernel in kernels for f in ("--kernel", kernel)]
-    rows = backward_compile_rows(tmp_path, ("layer fp32",), *flags, "--variant", "unroll_rank_blocks=False",
-                                 "--variant", "default")
-    rolled = [row for row in rows if row["variant"] == "unroll_rank_blocks=False"]
-    unrolled = [row for row in rows if row["variant"] == "default"]
+    rows = backward_compile_rows(tmp_path, ("layer fp32",), *flags, "--variant",
+                                 "unroll_rank_blocks=False,forward_block_t=None", "--variant", "forward_block_t=None")
+    rolled = [row for row in rows if row["variant"] == "unroll_rank_blocks=False,forward_block_t=None"]
+    unrolled = [row for row in rows if row["variant"] == "forward_block_t=None"]
     assert len(rolled) == len(unrolled) == len(kernels) and len(rows) == 2 * len(kernels)
     for a, b in zip(rolled, unrolled):
         assert a["kernel"] == b["kernel"] and a["constexprs"]["PAIRED"] and b["constexprs"]["PAIRED"]
@@ -343,8 +350,8 @@ def drop_in_state_loop_pairs(tmp_path, first: str, second: str, case="drop-in fp
 @pytest.mark.slow
 def test_shorter_forward_tiles_take_fewer_registers(tmp_path):
     # TileConfig.forward_block_t (8 by default): the forward kernels scan each chunk in 8-step tiles.  sm_90, Triton
-    # 3.7.1 (bench/README.md, "Shorter tiles in the forward kernels"): without gradients 136-150 registers and no
-    # spills against 244-255 and 136-140 bytes, 3 programs of 128 threads per SM instead of 2, 4-5% fewer
+    # 3.7.1 (bench/README.md, "Shorter tiles in the forward kernels"): without gradients 130-150 registers and no
+    # spills against 191-255 and 136-140 bytes, 3 programs of 128 threads per SM instead of 2, as many or 4-5% fewer
     # instructions executed per element; the training forward's forward_output 112 registers against 164, 14% fewer.
     rows = backward_compile_rows(tmp_path, ("inference fp32", "training forward fp32"), "--variant",
                                  "forward_block_t=None", "--variant", "default", script="forward_tiles_compile.py")
@@ -357,7 +364,7 @@ def test_shorter_forward_tiles_take_fewer_registers(tmp_path):
             c, d = before["constexprs"], after["constexprs"]
             assert (c["BLOCK_T"], d["BLOCK_T"], d["TILES"]) == (16, 8, 2 * c["TILES"]), (case, kernel)
             assert after["registers"] <= before["registers"] and after["spill_store_bytes"] == 0, (case, kernel)
-            assert after["sass_executed_per_element"] < before["sass_executed_per_element"], (case, kernel)
+            assert after["sass_executed_per_element"] <= before["sass_executed_per_element"], (case, kernel)
             if case == "inference fp32":
                 assert before["programs_per_sm"] == 2 and after["programs_per_sm"] == 3, (case, kernel)
             elif kernel == "forward_output_kernel":
@@ -450,12 +457,14 @@ def test_positions_per_tile_cut_every_state_loop_kernel(tmp_path):
     # TileConfig.window_tiles: where every tile lies inside one window (the model's windows of 8 at 16-step tiles),
     # positions.tile_positions works out each tile's window once, and each step's position from it, instead of
     # dividing every step's index by the window's sizes.  compile_check, sm_90, Triton 3.7.1, the model's layer:
-    # 344 fewer instructions per tile in each forward kernel and chunk_adjoint, 456 in the backward (11-17% of the
-    # static counts), the same exponentials, atomics and shuffles, spills within 12 bytes, outside the loops (the
-    # backward's with the lane sums: 100 bytes against 88; bench/README.md).
+    # 344 fewer instructions per 16-step tile in each forward kernel and chunk_adjoint, 456 in the backward (11-17%
+    # of the static counts), the same exponentials, atomics and shuffles, spills within 12 bytes, outside the loops
+    # (the backward's with the lane sums: 100 bytes against 88; bench/README.md).  The forward kernels' 8-step tiles
+    # (forward_block_t) save about half as many per tile (112 in chunk_end_state).
     for key, b, a in default_and_off(tmp_path, "IN_WINDOW", "window_tiles"):
-        assert b["sass_instructions"] <= a["sass_instructions"] - 300, (key[0], b["sass_instructions"],
-                                                                        a["sass_instructions"])
+        fewer = 300 if b["constexprs"]["BLOCK_T"] == 16 else 100
+        assert b["sass_instructions"] <= a["sass_instructions"] - fewer, (key[0], b["sass_instructions"],
+                                                                          a["sass_instructions"])
         assert (b["exp_log"], b["atomics"], b["shuffles"]) == (a["exp_log"], a["atomics"], a["shuffles"]), key[0]
         assert b["spill_store_bytes"] <= a["spill_store_bytes"] + 12, (key[0], b["spill_store_bytes"])
 
@@ -466,11 +475,14 @@ def test_pipelined_state_loops_copy_each_trips_loads_into_shared_memory(tmp_path
     # states, B, C) into shared memory with cp.async while the trip before it scans, where ptxas otherwise hoists
     # them into registers.  compile_check, sm_90, Triton 3.7.1, the model's layer: 10-24 such copies per kernel,
     # 2.3-4.6 KB of shared memory per forward and adjoint program, the backward's 64 bytes of spills gone, and the
-    # same exponentials, atomics and shuffles (bench/README.md).
+    # same exponentials, atomics and shuffles (bench/README.md).  In the forward's 16-step tiles, where its chunks
+    # are one tile with a loop over the states: in 8-step tiles (forward_block_t) a chunk's 2 tiles carry all the
+    # states in registers, with no such loop to pipeline.
     kernels = ("chunk_end_state_kernel", "forward_output_kernel", "chunk_adjoint_kernel", "backward_grads_kernel")
-    plain = state_loop_builds(tmp_path, ("layer fp32",), ("STAGES",), kernels=kernels)
-    staged = state_loop_builds(tmp_path, ("layer fp32",), ("STAGES",), "--tiles", "state_loop_stages=2",
-                               kernels=kernels)
+    plain = state_loop_builds(tmp_path, ("layer fp32",), ("STAGES",), "--tiles", "forward_block_t=None",
+                              kernels=kernels)
+    staged = state_loop_builds(tmp_path, ("layer fp32",), ("STAGES",), "--tiles",
+                               "state_loop_stages=2,forward_block_t=None", kernels=kernels)
     assert plain.keys() == staged.keys() and {key[0] for key in staged} == set(kernels)
     for key, b in staged.items():
         a = plain[key]

@@ -322,7 +322,7 @@ def load_steps(
     tensors.  PAIRED (with STEPS_IN_REGISTERS): x's rows are contiguous and word-aligned for ``load_pair``
     (``ScanOperands.paired_x``), and the dt ranks are read two at a time.  IN_WINDOW: the tile lies in one window
     (``positions.tile_positions``).  WIDE: 64-bit offsets (``offset``).  UNROLL_RANKS (with PAIRED): the dt rank
-    blocks unrolled (``paired_rank_blocks``), for kernels that load one tile.
+    blocks unrolled (``paired_rank_blocks``).
 
     The inputs' pointers and strides come as tuples (``operands.ScanOperands.common_args``):
     U = (u, u_low, batch, position, channel strides, u_low's batch stride); X = (x_proj outputs, their low-res

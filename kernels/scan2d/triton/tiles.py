@@ -25,13 +25,14 @@ class TileConfig:
             a power of two (block_t's own where that is fewer); None: block_t.  The chunks stay block_t x tiles per
             chunk steps (the stored states, the backward's tiles): the forward scans each in shorter tiles, the
             states carried in registers between them.  A thread holds its tile's steps in registers (u, delta, the
-            dt projection's inputs, B and C), so a shorter tile takes fewer.  compile_check (sm_90, Triton 3.7.1,
-            float32, bench/README.md "Shorter tiles in the forward kernels"), 8 steps against 16: the forward without
-            gradients (cases a and b) at 136-150 registers without spills against 244-255 with 136-140 bytes of
-            spills, 3 programs of 128 threads per SM instead of 2, executing 4% fewer to 4% more instructions per
-            element; the training forward's forward_output at 112 registers against 164, 14% fewer instructions.
-            The drop-in's training forward keeps block_t (``ScanOperands._forward_tile``).  Each chunk's delta sum is
-            added per tile, so results differ from block_t's tiles in the last bits.  Not timed on a GPU.
+            dt projection's inputs, B and C), so a shorter tile takes fewer.  compile_check (sm_90, Triton 3.7.1 and
+            3.6.0, bench/README.md "Shorter tiles in the forward kernels"), 8 steps against 16: the forward without
+            gradients (cases a and b) at 130-150 registers without spills against 191-255 with 136-140 bytes of
+            spills in forward_output, 3 programs of 128 threads per SM instead of 2, as many or 4-5% fewer
+            instructions executed per element; in training forward_output at 112-120 registers against 164, 14%
+            fewer instructions.  The drop-in's training forward keeps block_t (``ScanOperands._forward_tile``).
+            Each chunk's delta sum is added per tile, so results differ from block_t's tiles in the last bits.  Not
+            timed on a GPU.
         block_d: channels per program of the tile kernels and the carry.  With grouped B/C (the drop-in scan) every
             kind of block tiles each group, the last block of a group masked (``tile_io.block_channels``).
         num_warps: warps per program of every kernel but backward_grads.
@@ -52,7 +53,9 @@ class TileConfig:
             The summed output is written one direction per launch, so a 64x64 map at batch 1 with 180 channels
             (the model's inference on a 256x256 output) had 16 chunks x 2 channel blocks = 32 programs on an H200's
             132 SMs.  2: the state-loop forward's 128 threads at up to 255 registers fit twice on an SM, so every SM
-            holds two programs of each launch.  Long maps keep their 16-tile chunks (case (b): 768 programs).
+            holds two programs of each launch (in 8-step tiles, forward_block_t, they take 130-150 and 3 fit: kept
+            at 2 until a GPU times it, since more programs mean shorter chunks and a longer carry).  Long maps keep
+            their 16-tile chunks (case (b): 768 programs).
         carry_chunks: chunks that ``chunk_carry_kernel`` loads and scans at once (a power of two).  Small under
             the interpreter so that the tests cross several such blocks.
         forward_state_loop: the forward kernels (``chunk_end_state``, ``forward_output``) of the 2D layer and of the
@@ -124,14 +127,17 @@ class TileConfig:
             word (32-bit for 16-bit inputs; ``tile_io.load_pair``), where Triton would make two 32-bit loads.
             The values and the order of every sum are the same, so results are bit for bit those without it.
         unroll_rank_blocks: with paired_loads, the dt rank blocks (``tile_io.paired_rank_blocks``) unrolled in
-            chunk_end_state of training chunks, chunk_adjoint and the one-pass forward, so that each rank's load
+            chunk_end_state, chunk_adjoint and the one-pass forward, so that each rank's load
             takes a constant offset instead of the address added again in every trip.  compile_check (sm_90, the
             layer's fp32 training step at dt rank 12, Triton 3.7.1 and 3.6.0): 9-11% fewer instructions executed per
             tile in chunk_end_state and chunk_adjoint, at 156 and 142 registers instead of 184 and 155; the one-pass
-            forward 17.3 to 16.8 per element.  Kept rolled: forward_output (unrolled, 192 registers instead of 164),
-            the backward (0-8% fewer instructions for up to 92 bytes more of spills) and the multi-tile kernels
-            (they spill) (bench/README.md, "The dt rank blocks unrolled").  The same products in the same order:
-            bit for bit.
+            forward 17.3 to 16.8 per element.  Kept rolled: forward_output (unrolled, 192 registers instead of 164)
+            and the backward (0-8% fewer instructions for up to 92 bytes more of spills) (bench/README.md, "The dt
+            rank blocks unrolled").  Multi-tile chunks (chunk_end_state without gradients, and with 8-step tiles,
+            forward_block_t, with gradients too) unroll them as well, at 128-130 registers without spills ("Shorter
+            tiles in the forward kernels"); where their states go through memory between tiles
+            (carry_in_registers off) they spill, and keep the loop.  The same products in the same order: bit for
+            bit.
         window_tiles: where every tile lies inside one window (``ScanOperands.tiles_in_windows``: in plain scans,
             window areas that are multiples of block_t, e.g. the model's windows of 8 at 16-step tiles, and the
             drop-in scan's sequences of a multiple of block_t steps; in the aligned cross-scale order, five times
