@@ -43,11 +43,13 @@ mamba_args=()
 
 # Step 3b: on top of the defaults of 2026-12-04 (64-bit offsets in the forward without gradients), first the forward
 # kernels' tiles (since 2026-12-04, night: 8 steps, forward_block_t; None: block_t's 16, the default before; 4: fewer
-# registers still), then what the H200 left open that day: 32-bit offsets there again (1.7x slower then: confirm),
-# and in the training kernels off; paired loads and unrolled rank blocks off, alone and together (3-16% faster off,
-# one sample each).
-UNTIMED="forward_block_t=None forward_block_t=4 narrow_inference_offsets=True narrow_offsets=False paired_loads=False
-unroll_rank_blocks=False paired_loads=False,unroll_rank_blocks=False"
+# registers still); then the carry in blocks of 4 channels and 32 chunks (block_d sizes only the carry's programs
+# with the state loops: 4x the programs, a quarter of the dependent steps; case (b)'s training carry took 1.4 of
+# 7.6 ms on 2026-11-27); then what the H200 left open that day: 32-bit offsets there again (1.7x slower then:
+# confirm), and in the training kernels off; paired loads and unrolled rank blocks off, alone and together (3-16%
+# faster off, one sample each).
+UNTIMED="forward_block_t=None forward_block_t=4 block_d=4,carry_chunks=32 narrow_inference_offsets=True
+narrow_offsets=False paired_loads=False unroll_rank_blocks=False paired_loads=False,unroll_rank_blocks=False"
 # Step 3c: the one-pass forward in the op, whose kernel failed the H200's tests of 2026-12-04 (tl.reduce out of
 # order; fixed since): the drop-in's layout that matched mamba-ssm (2 channels per program) and the layer's default.
 ONE_PASS="one_pass_forward=True,one_pass_block_d=2 one_pass_forward=True"

@@ -176,15 +176,16 @@ CASES = {  # name: batch, height, width, channels, directions, window, cross-sca
 SMOKE_CASES = {"smoke": (1, 8, 8, 16, 2, 8, None)}
 # --sweep: tile configurations of the fused op (changes to scan2d.triton.tiles.TileConfig), on cases a and b, in
 # order of interest, since a short lease may cut the sweep off: first the forward kernels' tiles (16 and 4 steps
-# against the default 8, untimed), then what the H200 left open on 2026-12-04 (32-bit
-# offsets in the forward without gradients, 1.7x slower that day; x's columns one at a time and the dt rank blocks
-# rolled, each a little faster in one sample; 64-bit offsets in the training kernels), then the defaults it
-# confirmed (positions per tile, the backward's lane sums, no register caps), then the cost of
+# against the default 8, untimed) and the carry in smaller blocks of more chunks, then what the H200 left open on
+# 2026-12-04 (32-bit offsets in the forward without gradients, 1.7x slower that day; x's columns one at a time and
+# the dt rank blocks rolled, each a little faster in one sample; 64-bit offsets in the training kernels), then the
+# defaults it confirmed (positions per tile, the backward's lane sums, no register caps), then the cost of
 # torch.use_deterministic_algorithms (fixed-order sums instead of atomics: the state-loop backward with one copy of
 # dx per channel block and one direction per launch; backward_direction_launches and backward_dx_copies time each
 # half); then shorter inference chunks (more programs per SM: case (a)'s forward has 384 programs per launch, 1.5
 # waves of an H200's).
-SWEEP = [dict(), dict(forward_block_t=None), dict(forward_block_t=4), dict(narrow_inference_offsets=True),
+SWEEP = [dict(), dict(forward_block_t=None), dict(forward_block_t=4), dict(block_d=4, carry_chunks=32),
+         dict(narrow_inference_offsets=True),
          dict(paired_loads=False), dict(unroll_rank_blocks=False),
          dict(narrow_offsets=False), dict(window_tiles=False),
          dict(backward_lane_sums=False), dict(forward_maxnreg=168), dict(backward_maxnreg=200),

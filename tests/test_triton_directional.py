@@ -86,7 +86,10 @@ def test_gated_scans_match_torch_path(specs, cross_scale, **kw):
     check_against_torch_path(specs=specs, cross_scale=cross_scale, gated=True, **kw)
 
 
-def test_window_grid_spanning_many_chunks():
+# The carry in blocks of 16 channels, and of 4 channels with 8 chunks at once (the lease's block_d=4,carry_chunks=32
+# in small): 12 chunks cross its blocks of chunks, 5 channels two blocks of channels.
+@pytest.mark.parametrize("carry", [dict(block_d=16), dict(block_d=4, carry_chunks=8)], ids=["blocks-16", "blocks-4"])
+def test_window_grid_spanning_many_chunks(carry):
     # 16x12 = 192 steps (12 chunks of 16), a column-first window-8 pair, summed without gate: forward and backward.
     directions = (ScanDirection(8, True), ScanDirection(8, True, True))
     inp = make_layer_inputs(1, 16, 12, 5, 2, n_state=16, dtype=torch.float32)
@@ -94,7 +97,7 @@ def test_window_grid_spanning_many_chunks():
     ref = directional_scan(**ref_in, directions=directions, height=16, width=12, backend="torch")
     ref.square().sum().backward()
     dev_in = {k: v.to(DEVICE).requires_grad_() for k, v in inp.items()}
-    with tile_config(block_t=16, block_d=16):
+    with tile_config(block_t=16, **carry):
         out = directional_scan(**dev_in, directions=directions, height=16, width=12, backend="triton")
         out.square().sum().backward()
     torch.testing.assert_close(out.detach().cpu(), ref.detach(), **TOL[torch.float32])
