@@ -196,7 +196,7 @@ class _GatePool(torch.autograd.Function):
         sums = torch.zeros(BK, L, 2, **f32)
         # The statistics pass also writes direction 0's output (with K > 1): the pooling below and the output pass
         # read it instead of scanning direction 0 again, a pass in each.
-        keep_first = ops.K > 1
+        keep_first = ctx.keep_first = ops.K > 1  # the backward rounds what was stored alike (launch.rounds_first)
         first = torch.empty(u.shape, device=u.device, dtype=u.dtype) if keep_first else sums
         launch.output_pass(ops, entry, first, _summed_strides(first) if keep_first else (0, 0, 0, 0), False, None,
                            reduce=1, red=sums, store_first=keep_first)
@@ -227,7 +227,7 @@ class _GatePool(torch.autograd.Function):
         dp = dpooled.float().reshape(BK, dim)
         g = (dp * ln_weight.float() / L).contiguous()
         q = torch.zeros(BK, L, device=dp.device, dtype=torch.float32)
-        keep_first = ops.K > 1  # as in the forward: it stored direction 0's output
+        keep_first = ctx.keep_first
         launch.output_pass(ops, entry, q, (0, 0, 0, 0), False, None, reduce=3, red=q, vec=g, round_first=keep_first)
         m = rstd * (q - mean * g.sum(1, keepdim=True)) / dim
         tok = torch.stack([mean, rstd, m], dim=-1).contiguous()

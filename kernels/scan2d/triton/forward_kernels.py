@@ -54,7 +54,7 @@ def chunk_end_state_kernel(
             pos, is_low, valid, u, delta_pre, delta, b_rows, c_rows, s_bn, s_cn = load_steps(
                 s0, t, b, k, pid_d, d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER, LOWRANK, HAS_BIAS,
                 SOFTPLUS, R, N, STEPS_IN_REGISTERS=True, ROWWISE=ROWWISE, PAIRED=PAIRED, IN_WINDOW=IN_WINDOW, WIDE=WIDE,
-                UNROLL_RANKS=UNROLL_RANKS and not (TILES > 1 and not in_registers))  # states through memory: spills
+                UNROLL_RANKS=UNROLL_RANKS and (TILES == 1 or in_registers))  # states through memory: spills
             # The first tile starts from zero; later ones from the state the previous one left in the slot (or in
             # registers).  (y is unused.)
             _, states = state_loop_tile(rows, d_mask & ((d * 0 + j) > 0), rows, A_ptr + (k * Dm + d) * N, d_mask, t,

@@ -104,8 +104,8 @@ def output_pass(ops: ScanOperands, entry: torch.Tensor, out: torch.Tensor, out_s
     # reaches 255 registers and spills (compile_check), so they keep the (steps, channels, states) tiles.
     state_loop = ops.forward_state_loop and not deterministic
     block_d = ops.forward_block_d if state_loop else ops.block_d
-    tiles = ops.forward_tiles(state_loop)["TILES"]
-    carried = state_loop and tiles > 1 and not ops.tiles.carry_in_registers  # else in registers
+    tiles = ops.forward_tiles(state_loop)
+    carried = state_loop and tiles["TILES"] > 1 and not ops.tiles.carry_in_registers  # else in registers
     scratch = torch.empty_like(entry) if carried and not last_use else entry
     if first_direction and not (reduce == 2 or (reduce == 0 and sum_directions and weight is not None)):
         raise ValueError("first_direction: only the pooling pass and the weighted summed output leave directions out")
@@ -120,7 +120,7 @@ def output_pass(ops: ScanOperands, entry: torch.Tensor, out: torch.Tensor, out_s
             ops.D if ops.D is not None else dummy, ops.z if has_z else ops.u, *ops.z_strides, *ops.common_args(),
             k_first, k_count, chunk_first, **meta, HAS_D=ops.D is not None, HAS_Z=has_z,
             SUM_DIRECTIONS=sum_directions, ACCUMULATE=k_first > 0, HAS_WEIGHT=weight is not None, REDUCE=reduce,
-            DETERMINISTIC=deterministic, **ops.forward_tiles(state_loop), BLOCK_D=block_d, STATE_LOOP=state_loop,
+            DETERMINISTIC=deterministic, **tiles, BLOCK_D=block_d, STATE_LOOP=state_loop,
             STATE_UNROLL=ops.state_unroll, CARRY_IN_REGISTERS=ops.tiles.carry_in_registers,
             STORE_FIRST=store_first, SCALE_FIRST=reduce == 0 and first_direction > 0 and k_first == first_direction,
             ROUND_FIRST=rounds_first(ops, store_first or round_first), **ops.forward_options(state_loop),
