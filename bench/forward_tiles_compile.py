@@ -66,25 +66,37 @@ def row(build, variant: dict, case: str) -> dict:
                 sass_executed_per_element=round(executed / elements, 2))
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--case", action="append", choices=sorted(NAMED_CASES), help=f"default: {CASES}")
-    parser.add_argument("--variant", action="append", metavar="KEY=VALUE[,KEY=VALUE] | default",
-                        help="TileConfig changes, one variant each (default: forward_block_t None, 8 and 4)")
-    args = parser.parse_args(argv)
-    variants = [parse_config(text) for text in args.variant] if args.variant else VARIANTS
+def tile_rows(cases, variants, kernels) -> list:
+    """One ``row`` per state-loop build of ``kernels`` in each case under each variant (TileConfig changes)."""
     rows = []
-    for case in args.case or CASES:
+    for case in cases:
         for variant in variants:
             with tile_config(**variant):
                 builds = compile_all([90], [case])
             for build in builds:
-                if build.kernel in KERNELS and build.constexprs.get("STATE_LOOP"):
+                if build.kernel in kernels and build.constexprs.get("STATE_LOOP"):
                     rows.append(row(build, variant, case))
                     print({k: rows[-1][k] for k in ("case", "kernel", "variant", "registers", "spill_store_bytes",
                                                      "programs_per_sm", "sass_executed_per_element")})
-    print(write_jsonl(rows, f"forward-tiles-compile-triton{triton.__version__}.jsonl"))
+    return rows
+
+
+def tiles_main(argv, description: str, cases: list, variants: list, kernels, stem: str) -> int:
+    """The command line of this script and of ``adjoint_tiles_compile.py``: ``kernels``' rows for ``cases`` (or
+    --case) under ``variants`` (or --variant), written to ``results/<stem>-triton<version>.jsonl``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--case", action="append", choices=sorted(NAMED_CASES), help=f"default: {cases}")
+    parser.add_argument("--variant", action="append", metavar="KEY=VALUE[,KEY=VALUE] | default",
+                        help=f"TileConfig changes, one variant each (default: {variants})")
+    args = parser.parse_args(argv)
+    chosen = [parse_config(text) for text in args.variant] if args.variant else variants
+    rows = tile_rows(args.case or cases, chosen, kernels)
+    print(write_jsonl(rows, f"{stem}-triton{triton.__version__}.jsonl"))
     return 0
+
+
+def main(argv=None) -> int:
+    return tiles_main(argv, __doc__.splitlines()[0], CASES, VARIANTS, KERNELS, "forward-tiles-compile")
 
 
 if __name__ == "__main__":

@@ -43,13 +43,14 @@ mamba_args=()
 
 # Step 3b: on top of the defaults of 2026-12-04 (64-bit offsets in the forward without gradients), first the forward
 # kernels' tiles (since 2026-12-04, night: 8 steps, forward_block_t; None: block_t's 16, the default before; 4: fewer
-# registers still); then the carry in blocks of 4 channels and 32 chunks (block_d sizes only the carry's programs
-# with the state loops: 4x the programs, a quarter of the dependent steps; case (b)'s training carry took 1.4 of
-# 7.6 ms on 2026-11-27); then what the H200 left open that day: 32-bit offsets there again (1.7x slower then:
-# confirm), and in the training kernels off; paired loads and unrolled rank blocks off, alone and together (3-16%
-# faster off, one sample each).
-UNTIMED="forward_block_t=None forward_block_t=4 block_d=4,carry_chunks=32 narrow_inference_offsets=True
-narrow_offsets=False paired_loads=False unroll_rank_blocks=False paired_loads=False,unroll_rank_blocks=False"
+# registers still) and chunk_adjoint's (since 2026-12-05: 8 steps, adjoint_block_t; None: 16); then the carry in
+# blocks of 4 channels and 32 chunks (block_d sizes only the carry's programs with the state loops: 4x the programs,
+# a quarter of the dependent steps; case (b)'s training carry took 1.4 of 7.6 ms on 2026-11-27); then what the H200
+# left open that day: 32-bit offsets there again (1.7x slower then: confirm), and in the training kernels off; paired
+# loads and unrolled rank blocks off, alone and together (3-16% faster off, one sample each).
+UNTIMED="forward_block_t=None adjoint_block_t=None forward_block_t=4 block_d=4,carry_chunks=32
+narrow_inference_offsets=True narrow_offsets=False paired_loads=False unroll_rank_blocks=False
+paired_loads=False,unroll_rank_blocks=False"
 # Step 3c: the one-pass forward in the op, whose kernel failed the H200's tests of 2026-12-04 (tl.reduce out of
 # order; fixed since): the drop-in's layout that matched mamba-ssm (2 channels per program) and the layer's default.
 ONE_PASS="one_pass_forward=True,one_pass_block_d=2 one_pass_forward=True"
@@ -129,9 +130,11 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     step_run scan-cross-scale-tiles 20 python3 bench/scan_bench.py --repeats 20 --append --cases c_cross_scale_64 \
         --dtypes float32 --backends fused --configs default window_tiles=False
     #    The layer as every RLMB of the model runs it, with the channel gate: fused against the gated MambaIR-style
-    #    path (since 2026-12-02; appended to the same file).
-    step_run scan-gated 40 python3 bench/scan_bench.py "${mamba_args[@]}" --repeats 20 --gated --append \
-        --cases a_training_w8 b_inference_256 --dtypes float32 --backends mambair_path fused
+    #    path (since 2026-12-02; appended to the same file); and chunk_adjoint in block_t's 16-step tiles, where 8-step
+    #    ones took the gate's LayerNorm gradient from 208 registers to 168 (compile_check, sm_90).
+    step_run scan-gated 45 python3 bench/scan_bench.py "${mamba_args[@]}" --repeats 20 --gated --append \
+        --cases a_training_w8 b_inference_256 --dtypes float32 --backends mambair_path fused \
+        --configs default adjoint_block_t=None
     #    The gated layer at the model's inference shape (batch 1, 64x64, 180 channels in blocks of 64): inference
     #    chunks shortened until every launch fills the GPU (the default since 2026-12-02: 1-tile chunks, 768 programs
     #    per launch) against 2-tile chunks (384, half the carry) and 16-tile chunks (48); and blocks of 128 channels

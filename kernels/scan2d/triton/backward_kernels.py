@@ -85,6 +85,85 @@ def _backward_chunk(
     return d, d_mask, t, n, pos, is_low, valid, u, delta_pre, delta, Bm, Cm, A
 
 
+@triton.jit
+def _scan_output_grad(
+    pos_o, b_o, k, d, d_mask, valid, is_low, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, z_ptr, s_zb, s_zl, s_zd,
+    K, Dm, y, tok_ptr, vec_ptr, gbar_ptr, L_high, first_ptr,
+    SUM_DIRECTIONS: tl.constexpr, HAS_WEIGHT: tl.constexpr, LN_UPSTREAM: tl.constexpr, HAS_Z: tl.constexpr,
+    ROWWISE: tl.constexpr, WIDE: tl.constexpr, ROUND_FIRST: tl.constexpr,
+):
+    """``_upstream_grad`` taken back through the z gate (times silu(z) with HAS_Z): the gradient reaching the scan's
+    C.h + D u at each step, (T, D), as ``chunk_adjoint`` sums it."""
+    dy = _upstream_grad(pos_o, b_o, k, d, d_mask, valid, is_low, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, K, Dm,
+                        y, tok_ptr, vec_ptr, gbar_ptr, L_high, first_ptr, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM,
+                        ROWWISE, WIDE, ROUND_FIRST)
+    if HAS_Z:
+        z = load_td(z_ptr + b_o * s_zb, pos_o * s_zl, offset(d, WIDE) * s_zd, valid, d_mask, ROWWISE)
+        dy = dy * z / (1.0 + tl.exp(-z))
+    return dy
+
+
+@triton.jit
+def _adjoint_state_loop(
+    local_ptr, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, z_ptr, s_zb, s_zl, s_zd, entry_ptr, Dskip_ptr,
+    tok_ptr, vec_ptr, gbar_ptr, L_high, U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, b, k, pid_c, base,
+    ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_Z: tl.constexpr,
+    SUM_DIRECTIONS: tl.constexpr, HAS_WEIGHT: tl.constexpr, LN_UPSTREAM: tl.constexpr, HAS_D: tl.constexpr,
+    R: tl.constexpr, N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, TILES: tl.constexpr,
+    STATE_UNROLL: tl.constexpr, ROWWISE: tl.constexpr, PAIRED: tl.constexpr, IN_WINDOW: tl.constexpr,
+    WIDE: tl.constexpr, STAGES: tl.constexpr, UNROLL_RANKS: tl.constexpr, ROUND_FIRST: tl.constexpr,
+):
+    """``chunk_adjoint_kernel``'s chunk one state at a time on (steps, channels) tiles with the steps in registers
+    (``state_loop_tile``), where the sum over steps stays in each thread.  The chunk is TILES tiles of BLOCK_T steps
+    (``TileConfig.adjoint_block_t``), each adding its steps' terms, with delta summed from the chunk's start, to
+    the sums the tiles before it stored in ``local`` (each thread reads back what it wrote: no barrier).  For the
+    LayerNorm gradient the recomputed states go from tile to tile in registers, every state unrolled
+    (``state_loop_tile``'s IN_REGISTERS)."""
+    b_o = offset(b, WIDE)
+    d, d_mask = block_channels(tl.program_id(1), BC[10], Dm, BLOCK_D, LOWRANK)
+    t = tl.arange(0, BLOCK_T)
+    A_rows = A_ptr + (k * Dm + d) * N
+    local_rows = local_ptr + (base + d) * N
+    entry_rows = entry_ptr + (base + d) * N
+    in_registers: tl.constexpr = TILES > 1
+    rows = tl.arange(0, N)[:, None]
+    states = tl.zeros([N, BLOCK_D], dtype=tl.float32)  # the recomputed states between tiles (in_registers)
+    if LN_UPSTREAM and in_registers:
+        states = tl.load(entry_rows[None, :] + rows, mask=d_mask[None, :], other=0.0)
+    start = tl.zeros([BLOCK_D], dtype=tl.float32)  # delta summed over the chunk's earlier tiles
+    for j in range(TILES):
+        pos, is_low, valid, u, delta_pre, delta, b_rows, c_rows, s_bn, s_cn = load_steps(
+            (pid_c * TILES + j) * BLOCK_T, t, b, k, tl.program_id(1), d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H,
+            W, Dm, ORDER, LOWRANK, HAS_BIAS, SOFTPLUS, R, N, STEPS_IN_REGISTERS=True, ROWWISE=ROWWISE, PAIRED=PAIRED,
+            IN_WINDOW=IN_WINDOW, WIDE=WIDE, UNROLL_RANKS=UNROLL_RANKS)
+        pos_o = offset(pos, WIDE)
+        y = tl.zeros([BLOCK_T, BLOCK_D], dtype=tl.float32)
+        if LN_UPSTREAM:  # the LayerNorm gradient depends on y: recompute the chunk's outputs
+            if HAS_D:
+                y = u * tl.load(Dskip_ptr + k * Dm + d, mask=d_mask, other=0.0).to(tl.float32)[None, :]
+            y, states = state_loop_tile(entry_rows, d_mask, entry_rows, A_rows, d_mask, t, delta, u, b_rows, c_rows,
+                                        s_bn, s_cn, y, states, (pos_o, valid), N, OUTPUT=True, STORE_END=False,
+                                        UNROLL=N if in_registers else STATE_UNROLL, IN_REGISTERS=in_registers,
+                                        PAIRED=PAIRED, STAGES=STAGES, VECTORS=ROWWISE == STEP_VECTORS, WIDE=WIDE)
+        dy = _scan_output_grad(pos_o, b_o, k, d, d_mask, valid, is_low, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr,
+                               z_ptr, s_zb, s_zl, s_zd, K, Dm, y, tok_ptr, vec_ptr, gbar_ptr, L_high, U[0],
+                               SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM, HAS_Z, ROWWISE, WIDE, ROUND_FIRST)
+        reach = tl.cumsum(delta, axis=0)
+        if TILES > 1:  # delta summed from the chunk's start
+            reach += start[None, :]
+            start += tl.sum(delta, axis=0)
+        reach = reach * LOG2E
+        for n0 in tl.range(0, N, STATE_UNROLL, num_stages=STAGES):
+            for i in tl.static_range(STATE_UNROLL):
+                n = n0 + i
+                a = tl.load(A_rows + n, mask=d_mask, other=0.0).to(tl.float32)
+                cn = state_column(c_rows, n, s_cn, pos_o, valid, d_mask, ROWWISE == STEP_VECTORS, WIDE)
+                term = tl.sum(tl.exp2(reach * a[None, :]) * (dy * cn), axis=0)
+                if TILES > 1:  # the earlier tiles' sum, which this thread stored
+                    term += tl.load(local_rows + n, mask=d_mask & ((d * 0 + j) > 0), other=0.0)
+                tl.store(local_rows + n, term, mask=d_mask)
+
+
 @triton.jit(do_not_specialize=["chunk_first"])
 def chunk_adjoint_kernel(
     local_ptr, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, z_ptr, s_zb, s_zl, s_zd,
@@ -96,7 +175,7 @@ def chunk_adjoint_kernel(
     R: tl.constexpr, N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, STATE_LOOP: tl.constexpr = False,
     STATE_UNROLL: tl.constexpr = 1, ROWWISE: tl.constexpr = False, PAIRED: tl.constexpr = False,
     IN_WINDOW: tl.constexpr = False, WIDE: tl.constexpr = True, STAGES: tl.constexpr = 1,
-    UNROLL_RANKS: tl.constexpr = False, ROUND_FIRST: tl.constexpr = False,
+    UNROLL_RANKS: tl.constexpr = False, ROUND_FIRST: tl.constexpr = False, TILES: tl.constexpr = 1,
 ):
     """Adjoint of each chunk with nothing arriving from later chunks, taken back through its first decay:
     local = exp(delta_t0 A) * g_t0, the gradient the chunk sends to the state entering it.
@@ -104,31 +183,22 @@ def chunk_adjoint_kernel(
     Only the adjoint at the chunk's first step is needed, so a sum over steps replaces the adjoint scan:
     exp(delta_0 A) g_0 = sum_t exp(A sum_{r<=t} delta_r) C_t dy_t.  One exp per element either way, and no reverse
     scan, which Triton 3.6-3.7 lowers with lane flips of every scanned tensor (bench/README.md).  STATE_LOOP: one
-    state at a time on a (steps, channels) tile with the steps in registers (``state_loop_tile``), where the sum
-    over steps stays in each thread.
+    state at a time on (steps, channels) tiles with the steps in registers, the chunk in TILES tiles of BLOCK_T
+    steps (``_adjoint_state_loop``); else one (steps, channels, states) tile of BLOCK_T steps.
     """
     pid_bk, pid_c = tl.program_id(0), tl.program_id(2) + chunk_first
     b, k = pid_bk // K, pid_bk % K
-    b_o = offset(b, WIDE)
     base = (offset(pid_bk, WIDE) * n_chunks + pid_c) * Dm
     if STATE_LOOP:
-        d, d_mask = block_channels(tl.program_id(1), BC[10], Dm, BLOCK_D, LOWRANK)
-        t = tl.arange(0, BLOCK_T)
-        pos, is_low, valid, u, delta_pre, delta, b_rows, c_rows, s_bn, s_cn = load_steps(
-            pid_c * BLOCK_T, t, b, k, tl.program_id(1), d, d_mask, U, X, DELTA, BC, PROJ, dirs_ptr, H, W, Dm, ORDER,
-            LOWRANK, HAS_BIAS, SOFTPLUS, R, N, STEPS_IN_REGISTERS=True, ROWWISE=ROWWISE, PAIRED=PAIRED,
-            IN_WINDOW=IN_WINDOW, WIDE=WIDE, UNROLL_RANKS=UNROLL_RANKS)
-        A_rows = A_ptr + (k * Dm + d) * N
-        y = tl.zeros([BLOCK_T, BLOCK_D], dtype=tl.float32)
-        if LN_UPSTREAM:  # the LayerNorm gradient depends on y: recompute the chunk's outputs
-            if HAS_D:
-                y = u * tl.load(Dskip_ptr + k * Dm + d, mask=d_mask, other=0.0).to(tl.float32)[None, :]
-            entry_rows = entry_ptr + (base + d) * N
-            y, _ = state_loop_tile(entry_rows, d_mask, entry_rows, A_rows, d_mask, t, delta, u, b_rows, c_rows,
-                                    s_bn, s_cn, y, u, (offset(pos, WIDE), valid), N, OUTPUT=True,
-                                    STORE_END=False, UNROLL=STATE_UNROLL, PAIRED=PAIRED, STAGES=STAGES,
-                                    VECTORS=ROWWISE == STEP_VECTORS, WIDE=WIDE)
+        _adjoint_state_loop(
+            local_ptr, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, z_ptr, s_zb, s_zl, s_zd, entry_ptr, Dskip_ptr,
+            tok_ptr, vec_ptr, gbar_ptr, L_high, U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, b, k, pid_c,
+            base, ORDER, LOWRANK, HAS_BIAS, SOFTPLUS, HAS_Z, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM, HAS_D, R, N,
+            BLOCK_T, BLOCK_D, TILES, STATE_UNROLL, ROWWISE, PAIRED, IN_WINDOW, WIDE, STAGES, UNROLL_RANKS,
+            ROUND_FIRST)
     else:
+        tl.static_assert(TILES == 1, "the tile kernels' chunk is one tile")
+        b_o = offset(b, WIDE)
         d, d_mask, t, n, pos, is_low, valid, u, delta_pre, delta, Bm, Cm, A = _backward_chunk(
             b, k, tl.program_id(1), pid_c, U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, H, W, Dm, ORDER, LOWRANK,
             HAS_BIAS, SOFTPLUS, R, N, BLOCK_T, BLOCK_D, IN_WINDOW, WIDE)
@@ -139,25 +209,11 @@ def chunk_adjoint_kernel(
             y = tl.sum(h * Cm, axis=2)
             if HAS_D:
                 y += u * tl.load(Dskip_ptr + k * Dm + d, mask=d_mask, other=0.0).to(tl.float32)[None, :]
-    pos_o = offset(pos, WIDE)
-    rowwise: tl.constexpr = STATE_LOOP and ROWWISE
-    dy = _upstream_grad(pos_o, b_o, k, d, d_mask, valid, is_low, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, K,
-                        Dm, y, tok_ptr, vec_ptr, gbar_ptr, L_high, U[0], SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM,
-                        rowwise, WIDE, ROUND_FIRST)
-    if HAS_Z:
-        z = load_td(z_ptr + b_o * s_zb, pos_o * s_zl, offset(d, WIDE) * s_zd, valid, d_mask, rowwise)
-        dy = dy * z / (1.0 + tl.exp(-z))
-    reach = tl.cumsum(delta, axis=0)
-    if STATE_LOOP:
-        reach = reach * LOG2E
-        local_rows = local_ptr + (base + d) * N
-        for n0 in tl.range(0, N, STATE_UNROLL, num_stages=STAGES):
-            for i in tl.static_range(STATE_UNROLL):
-                n = n0 + i
-                a = tl.load(A_rows + n, mask=d_mask, other=0.0).to(tl.float32)
-                cn = state_column(c_rows, n, s_cn, pos_o, valid, d_mask, ROWWISE == STEP_VECTORS, WIDE)
-                tl.store(local_rows + n, tl.sum(tl.exp2(reach * a[None, :]) * (dy * cn), axis=0), mask=d_mask)
-    else:
+        pos_o = offset(pos, WIDE)
+        dy = _scan_output_grad(pos_o, b_o, k, d, d_mask, valid, is_low, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr,
+                               z_ptr, s_zb, s_zl, s_zd, K, Dm, y, tok_ptr, vec_ptr, gbar_ptr, L_high, U[0],
+                               SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM, HAS_Z, False, WIDE, ROUND_FIRST)
+        reach = tl.cumsum(delta, axis=0)
         first = tl.sum(tl.exp(reach[:, :, None] * A[None, :, :]) * (dy[:, :, None] * Cm), axis=0)
         tl.store(local_ptr + (base + d[:, None]) * N + n[None, :], first, mask=d_mask[:, None])
 

@@ -279,7 +279,8 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
     for chunk_first, chunks in chunk_launches(ops.n_chunks):
         backward_kernels.chunk_adjoint_kernel[ops.grid(block_d=adjoint_block, chunks=chunks)](
             local, dout, *dout_strides, wt, z, *ops.z_strides, entry, Dskip, *ln_args, *ops.common_args(),
-            chunk_first, HAS_D=ops.D is not None, **dict(meta, BLOCK_D=adjoint_block), STATE_LOOP=adjoint_loop,
+            chunk_first, HAS_D=ops.D is not None,
+            **dict(meta, BLOCK_D=adjoint_block, **ops.adjoint_tiles(adjoint_loop)), STATE_LOOP=adjoint_loop,
             STATE_UNROLL=ops.state_unroll, UNROLL_RANKS=ops.tiles.unroll_rank_blocks,
             num_warps=ops.state_loop_warps if adjoint_loop else ops.tiles.num_warps,
             **COMPILE_OPTIONS)

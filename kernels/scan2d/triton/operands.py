@@ -120,6 +120,7 @@ class ScanOperands:
     tiles_per_chunk: int = field(init=False)  # tiles of block_t steps per chunk
     n_chunks: int = field(init=False)
     forward_tile_steps: int = field(init=False)  # steps per tile of the state-loop forward kernels (_forward_tile)
+    adjoint_tile_steps: int = field(init=False)  # steps per tile of the state-loop chunk_adjoint (_adjoint_tile)
     state_loop_block: int = field(init=False)
     paired_x: bool = field(init=False)
     raster: bool = field(init=False)  # every direction visits the map in raster order (_raster)
@@ -132,6 +133,7 @@ class ScanOperands:
     def __post_init__(self):
         self.dirs = direction_table(self.directions, self.height, self.width, self.u.device)
         self.forward_tile_steps = self._forward_tile()
+        self.adjoint_tile_steps = self._adjoint_tile()
         self.length = scan_length(self.directions, self.height, self.width)
         self.state_loop_block = self._fitted_state_loop_block()
         self.paired_x = self._pairs_aligned()  # once: launch_meta() runs at every launch
@@ -144,16 +146,27 @@ class ScanOperands:
         self.wide_offsets = self._wide_offsets()
 
     def _forward_tile(self) -> int:
-        """``forward_tile_steps``: block_t, or TileConfig.forward_block_t where that is fewer (a power of two, as
-        block_t is: so it splits block_t's tiles evenly).  The drop-in scan's training forward keeps block_t: its
-        channels-first tiles are read 4 steps per access and already lean (compile_check, sm_90, 4,096 steps:
-        chunk_end_state at 63 registers), and splitting a chunk into tiles carries all N states across them in
-        registers (156)."""
-        block_t, steps = self.tiles.block_t, self.tiles.forward_block_t
+        """``forward_tile_steps``: block_t, or TileConfig.forward_block_t where that is fewer (``_shorter_tile``).
+        The drop-in scan's training forward keeps block_t: its channels-first tiles are read 4 steps per access and
+        already lean (compile_check, sm_90, 4,096 steps: chunk_end_state at 63 registers), and splitting a chunk
+        into tiles carries all N states across them in registers (156)."""
+        return self._shorter_tile("forward_block_t", keep=self.for_backward and not self.lowrank)
+
+    def _adjoint_tile(self) -> int:
+        """``adjoint_tile_steps``: block_t, or TileConfig.adjoint_block_t where that is fewer (``_shorter_tile``).
+        The drop-in scan keeps block_t, for its training forward's reason (``_forward_tile``; its chunk_adjoint
+        takes 72 registers in 16-step tiles)."""
+        return self._shorter_tile("adjoint_block_t", keep=not self.lowrank)
+
+    def _shorter_tile(self, name: str, keep: bool) -> int:
+        """Steps per tile of a state-loop kernel: block_t (where ``keep``, or the TileConfig field ``name`` is
+        None), or that field where it is fewer: a power of two, as block_t is, so that it splits block_t's tiles
+        evenly."""
+        block_t, steps = self.tiles.block_t, getattr(self.tiles, name)
         if steps is not None and (steps < 1 or steps & (steps - 1)):
-            raise ValueError(f"TileConfig.forward_block_t = {steps}: the forward's tiles must be a power of two "
-                             f"of steps that splits block_t's; choose e.g. 8, or None for block_t's own")
-        if steps is None or (self.for_backward and not self.lowrank):
+            raise ValueError(f"TileConfig.{name} = {steps}: tiles must be a power of two of steps that splits "
+                             f"block_t's; choose e.g. 8, or None for block_t's own")
+        if steps is None or keep:
             return block_t
         return min(steps, block_t)
 
@@ -163,6 +176,12 @@ class ScanOperands:
         tiles_per_chunk steps."""
         steps = self.forward_tile_steps if state_loop else self.tiles.block_t
         return dict(BLOCK_T=steps, TILES=self.tiles_per_chunk * self.tiles.block_t // steps)
+
+    def adjoint_tiles(self, state_loop: bool) -> dict:
+        """BLOCK_T and TILES of ``chunk_adjoint``'s launch: with the state loop, one-tile chunks in tiles of
+        ``adjoint_tile_steps`` (``TileConfig.adjoint_block_t``); else one tile of block_t steps."""
+        steps = self.adjoint_tile_steps if state_loop else self.tiles.block_t
+        return dict(BLOCK_T=steps, TILES=self.tiles.block_t // steps)
 
     def _fitted_state_loop_block(self) -> int:
         """Channels per program of the state-loop kernels (one per thread): TileConfig.forward_block_d, or with

@@ -33,6 +33,15 @@ class TileConfig:
             fewer instructions.  The drop-in's training forward keeps block_t (``ScanOperands._forward_tile``).
             Each chunk's delta sum is added per tile, so results differ from block_t's tiles in the last bits.  Not
             timed on a GPU.
+        adjoint_block_t: steps per tile of the state-loop chunk_adjoint at most (a power of two; None: block_t):
+            each 16-step chunk is summed in shorter tiles, each adding its terms to what the tiles before stored
+            (``backward_kernels._adjoint_state_loop``).  The gated layer's LayerNorm gradient recomputes the
+            chunk's outputs, its states carried in registers between the tiles.  compile_check (sm_90, Triton 3.7.1
+            and 3.6.0, dt rank 12, bench/README.md "Shorter tiles in chunk_adjoint"), 8 steps against 16: the plain
+            layer at 80 registers against 142 (6 programs of 128 threads per SM instead of 3) for 12% more
+            instructions executed per element; the gated layer at 128-168 against 206-255 (3-4 programs instead
+            of 2), within -3% to +4% of the instructions.  The drop-in scan keeps block_t (72 registers).  The
+            sums over steps round differently, in the last bits.  Not timed on a GPU.
         block_d: channels per program of the tile kernels and the carry.  With grouped B/C (the drop-in scan) every
             kind of block tiles each group, the last block of a group masked (``tile_io.block_channels``).
         num_warps: warps per program of every kernel but backward_grads.
@@ -211,6 +220,7 @@ class TileConfig:
 
     block_t: int = 32 if triton_interpreted() else 16
     forward_block_t: Optional[int] = None if triton_interpreted() else 8
+    adjoint_block_t: Optional[int] = None if triton_interpreted() else 8
     block_d: int = 32 if triton_interpreted() else 16
     num_warps: int = 4
     backward_num_warps: Optional[int] = 8
