@@ -43,12 +43,13 @@ mamba_args=()
 
 # Step 3b: on top of the defaults of 2026-12-04 (64-bit offsets in the forward without gradients), first the forward
 # kernels' tiles (since 2026-12-04, night: 8 steps, forward_block_t; None: block_t's 16, the default before; 4: fewer
-# registers still) and chunk_adjoint's (since 2026-12-05: 8 steps, adjoint_block_t; None: 16); then the carry in
-# blocks of 4 channels and 32 chunks (block_d sizes only the carry's programs with the state loops: 4x the programs,
+# registers still) and chunk_adjoint's (since 2026-12-05: 8 steps, adjoint_block_t; None: 16); the carry in one
+# launch instead of three over segments of 64 chunks (since 2026-12-05, carry_segment); then the carry in blocks of
+# 4 channels and 32 chunks (block_d sizes only the carry's programs with the state loops: 4x the programs,
 # a quarter of the dependent steps; case (b)'s training carry took 1.4 of 7.6 ms on 2026-11-27); then what the H200
 # left open that day: 32-bit offsets there again (1.7x slower then: confirm), and in the training kernels off; paired
 # loads and unrolled rank blocks off, alone and together (3-16% faster off, one sample each).
-UNTIMED="forward_block_t=None adjoint_block_t=None forward_block_t=4 block_d=4,carry_chunks=32
+UNTIMED="forward_block_t=None adjoint_block_t=None carry_segment=None forward_block_t=4 block_d=4,carry_chunks=32
 narrow_inference_offsets=True narrow_offsets=False paired_loads=False unroll_rank_blocks=False
 paired_loads=False,unroll_rank_blocks=False"
 # Step 3c: the one-pass forward in the op, whose kernel failed the H200's tests of 2026-12-04 (tl.reduce out of
@@ -81,9 +82,21 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
         > /tmp/warmup.log 2>&1 ) &
     skipped scan-untimed || ( BENCH_RESULTS=/tmp/warmup2 timeout 150 python3 bench/scan_bench.py --backends fused \
         --repeats 1 --cases a_training_w8 b_inference_256 --dtypes float32 --configs $UNTIMED deterministic=True \
-        backward_direction_launches=True backward_dx_copies=True > /tmp/warmup2.log 2>&1 ) &
+        backward_direction_launches=True backward_dx_copies=True inference_programs_per_sm=4 \
+        inference_programs_per_sm=8 > /tmp/warmup2.log 2>&1 ) &
     ( BENCH_RESULTS=/tmp/warmup3 timeout 150 python3 bench/scan_bench.py --backends fused --repeats 1 --gated \
-        --cases a_training_w8 b_inference_256 d_model_inference_64 --dtypes float32 > /tmp/warmup3.log 2>&1 ) &
+        --cases a_training_w8 b_inference_256 d_model_inference_64 --dtypes float32 \
+        --configs default adjoint_block_t=None inference_programs_per_sm=1 inference_programs_per_sm=0 \
+        forward_block_fit=False > /tmp/warmup3.log 2>&1 ) &
+    # Step 3d's configuration, case (c) without positions per tile, and the drop-in step's (the defaults' builds warm
+    # up above).
+    skipped scan-cross-scale-tiles || ( BENCH_RESULTS=/tmp/warmup4 timeout 100 python3 bench/scan_bench.py \
+        --backends fused --repeats 1 --cases c_cross_scale_64 --dtypes float32 --configs window_tiles=False \
+        > /tmp/warmup4.log 2>&1 ) &
+    skipped scan-drop-in-rows || ( BENCH_RESULTS=/tmp/warmup7 timeout 100 python3 bench/scan_bench.py \
+        --backends drop_in --repeats 1 --cases a_training_w8 b_inference_256 --dtypes float32 \
+        --configs forward_block_t=None step_vectors=False step_vectors=False,raster_tiles=False \
+        step_vectors=False,rowwise_tiles=False > /tmp/warmup7.log 2>&1 ) &
     # The model's kernels too (its 180 channels and cross-scale blocks are other builds): on 2026-12-04 the model
     # step timed only the fused training step in its 60 s, most likely compiling the rest.
     ( BENCH_RESULTS=/tmp/warmup6 timeout 150 python3 bench/model_bench.py --backends triton --repeats 1 \
@@ -115,7 +128,7 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     # 3b. UNTIMED beside the default on cases a and b (2026-12-04 timed the others: bench/README.md, "GPU results
     #    (NVIDIA H200, 2026-12-04)"), the forward kernels' tiles first.
     # shellcheck disable=SC2086
-    step_run scan-untimed 45 python3 bench/scan_bench.py --repeats 20 --append --cases a_training_w8 b_inference_256 \
+    step_run scan-untimed 55 python3 bench/scan_bench.py --repeats 20 --append --cases a_training_w8 b_inference_256 \
         --dtypes float32 --backends fused --configs default $UNTIMED
     # 3c. The one-pass forward in the op (TileConfig.one_pass_forward; off by default): on 2026-12-04 the layer's
     #    was 1.5-5.4x slower than its two passes, the drop-in's with 2 channels per program as fast as mamba-ssm in

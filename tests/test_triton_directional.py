@@ -26,7 +26,7 @@ direction = st.builds(lambda w, c, r: (w, c, r), st.sampled_from([None, 4, 8, 16
 
 def check_against_torch_path(batch, height, width, dim, specs, cross_scale, gated, weighted, dtype, blocks,
                              deterministic, state_loop, state_unroll, backward_sums, forward_block_t,
-                             adjoint_block_t=None):
+                             adjoint_block_t=None, carry_segment=None):
     K = len(specs)
     directions = tuple(ScanDirection(w, c, r, cross_scale) for w, c, r in specs)
     inp = make_layer_inputs(batch, height, width, dim, K, n_state=4, cross_scale=cross_scale is not None)
@@ -44,7 +44,7 @@ def check_against_torch_path(batch, height, width, dim, specs, cross_scale, gate
     low_w = weights.to(DEVICE, dtype) if weights is not None else None
     with tile_config(block_t=blocks[0], block_d=blocks[1], forward_state_loop=state_loop,
                      backward_state_loop=state_loop, state_unroll=state_unroll, forward_block_t=forward_block_t,
-                     adjoint_block_t=adjoint_block_t, **backward_sums), \
+                     adjoint_block_t=adjoint_block_t, carry_segment=carry_segment, **backward_sums), \
             deterministic_algorithms(deterministic):
         out = directional_scan(**low, directions=directions, height=height, width=width, gate=low_gate,
                                direction_weights=low_w, backend="triton")
@@ -65,6 +65,7 @@ common = dict(batch=st.integers(1, 2), height=st.integers(1, 8), width=st.intege
               state_loop=st.booleans(), state_unroll=st.sampled_from([1, 2, 4]),  # 4 = n_state: all unrolled
               forward_block_t=st.sampled_from([None, 8]),  # 8: block_t's chunks in 2-8 tiles
               adjoint_block_t=st.sampled_from([None, 8]),  # 8: chunk_adjoint's (block_t's) in 2-8 tiles
+              carry_segment=st.sampled_from([None, 1, 2]),  # the carry over segments of chunks, where 2 or more
               backward_sums=st.sampled_from([{}, dict(backward_dx_copies=True), dict(backward_direction_launches=True),
                                              dict(backward_lane_sums=False)]))
 directions_k = st.lists(direction, min_size=1, max_size=4).filter(lambda s: len(s) != 3)

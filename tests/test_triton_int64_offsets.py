@@ -140,6 +140,8 @@ RUNS = [
      lambda b, h, w: _layer(b, h, w, grad=False)),
     ("one-pass-drop-in", dict(one_pass_forward=True, block_t=4, one_pass_segments=4), False,
      lambda b, h, w: _drop_in(b, h, w, groups=2)),
+    # The carry over segments of 2 chunks (TileConfig.carry_segment): its three launches, forward and backward.
+    ("segmented-carry", dict(block_t=2, carry_segment=2), False, lambda b, h, w: _layer(b, h, w, cross_scale=None)),
     ("drop-in", {}, False, lambda b, h, w: _drop_in(b, h, w, groups=0)),
     ("drop-in-rowwise", dict(rowwise_tiles=True), False, lambda b, h, w: _drop_in(b, h, w, groups=0)),
     # Lengths 48 and 80, multiples of 16: 4 steps per access (TileConfig.step_vectors; the lengths above are not).
@@ -185,7 +187,8 @@ def test_offsets_that_grow_with_batch_or_length_are_64_bit():
 
 
 # The kernels that always take 64-bit offsets: small ones that do not get the wide build's flag.
-ALWAYS_WIDE = {"chunk_carry_kernel", "first_direction_pool_kernel"}
+ALWAYS_WIDE = {"chunk_carry_kernel", "segment_summary_kernel", "_carry_program", "_carry_walk",
+               "first_direction_pool_kernel"}
 
 
 def test_narrow_build_takes_32_bit_offsets_everywhere_else():

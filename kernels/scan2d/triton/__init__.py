@@ -7,8 +7,8 @@ tile of the recurrence one state at a time (:mod:`.state_loop`, the default) or 
 with ``tl.associative_scan`` (:mod:`.recurrence`).  One pass each way needs the state entering every chunk, so both
 directions of the computation have three launches:
 
-    forward:  chunk_end_state  ->  chunk_carry (sequential over chunks, tiny)  ->  forward_output
-    backward: chunk_adjoint    ->  chunk_carry (reversed)                      ->  backward_grads
+    forward:  chunk_end_state  ->  chunk_carry (over chunks, or segments of them)  ->  forward_output
+    backward: chunk_adjoint    ->  chunk_carry (reversed)                         ->  backward_grads
 
 The only tensors written besides inputs' gradients and the output are per-chunk states (batch, K, chunks, dim, N),
 1/BLOCK_T of what storing every state would take; the backward recomputes the states of its chunk from them.
@@ -20,7 +20,7 @@ Modules, from the bottom up:
     state_loop        a (steps, channels) tile scanned one state at a time
     lane_sums         sums over a warp's lanes, reduce-scattered (the backward's dB, dC)
     forward_kernels   chunk_end_state, forward_output (and the gate's reductions), first_direction_pool
-    chunk_carry       the chunk entry states, sequential over chunks, both ways
+    chunk_carry       the chunk entry states, over chunks or segments of them, both ways
     one_pass          the forward in one pass over the recurrence (opt-in: TileConfig.one_pass_forward)
     backward_kernels  chunk_adjoint, backward_grads
     tiles             TileConfig: how the kernels split the work (``tile_config`` changes it for a block of code)

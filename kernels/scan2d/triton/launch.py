@@ -41,12 +41,37 @@ def forward_states(ops: ScanOperands):
             CARRY_IN_REGISTERS=ops.tiles.carry_in_registers, UNROLL_RANKS=ops.tiles.unroll_rank_blocks,
             **ops.forward_options(ops.forward_state_loop), **COMPILE_OPTIONS)
     # The carry turns the chunk end states into entry states in place.
-    entry = local
     final = torch.empty(ops.batch * ops.K, ops.dim, ops.n_state, device=ops.u.device, dtype=torch.float32)
+    carry(ops, local, dsum, reverse=False, final=final)
+    return local, dsum, final
+
+
+def carry(ops: ScanOperands, states: torch.Tensor, dsum: torch.Tensor, reverse: bool,
+          final: Optional[torch.Tensor] = None):
+    """``chunk_carry``, in place: ``states`` (batch*K, chunks, dim, N) fp32 holds each chunk's local state and then
+    the state entering it (reversed: the adjoint arriving at its end); ``final`` (batch*K, dim, N), where given, the
+    state after the last chunk.  In one launch, or in three over segments of ``ops.carry_segment`` chunks."""
+    common = dict(N=ops.n_state, BLOCK_D=ops.block_d, BLOCK_C=ops.tiles.carry_chunks, num_warps=ops.tiles.num_warps,
+                  **COMPILE_OPTIONS)
+    out = final if final is not None else dsum
+    segment = ops.carry_segment
+    if segment >= ops.n_chunks:
+        chunk_carry.chunk_carry_kernel[ops.carry_grid()](
+            states, out, states, dsum, ops.A, dsum, ops.K, ops.dim, ops.n_chunks, ops.n_chunks, REVERSE=reverse,
+            STORE_FINAL=final is not None, **common)
+        return
+    n_segments = cdiv(ops.n_chunks, segment)
+    seg_states = ops.state_buffer(ops.n_state, chunks=n_segments)
+    seg_dsum = ops.state_buffer(chunks=n_segments)
+    chunk_carry.segment_summary_kernel[(*ops.carry_grid(), n_segments)](
+        seg_states, seg_dsum, states, dsum, ops.A, ops.K, ops.dim, ops.n_chunks, segment, REVERSE=reverse, **common)
+    # Over the segments, in visiting order either way: seg_states then holds the state entering each.
     chunk_carry.chunk_carry_kernel[ops.carry_grid()](
-        entry, final, local, dsum, ops.A, ops.K, ops.dim, ops.n_chunks, REVERSE=False, N=ops.n_state,
-        BLOCK_D=ops.block_d, BLOCK_C=ops.tiles.carry_chunks, num_warps=ops.tiles.num_warps, **COMPILE_OPTIONS)
-    return entry, dsum, final
+        seg_states, out, seg_states, seg_dsum, ops.A, seg_dsum, ops.K, ops.dim, n_segments, n_segments,
+        REVERSE=False, STORE_FINAL=final is not None, **common)
+    chunk_carry.chunk_carry_kernel[(*ops.carry_grid(), n_segments)](
+        states, out, states, dsum, ops.A, seg_states, ops.K, ops.dim, ops.n_chunks, segment, REVERSE=reverse,
+        HAS_ENTRY=True, **common)
 
 
 def chunk_launches(n_chunks: int) -> list:
@@ -285,9 +310,7 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
             num_warps=ops.state_loop_warps if adjoint_loop else ops.tiles.num_warps,
             **COMPILE_OPTIONS)
     arrive = local  # in place, as in forward_states
-    chunk_carry.chunk_carry_kernel[ops.carry_grid()](
-        arrive, arrive, local, dsum, ops.A, ops.K, ops.dim, ops.n_chunks, REVERSE=True, N=ops.n_state,
-        BLOCK_D=ops.block_d, BLOCK_C=ops.tiles.carry_chunks, num_warps=ops.tiles.num_warps, **COMPILE_OPTIONS)
+    carry(ops, arrive, dsum, reverse=True)
     dA_part = ops.state_buffer(ops.n_state)
     dD_part = ops.state_buffer()
     dbias_part = ops.state_buffer()

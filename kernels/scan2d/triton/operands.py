@@ -400,6 +400,19 @@ class ScanOperands:
         """(batch x K, blocks of ``block_d`` channels) of ``chunk_carry_kernel``; it reads no B or C: plain blocks."""
         return (self.batch * self.K, cdiv(self.dim, self.block_d))
 
-    def state_buffer(self, *tail):
-        return torch.empty(self.batch * self.K, self.n_chunks, self.dim, *tail, device=self.u.device,
-                           dtype=torch.float32)
+    def state_buffer(self, *tail, chunks: Optional[int] = None):
+        """(batch*K, chunks (n_chunks), dim, *tail) fp32, uninitialized."""
+        return torch.empty(self.batch * self.K, self.n_chunks if chunks is None else chunks, self.dim, *tail,
+                           device=self.u.device, dtype=torch.float32)
+
+    @property
+    def carry_segment(self) -> int:
+        """Chunks per segment of the carry (``launch.carry``): TileConfig.carry_segment, or all of them (one
+        launch) where that is None or not fewer."""
+        segment = self.tiles.carry_segment
+        if segment is None:
+            return self.n_chunks
+        if segment < 1:
+            raise ValueError(f"TileConfig.carry_segment = {segment}: the carry's segments must hold at least one "
+                             f"chunk; choose e.g. 64 (a multiple of carry_chunks), or None for one launch")
+        return min(segment, self.n_chunks)

@@ -67,6 +67,15 @@ class TileConfig:
             their 16-tile chunks (case (b): 768 programs).
         carry_chunks: chunks that ``chunk_carry_kernel`` loads and scans at once (a power of two).  Small under
             the interpreter so that the tests cross several such blocks.
+        carry_segment: chunks per segment of the carry, where a scan has more (None: one launch).  One program per
+            (batch x direction, channel block) walks the chunks a block of carry_chunks at a time, a chain of
+            dependent loads: on the H200 (2026-11-27) case (b)'s training step spent 1.40 of 7.63 ms in the carry,
+            46 programs each walking 4,096 chunks in 512 steps.  Over segments the carry takes three launches
+            (``launch.carry``): each segment's own effect on a state (one program per segment), the carry over the
+            segments, then each segment's chunks from the state entering it.  At 64 chunks and carry_chunks 8, case
+            (b)'s chains are 8 + 8 + 8 steps instead of 512, with 64x the programs, for one more read of the
+            states.  Results differ from one launch in the last bits (a segment decays by the exponential of its
+            delta sum).  Not timed on a GPU.
         forward_state_loop: the forward kernels (``chunk_end_state``, ``forward_output``) of the 2D layer and of the
             drop-in scan solve the recurrence one state at a time on (steps, channels) tiles
             (``state_loop.state_loop_tile``) instead of on (steps, channels, states) tiles.
@@ -228,6 +237,7 @@ class TileConfig:
     inference_tiles: int = 2 if triton_interpreted() else 16
     inference_programs_per_sm: int = 2
     carry_chunks: int = 4 if triton_interpreted() else 8
+    carry_segment: Optional[int] = None if triton_interpreted() else 64
     forward_state_loop: bool = True
     forward_block_d: int = 32 if triton_interpreted() else 128
     forward_block_fit: bool = True
