@@ -83,6 +83,21 @@ def test_drop_in_last_state_and_gradients_over_segments(monkeypatch):
     _assert_close(segmented, run(None))
 
 
+def test_segments_past_the_grid_limit_grow(monkeypatch):
+    # The segments lie along the grid's z, which holds at most MAX_GRID_CHUNKS programs (65,535 on CUDA; 3 here):
+    # 18 chunks in segments of 1 would be 18 programs along z, so the segments grow to 6 chunks, 3 of them.
+    import scan2d.triton.launch as launch
+
+    seen = _carry_launches(monkeypatch)
+    monkeypatch.setattr(launch, "MAX_GRID_CHUNKS", 3)
+    directions = (ScanDirection(4, False, False),)
+    inp = make_layer_inputs(1, 9, 8, 5, 1, n_state=4, dtype=torch.float32)
+    common = dict(block_t=4, carry_chunks=2, inference_tiles=1, inference_programs_per_sm=0)
+    segmented = run_triton_layer(inp, directions, 9, 8, True, carry_segment=1, **common)
+    assert [grid[2] for name, grid, *_ in seen if len(grid) == 3] == [3] * 4, seen
+    _assert_close(segmented, run_triton_layer(inp, directions, 9, 8, True, carry_segment=None, **common))
+
+
 def test_segments_of_no_chunks_are_refused():
     inp = make_layer_inputs(1, 4, 4, 3, 1, n_state=4, cross_scale=False, dtype=torch.float32)
     with pytest.raises(ValueError, match="carry_segment = 0: .*at least one chunk"):

@@ -18,8 +18,8 @@ from .recurrence import combine, tile_row
 
 @triton.jit
 def _carry_walk(carry_ptr, local_ptr, dsum_ptr, A, state, row, first, end, n_chunks, Dm, d, d_mask,
-          REVERSE: tl.constexpr, N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_C: tl.constexpr,
-          STORE: tl.constexpr):
+                REVERSE: tl.constexpr, N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_C: tl.constexpr,
+                STORE: tl.constexpr):
     """Carry ``state`` (BLOCK_D, N) across the chunks visited ``first`` .. ``end`` - 1 (visit j is chunk j, or
     n_chunks - 1 - j with REVERSE) of the (batch x direction) whose chunk 0 is ``row``; with STORE, write the state
     entering each of them into ``carry``.  Returns the state after the last and, without STORE, the visited chunks'

@@ -54,7 +54,8 @@ def carry(ops: ScanOperands, states: torch.Tensor, dsum: torch.Tensor, reverse: 
     common = dict(N=ops.n_state, BLOCK_D=ops.block_d, BLOCK_C=ops.tiles.carry_chunks, num_warps=ops.tiles.num_warps,
                   **COMPILE_OPTIONS)
     out = final if final is not None else dsum
-    segment = ops.carry_segment
+    # The segments lie along the grid's z, as the chunks do elsewhere: at most MAX_GRID_CHUNKS of them.
+    segment = max(ops.carry_segment, cdiv(ops.n_chunks, MAX_GRID_CHUNKS))
     if segment >= ops.n_chunks:
         chunk_carry.chunk_carry_kernel[ops.carry_grid()](
             states, out, states, dsum, ops.A, dsum, ops.K, ops.dim, ops.n_chunks, ops.n_chunks, REVERSE=reverse,
