@@ -172,11 +172,12 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     step_run model 60 python3 bench/model_bench.py "${mamba_args[@]}" --repeats 5 --backends triton mamba_ssm
     step_run model-chunks 35 python3 bench/model_bench.py --backends triton --cases infer_256 infer_1024 --append \
         --configs inference_programs_per_sm=0 inference_programs_per_sm=1 --repeats 5
-    # 5. GPU time per kernel of the training and inference cases' layer: the default, with 32-bit offsets in the
+    # 5. GPU time per kernel of the training and inference cases' layer: the default, with the carry in one launch
+    #    (each carry kernel's own time, before and after the segments of 2026-12-05), with 32-bit offsets in the
     #    forward without gradients (which kernel made it 1.7x slower on 2026-12-04?), in deterministic mode, and
     #    through the model's channel gate.
-    step_run profile 40 python3 bench/profile_kernels.py --cases a_training_w8 b_inference_256 --gated \
-        --configs default narrow_inference_offsets=True deterministic=True
+    step_run profile 45 python3 bench/profile_kernels.py --cases a_training_w8 b_inference_256 --gated \
+        --configs default carry_segment=None narrow_inference_offsets=True deterministic=True
     #    The network's batch-1 inference (256x256 output): GPU time, wall time and kernels launched, with the
     #    shortened inference chunks and without (is it bound by its kernels or by the host?).
     step_run profile-inference 25 python3 bench/profile_kernels.py --cases --model-inference --append \
