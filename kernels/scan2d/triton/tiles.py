@@ -38,9 +38,9 @@ class TileConfig:
             (``backward_kernels._adjoint_state_loop``).  The gated layer's LayerNorm gradient recomputes the
             chunk's outputs, its states carried in registers between the tiles.  compile_check (sm_90, Triton 3.7.1
             and 3.6.0, dt rank 12, bench/README.md "Shorter tiles in chunk_adjoint"), 8 steps against 16: the plain
-            layer at 80 registers against 142 (6 programs of 128 threads per SM instead of 3) for 12% more
+            layer at 80 registers against 142-146 (6 programs of 128 threads per SM instead of 3) for 11-18% more
             instructions executed per element; the gated layer at 128-168 against 206-255 (3-4 programs instead
-            of 2), within -3% to +4% of the instructions.  The drop-in scan keeps block_t (72 registers).  The
+            of 2), within -4% to +5% of the instructions.  The drop-in scan keeps block_t (72 registers).  The
             sums over steps round differently, in the last bits.  Not timed on a GPU.
         block_d: channels per program of the tile kernels and the carry.  With grouped B/C (the drop-in scan) every
             kind of block tiles each group, the last block of a group masked (``tile_io.block_channels``).
