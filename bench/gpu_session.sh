@@ -155,9 +155,12 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     step_run scan-small 35 python3 bench/scan_bench.py "${mamba_args[@]}" --repeats 30 --gated --append \
         --cases d_model_inference_64 --dtypes float32 --backends mambair_path fused \
         --configs default inference_programs_per_sm=1 inference_programs_per_sm=0 forward_block_fit=False
-    #    Case (a)'s forward in 8- and 4-tile chunks (768 and 1,536 programs, against 384: 1.45 waves of an H200's).
-    step_run scan-waves 25 python3 bench/scan_bench.py --repeats 20 --append --cases a_training_w8 --dtypes float32 \
-        --backends fused --configs inference_programs_per_sm=4 inference_programs_per_sm=8
+    #    Case (a)'s forward in 8- and 4-tile chunks (768 and 1,536 programs, against 384: 1.45 waves of an H200's at
+    #    2 programs per SM, 0.97 at the 3 that 8-step tiles fit), and case (b)'s in 8-tile chunks (1,536 against 768;
+    #    inference_programs_per_sm=4 leaves its chunks as they are).  Shorter chunks lengthen the carry, which since
+    #    2026-12-05 runs over segments.
+    step_run scan-waves 30 python3 bench/scan_bench.py --repeats 20 --append --cases a_training_w8 b_inference_256 \
+        --dtypes float32 --backends fused --configs inference_programs_per_sm=4 inference_programs_per_sm=8
     #    The drop-in scan: its default (since the evening of 2026-12-04 its positions taken from the steps,
     #    raster_tiles, and its channels-first tiles read and written 4 steps per access, step_vectors; since that
     #    night its forward without gradients in 8-step tiles), then its forward in block_t's tiles, then rows
