@@ -73,8 +73,8 @@ def test_drop_in_last_state_and_gradients_over_segments(monkeypatch):
         low = {k: v.float().to(DEVICE).requires_grad_() for k, v in inp.items()}
         with tile_config(block_t=4, carry_chunks=4, carry_segment=segment):
             out, last = selective_scan(**low, delta_softplus=True, return_last_state=True, backend="triton")
-            grads = torch.autograd.grad((out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum(),
-                                        list(low.values()))
+            ramp = torch.linspace(-1, 1, out.numel(), device=out.device).view_as(out)
+            grads = torch.autograd.grad((out * ramp).sum(), list(low.values()))
         return [out, last, *grads]
 
     segmented = run(4)
