@@ -17,7 +17,7 @@ from test_selective_scan import make_inputs
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 FORWARD_KERNELS = ("chunk_end_state_kernel", "forward_output_kernel")
 ADJOINT = "chunk_adjoint_kernel"
-# Two runs that differ only in how the chunks' delta sums round: a few float32 ulps of the values' scale.
+# Two runs that differ only in how the sums over a chunk's steps round: a few float32 ulps of the values' scale.
 SAME = dict(rtol=1e-5, atol=1e-5)
 
 
