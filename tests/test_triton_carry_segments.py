@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from directional_cases import make_layer_inputs, run_triton_layer
+from gradients import assert_same_but_rounding
 from launch_spy import spy_on_launches
 from scan2d import ScanDirection, selective_scan
 from scan2d.triton.tiles import tile_config
 from test_selective_scan import make_inputs
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-SAME = dict(rtol=1e-5, atol=1e-5)
 CARRY_KERNELS = ("chunk_carry_kernel", "segment_summary_kernel")
 
 
@@ -22,13 +22,6 @@ def _carry_launches(monkeypatch) -> list:
     """(kernel, grid, REVERSE, HAS_ENTRY, STORE_FINAL) of every launch of the carry's kernels."""
     return spy_on_launches(monkeypatch, CARRY_KERNELS, record=lambda name, grid, meta: (
         name, grid, meta["REVERSE"], meta.get("HAS_ENTRY", False), meta.get("STORE_FINAL", False)))
-
-
-def _assert_close(segmented, plain):
-    assert len(segmented) == len(plain)
-    for a, b in zip(segmented, plain):
-        scale = b.abs().max().clamp_min(1)
-        torch.testing.assert_close(a / scale, b / scale, **SAME)
 
 
 def _assert_segmented(launches, reverse: bool, final: bool):
@@ -61,7 +54,7 @@ def test_layer_carry_over_segments_matches_one_launch(monkeypatch, cross_scale, 
     seen.clear()
     plain = run_triton_layer(inp, directions, 9, 8, grad, carry_segment=None, **common)
     assert [(name, len(grid)) for name, grid, *_ in seen] == [("chunk_carry_kernel", 2)] * (2 if grad else 1), seen
-    _assert_close(segmented, plain)
+    assert_same_but_rounding(segmented, plain)
 
 
 def test_drop_in_last_state_and_gradients_over_segments(monkeypatch):
@@ -80,7 +73,7 @@ def test_drop_in_last_state_and_gradients_over_segments(monkeypatch):
     segmented = run(4)
     _assert_segmented(seen[:3], reverse=False, final=True)
     _assert_segmented(seen[3:], reverse=True, final=False)
-    _assert_close(segmented, run(None))
+    assert_same_but_rounding(segmented, run(None))
 
 
 def test_segments_past_the_grid_limit_grow(monkeypatch):
@@ -95,7 +88,7 @@ def test_segments_past_the_grid_limit_grow(monkeypatch):
     common = dict(block_t=4, carry_chunks=2, inference_tiles=1, inference_programs_per_sm=0)
     segmented = run_triton_layer(inp, directions, 9, 8, True, carry_segment=1, **common)
     assert [grid[2] for name, grid, *_ in seen if len(grid) == 3] == [3] * 4, seen
-    _assert_close(segmented, run_triton_layer(inp, directions, 9, 8, True, carry_segment=None, **common))
+    assert_same_but_rounding(segmented, run_triton_layer(inp, directions, 9, 8, True, carry_segment=None, **common))
 
 
 def test_segments_of_no_chunks_are_refused():

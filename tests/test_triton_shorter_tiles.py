@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from directional_cases import make_layer_inputs, run_triton_layer
+from gradients import assert_same_but_rounding
 from launch_spy import STATE_LOOP_KERNELS, spy_on_launches
 from scan2d import ScanDirection, selective_scan
 from scan2d.triton.tiles import TileConfig, tile_config
@@ -17,21 +18,12 @@ from test_selective_scan import make_inputs
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 FORWARD_KERNELS = ("chunk_end_state_kernel", "forward_output_kernel")
 ADJOINT = "chunk_adjoint_kernel"
-# Two runs that differ only in how the sums over a chunk's steps round: a few float32 ulps of the values' scale.
-SAME = dict(rtol=1e-5, atol=1e-5)
 
 
 def _tiles_seen(monkeypatch) -> list:
     """(kernel, BLOCK_T, TILES) of every launch of a state-loop kernel (TILES None in backward_grads')."""
     return spy_on_launches(monkeypatch, STATE_LOOP_KERNELS,
                            record=lambda name, grid, meta: (name, meta["BLOCK_T"], meta.get("TILES")))
-
-
-def _assert_close(shorter, plain):
-    assert len(shorter) == len(plain)
-    for a, b in zip(shorter, plain):
-        scale = b.abs().max().clamp_min(1)
-        torch.testing.assert_close(a / scale, b / scale, **SAME)
 
 
 @pytest.mark.parametrize("cross_scale,grad", [(None, True), ("aligned", True), ("sequential", True), (None, False),
@@ -54,7 +46,7 @@ def test_layer_forward_in_shorter_tiles_matches_block_t_tiles(monkeypatch, cross
     plain = run_triton_layer(inp, directions, 7, 6, grad, forward_block_t=None, **common)
     assert {(name, bt, t) for name, bt, t in seen if name in FORWARD_KERNELS} == {
         (name, 16, tiles) for name in FORWARD_KERNELS}, seen
-    _assert_close(shorter, plain)
+    assert_same_but_rounding(shorter, plain)
 
 
 @pytest.mark.parametrize("cross_scale", [None, "aligned", "sequential"])
@@ -71,7 +63,7 @@ def test_layer_adjoint_in_shorter_tiles_matches_block_t_tiles(monkeypatch, cross
     seen.clear()
     plain = run_triton_layer(inp, directions, 7, 6, True, adjoint_block_t=None, **common)
     assert {(bt, t) for name, bt, t in seen if name == ADJOINT} == {(16, 1)}, seen
-    _assert_close(shorter, plain)
+    assert_same_but_rounding(shorter, plain)
 
 
 @pytest.mark.parametrize("deterministic", [False, True])
@@ -106,7 +98,7 @@ def test_gated_layer_in_shorter_tiles_matches_block_t_tiles(monkeypatch, shorten
     else:
         assert {(bt, t) for name, bt, t in seen if name == ADJOINT} == {(4, 2)}, seen
         assert all(bt == 8 for name, bt, _ in seen if name != ADJOINT), seen
-    _assert_close(shorter, run(None))
+    assert_same_but_rounding(shorter, run(None))
 
 
 def test_drop_in_takes_shorter_forward_tiles_without_gradients(monkeypatch):
@@ -134,7 +126,7 @@ def test_drop_in_takes_shorter_forward_tiles_without_gradients(monkeypatch):
         # vectors either way.
         assert forward == {(steps, 32 // steps, vectors), (16, 1, 2)}, seen
         assert {(bt, tiles) for name, bt, tiles, _ in seen if name == ADJOINT} == {(16, 1)}, seen
-        _assert_close(shorter, run(forward_block_t=None, adjoint_block_t=None))
+        assert_same_but_rounding(shorter, run(forward_block_t=None, adjoint_block_t=None))
 
 
 @pytest.mark.parametrize("field", ["forward_block_t", "adjoint_block_t"])
