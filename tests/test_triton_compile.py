@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import triton
 
 KERNELS = {"chunk_end_state_kernel", "chunk_carry_kernel", "forward_output_kernel", "chunk_adjoint_kernel",
            "backward_grads_kernel", "first_direction_pool_kernel"}
@@ -404,6 +405,30 @@ def test_shorter_adjoint_tiles_take_fewer_registers(tmp_path):
             assert after["programs_per_sm"] > before["programs_per_sm"], case
             limit = 1.06
         assert after["sass_executed_per_element"] < limit * before["sass_executed_per_element"], case
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("oldest", [False, True], ids=["this-triton", "oldest-triton"])
+def test_carry_over_segments_compiles_without_spills(tmp_path, oldest):
+    # TileConfig.carry_segment (64 chunks on a GPU) splits a longer carry into three launches (launch.carry), which
+    # only scans of more than 64 chunks reach: none of the cases above, so the GPU compiler would otherwise first see
+    # segment_summary_kernel and the carry from an entry state on a user's GPU.  The drop-in's training step at 4,096
+    # steps (256 chunks of 16) runs them forward and reversed.  sm_90: 64 and 72 registers under Triton 3.7.1, 96
+    # under 3.6.0, no spills.
+    if oldest and not (OLDEST_TRITON_PATH / "triton").is_dir():
+        pytest.skip(f"Triton {OLDEST_TRITON} is not in {OLDEST_TRITON_PATH}: ./install.sh puts it there on a CPU "
+                    "machine (CI's)")
+    builds = compile_report(tmp_path, 90, "--case", "drop-in fp32 z grouped, whole tiles",
+                            triton_path=OLDEST_TRITON_PATH if oldest else None)
+    assert {b["triton"] for b in builds} == {OLDEST_TRITON if oldest else triton.__version__}
+    carries = [b for b in builds if b["kernel"] in ("segment_summary_kernel", "chunk_carry_kernel")]
+    # Per direction of the carry: the segments' summaries, the carry over the segments (always in visiting order,
+    # forward) and each segment's chunks from the state entering it.
+    assert sorted((b["kernel"], b["constexprs"]["REVERSE"], b["constexprs"].get("HAS_ENTRY")) for b in carries) == [
+        ("chunk_carry_kernel", False, False), ("chunk_carry_kernel", False, False),
+        ("chunk_carry_kernel", False, True), ("chunk_carry_kernel", True, True),
+        ("segment_summary_kernel", False, None), ("segment_summary_kernel", True, None)]
+    assert all(b["spill_store_bytes"] == 0 and b["registers"] <= 128 for b in carries), carries
 
 
 @pytest.mark.slow
