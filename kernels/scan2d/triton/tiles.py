@@ -14,6 +14,12 @@ from typing import Optional
 from .._backend import triton_interpreted
 
 
+def _device_default(interpreter, gpu):
+    """A TileConfig field whose default is ``interpreter`` under TRITON_INTERPRET and ``gpu`` elsewhere (kept in
+    the field's metadata for ``TileConfig.gpu_defaults``)."""
+    return field(default=interpreter if triton_interpreted() else gpu, metadata={"gpu": gpu})
+
+
 @dataclass(frozen=True)
 class TileConfig:
     """How the kernels split the work.  Under the interpreter every program costs Python overhead, so fewer, larger
@@ -227,19 +233,19 @@ class TileConfig:
             The other order compiles to 250-255 registers (the prototype, Triton 3.6.0); the tests run both.
     """
 
-    block_t: int = 32 if triton_interpreted() else 16
-    forward_block_t: Optional[int] = None if triton_interpreted() else 8
-    adjoint_block_t: Optional[int] = None if triton_interpreted() else 8
-    block_d: int = 32 if triton_interpreted() else 16
+    block_t: int = _device_default(32, 16)
+    forward_block_t: Optional[int] = _device_default(None, 8)
+    adjoint_block_t: Optional[int] = _device_default(None, 8)
+    block_d: int = _device_default(32, 16)
     num_warps: int = 4
     backward_num_warps: Optional[int] = 8
     backward_maxnreg: Optional[int] = None
-    inference_tiles: int = 2 if triton_interpreted() else 16
+    inference_tiles: int = _device_default(2, 16)
     inference_programs_per_sm: int = 2
-    carry_chunks: int = 4 if triton_interpreted() else 8
-    carry_segment: Optional[int] = None if triton_interpreted() else 64
+    carry_chunks: int = _device_default(4, 8)
+    carry_segment: Optional[int] = _device_default(None, 64)
     forward_state_loop: bool = True
-    forward_block_d: int = 32 if triton_interpreted() else 128
+    forward_block_d: int = _device_default(32, 128)
     forward_block_fit: bool = True
     forward_maxnreg: Optional[int] = None
     backward_state_loop: bool = True
@@ -260,8 +266,8 @@ class TileConfig:
     state_loop_stages: int = 1
     one_pass_forward: bool = False
     one_pass_steps: int = 8
-    one_pass_segments: int = 4 if triton_interpreted() else 32
-    one_pass_block_d: Optional[int] = 8 if triton_interpreted() else None
+    one_pass_segments: int = _device_default(4, 32)
+    one_pass_block_d: Optional[int] = _device_default(8, None)
     one_pass_unroll: int = 2
     one_pass_segments_first: Optional[bool] = None
     # The fields as a JSON string, worked out once: torch.compile passes a custom op strings, not objects
@@ -271,6 +277,13 @@ class TileConfig:
     def __post_init__(self):
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
         object.__setattr__(self, "key", json.dumps(values, sort_keys=True))
+
+    @classmethod
+    def gpu_defaults(cls) -> "TileConfig":
+        """The configuration a GPU runs by default, also under the interpreter: the tests run it there, on scans
+        long enough to take the paths (carry segments, shorter tiles) that the interpreter's own defaults leave to
+        the hypothesis tests one at a time."""
+        return cls(**{f.name: f.metadata["gpu"] for f in dataclasses.fields(cls) if "gpu" in f.metadata})
 
     @classmethod
     def from_key(cls, key: str) -> "TileConfig":
