@@ -17,6 +17,7 @@ from directional_cases import make_gate, make_layer_inputs
 from gradients import assert_gradients_close
 from launch_spy import STATE_LOOP_KERNELS, spy_on_launches
 from scan2d import ScanDirection, directional_scan, selective_scan, selective_scan_ref
+from scan2d._backend import triton_interpreted
 from scan2d.triton.tiles import TileConfig, tile_config
 from test_selective_scan import make_inputs
 
@@ -44,7 +45,8 @@ def test_gpu_defaults_differ_from_the_interpreters_where_this_file_needs_them():
     # What the cases below rely on: without these values they would not test what they say.
     assert (GPU.block_t, GPU.forward_block_t, GPU.adjoint_block_t, GPU.carry_segment) == (16, 8, 8, 64)
     assert (GPU.inference_tiles, GPU.block_d, GPU.forward_block_d) == (16, 16, 128)
-    assert TileConfig() != GPU  # CI's own defaults (TRITON_INTERPRET=1)
+    # The defaults themselves: the GPU's on a GPU, CI's own under the interpreter.
+    assert (TileConfig() == GPU) == (not triton_interpreted())
 
 
 def _layer(directions, height, width, dim, gated, grad, seed=0):
