@@ -37,11 +37,11 @@ def _launches(monkeypatch) -> list:
 
 
 def gpu_tiles():
-    """``tile_config`` changes that give the GPU's defaults."""
+    """A ``tile_config`` block that runs the GPU's defaults."""
     return tile_config(**{f.name: getattr(GPU, f.name) for f in dataclasses.fields(GPU) if f.init})
 
 
-def test_gpu_defaults_differ_from_the_interpreters_where_this_file_needs_them():
+def test_gpu_defaults_hold_the_values_this_file_relies_on():
     # What the cases below rely on: without these values they would not test what they say.
     assert (GPU.block_t, GPU.forward_block_t, GPU.adjoint_block_t, GPU.carry_segment) == (16, 8, 8, 64)
     assert (GPU.inference_tiles, GPU.block_d, GPU.forward_block_d) == (16, 16, 128)
