@@ -109,11 +109,11 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     # run cut short at its limit (pytest's summary then never prints) still says which tests failed and why.  First
     # what only a GPU can check (the interpreter runs one program at a time, in order): the one-pass kernel's order
     # of sums; the carry's segments, whose programs write in place beside what other programs read; chunk_adjoint's
-    # tiles, whose threads read back what they stored.
+    # tiles, whose threads read back what they stored; then the defaults together, over 64-chunk segments.
     PYTEST_FAILURE_LOG=$OUT/tests.log timeout "$(left 130)" python3 -m pytest -v -n 6 --maxfail 5 -rfEs \
         -p no:cacheprovider \
         tests/test_triton_one_pass.py tests/test_triton_carry_segments.py tests/test_triton_shorter_tiles.py \
-        tests/test_triton_narrow_offsets.py tests/test_triton_directional.py \
+        tests/test_triton_gpu_defaults.py tests/test_triton_narrow_offsets.py tests/test_triton_directional.py \
         tests/test_triton_lane_sums.py tests/test_triton_softplus.py tests/test_triton_adjoint.py \
         tests/test_triton_selective_scan.py tests/test_triton_large_inputs.py tests/test_torch_compile.py \
         tests/test_models.py -k "not test_models or across_backends" >> "$OUT/tests.log" 2>&1
