@@ -42,14 +42,15 @@ mamba_args=()
 [ -n "$SDIST" ] && mamba_args=(--mamba-sdist "$SDIST")
 
 # Step 3b: on top of the defaults of 2026-12-04 (64-bit offsets in the forward without gradients), first the forward
-# kernels' tiles (since 2026-12-04, night: 8 steps, forward_block_t; None: block_t's 16, the default before; 4: fewer
-# registers still) and chunk_adjoint's (since 2026-12-05: 8 steps, adjoint_block_t; None: 16); the carry in one
-# launch instead of three over segments of 64 chunks (since 2026-12-05, carry_segment); then the carry in blocks of
-# 4 channels and 32 chunks (block_d sizes only the carry's programs with the state loops: 4x the programs,
-# a quarter of the dependent steps; case (b)'s training carry took 1.4 of 7.6 ms on 2026-11-27); then what the H200
-# left open that day: 32-bit offsets there again (1.7x slower then: confirm), and in the training kernels off; paired
-# loads and unrolled rank blocks off, alone and together (3-16% faster off, one sample each).
-UNTIMED="forward_block_t=None adjoint_block_t=None carry_segment=None forward_block_t=4 block_d=4,carry_chunks=32
+# kernels' tiles in 8 and 4 steps (forward_block_t: fewer registers, but loads issued nearer their use, as in the
+# 32-bit build that ran 1.7x slower; the default 16 again since 2026-12-05) and chunk_adjoint's in 16 (since
+# 2026-12-05: 8 steps, adjoint_block_t; None: 16); the carry in one launch instead of three over segments of 64
+# chunks (since 2026-12-05, carry_segment); then the carry in blocks of 4 channels and 32 chunks (block_d sizes only
+# the carry's programs with the state loops: 4x the programs, a quarter of the dependent steps; case (b)'s training
+# carry took 1.4 of 7.6 ms on 2026-11-27); then what the H200 left open that day: 32-bit offsets there again (1.7x
+# slower then: confirm), and in the training kernels off; paired loads and unrolled rank blocks off, alone and
+# together (3-16% faster off, one sample each).
+UNTIMED="forward_block_t=8 adjoint_block_t=None carry_segment=None forward_block_t=4 block_d=4,carry_chunks=32
 narrow_inference_offsets=True narrow_offsets=False paired_loads=False unroll_rank_blocks=False
 paired_loads=False,unroll_rank_blocks=False"
 # Step 3c: the one-pass forward in the op, whose kernel failed the H200's tests of 2026-12-04 (tl.reduce out of
@@ -95,7 +96,7 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
         > /tmp/warmup4.log 2>&1 ) &
     skipped scan-drop-in-rows || ( BENCH_RESULTS=/tmp/warmup7 timeout 100 python3 bench/scan_bench.py \
         --backends drop_in --repeats 1 --cases a_training_w8 b_inference_256 --dtypes float32 \
-        --configs forward_block_t=None step_vectors=False step_vectors=False,raster_tiles=False \
+        --configs forward_block_t=8 step_vectors=False step_vectors=False,raster_tiles=False \
         step_vectors=False,rowwise_tiles=False > /tmp/warmup7.log 2>&1 ) &
     # The model's kernels too (its 180 channels and cross-scale blocks are other builds): on 2026-12-04 the model
     # step timed only the fused training step in its 60 s, most likely compiling the rest.
@@ -166,12 +167,12 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     step_run scan-waves 30 python3 bench/scan_bench.py --repeats 20 --append --cases a_training_w8 b_inference_256 \
         --dtypes float32 --backends fused --configs inference_programs_per_sm=4 inference_programs_per_sm=8
     #    The drop-in scan: its default (since the evening of 2026-12-04 its positions taken from the steps,
-    #    raster_tiles, and its channels-first tiles read and written 4 steps per access, step_vectors; since that
-    #    night its forward without gradients in 8-step tiles), then its forward in block_t's tiles, then rows
+    #    raster_tiles, and its channels-first tiles read and written 4 steps per access, step_vectors), then its
+    #    forward without gradients in 8-step tiles (forward_block_t), then rows
     #    (step_vectors off: the default before, under the image's Triton 3.6), then neither, then the plain tiles.
     step_run scan-drop-in-rows 40 python3 bench/scan_bench.py "${mamba_args[@]}" --repeats 20 --append \
         --cases a_training_w8 b_inference_256 --dtypes float32 --backends mamba_ssm drop_in \
-        --configs default forward_block_t=None step_vectors=False step_vectors=False,raster_tiles=False \
+        --configs default forward_block_t=8 step_vectors=False step_vectors=False,raster_tiles=False \
         step_vectors=False,rowwise_tiles=False
     # 4. The dis_w8 network: training step and inference, fused against MambaIR-style mamba-ssm (the PyTorch backend
     #    never finished within the step's time: left out); then its inference with the 16-tile chunks of before

@@ -184,7 +184,7 @@ SMOKE_CASES = {"smoke": (1, 8, 8, 16, 2, 8, None)}
 # dx per channel block and one direction per launch; backward_direction_launches and backward_dx_copies time each
 # half); then shorter inference chunks (more programs per SM: case (a)'s forward has 384 programs per launch, 1.5
 # waves of an H200's).
-SWEEP = [dict(), dict(forward_block_t=None), dict(adjoint_block_t=None), dict(carry_segment=None),
+SWEEP = [dict(), dict(forward_block_t=8), dict(adjoint_block_t=None), dict(carry_segment=None),
          dict(forward_block_t=4),
          dict(block_d=4, carry_chunks=32),
          dict(narrow_inference_offsets=True),

@@ -109,14 +109,16 @@ def test_state_loop_kernels_compile_and_keep_their_structure(tmp_path):
     assert {(b["kernel"], b["constexprs"]["LOWRANK"]) for b in loop} == {
         (kernel, lowrank) for kernel in ("chunk_end_state_kernel", "forward_output_kernel", "chunk_adjoint_kernel",
                                          "backward_grads_kernel") for lowrank in (True, False)}
-    # The forward kernels scan 16-step chunks in 2 tiles of 8 steps (forward_block_t), the inference chunks of 16
-    # such chunks in 32, and chunk_adjoint sums its 16-step chunks in 2 such tiles (adjoint_block_t); the drop-in's
-    # training forward and chunk_adjoint keep one 16-step tile.
+    # The forward kernels scan training chunks in one 16-step tile and inference chunks in 16 of them
+    # (forward_block_t None); chunk_adjoint sums the layer's 16-step chunks in 2 tiles of 8 steps (adjoint_block_t),
+    # the drop-in's in one 16-step tile.
     assert {(b["kernel"], b["constexprs"].get("REDUCE"), b["constexprs"].get("TILES")) for b in loop} >= {
-        ("chunk_end_state_kernel", None, 1), ("chunk_end_state_kernel", None, 2), ("chunk_end_state_kernel", None, 32),
-        ("forward_output_kernel", 0, 1), ("forward_output_kernel", 0, 2), ("forward_output_kernel", 0, 32),
-        ("forward_output_kernel", 1, 2), ("forward_output_kernel", 2, 32),
+        ("chunk_end_state_kernel", None, 1), ("chunk_end_state_kernel", None, 16),
+        ("forward_output_kernel", 0, 1), ("forward_output_kernel", 0, 16), ("forward_output_kernel", 1, 1),
+        ("forward_output_kernel", 2, 16),
         ("chunk_adjoint_kernel", None, 1), ("chunk_adjoint_kernel", None, 2), ("backward_grads_kernel", None, None)}
+    assert {b["constexprs"]["BLOCK_T"] for b in loop if b["kernel"] in ("chunk_end_state_kernel",
+                                                                          "forward_output_kernel")} == {16}
     assert {(b["constexprs"]["LOWRANK"], b["constexprs"]["BLOCK_T"], b["constexprs"]["TILES"])
             for b in loop if b["kernel"] == "chunk_adjoint_kernel"} == {(True, 8, 2), (False, 16, 1)}
     # Deterministic mode: its gate passes (which loop over every channel block) keep the tile kernels; its
@@ -185,7 +187,7 @@ def test_default_kernels_compile_for_ampere(tmp_path):
     builds = compile_report(tmp_path, 80, *case_flags(("layer bf16 gated", "inference bf16 gated", "drop-in fp16")))
     assert {b["kernel"] for b in builds} == KERNELS and all(b["arch"] == 80 for b in builds)
     assert all(b["constexprs"].get("STATE_LOOP") for b in builds if "STATE_LOOP" in b["constexprs"])
-    assert {b["constexprs"].get("TILES") for b in builds if b["kernel"] == "forward_output_kernel"} == {1, 2, 32}
+    assert {b["constexprs"].get("TILES") for b in builds if b["kernel"] == "forward_output_kernel"} == {1, 16}
     assert_within_allowed_spills(builds)
     assert max(b["registers"] for b in builds) <= 255
 
@@ -215,7 +217,7 @@ def test_default_kernels_compile_with_the_oldest_supported_triton(tmp_path):
     # multiple of 16, so no 4-step vectors), the layer's do not.
     assert {(b["constexprs"]["LOWRANK"], b["constexprs"]["ROWWISE"]) for b in loop} == {(False, True), (True, False)}
     assert {(b["constexprs"].get("ORDER"), b["constexprs"].get("TILES")) for b in loop
-            if b["kernel"] == "forward_output_kernel"} == {(0, 1), (0, 2), (0, 32), (1, 2)}
+            if b["kernel"] == "forward_output_kernel"} == {(0, 1), (0, 16), (1, 1)}
     assert_state_loop_structure(loop)
     assert_within_allowed_spills(builds)
     assert [b["kernel"] for b in builds if b["fenced_atomics"]] == []
@@ -226,13 +228,13 @@ def test_default_kernels_compile_with_the_oldest_supported_triton(tmp_path):
 def test_state_loops_carrying_states_through_memory_compile_without_spills_or_shuffles(tmp_path):
     # state_unroll=1, carry_in_registers=False: one state per loop trip, and multi-tile chunks carry each state
     # between tiles through memory (the configuration first timed on the H200).  Nothing crosses lanes, and nothing
-    # spills but 8 bytes in the aligned cross-scale order's inference output kernel, in 8-step tiles (Triton 3.7.1:
-    # ptxas stops at 128 registers there).
+    # spills but up to 8 bytes in the aligned cross-scale order's inference output kernel (Triton 3.7.1).
     cases = ["layer fp32", "inference bf16 gated", "inference cross-scale aligned fp32"]
     builds = compile_report(tmp_path, 90, "--tiles", "state_unroll=1,carry_in_registers=False", *case_flags(cases))
     loop = [b for b in builds if b["constexprs"].get("STATE_LOOP") and b["kernel"] != "backward_grads_kernel"]
     assert {b["constexprs"]["STATE_UNROLL"] for b in loop} == {1}
-    assert {b["constexprs"].get("TILES") for b in loop} >= {2, 32}  # the training and the inference chunks
+    # Training chunks (chunk_adjoint's in 2 tiles of 8 steps) and inference ones.
+    assert {b["constexprs"].get("TILES") for b in loop} >= {1, 2, 16}
     for b in loop:
         c = b["constexprs"]
         allowed = 8 if b["kernel"] == "forward_output_kernel" and c["ORDER"] == 1 and c["TILES"] > 2 else 0
@@ -354,18 +356,19 @@ def drop_in_state_loop_pairs(tmp_path, first: str, second: str, case="drop-in fp
 
 @pytest.mark.slow
 def test_shorter_forward_tiles_take_fewer_registers(tmp_path):
-    # TileConfig.forward_block_t (8 by default): the forward kernels scan each chunk in 8-step tiles.  sm_90, Triton
+    # TileConfig.forward_block_t=8 (opt-in): the forward kernels scan each chunk in 8-step tiles.  sm_90, Triton
     # 3.7.1 (bench/README.md, "Shorter tiles in the forward kernels"): without gradients 130-150 registers and no
     # spills against 191-255 and 136-140 bytes, 3 programs of 128 threads per SM instead of 2, as many or 4-5% fewer
     # instructions executed per element; the training forward's forward_output 112 registers against 164, 14% fewer.
-    rows = backward_compile_rows(tmp_path, ("inference fp32", "training forward fp32"), "--variant",
-                                 "forward_block_t=None", "--variant", "default", script="forward_tiles_compile.py")
+    # Not the default: they issue their loads nearer their use ("Loads in flight").
+    rows = backward_compile_rows(tmp_path, ("inference fp32", "training forward fp32"), "--variant", "default",
+                                 "--variant", "forward_block_t=8", script="forward_tiles_compile.py")
     builds = {}
     for row in rows:
         builds.setdefault((row["case"], row["kernel"]), {}).setdefault(row["variant"], []).append(row)
     assert len(builds) == 4, sorted(builds)
     for (case, kernel), variants in builds.items():
-        for before, after in zip(variants["forward_block_t=None"], variants["default"]):
+        for before, after in zip(variants["default"], variants["forward_block_t=8"]):
             c, d = before["constexprs"], after["constexprs"]
             assert (c["BLOCK_T"], d["BLOCK_T"], d["TILES"]) == (16, 8, 2 * c["TILES"]), (case, kernel)
             assert after["registers"] <= before["registers"] and after["spill_store_bytes"] == 0, (case, kernel)

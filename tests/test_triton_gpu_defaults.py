@@ -3,7 +3,7 @@ path, on scans long enough to take every path that configuration opens.
 
 CI runs the interpreter's own defaults (32-step tiles, small blocks), and the hypothesis tests draw the GPU's values
 of the newer fields one at a time; a GPU is lent to this project only now and then.  Here they run together, at the
-GPU's sizes: 16-step chunks scanned in 8-step tiles by the forward kernels and chunk_adjoint, the carry over segments
+GPU's sizes: 16-step chunks summed in 8-step tiles by chunk_adjoint, the carry over segments
 of 64 chunks (a scan of more than 64 chunks), inference chunks of 16 tiles, channel blocks of 16 and 128 (fitted to
 32), the model's gated cross-scale layer in float32 and bfloat16, and the drop-in at a length of whole 16-step tiles
 (4-step vectors).
@@ -45,7 +45,7 @@ def gpu_tiles():
 
 def test_gpu_defaults_hold_the_values_this_file_relies_on():
     # What the cases below rely on: without these values they would not test what they say.
-    assert (GPU.block_t, GPU.forward_block_t, GPU.adjoint_block_t, GPU.carry_segment) == (16, 8, 8, 64)
+    assert (GPU.block_t, GPU.forward_block_t, GPU.adjoint_block_t, GPU.carry_segment) == (16, None, 8, 64)
     assert (GPU.inference_tiles, GPU.block_d, GPU.forward_block_d) == (16, 16, 128)
     # The defaults themselves: the GPU's on a GPU, CI's own under the interpreter.
     assert (TileConfig() == GPU) == (not triton_interpreted())
@@ -87,15 +87,15 @@ def test_layer_over_carry_segments_matches_torch_path(monkeypatch, grad):
     directions = (ScanDirection(8, False, False), ScanDirection(8, True, True))
     _layer(directions, 36, 32, 9, gated=False, grad=grad)
     tiles = {(name, block_t, count) for name, block_t, count, _ in (r for r in seen if r[0] not in CARRIES)}
-    if grad:  # forward and chunk_adjoint in 2 tiles of 8 steps, backward_grads in one of 16; segmented carries
-        assert tiles == {("chunk_end_state_kernel", 8, 2), ("forward_output_kernel", 8, 2),
+    if grad:  # chunk_adjoint in 2 tiles of 8 steps, the others in one of 16; segmented carries
+        assert tiles == {("chunk_end_state_kernel", 16, 1), ("forward_output_kernel", 16, 1),
                          ("chunk_adjoint_kernel", 8, 2), ("backward_grads_kernel", 16, None)}, seen
         # Forward and backward carry: each segment's summary, the carry over segments, each segment from its entry.
         assert sorted(r for r in seen if r[0] in CARRIES) == sorted(2 * [("segment_summary_kernel", False),
                                                                          ("chunk_carry_kernel", False),
                                                                          ("chunk_carry_kernel", True)]), seen
-    else:  # 256-step chunks in 32 tiles of 8; 5 chunks: one carry launch
-        assert tiles == {("chunk_end_state_kernel", 8, 32), ("forward_output_kernel", 8, 32)}, seen
+    else:  # 256-step chunks in 16 tiles of 16; 5 chunks: one carry launch
+        assert tiles == {("chunk_end_state_kernel", 16, 16), ("forward_output_kernel", 16, 16)}, seen
         assert [r for r in seen if r[0] in CARRIES] == [("chunk_carry_kernel", False)], seen
 
 

@@ -38,7 +38,11 @@ class TileConfig:
             instructions executed per element; in training forward_output at 112-120 registers against 164, 14%
             fewer instructions.  The drop-in's training forward keeps block_t (``ScanOperands._forward_tile``).
             Each chunk's delta sum is added per tile, so results differ from block_t's tiles in the last bits.  Not
-            timed on a GPU.
+            timed on a GPU, and off by default again since 2026-12-05: in 8-step tiles forward_output issues its
+            loads a median 34-35 instructions before their use, at most 23-29 pending per thread, where in 16-step
+            tiles (the configuration the H200 timed at 1.02 ms in case a) it issues them 231-236 ahead, up to 85-88
+            pending; the 32-bit-offset build that ran 1.7x slower on the H200 had 29-74 and 46-47
+            (bench/loads_in_flight.py, Triton 3.6.0; bench/README.md "Loads in flight").
         adjoint_block_t: steps per tile of the state-loop chunk_adjoint at most (a power of two; None: block_t):
             each 16-step chunk is summed in shorter tiles, each adding its terms to what the tiles before stored
             (``backward_kernels._adjoint_state_loop``).  The gated layer's LayerNorm gradient recomputes the
@@ -234,7 +238,7 @@ class TileConfig:
     """
 
     block_t: int = _device_default(32, 16)
-    forward_block_t: Optional[int] = _device_default(None, 8)
+    forward_block_t: Optional[int] = None
     adjoint_block_t: Optional[int] = _device_default(None, 8)
     block_d: int = _device_default(32, 16)
     num_warps: int = 4
