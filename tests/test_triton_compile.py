@@ -196,6 +196,15 @@ def test_default_kernels_compile_for_ampere(tmp_path):
 OLDEST_TRITON, OLDEST_TRITON_PATH = "3.6.0", Path(sys.prefix) / "triton-3.6"
 
 
+def compile_report_for_sm90(tmp_path, oldest: bool, *flags):
+    """``compile_report`` for sm_90 under this environment's Triton or, with ``oldest``, the oldest supported one
+    (the test is skipped, with the reason, where install.sh has not put it beside the environment)."""
+    if oldest and not (OLDEST_TRITON_PATH / "triton").is_dir():
+        pytest.skip(f"Triton {OLDEST_TRITON} is not in {OLDEST_TRITON_PATH}: ./install.sh puts it there on a CPU "
+                    "machine (CI's)")
+    return compile_report(tmp_path, 90, *flags, triton_path=OLDEST_TRITON_PATH if oldest else None)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not (OLDEST_TRITON_PATH / "triton").is_dir(),
                     reason=f"Triton {OLDEST_TRITON} is not in {OLDEST_TRITON_PATH}: ./install.sh puts it there on "
@@ -418,11 +427,7 @@ def test_carry_over_segments_compiles_without_spills(tmp_path, oldest):
     # segment_summary_kernel and the carry from an entry state on a user's GPU.  The drop-in's training step at 4,096
     # steps (256 chunks of 16) runs them forward and reversed.  sm_90: 64 and 72 registers under Triton 3.7.1, 96
     # under 3.6.0, no spills.
-    if oldest and not (OLDEST_TRITON_PATH / "triton").is_dir():
-        pytest.skip(f"Triton {OLDEST_TRITON} is not in {OLDEST_TRITON_PATH}: ./install.sh puts it there on a CPU "
-                    "machine (CI's)")
-    builds = compile_report(tmp_path, 90, "--case", "drop-in fp32 z grouped, whole tiles",
-                            triton_path=OLDEST_TRITON_PATH if oldest else None)
+    builds = compile_report_for_sm90(tmp_path, oldest, "--case", "drop-in fp32 z grouped, whole tiles")
     assert {b["triton"] for b in builds} == {OLDEST_TRITON if oldest else triton.__version__}
     carries = [b for b in builds if b["kernel"] in ("segment_summary_kernel", "chunk_carry_kernel")]
     # Per direction of the carry: the segments' summaries, the carry over the segments (always in visiting order,
@@ -585,11 +590,7 @@ def test_one_pass_forward_compiles_and_computes_each_exponential_once(tmp_path, 
     # silu(z), and per (segment, channel) one more per state for the segment's decay, in the PTX of each build (the
     # loop bodies, held once), under both Tritons and their opposite axis orders.  Registers (sm_90): 168-255,
     # spills 0-40 bytes (the sequential cross-scale order's; bench/README.md, "The one-pass forward in the op").
-    if oldest and not (OLDEST_TRITON_PATH / "triton").is_dir():
-        pytest.skip(f"Triton {OLDEST_TRITON} is not in {OLDEST_TRITON_PATH}: ./install.sh puts it there on a CPU "
-                    "machine (CI's)")
-    builds = compile_report(tmp_path, 90, "--tiles", "one_pass_forward=True", *case_flags(ONE_PASS_CASES),
-                            triton_path=OLDEST_TRITON_PATH if oldest else None)
+    builds = compile_report_for_sm90(tmp_path, oldest, "--tiles", "one_pass_forward=True", *case_flags(ONE_PASS_CASES))
     assert {b["kernel"] for b in builds} == {"one_pass_forward_kernel"}  # none of the chunked forward's
     one_pass = [b for b in builds if b["kernel"] == "one_pass_forward_kernel"]
     configs = [b["constexprs"] for b in one_pass]
