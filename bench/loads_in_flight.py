@@ -39,8 +39,8 @@ CASES = ["inference fp32", "training forward fp32", "layer fp32", "layer fp32 ga
 VARIANTS = [dict(forward_block_t=None), dict(forward_block_t=8), dict(adjoint_block_t=None), dict(adjoint_block_t=8),
             dict(forward_block_t=None, narrow_inference_offsets=True)]
 KERNELS = ("chunk_end_state_kernel", "forward_output_kernel", "chunk_adjoint_kernel")
-# An instruction, its opcode and its operands (cuobjdump -sass).
-_INSTRUCTION = re.compile(r"\s+/\*[0-9a-f]+\*/\s+(?:@!?U?P\w+\s+)?([A-Z0-9_.]+)\s*([^;]*);")
+# An instruction: its address, opcode and operands (cuobjdump -sass).
+_INSTRUCTION = re.compile(r"\s+/\*([0-9a-f]+)\*/\s+(?:@!?U?P\w+\s+)?([A-Z0-9_.]+)\s*([^;]*);")
 _REGISTER = re.compile(r"\bR(\d+)(\.64)?\b")
 
 
@@ -81,13 +81,14 @@ def load_depth(instructions: list) -> dict:
 
 def row(build, variant: dict, case: str) -> dict:
     listing = build_listing(build)
-    instructions = [(m.group(1), m.group(2)) for line in listing.splitlines() if (m := _INSTRUCTION.match(line))]
-    _, loops = sass_loops(listing)
+    instructions = [(int(m.group(1), 16), m.group(2), m.group(3)) for line in listing.splitlines()
+                    if (m := _INSTRUCTION.match(line))]
+    lines, loops = sass_loops(listing)
     tiles = build.constexprs.get("TILES", 1)
-    if tiles > 1 and loops:  # the tile loop: the largest loop
+    if tiles > 1 and loops:  # the tile loop, the largest loop, by its addresses
         first, last = max(loops, key=lambda loop: loop[1] - loop[0])
-        instructions = instructions[first:last + 1]
-    depth = load_depth(instructions)
+        instructions = [i for i in instructions if lines[first][0] <= i[0] <= lines[last][0]]
+    depth = load_depth([(op, operands) for _, op, operands in instructions])
     programs = programs_per_sm(build.registers, build.num_warps)
     return dict(kernel=build.kernel, case=case, arch=build.arch, triton=triton.__version__,
                 variant=",".join(f"{k}={v}" for k, v in variant.items()) or "default",
