@@ -50,6 +50,15 @@ def make_gate(dim, K, dtype=torch.float64, seed=1, device="cpu"):
                        lambda pooled: torch.sigmoid(pooled @ w1))
 
 
+def gate_on(gate, device):
+    """``gate`` (a float64 reference gate, or None) for a run on ``device``: its LayerNorm parameters in float32
+    there, its excitation the reference's own, computed in float64 on the CPU."""
+    if gate is None:
+        return None
+    return type(gate)(gate.norm_weight.to(device, torch.float32), gate.norm_bias.to(device, torch.float32), gate.eps,
+                      lambda p: gate.excite(p.double().cpu()).to(p.device, p.dtype))
+
+
 def directional_scan_loops(u, xdbl, dt_weight, dt_bias, A, D, directions, height, width, u_low=None, xdbl_low=None,
                            gate=None):
     """Direction by direction, token by token: gather with the order, scan, write back in raster order."""

@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from directional_cases import make_gate, make_layer_inputs, run_triton_layer
+from directional_cases import gate_on, make_gate, make_layer_inputs, run_triton_layer
 from gradients import assert_gradients_close
 from launch_spy import spy_on_launches
 from scan2d import ChannelGate, ScanDirection, directional_scan
@@ -37,10 +37,7 @@ def check_against_torch_path(batch, height, width, dim, specs, cross_scale, gate
     ref = directional_scan(**exact, directions=directions, height=height, width=width, gate=gate,
                            direction_weights=weights, backend="torch")
     low = {k: v.detach().to(DEVICE, dtype).requires_grad_() for k, v in exact.items()}
-    low_gate = None
-    if gate is not None:
-        low_gate = type(gate)(gate.norm_weight.to(DEVICE, torch.float32), gate.norm_bias.to(DEVICE, torch.float32),
-                              gate.eps, lambda p: gate.excite(p.double().cpu()).to(p.device, p.dtype))
+    low_gate = gate_on(gate, DEVICE)
     low_w = weights.to(DEVICE, dtype) if weights is not None else None
     with tile_config(block_t=blocks[0], block_d=blocks[1], forward_state_loop=state_loop,
                      backward_state_loop=state_loop, state_unroll=state_unroll, forward_block_t=forward_block_t,

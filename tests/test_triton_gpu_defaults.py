@@ -14,7 +14,7 @@ import dataclasses
 import pytest
 import torch
 
-from directional_cases import make_gate, make_layer_inputs
+from directional_cases import gate_on, make_gate, make_layer_inputs
 from gradients import assert_gradients_close
 from launch_spy import STATE_LOOP_KERNELS, spy_on_launches
 from scan2d import ScanDirection, directional_scan, selective_scan, selective_scan_ref
@@ -62,10 +62,7 @@ def _layer(directions, height, width, dim, gated, grad, seed=0, dtype=torch.floa
         ref = directional_scan(**exact, directions=directions, height=height, width=width, gate=gate,
                                backend="torch")
     low = {k: v.detach().to(DEVICE, dtype).requires_grad_(grad) for k, v in exact.items()}
-    low_gate = None
-    if gate is not None:
-        low_gate = type(gate)(gate.norm_weight.to(DEVICE, torch.float32), gate.norm_bias.to(DEVICE, torch.float32),
-                              gate.eps, lambda p: gate.excite(p.double().cpu()).to(p.device, p.dtype))
+    low_gate = gate_on(gate, DEVICE)
     with gpu_tiles(), torch.set_grad_enabled(grad):
         out = directional_scan(**low, directions=directions, height=height, width=width, gate=low_gate,
                                backend="triton")
