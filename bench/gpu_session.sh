@@ -45,12 +45,14 @@ mamba_args=()
 # kernels' tiles in 8 and 4 steps (forward_block_t: fewer registers, but loads issued nearer their use, as in the
 # 32-bit build that ran 1.7x slower; the default 16 again since 2026-12-05) and chunk_adjoint's in 16 (since
 # 2026-12-05: 8 steps, adjoint_block_t; None: 16); the carry in one launch instead of three over segments of 64
-# chunks (since 2026-12-05, carry_segment); then the carry in blocks of 4 channels and 32 chunks (block_d sizes only
+# chunks (since 2026-12-05, carry_segment); the backward's sums over steps kept per chunk again instead of per 4
+# chunks (backward_chunks, since 2026-12-05); then the carry in blocks of 4 channels and 32 chunks (block_d sizes only
 # the carry's programs with the state loops: 4x the programs, a quarter of the dependent steps; case (b)'s training
 # carry took 1.4 of 7.6 ms on 2026-11-27); then what the H200 left open that day: 32-bit offsets there again (1.7x
 # slower then: confirm), and in the training kernels off; paired loads and unrolled rank blocks off, alone and
 # together (3-16% faster off, one sample each).
-UNTIMED="forward_block_t=8 adjoint_block_t=None carry_segment=None forward_block_t=4 block_d=4,carry_chunks=32
+UNTIMED="forward_block_t=8 adjoint_block_t=None carry_segment=None backward_chunks=1 forward_block_t=4
+block_d=4,carry_chunks=32
 narrow_inference_offsets=True narrow_offsets=False paired_loads=False unroll_rank_blocks=False
 paired_loads=False,unroll_rank_blocks=False"
 # Step 3c: the one-pass forward in the op, whose kernel failed the H200's tests of 2026-12-04 (tl.reduce out of

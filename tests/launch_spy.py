@@ -13,19 +13,21 @@ def _default_record(name, grid, meta):
 
 class LaunchSpy:
     """Stands in for a Triton kernel: appends ``record(name, grid, meta)`` of each launch to ``seen`` (by default the
-    kernel's name, STATE_LOOP, BLOCK_D, grid and (DX_COPIES, DU_OWNED, LANE_SUMS)), then launches the real one."""
+    kernel's name, STATE_LOOP, BLOCK_D, grid and (DX_COPIES, DU_OWNED, LANE_SUMS)), then launches the real one.
+    ``with_args``: ``record(name, grid, meta, args)``, with the launch's positional arguments."""
 
-    def __init__(self, kernel, seen, record=_default_record):
-        self.kernel, self.seen, self.record = kernel, seen, record
+    def __init__(self, kernel, seen, record=_default_record, with_args=False):
+        self.kernel, self.seen, self.record, self.with_args = kernel, seen, record, with_args
 
     def __getitem__(self, grid):
         def launch(*args, **meta):
-            self.seen.append(self.record(self.kernel.fn.__name__, tuple(grid), meta))
+            extra = (args,) if self.with_args else ()
+            self.seen.append(self.record(self.kernel.fn.__name__, tuple(grid), meta, *extra))
             return self.kernel[grid](*args, **meta)
         return launch
 
 
-def spy_on_launches(monkeypatch, names, record=_default_record) -> list:
+def spy_on_launches(monkeypatch, names, record=_default_record, with_args=False) -> list:
     """Puts a :class:`LaunchSpy` in place of each of the kernels ``names`` (for the test's duration) and returns the
     list their launches' records go to."""
     from scan2d.triton import backward_kernels, chunk_carry, forward_kernels, one_pass
@@ -34,5 +36,5 @@ def spy_on_launches(monkeypatch, names, record=_default_record) -> list:
     for name in names:
         # The launcher reads each kernel from its module at every launch.
         module = next(m for m in (forward_kernels, chunk_carry, backward_kernels, one_pass) if hasattr(m, name))
-        monkeypatch.setattr(module, name, LaunchSpy(getattr(module, name), seen, record))
+        monkeypatch.setattr(module, name, LaunchSpy(getattr(module, name), seen, record, with_args))
     return seen

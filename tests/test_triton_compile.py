@@ -269,12 +269,13 @@ def test_backward_sums_without_atomics_compile_with_fewer_atomics_and_spills(tmp
     # the sums over channel blocks' remain (10).  With 64-bit offsets the atomics on du's (steps, channels) tile held
     # the most registers (116-184 bytes of spills, 0-56 without them).  With 32-bit ones (TileConfig.narrow_offsets)
     # and the lane sums (sm_90, Triton 3.7.1): 72-88 bytes with atomics, 68 with the copies, 0-36 with one direction
-    # per launch (sums over the whole warp: 4-64 in every mode); outside the loops (bench/README.md).
+    # per launch (sums over the whole warp: 4-64 in every mode); outside the loops (bench/README.md).  The sums over
+    # steps are stored per chunk here (backward_chunks=1), so that only these atomics count.
     cases = ("layer fp32 gated", "cross-scale aligned fp32 gated")
     # k_count is specialized to 1 with one direction per launch.
     varying = ("DX_COPIES", "DU_OWNED", "k_count")
-    atomic = state_loop_builds(tmp_path, cases, varying)
-    changed = state_loop_builds(tmp_path, cases, varying, "--tiles", f"{flag}=True")
+    atomic = state_loop_builds(tmp_path, cases, varying, "--tiles", "backward_chunks=1")
+    changed = state_loop_builds(tmp_path, cases, varying, "--tiles", f"{flag}=True,backward_chunks=1")
     # Orders 0 and 1; the gated layer's one backward takes both upstreams (output and LayerNorm).
     assert atomic.keys() == changed.keys() and len(atomic) >= 2
     mode = (flag == "backward_dx_copies", flag == "backward_direction_launches")
@@ -285,6 +286,23 @@ def test_backward_sums_without_atomics_compile_with_fewer_atomics_and_spills(tmp
         assert (a["atomics"], b["atomics"]) == (26, atomics_left), key
         assert b["spill_store_bytes"] <= a["spill_store_bytes"] <= 96, (b["spill_store_bytes"],
                                                                         a["spill_store_bytes"], key)
+
+
+@pytest.mark.slow
+def test_backward_sums_over_steps_per_group_of_chunks_compile_to_atomics_without_more_spills(tmp_path):
+    # TileConfig.backward_chunks (4 on a GPU): each program adds its chunk's sums over steps into its group's with
+    # atomics instead of storing them: dA's, dD's and dbias's one per thread and dW's (32 channels x 16 padded ranks
+    # over the warp) 4, 7 atomic instructions more at dt rank 12, at the same registers and no more spills
+    # (bench/README.md, "The backward's sums over steps per group of chunks").
+    cases = ("layer fp32", "layer fp32 gated")
+    per_chunk = state_loop_builds(tmp_path, cases, ("CHUNKS",), "--tiles", "backward_chunks=1")
+    per_group = state_loop_builds(tmp_path, cases, ("CHUNKS",))
+    assert per_chunk.keys() == per_group.keys() and len(per_chunk) >= 2
+    for key, b in per_group.items():
+        a = per_chunk[key]
+        assert (a["constexprs"]["CHUNKS"], b["constexprs"]["CHUNKS"]) == (1, 4), key
+        assert b["atomics"] - a["atomics"] == 7, (a["atomics"], b["atomics"], key)
+        assert b["registers"] == a["registers"] and b["spill_store_bytes"] <= a["spill_store_bytes"], key
 
 
 def backward_compile_rows(tmp_path, cases, *flags, script="backward_compile.py"):

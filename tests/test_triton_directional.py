@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from directional_cases import gate_on, make_gate, make_layer_inputs, run_triton_layer
-from gradients import assert_gradients_close
+from gradients import assert_gradients_close, assert_same_but_rounding
 from launch_spy import spy_on_launches
 from scan2d import ChannelGate, ScanDirection, directional_scan
 from scan2d._backend import deterministic_algorithms
@@ -26,7 +26,7 @@ direction = st.builds(lambda w, c, r: (w, c, r), st.sampled_from([None, 4, 8, 16
 
 def check_against_torch_path(batch, height, width, dim, specs, cross_scale, gated, weighted, dtype, blocks,
                              deterministic, state_loop, state_unroll, backward_sums, forward_block_t,
-                             adjoint_block_t=None, carry_segment=None):
+                             adjoint_block_t=None, carry_segment=None, backward_chunks=1):
     K = len(specs)
     directions = tuple(ScanDirection(w, c, r, cross_scale) for w, c, r in specs)
     inp = make_layer_inputs(batch, height, width, dim, K, n_state=4, cross_scale=cross_scale is not None)
@@ -41,7 +41,8 @@ def check_against_torch_path(batch, height, width, dim, specs, cross_scale, gate
     low_w = weights.to(DEVICE, dtype) if weights is not None else None
     with tile_config(block_t=blocks[0], block_d=blocks[1], forward_state_loop=state_loop,
                      backward_state_loop=state_loop, state_unroll=state_unroll, forward_block_t=forward_block_t,
-                     adjoint_block_t=adjoint_block_t, carry_segment=carry_segment, **backward_sums), \
+                     adjoint_block_t=adjoint_block_t, carry_segment=carry_segment, backward_chunks=backward_chunks,
+                     **backward_sums), \
             deterministic_algorithms(deterministic):
         out = directional_scan(**low, directions=directions, height=height, width=width, gate=low_gate,
                                direction_weights=low_w, backend="triton")
@@ -63,6 +64,7 @@ common = dict(batch=st.integers(1, 2), height=st.integers(1, 8), width=st.intege
               forward_block_t=st.sampled_from([None, 8]),  # 8: block_t's chunks in 2-8 tiles
               adjoint_block_t=st.sampled_from([None, 8]),  # 8: chunk_adjoint's (block_t's) in 2-8 tiles
               carry_segment=st.sampled_from([None, 1, 2]),  # the carry over segments of chunks, where 2 or more
+              backward_chunks=st.sampled_from([1, 2, 3]),  # the backward's sums over steps per 1-3 chunks
               backward_sums=st.sampled_from([{}, dict(backward_dx_copies=True), dict(backward_direction_launches=True),
                                              dict(backward_lane_sums=False)]))
 directions_k = st.lists(direction, min_size=1, max_size=4).filter(lambda s: len(s) != 3)
@@ -104,6 +106,42 @@ def test_window_grid_spanning_many_chunks(carry):
     for name in inp:
         g, r = dev_in[name].grad.cpu(), ref_in[name].grad
         torch.testing.assert_close(g / (r.abs().max() + 1), r / (r.abs().max() + 1), **TOL[torch.float32], msg=name)
+
+
+def test_backward_sums_over_steps_per_group_of_chunks(monkeypatch):
+    # A 16x12 map in windows of 8 scans 16x16 steps (the padded windows): 16 chunks of 16 per direction.  Groups of
+    # 5 chunks (5 + 5 + 5 + 1) keep 4 sums over steps per (batch, direction) instead of 16: dA, dD, dbias, dW and,
+    # with direction weights, their gradient.  The same gradients as a sum per chunk, but for the order of the sums;
+    # deterministic mode keeps a sum per chunk (and launches one direction at a time).
+    def record(name, grid, meta, args):
+        return meta.get("CHUNKS", 1), tuple(args[8].shape), tuple(args[12].shape)  # dA's and dweight's sums
+
+    seen = spy_on_launches(monkeypatch, ["backward_grads_kernel"], record, with_args=True)
+    directions = (ScanDirection(8, True), ScanDirection(8, True, True))
+    inp = make_layer_inputs(2, 16, 12, 5, 2, n_state=4, dtype=torch.float32)
+    weights = torch.rand(2, 2, 5) + 0.5
+    ref_in = {k: v.double().requires_grad_() for k, v in inp.items()}
+    ref = directional_scan(**ref_in, directions=directions, height=16, width=12, direction_weights=weights.double(),
+                           backend="torch")
+    ref_grads = torch.autograd.grad(ref.square().sum(), list(ref_in.values()))
+    runs = {}
+    for chunks, deterministic in ((1, False), (5, False), (5, True)):
+        dev_in = {k: v.to(DEVICE).requires_grad_() for k, v in inp.items()}
+        with tile_config(block_t=16, backward_chunks=chunks), deterministic_algorithms(deterministic):
+            out = directional_scan(**dev_in, directions=directions, height=16, width=12,
+                                   direction_weights=weights.to(DEVICE).requires_grad_(), backend="triton")
+            runs[chunks, deterministic] = torch.autograd.grad(out.square().sum(), list(dev_in.values()))
+        assert_gradients_close(list(inp), runs[chunks, deterministic], ref_grads, TOL[torch.float32])
+    assert_same_but_rounding([g.cpu() for g in runs[5, False]], [g.cpu() for g in runs[1, False]])
+    # (batch x K, sums, channels, states) and (batch x K, sums, channels).
+    per_chunk, per_group = (1, (4, 16, 5, 4), (4, 16, 5)), (5, (4, 4, 5, 4), (4, 4, 5))
+    assert seen == [per_chunk, per_group, per_chunk, per_chunk], seen
+
+
+def test_backward_chunks_below_one_is_refused():
+    with pytest.raises(ValueError, match="backward_chunks = 0: a group holds at least one chunk"):
+        with tile_config(backward_chunks=0):
+            pass
 
 
 # The state loop carries the states between a chunk's tiles in registers by default (all N states unrolled, so

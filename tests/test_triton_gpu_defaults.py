@@ -3,8 +3,8 @@ path, on scans long enough to take every path that configuration opens.
 
 CI runs the interpreter's own defaults (32-step tiles, small blocks), and the hypothesis tests draw the GPU's values
 of the newer fields one at a time; a GPU is lent to this project only now and then.  Here they run together, at the
-GPU's sizes: 16-step chunks summed in 8-step tiles by chunk_adjoint, the carry over segments
-of 64 chunks (a scan of more than 64 chunks), inference chunks of 16 tiles, channel blocks of 16 and 128 (fitted to
+GPU's sizes: 16-step chunks summed in 8-step tiles by chunk_adjoint, the backward's sums over steps kept per 4
+chunks, the carry over segments of 64 chunks (a scan of more than 64 chunks), inference chunks of 16 tiles, channel blocks of 16 and 128 (fitted to
 32), the model's gated cross-scale layer in float32 and bfloat16, and the drop-in at a length of whole 16-step tiles
 (4-step vectors).
 """
@@ -46,7 +46,7 @@ def gpu_tiles():
 def test_gpu_defaults_hold_the_values_this_file_relies_on():
     # What the cases below rely on: without these values they would not test what they say.
     assert (GPU.block_t, GPU.forward_block_t, GPU.adjoint_block_t, GPU.carry_segment) == (16, None, 8, 64)
-    assert (GPU.inference_tiles, GPU.block_d, GPU.forward_block_d) == (16, 16, 128)
+    assert (GPU.inference_tiles, GPU.block_d, GPU.forward_block_d, GPU.backward_chunks) == (16, 16, 128, 4)
     # The defaults themselves: the GPU's on a GPU, CI's own under the interpreter.
     assert (TileConfig() == GPU) == (not triton_interpreted())
 

@@ -220,13 +220,14 @@ def chunk_adjoint_kernel(
 
 @triton.jit
 def _output_grads(
-    y, pos_o, b_o, k, d, d_mask, valid, is_low, chunk_base, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr,
+    y, pos_o, b_o, k, d, d_mask, valid, is_low, part_base, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr,
     dweight_part_ptr, z_ptr, dz_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr, gbar_ptr, L_high, K, Dm, first_ptr,
     SUM_DIRECTIONS: tl.constexpr, HAS_WEIGHT: tl.constexpr, LN_UPSTREAM: tl.constexpr, HAS_Z: tl.constexpr,
-    ROWWISE: tl.constexpr, WIDE: tl.constexpr, ROUND_FIRST: tl.constexpr,
+    ROWWISE: tl.constexpr, WIDE: tl.constexpr, ROUND_FIRST: tl.constexpr, OWN_PART: tl.constexpr = True,
 ):
     """Gradient dy (T, D) reaching this direction's y = C.h + D u (the z gate's factor applied), given y; stores the
-    chunk's direction-weight gradient and dz on the way."""
+    chunk's direction-weight gradient (at ``part_base``; added there unless OWN_PART, as ``backward_grads_kernel``'s
+    CHUNKS says) and dz on the way."""
     dout = _upstream_grad(pos_o, b_o, k, d, d_mask, valid, is_low, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, K,
                           Dm, y, tok_ptr, vec_ptr, gbar_ptr, L_high, first_ptr, SUM_DIRECTIONS, HAS_WEIGHT,
                           LN_UPSTREAM, ROWWISE, WIDE, ROUND_FIRST)
@@ -235,7 +236,7 @@ def _output_grads(
             # d weight[b, k, d] = sum over high-resolution steps of dout * y (dout read without the weight).
             raw = tl.load(dout_ptr + b_o * s_gb + pos_o[:, None] * s_gl + offset(d, WIDE)[None, :] * s_gd,
                           mask=(valid & (is_low == 0))[:, None] & d_mask[None, :], other=0.0).to(tl.float32)
-            tl.store(dweight_part_ptr + chunk_base + d, tl.sum(raw * y, axis=0), mask=d_mask)
+            accumulate(dweight_part_ptr + part_base + d, tl.sum(raw * y, axis=0), d_mask, OWN_PART, FIRST_WRITE=True)
     dy = dout
     if HAS_Z:
         # z and dz: the same (step, channel) offsets.
@@ -281,6 +282,7 @@ def _backward_state_loop(
     LANE_SUMS: tl.constexpr, ROWWISE: tl.constexpr, R: tl.constexpr,
     N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, RP: tl.constexpr, PAIRED: tl.constexpr,
     IN_WINDOW: tl.constexpr, WIDE: tl.constexpr, STAGES: tl.constexpr, ROUND_FIRST: tl.constexpr,
+    CHUNKS: tl.constexpr,
 ):
     """``backward_grads_kernel`` one state at a time (its STATE_LOOP): the 2D layer (LOWRANK) and the drop-in scan.
 
@@ -304,6 +306,9 @@ def _backward_state_loop(
 
     LANE_SUMS (BLOCK_D = 32, one warp): dB's and dC's sums over the channels are reduce-scattered over the lanes
     (``lane_sums``), each lane then adding the sum of one step, instead of every lane reducing every step.
+
+    CHUNKS: the chunk's sums over steps (dA, dD, dbias, dW, the direction weights') are stored per chunk (1), or
+    added with atomics into one zeroed sum per group of that many consecutive chunks (``backward_grads_kernel``).
     """
     s_xc = X[5]
     dtw_ptr = PROJ[0]
@@ -318,6 +323,12 @@ def _backward_state_loop(
     pos_o = offset(pos, WIDE)
     mask_td = valid[:, None] & d_mask[None, :]
     chunk_base = (offset(pid_bk, WIDE) * n_chunks + pid_c) * Dm
+    # The sums over steps (dA, dD, dbias, dW, the direction weights'): one per group of CHUNKS chunks.
+    own_part: tl.constexpr = CHUNKS == 1
+    if own_part:
+        part_base = chunk_base
+    else:
+        part_base = (offset(pid_bk, WIDE) * tl.cdiv(n_chunks, CHUNKS) + pid_c // CHUNKS) * Dm
     entry_rows = entry_ptr + (chunk_base + d) * N
     arrive_rows = arrive_ptr + (chunk_base + d) * N
     A_rows = A_ptr + (k * Dm + d) * N
@@ -330,10 +341,10 @@ def _backward_state_loop(
         y, _ = state_loop_tile(entry_rows, d_mask, entry_rows, A_rows, d_mask, t, delta, u, b_rows, c_rows, s_bn,
                                 s_cn, y, u, (pos_o, valid), N, OUTPUT=True, STORE_END=False, STAGES=STAGES,
                                 VECTORS=ROWWISE == STEP_VECTORS, WIDE=WIDE)
-    dy = _output_grads(y, pos_o, b_o, k, d, d_mask, valid, is_low, chunk_base, dout_ptr, s_gb, s_gk, s_gl, s_gd,
+    dy = _output_grads(y, pos_o, b_o, k, d, d_mask, valid, is_low, part_base, dout_ptr, s_gb, s_gk, s_gl, s_gd,
                        weight_ptr, dweight_part_ptr, z_ptr, dz_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr,
                        gbar_ptr, L_high, K, Dm, U[0], SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM, HAS_Z, ROWWISE, WIDE,
-                       ROUND_FIRST)
+                       ROUND_FIRST, own_part)
     # dx and dx_low (dB and dC), or this channel block's copies of them (DX_COPIES).
     sums_a = (dx_ptr if LOWRANK else dB_ptr) + offset(pid_d, WIDE) * s_dx_part
     sums_b = (dx_low_ptr if LOWRANK else dC_ptr) + offset(pid_d, WIDE) * s_dxl_part
@@ -373,7 +384,8 @@ def _backward_state_loop(
         gB += g * bn
         g_prev = g * (h - drive)  # g exp(delta A) h_prev
         gA += g_prev * a[None, :]
-        tl.store(dA_part_ptr + (chunk_base + d) * N + n, tl.sum(g_prev * delta, axis=0), mask=d_mask)
+        accumulate(dA_part_ptr + (part_base + d) * N + n, tl.sum(g_prev * delta, axis=0), d_mask, own_part,
+                   FIRST_WRITE=True)
         if LANE_SUMS:  # dB
             accumulate(db_lane + offset(n, WIDE) * s_bn, lane_sums(g * du_delta, lane, BLOCK_T, BLOCK_D), lane_mask,
                         DX_COPIES, FIRST_WRITE=True)
@@ -386,8 +398,8 @@ def _backward_state_loop(
     if SOFTPLUS:
         ddelta = ddelta / (1.0 + tl.exp(-delta_pre))
     ddelta = tl.where(mask_td, ddelta, 0.0)
-    tl.store(dD_part_ptr + chunk_base + d, tl.sum(dy * u, axis=0), mask=d_mask)
-    tl.store(dbias_part_ptr + chunk_base + d, tl.sum(ddelta, axis=0), mask=d_mask)
+    accumulate(dD_part_ptr + part_base + d, tl.sum(dy * u, axis=0), d_mask, own_part, FIRST_WRITE=True)
+    accumulate(dbias_part_ptr + part_base + d, tl.sum(ddelta, axis=0), d_mask, own_part, FIRST_WRITE=True)
     _accumulate_du(du_ptr, du_low_ptr, U, b_o, pos_o, is_low, valid, d, d_mask, du, ORDER, DU_OWNED, ROWWISE, WIDE)
     if LOWRANK:
         # Through delta_pre = dt_low @ dt_weight[k].T: the input's gradient sums over channels and the weight's over
@@ -401,8 +413,8 @@ def _backward_state_loop(
                     DX_COPIES, FIRST_WRITE=True)
         xrow = x_rows(X[0], X[1], X, b_o, pos_o, is_low, k, ORDER)
         cols = tl.load(xrow[:, None] + r[None, :] * s_xc, mask=mask_tr, other=0.0).to(tl.float32)
-        tl.store(dW_part_ptr + (chunk_base + d[:, None]) * R + r[None, :],
-                 tl.dot(tl.trans(ddelta), cols, input_precision="ieee"), mask=mask_dr)
+        accumulate(dW_part_ptr + (part_base + d[:, None]) * R + r[None, :],
+                   tl.dot(tl.trans(ddelta), cols, input_precision="ieee"), mask_dr, own_part, FIRST_WRITE=True)
     else:
         store_td(ddelta_ptr + b_o * DELTA[1], pos_o * DELTA[2], offset(d, WIDE) * DELTA[3], ddelta, valid, d_mask,
                  ROWWISE)
@@ -425,7 +437,7 @@ def backward_grads_kernel(
     STATE_LOOP: tl.constexpr = False, DX_COPIES: tl.constexpr = False, DU_OWNED: tl.constexpr = False,
     LANE_SUMS: tl.constexpr = False, ROWWISE: tl.constexpr = False, PAIRED: tl.constexpr = False,
     IN_WINDOW: tl.constexpr = False, WIDE: tl.constexpr = True, STAGES: tl.constexpr = 1,
-    ROUND_FIRST: tl.constexpr = False,
+    ROUND_FIRST: tl.constexpr = False, CHUNKS: tl.constexpr = 1,
 ):
     """All gradients of one chunk: recompute h from the chunk's entry state, run the adjoint recurrence
     g_t = C_t dy_t + exp(delta_{t+1} A) g_{t+1} from the adjoint arriving at the chunk's end, then
@@ -444,6 +456,10 @@ def backward_grads_kernel(
     ``s_dxl_part`` elements apart) and DU_OWNED (du added without atomics, one direction per launch); STAGES: its
     loop over the states pipelined in that many stages (``TileConfig.state_loop_stages``).  ROUND_FIRST: direction
     0's recomputed output as the 16-bit gated forward stored it (``tile_io.as_stored``).
+
+    CHUNKS (the state loop outside deterministic mode, ``TileConfig.backward_chunks``): the per-chunk buffers hold
+    one sum per group of CHUNKS consecutive chunks, cdiv(n_chunks, CHUNKS) per (batch, direction), zeroed, which
+    the group's programs add their sums to with atomics: the host reads and sums CHUNKS times fewer.
     """
     # The gradients of u, x, delta, B, C are laid out like their inputs.  (Indexing, not unpacking into "_": a
     # name assigned before the channel loop must keep its type inside it.)
@@ -464,8 +480,10 @@ def backward_grads_kernel(
             U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks, b, k, pid_bk, pid_c, s_dx_part,
             s_dxl_part, ORDER, LOWRANK, HAS_BIAS, SOFTPLUS, HAS_D, HAS_Z, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM,
             DX_COPIES, DU_OWNED, LANE_SUMS, ROWWISE, R, N, BLOCK_T, BLOCK_D, RP, PAIRED, IN_WINDOW, WIDE, STAGES,
-            ROUND_FIRST)
+            ROUND_FIRST, CHUNKS)
         return
+    # (Triton generates the code after the constexpr branch's return too.)
+    tl.static_assert(CHUNKS == 1 or STATE_LOOP, "the tile kernels keep one sum per chunk")
     first_block, n_blocks = channel_blocks(Dm, BC[10], BLOCK_D, DETERMINISTIC)
     for blk in range(n_blocks):
         pid_d = first_block + blk

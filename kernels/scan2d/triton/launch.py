@@ -230,8 +230,8 @@ def first_direction_pool(ops: ScanOperands, first: torch.Tensor, tok: torch.Tens
 
 
 def chunk_sums(ops: ScanOperands, part: torch.Tensor) -> torch.Tensor:
-    """Per-chunk sums (batch*K, chunks, dim) added up over the chunks: (batch, K, dim)."""
-    return part.view(ops.batch, ops.K, ops.n_chunks, ops.dim).sum(2)
+    """Per-chunk sums (batch*K, chunks or groups of them, dim) added up over the chunks: (batch, K, dim)."""
+    return part.view(ops.batch, ops.K, part.shape[1], ops.dim).sum(2)
 
 
 def rounds_first(ops: ScanOperands, stored: bool) -> bool:
@@ -312,21 +312,29 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
             **COMPILE_OPTIONS)
     arrive = local  # in place, as in forward_states
     carry(ops, arrive, dsum, reverse=True)
-    dA_part = ops.state_buffer(ops.n_state)
-    dD_part = ops.state_buffer()
-    dbias_part = ops.state_buffer()
-    dW_part = ops.state_buffer(ops.rank) if ops.lowrank else dD_part
+    state_loop = ops.backward_state_loop
+    # backward_grads' sums over steps: one per chunk, or one per group of chunks, zeroed, that its programs add to.
+    group = ops.backward_chunk_group
+    groups = cdiv(ops.n_chunks, group)
+
+    def part_buffer(*tail):
+        part = ops.state_buffer(*tail, chunks=groups)
+        return part.zero_() if group > 1 else part
+
+    dA_part = part_buffer(ops.n_state)
+    dD_part = part_buffer()
+    dbias_part = part_buffer()
+    dW_part = part_buffer(ops.rank) if ops.lowrank else dD_part
     wants_dweight = weight is not None and ln_upstream is None
-    dweight_part = ops.state_buffer() if wants_dweight else dD_part
+    dweight_part = part_buffer() if wants_dweight else dD_part
     # Buffers a configuration does not use are never written (their constexpr branch is off): any tensor will do.
     gb = {name: grad_buffers.get(name) if grad_buffers.get(name) is not None else dD_part
           for name in ("du", "du_low", "ddelta", "dx", "dx_low", "dB", "dC", "dz")}
-    state_loop = ops.backward_state_loop
     launch_buffers, copies, part_strides = gb, {}, (0, 0)
     if state_loop:  # one warp per 32 channels, one channel per thread; tl.dot needs RP >= 16
         block_d = ops.tiles.backward_block_d
         grads_meta = dict(meta, BLOCK_D=block_d, RP=max(16, next_power_of_2(ops.rank)), STATE_LOOP=True,
-                          num_warps=max(1, block_d // 32))
+                          num_warps=max(1, block_d // 32), CHUNKS=group)
         if ops.tiles.backward_maxnreg is not None:
             grads_meta["maxnreg"] = ops.tiles.backward_maxnreg
         if ops.backward_dx_copies:
@@ -359,7 +367,7 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
         gb[name].add_(copy.sum(0))
 
     def per_direction(part):
-        return part.view(ops.batch, ops.K, ops.n_chunks, *part.shape[2:]).sum(dim=(0, 2))
+        return part.view(ops.batch, ops.K, groups, *part.shape[2:]).sum(dim=(0, 2))
 
     gb = grad_buffers
     return Grads(

@@ -365,6 +365,14 @@ class ScanOperands:
         return self.backward_one_direction_per_launch or self.K == 1
 
     @property
+    def backward_chunk_group(self) -> int:
+        """Consecutive chunks whose sums over steps the state-loop ``backward_grads`` adds into one (its CHUNKS):
+        ``TileConfig.backward_chunks``, 1 in deterministic mode (the adds are atomics) or without the state loop."""
+        if self.deterministic or not self.backward_state_loop:
+            return 1
+        return min(self.tiles.backward_chunks, self.n_chunks)
+
+    @property
     def backward_lane_sums(self) -> bool:
         """Whether the state-loop backward reduce-scatters dB's and dC's sums over the warp's lanes
         (``TileConfig.backward_lane_sums``): one-warp programs of 32 channels, at most 32 steps per tile."""

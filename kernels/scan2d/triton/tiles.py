@@ -129,6 +129,16 @@ class TileConfig:
             backward, dt rank 12, Triton 3.7.1 and 3.6.0): about 440 instructions per trip of the state loop instead
             of 640, 40 executed per (step, channel, state) instead of 52.5, no spill inside the loop.  The default
             since 2026-12-03 on that count; not timed on a GPU yet (bench/gpu_session.sh times it switched off).
+        backward_chunks: the state-loop backward (``backward_grads_kernel``'s CHUNKS) keeps its sums over steps
+            (dA, dD, dbias, dW, the direction weights') per group of this many consecutive chunks instead of per
+            chunk, each program adding its chunk's into its group's with relaxed fp32 atomics: the buffers it
+            writes and that the host reads and sums are that many times smaller.  Case (a)'s hold 177 MB at one
+            chunk per sum (dA 94 MB, dW 71 MB at dt rank 12), which PyTorch's sums read again (about 0.1 ms of the
+            2026-11-27 profile's 3.2).  A group's programs run at about the same time (consecutive chunks are
+            one batch x directions x channel blocks apart in the grid), so their adds meet in L2.  The order of the
+            adds varies from run to run, as it does for dB, dC and du; deterministic mode keeps a sum per chunk.
+            compile_check (sm_90, Triton 3.7.1 and 3.6.0): the same registers, spills and instructions, the stores
+            of those sums becoming atomics.  Not timed on a GPU.
         state_unroll: states per trip of the state loops in the forward kernels and chunk_adjoint (its greatest
             common divisor with N is used), so that ptxas can overlap one state's loads and exponentials with
             another's scan.  compile_check (Triton 3.7.1, sm_90): at 4, chunk_adjoint needs 145-250 registers
@@ -257,6 +267,7 @@ class TileConfig:
     backward_dx_copies: bool = False
     backward_direction_launches: bool = False
     backward_lane_sums: bool = True
+    backward_chunks: int = _device_default(2, 4)
     state_unroll: int = 4
     carry_in_registers: bool = True
     rowwise_tiles: Optional[bool] = None
@@ -279,6 +290,9 @@ class TileConfig:
     key: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
+        if self.backward_chunks < 1:
+            raise ValueError(f"TileConfig.backward_chunks = {self.backward_chunks}: a group holds at least one chunk; "
+                             f"choose e.g. 4, or 1 for a sum per chunk")
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
         object.__setattr__(self, "key", json.dumps(values, sort_keys=True))
 
