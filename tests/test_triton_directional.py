@@ -310,6 +310,37 @@ def test_gated_layer_saves_its_chunk_states_once():
     assert len(states) == 1
 
 
+@pytest.mark.parametrize("cross_scale", [None, "aligned"])
+def test_gated_backward_reads_the_output_gradient_chunk_adjoint_kept(monkeypatch, cross_scale):
+    # TileConfig.backward_keeps_dy: the LayerNorm gradient needs each step's recomputed output; chunk_adjoint, which
+    # recomputes them anyway, stores the gradient it forms from them and backward_grads reads it instead of
+    # recomputing the outputs.  Both ways agree up to rounding, and with the PyTorch path; the ungated layer keeps
+    # nothing.  Windows of 4 on a 7x6 map: chunks of 16 steps split unevenly by the padded windows.
+    def record(name, grid, meta):
+        return name, meta.get("KEEP_DY", False) or meta.get("DY_KEPT", False)
+
+    seen = spy_on_launches(monkeypatch, ("chunk_adjoint_kernel", "backward_grads_kernel"), record)
+    directions = (ScanDirection(4, False, False, cross_scale), ScanDirection(4, True, True, cross_scale))
+    inp = make_layer_inputs(2, 7, 6, 9, 2, n_state=4, cross_scale=cross_scale is not None)
+    w = torch.randn(2, 42, 9, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    runs = {}
+    for gated, keep in ((True, True), (True, False), (False, True)):
+        gate = make_gate(9, 2) if gated else None
+        exact = {k: v.float().double().requires_grad_() for k, v in inp.items()}
+        ref = directional_scan(**exact, directions=directions, height=7, width=6, gate=gate, backend="torch")
+        ref_grads = torch.autograd.grad((ref * w).sum(), list(exact.values()))
+        low = {k: v.detach().to(DEVICE, torch.float32).requires_grad_() for k, v in exact.items()}
+        with tile_config(block_t=16, backward_keeps_dy=keep):
+            out = directional_scan(**low, directions=directions, height=7, width=6, gate=gate_on(gate, DEVICE),
+                                   backend="triton")
+            runs[gated, keep] = torch.autograd.grad((out * w.to(DEVICE, torch.float32)).sum(), list(low.values()))
+        assert_gradients_close(list(inp), runs[gated, keep], ref_grads, TOL[torch.float32])
+    assert_same_but_rounding([g.cpu() for g in runs[True, True]], [g.cpu() for g in runs[True, False]])
+    assert seen == [("chunk_adjoint_kernel", True), ("backward_grads_kernel", True),
+                    ("chunk_adjoint_kernel", False), ("backward_grads_kernel", False),
+                    ("chunk_adjoint_kernel", False), ("backward_grads_kernel", False)], seen
+
+
 @pytest.mark.parametrize("excitation", ["pooled", "ignores-pooled"])
 def test_gated_backward_scans_once_for_both_upstreams(monkeypatch, excitation):
     # The gated output's backward computes the direction weights' gradient (a reduce=4 output pass) and leaves its

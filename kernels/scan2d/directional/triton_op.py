@@ -14,7 +14,9 @@ entry states the gate's passes started from (computed once for both).  The first
 output into the buffer that becomes the layer's output (:class:`_FirstDirection`): the second pass pools it from
 there (``launch.first_direction_pool``) and the final pass weights it in place and adds the other directions, so
 only directions 1 .. K-1 are scanned again.  Its backward adds one pass for each token's sum over channels of g * y
-and then runs the usual adjoint kernels with the LayerNorm gradient as their upstream.  So the gated forward scans
+and then runs the usual adjoint kernels with the LayerNorm gradient as their upstream: chunk_adjoint recomputes the
+outputs that gradient needs and keeps the output gradient it forms, which backward_grads reads instead of
+recomputing them (``TileConfig.backward_keeps_dy``).  So the gated forward scans
 direction 0 twice (chunk ends, statistics) and the others four times (and pooling, output), where the ungated
 forward scans each twice: exponentials traded for memory traffic.
 

@@ -106,25 +106,28 @@ def _scan_output_grad(
 @triton.jit
 def _adjoint_state_loop(
     local_ptr, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, z_ptr, s_zb, s_zl, s_zd, entry_ptr, Dskip_ptr,
-    tok_ptr, vec_ptr, gbar_ptr, L_high, U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, b, k, pid_c, base,
-    ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_Z: tl.constexpr,
-    SUM_DIRECTIONS: tl.constexpr, HAS_WEIGHT: tl.constexpr, LN_UPSTREAM: tl.constexpr, HAS_D: tl.constexpr,
-    R: tl.constexpr, N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, TILES: tl.constexpr,
-    STATE_UNROLL: tl.constexpr, ROWWISE: tl.constexpr, PAIRED: tl.constexpr, IN_WINDOW: tl.constexpr,
-    WIDE: tl.constexpr, STAGES: tl.constexpr, UNROLL_RANKS: tl.constexpr, ROUND_FIRST: tl.constexpr,
+    tok_ptr, vec_ptr, gbar_ptr, L_high, dy_ptr, U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, b, k, pid_c,
+    base, ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    HAS_Z: tl.constexpr, SUM_DIRECTIONS: tl.constexpr, HAS_WEIGHT: tl.constexpr, LN_UPSTREAM: tl.constexpr,
+    HAS_D: tl.constexpr, R: tl.constexpr, N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
+    TILES: tl.constexpr, STATE_UNROLL: tl.constexpr, ROWWISE: tl.constexpr, PAIRED: tl.constexpr,
+    IN_WINDOW: tl.constexpr, WIDE: tl.constexpr, STAGES: tl.constexpr, UNROLL_RANKS: tl.constexpr,
+    ROUND_FIRST: tl.constexpr, KEEP_DY: tl.constexpr,
 ):
     """``chunk_adjoint_kernel``'s chunk one state at a time on (steps, channels) tiles with the steps in registers
     (``state_loop_tile``), where the sum over steps stays in each thread.  The chunk is TILES tiles of BLOCK_T steps
     (``TileConfig.adjoint_block_t``), each adding its steps' terms, with delta summed from the chunk's start, to
     the sums the tiles before it stored in ``local`` (each thread reads back what it wrote: no barrier).  For the
     LayerNorm gradient the recomputed states go from tile to tile in registers, every state unrolled
-    (``state_loop_tile``'s IN_REGISTERS)."""
+    (``state_loop_tile``'s IN_REGISTERS).  KEEP_DY: the gradient reaching each step's output is stored into
+    ``dy_ptr`` (``backward_grads_kernel``'s DY_KEPT)."""
     b_o = offset(b, WIDE)
     d, d_mask = block_channels(tl.program_id(1), BC[10], Dm, BLOCK_D, LOWRANK)
     t = tl.arange(0, BLOCK_T)
     A_rows = A_ptr + (k * Dm + d) * N
     local_rows = local_ptr + (base + d) * N
     entry_rows = entry_ptr + (base + d) * N
+    dy_rows = dy_ptr + base * (TILES * BLOCK_T) + d  # KEEP_DY: the chunk's first step
     in_registers: tl.constexpr = TILES > 1
     rows = tl.arange(0, N)[:, None]
     states = tl.zeros([N, BLOCK_D], dtype=tl.float32)  # the recomputed states between tiles (in_registers)
@@ -148,6 +151,8 @@ def _adjoint_state_loop(
         dy = _scan_output_grad(pos_o, b_o, k, d, d_mask, valid, is_low, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr,
                                z_ptr, s_zb, s_zl, s_zd, K, Dm, y, tok_ptr, vec_ptr, gbar_ptr, L_high, U[0],
                                SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM, HAS_Z, ROWWISE, WIDE, ROUND_FIRST)
+        if KEEP_DY:
+            tl.store(dy_rows[None, :] + ((j * BLOCK_T + t) * Dm)[:, None], dy, mask=d_mask[None, :])
         reach = tl.cumsum(delta, axis=0)
         if TILES > 1:  # delta summed from the chunk's start
             reach += start[None, :]
@@ -164,10 +169,11 @@ def _adjoint_state_loop(
                 tl.store(local_rows + n, term, mask=d_mask)
 
 
+
 @triton.jit(do_not_specialize=["chunk_first"])
 def chunk_adjoint_kernel(
     local_ptr, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, z_ptr, s_zb, s_zl, s_zd,
-    entry_ptr, Dskip_ptr, tok_ptr, vec_ptr, gbar_ptr, L_high,
+    entry_ptr, Dskip_ptr, tok_ptr, vec_ptr, gbar_ptr, L_high, dy_ptr,
     U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks, chunk_first,
     ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, HAS_Z: tl.constexpr, SUM_DIRECTIONS: tl.constexpr, HAS_WEIGHT: tl.constexpr,
@@ -176,6 +182,7 @@ def chunk_adjoint_kernel(
     STATE_UNROLL: tl.constexpr = 1, ROWWISE: tl.constexpr = False, PAIRED: tl.constexpr = False,
     IN_WINDOW: tl.constexpr = False, WIDE: tl.constexpr = True, STAGES: tl.constexpr = 1,
     UNROLL_RANKS: tl.constexpr = False, ROUND_FIRST: tl.constexpr = False, TILES: tl.constexpr = 1,
+    KEEP_DY: tl.constexpr = False,
 ):
     """Adjoint of each chunk with nothing arriving from later chunks, taken back through its first decay:
     local = exp(delta_t0 A) * g_t0, the gradient the chunk sends to the state entering it.
@@ -185,6 +192,10 @@ def chunk_adjoint_kernel(
     scan, which Triton 3.6-3.7 lowers with lane flips of every scanned tensor (bench/README.md).  STATE_LOOP: one
     state at a time on (steps, channels) tiles with the steps in registers, the chunk in TILES tiles of BLOCK_T
     steps (``_adjoint_state_loop``); else one (steps, channels, states) tile of BLOCK_T steps.
+
+    KEEP_DY (the state loop, with LN_UPSTREAM): the gradient reaching each step's output, which the gated layer's
+    LayerNorm gradient takes recomputed outputs to form, is also stored, (batch x K, chunks x chunk steps, dim)
+    float32 in ``dy_ptr``, so that ``backward_grads_kernel`` reads it instead of recomputing the outputs (DY_KEPT).
     """
     pid_bk, pid_c = tl.program_id(0), tl.program_id(2) + chunk_first
     b, k = pid_bk // K, pid_bk % K
@@ -192,12 +203,13 @@ def chunk_adjoint_kernel(
     if STATE_LOOP:
         _adjoint_state_loop(
             local_ptr, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, z_ptr, s_zb, s_zl, s_zd, entry_ptr, Dskip_ptr,
-            tok_ptr, vec_ptr, gbar_ptr, L_high, U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, b, k, pid_c,
-            base, ORDER, LOWRANK, HAS_BIAS, SOFTPLUS, HAS_Z, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM, HAS_D, R, N,
-            BLOCK_T, BLOCK_D, TILES, STATE_UNROLL, ROWWISE, PAIRED, IN_WINDOW, WIDE, STAGES, UNROLL_RANKS,
-            ROUND_FIRST)
+            tok_ptr, vec_ptr, gbar_ptr, L_high, dy_ptr, U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, b, k,
+            pid_c, base, ORDER, LOWRANK, HAS_BIAS, SOFTPLUS, HAS_Z, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM, HAS_D, R,
+            N, BLOCK_T, BLOCK_D, TILES, STATE_UNROLL, ROWWISE, PAIRED, IN_WINDOW, WIDE, STAGES, UNROLL_RANKS,
+            ROUND_FIRST, KEEP_DY)
     else:
         tl.static_assert(TILES == 1, "the tile kernels' chunk is one tile")
+        tl.static_assert(not KEEP_DY, "the tile kernels do not keep dy")
         b_o = offset(b, WIDE)
         d, d_mask, t, n, pos, is_low, valid, u, delta_pre, delta, Bm, Cm, A = _backward_chunk(
             b, k, tl.program_id(1), pid_c, U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, H, W, Dm, ORDER, LOWRANK,
@@ -274,7 +286,7 @@ def _backward_state_loop(
     du_ptr, du_low_ptr, ddelta_ptr, dx_ptr, dx_low_ptr, dB_ptr, dC_ptr, dz_ptr,
     dA_part_ptr, dD_part_ptr, dbias_part_ptr, dW_part_ptr, dweight_part_ptr,
     dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, entry_ptr, arrive_ptr, Dskip_ptr,
-    z_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr, gbar_ptr, L_high,
+    z_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr, gbar_ptr, L_high, dy_ptr,
     U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks, b, k, pid_bk, pid_c, s_dx_part, s_dxl_part,
     ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, SUM_DIRECTIONS: tl.constexpr,
@@ -282,7 +294,7 @@ def _backward_state_loop(
     LANE_SUMS: tl.constexpr, ROWWISE: tl.constexpr, R: tl.constexpr,
     N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, RP: tl.constexpr, PAIRED: tl.constexpr,
     IN_WINDOW: tl.constexpr, WIDE: tl.constexpr, STAGES: tl.constexpr, ROUND_FIRST: tl.constexpr,
-    CHUNKS: tl.constexpr,
+    CHUNKS: tl.constexpr, DY_KEPT: tl.constexpr,
 ):
     """``backward_grads_kernel`` one state at a time (its STATE_LOOP): the 2D layer (LOWRANK) and the drop-in scan.
 
@@ -336,15 +348,18 @@ def _backward_state_loop(
         Dk = tl.load(Dskip_ptr + k * Dm + d, mask=d_mask, other=0.0).to(tl.float32)
     else:
         Dk = tl.zeros([BLOCK_D], dtype=tl.float32)
-    y = u * Dk[None, :]
-    if LN_UPSTREAM or HAS_Z or (SUM_DIRECTIONS and HAS_WEIGHT):  # these need the outputs: recompute them
-        y, _ = state_loop_tile(entry_rows, d_mask, entry_rows, A_rows, d_mask, t, delta, u, b_rows, c_rows, s_bn,
-                                s_cn, y, u, (pos_o, valid), N, OUTPUT=True, STORE_END=False, STAGES=STAGES,
-                                VECTORS=ROWWISE == STEP_VECTORS, WIDE=WIDE)
-    dy = _output_grads(y, pos_o, b_o, k, d, d_mask, valid, is_low, part_base, dout_ptr, s_gb, s_gk, s_gl, s_gd,
-                       weight_ptr, dweight_part_ptr, z_ptr, dz_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr,
-                       gbar_ptr, L_high, K, Dm, U[0], SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM, HAS_Z, ROWWISE, WIDE,
-                       ROUND_FIRST, own_part)
+    if DY_KEPT:  # read below, where the state loop starts (nothing else here needs the outputs)
+        tl.static_assert(LN_UPSTREAM and not HAS_Z, "dy is kept for the gated layer's LayerNorm gradient only")
+    else:
+        y = u * Dk[None, :]
+        if LN_UPSTREAM or HAS_Z or (SUM_DIRECTIONS and HAS_WEIGHT):  # these need the outputs: recompute them
+            y, _ = state_loop_tile(entry_rows, d_mask, entry_rows, A_rows, d_mask, t, delta, u, b_rows, c_rows,
+                                    s_bn, s_cn, y, u, (pos_o, valid), N, OUTPUT=True, STORE_END=False,
+                                    STAGES=STAGES, VECTORS=ROWWISE == STEP_VECTORS, WIDE=WIDE)
+        dy = _output_grads(y, pos_o, b_o, k, d, d_mask, valid, is_low, part_base, dout_ptr, s_gb, s_gk, s_gl, s_gd,
+                           weight_ptr, dweight_part_ptr, z_ptr, dz_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr,
+                           gbar_ptr, L_high, K, Dm, U[0], SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM, HAS_Z, ROWWISE,
+                           WIDE, ROUND_FIRST, own_part)
     # dx and dx_low (dB and dC), or this channel block's copies of them (DX_COPIES).
     sums_a = (dx_ptr if LOWRANK else dB_ptr) + offset(pid_d, WIDE) * s_dx_part
     sums_b = (dx_low_ptr if LOWRANK else dC_ptr) + offset(pid_d, WIDE) * s_dxl_part
@@ -358,6 +373,8 @@ def _backward_state_loop(
         db_lane, dc_lane = channel_sum_rows(sums_a, sums_b, X, BC, b_o, offset(pos_l, WIDE), is_low_l, k, pid_d,
                                              ORDER, LOWRANK, R, N, BLOCK_D, WIDE)
         lane_mask = valid_l & (lane % per_step == 0)
+    if DY_KEPT:  # as chunk_adjoint formed it
+        dy = tl.load(dy_ptr + (chunk_base * BLOCK_T + t * Dm)[:, None] + d[None, :], mask=d_mask[None, :], other=0.0)
     du_delta = delta * u
     first = (t == 0)[:, None]
     ones = tl.full([BLOCK_T, BLOCK_D], 1.0, tl.float32)
@@ -427,7 +444,7 @@ def backward_grads_kernel(
     dA_part_ptr, dD_part_ptr, dbias_part_ptr, dW_part_ptr, dweight_part_ptr,
     # upstream and saved
     dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, entry_ptr, arrive_ptr, Dskip_ptr, z_ptr, s_zb, s_zl, s_zd,
-    tok_ptr, vec_ptr, gbar_ptr, L_high,
+    tok_ptr, vec_ptr, gbar_ptr, L_high, dy_ptr,
     U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks, k_first, k_count, chunk_first, s_dx_part,
     s_dxl_part,
     ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr,
@@ -437,7 +454,7 @@ def backward_grads_kernel(
     STATE_LOOP: tl.constexpr = False, DX_COPIES: tl.constexpr = False, DU_OWNED: tl.constexpr = False,
     LANE_SUMS: tl.constexpr = False, ROWWISE: tl.constexpr = False, PAIRED: tl.constexpr = False,
     IN_WINDOW: tl.constexpr = False, WIDE: tl.constexpr = True, STAGES: tl.constexpr = 1,
-    ROUND_FIRST: tl.constexpr = False, CHUNKS: tl.constexpr = 1,
+    ROUND_FIRST: tl.constexpr = False, CHUNKS: tl.constexpr = 1, DY_KEPT: tl.constexpr = False,
 ):
     """All gradients of one chunk: recompute h from the chunk's entry state, run the adjoint recurrence
     g_t = C_t dy_t + exp(delta_{t+1} A) g_{t+1} from the adjoint arriving at the chunk's end, then
@@ -460,6 +477,10 @@ def backward_grads_kernel(
     CHUNKS (the state loop outside deterministic mode, ``TileConfig.backward_chunks``): the per-chunk buffers hold
     one sum per group of CHUNKS consecutive chunks, cdiv(n_chunks, CHUNKS) per (batch, direction), zeroed, which
     the group's programs add their sums to with atomics: the host reads and sums CHUNKS times fewer.
+
+    DY_KEPT (the state loop, the gated layer's LayerNorm gradient): the gradient reaching each step's output is read
+    from ``dy_ptr``, where ``chunk_adjoint_kernel`` stored it (KEEP_DY), instead of formed again from the outputs,
+    which then need no recomputing: one pass of the recurrence fewer.
     """
     # The gradients of u, x, delta, B, C are laid out like their inputs.  (Indexing, not unpacking into "_": a
     # name assigned before the channel loop must keep its type inside it.)
@@ -476,14 +497,14 @@ def backward_grads_kernel(
             du_ptr, du_low_ptr, ddelta_ptr, dx_ptr, dx_low_ptr, dB_ptr, dC_ptr, dz_ptr,
             dA_part_ptr, dD_part_ptr, dbias_part_ptr, dW_part_ptr, dweight_part_ptr,
             dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, entry_ptr, arrive_ptr, Dskip_ptr,
-            z_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr, gbar_ptr, L_high,
+            z_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr, gbar_ptr, L_high, dy_ptr,
             U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks, b, k, pid_bk, pid_c, s_dx_part,
             s_dxl_part, ORDER, LOWRANK, HAS_BIAS, SOFTPLUS, HAS_D, HAS_Z, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM,
             DX_COPIES, DU_OWNED, LANE_SUMS, ROWWISE, R, N, BLOCK_T, BLOCK_D, RP, PAIRED, IN_WINDOW, WIDE, STAGES,
-            ROUND_FIRST, CHUNKS)
+            ROUND_FIRST, CHUNKS, DY_KEPT)
         return
     # (Triton generates the code after the constexpr branch's return too.)
-    tl.static_assert(CHUNKS == 1 or STATE_LOOP, "the tile kernels keep one sum per chunk")
+    tl.static_assert((CHUNKS == 1 and not DY_KEPT) or STATE_LOOP, "the tile kernels keep one sum per chunk and form dy")
     first_block, n_blocks = channel_blocks(Dm, BC[10], BLOCK_D, DETERMINISTIC)
     for blk in range(n_blocks):
         pid_d = first_block + blk

@@ -295,7 +295,13 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
     tok, vec, gbar = ln_upstream if ln_upstream is not None else (dsum, dsum, dsum)
     ln_args = (tok, vec, gbar, ops.height * ops.width)
     Dskip = ops.D if ops.D is not None else dsum
-    meta = dict(**ops.launch_meta(dout, weight, *(ln_upstream or ()), *grad_buffers.values()), HAS_Z=has_z,
+    # The gated layer's LayerNorm gradient forms each step's dy from recomputed outputs: chunk_adjoint keeps it for
+    # backward_grads, which then recomputes no outputs (TileConfig.backward_keeps_dy).
+    keep_dy = (ln_upstream is not None and not has_z and ops.adjoint_state_loop and ops.backward_state_loop
+               and ops.tiles.backward_keeps_dy)
+    dy = (torch.empty(ops.batch * ops.K, ops.n_chunks * ops.tiles.block_t, ops.dim, device=ops.u.device,
+                      dtype=torch.float32) if keep_dy else dsum)
+    meta = dict(**ops.launch_meta(dout, weight, *(ln_upstream or ()), *grad_buffers.values(), dy), HAS_Z=has_z,
                 SUM_DIRECTIONS=sum_directions, HAS_WEIGHT=weight is not None,
                 LN_UPSTREAM=ln_upstream is not None, BLOCK_T=ops.tiles.block_t, BLOCK_D=ops.block_d,
                 ROUND_FIRST=rounds_first(ops, round_first))
@@ -304,8 +310,8 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
     adjoint_block = ops.state_loop_block if adjoint_loop else ops.block_d
     for chunk_first, chunks in chunk_launches(ops.n_chunks):
         backward_kernels.chunk_adjoint_kernel[ops.grid(block_d=adjoint_block, chunks=chunks)](
-            local, dout, *dout_strides, wt, z, *ops.z_strides, entry, Dskip, *ln_args, *ops.common_args(),
-            chunk_first, HAS_D=ops.D is not None,
+            local, dout, *dout_strides, wt, z, *ops.z_strides, entry, Dskip, *ln_args, dy, *ops.common_args(),
+            chunk_first, HAS_D=ops.D is not None, KEEP_DY=keep_dy,
             **dict(meta, BLOCK_D=adjoint_block, **ops.adjoint_tiles(adjoint_loop)), STATE_LOOP=adjoint_loop,
             STATE_UNROLL=ops.state_unroll, UNROLL_RANKS=ops.tiles.unroll_rank_blocks,
             num_warps=ops.state_loop_warps if adjoint_loop else ops.tiles.num_warps,
@@ -359,8 +365,8 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
         backward_kernels.backward_grads_kernel[grid](
             *(launch_buffers[name] for name in ("du", "du_low", "ddelta", "dx", "dx_low", "dB", "dC", "dz")),
             dA_part, dD_part, dbias_part, dW_part, dweight_part,
-            dout, *dout_strides, wt, entry, arrive, Dskip, z, *ops.z_strides, *ln_args,
-            *ops.common_args(), k_first, k_count, chunk_first, *part_strides, HAS_D=ops.D is not None,
+            dout, *dout_strides, wt, entry, arrive, Dskip, z, *ops.z_strides, *ln_args, dy,
+            *ops.common_args(), k_first, k_count, chunk_first, *part_strides, HAS_D=ops.D is not None, DY_KEPT=keep_dy,
             DETERMINISTIC=ops.deterministic, DX_COPIES=ops.backward_dx_copies, DU_OWNED=ops.backward_du_owned,
             LANE_SUMS=ops.backward_lane_sums, **grads_meta, **COMPILE_OPTIONS)
     for name, copy in copies.items():  # added, as the kernels add into every other buffer

@@ -139,6 +139,12 @@ class TileConfig:
             adds varies from run to run, as it does for dB, dC and du; deterministic mode keeps a sum per chunk.
             compile_check (sm_90, Triton 3.7.1 and 3.6.0): the same registers, spills and instructions, the stores
             of those sums becoming atomics.  Not timed on a GPU.
+        backward_keeps_dy: in the gated layer's backward, ``chunk_adjoint`` stores the gradient reaching each
+            direction's output at each step, which the LayerNorm gradient makes it form from recomputed outputs, and
+            ``backward_grads`` reads it instead of recomputing the outputs (one of its two passes over the
+            recurrence): a (batch x K, steps, dim) float32 buffer for the backward's duration, written and read
+            once (94 MB at case (a)'s shape, the size of the layer's float32 output per direction).  With the state
+            loops, without a z gate in the scan (the 2D layer has none).
         state_unroll: states per trip of the state loops in the forward kernels and chunk_adjoint (its greatest
             common divisor with N is used), so that ptxas can overlap one state's loads and exponentials with
             another's scan.  compile_check (Triton 3.7.1, sm_90): at 4, chunk_adjoint needs 145-250 registers
@@ -268,6 +274,7 @@ class TileConfig:
     backward_direction_launches: bool = False
     backward_lane_sums: bool = True
     backward_chunks: int = _device_default(2, 4)
+    backward_keeps_dy: bool = True
     state_unroll: int = 4
     carry_in_registers: bool = True
     rowwise_tiles: Optional[bool] = None
