@@ -4,9 +4,9 @@ path, on scans long enough to take every path that configuration opens.
 CI runs the interpreter's own defaults (32-step tiles, small blocks), and the hypothesis tests draw the GPU's values
 of the newer fields one at a time; a GPU is lent to this project only now and then.  Here they run together, at the
 GPU's sizes: 16-step chunks summed in 8-step tiles by chunk_adjoint, the backward's sums over steps kept per 4
-chunks, the carry over segments of 64 chunks (a scan of more than 64 chunks), inference chunks of 16 tiles, channel blocks of 16 and 128 (fitted to
-32), the model's gated cross-scale layer in float32 and bfloat16, and the drop-in at a length of whole 16-step tiles
-(4-step vectors).
+chunks, the carry over segments of 64 chunks (a scan of more than 64 chunks), inference chunks of 16 tiles, channel
+blocks of 16 and 128 (fitted to 32), the model's gated cross-scale layer in float32 and bfloat16, and the drop-in at
+a length of whole 16-step tiles (4-step vectors).
 """
 
 import dataclasses

@@ -128,6 +128,23 @@ def test_four_step_vectors_give_the_same_bits_as_rows(monkeypatch, length, block
         assert torch.equal(a, b), (a - b).abs().max()
 
 
+@pytest.mark.parametrize("length,in_loop", [(48, True), (44, False)])
+def test_backward_sums_the_outputs_for_dz_in_its_state_loop(monkeypatch, length, in_loop):
+    # TileConfig.backward_outputs_in_loop: with a z gate the backward needs the outputs only for dz, and where the
+    # drop-in's tiles are read 4 steps per access (48 steps) its state loop sums them as it goes instead of a loop
+    # of their own: the same sums in the same order, so every result bit for bit that of the separate loop.  Rows
+    # (44 steps) keep the separate loop.
+    seen = spy_on_launches(monkeypatch, ["backward_grads_kernel"], record=lambda name, grid, meta: meta["Y_IN_LOOP"])
+    inp = make_inputs(2, 5, length, 4, 0)
+    results = []
+    for flag in (True, False):
+        seen.clear()
+        results.append(_drop_in_results(inp, block_t=16, backward_outputs_in_loop=flag))
+        assert seen == [flag and in_loop], seen
+    for a, b in zip(*results):
+        assert torch.equal(a, b), (a - b).abs().max()
+
+
 def test_four_step_vectors_only_where_every_step_lies_next_to_the_last():
     # The kernels tell Triton that 4 steps lie one after another (tile_io._step_vectors' hints), which the
     # interpreter ignores: the host must pick STEP_VECTORS only where that holds, here not for a u, delta, z, B or C

@@ -236,14 +236,16 @@ def _output_grads(
     dweight_part_ptr, z_ptr, dz_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr, gbar_ptr, L_high, K, Dm, first_ptr,
     SUM_DIRECTIONS: tl.constexpr, HAS_WEIGHT: tl.constexpr, LN_UPSTREAM: tl.constexpr, HAS_Z: tl.constexpr,
     ROWWISE: tl.constexpr, WIDE: tl.constexpr, ROUND_FIRST: tl.constexpr, OWN_PART: tl.constexpr = True,
+    STORES: tl.constexpr = True,
 ):
-    """Gradient dy (T, D) reaching this direction's y = C.h + D u (the z gate's factor applied), given y; stores the
-    chunk's direction-weight gradient (at ``part_base``; added there unless OWN_PART, as ``backward_grads_kernel``'s
-    CHUNKS says) and dz on the way."""
+    """Gradient dy (T, D) reaching this direction's y = C.h + D u (the z gate's factor applied), given y; with
+    STORES, stores the chunk's direction-weight gradient (at ``part_base``; added there unless OWN_PART, as
+    ``backward_grads_kernel``'s CHUNKS says) and dz on the way, which need y (without STORES y may be anything but
+    for the LayerNorm gradient)."""
     dout = _upstream_grad(pos_o, b_o, k, d, d_mask, valid, is_low, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, K,
                           Dm, y, tok_ptr, vec_ptr, gbar_ptr, L_high, first_ptr, SUM_DIRECTIONS, HAS_WEIGHT,
                           LN_UPSTREAM, ROWWISE, WIDE, ROUND_FIRST)
-    if SUM_DIRECTIONS and not LN_UPSTREAM:  # with LN_UPSTREAM a REDUCE = 4 pass has computed it already
+    if SUM_DIRECTIONS and not LN_UPSTREAM and STORES:  # with LN_UPSTREAM a REDUCE = 4 pass has computed it already
         if HAS_WEIGHT:
             # d weight[b, k, d] = sum over high-resolution steps of dout * y (dout read without the weight).
             raw = tl.load(dout_ptr + b_o * s_gb + pos_o[:, None] * s_gl + offset(d, WIDE)[None, :] * s_gd,
@@ -255,7 +257,9 @@ def _output_grads(
         rows, cols = pos_o * s_zl, offset(d, WIDE) * s_zd
         z = load_td(z_ptr + b_o * s_zb, rows, cols, valid, d_mask, ROWWISE)
         sig = 1.0 / (1.0 + tl.exp(-z))
-        store_td(dz_ptr + b_o * s_zb, rows, cols, dout * y * sig * (1.0 + z * (1.0 - sig)), valid, d_mask, ROWWISE)
+        if STORES:
+            store_td(dz_ptr + b_o * s_zb, rows, cols, dout * y * sig * (1.0 + z * (1.0 - sig)), valid, d_mask,
+                     ROWWISE)
         dy = dout * z * sig
     return dy
 
@@ -294,7 +298,7 @@ def _backward_state_loop(
     LANE_SUMS: tl.constexpr, ROWWISE: tl.constexpr, R: tl.constexpr,
     N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, RP: tl.constexpr, PAIRED: tl.constexpr,
     IN_WINDOW: tl.constexpr, WIDE: tl.constexpr, STAGES: tl.constexpr, ROUND_FIRST: tl.constexpr,
-    CHUNKS: tl.constexpr, DY_KEPT: tl.constexpr,
+    CHUNKS: tl.constexpr, DY_KEPT: tl.constexpr, Y_IN_LOOP: tl.constexpr,
 ):
     """``backward_grads_kernel`` one state at a time (its STATE_LOOP): the 2D layer (LOWRANK) and the drop-in scan.
 
@@ -352,14 +356,17 @@ def _backward_state_loop(
         tl.static_assert(LN_UPSTREAM and not HAS_Z, "dy is kept for the gated layer's LayerNorm gradient only")
     else:
         y = u * Dk[None, :]
-        if LN_UPSTREAM or HAS_Z or (SUM_DIRECTIONS and HAS_WEIGHT):  # these need the outputs: recompute them
+        tl.static_assert(not Y_IN_LOOP or (HAS_Z and not LN_UPSTREAM and not (SUM_DIRECTIONS and HAS_WEIGHT)),
+                         "the state loop sums the outputs for dz only")
+        if LN_UPSTREAM or ((HAS_Z or (SUM_DIRECTIONS and HAS_WEIGHT)) and not Y_IN_LOOP):
+            # These need the outputs: recompute them (Y_IN_LOOP: the state loop below sums them, for dz after it).
             y, _ = state_loop_tile(entry_rows, d_mask, entry_rows, A_rows, d_mask, t, delta, u, b_rows, c_rows,
                                     s_bn, s_cn, y, u, (pos_o, valid), N, OUTPUT=True, STORE_END=False,
                                     STAGES=STAGES, VECTORS=ROWWISE == STEP_VECTORS, WIDE=WIDE)
         dy = _output_grads(y, pos_o, b_o, k, d, d_mask, valid, is_low, part_base, dout_ptr, s_gb, s_gk, s_gl, s_gd,
                            weight_ptr, dweight_part_ptr, z_ptr, dz_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr,
                            gbar_ptr, L_high, K, Dm, U[0], SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM, HAS_Z, ROWWISE,
-                           WIDE, ROUND_FIRST, own_part)
+                           WIDE, ROUND_FIRST, own_part, STORES=not Y_IN_LOOP)
     # dx and dx_low (dB and dC), or this channel block's copies of them (DX_COPIES).
     sums_a = (dx_ptr if LOWRANK else dB_ptr) + offset(pid_d, WIDE) * s_dx_part
     sums_b = (dx_low_ptr if LOWRANK else dC_ptr) + offset(pid_d, WIDE) * s_dxl_part
@@ -389,6 +396,8 @@ def _backward_state_loop(
         decay = tl.exp2(delta * (a * LOG2E)[None, :])
         drive = du_delta * bn
         _, h = tl.associative_scan((decay, drive + tl.where(first, decay * h0[None, :], 0.0)), 0, combine)
+        if Y_IN_LOOP:
+            y += h * cn
         if LANE_SUMS:  # dC
             accumulate(dc_lane + offset(n, WIDE) * s_cn, lane_sums(dy * h, lane, BLOCK_T, BLOCK_D), lane_mask,
                         DX_COPIES, FIRST_WRITE=True)
@@ -410,6 +419,11 @@ def _backward_state_loop(
             accumulate(db_rows + offset(n, WIDE) * s_bn, tl.sum(g * du_delta, axis=1), valid, DX_COPIES,
                         FIRST_WRITE=True)
 
+    if Y_IN_LOOP:  # dz, now that the loop has summed y
+        _output_grads(y, pos_o, b_o, k, d, d_mask, valid, is_low, part_base, dout_ptr, s_gb, s_gk, s_gl, s_gd,
+                      weight_ptr, dweight_part_ptr, z_ptr, dz_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr, gbar_ptr,
+                      L_high, K, Dm, U[0], SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM, HAS_Z, ROWWISE, WIDE, ROUND_FIRST,
+                      own_part)
     du = gB * delta + dy * Dk[None, :]
     ddelta = gB * u + gA
     if SOFTPLUS:
@@ -455,6 +469,7 @@ def backward_grads_kernel(
     LANE_SUMS: tl.constexpr = False, ROWWISE: tl.constexpr = False, PAIRED: tl.constexpr = False,
     IN_WINDOW: tl.constexpr = False, WIDE: tl.constexpr = True, STAGES: tl.constexpr = 1,
     ROUND_FIRST: tl.constexpr = False, CHUNKS: tl.constexpr = 1, DY_KEPT: tl.constexpr = False,
+    Y_IN_LOOP: tl.constexpr = False,
 ):
     """All gradients of one chunk: recompute h from the chunk's entry state, run the adjoint recurrence
     g_t = C_t dy_t + exp(delta_{t+1} A) g_{t+1} from the adjoint arriving at the chunk's end, then
@@ -480,7 +495,9 @@ def backward_grads_kernel(
 
     DY_KEPT (the state loop, the gated layer's LayerNorm gradient): the gradient reaching each step's output is read
     from ``dy_ptr``, where ``chunk_adjoint_kernel`` stored it (KEEP_DY), instead of formed again from the outputs,
-    which then need no recomputing: one pass of the recurrence fewer.
+    which then need no recomputing: one pass of the recurrence fewer.  Y_IN_LOOP (the state loop, a z gate): the
+    outputs, which only dz needs, are summed in the state loop as it goes and dz stored after it, instead of a
+    state loop of their own before it (``TileConfig.backward_outputs_in_loop``).
     """
     # The gradients of u, x, delta, B, C are laid out like their inputs.  (Indexing, not unpacking into "_": a
     # name assigned before the channel loop must keep its type inside it.)
@@ -501,10 +518,11 @@ def backward_grads_kernel(
             U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks, b, k, pid_bk, pid_c, s_dx_part,
             s_dxl_part, ORDER, LOWRANK, HAS_BIAS, SOFTPLUS, HAS_D, HAS_Z, SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM,
             DX_COPIES, DU_OWNED, LANE_SUMS, ROWWISE, R, N, BLOCK_T, BLOCK_D, RP, PAIRED, IN_WINDOW, WIDE, STAGES,
-            ROUND_FIRST, CHUNKS, DY_KEPT)
+            ROUND_FIRST, CHUNKS, DY_KEPT, Y_IN_LOOP)
         return
     # (Triton generates the code after the constexpr branch's return too.)
-    tl.static_assert((CHUNKS == 1 and not DY_KEPT) or STATE_LOOP, "the tile kernels keep one sum per chunk and form dy")
+    tl.static_assert((CHUNKS == 1 and not DY_KEPT and not Y_IN_LOOP) or STATE_LOOP,
+                     "the tile kernels keep one sum per chunk and form dy and y themselves")
     first_block, n_blocks = channel_blocks(Dm, BC[10], BLOCK_D, DETERMINISTIC)
     for blk in range(n_blocks):
         pid_d = first_block + blk

@@ -16,6 +16,7 @@ import triton
 
 from . import backward_kernels, chunk_carry, forward_kernels, one_pass
 from .operands import ScanOperands, cdiv, next_power_of_2, spans_past_int32
+from .tile_io import STEP_VECTORS
 from .tiles import rowwise_by_default
 
 
@@ -339,8 +340,13 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
     launch_buffers, copies, part_strides = gb, {}, (0, 0)
     if state_loop:  # one warp per 32 channels, one channel per thread; tl.dot needs RP >= 16
         block_d = ops.tiles.backward_block_d
+        # The drop-in's dz needs the outputs, which the state loop can sum as it goes
+        # (TileConfig.backward_outputs_in_loop): where its tiles are read 4 steps per access, whose kernel keeps
+        # its registers for it (compile_check, sm_90: no spills; a row at a time it spilled 264-364 bytes).
+        y_in_loop = (ops.tiles.backward_outputs_in_loop and ln_upstream is None and has_z
+                     and not (sum_directions and weight is not None) and ops.rowwise == STEP_VECTORS.value)
         grads_meta = dict(meta, BLOCK_D=block_d, RP=max(16, next_power_of_2(ops.rank)), STATE_LOOP=True,
-                          num_warps=max(1, block_d // 32), CHUNKS=group)
+                          num_warps=max(1, block_d // 32), CHUNKS=group, Y_IN_LOOP=y_in_loop)
         if ops.tiles.backward_maxnreg is not None:
             grads_meta["maxnreg"] = ops.tiles.backward_maxnreg
         if ops.backward_dx_copies:

@@ -137,14 +137,25 @@ class TileConfig:
             2026-11-27 profile's 3.2).  A group's programs run at about the same time (consecutive chunks are
             one batch x directions x channel blocks apart in the grid), so their adds meet in L2.  The order of the
             adds varies from run to run, as it does for dB, dC and du; deterministic mode keeps a sum per chunk.
-            compile_check (sm_90, Triton 3.7.1 and 3.6.0): the same registers, spills and instructions, the stores
-            of those sums becoming atomics.  Not timed on a GPU.
+            compile_check (sm_90, Triton 3.7.1 and 3.6.0): the same registers, spills within a few bytes or fewer,
+            0.3-1 more instruction executed per element (under 2%; bench/README.md, "The backward's sums over steps
+            per group of chunks").  Not timed on a GPU.
         backward_keeps_dy: in the gated layer's backward, ``chunk_adjoint`` stores the gradient reaching each
             direction's output at each step, which the LayerNorm gradient makes it form from recomputed outputs, and
             ``backward_grads`` reads it instead of recomputing the outputs (one of its two passes over the
             recurrence): a (batch x K, steps, dim) float32 buffer for the backward's duration, written and read
             once (94 MB at case (a)'s shape, the size of the layer's float32 output per direction).  With the state
-            loops, without a z gate in the scan (the 2D layer has none).
+            loops, without a z gate in the scan (the 2D layer has none).  compile_check (sm_90, Triton 3.7.1 and
+            3.6.0): the gated backward_grads executes 20-25% fewer instructions per element, chunk_adjoint 2-3% more
+            (bench/README.md, "The gated backward reads the output gradient chunk_adjoint kept").  Not timed on a
+            GPU.
+        backward_outputs_in_loop: the drop-in scan's backward with a z gate (as mamba-ssm's callers pass it)
+            needs the outputs only for dz, which it stores at the end: its state loop sums them as it goes (y += C h,
+            one multiply-add per element) instead of a state loop of their own before it, with its exponentials.
+            Where its tiles are read 4 steps per access (``step_vectors``): compile_check (sm_90, 4,096 steps,
+            Triton 3.7.1 and 3.6.0) 35.1 instructions executed per element instead of 41.1-41.2, without spills;
+            read a row at a time (200 steps) the kernel spilled 264-364 bytes, 4 local accesses in the state loop
+            under 3.7.1, so those keep the separate loop.  The same sums in the same order: bit for bit.
         state_unroll: states per trip of the state loops in the forward kernels and chunk_adjoint (its greatest
             common divisor with N is used), so that ptxas can overlap one state's loads and exponentials with
             another's scan.  compile_check (Triton 3.7.1, sm_90): at 4, chunk_adjoint needs 145-250 registers
@@ -275,6 +286,7 @@ class TileConfig:
     backward_lane_sums: bool = True
     backward_chunks: int = _device_default(2, 4)
     backward_keeps_dy: bool = True
+    backward_outputs_in_loop: bool = True
     state_unroll: int = 4
     carry_in_registers: bool = True
     rowwise_tiles: Optional[bool] = None
