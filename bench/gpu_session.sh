@@ -100,6 +100,9 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
         --backends drop_in --repeats 1 --cases a_training_w8 b_inference_256 --dtypes float32 \
         --configs forward_block_t=8 step_vectors=False step_vectors=False,raster_tiles=False \
         step_vectors=False,rowwise_tiles=False > /tmp/warmup7.log 2>&1 ) &
+    skipped scan-drop-in-z || ( BENCH_RESULTS=/tmp/warmup8 timeout 100 python3 bench/scan_bench.py --z \
+        --backends drop_in --repeats 1 --cases a_training_w8 --dtypes float32 \
+        --configs default backward_outputs_in_loop=False > /tmp/warmup8.log 2>&1 ) &
     # The model's kernels too (its 180 channels and cross-scale blocks are other builds): on 2026-12-04 the model
     # step timed only the fused training step in its 60 s, most likely compiling the rest.
     ( BENCH_RESULTS=/tmp/warmup6 timeout 150 python3 bench/model_bench.py --backends triton --repeats 1 \
@@ -177,6 +180,11 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
         --cases a_training_w8 b_inference_256 --dtypes float32 --backends mamba_ssm drop_in \
         --configs default forward_block_t=8 step_vectors=False step_vectors=False,raster_tiles=False \
         step_vectors=False,rowwise_tiles=False
+    #    The drop-in with a z gate, as Mamba blocks call it, beside mamba-ssm's op with z: its backward summing the
+    #    outputs dz needs in its state loop (the default since 2026-12-05) against a loop of their own.
+    step_run scan-drop-in-z 25 python3 bench/scan_bench.py "${mamba_args[@]}" --repeats 20 --append --z \
+        --cases a_training_w8 --dtypes float32 --backends mamba_ssm drop_in \
+        --configs default backward_outputs_in_loop=False
     # 4. The dis_w8 network: training step and inference, fused against MambaIR-style mamba-ssm (the PyTorch backend
     #    never finished within the step's time: left out); then its inference with the 16-tile chunks of before
     #    2026-12-02.

@@ -23,6 +23,7 @@ Backends on the same work:
   fused          scan2d's Triton kernels (directional_scan, backend="triton")
   drop_in        scan2d's drop-in selective_scan(..., backend="triton") on mamba_ssm's own inputs: the same work,
                  the same API, our kernels
+``--z``: mamba_ssm and drop_in with a z gate, as Mamba blocks call selective_scan_fn (shape ``drop_in_z``).
 ``bytes`` is what each must at least move (inputs read once, outputs written once); GB/s = bytes / time.
 With mamba-ssm built, each fused row also carries ``rel_err_vs_mambair``: the relative L2 distance of the fused
 op's output, and of its gradient for u, from the MambaIR-style path's on the same inputs (an independent CUDA
@@ -108,38 +109,46 @@ def gated_mambair_path(selective_scan_cuda, inp, directions, H, W, gate, directi
 
 
 def mamba_fn(module):
-    """mamba-ssm's selective_scan_fn semantics over the raw CUDA op (fwd + bwd)."""
+    """mamba-ssm's selective_scan_fn semantics over the raw CUDA op (fwd + bwd), with or without its z gate: the
+    op then returns the gated output as its third result, and its backward takes the ungated one and returns dz
+    last (mamba_ssm/ops/selective_scan_interface.py)."""
 
     class Fn(torch.autograd.Function):
         @staticmethod
-        def forward(ctx, u, delta, A, B, C, D, bias):
-            out, x, *_ = module.fwd(u, delta, A, B, C, D, None, bias, True)
-            ctx.save_for_backward(u, delta, A, B, C, D, bias, x)
-            return out
+        def forward(ctx, u, delta, A, B, C, D, bias, z=None):
+            out, x, *rest = module.fwd(u, delta, A, B, C, D, z, bias, True)
+            ctx.has_z = z is not None
+            ctx.save_for_backward(u, delta, A, B, C, D, bias, x, z, out if ctx.has_z else None)
+            return rest[0] if ctx.has_z else out
 
         @staticmethod
         def backward(ctx, dout):
-            u, delta, A, B, C, D, bias, x = ctx.saved_tensors
-            du, ddelta, dA, dB, dC, dD, dbias, *_ = module.bwd(u, delta, A, B, C, D, None, bias, dout.contiguous(),
-                                                               x, None, None, True, False)
-            return du, ddelta, dA, dB, dC, dD, dbias
+            u, delta, A, B, C, D, bias, x, z, out = ctx.saved_tensors
+            du, ddelta, dA, dB, dC, dD, dbias, *rest = module.bwd(u, delta, A, B, C, D, z, bias, dout.contiguous(),
+                                                                  x, out, None, True, False)
+            grads = (du, ddelta, dA, dB, dC, dD, dbias)
+            return (*grads, rest[0]) if ctx.has_z else grads
 
     return Fn.apply
 
 
-def drop_in_inputs(batch, K, D, T, inp, dtype, device) -> dict:
+def drop_in_inputs(batch, K, D, T, inp, dtype, device, z=False) -> dict:
     """mamba-ssm's inputs for a case: K directions' sequences of T steps already permuted (batch, K*D, T), delta
-    already projected, B and C grouped per direction (batch, K, N, T); A, D and the bias from the layer's inputs."""
+    already projected, B and C grouped per direction (batch, K, N, T); A, D and the bias from the layer's inputs;
+    with ``z``, a z gate (batch, K*D, T) last, as Mamba blocks pass one."""
     g = torch.Generator(device="cpu").manual_seed(1)
 
     def rnd(*shape):
         return torch.randn(*shape, generator=g).to(device, dtype).requires_grad_()
 
-    return dict(u=rnd(batch, K * D, T), delta=rnd(batch, K * D, T),
-                A=inp["A"].detach().reshape(K * D, N_STATE).requires_grad_(),
-                B=rnd(batch, K, N_STATE, T), C=rnd(batch, K, N_STATE, T),
-                D=inp["D"].detach().reshape(-1).requires_grad_(),
-                bias=inp["dt_bias"].detach().float().reshape(-1).requires_grad_())
+    inputs = dict(u=rnd(batch, K * D, T), delta=rnd(batch, K * D, T),
+                  A=inp["A"].detach().reshape(K * D, N_STATE).requires_grad_(),
+                  B=rnd(batch, K, N_STATE, T), C=rnd(batch, K, N_STATE, T),
+                  D=inp["D"].detach().reshape(-1).requires_grad_(),
+                  bias=inp["dt_bias"].detach().float().reshape(-1).requires_grad_())
+    if z:
+        inputs["z"] = rnd(batch, K * D, T)
+    return inputs
 
 
 def relative_errors(candidate, reference, u) -> dict:
@@ -257,11 +266,14 @@ def run(args, out_name: str, module=None) -> list:
             def fused():
                 return directional_scan(**inp, directions=directions, height=H, width=W, gate=gate, backend="triton")
 
-            pre = drop_in_inputs(batch, K, D, L + Ll, inp, dtype, device)
+            pre = drop_in_inputs(batch, K, D, L + Ll, inp, dtype, device, z=args.z)
+            if args.z:
+                shape["drop_in_z"] = True  # mamba-ssm's and the drop-in's rows ran with a z gate
 
             def drop_in():
                 return scan2d.selective_scan(pre["u"], pre["delta"], pre["A"], pre["B"], pre["C"], pre["D"],
-                                             delta_bias=pre["bias"], delta_softplus=True, backend="triton")
+                                             pre.get("z"), delta_bias=pre["bias"], delta_softplus=True,
+                                             backend="triton")
 
             backends, checks = {}, {}
             # Each closure binds its values as defaults: names rebound later in this loop must not reach them.
@@ -341,6 +353,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--gated", action="store_true",
                         help="the layer with the model's channel gate (LW-SS2D, every RLMB's): fused against the gated "
                         "MambaIR-style path (and the PyTorch path)")
+    parser.add_argument("--z", action="store_true",
+                        help="mamba-ssm's op and the drop-in with a z gate, as Mamba blocks call selective_scan_fn")
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--out", help="result file name under bench/results/ (or $BENCH_RESULTS)")
     parser.add_argument("--append", action="store_true", help="add to the result file instead of replacing it")

@@ -25,7 +25,11 @@ class SelectiveScanCudaStandIn:
         assert delta.dtype == B.dtype == C.dtype == u.dtype, "delta, B and C in the input dtype"
         assert A.dtype == D.dtype == delta_bias.dtype == torch.float32, "A, D and the delta bias in float32"
         assert all(t.stride(-1) == 1 for t in (u, delta, B, C)), "the sequence axis contiguous"
-        return selective_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, backend="torch"), None
+        out = selective_scan(u, delta, A, B, C, D, None, delta_bias, delta_softplus, backend="torch")
+        if z is None:
+            return out, None
+        # With z: the ungated output, x, then the gated output (selective_scan_cuda.fwd's results).
+        return out, None, selective_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, backend="torch")
 
 
 @pytest.mark.parametrize("window,cross_scale", [(4, None), (None, None), (4, "aligned"), (4, "sequential")])
@@ -105,19 +109,24 @@ class SelectiveScanCudaStandInWithBackward(SelectiveScanCudaStandIn):
 
     @staticmethod
     def bwd(u, delta, A, B, C, D, z, delta_bias, dout, x, out, dz, delta_softplus, recompute_out_z):
-        inputs = [t.detach().requires_grad_() for t in (u, delta, A, B, C, D, delta_bias)]
+        # du, ddelta, dA, dB, dC, dD, ddelta_bias, then dz with z (and None without, as the CUDA op's list ends).
+        assert z is None or out is not None, "with z the backward takes the forward's ungated output"
+        leaves = [t.detach().requires_grad_() for t in (u, delta, A, B, C, D, delta_bias)]
+        gate = z.detach().requires_grad_() if z is not None else None
         with torch.enable_grad():
-            y = selective_scan(*inputs[:6], None, inputs[6], delta_softplus, backend="torch")
-        return (*torch.autograd.grad(y, inputs, dout), None)
+            y = selective_scan(*leaves[:6], gate, leaves[6], delta_softplus, backend="torch")
+        grads = torch.autograd.grad(y, leaves + ([gate] if gate is not None else []), dout)
+        return (*grads, None) if z is None else grads
 
 
-@pytest.mark.parametrize("gated", [False, True])
-def test_scan_bench_times_the_baseline_beside_every_backend(gated):
+@pytest.mark.parametrize("gated,z", [(False, False), (True, False), (False, True)], ids=["plain", "gated", "z"])
+def test_scan_bench_times_the_baseline_beside_every_backend(gated, z):
     # The harness on its CPU case with mamba-ssm's stand-in: on 2026-12-04 a loop variable named like the baseline's
     # closure made the H200 run call our drop-in with mamba-ssm's arguments, and every case with a baseline failed.
+    # --z: mamba-ssm's op and the drop-in with a z gate (the op's other results and dz's place in its backward's).
     import scan_bench
 
-    args = scan_bench.parse_args(["--smoke"] + (["--gated"] if gated else []))
+    args = scan_bench.parse_args(["--smoke"] + (["--gated"] if gated else []) + (["--z"] if z else []))
     rows = scan_bench.run(args, "unused.jsonl", module=SelectiveScanCudaStandInWithBackward)
     by_backend = {r["backend"]: r for r in rows}
     ref = "mambair_path" if gated else "mamba_ssm"
@@ -129,3 +138,4 @@ def test_scan_bench_times_the_baseline_beside_every_backend(gated):
     if not gated:
         assert max(by_backend["drop_in"]["rel_err_vs_mamba_ssm"].values()) < 1e-4
     assert all(f"fwd_speedup_vs_{ref}" in r for name, r in by_backend.items() if name != ref)
+    assert all(r["shape"].get("drop_in_z", False) == z for r in rows)
