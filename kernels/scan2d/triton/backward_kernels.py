@@ -419,7 +419,8 @@ def _backward_state_loop(
             accumulate(db_rows + offset(n, WIDE) * s_bn, tl.sum(g * du_delta, axis=1), valid, DX_COPIES,
                         FIRST_WRITE=True)
 
-    if Y_IN_LOOP:  # dz, now that the loop has summed y
+    if Y_IN_LOOP:  # dz, now that the loop has summed y; dout and z are read again (L2 hits) rather than held
+        # through the state loop, whose registers are full (compile_check: 255).
         _output_grads(y, pos_o, b_o, k, d, d_mask, valid, is_low, part_base, dout_ptr, s_gb, s_gk, s_gl, s_gd,
                       weight_ptr, dweight_part_ptr, z_ptr, dz_ptr, s_zb, s_zl, s_zd, tok_ptr, vec_ptr, gbar_ptr,
                       L_high, K, Dm, U[0], SUM_DIRECTIONS, HAS_WEIGHT, LN_UPSTREAM, HAS_Z, ROWWISE, WIDE, ROUND_FIRST,
