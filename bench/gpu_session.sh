@@ -110,6 +110,9 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     # shellcheck disable=SC2086
     ( BENCH_RESULTS=/tmp/warmup5 timeout 100 python3 bench/scan_bench.py --backends fused drop_in --repeats 1 \
         --cases a_training_w8 b_inference_256 --dtypes float32 --configs $ONE_PASS > /tmp/warmup5.log 2>&1 ) &
+    # The one-pass prototype with the states across the lanes (step 3c), without mamba-ssm.
+    skipped one-pass-lanes || ( BENCH_RESULTS=/tmp/warmup9 timeout 100 python3 bench/one_pass_bench.py --lanes-only \
+        --cases a_training --repeats 1 > /tmp/warmup9.log 2>&1 ) &
     export TRITON_INTERPRET=0 HYPOTHESIS_PROFILE=dev
     # -v names each test as it ends, and tests/conftest.py appends each failure's traceback to the log at once: a
     # run cut short at its limit (pytest's summary then never prints) still says which tests failed and why.  First
@@ -148,7 +151,13 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     step_run one-pass-op 40 python3 bench/scan_bench.py "${mamba_args[@]}" --repeats 20 --append \
         --cases a_training_w8 b_inference_256 --dtypes float32 --backends mamba_ssm fused drop_in \
         --configs default $ONE_PASS
-    #    (The prototypes, bench/one_pass_bench.py, were timed on 2026-12-04 and are left out.)
+    #    The one-pass prototype with all 16 states across the lanes and warps and 8-16 channels per program
+    #    (bench/one_pass_bench.py; 2026-12-04 timed its other layouts and the segments): the layout of the reference's
+    #    40-line prototype, 0.61 ms at case (a)'s shape on an H200, against mamba-ssm's 0.79. If one beats mamba-ssm
+    #    there, it is the layout for the op's one-pass forward at training shapes (bench/README.md, "The states
+    #    across the lanes, a few channels per program").
+    step_run one-pass-lanes 25 python3 bench/one_pass_bench.py "${mamba_args[@]}" --lanes-only --repeats 20 \
+        --cases a_training b_inference
     # 3d. Positions per tile in the aligned cross-scale order (since 2026-12-03), on and off, case (c) at 64x64.
     step_run scan-cross-scale-tiles 20 python3 bench/scan_bench.py --repeats 20 --append --cases c_cross_scale_64 \
         --dtypes float32 --backends fused --configs default window_tiles=False

@@ -8,8 +8,11 @@ exponential once where the fused op's forward computes it twice.  To keep progra
 N states over warps, which costs shared-memory transposes and barriers: its layouts that issue fewer instructions
 than the two passes leave 3-6 warps per SM, each walking thousands of steps in a row.  The second cuts each tile's
 steps into segments across the threads, with few channels per program (bench/README.md, "A one-pass forward"):
-about as many instructions per element as the two passes together, 1-warp programs of 96-128 registers.  Whether
-an SM stays busy either way is what this times.
+about as many instructions per element as the two passes together, 1-warp programs of 96-128 registers.  The
+first again with all N states in one trip and 8-16 channels per program (``STATES_ACROSS_LANES``) puts the states
+across lanes and warps: the layout of the reference's 40-line prototype, 4-8x the warps of the first's layouts timed
+on 2026-12-04 (bench/README.md, "The states across the lanes, a few channels per program").  Whether an SM stays
+busy in each is what this times (``--lanes-only``: that layout alone, beside mamba-ssm and the drop-in).
 
 Work (float32, forward without autograd, one raster-order scan per sequence, state 16, rank 23, 360 channels):
   a_training: 16 sequences of 4,096 steps (case (a): batch 8, two directions, 64x64)
@@ -36,8 +39,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, append_jsonl, record, time_ms  # noqa: E402
-from one_pass_compile import (LAYOUTS, SEGMENTED, SEGMENTED_TRAINING, STATES_IN_THREAD, inputs, launch,  # noqa: E402
-                              launch_segmented)
+from one_pass_compile import (LAYOUTS, SEGMENTED, SEGMENTED_TRAINING, STATES_ACROSS_LANES, STATES_IN_THREAD,  # noqa
+                              inputs, launch, launch_segmented)
 
 import scan2d  # noqa: E402
 
@@ -65,7 +68,8 @@ def run(args, out_name: str, module=None) -> list:
     """Times every backend on every case; ``module`` is mamba-ssm's built ``selective_scan_cuda`` (or None)."""
     device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
     rows = []
-    for case, (batch, L) in (SMOKE_CASES if args.smoke else CASES).items():
+    cases = SMOKE_CASES if args.smoke else {case: CASES[case] for case in getattr(args, "cases", CASES)}
+    for case, (batch, L) in cases.items():
         dim = 40 if args.smoke else DIM
         inp = {k: v.to(device) for k, v in inputs(batch, L, dim, R, N).items()}
         pre = drop_in_inputs(inp)
@@ -105,10 +109,16 @@ def run(args, out_name: str, module=None) -> list:
             backends[f"segmented_training {steps}/{segments}/{block_d}/{warps}"] = (
                 lambda cfg=(steps, segments, block_d, warps): launch_segmented(inp, R, N, *cfg, store_states=True)[0],
                 layout)
-        for ns, block_d, warps in [STATES_IN_THREAD] + (LAYOUTS[2:3] if args.smoke else LAYOUTS):
-            layout = dict(states_across_warps=ns, block_d=block_d, num_warps=warps)
-            backends[f"one_pass {ns}/{block_d}/{warps}"] = (
-                lambda ns=ns, block_d=block_d, warps=warps: launch(inp, R, N, ns, block_d, warps), layout)
+        layouts = [(*layout, 16) for layout in [STATES_IN_THREAD] + (LAYOUTS[2:3] if args.smoke else LAYOUTS)]
+        if args.lanes_only:
+            layouts = []
+        for ns, block_d, warps, block_t in layouts + (STATES_ACROSS_LANES[:1] if args.smoke else STATES_ACROSS_LANES):
+            layout = dict(states_across_warps=ns, block_d=block_d, num_warps=warps, block_t=block_t)
+            backends[f"one_pass {ns}/{block_d}/{warps}/{block_t}"] = (
+                lambda cfg=(ns, block_d, warps, block_t): launch(inp, R, N, *cfg), layout)
+        if args.lanes_only:  # mamba-ssm and the drop-in beside them, for the ratios
+            backends = {name: backend for name, backend in backends.items()
+                        if name.split()[0] in ("mamba_ssm", "drop_in", "one_pass")}
         with torch.no_grad():
             reference = drop_in()
             mamba_ms = None
@@ -141,6 +151,9 @@ def main(argv=None) -> int:
     parser.add_argument("--smoke", action="store_true",
                         help="tiny run on the CPU (TRITON_INTERPRET=1), two layouts: checks the harness")
     parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--lanes-only", action="store_true",
+                        help="only the states across the lanes (STATES_ACROSS_LANES), mamba-ssm and the drop-in")
+    parser.add_argument("--cases", nargs="+", choices=sorted(CASES), default=sorted(CASES))
     args = parser.parse_args(argv)
     device = torch.cuda.get_device_name().replace(" ", "-") if torch.cuda.is_available() else "cpu"
     out_name = f"one-pass-forward-{device}-{dt.date.today().isoformat()}.jsonl"

@@ -6,7 +6,10 @@ in registers, and enough such programs to fill the GPU.  Two prototypes, each fu
 softplus and the D skip and walking one raster-order direction tile by tile (the layer's positions would only add
 to their cost):
 - ``one_pass_forward_kernel`` spreads the N states over warps: (steps, states, channels) tiles, the steps in each
-  thread's registers, the channels across lanes (tried, not adopted: bench/README.md, "A one-pass forward");
+  thread's registers, the channels across lanes (tried, not adopted: bench/README.md, "A one-pass forward"); with
+  all N states in one trip and 8-16 channels per program it puts the states across lanes and warps, the layout of
+  the reference's 40-line prototype (``STATES_ACROSS_LANES``; bench/README.md, "The states across the lanes, a few
+  channels per program");
 - ``segments_across_threads_kernel`` loops over the states, as mamba-ssm's kernel does, with few channels per
   program, and cuts each tile's steps into segments across the threads, a segment's steps in its thread's
   registers (bench/README.md, "A one-pass forward with the segments across the threads").
@@ -54,7 +57,8 @@ def one_pass_forward_kernel(u_ptr, x_ptr, w_ptr, bias_ptr, A_ptr, Dskip_ptr, y_p
 
     u, y: (batch, L, Dm) contiguous; x: (batch, L, R + 2N) rows [dt_low | B | C], s_xl apart; w: (Dm, R); bias, Dskip:
     (Dm,); A: (Dm, N).  The (BLOCK_T, NS, BLOCK_D) tiles put NS states across warps (num_warps = NS for one state per
-    warp and trip), N // NS trips per tile; the (NS, BLOCK_D) state stays in registers from tile to tile.
+    warp and trip), N // NS trips per tile; the (NS, BLOCK_D) state stays in registers from tile to tile.  With
+    NS = N and BLOCK_D of 8 or 16, Triton spreads the states over lanes and warps, the steps in each thread.
     """
     b = tl.program_id(0)
     d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
@@ -189,6 +193,12 @@ def segments_across_threads_kernel(u_ptr, x_ptr, w_ptr, bias_ptr, A_ptr, Dskip_p
 LAYOUTS = [(16, 32, 16), (8, 32, 8), (4, 32, 4), (4, 64, 8), (2, 32, 2)]
 # All N states in each thread, one warp per 32 channels: the fewest instructions, and the fewest warps.
 STATES_IN_THREAD = (1, 32, 1)
+# (states, channels per program, warps, steps per tile): all N states in one trip, spread over the lanes and warps
+# with few channels per program, as in the reference's 40-line prototype (tiles of 32 steps, 8 channels a program:
+# 0.61 ms at case (a)'s shape on an H200, ../shared/design/mambacsr-reference.md).  LAYOUTS kept 32 channels per
+# program: 192 programs in case (a), under 1.5 per SM.  Here 4-8x the warps (bench/README.md, "The states across
+# the lanes, a few channels per program").
+STATES_ACROSS_LANES = [(16, 8, 4, 32), (16, 8, 4, 16), (16, 8, 2, 16), (16, 16, 4, 16), (16, 8, 1, 16)]
 # (steps per segment, segments, channels per program, warps): one segment per thread.
 SEGMENTED = [(8, 32, 2, 1), (4, 32, 4, 1), (16, 32, 1, 1), (8, 128, 2, 4)]
 # The same, storing the entry state of every 16 steps for the backward, as the fused op's training forward does.
@@ -391,10 +401,12 @@ def main(argv=None) -> int:
             parser.error("--check needs TRITON_INTERPRET=1")
         inp = inputs(2, 37, 40, R, N)
         expected = reference(inp, R, N)
-        for ns, block_d, warps in [STATES_IN_THREAD] + LAYOUTS:
-            got = launch(inp, R, N, ns, block_d, warps)
+        for ns, block_d, warps, block_t in [(*layout, 16) for layout in [STATES_IN_THREAD] + LAYOUTS] + \
+                STATES_ACROSS_LANES:
+            got = launch(inp, R, N, ns, block_d, warps, block_t)
             err = ((got.double() - expected).norm() / expected.norm()).item()
-            print(f"states across {ns} warps, {block_d} channels: relative error {err:.1e}")
+            print(f"{ns} states per trip, {block_d} channels, {warps} warps, {block_t}-step tiles: "
+                  f"relative error {err:.1e}")
             if not err < 1e-5:
                 return 1
         for steps, segments, block_d, warps in SEGMENTED + SEGMENTED_TRAINING:
@@ -408,9 +420,10 @@ def main(argv=None) -> int:
 
     rows = []
     inp = inputs(8, 4096, 360, R, N)  # case (a)'s shape, one direction
-    layouts = [(launch, (ns, block_d, warps), dict(states_across_warps=ns, block_d=block_d), block_d, warps,
-                16 * (N // ns) * block_d * ns // (32 * warps))  # (step, channel, state) per thread and tile
-               for ns, block_d, warps in [STATES_IN_THREAD] + LAYOUTS]
+    layouts = [(launch, (ns, block_d, warps, block_t), dict(states_across_warps=ns, block_d=block_d, block_t=block_t),
+                block_d, warps, block_t * N * block_d // (32 * warps))  # (step, channel, state) per thread and tile
+               for ns, block_d, warps, block_t in [(*layout, 16) for layout in [STATES_IN_THREAD] + LAYOUTS]
+               + STATES_ACROSS_LANES]
     layouts += [(launch_segmented, (steps, segments, block_d, warps),
                  dict(steps_per_segment=steps, segments=segments, block_d=block_d, stores_states=training),
                  block_d, warps, steps * block_d * N)

@@ -50,7 +50,7 @@ def test_the_session_script_is_read_whole():
     assert len(found) == SESSION.count("python3 bench/") >= 20
     assert {script for script, _ in found} == {
         "bench/build_mamba_ssm.py", "bench/summarize.py", "bench/scan_bench.py", "bench/model_bench.py",
-        "bench/profile_kernels.py", "bench/host_overhead.py"}
+        "bench/profile_kernels.py", "bench/host_overhead.py", "bench/one_pass_bench.py"}
     assert all("$" not in word and not word.startswith((">", "(")) for _, argv in found for word in argv)
 
 

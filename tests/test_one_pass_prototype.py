@@ -10,16 +10,18 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from one_pass_bench import run as bench_run  # noqa: E402
-from one_pass_compile import (STATES_IN_THREAD, executed_per_tile, inputs, launch, launch_segmented,  # noqa: E402
-                              reference)
+from one_pass_compile import (STATES_ACROSS_LANES, STATES_IN_THREAD, executed_per_tile, inputs, launch,  # noqa: E402
+                              launch_segmented, reference)
 from test_bench_baseline import SelectiveScanCudaStandIn  # noqa: E402
 
 
-@pytest.mark.parametrize("ns,block_d,warps", [(4, 32, 4), (2, 32, 2), STATES_IN_THREAD])
-def test_one_pass_prototype_matches_a_step_by_step_scan(ns, block_d, warps):
+# The last two: all N states in one trip over 8 channels, as STATES_ACROSS_LANES lays them out.
+@pytest.mark.parametrize("ns,block_d,warps,block_t", [(4, 32, 4, 16), (2, 32, 2, 16), (*STATES_IN_THREAD, 16),
+                                                      (8, 8, 2, 16), (8, 8, 4, 8)])
+def test_one_pass_prototype_matches_a_step_by_step_scan(ns, block_d, warps, block_t):
     R, N = 5, 8
     inp = inputs(batch=2, L=21, Dm=37, R=R, N=N)  # a partial last tile and a partial channel block
-    got = launch(inp, R, N, ns, block_d, warps)
+    got = launch(inp, R, N, ns, block_d, warps, block_t)
     expected = reference(inp, R, N)
     assert torch.allclose(got.double(), expected, rtol=1e-5, atol=1e-5), (got.double() - expected).abs().max()
 
@@ -47,18 +49,24 @@ def test_segmented_prototype_matches_a_step_by_step_scan(steps, segments, block_
 def test_one_pass_bench_runs_every_backend_on_the_same_work(capsys):
     """The GPU timing harness, on the CPU: a lease must not be spent finding that it fails.  mamba-ssm's op is a
     stand-in that checks its argument conventions and computes with the PyTorch path."""
-    args = argparse.Namespace(smoke=True, repeats=1)
+    args = argparse.Namespace(smoke=True, repeats=1, lanes_only=False)
     rows = bench_run(args, "unused.jsonl", module=SelectiveScanCudaStandIn)
     assert [row["backend"] for row in rows] == ["mamba_ssm", "drop_in", "segmented", "drop_in_training",
-                                                "segmented_training", "one_pass", "one_pass"]
+                                                "segmented_training", "one_pass", "one_pass", "one_pass"]
     assert (rows[2]["steps_per_segment"], rows[2]["segments"], rows[2]["block_d"]) == (4, 32, 4)
-    assert {(row["states_across_warps"], row["num_warps"]) for row in rows[5:]} == {(1, 1), (4, 4)}
+    assert [(row["states_across_warps"], row["block_d"], row["num_warps"], row["block_t"]) for row in rows[5:]] == \
+        [(1, 32, 1, 16), (4, 32, 4, 16), STATES_ACROSS_LANES[0]]
     # Each output against the drop-in's: the stand-in (the PyTorch path, float32) within the script's own bound,
     # both prototype layouts as closely as the float64 comparison above.
     assert rows[0]["rel_err_vs_drop_in"] < 1e-4
     assert all(row["rel_err_vs_drop_in"] < 1e-6 for row in rows[2:]), [row["rel_err_vs_drop_in"] for row in rows]
     assert all(row["fwd_ms"] > 0 for row in rows)
     assert rows[2]["fwd_speedup_vs_mamba_ssm"] == pytest.approx(rows[0]["fwd_ms"] / rows[2]["fwd_ms"], rel=1e-2)
+    # The lease's step times the states across the lanes alone, beside the two it is compared with.
+    lanes = bench_run(argparse.Namespace(smoke=True, repeats=1, lanes_only=True), "unused.jsonl",
+                      module=SelectiveScanCudaStandIn)
+    assert [row["backend"] for row in lanes] == ["mamba_ssm", "drop_in", "one_pass"]
+    assert lanes[2]["block_t"] == 32 and lanes[2]["rel_err_vs_drop_in"] < 1e-6
 
 
 def sass(address, instruction):
