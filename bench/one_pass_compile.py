@@ -347,7 +347,12 @@ OP_VARIANTS = [(dict(one_pass_forward=True), OP_CASES),
                (dict(one_pass_forward=True, one_pass_block_d=1), ("layer bf16",)),
                (dict(one_pass_forward=True, one_pass_block_d=2), FP32_CASES),
                (dict(one_pass_forward=True, one_pass_unroll=1), ("layer fp32",)),
-               (dict(one_pass_forward=True, one_pass_block_d=2, one_pass_unroll=4), ("layer fp32",))]
+               (dict(one_pass_forward=True, one_pass_block_d=2, one_pass_unroll=4), ("layer fp32",)),
+               # The states across the lanes (TileConfig.one_pass_lanes): 8 channels and 4 warps, then 16 and 4, 8 and 2.
+               (dict(one_pass_forward=True, one_pass_lanes=True), OP_CASES),
+               (dict(one_pass_forward=True, one_pass_lanes=True, one_pass_lanes_block_d=16), ("layer fp32",)),
+               (dict(one_pass_forward=True, one_pass_lanes=True, one_pass_lanes_warps=2), ("layer fp32",))]
+ONE_PASS_KERNELS = ("one_pass_forward_kernel", "one_pass_lanes_kernel")
 
 
 def rank_loop_trips(c: dict) -> int:
@@ -372,14 +377,19 @@ def op_rows() -> list:
         with tile_config(**changes):
             builds = compile_all([90], cases)
         for build in builds:
-            if build.kernel != "one_pass_forward_kernel":
+            if build.kernel not in ONE_PASS_KERNELS:
                 continue
             c = build.constexprs
-            executed = executed_by_build(build, rank_loop_trips(c), c["N"] // c["UNROLL"])
+            if build.kernel == "one_pass_lanes_kernel":  # no state loop; a thread holds its share of each tile
+                executed = executed_by_build(build, rank_loop_trips(c), 1)
+                elements = c["BLOCK_T"] * c["N"] * c["BLOCK_D"] / (32 * build.num_warps)
+            else:
+                executed = executed_by_build(build, rank_loop_trips(c), c["N"] // c["UNROLL"])
+                elements = c["STEPS"] * c["BLOCK_D"] * c["N"]
             rows.append(dict(asdict(build), triton=triton.__version__,
                              variant=",".join(f"{k}={v}" for k, v in changes.items()),
                              sass_executed_per_tile=executed,
-                             sass_executed_per_element=round(executed / (c["STEPS"] * c["BLOCK_D"] * c["N"]), 1)))
+                             sass_executed_per_element=round(executed / elements, 1)))
     return rows
 
 

@@ -665,3 +665,27 @@ def test_one_pass_forward_compiles_and_computes_each_exponential_once(tmp_path, 
         per_step = c["STEPS"] * c["BLOCK_D"] * (c["UNROLL"] + c["SOFTPLUS"] + c["HAS_Z"])
         assert b["exp_log"] == per_step + c["BLOCK_D"] * c["UNROLL"], (b["exp_log"], c)
         assert b["registers"] <= 255 and b["spill_store_bytes"] <= 256, b
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("oldest", [False, True], ids=["this-triton", "oldest-triton"])
+def test_one_pass_lanes_compiles_and_builds_delta_once_per_step_and_channel(tmp_path, oldest):
+    # TileConfig.one_pass_lanes: all 16 states of a tile across the lanes and warps, each thread holding its
+    # (state, channel) pair's steps.  A thread's transcendentals in the PTX: one exp2 per step of its pair (the
+    # decays), and softplus and silu(z) for its share of the tile's (step, channel) pairs, not for every step: with
+    # the dt rank blocks unrolled, Triton built delta in the states' layout, once per state (51 MUFU per tile
+    # instead of 19, 95 executed instructions per element instead of 33; one_pass_lanes.py).  No spills (sm_90).
+    builds = compile_report_for_sm90(tmp_path, oldest, "--tiles", "one_pass_forward=True,one_pass_lanes=True",
+                                     *case_flags(ONE_PASS_CASES))
+    assert {b["kernel"] for b in builds} == {"one_pass_lanes_kernel"}
+    configs = [b["constexprs"] for b in builds]
+    assert {c["ORDER"] for c in configs} == {0, 1, 2}
+    assert {(c["LOWRANK"], c["STORE_STATES"], c["HAS_Z"]) for c in configs} == {(True, True, False),
+                                                                                (True, False, False),
+                                                                                (False, True, True)}
+    for b, c in zip(builds, configs):
+        threads = 32 * b["num_warps"]
+        decays = c["BLOCK_T"] * c["N"] * c["BLOCK_D"] // threads
+        per_pair = -(-c["BLOCK_T"] * c["BLOCK_D"] // threads) * (c["SOFTPLUS"] + c["HAS_Z"])
+        assert decays <= b["exp_log"] <= decays + 2 * per_pair + 2, (b["exp_log"], decays, per_pair, c)
+        assert b["registers"] <= 168 and b["spill_store_bytes"] == 0, b

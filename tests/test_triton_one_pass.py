@@ -34,18 +34,9 @@ def one_pass_tiles(layout, block_t):
                 one_pass_segments_first=segments_first, one_pass_unroll=unroll, block_t=block_t)
 
 
-@settings(max_examples=8)
-# Always: two states and two dt ranks per load, the last block of ranks overlapping the one before, several tiles.
-@example(specs=[(4, False, False), (8, True, True)], cross_scale=None, batch=1, height=9, width=7, dim=7,
-         weighted=False, grad=True, dtype=torch.float32, layout=(8, 4, 2, False, 2), block_t=4, rank=6)
-@given(specs=st.lists(direction, min_size=1, max_size=4).filter(lambda s: len(s) != 3),
-       cross_scale=st.sampled_from([None, None, "aligned", "sequential"]), batch=st.integers(1, 2),
-       height=st.integers(1, 9), width=st.integers(1, 9), dim=st.sampled_from([1, 7, 17]), weighted=st.booleans(),
-       grad=st.booleans(), dtype=dtypes, layout=layouts, block_t=st.sampled_from([4, 16]),
-       rank=st.sampled_from([3, 6]))
-def test_layer_forward_and_gradients_match_torch_path(specs, cross_scale, batch, height, width, dim, weighted, grad,
-                                                      dtype, layout, block_t, rank):
-    # rank 6: the dt ranks two per load in blocks of 4, the last block overlapping the one before (plain orders).
+def check_layer(tiles, specs, cross_scale, batch, height, width, dim, weighted, grad, dtype, rank):
+    """The layer's summed output (and with ``grad`` every input's gradient) under ``tiles`` against the float64
+    PyTorch path: ``specs`` (window, column-first, reversed) per direction, 4 states, dt rank ``rank``."""
     K = len(specs)
     directions = tuple(ScanDirection(w, c, r, cross_scale) for w, c, r in specs)
     inp = make_layer_inputs(batch, height, width, dim, K, n_state=4, rank=rank, cross_scale=cross_scale is not None)
@@ -55,7 +46,7 @@ def test_layer_forward_and_gradients_match_torch_path(specs, cross_scale, batch,
                            backend="torch")
     low = {k: v.detach().to(DEVICE, dtype).requires_grad_(grad) for k, v in exact.items()}
     w = torch.randn(ref.shape, dtype=torch.float64)
-    with tile_config(**one_pass_tiles(layout, block_t)), torch.set_grad_enabled(grad):
+    with tile_config(**tiles), torch.set_grad_enabled(grad):
         out = directional_scan(**low, directions=directions, height=height, width=width, backend="triton",
                                direction_weights=weights.to(DEVICE, dtype) if weighted else None)
         if grad:
@@ -68,12 +59,9 @@ def test_layer_forward_and_gradients_match_torch_path(specs, cross_scale, batch,
                                TOL[dtype])
 
 
-@settings(max_examples=8)
-@given(st.fixed_dictionaries(dict(
-    batch=st.integers(1, 2), dim=st.sampled_from([1, 5, 12]), length=st.integers(1, 150),
-    n_state=st.sampled_from([1, 4]), groups=st.sampled_from([0, 1, 2]), D=st.booleans(), z=st.booleans(),
-    bias=st.booleans(), grad=st.booleans(), dtype=dtypes, layout=layouts, block_t=st.sampled_from([4, 16]))))
-def test_drop_in_forward_last_state_and_gradients_match_reference(opt):
+def check_drop_in(tiles, opt):
+    """The drop-in scan's output and last state (and with opt["grad"] every gradient) under ``tiles`` against the
+    float64 reference, on ``make_inputs`` of opt's sizes with its optional inputs (D, z, bias) and dtype."""
     groups = opt["groups"] if opt["dim"] % max(opt["groups"], 1) == 0 else 0
     inp = make_inputs(opt["batch"], opt["dim"], opt["length"], opt["n_state"], groups)
     low = {k: v.to(DEVICE, opt["dtype"]).requires_grad_(opt["grad"]) for k, v in inp.items()}
@@ -81,7 +69,7 @@ def test_drop_in_forward_last_state_and_gradients_match_reference(opt):
     names = ["u", "delta", "A", "B", "C"] + [n for n, k in (("D", "D"), ("z", "z"), ("delta_bias", "bias")) if opt[k]]
     ref, ref_last = _run(selective_scan_ref, exact, opt, return_last_state=True)
     weight = torch.randn(ref.shape, dtype=torch.float64)
-    with tile_config(**one_pass_tiles(opt["layout"], opt["block_t"])), torch.set_grad_enabled(opt["grad"]):
+    with tile_config(**tiles), torch.set_grad_enabled(opt["grad"]):
         out, last = _run(selective_scan, low, opt, backend="triton", return_last_state=True)
         if opt["grad"]:
             grads = torch.autograd.grad((out * weight.to(DEVICE, out.dtype)).sum(), [low[n] for n in names])
@@ -91,6 +79,31 @@ def test_drop_in_forward_last_state_and_gradients_match_reference(opt):
     if opt["grad"]:
         assert_gradients_close(names, grads, torch.autograd.grad((ref * weight).sum(), [exact[n] for n in names]),
                                tol)
+
+
+@settings(max_examples=8)
+# Always: two states and two dt ranks per load, the last block of ranks overlapping the one before, several tiles.
+@example(specs=[(4, False, False), (8, True, True)], cross_scale=None, batch=1, height=9, width=7, dim=7,
+         weighted=False, grad=True, dtype=torch.float32, layout=(8, 4, 2, False, 2), block_t=4, rank=6)
+@given(specs=st.lists(direction, min_size=1, max_size=4).filter(lambda s: len(s) != 3),
+       cross_scale=st.sampled_from([None, None, "aligned", "sequential"]), batch=st.integers(1, 2),
+       height=st.integers(1, 9), width=st.integers(1, 9), dim=st.sampled_from([1, 7, 17]), weighted=st.booleans(),
+       grad=st.booleans(), dtype=dtypes, layout=layouts, block_t=st.sampled_from([4, 16]),
+       rank=st.sampled_from([3, 6]))
+def test_layer_forward_and_gradients_match_torch_path(specs, cross_scale, batch, height, width, dim, weighted, grad,
+                                                      dtype, layout, block_t, rank):
+    # rank 6: the dt ranks two per load in blocks of 4, the last block overlapping the one before (plain orders).
+    check_layer(one_pass_tiles(layout, block_t), specs, cross_scale, batch, height, width, dim, weighted, grad, dtype,
+                rank)
+
+
+@settings(max_examples=8)
+@given(st.fixed_dictionaries(dict(
+    batch=st.integers(1, 2), dim=st.sampled_from([1, 5, 12]), length=st.integers(1, 150),
+    n_state=st.sampled_from([1, 4]), groups=st.sampled_from([0, 1, 2]), D=st.booleans(), z=st.booleans(),
+    bias=st.booleans(), grad=st.booleans(), dtype=dtypes, layout=layouts, block_t=st.sampled_from([4, 16]))))
+def test_drop_in_forward_last_state_and_gradients_match_reference(opt):
+    check_drop_in(one_pass_tiles(opt["layout"], opt["block_t"]), opt)
 
 
 @pytest.mark.parametrize("grad", [False, True])

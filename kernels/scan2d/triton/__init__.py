@@ -22,6 +22,7 @@ Modules, from the bottom up:
     forward_kernels   chunk_end_state, forward_output (and the gate's reductions), first_direction_pool
     chunk_carry       the chunk entry states, over chunks or segments of them, both ways
     one_pass          the forward in one pass over the recurrence (opt-in: TileConfig.one_pass_forward)
+    one_pass_lanes    the same with all states across the lanes, a few channels per program (TileConfig.one_pass_lanes)
     backward_kernels  chunk_adjoint, backward_grads
     tiles             TileConfig: how the kernels split the work (``tile_config`` changes it for a block of code)
     direction_table   each direction's geometry as the kernels read it (window sides, lengths, division magic)

@@ -14,7 +14,7 @@ from typing import Optional
 import torch
 import triton
 
-from . import backward_kernels, chunk_carry, forward_kernels, one_pass
+from . import backward_kernels, chunk_carry, forward_kernels, one_pass, one_pass_lanes
 from .operands import ScanOperands, cdiv, next_power_of_2, spans_past_int32
 from .tile_io import STEP_VECTORS
 from .tiles import rowwise_by_default
@@ -172,10 +172,12 @@ def one_pass_forward(ops: ScanOperands, out: torch.Tensor, out_strides: tuple, s
     states and delta sums (for a training forward, ``ops.for_backward``; else empty) and final state.  Summed
     directions are written one launch per direction, each adding to what the last left, as in ``output_pass``."""
     tiles = ops.tiles
-    # A training forward's segments are the backward's chunks (one tile of block_t steps each).
-    steps = tiles.block_t if ops.for_backward else tiles.one_pass_steps
     if ops.for_backward and ops.tiles_per_chunk != 1:
         raise RuntimeError("internal error: a training forward's chunks are one tile each")
+    if tiles.one_pass_lanes:
+        return one_pass_lanes_forward(ops, out, out_strides, sum_directions, weight)
+    # A training forward's segments are the backward's chunks (one tile of block_t steps each).
+    steps = tiles.block_t if ops.for_backward else tiles.one_pass_steps
     segments, block_d = tiles.one_pass_segments, tiles.one_pass_block_d
     if block_d is None:  # 16-bit B and C are converted per step: over 2 channels (TileConfig.one_pass_block_d)
         block_d = 1 if ops.u.element_size() == 4 else 2
@@ -209,6 +211,33 @@ def one_pass_forward(ops: ScanOperands, out: torch.Tensor, out_strides: tuple, s
             UNROLL=math.gcd(max(1, tiles.one_pass_unroll), ops.n_state), UNROLL_RANKS=tiles.unroll_rank_blocks,
             num_warps=max(1, segments // 32),
             **COMPILE_OPTIONS)
+    return entry, dsum, final
+
+
+def one_pass_lanes_forward(ops: ScanOperands, out: torch.Tensor, out_strides: tuple, sum_directions: bool,
+                           weight: Optional[torch.Tensor]):
+    """``one_pass_forward`` with the N states across the lanes (``one_pass_lanes.one_pass_lanes_kernel``,
+    ``TileConfig.one_pass_lanes``): tiles of block_t steps, so that a training forward's tiles are the backward's
+    chunks, one_pass_lanes_block_d channels per program."""
+    tiles = ops.tiles
+    block_d = tiles.one_pass_lanes_block_d
+    if block_d < 1 or block_d & (block_d - 1):
+        raise ValueError(f"TileConfig.one_pass_lanes_block_d = {block_d}: the one-pass forward's (steps, states, "
+                         "channels) tiles need a power of two of channels (tl.arange); choose e.g. 8 or 16")
+    entry = ops.state_buffer(ops.n_state) if ops.for_backward else ops.u.new_empty(0, dtype=torch.float32)
+    dsum = ops.state_buffer() if ops.for_backward else entry
+    final = torch.empty(ops.batch * ops.K, ops.dim, ops.n_state, device=ops.u.device, dtype=torch.float32)
+    dummy = final
+    meta = {name: value for name, value in ops.launch_meta(out, weight, entry, final).items()
+            if name in ("ORDER", "LOWRANK", "HAS_BIAS", "SOFTPLUS", "R", "N", "WIDE", "PAIRED")}
+    for k_first, k_count in direction_launches(ops.K, sum_directions):
+        one_pass_lanes.one_pass_lanes_kernel[(ops.batch * k_count, ops.channel_blocks(block_d))](
+            out, *out_strides, weight if weight is not None else dummy, entry, dsum, final,
+            ops.D if ops.D is not None else dummy, ops.z if ops.z is not None else ops.u, *ops.z_strides,
+            *ops.common_args(), k_first, k_count, ops.length, **meta, HAS_D=ops.D is not None,
+            HAS_Z=ops.z is not None, HAS_WEIGHT=weight is not None, ACCUMULATE=sum_directions and k_first > 0,
+            STORE_STATES=ops.for_backward, BLOCK_T=tiles.block_t, BLOCK_D=block_d,
+            IN_WINDOW=ops.in_windows(tiles.block_t), num_warps=tiles.one_pass_lanes_warps, **COMPILE_OPTIONS)
     return entry, dsum, final
 
 

@@ -29,7 +29,7 @@ import triton.language as tl
 from .positions import tile_positions
 from .recurrence import LOG2E, combine
 from .state_loop import state_column_pairs
-from .tile_io import block_channels, block_group, offset, paired_rank_blocks, softplus, x_rows
+from .tile_io import block_channels, offset, one_pass_params, one_pass_step_inputs, one_pass_store
 
 
 @triton.jit(do_not_specialize=["k_first"])  # one compiled kernel for every direction
@@ -85,17 +85,9 @@ def one_pass_forward_kernel(
     b_o = offset(b, WIDE)
     bk_o = offset(pid_bk, WIDE)
 
-    u_ptr, u_low_ptr, s_ub, s_ul, s_ud, s_ub_low = U
-    delta_ptr, s_db, s_dl, s_dd = DELTA
-    B_ptr, C_ptr, s_bb, s_bg, s_bn, s_bl, s_cb, s_cg, s_cn, s_cl, per_group = BC
-    dtw_ptr, dtb_ptr = PROJ
     params = k * Dm + d3  # this direction's row of the (K, dim) parameters
-    if HAS_D:
-        Dk = tl.load(Dskip_ptr + params, mask=d3_mask, other=0.0).to(tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(dtb_ptr + params, mask=d3_mask, other=0.0).to(tl.float32)
-    if HAS_WEIGHT:
-        wk = tl.load(weight_ptr + (b_o * K + k) * Dm + d3, mask=d3_mask, other=0.0).to(tl.float32)
+    Dk, bias, wk = one_pass_params(Dskip_ptr, PROJ[1], weight_ptr, b_o, K, k, Dm, d3, d3_mask, HAS_D, HAS_BIAS,
+                                   HAS_WEIGHT)
     carry = carry_ptr + (offset(pid_g, WIDE) * tl.num_programs(1) + pid_d) * (2 * N * BLOCK_D) + lane
     previous = tl.maximum(seg - 1, 0) + 0 * lane  # the segment before each (the first: itself, overridden)
     last_segment = (seg == SEGMENTS - 1) & d_mask
@@ -105,44 +97,9 @@ def one_pass_forward_kernel(
                                             BLOCK=STEPS)
         pos_o = offset(pos, WIDE)
         mask = valid & d3_mask
-        if ORDER == 0:
-            u = tl.load(u_ptr + b_o * s_ub + pos_o * s_ul + d3_o * s_ud, mask=mask, other=0.0).to(tl.float32)
-        else:
-            high_u = u_ptr + b_o * s_ub + pos_o * s_ul + d3_o * s_ud
-            low_u = u_low_ptr + b_o * s_ub_low + pos_o * s_ul + d3_o * s_ud
-            u = tl.load(tl.where(is_low, low_u, high_u), mask=mask, other=0.0).to(tl.float32)
-        if LOWRANK:
-            xrow = x_rows(X[0], X[1], X, b_o, pos_o, is_low, k, ORDER)
-            delta_pre = tl.zeros(mask.shape, dtype=tl.float32)
-            if PAIRED and ORDER == 0 and R >= 4:  # as the chunked kernels read them (tile_io.load_steps)
-                delta_pre = paired_rank_blocks(delta_pre, xrow, dtw_ptr + params * R, d3, d3_mask, R, UNROLL_RANKS)
-            else:
-                for r in range(R):
-                    if ORDER == 0:  # unmasked: see the state loop's B and C
-                        col = tl.load(xrow + r * X[5]).to(tl.float32)
-                    else:  # unmasked, Triton 3.6 converts the cross-scale tiles through 2 KB of shared memory
-                        col = tl.load(xrow + r * X[5], mask=valid, other=0.0).to(tl.float32)
-                    wr = tl.load(dtw_ptr + params * R + r, mask=d3_mask, other=0.0).to(tl.float32)
-                    delta_pre += col * wr
-            b_rows = xrow + R * X[5]
-            c_rows = xrow + (R + N) * X[5]
-            s_bn_ = X[5]
-            s_cn_ = X[5]
-        else:
-            delta_pre = tl.load(delta_ptr + b_o * s_db + pos_o * s_dl + d3_o * s_dd, mask=mask,
-                                other=0.0).to(tl.float32)
-            grp = block_group(pid_d, per_group, BLOCK_D, WIDE)
-            b_rows = B_ptr + b_o * s_bb + grp * s_bg + pos_o * s_bl
-            c_rows = C_ptr + b_o * s_cb + grp * s_cg + pos_o * s_cl
-            s_bn_ = s_bn
-            s_cn_ = s_cn
-        if HAS_BIAS:
-            delta_pre += bias
-        if SOFTPLUS:
-            delta = softplus(delta_pre)
-        else:
-            delta = delta_pre
-        delta = tl.where(mask, delta, 0.0)
+        u, delta, b_rows, c_rows, s_bn, s_cn = one_pass_step_inputs(
+            U, X, DELTA, BC, PROJ, b_o, pos_o, is_low, valid, mask, k, d3, d3_o, d3_mask, params, pid_d, bias, ORDER,
+            LOWRANK, HAS_BIAS, SOFTPLUS, R, N, BLOCK_D, WIDE, PAIRED, UNROLL_RANKS)
         du = delta * u
         if HAS_D:
             y = u * Dk
@@ -174,8 +131,8 @@ def one_pass_forward_kernel(
                     else:
                         Bn, Cn = B_next, C_next
                 else:
-                    Bn = tl.load(b_rows + n * s_bn_).to(tl.float32)
-                    Cn = tl.load(c_rows + n * s_cn_).to(tl.float32)
+                    Bn = tl.load(b_rows + n * s_bn).to(tl.float32)
+                    Cn = tl.load(c_rows + n * s_cn).to(tl.float32)
                 decay = tl.exp2(delta * tl.expand_dims(a, STEP_AXIS))
                 # Each segment is scanned once, from zero: the decays' running products and the states, its end
                 # state its last step's.  Not tl.reduce: on a GPU it may combine out of order, being written for
@@ -194,13 +151,5 @@ def one_pass_forward_kernel(
                 y += (steps_from_zero + running * tl.expand_dims(entered, STEP_AXIS)) * Cn
                 tl.store(carry_out + n * BLOCK_D + 0 * seg, leaving, mask=last_segment)
                 tl.store(final_ptr + (bk_o * Dm + d) * N + n + 0 * seg, leaving, mask=last_segment & last_tile)
-        if HAS_Z:
-            z = tl.load(z_ptr + b_o * s_zb + pos_o * s_zl + d3_o * s_zd, mask=mask, other=0.0).to(tl.float32)
-            y = y * z / (1.0 + tl.exp(-z))
-        if HAS_WEIGHT:
-            y = y * wk
-        write = mask & (is_low == 0)  # low-resolution tokens of a cross-scale scan are never written
-        dest = out_ptr + b_o * s_ob + offset(k, WIDE) * s_ok + pos_o * s_ol + d3_o * s_od
-        if ACCUMULATE:
-            y += tl.load(dest, mask=write, other=0.0).to(tl.float32)
-        tl.store(dest, y.to(out_ptr.dtype.element_ty), mask=write)
+        one_pass_store(y, out_ptr, s_ob, s_ok, s_ol, s_od, z_ptr, s_zb, s_zl, s_zd, wk, b_o, k, pos_o, d3_o, mask,
+                       is_low, HAS_Z, HAS_WEIGHT, ACCUMULATE, WIDE)

@@ -113,6 +113,93 @@ def x_rows(x_ptr, x_low_ptr, X, b_o, pos_o, is_low, k, ORDER: tl.constexpr):
 
 
 @triton.jit
+def one_pass_params(Dskip_ptr, dtb_ptr, weight_ptr, b_o, K, k, Dm, d, d_mask, HAS_D: tl.constexpr,
+                    HAS_BIAS: tl.constexpr, HAS_WEIGHT: tl.constexpr):
+    """The one-pass kernels' per-channel parameters of direction k, loaded once per program as float32: (D skip,
+    dt bias, direction weight of batch b), each 0.0 where its flag is off.  Dskip and the dt bias are (K, Dm), the
+    weights (batch, K, Dm); d and d_mask the program's channels, shaped as the kernel's tiles take them."""
+    params = k * Dm + d
+    Dk, bias, wk = 0.0, 0.0, 0.0
+    if HAS_D:
+        Dk = tl.load(Dskip_ptr + params, mask=d_mask, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(dtb_ptr + params, mask=d_mask, other=0.0).to(tl.float32)
+    if HAS_WEIGHT:
+        wk = tl.load(weight_ptr + (b_o * K + k) * Dm + d, mask=d_mask, other=0.0).to(tl.float32)
+    return Dk, bias, wk
+
+
+@triton.jit
+def one_pass_store(y, out_ptr, s_ob, s_ok, s_ol, s_od, z_ptr, s_zb, s_zl, s_zd, wk, b_o, k, pos_o, d_o, mask, is_low,
+                   HAS_Z: tl.constexpr, HAS_WEIGHT: tl.constexpr, ACCUMULATE: tl.constexpr, WIDE: tl.constexpr):
+    """The one-pass kernels' output of direction k at the steps' positions: y times silu(z) (HAS_Z; z read through
+    its strides) times the direction weight wk (HAS_WEIGHT), added to what out holds (ACCUMULATE: the directions'
+    sum, s_ok = 0), stored in out's dtype where ``mask`` is on and the token is not a low-resolution one."""
+    if HAS_Z:
+        z = tl.load(z_ptr + b_o * s_zb + pos_o * s_zl + d_o * s_zd, mask=mask, other=0.0).to(tl.float32)
+        y = y * z / (1.0 + tl.exp(-z))
+    if HAS_WEIGHT:
+        y = y * wk
+    write = mask & (is_low == 0)  # low-resolution tokens of a cross-scale scan are never written
+    dest = out_ptr + b_o * s_ob + offset(k, WIDE) * s_ok + pos_o * s_ol + d_o * s_od
+    if ACCUMULATE:
+        y += tl.load(dest, mask=write, other=0.0).to(tl.float32)
+    tl.store(dest, y.to(out_ptr.dtype.element_ty), mask=write)
+
+
+@triton.jit
+def one_pass_step_inputs(U, X, DELTA, BC, PROJ, b_o, pos_o, is_low, valid, mask, k, d, d_o, d_mask, params, pid_d,
+                         bias, ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr,
+                         SOFTPLUS: tl.constexpr, R: tl.constexpr, N: tl.constexpr, BLOCK_D: tl.constexpr,
+                         WIDE: tl.constexpr, PAIRED: tl.constexpr, UNROLL_RANKS: tl.constexpr):
+    """The one-pass kernels' (``one_pass``, ``one_pass_lanes``) inputs of each (step, channel) at the steps'
+    positions ``pos_o``: u and delta (softplus(dt_low @ dt_weight[k].T + bias) or the given delta; 0 where ``mask``
+    is off, the recurrence's identity) as float32, and each step's B and C rows with the stride between their states
+    (b_rows, c_rows: pointers to state 0; s_bn, s_cn).  Inputs as ``load_steps`` reads them (U, X, DELTA, BC, PROJ);
+    d, d_o, d_mask: the channels (and their ``offset``), params: k * Dm + d, bias: the dt bias (HAS_BIAS), all shaped
+    to broadcast against ``mask``, pos_o, is_low and valid.  UNROLL_RANKS: ``paired_rank_blocks``' UNROLLED."""
+    u_ptr, u_low_ptr, s_ub, s_ul, s_ud, s_ub_low = U
+    if ORDER == 0:
+        u = tl.load(u_ptr + b_o * s_ub + pos_o * s_ul + d_o * s_ud, mask=mask, other=0.0).to(tl.float32)
+    else:
+        high_u = u_ptr + b_o * s_ub + pos_o * s_ul + d_o * s_ud
+        low_u = u_low_ptr + b_o * s_ub_low + pos_o * s_ul + d_o * s_ud
+        u = tl.load(tl.where(is_low, low_u, high_u), mask=mask, other=0.0).to(tl.float32)
+    dtw_ptr = PROJ[0]
+    if LOWRANK:
+        xrow = x_rows(X[0], X[1], X, b_o, pos_o, is_low, k, ORDER)
+        delta_pre = tl.zeros(mask.shape, dtype=tl.float32)
+        if PAIRED and ORDER == 0 and R >= 4:  # as the chunked kernels read them (load_steps)
+            delta_pre = paired_rank_blocks(delta_pre, xrow, dtw_ptr + params * R, d, d_mask, R, UNROLL_RANKS)
+        else:
+            for r in range(R):
+                if ORDER == 0:  # unmasked: an invalid step reads position 0's row, in bounds; its delta is zeroed
+                    col = tl.load(xrow + r * X[5]).to(tl.float32)
+                else:  # unmasked, Triton 3.6 converts the cross-scale tiles through 2 KB of shared memory
+                    col = tl.load(xrow + r * X[5], mask=valid, other=0.0).to(tl.float32)
+                wr = tl.load(dtw_ptr + params * R + r, mask=d_mask, other=0.0).to(tl.float32)
+                delta_pre += col * wr
+        b_rows = xrow + R * X[5]
+        c_rows = xrow + (R + N) * X[5]
+        s_bn = X[5]
+        s_cn = X[5]
+    else:
+        delta_ptr, s_db, s_dl, s_dd = DELTA
+        B_ptr, C_ptr, s_bb, s_bg, s_bn, s_bl, s_cb, s_cg, s_cn, s_cl, per_group = BC
+        delta_pre = tl.load(delta_ptr + b_o * s_db + pos_o * s_dl + d_o * s_dd, mask=mask, other=0.0).to(tl.float32)
+        grp = block_group(pid_d, per_group, BLOCK_D, WIDE)
+        b_rows = B_ptr + b_o * s_bb + grp * s_bg + pos_o * s_bl
+        c_rows = C_ptr + b_o * s_cb + grp * s_cg + pos_o * s_cl
+    if HAS_BIAS:
+        delta_pre += bias
+    if SOFTPLUS:
+        delta = softplus(delta_pre)
+    else:
+        delta = delta_pre
+    return u, tl.where(mask, delta, 0.0), b_rows, c_rows, s_bn, s_cn
+
+
+@triton.jit
 def block_channels(d_block, per_group, Dm, BLOCK_D: tl.constexpr, ONE_GROUP: tl.constexpr):
     """Channels d (BLOCK_D,) of channel block ``d_block`` and their mask.  The blocks tile each group of
     ``per_group`` channels that share B and C: cdiv(per_group, BLOCK_D) blocks per group, the last one masked.  So

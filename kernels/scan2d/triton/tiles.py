@@ -262,6 +262,15 @@ class TileConfig:
             (steps, channels, segments) (``one_pass.one_pass_forward_kernel``).  None: the order this Triton lays
             out with the segments across the threads (``rowwise_by_default``: the same tie in its coalescing pass).
             The other order compiles to 250-255 registers (the prototype, Triton 3.6.0); the tests run both.
+        one_pass_lanes: with one_pass_forward, the one pass lays each tile out as (steps, states, channels), all N
+            states across the lanes and warps and each thread's steps in its registers
+            (``one_pass_lanes.one_pass_lanes_kernel``), instead of cutting the steps into segments across the
+            threads: the layout of the reference's 40-line prototype (0.61 ms at case (a)'s shape on an H200, against
+            mamba-ssm's 0.79).  Tiles of block_t steps; the other one_pass_* fields do not apply.  Untimed
+            (bench/README.md, "The states across the lanes in the op").
+        one_pass_lanes_block_d: channels per program of that layout (a power of two): 8 as in the reference's
+            prototype, 368 programs of 4 warps for case (a)'s 2 x 8 scans of 360 channels.
+        one_pass_lanes_warps: warps per program of that layout.
     """
 
     block_t: int = _device_default(32, 16)
@@ -304,6 +313,9 @@ class TileConfig:
     one_pass_block_d: Optional[int] = _device_default(8, None)
     one_pass_unroll: int = 2
     one_pass_segments_first: Optional[bool] = None
+    one_pass_lanes: bool = False
+    one_pass_lanes_block_d: int = 8
+    one_pass_lanes_warps: int = 4
     # The fields as a JSON string, worked out once: torch.compile passes a custom op strings, not objects
     # (``selective_scan.triton_op``), and reads this attribute while tracing without running json.
     key: str = field(init=False, repr=False, compare=False)

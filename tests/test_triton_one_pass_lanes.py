@@ -1,0 +1,87 @@
+"""The one-pass forward with the states across the lanes (``TileConfig.one_pass_lanes``,
+``scan2d.triton.one_pass_lanes``) against the float64 PyTorch path: the layer's summed output and the drop-in scan's
+output and last state, with and without gradients (a training forward stores the chunk entry states and delta sums
+the unchanged backward reads, so every gradient checks them), over random sizes, windows, orders, reversals,
+cross-scale modes, K = 1, 2, 4, batch 1-2, channel counts that are not a multiple of the block, one tile or several,
+1-4 warps, float32, bfloat16 and float16."""
+
+import pytest
+import torch
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from directional_cases import make_layer_inputs
+from launch_spy import spy_on_launches
+from scan2d import ScanDirection, directional_scan, selective_scan
+from scan2d.triton.tiles import tile_config
+from test_selective_scan import make_inputs
+from test_triton_directional import DEVICE, TOL, direction
+from test_triton_one_pass import check_drop_in, check_layer
+from test_triton_selective_scan import _run
+
+dtypes = st.sampled_from([torch.float32, torch.float32, torch.bfloat16, torch.float16])
+# (steps per tile, channels per program, warps): 4-step tiles give several tiles even on the smallest maps.
+layouts = st.tuples(st.sampled_from([4, 16]), st.sampled_from([1, 2, 8]), st.sampled_from([1, 2, 4]))
+
+
+def lanes_tiles(layout):
+    block_t, block_d, warps = layout
+    return dict(one_pass_forward=True, one_pass_lanes=True, block_t=block_t, one_pass_lanes_block_d=block_d,
+                one_pass_lanes_warps=warps)
+
+
+@settings(max_examples=8)
+# Always: two cross-scale directions reversed and not, gradients, a partial channel block, several tiles.
+@example(specs=[(4, False, False), (8, True, True)], cross_scale="aligned", batch=1, height=6, width=5, dim=7,
+         weighted=True, grad=True, dtype=torch.float32, layout=(4, 8, 4), rank=6)
+@given(specs=st.lists(direction, min_size=1, max_size=4).filter(lambda s: len(s) != 3),
+       cross_scale=st.sampled_from([None, None, "aligned", "sequential"]), batch=st.integers(1, 2),
+       height=st.integers(1, 9), width=st.integers(1, 9), dim=st.sampled_from([1, 7, 17]), weighted=st.booleans(),
+       grad=st.booleans(), dtype=dtypes, layout=layouts, rank=st.sampled_from([3, 6]))
+def test_layer_forward_and_gradients_match_torch_path(specs, cross_scale, batch, height, width, dim, weighted, grad,
+                                                      dtype, layout, rank):
+    # rank 6: the dt ranks two per load in blocks of 4, the last block overlapping the one before (plain orders).
+    check_layer(lanes_tiles(layout), specs, cross_scale, batch, height, width, dim, weighted, grad, dtype, rank)
+
+
+@settings(max_examples=8)
+@given(st.fixed_dictionaries(dict(
+    batch=st.integers(1, 2), dim=st.sampled_from([1, 5, 12]), length=st.integers(1, 150),
+    n_state=st.sampled_from([1, 4]), groups=st.sampled_from([0, 1, 2]), D=st.booleans(), z=st.booleans(),
+    bias=st.booleans(), grad=st.booleans(), dtype=dtypes, layout=layouts)))
+def test_drop_in_forward_last_state_and_gradients_match_reference(opt):
+    check_drop_in(lanes_tiles(opt["layout"]), opt)
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_one_launch_per_direction_with_the_states_across_the_lanes(monkeypatch, grad):
+    # Neither the chunked forward's kernels nor the segmented one-pass kernel run: one program per (batch, block of
+    # one_pass_lanes_block_d channels) of each direction walks the whole scan in tiles of block_t steps.  A training
+    # forward stores each tile's entry state for the backward, whose kernels run unchanged.
+    seen = spy_on_launches(monkeypatch, ("chunk_end_state_kernel", "forward_output_kernel", "chunk_carry_kernel",
+                                         "one_pass_forward_kernel", "one_pass_lanes_kernel", "chunk_adjoint_kernel"),
+                           record=lambda name, grid, meta: (name, grid, meta.get("STORE_STATES"),
+                                                            meta.get("BLOCK_T"), meta.get("num_warps")))
+    directions = (ScanDirection(4, False, False), ScanDirection(8, True, True))
+    inp = {k: v.to(DEVICE).requires_grad_(grad) for k, v in
+           make_layer_inputs(2, 9, 7, 11, 2, n_state=4, dtype=torch.float32).items()}
+    ref = directional_scan(**{k: v.detach() for k, v in inp.items()}, directions=directions, height=9, width=7,
+                           backend="torch")
+    with tile_config(**lanes_tiles((16, 4, 2))), torch.set_grad_enabled(grad):
+        out = directional_scan(**inp, directions=directions, height=9, width=7, backend="triton")
+        if grad:
+            out.sum().backward()
+    torch.testing.assert_close(out.detach(), ref, **TOL[torch.float32])
+    expected = [("one_pass_lanes_kernel", (2, 3), grad, 16, 2)] * 2  # 11 channels: 3 blocks of 4
+    if grad:
+        expected += [("chunk_adjoint_kernel", seen[-2][1], None, seen[-2][3], seen[-2][4]),
+                     ("chunk_carry_kernel", seen[-1][1], None, None, seen[-1][4])]
+    assert seen == expected
+
+
+def test_a_channel_block_that_is_no_power_of_two_is_refused():
+    # The channels are a tile axis (tl.arange): the error says which setting and what to choose instead.
+    inp = {k: v.to(DEVICE, torch.float32) for k, v in make_inputs(1, 4, 20, 4, 0).items()}
+    with tile_config(**lanes_tiles((16, 6, 4))), \
+            pytest.raises(ValueError, match="one_pass_lanes_block_d = 6.*power of two.*choose e.g. 8 or 16"):
+        _run(selective_scan, inp, dict(D=True, z=False, bias=False), backend="triton")
