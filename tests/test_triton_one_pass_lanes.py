@@ -10,7 +10,8 @@ import torch
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from directional_cases import make_layer_inputs
+from directional_cases import gate_on, make_gate, make_layer_inputs
+from gradients import assert_gradients_close
 from launch_spy import spy_on_launches
 from scan2d import ScanDirection, directional_scan, selective_scan
 from scan2d.triton.tiles import tile_config
@@ -85,3 +86,24 @@ def test_a_channel_block_that_is_no_power_of_two_is_refused():
     with tile_config(**lanes_tiles((16, 6, 4))), \
             pytest.raises(ValueError, match="one_pass_lanes_block_d = 6.*power of two.*choose e.g. 8 or 16"):
         _run(selective_scan, inp, dict(D=True, z=False, bias=False), backend="triton")
+
+
+@pytest.mark.parametrize("lanes", [False, True], ids=["segments", "lanes"])
+def test_the_gated_layer_keeps_the_chunked_kernels(monkeypatch, lanes):
+    # The channel gate's passes (LayerNorm statistics over all channels of a token, pooling over all tokens) need
+    # the chunked kernels: one_pass_forward, either layout, leaves the gated layer's forward and backward to them.
+    seen = spy_on_launches(monkeypatch, ("one_pass_forward_kernel", "one_pass_lanes_kernel", "chunk_end_state_kernel"),
+                           record=lambda name, grid, meta: name)
+    directions = (ScanDirection(4, False, False), ScanDirection(4, True, True))
+    inp = make_layer_inputs(1, 5, 6, 7, 2, n_state=4, dtype=torch.float32)
+    exact = {k: v.double().requires_grad_() for k, v in inp.items()}
+    ref = directional_scan(**exact, directions=directions, height=5, width=6, gate=make_gate(7, 2), backend="torch")
+    leaves = {k: v.to(DEVICE).requires_grad_() for k, v in inp.items()}
+    tiles = lanes_tiles((4, 8, 4)) if lanes else dict(one_pass_forward=True, block_t=4)
+    with tile_config(**tiles):
+        out = directional_scan(**leaves, directions=directions, height=5, width=6,
+                               gate=gate_on(make_gate(7, 2), DEVICE), backend="triton")
+        grads = torch.autograd.grad(out.sum(), list(leaves.values()))
+    assert seen == ["chunk_end_state_kernel"]  # one set of chunk entry states for every pass of the gate
+    torch.testing.assert_close(out.detach().double().cpu(), ref.detach(), **TOL[torch.float32])
+    assert_gradients_close(list(exact), grads, torch.autograd.grad(ref.sum(), list(exact.values())), TOL[torch.float32])
