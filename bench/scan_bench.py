@@ -151,16 +151,20 @@ def drop_in_inputs(batch, K, D, T, inp, dtype, device, z=False) -> dict:
     return inputs
 
 
-def relative_errors(candidate, reference, u) -> dict:
-    """||candidate - reference|| / ||reference|| for the output and for the gradient of the leaf u, in float32."""
-    errors = {}
-    for key, fn in (("candidate", candidate), ("reference", reference)):
-        u.grad = None
-        out = fn()
-        out.backward(torch.ones_like(out))
-        errors[key] = (out.detach().float(), u.grad.float())
-        u.grad = None
-    (y, du), (y_ref, du_ref) = errors["candidate"], errors["reference"]
+def outputs_and_du(fn, u) -> tuple:
+    """fn()'s output and the gradient of the leaf u under a backward of ones, in float32."""
+    u.grad = None
+    out = fn()
+    out.backward(torch.ones_like(out))
+    result = (out.detach().float(), u.grad.float())
+    u.grad = None
+    return result
+
+
+def relative_errors(candidate, reference: tuple, u) -> dict:
+    """||candidate - reference|| / ||reference|| for the output and for the gradient of the leaf u, in float32;
+    ``reference``: another function's ``outputs_and_du``."""
+    (y, du), (y_ref, du_ref) = outputs_and_du(candidate, u), reference
     return dict(out=float(f"{(y - y_ref).norm() / y_ref.norm():.3g}"),
                 du=float(f"{(du - du_ref).norm() / du_ref.norm():.3g}"))  # significant digits: fp32 is near 1e-7
 
@@ -280,15 +284,17 @@ def run(args, out_name: str, module=None) -> list:
             if module is not None and gate is not None:  # the gated layer: MambaIR-style code is the reference
                 backends["mambair_path"] = (lambda mamba=mamba_fn(module), inp=inp, gate=gate:
                                             gated_mambair_path(mamba, inp, directions, H, W, gate), {})
-                checks["fused"] = ("rel_err_vs_mambair", relative_errors(fused, backends["mambair_path"][0], inp["u"]))
+                checks["fused"] = ("rel_err_vs_mambair", outputs_and_du(backends["mambair_path"][0], inp["u"]),
+                                   inp["u"])
             elif module is not None:  # first, so that every other row can carry its ratio to it
                 mamba = mamba_fn(module)
                 backends["mamba_ssm"] = (lambda mamba=mamba, pre=pre: mamba(*pre.values()), {})
                 backends["mambair_path"] = (lambda mamba=mamba, inp=inp: mambair_path(mamba, inp, directions, H, W),
                                             {})
-                checks["fused"] = ("rel_err_vs_mambair", relative_errors(fused, backends["mambair_path"][0], inp["u"]))
-                checks["drop_in"] = ("rel_err_vs_mamba_ssm", relative_errors(drop_in, backends["mamba_ssm"][0],
-                                                                             pre["u"]))
+                checks["fused"] = ("rel_err_vs_mambair", outputs_and_du(backends["mambair_path"][0], inp["u"]),
+                                   inp["u"])
+                checks["drop_in"] = ("rel_err_vs_mamba_ssm", outputs_and_du(backends["mamba_ssm"][0], pre["u"]),
+                                     pre["u"])
             if device.type == "cuda" or args.smoke:
                 if args.configs:
                     configs = [parse_config(text) for text in args.configs]
@@ -310,13 +316,16 @@ def run(args, out_name: str, module=None) -> list:
                 deterministic = changes.pop("deterministic", False)
                 with tile_config(**changes) as tiles, deterministic_algorithms(deterministic):
                     values = measure(fwd, device, args)
+                    # Each configuration's own output and du against the reference: a fast but wrong one shows.
+                    errors = relative_errors(fwd, *checks[backend.split()[0]][1:]) if backend.split()[0] in checks \
+                        else None
                 kind = backend.split()[0]
                 moved = bytes_moved(batch, L, Ll, D, K, N_STATE, RANK, dtype,
                                     "fused" if kind == "fused" else "mamba_ssm")
                 row = record(name, shape, dtype, kind, device, **values, out_mb=out_mb, bytes_min=moved,
                              fwd_gbps=moved / values["fwd_ms"] / 1e6)
-                if kind in checks:
-                    row[checks[kind][0]] = checks[kind][1]
+                if errors is not None:
+                    row[checks[kind][0]] = errors
                 if kind in ("fused", "drop_in"):
                     row["tiles"] = dict(dataclasses.asdict(tiles), deterministic=deterministic)
                 if values["fwd_peak_mb"] is not None:

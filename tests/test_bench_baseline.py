@@ -139,3 +139,26 @@ def test_scan_bench_times_the_baseline_beside_every_backend(gated, z):
         assert max(by_backend["drop_in"]["rel_err_vs_mamba_ssm"].values()) < 1e-4
     assert all(f"fwd_speedup_vs_{ref}" in r for name, r in by_backend.items() if name != ref)
     assert all(r["shape"].get("drop_in_z", False) == z for r in rows)
+
+
+def test_scan_bench_checks_each_configuration_against_the_baseline(monkeypatch):
+    # A tile configuration timed on a lease is checked too, not only the default: one that computed a wrong output
+    # fast would otherwise stand in the results as a speed-up.  Here the one-pass forward with the states across the
+    # lanes is made 1% off; its row says so, the default's does not.
+    import scan2d.triton.launch as launch
+    import scan_bench
+
+    real = launch.one_pass_lanes_forward
+
+    def one_percent_off(ops, out, *args):
+        result = real(ops, out, *args)
+        out.mul_(1.01)
+        return result
+
+    monkeypatch.setattr(launch, "one_pass_lanes_forward", one_percent_off)
+    args = scan_bench.parse_args(["--smoke", "--backends", "fused", "--configs", "default",
+                                  "one_pass_forward=True,one_pass_lanes=True"])
+    rows = scan_bench.run(args, "unused.jsonl", module=SelectiveScanCudaStandInWithBackward)
+    assert [(r["backend"], r["tiles"]["one_pass_lanes"]) for r in rows] == [("fused", False), ("fused", True)]
+    assert rows[0]["rel_err_vs_mambair"]["out"] < 1e-4
+    assert rows[1]["rel_err_vs_mambair"]["out"] == pytest.approx(0.01, rel=0.05)
