@@ -13,12 +13,10 @@ from hypothesis import strategies as st
 from directional_cases import gate_on, make_gate, make_layer_inputs
 from gradients import assert_gradients_close
 from launch_spy import spy_on_launches
-from scan2d import ScanDirection, directional_scan, selective_scan
-from scan2d.triton.tiles import tile_config
-from test_selective_scan import make_inputs
+from scan2d import ScanDirection, directional_scan
+from scan2d.triton.tiles import TileConfig, tile_config
 from test_triton_directional import DEVICE, TOL, direction
 from test_triton_one_pass import check_drop_in, check_layer
-from test_triton_selective_scan import _run
 
 dtypes = st.sampled_from([torch.float32, torch.float32, torch.bfloat16, torch.float16])
 # (steps per tile, channels per program, warps): 4-step tiles give several tiles even on the smallest maps.
@@ -81,11 +79,15 @@ def test_one_launch_per_direction_with_the_states_across_the_lanes(monkeypatch, 
 
 
 def test_a_channel_block_that_is_no_power_of_two_is_refused():
-    # The channels are a tile axis (tl.arange): the error says which setting and what to choose instead.
-    inp = {k: v.to(DEVICE, torch.float32) for k, v in make_inputs(1, 4, 20, 4, 0).items()}
-    with tile_config(**lanes_tiles((16, 6, 4))), \
-            pytest.raises(ValueError, match="one_pass_lanes_block_d = 6.*power of two.*choose e.g. 8 or 16"):
-        _run(selective_scan, inp, dict(D=True, z=False, bias=False), backend="triton")
+    # The channels are a tile axis (tl.arange): the error says which setting and what to choose instead, when the
+    # configuration is made, before any kernel runs.  So does the layout asked for without the one pass it lays out.
+    with pytest.raises(ValueError, match="one_pass_lanes_block_d = 6.*power of two.*choose e.g. 8 or 16"):
+        with tile_config(**lanes_tiles((16, 6, 4))):
+            pass
+    with pytest.raises(ValueError, match="one_pass_lanes_warps = 3"):
+        TileConfig(one_pass_forward=True, one_pass_lanes=True, one_pass_lanes_warps=3)
+    with pytest.raises(ValueError, match="one_pass_lanes=True.*only with one_pass_forward=True: set both"):
+        TileConfig(one_pass_lanes=True)
 
 
 @pytest.mark.parametrize("lanes", [False, True], ids=["segments", "lanes"])

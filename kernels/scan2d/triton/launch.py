@@ -220,10 +220,7 @@ def one_pass_lanes_forward(ops: ScanOperands, out: torch.Tensor, out_strides: tu
     ``TileConfig.one_pass_lanes``): tiles of block_t steps, so that a training forward's tiles are the backward's
     chunks, one_pass_lanes_block_d channels per program."""
     tiles = ops.tiles
-    block_d = tiles.one_pass_lanes_block_d
-    if block_d < 1 or block_d & (block_d - 1):
-        raise ValueError(f"TileConfig.one_pass_lanes_block_d = {block_d}: the one-pass forward's (steps, states, "
-                         "channels) tiles need a power of two of channels (tl.arange); choose e.g. 8 or 16")
+    block_d = tiles.one_pass_lanes_block_d  # a power of two (TileConfig.__post_init__)
     entry = ops.state_buffer(ops.n_state) if ops.for_backward else ops.u.new_empty(0, dtype=torch.float32)
     dsum = ops.state_buffer() if ops.for_backward else entry
     final = torch.empty(ops.batch * ops.K, ops.dim, ops.n_state, device=ops.u.device, dtype=torch.float32)

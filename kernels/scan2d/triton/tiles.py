@@ -324,6 +324,14 @@ class TileConfig:
         if self.backward_chunks < 1:
             raise ValueError(f"TileConfig.backward_chunks = {self.backward_chunks}: a group holds at least one chunk; "
                              f"choose e.g. 4, or 1 for a sum per chunk")
+        if self.one_pass_lanes and not self.one_pass_forward:
+            raise ValueError("TileConfig.one_pass_lanes=True lays out the one-pass forward, which runs only with "
+                             "one_pass_forward=True: set both, or neither for the chunked forward")
+        for name in ("one_pass_lanes_block_d", "one_pass_lanes_warps"):
+            value = getattr(self, name)
+            if value < 1 or value & (value - 1):
+                raise ValueError(f"TileConfig.{name} = {value}: the one-pass forward's (steps, states, channels) "
+                                 "tiles need a power of two (tl.arange, warps); choose e.g. 8 or 16 channels, 4 warps")
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
         object.__setattr__(self, "key", json.dumps(values, sort_keys=True))
 
