@@ -56,11 +56,13 @@ block_d=4,carry_chunks=32
 narrow_inference_offsets=True narrow_offsets=False paired_loads=False unroll_rank_blocks=False
 paired_loads=False,unroll_rank_blocks=False"
 # Step 3c: the one-pass forward in the op with the states across the lanes (since 2026-12-05, one_pass_lanes: the
-# reference prototype's layout; 8 channels and 4 warps, then 16 channels), then with the segments, whose kernel failed
+# reference prototype's layout; 8 channels and 4 warps capped at 80 registers, so that case (a)'s 720 programs fit
+# an H200 at once, then uncapped, then 16 channels), then with the segments, whose kernel failed
 # the H200's tests of 2026-12-04 (tl.reduce out of order; fixed since): the drop-in's layout that matched mamba-ssm
 # (2 channels per program) and the layer's default.
-ONE_PASS="one_pass_forward=True,one_pass_lanes=True one_pass_forward=True,one_pass_lanes=True,one_pass_lanes_block_d=16
-one_pass_forward=True,one_pass_block_d=2 one_pass_forward=True"
+ONE_PASS="one_pass_forward=True,one_pass_lanes=True,one_pass_lanes_maxnreg=80 one_pass_forward=True,one_pass_lanes=True
+one_pass_forward=True,one_pass_lanes=True,one_pass_lanes_block_d=16 one_pass_forward=True,one_pass_block_d=2
+one_pass_forward=True"
 # Each step runs under min(its own limit, what is left of BUDGET), so the run ends, and summarizes, in time.
 BUDGET=${BUDGET:-370}
 left() { local l=$(( BUDGET - SECONDS )); [ "$l" -lt "$1" ] && echo "$(( l > 1 ? l : 1 ))" || echo "$1"; }
@@ -152,7 +154,7 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     #    fast as mamba-ssm in case a.  Again with the kernel's tl.reduce replaced (tests/test_triton_one_pass.py,
     #    step 2, checks it first), the drop-in's forward the question: its default if it holds.
     # shellcheck disable=SC2086
-    step_run one-pass-op 50 python3 bench/scan_bench.py "${mamba_args[@]}" --repeats 20 --append \
+    step_run one-pass-op 60 python3 bench/scan_bench.py "${mamba_args[@]}" --repeats 20 --append \
         --cases a_training_w8 b_inference_256 --dtypes float32 --backends mamba_ssm fused drop_in \
         --configs default $ONE_PASS
     #    The one-pass prototype with all 16 states across the lanes and warps and 8-16 channels per program

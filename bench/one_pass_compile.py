@@ -348,8 +348,10 @@ OP_VARIANTS = [(dict(one_pass_forward=True), OP_CASES),
                (dict(one_pass_forward=True, one_pass_block_d=2), FP32_CASES),
                (dict(one_pass_forward=True, one_pass_unroll=1), ("layer fp32",)),
                (dict(one_pass_forward=True, one_pass_block_d=2, one_pass_unroll=4), ("layer fp32",)),
-               # The states across the lanes (TileConfig.one_pass_lanes): 8 channels and 4 warps, then 16 and 4, 8 and 2.
+               # The states across the lanes (TileConfig.one_pass_lanes): 8 channels and 4 warps, capped at 80
+               # registers (6 programs per SM) and not, then 16 and 4, 8 and 2.
                (dict(one_pass_forward=True, one_pass_lanes=True), OP_CASES),
+               (dict(one_pass_forward=True, one_pass_lanes=True, one_pass_lanes_maxnreg=80), OP_CASES),
                (dict(one_pass_forward=True, one_pass_lanes=True, one_pass_lanes_block_d=16), ("layer fp32",)),
                (dict(one_pass_forward=True, one_pass_lanes=True, one_pass_lanes_warps=2), ("layer fp32",))]
 ONE_PASS_KERNELS = ("one_pass_forward_kernel", "one_pass_lanes_kernel")

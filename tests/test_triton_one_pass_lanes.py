@@ -53,29 +53,49 @@ def test_drop_in_forward_last_state_and_gradients_match_reference(opt):
 
 
 @pytest.mark.parametrize("grad", [False, True])
-def test_one_launch_per_direction_with_the_states_across_the_lanes(monkeypatch, grad):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_one_pass_launches_with_the_states_across_the_lanes(monkeypatch, grad, dtype):
     # Neither the chunked forward's kernels nor the segmented one-pass kernel run: one program per (batch, block of
-    # one_pass_lanes_block_d channels) of each direction walks the whole scan in tiles of block_t steps.  A training
-    # forward stores each tile's entry state for the backward, whose kernels run unchanged.
+    # one_pass_lanes_block_d channels) of each direction walks the whole scan in tiles of block_t steps.  The two
+    # directions' float32 sum is one launch with atomics (ATOMIC); a bfloat16 one, rounded after each add, one launch
+    # per direction in order.  A training forward stores each tile's entry state for the unchanged backward.
     seen = spy_on_launches(monkeypatch, ("chunk_end_state_kernel", "forward_output_kernel", "chunk_carry_kernel",
                                          "one_pass_forward_kernel", "one_pass_lanes_kernel", "chunk_adjoint_kernel"),
                            record=lambda name, grid, meta: (name, grid, meta.get("STORE_STATES"),
-                                                            meta.get("BLOCK_T"), meta.get("num_warps")))
+                                                            meta.get("BLOCK_T"), meta.get("ATOMIC")))
     directions = (ScanDirection(4, False, False), ScanDirection(8, True, True))
-    inp = {k: v.to(DEVICE).requires_grad_(grad) for k, v in
-           make_layer_inputs(2, 9, 7, 11, 2, n_state=4, dtype=torch.float32).items()}
-    ref = directional_scan(**{k: v.detach() for k, v in inp.items()}, directions=directions, height=9, width=7,
-                           backend="torch")
+    inp = make_layer_inputs(2, 9, 7, 11, 2, n_state=4, dtype=torch.float32)
+    ref = directional_scan(**{k: v.to(dtype).double() for k, v in inp.items()}, directions=directions, height=9,
+                           width=7, backend="torch")
+    leaves = {k: v.to(DEVICE, dtype).requires_grad_(grad) for k, v in inp.items()}
     with tile_config(**lanes_tiles((16, 4, 2))), torch.set_grad_enabled(grad):
-        out = directional_scan(**inp, directions=directions, height=9, width=7, backend="triton")
+        out = directional_scan(**leaves, directions=directions, height=9, width=7, backend="triton")
         if grad:
             out.sum().backward()
-    torch.testing.assert_close(out.detach(), ref, **TOL[torch.float32])
-    expected = [("one_pass_lanes_kernel", (2, 3), grad, 16, 2)] * 2  # 11 channels: 3 blocks of 4
+    torch.testing.assert_close(out.detach().double().cpu(), ref, **TOL[dtype])
+    if dtype == torch.float32:  # 11 channels: 3 blocks of 4
+        expected = [("one_pass_lanes_kernel", (4, 3), grad, 16, True)]
+    else:
+        expected = [("one_pass_lanes_kernel", (2, 3), grad, 16, False)] * 2
     if grad:
-        expected += [("chunk_adjoint_kernel", seen[-2][1], None, seen[-2][3], seen[-2][4]),
-                     ("chunk_carry_kernel", seen[-1][1], None, None, seen[-1][4])]
+        expected += [("chunk_adjoint_kernel", seen[-2][1], None, seen[-2][3], None),
+                     ("chunk_carry_kernel", seen[-1][1], None, None, None)]
     assert seen == expected
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_two_directions_in_one_launch_sum_exactly_as_one_at_a_time(weighted):
+    # 0 + a + b and 0 + b + a are the same float: the atomics of one launch give, bit for bit, what two launches one
+    # after another give, whichever direction's program adds first.
+    directions = (ScanDirection(4, False, False), ScanDirection(8, True, True))
+    inp = {k: v.to(DEVICE) for k, v in make_layer_inputs(2, 9, 7, 11, 2, n_state=4, dtype=torch.float32).items()}
+    weights = torch.rand(2, 2, 11, device=DEVICE) + 0.5 if weighted else None
+    outs = []
+    for together in (True, False):
+        with tile_config(**lanes_tiles((16, 4, 2)), one_pass_lanes_together=together), torch.no_grad():
+            outs.append(directional_scan(**inp, directions=directions, height=9, width=7, direction_weights=weights,
+                                         backend="triton"))
+    assert torch.equal(outs[0], outs[1])
 
 
 def test_a_channel_block_that_is_no_power_of_two_is_refused():

@@ -227,14 +227,23 @@ def one_pass_lanes_forward(ops: ScanOperands, out: torch.Tensor, out_strides: tu
     dummy = final
     meta = {name: value for name, value in ops.launch_meta(out, weight, entry, final).items()
             if name in ("ORDER", "LOWRANK", "HAS_BIAS", "SOFTPLUS", "R", "N", "WIDE", "PAIRED")}
-    for k_first, k_count in direction_launches(ops.K, sum_directions):
+    # A program walks a whole scan, so a launch of one direction has only batch x channel blocks of them: 360 at case
+    # (a), 11 warps per SM.  Two directions summed in float32 add into a zeroed out alike in either order (0 + a + b
+    # and 0 + b + a are the same float), so they go in one launch with atomics, twice the programs in flight; more
+    # directions, or a 16-bit out (rounded after each add), take one launch per direction, in order.
+    together = tiles.one_pass_lanes_together and sum_directions and ops.K == 2 and out.dtype == torch.float32
+    if together:
+        out.zero_()
+    for k_first, k_count in direction_launches(ops.K, sum_directions and not together):
         one_pass_lanes.one_pass_lanes_kernel[(ops.batch * k_count, ops.channel_blocks(block_d))](
             out, *out_strides, weight if weight is not None else dummy, entry, dsum, final,
             ops.D if ops.D is not None else dummy, ops.z if ops.z is not None else ops.u, *ops.z_strides,
             *ops.common_args(), k_first, k_count, ops.length, **meta, HAS_D=ops.D is not None,
             HAS_Z=ops.z is not None, HAS_WEIGHT=weight is not None, ACCUMULATE=sum_directions and k_first > 0,
             STORE_STATES=ops.for_backward, BLOCK_T=tiles.block_t, BLOCK_D=block_d,
-            IN_WINDOW=ops.in_windows(tiles.block_t), num_warps=tiles.one_pass_lanes_warps, **COMPILE_OPTIONS)
+            IN_WINDOW=ops.in_windows(tiles.block_t), ATOMIC=together, num_warps=tiles.one_pass_lanes_warps,
+            **({} if tiles.one_pass_lanes_maxnreg is None else dict(maxnreg=tiles.one_pass_lanes_maxnreg)),
+            **COMPILE_OPTIONS)
     return entry, dsum, final
 
 

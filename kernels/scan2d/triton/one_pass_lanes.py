@@ -32,7 +32,7 @@ def one_pass_lanes_kernel(
     ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_WEIGHT: tl.constexpr, ACCUMULATE: tl.constexpr,
     STORE_STATES: tl.constexpr, R: tl.constexpr, N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
-    IN_WINDOW: tl.constexpr, WIDE: tl.constexpr, PAIRED: tl.constexpr = False,
+    IN_WINDOW: tl.constexpr, WIDE: tl.constexpr, PAIRED: tl.constexpr = False, ATOMIC: tl.constexpr = False,
 ):
     """y_t = C_t . h_t + D u_t (times silu(z_t), times weight[b, k]) of directions k_first .. k_first + k_count - 1,
     written at each step's position, all ``length`` steps of a scan in one program, BLOCK_T steps per tile.
@@ -40,7 +40,8 @@ def one_pass_lanes_kernel(
     Grid: (batch x k_count, channel blocks of BLOCK_D).  Arguments as ``one_pass.one_pass_forward_kernel``'s, without
     its carry scratch: out element (b, k, pos, d) at b * s_ob + k * s_ok + pos * s_ol + d * s_od (s_ok = 0: the
     directions' sum, added to what out holds with ACCUMULATE); weight (batch, K, dim) fp32; z (batch, L, dim) through
-    its strides; final (batch*K, dim, N) fp32, the state after the last step.  STORE_STATES (BLOCK_T = the backward's
+    its strides; final (batch*K, dim, N) fp32, the state after the last step.  ATOMIC: the launch's directions add
+    into a zeroed float32 out with atomics (``tile_io.one_pass_store``).  STORE_STATES (BLOCK_T = the backward's
     chunk length): entry (batch*K, n_chunks, dim, N) fp32, the state entering each tile, and dsum (batch*K, n_chunks,
     dim) fp32, its delta sum.  Steps past a direction's end (and the padding of cut-short windows) are invalid:
     delta 0, the identity of the recurrence, and nothing is written.  IN_WINDOW: every tile lies inside one window
@@ -94,5 +95,5 @@ def one_pass_lanes_kernel(
         if HAS_D:
             y += u * Dk
         one_pass_store(y, out_ptr, s_ob, s_ok, s_ol, s_od, z_ptr, s_zb, s_zl, s_zd, wk, b_o, k, pos_o, d_o, mask,
-                       is_low, HAS_Z, HAS_WEIGHT, ACCUMULATE, WIDE)
+                       is_low, HAS_Z, HAS_WEIGHT, ACCUMULATE, WIDE, ATOMIC)
     tl.store(final_ptr + bk_o * Dm * N + state_rows, h, mask=state_mask)

@@ -131,10 +131,13 @@ def one_pass_params(Dskip_ptr, dtb_ptr, weight_ptr, b_o, K, k, Dm, d, d_mask, HA
 
 @triton.jit
 def one_pass_store(y, out_ptr, s_ob, s_ok, s_ol, s_od, z_ptr, s_zb, s_zl, s_zd, wk, b_o, k, pos_o, d_o, mask, is_low,
-                   HAS_Z: tl.constexpr, HAS_WEIGHT: tl.constexpr, ACCUMULATE: tl.constexpr, WIDE: tl.constexpr):
+                   HAS_Z: tl.constexpr, HAS_WEIGHT: tl.constexpr, ACCUMULATE: tl.constexpr, WIDE: tl.constexpr,
+                   ATOMIC: tl.constexpr = False):
     """The one-pass kernels' output of direction k at the steps' positions: y times silu(z) (HAS_Z; z read through
     its strides) times the direction weight wk (HAS_WEIGHT), added to what out holds (ACCUMULATE: the directions'
-    sum, s_ok = 0), stored in out's dtype where ``mask`` is on and the token is not a low-resolution one."""
+    sum, s_ok = 0), stored in out's dtype where ``mask`` is on and the token is not a low-resolution one.  ATOMIC:
+    added with a float32 atomic instead, the directions of one launch into a zeroed out
+    (``launch.one_pass_lanes_forward`` takes it only where the sum is the same in either order)."""
     if HAS_Z:
         z = tl.load(z_ptr + b_o * s_zb + pos_o * s_zl + d_o * s_zd, mask=mask, other=0.0).to(tl.float32)
         y = y * z / (1.0 + tl.exp(-z))
@@ -142,9 +145,12 @@ def one_pass_store(y, out_ptr, s_ob, s_ok, s_ol, s_od, z_ptr, s_zb, s_zl, s_zd, 
         y = y * wk
     write = mask & (is_low == 0)  # low-resolution tokens of a cross-scale scan are never written
     dest = out_ptr + b_o * s_ob + offset(k, WIDE) * s_ok + pos_o * s_ol + d_o * s_od
-    if ACCUMULATE:
-        y += tl.load(dest, mask=write, other=0.0).to(tl.float32)
-    tl.store(dest, y.to(out_ptr.dtype.element_ty), mask=write)
+    if ATOMIC:
+        tl.atomic_add(dest, y, mask=write, sem="relaxed")  # read only after the kernel ends (see accumulate)
+    else:
+        if ACCUMULATE:
+            y += tl.load(dest, mask=write, other=0.0).to(tl.float32)
+        tl.store(dest, y.to(out_ptr.dtype.element_ty), mask=write)
 
 
 @triton.jit

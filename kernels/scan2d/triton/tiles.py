@@ -269,8 +269,16 @@ class TileConfig:
             mamba-ssm's 0.79).  Tiles of block_t steps; the other one_pass_* fields do not apply.  Untimed
             (bench/README.md, "The states across the lanes in the op").
         one_pass_lanes_block_d: channels per program of that layout (a power of two): 8 as in the reference's
-            prototype, 368 programs of 4 warps for case (a)'s 2 x 8 scans of 360 channels.
+            prototype, 720 programs of 4 warps for case (a)'s 2 x 8 scans of 360 channels (one_pass_lanes_together).
         one_pass_lanes_warps: warps per program of that layout.
+        one_pass_lanes_together: that layout's two summed float32 directions in one launch, added into a zeroed output
+            with atomics (exactly the sum of the launches one after another: 0 + a + b = 0 + b + a), for twice the
+            programs in flight; off: one launch per direction.
+        one_pass_lanes_maxnreg: register cap for that layout's kernel (None: ptxas's choice).  Its programs each walk a
+            whole scan, so a launch that does not fit the GPU at once takes about twice as long: case (a)'s 720
+            programs of 4 warps fit an H200's 132 SMs at 6 per SM, which takes at most 80 registers, where ptxas
+            takes 96 for the float32 training forward with atomics (compile_check, sm_90: at 80 no spills, 5% more
+            instructions; the drop-in's 16 bytes of spills).
     """
 
     block_t: int = _device_default(32, 16)
@@ -316,6 +324,8 @@ class TileConfig:
     one_pass_lanes: bool = False
     one_pass_lanes_block_d: int = 8
     one_pass_lanes_warps: int = 4
+    one_pass_lanes_together: bool = True
+    one_pass_lanes_maxnreg: Optional[int] = None
     # The fields as a JSON string, worked out once: torch.compile passes a custom op strings, not objects
     # (``selective_scan.triton_op``), and reads this attribute while tracing without running json.
     key: str = field(init=False, repr=False, compare=False)
