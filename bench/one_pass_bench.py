@@ -68,7 +68,7 @@ def run(args, out_name: str, module=None) -> list:
     """Times every backend on every case; ``module`` is mamba-ssm's built ``selective_scan_cuda`` (or None)."""
     device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
     rows = []
-    cases = SMOKE_CASES if args.smoke else {case: CASES[case] for case in getattr(args, "cases", CASES)}
+    cases = SMOKE_CASES if args.smoke else {case: CASES[case] for case in args.cases}
     for case, (batch, L) in cases.items():
         dim = 40 if args.smoke else DIM
         inp = {k: v.to(device) for k, v in inputs(batch, L, dim, R, N).items()}
@@ -97,28 +97,27 @@ def run(args, out_name: str, module=None) -> list:
 
             backends["mamba_ssm"] = (mamba_ssm, {})
         backends["drop_in"] = (drop_in, {})
-        # The segments across the threads first: the fewest instructions with the most warps (bench/README.md).
-        for steps, segments, block_d, warps in SEGMENTED[1:2] if args.smoke else SEGMENTED:
-            layout = dict(steps_per_segment=steps, segments=segments, block_d=block_d, num_warps=warps)
-            backends[f"segmented {steps}/{segments}/{block_d}/{warps}"] = (
-                lambda cfg=(steps, segments, block_d, warps): launch_segmented(inp, R, N, *cfg), layout)
-        # A training forward each: the two passes keeping their chunk entry states, one pass storing each segment's.
-        backends["drop_in_training"] = (drop_in_training, {})
-        for steps, segments, block_d, warps in SEGMENTED[1:2] if args.smoke else SEGMENTED_TRAINING:
-            layout = dict(steps_per_segment=steps, segments=segments, block_d=block_d, num_warps=warps)
-            backends[f"segmented_training {steps}/{segments}/{block_d}/{warps}"] = (
-                lambda cfg=(steps, segments, block_d, warps): launch_segmented(inp, R, N, *cfg, store_states=True)[0],
-                layout)
-        layouts = [(*layout, 16) for layout in [STATES_IN_THREAD] + (LAYOUTS[2:3] if args.smoke else LAYOUTS)]
-        if args.lanes_only:
-            layouts = []
+        if not args.lanes_only:  # else mamba-ssm and the drop-in beside the lanes layouts, for the ratios
+            # The segments across the threads first: the fewest instructions with the most warps (bench/README.md).
+            for steps, segments, block_d, warps in SEGMENTED[1:2] if args.smoke else SEGMENTED:
+                layout = dict(steps_per_segment=steps, segments=segments, block_d=block_d, num_warps=warps)
+                backends[f"segmented {steps}/{segments}/{block_d}/{warps}"] = (
+                    lambda cfg=(steps, segments, block_d, warps): launch_segmented(inp, R, N, *cfg), layout)
+            # A training forward each: the two passes keeping their chunk entry states, one pass storing each
+            # segment's.
+            backends["drop_in_training"] = (drop_in_training, {})
+            for steps, segments, block_d, warps in SEGMENTED[1:2] if args.smoke else SEGMENTED_TRAINING:
+                layout = dict(steps_per_segment=steps, segments=segments, block_d=block_d, num_warps=warps)
+                backends[f"segmented_training {steps}/{segments}/{block_d}/{warps}"] = (
+                    lambda cfg=(steps, segments, block_d, warps): launch_segmented(inp, R, N, *cfg,
+                                                                                   store_states=True)[0],
+                    layout)
+        layouts = [] if args.lanes_only else \
+            [(*layout, 16) for layout in [STATES_IN_THREAD] + (LAYOUTS[2:3] if args.smoke else LAYOUTS)]
         for ns, block_d, warps, block_t in layouts + (STATES_ACROSS_LANES[:1] if args.smoke else STATES_ACROSS_LANES):
             layout = dict(states_across_warps=ns, block_d=block_d, num_warps=warps, block_t=block_t)
             backends[f"one_pass {ns}/{block_d}/{warps}/{block_t}"] = (
                 lambda cfg=(ns, block_d, warps, block_t): launch(inp, R, N, *cfg), layout)
-        if args.lanes_only:  # mamba-ssm and the drop-in beside them, for the ratios
-            backends = {name: backend for name, backend in backends.items()
-                        if name.split()[0] in ("mamba_ssm", "drop_in", "one_pass")}
         with torch.no_grad():
             reference = drop_in()
             mamba_ms = None

@@ -314,12 +314,11 @@ def run(args, out_name: str, module=None) -> list:
             for backend, (fwd, changes) in backends.items():
                 changes = dict(changes)
                 deterministic = changes.pop("deterministic", False)
+                kind = backend.split()[0]
                 with tile_config(**changes) as tiles, deterministic_algorithms(deterministic):
                     values = measure(fwd, device, args)
                     # Each configuration's own output and du against the reference: a fast but wrong one shows.
-                    errors = relative_errors(fwd, *checks[backend.split()[0]][1:]) if backend.split()[0] in checks \
-                        else None
-                kind = backend.split()[0]
+                    errors = relative_errors(fwd, *checks[kind][1:]) if kind in checks else None
                 moved = bytes_moved(batch, L, Ll, D, K, N_STATE, RANK, dtype,
                                     "fused" if kind == "fused" else "mamba_ssm")
                 row = record(name, shape, dtype, kind, device, **values, out_mb=out_mb, bytes_min=moved,

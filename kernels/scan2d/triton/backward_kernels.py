@@ -169,7 +169,6 @@ def _adjoint_state_loop(
                 tl.store(local_rows + n, term, mask=d_mask)
 
 
-
 @triton.jit(do_not_specialize=["chunk_first"])
 def chunk_adjoint_kernel(
     local_ptr, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, z_ptr, s_zb, s_zl, s_zd,

@@ -86,7 +86,7 @@ def one_pass_forward_kernel(
     bk_o = offset(pid_bk, WIDE)
 
     params = k * Dm + d3  # this direction's row of the (K, dim) parameters
-    Dk, bias, wk = one_pass_params(Dskip_ptr, PROJ[1], weight_ptr, b_o, K, k, Dm, d3, d3_mask, HAS_D, HAS_BIAS,
+    Dk, bias, wk = one_pass_params(Dskip_ptr, PROJ[1], weight_ptr, params, b_o, K, Dm, d3_mask, HAS_D, HAS_BIAS,
                                    HAS_WEIGHT)
     carry = carry_ptr + (offset(pid_g, WIDE) * tl.num_programs(1) + pid_d) * (2 * N * BLOCK_D) + lane
     previous = tl.maximum(seg - 1, 0) + 0 * lane  # the segment before each (the first: itself, overridden)

@@ -59,7 +59,7 @@ def one_pass_lanes_kernel(
     bk_o = offset(pid_bk, WIDE)
 
     params = k * Dm + d  # this direction's row of the (K, dim) parameters
-    Dk, bias, wk = one_pass_params(Dskip_ptr, PROJ[1], weight_ptr, b_o, K, k, Dm, d, d_mask, HAS_D, HAS_BIAS,
+    Dk, bias, wk = one_pass_params(Dskip_ptr, PROJ[1], weight_ptr, params, b_o, K, Dm, d_mask, HAS_D, HAS_BIAS,
                                    HAS_WEIGHT)
     # (N, BLOCK_D): this direction's A for the block, loaded once for the whole scan.
     a = tl.load(A_ptr + (k * Dm + d) * N + n[:, None], mask=d_mask, other=0.0).to(tl.float32) * LOG2E

@@ -113,19 +113,19 @@ def x_rows(x_ptr, x_low_ptr, X, b_o, pos_o, is_low, k, ORDER: tl.constexpr):
 
 
 @triton.jit
-def one_pass_params(Dskip_ptr, dtb_ptr, weight_ptr, b_o, K, k, Dm, d, d_mask, HAS_D: tl.constexpr,
+def one_pass_params(Dskip_ptr, dtb_ptr, weight_ptr, params, b_o, K, Dm, d_mask, HAS_D: tl.constexpr,
                     HAS_BIAS: tl.constexpr, HAS_WEIGHT: tl.constexpr):
     """The one-pass kernels' per-channel parameters of direction k, loaded once per program as float32: (D skip,
     dt bias, direction weight of batch b), each 0.0 where its flag is off.  Dskip and the dt bias are (K, Dm), the
-    weights (batch, K, Dm); d and d_mask the program's channels, shaped as the kernel's tiles take them."""
-    params = k * Dm + d
+    weights (batch, K, Dm); params = k * Dm + d, the program's channels d (mask d_mask) in direction k's row, shaped
+    as the kernel's tiles take them."""
     Dk, bias, wk = 0.0, 0.0, 0.0
     if HAS_D:
         Dk = tl.load(Dskip_ptr + params, mask=d_mask, other=0.0).to(tl.float32)
     if HAS_BIAS:
         bias = tl.load(dtb_ptr + params, mask=d_mask, other=0.0).to(tl.float32)
     if HAS_WEIGHT:
-        wk = tl.load(weight_ptr + (b_o * K + k) * Dm + d, mask=d_mask, other=0.0).to(tl.float32)
+        wk = tl.load(weight_ptr + b_o * K * Dm + params, mask=d_mask, other=0.0).to(tl.float32)
     return Dk, bias, wk
 
 
