@@ -14,7 +14,7 @@ from typing import Optional
 import torch
 import triton
 
-from . import backward_kernels, chunk_carry, forward_kernels, one_pass, one_pass_lanes
+from . import backward_kernels, chunk_carry, forward_kernels, one_pass, one_pass_lanes, one_pass_lanes_backward
 from .operands import ScanOperands, cdiv, next_power_of_2, spans_past_int32
 from .tile_io import STEP_VECTORS
 from .tiles import rowwise_by_default
@@ -304,6 +304,59 @@ class Grads:
     dW: Optional[torch.Tensor]  # (K, D, R)
 
 
+def lanes_backward_serves(ops: ScanOperands, ln_upstream: Optional[tuple]) -> bool:
+    """Whether ``backward`` runs in one pass with the states across the lanes (``TileConfig.one_pass_lanes_backward``):
+    asked for, and neither the gated layer's LayerNorm upstream (whose statistics need every channel's outputs first)
+    nor deterministic mode (its sums over channel blocks are atomics), which keep the chunked backward."""
+    return ops.tiles.one_pass_lanes_backward and ln_upstream is None and not ops.deterministic
+
+
+def one_pass_lanes_backward_launch(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_directions: bool,
+                                   weight: Optional[torch.Tensor], entry: torch.Tensor, grad_buffers: dict) -> Grads:
+    """``backward`` in one pass per direction (``one_pass_lanes_backward.one_pass_lanes_backward_kernel``): one
+    program per (batch, direction, one_pass_lanes_backward_block_d channels) walks its scan backwards from the entry
+    states of the training forward's chunks, and stores its sums over steps once, one row per (batch, direction)."""
+    tiles = ops.tiles
+    block_d = tiles.one_pass_lanes_backward_block_d  # a power of two (TileConfig.__post_init__)
+    dA_part = ops.state_buffer(ops.n_state, chunks=1)
+    dD_part = ops.state_buffer(chunks=1)
+    dbias_part = ops.state_buffer(chunks=1)
+    dW_part = ops.state_buffer(ops.rank, chunks=1) if ops.lowrank else dD_part
+    wants_dweight = weight is not None and sum_directions
+    dweight_part = ops.state_buffer(chunks=1) if wants_dweight else dD_part
+    gb = {name: grad_buffers.get(name) if grad_buffers.get(name) is not None else dD_part
+          for name in ("du", "du_low", "ddelta", "dx", "dx_low", "dB", "dC", "dz")}
+    has_z = ops.z is not None
+    meta = {name: value for name, value in ops.launch_meta(dout, weight, *grad_buffers.values()).items()
+            if name in ("ORDER", "LOWRANK", "HAS_BIAS", "SOFTPLUS", "R", "N", "WIDE", "PAIRED")}
+    # du is what the directions share.  Two float32 directions add into the zeroed du alike in either order (0 + a + b
+    # and 0 + b + a are the same float): one launch, atomics.  More take one launch each, a read-add-write in order.
+    together = ops.K <= 2
+    for k_first, k_count in direction_launches(ops.K, not together):
+        one_pass_lanes_backward.one_pass_lanes_backward_kernel[(ops.batch * k_count, ops.channel_blocks(block_d))](
+            *(gb[name] for name in ("du", "du_low", "ddelta", "dx", "dx_low", "dB", "dC", "dz")),
+            dA_part, dD_part, dbias_part, dW_part, dweight_part,
+            dout, *dout_strides, weight if weight is not None else dD_part, entry,
+            ops.D if ops.D is not None else dD_part, ops.z if has_z else ops.u, *ops.z_strides,
+            *ops.common_args(), k_first, k_count, ops.length, **meta, HAS_D=ops.D is not None, HAS_Z=has_z,
+            SUM_DIRECTIONS=sum_directions, HAS_WEIGHT=weight is not None, DU_OWNED=ops.K == 1 or not together,
+            BLOCK_T=tiles.block_t, BLOCK_D=block_d, RP=next_power_of_2(ops.rank),
+            IN_WINDOW=ops.in_windows(tiles.block_t), num_warps=tiles.one_pass_lanes_backward_warps,
+            **COMPILE_OPTIONS)
+
+    def per_direction(part):
+        return part.view(ops.batch, ops.K, *part.shape[2:]).sum(0)
+
+    gb = grad_buffers
+    return Grads(
+        du=gb["du"], du_low=gb.get("du_low"), ddelta=gb.get("ddelta"), dx=gb.get("dx"), dx_low=gb.get("dx_low"),
+        dB=gb.get("dB"), dC=gb.get("dC"), dz=gb.get("dz"),
+        dweight=chunk_sums(ops, dweight_part) if wants_dweight else None,
+        dA=per_direction(dA_part), dD=per_direction(dD_part), dbias=per_direction(dbias_part),
+        dW=per_direction(dW_part) if ops.lowrank else None,
+    )
+
+
 def _zeroed_copies(buffer: torch.Tensor, count: int) -> torch.Tensor:
     """(count, *buffer.shape) zeros, each copy laid out like ``buffer`` (dense, any strides): the kernels address a
     copy with the strides of the tensor it is the gradient of, one copy ``buffer.numel()`` elements after another."""
@@ -325,6 +378,8 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
     """
     if not ops.for_backward:
         raise RuntimeError("internal error: backward on operands made for a forward-only run (for_backward=False).")
+    if lanes_backward_serves(ops, ln_upstream):
+        return one_pass_lanes_backward_launch(ops, dout, dout_strides, sum_directions, weight, entry, grad_buffers)
     has_z = ops.z is not None
     z = ops.z if has_z else ops.u
     wt = weight if weight is not None else dsum

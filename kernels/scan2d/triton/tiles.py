@@ -279,6 +279,15 @@ class TileConfig:
             programs of 4 warps fit an H200's 132 SMs at 6 per SM, which takes at most 80 registers, where ptxas
             takes 96 for the float32 training forward with atomics (compile_check, sm_90: at 80 no spills, 5% more
             instructions; the drop-in's 16 bytes of spills).
+        one_pass_lanes_backward: the backward in one pass, the states across the lanes as in one_pass_lanes
+            (``one_pass_lanes_backward.one_pass_lanes_backward_kernel``): one program per (batch, direction,
+            channel block) walks its scan backwards from the training forward's chunk entry states (either
+            forward's: their chunks are tiles of block_t steps), instead of chunk_adjoint, the reversed carry and
+            backward_grads, and keeps its sums over steps in registers.  Not for the gated layer's LayerNorm
+            upstream nor in deterministic mode, which keep the chunked backward.  Untimed (bench/README.md, "The
+            backward in one pass, the states across the lanes").
+        one_pass_lanes_backward_block_d: channels per program of that backward (a power of two).
+        one_pass_lanes_backward_warps: warps per program of that backward.
     """
 
     block_t: int = _device_default(32, 16)
@@ -326,6 +335,9 @@ class TileConfig:
     one_pass_lanes_warps: int = 4
     one_pass_lanes_together: bool = True
     one_pass_lanes_maxnreg: Optional[int] = None
+    one_pass_lanes_backward: bool = False
+    one_pass_lanes_backward_block_d: int = 8
+    one_pass_lanes_backward_warps: int = 4
     # The fields as a JSON string, worked out once: torch.compile passes a custom op strings, not objects
     # (``selective_scan.triton_op``), and reads this attribute while tracing without running json.
     key: str = field(init=False, repr=False, compare=False)
@@ -337,10 +349,11 @@ class TileConfig:
         if self.one_pass_lanes and not self.one_pass_forward:
             raise ValueError("TileConfig.one_pass_lanes=True lays out the one-pass forward, which runs only with "
                              "one_pass_forward=True: set both, or neither for the chunked forward")
-        for name in ("one_pass_lanes_block_d", "one_pass_lanes_warps"):
+        for name in ("one_pass_lanes_block_d", "one_pass_lanes_warps", "one_pass_lanes_backward_block_d",
+                     "one_pass_lanes_backward_warps"):
             value = getattr(self, name)
             if value < 1 or value & (value - 1):
-                raise ValueError(f"TileConfig.{name} = {value}: the one-pass forward's (steps, states, channels) "
+                raise ValueError(f"TileConfig.{name} = {value}: the one-pass kernels' (steps, states, channels) "
                                  "tiles need a power of two (tl.arange, warps); choose e.g. 8 or 16 channels, 4 warps")
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
         object.__setattr__(self, "key", json.dumps(values, sort_keys=True))
