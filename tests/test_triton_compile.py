@@ -74,6 +74,9 @@ def test_every_kernel_compiles_without_register_spills(tmp_path):
     # Relaxed atomics only: an acq_rel one (Triton's default) is fenced in the SASS, which made the backward 2x
     # slower on an H200.
     assert [b["kernel"] for b in builds if b["fenced_atomics"]] == []
+    # No float32 product rounded to TF32: Triton's combine pass turns sum(a[:, :, None] * b[None, :, :], 1) into one
+    # (tile_io.products_fp32), as it did to the dt input's gradient here until 2026-12-05.
+    assert [b["kernel"] for b in builds if b["tf32_dots"]] == []
     # Exponentials per (step, channel, state) in the model's layer kernels: one for the states each pass computes,
     # one more where the backward crosses steps with the next step's decay or recomputes the states for the gate's
     # LayerNorm gradient (ex2/lg2 per thread, times the program's threads, over its elements; the rest is softplus).
@@ -689,3 +692,36 @@ def test_one_pass_lanes_compiles_and_builds_delta_once_per_step_and_channel(tmp_
         per_pair = -(-c["BLOCK_T"] * c["BLOCK_D"] // threads) * (c["SOFTPLUS"] + c["HAS_Z"])
         assert decays <= b["exp_log"] <= decays + 2 * per_pair + 2, (b["exp_log"], decays, per_pair, c)
         assert b["registers"] <= 168 and b["spill_store_bytes"] == 0, b
+
+
+LANES_BACKWARD_CASES = ("layer fp32", "cross-scale sequential fp32", "drop-in fp32 z grouped",
+                        "cross-scale aligned fp32 gated")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("oldest", [False, True], ids=["this-triton", "oldest-triton"])
+def test_one_pass_lanes_backward_compiles_without_spills_or_tf32_products(tmp_path, oldest):
+    # TileConfig.one_pass_lanes_backward replaces chunk_adjoint, the reversed carry and backward_grads, but where the
+    # gated layer's LayerNorm upstream keeps them.  A thread's transcendentals in the PTX: the decays of its (state,
+    # channel) pair's steps, twice (Triton builds them again in the reversed steps' layout for the adjoint instead of
+    # moving them), and softplus, its derivative and silu(z) for its share of the (step, channel) pairs: the adjoint
+    # takes no exponential of its own.  The dt input's gradient in float32 multiply-adds, not a TF32 tl.dot
+    # (tile_io.products_fp32); relaxed atomics; no spills (sm_90: 201-231 registers).
+    builds = compile_report_for_sm90(tmp_path, oldest, "--tiles", "one_pass_lanes_backward=True",
+                                     *case_flags(LANES_BACKWARD_CASES))
+    lanes = [b for b in builds if b["kernel"] == "one_pass_lanes_backward_kernel"]
+    configs = [b["constexprs"] for b in lanes]
+    assert {(c["ORDER"], c["LOWRANK"], c["HAS_Z"]) for c in configs} == {(0, True, False), (2, True, False),
+                                                                          (0, False, True)}
+    gated = {b["kernel"] for b in builds if b["constexprs"].get("LN_UPSTREAM")}
+    assert gated == {"chunk_adjoint_kernel", "backward_grads_kernel"}
+    assert not [b for b in builds if b["kernel"] in ("chunk_adjoint_kernel", "backward_grads_kernel")
+                and not b["constexprs"]["LN_UPSTREAM"]]
+    for b, c in zip(lanes, configs):
+        threads = 32 * b["num_warps"]
+        decays = c["BLOCK_T"] * c["N"] * c["BLOCK_D"] // threads
+        per_pair = -(-c["BLOCK_T"] * c["BLOCK_D"] // threads) * (c["SOFTPLUS"] + c["HAS_Z"])
+        assert 2 * decays <= b["exp_log"] <= 2 * decays + 3 * per_pair, (b["exp_log"], decays, per_pair, c)
+        assert b["spill_store_bytes"] == 0 and b["registers"] <= 255, b
+        assert b["atomics"] and not b["fenced_atomics"], b
+    assert [b["kernel"] for b in builds if b["tf32_dots"]] == []

@@ -16,7 +16,7 @@ from .recurrence import LOG2E, adjoint_combine, combine, reverse_rows, tile_adjo
 from .state_loop import state_loop_tile
 from .tile_io import (
     STEP_VECTORS, accumulate, as_stored, block_channels, channel_blocks, channel_sum_rows, load_chunk, load_state,
-    load_steps, load_td, offset, state_column, store_td, x_rows,
+    load_steps, load_td, offset, products_fp32, state_column, store_td, x_rows,
 )
 
 
@@ -599,9 +599,9 @@ def backward_grads_kernel(
             r = tl.arange(0, RP)
             mask_tr = valid[:, None] & (r < R)[None, :]
             mask_dr = d_mask[:, None] & (r < R)[None, :]
-            w = tl.load(dtw_ptr + (k * Dm + d[:, None]) * R + r[None, :], mask=mask_dr, other=0.0).to(tl.float32)
-            accumulate(dxrow[:, None] + r[None, :] * s_xc, tl.sum(ddelta[:, :, None] * w[None, :, :], axis=1),
-                        mask_tr, DETERMINISTIC)
+            w_t = tl.load(dtw_ptr + (k * Dm + d[None, :]) * R + r[:, None], mask=tl.trans(mask_dr),
+                          other=0.0).to(tl.float32)  # (RP, D)
+            accumulate(dxrow[:, None] + r[None, :] * s_xc, products_fp32(ddelta, w_t), mask_tr, DETERMINISTIC)
             cols = tl.load(xrow[:, None] + r[None, :] * s_xc, mask=mask_tr, other=0.0).to(tl.float32)
             tl.store(dW_part_ptr + (chunk_base + d[:, None]) * R + r[None, :],
                      tl.sum(ddelta[:, :, None] * cols[:, None, :], axis=0), mask=mask_dr)

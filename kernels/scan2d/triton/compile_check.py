@@ -58,6 +58,7 @@ class KernelBuild:
     async_copies: int = 0  # cp.async copies to shared memory in the PTX: a pipelined loop's loads (state_loop_stages)
     cache_key: str = ""  # the build's folder in Triton's cache, which holds its cubin, PTX and TTGIR
     vector_accesses: int = 0  # ld.global / st.global of 2 or 4 elements in the PTX: tile_io.STEP_VECTORS' accesses
+    tf32_dots: int = 0  # tt.dot with TF32 inputs in the TTIR: float32 products rounded to 10-bit mantissas
 
 
 _USED = re.compile(r"Used (\d+) registers")
@@ -71,6 +72,8 @@ _WIDE_LOAD = re.compile(r"^\s*(?:@!?%p\d+\s+)?ld\.global(?:\.[\w:]+)*\.[bu]64\s"
 _VECTOR_ACCESS = re.compile(r"^\s*(?:@!?%p\d+\s+)?(?:ld|st)\.global(?:\.[\w:]+)*\.v[24]\.", re.MULTILINE)
 _ASYNC_COPY = re.compile(r"^\s*(?:@!?%p\d+\s+)?cp\.async\.(?:ca|cg)\.", re.MULTILINE)
 _REVERSE_SCAN = re.compile(r'"tt\.scan".*reverse = true')
+# Triton's combine pass writes sum(a[:, :, None] * b[None, :, :], 1) as such a dot (tile_io.products_fp32).
+_TF32_DOT = re.compile(r"\btt\.dot\b.*inputPrecision = tf32(?!x3)")
 
 
 def _compile_logged(src, target, options: dict, always: bool):
@@ -154,7 +157,8 @@ def compile_instead_of_launch(arches: Sequence[int], builds: List[KernelBuild]) 
                                       len(_REVERSE_SCAN.findall(compiled.asm["ttgir"])), round(seconds, 2), sass,
                                       len(_WIDE_LOAD.findall(compiled.asm["ptx"])),
                                       len(_ASYNC_COPY.findall(compiled.asm["ptx"])), compiled.hash,
-                                      len(_VECTOR_ACCESS.findall(compiled.asm["ptx"]))))
+                                      len(_VECTOR_ACCESS.findall(compiled.asm["ptx"])),
+                                      len(_TF32_DOT.findall(compiled.asm["ttir"]))))
         return None
 
     with launch_hooks.instead_of_launch(compile_run):

@@ -23,7 +23,7 @@ import triton.language as tl
 from .backward_kernels import _accumulate_du, _upstream_grad
 from .recurrence import LOG2E, adjoint_combine, combine, reverse_steps
 from .tile_io import (
-    accumulate, block_channels, channel_sum_rows, load_steps, load_td, offset, store_td, x_rows,
+    accumulate, block_channels, channel_sum_rows, load_steps, load_td, offset, products_fp32, store_td, x_rows,
 )
 
 
@@ -81,7 +81,8 @@ def one_pass_lanes_backward_kernel(
     if LOWRANK:
         r = tl.arange(0, RP)
         mask_dr = d_mask[:, None] & (r < R)[None, :]
-        w = tl.load(PROJ[0] + (k * Dm + d[:, None]) * R + r[None, :], mask=mask_dr, other=0.0).to(tl.float32)
+        w_t = tl.load(PROJ[0] + (k * Dm + d[None, :]) * R + r[:, None], mask=tl.trans(mask_dr),
+                      other=0.0).to(tl.float32)  # (RP, BLOCK_D): dt_weight[k] for the block, transposed
         dW_sum = tl.zeros([BLOCK_D, RP], dtype=tl.float32)
     entry_base = offset(pid_bk, WIDE) * n_chunks
     ones = tl.full([BLOCK_T, N, BLOCK_D], 1.0, tl.float32)
@@ -157,8 +158,7 @@ def one_pass_lanes_backward_kernel(
         if LOWRANK:  # through delta_pre = dt_low @ dt_weight[k].T: the input's gradient and the weight's
             mask_tr = valid[:, None] & (r < R)[None, :]
             dxrow = x_rows(dx_ptr, dx_low_ptr, X, b_o, pos_o, is_low, k, ORDER)
-            accumulate(dxrow[:, None] + r[None, :] * X[5], tl.sum(ddelta[:, :, None] * w[None, :, :], axis=1),
-                       mask_tr, False)
+            accumulate(dxrow[:, None] + r[None, :] * X[5], products_fp32(ddelta, w_t), mask_tr, False)
             xrow = x_rows(X[0], X[1], X, b_o, pos_o, is_low, k, ORDER)
             cols = tl.load(xrow[:, None] + r[None, :] * X[5], mask=mask_tr, other=0.0).to(tl.float32)
             dW_sum += tl.sum(ddelta[:, :, None] * cols[:, None, :], axis=0)

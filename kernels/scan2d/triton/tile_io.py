@@ -278,6 +278,15 @@ STEP_VECTORS = tl.constexpr(2)
 
 
 @triton.jit
+def products_fp32(a, b_t):
+    """a (M, K) times b (K, N), given as b_t (N, K), in float32 multiply-adds: an (M, N, K) product tile summed over
+    K.  Not the sum over axis 1 of a[:, :, None] * b[None, :, :]: Triton's combine pass rewrites that pattern into
+    tl.dot with TF32 inputs (10-bit mantissas) on the tensor cores, whatever precision the kernel asks elsewhere
+    (compile_check's ``tf32_dots``)."""
+    return tl.sum(a[:, None, :] * b_t[None, :, :], axis=2)
+
+
+@triton.jit
 def as_stored(y, k, d, like_ptr, ROUND_FIRST: tl.constexpr):
     """y (T, D) fp32, direction k's outputs; with ROUND_FIRST, direction 0's rounded to ``like_ptr``'s element type
     and back.  The gated forward stores direction 0's output once, in the layer's dtype, and its LayerNorm
