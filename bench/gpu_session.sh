@@ -59,8 +59,14 @@ paired_loads=False,unroll_rank_blocks=False"
 # reference prototype's layout; 8 channels and 4 warps capped at 80 registers, so that case (a)'s 720 programs fit
 # an H200 at once, then uncapped, then 16 channels), then with the segments, whose kernel failed
 # the H200's tests of 2026-12-04 (tl.reduce out of order; fixed since): the drop-in's layout that matched mamba-ssm
-# (2 channels per program) and the layer's default.
+# (2 channels per program) and the layer's default.  Between them the backward in one pass (one_pass_lanes_backward,
+# since the fifth session of 2026-12-05; the fwdbwd column): after the chunked forward uncapped (2 programs per SM) and
+# capped at 168 registers (3), after the lanes' forward, and in 2-warp programs.  In that order, so that what a cut
+# step leaves out is what 2026-12-04 timed already.
 ONE_PASS="one_pass_forward=True,one_pass_lanes=True,one_pass_lanes_maxnreg=80 one_pass_forward=True,one_pass_lanes=True
+one_pass_lanes_backward=True one_pass_lanes_backward=True,one_pass_lanes_backward_maxnreg=168
+one_pass_forward=True,one_pass_lanes=True,one_pass_lanes_maxnreg=80,one_pass_lanes_backward=True
+one_pass_lanes_backward=True,one_pass_lanes_backward_warps=2
 one_pass_forward=True,one_pass_lanes=True,one_pass_lanes_block_d=16 one_pass_forward=True,one_pass_block_d=2
 one_pass_forward=True"
 # Each step runs under min(its own limit, what is left of BUDGET), so the run ends, and summarizes, in time.
@@ -126,7 +132,8 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     # tiles, whose threads read back what they stored; then the defaults together, over 64-chunk segments.
     PYTEST_FAILURE_LOG=$OUT/tests.log timeout "$(left 130)" python3 -m pytest -v -n 6 --maxfail 5 -rfEs \
         -p no:cacheprovider \
-        tests/test_triton_one_pass.py tests/test_triton_one_pass_lanes.py tests/test_triton_carry_segments.py tests/test_triton_shorter_tiles.py \
+        tests/test_triton_one_pass.py tests/test_triton_one_pass_lanes.py tests/test_triton_one_pass_lanes_backward.py \
+        tests/test_triton_carry_segments.py tests/test_triton_shorter_tiles.py \
         tests/test_triton_gpu_defaults.py tests/test_triton_narrow_offsets.py tests/test_triton_directional.py \
         tests/test_triton_lane_sums.py tests/test_triton_softplus.py tests/test_triton_adjoint.py \
         tests/test_triton_selective_scan.py tests/test_triton_large_inputs.py tests/test_torch_compile.py \
@@ -152,9 +159,10 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     #    the lanes (one_pass_lanes, since 2026-12-05; its GPU tests run in step 2), then with the segments: on
     #    2026-12-04 the layer's was 1.5-5.4x slower than its two passes, the drop-in's with 2 channels per program as
     #    fast as mamba-ssm in case a.  Again with the kernel's tl.reduce replaced (tests/test_triton_one_pass.py,
-    #    step 2, checks it first), the drop-in's forward the question: its default if it holds.
+    #    step 2, checks it first), the drop-in's forward the question: its default if it holds.  Last the backward in
+    #    one pass (one_pass_lanes_backward): if its fwdbwd beats the default's, it is the training backward's layout.
     # shellcheck disable=SC2086
-    step_run one-pass-op 60 python3 bench/scan_bench.py "${mamba_args[@]}" --repeats 20 --append \
+    step_run one-pass-op 95 python3 bench/scan_bench.py "${mamba_args[@]}" --repeats 20 --append \
         --cases a_training_w8 b_inference_256 --dtypes float32 --backends mamba_ssm fused drop_in \
         --configs default $ONE_PASS
     #    The one-pass prototype with all 16 states across the lanes and warps and 8-16 channels per program

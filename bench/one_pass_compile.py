@@ -343,6 +343,8 @@ def compile_row(build, R, N, layout: dict, elements: int, programs_case_a: int, 
 FP32_CASES = ("layer fp32", "inference cross-scale aligned fp32", "drop-in fp32 z grouped",
               "cross-scale sequential fp32")
 OP_CASES = (*FP32_CASES[:1], "layer bf16", *FP32_CASES[1:])
+BACKWARD_CASES = ("layer fp32", "layer bf16", "layer fp32 rank 23", "cross-scale sequential fp32",
+                  "drop-in fp32 z grouped")
 OP_VARIANTS = [(dict(one_pass_forward=True), OP_CASES),
                (dict(one_pass_forward=True, one_pass_block_d=1), ("layer bf16",)),
                (dict(one_pass_forward=True, one_pass_block_d=2), FP32_CASES),
@@ -353,8 +355,15 @@ OP_VARIANTS = [(dict(one_pass_forward=True), OP_CASES),
                (dict(one_pass_forward=True, one_pass_lanes=True), OP_CASES),
                (dict(one_pass_forward=True, one_pass_lanes=True, one_pass_lanes_maxnreg=80), OP_CASES),
                (dict(one_pass_forward=True, one_pass_lanes=True, one_pass_lanes_block_d=16), ("layer fp32",)),
-               (dict(one_pass_forward=True, one_pass_lanes=True, one_pass_lanes_warps=2), ("layer fp32",))]
-ONE_PASS_KERNELS = ("one_pass_forward_kernel", "one_pass_lanes_kernel")
+               (dict(one_pass_forward=True, one_pass_lanes=True, one_pass_lanes_warps=2), ("layer fp32",)),
+               # The backward in one pass (TileConfig.one_pass_lanes_backward) after the chunked forward: 8 channels
+               # and 4 warps, capped at 168 registers (3 programs per SM) and not, then 16 and 4, 8 and 2.
+               (dict(one_pass_lanes_backward=True), BACKWARD_CASES),
+               (dict(one_pass_lanes_backward=True, one_pass_lanes_backward_maxnreg=168), BACKWARD_CASES[:1]),
+               (dict(one_pass_lanes_backward=True, one_pass_lanes_backward_block_d=16), BACKWARD_CASES[:1]),
+               (dict(one_pass_lanes_backward=True, one_pass_lanes_backward_warps=2), BACKWARD_CASES[:1])]
+ONE_PASS_KERNELS = ("one_pass_forward_kernel", "one_pass_lanes_kernel", "one_pass_lanes_backward_kernel")
+LANES_KERNELS = ONE_PASS_KERNELS[1:]  # no state loop: a thread holds its share of each (steps, states, channels) tile
 
 
 def rank_loop_trips(c: dict) -> int:
@@ -382,7 +391,7 @@ def op_rows() -> list:
             if build.kernel not in ONE_PASS_KERNELS:
                 continue
             c = build.constexprs
-            if build.kernel == "one_pass_lanes_kernel":  # no state loop; a thread holds its share of each tile
+            if build.kernel in LANES_KERNELS:
                 executed = executed_by_build(build, rank_loop_trips(c), 1)
                 elements = c["BLOCK_T"] * c["N"] * c["BLOCK_D"] / (32 * build.num_warps)
             else:

@@ -93,6 +93,19 @@ def test_one_pass_backward_replaces_the_three_chunked_passes(monkeypatch, K):
         assert seen == [("one_pass_lanes_backward_kernel", (2, 3), True)] * 4
 
 
+@pytest.mark.parametrize("cap", [None, 168])
+def test_the_register_cap_reaches_the_launch(monkeypatch, cap):
+    # one_pass_lanes_backward_maxnreg: case (a)'s 720 programs at 3 per SM of an H200 instead of 2 (bench/README.md).
+    seen = spy_on_launches(monkeypatch, ("one_pass_lanes_backward_kernel",),
+                           record=lambda name, grid, meta: ("maxnreg" in meta, meta.get("maxnreg")))
+    inp = make_layer_inputs(1, 5, 6, 7, 1, n_state=4, dtype=torch.float32)
+    leaves = {k: v.to(DEVICE).requires_grad_() for k, v in inp.items()}
+    with tile_config(**lanes_backward_tiles((4, 4, 2, "chunked")), one_pass_lanes_backward_maxnreg=cap):
+        directional_scan(**leaves, directions=(ScanDirection(4, False, False),), height=5, width=6,
+                         backend="triton").sum().backward()
+    assert seen == [(cap is not None, cap)]
+
+
 def test_two_directions_add_du_exactly_as_one_at_a_time():
     # The float32 du of two directions' atomics is, bit for bit, what one direction per launch gives.
     directions = (ScanDirection(4, False, False), ScanDirection(8, True, True))

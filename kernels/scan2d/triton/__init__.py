@@ -24,6 +24,7 @@ Modules, from the bottom up:
     one_pass          the forward in one pass over the recurrence (opt-in: TileConfig.one_pass_forward)
     one_pass_lanes    the same with all states across the lanes, a few channels per program (TileConfig.one_pass_lanes)
     backward_kernels  chunk_adjoint, backward_grads
+    one_pass_lanes_backward  the backward in one pass, the states across the lanes (TileConfig.one_pass_lanes_backward)
     tiles             TileConfig: how the kernels split the work (``tile_config`` changes it for a block of code)
     direction_table   each direction's geometry as the kernels read it (window sides, lengths, division magic)
     operands          ScanOperands: every input's pointer and strides, and what each launch takes

@@ -342,7 +342,8 @@ def one_pass_lanes_backward_launch(ops: ScanOperands, dout: torch.Tensor, dout_s
             SUM_DIRECTIONS=sum_directions, HAS_WEIGHT=weight is not None, DU_OWNED=ops.K == 1 or not together,
             BLOCK_T=tiles.block_t, BLOCK_D=block_d, RP=next_power_of_2(ops.rank),
             IN_WINDOW=ops.in_windows(tiles.block_t), num_warps=tiles.one_pass_lanes_backward_warps,
-            **COMPILE_OPTIONS)
+            **({} if tiles.one_pass_lanes_backward_maxnreg is None
+               else dict(maxnreg=tiles.one_pass_lanes_backward_maxnreg)), **COMPILE_OPTIONS)
 
     def per_direction(part):
         return part.view(ops.batch, ops.K, *part.shape[2:]).sum(0)

@@ -288,6 +288,10 @@ class TileConfig:
             backward in one pass, the states across the lanes").
         one_pass_lanes_backward_block_d: channels per program of that backward (a power of two).
         one_pass_lanes_backward_warps: warps per program of that backward.
+        one_pass_lanes_backward_maxnreg: register cap for that backward (None: ptxas's choice).  Case (a)'s 720
+            programs of 4 warps take 3 waves at 2 per SM on an H200; at 168 registers or fewer, 3 per SM, 2 waves
+            (compile_check, sm_90, the float32 layer: 211 registers uncapped; capped at 168 no spills, 5% more
+            instructions).
     """
 
     block_t: int = _device_default(32, 16)
@@ -338,6 +342,7 @@ class TileConfig:
     one_pass_lanes_backward: bool = False
     one_pass_lanes_backward_block_d: int = 8
     one_pass_lanes_backward_warps: int = 4
+    one_pass_lanes_backward_maxnreg: Optional[int] = None
     # The fields as a JSON string, worked out once: torch.compile passes a custom op strings, not objects
     # (``selective_scan.triton_op``), and reads this attribute while tracing without running json.
     key: str = field(init=False, repr=False, compare=False)
