@@ -101,7 +101,8 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     ( BENCH_RESULTS=/tmp/warmup3 timeout 150 python3 bench/scan_bench.py --backends fused --repeats 1 --gated \
         --cases a_training_w8 b_inference_256 d_model_inference_64 --dtypes float32 \
         --configs default adjoint_block_t=None backward_keeps_dy=False inference_programs_per_sm=1 \
-        inference_programs_per_sm=0 forward_block_fit=False > /tmp/warmup3.log 2>&1 ) &
+        inference_programs_per_sm=0 forward_block_fit=False one_pass_lanes_backward=True \
+        one_pass_lanes_backward=True,one_pass_lanes_backward_maxnreg=168 > /tmp/warmup3.log 2>&1 ) &
     # Step 3d's configuration, case (c) without positions per tile, and the drop-in step's (the defaults' builds warm
     # up above).
     skipped scan-cross-scale-tiles || ( BENCH_RESULTS=/tmp/warmup4 timeout 100 python3 bench/scan_bench.py \
@@ -178,10 +179,13 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     #    The layer as every RLMB of the model runs it, with the channel gate: fused against the gated MambaIR-style
     #    path (since 2026-12-02; appended to the same file); chunk_adjoint in block_t's 16-step tiles, where 8-step
     #    ones took the gate's LayerNorm gradient from 208 registers to 168 (compile_check, sm_90); and backward_grads
-    #    recomputing the outputs again instead of reading the output gradient chunk_adjoint kept (since 2026-12-05).
-    step_run scan-gated 50 python3 bench/scan_bench.py "${mamba_args[@]}" --repeats 20 --gated --append \
+    #    recomputing the outputs again instead of reading the output gradient chunk_adjoint kept (since 2026-12-05);
+    #    the backward in one pass (one_pass_lanes_backward, since the fifth session of 2026-12-05: the model's
+    #    training step would take it from here), uncapped and at 168 registers.
+    step_run scan-gated 60 python3 bench/scan_bench.py "${mamba_args[@]}" --repeats 20 --gated --append \
         --cases a_training_w8 b_inference_256 --dtypes float32 --backends mambair_path fused \
-        --configs default adjoint_block_t=None backward_keeps_dy=False
+        --configs default one_pass_lanes_backward=True \
+        one_pass_lanes_backward=True,one_pass_lanes_backward_maxnreg=168 adjoint_block_t=None backward_keeps_dy=False
     #    The gated layer at the model's inference shape (batch 1, 64x64, 180 channels in blocks of 64): inference
     #    chunks shortened until every launch fills the GPU (the default since 2026-12-02: 1-tile chunks, 768 programs
     #    per launch) against 2-tile chunks (384, half the carry) and 16-tile chunks (48); and blocks of 128 channels

@@ -344,7 +344,7 @@ FP32_CASES = ("layer fp32", "inference cross-scale aligned fp32", "drop-in fp32 
               "cross-scale sequential fp32")
 OP_CASES = (*FP32_CASES[:1], "layer bf16", *FP32_CASES[1:])
 BACKWARD_CASES = ("layer fp32", "layer bf16", "layer fp32 rank 23", "cross-scale sequential fp32",
-                  "drop-in fp32 z grouped")
+                  "drop-in fp32 z grouped", "layer fp32 gated", "layer bf16 gated", "cross-scale aligned fp32 gated")
 OP_VARIANTS = [(dict(one_pass_forward=True), OP_CASES),
                (dict(one_pass_forward=True, one_pass_block_d=1), ("layer bf16",)),
                (dict(one_pass_forward=True, one_pass_block_d=2), FP32_CASES),

@@ -3,8 +3,8 @@
 drop-in scan, after either training forward (the chunked one or the one pass with the states across the lanes:
 both store the entry state of each block_t-step chunk, which is all the backward reads), over random sizes, windows,
 orders, reversals, cross-scale modes, K = 1, 2, 4, batch 1-2, channel counts that are not a multiple of the block,
-one tile or several, 1-4 warps, float32, bfloat16 and float16; which kernels run, and where the chunked backward
-stays."""
+one tile or several, 1-4 warps, float32, bfloat16 and float16, and the gated layer's; which kernels run, and where
+the chunked backward stays."""
 
 import pytest
 import torch
@@ -12,11 +12,12 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from directional_cases import gate_on, make_gate, make_layer_inputs
+from gradients import assert_gradients_close
 from launch_spy import spy_on_launches
 from scan2d import ScanDirection, directional_scan
 from scan2d._backend import deterministic_algorithms
 from scan2d.triton.tiles import TileConfig, tile_config
-from test_triton_directional import DEVICE, direction
+from test_triton_directional import DEVICE, TOL, check_against_torch_path, direction
 from test_triton_one_pass import check_drop_in, check_layer
 
 dtypes = st.sampled_from([torch.float32, torch.float32, torch.bfloat16, torch.float16])
@@ -130,19 +131,52 @@ def _one_direction(layer_inputs, k):
     return {**layer_inputs, **sliced, "xdbl": layer_inputs["xdbl"][:, :, k:k + 1]}
 
 
-@pytest.mark.parametrize("keep", ["gate", "deterministic"])
-def test_the_gated_layer_and_deterministic_mode_keep_the_chunked_backward(monkeypatch, keep):
-    # The gate's LayerNorm upstream needs every channel's outputs of a token; deterministic mode adds no sums over
-    # channel blocks with atomics.  Both keep chunk_adjoint, the reversed carry and backward_grads.
-    tiles = lanes_backward_tiles((4, 4, 2, "chunked"))
-    if keep == "gate":
-        seen = _layer_backward_launches(monkeypatch, 2, tiles, gate=True)
-    else:
-        with deterministic_algorithms(True):
-            seen = _layer_backward_launches(monkeypatch, 2, tiles)
+def test_deterministic_mode_keeps_the_chunked_backward(monkeypatch):
+    # Deterministic mode adds no sums over channel blocks with atomics: chunk_adjoint, the reversed carry and
+    # backward_grads (with its per-block copies of dx) stay.
+    with deterministic_algorithms(True):
+        seen = _layer_backward_launches(monkeypatch, 2, lanes_backward_tiles((4, 4, 2, "chunked")))
     names = {name for name, _, _ in seen}
     assert "one_pass_lanes_backward_kernel" not in names
     assert {"chunk_adjoint_kernel", "chunk_carry_kernel", "backward_grads_kernel"} <= names
+
+
+@pytest.mark.parametrize("K,cross_scale,dtype", [(2, None, torch.float32), (2, None, torch.bfloat16),
+                                                 (1, None, torch.float32), (2, "aligned", torch.float32)])
+def test_gated_layer_gradients_match_torch_path(monkeypatch, K, cross_scale, dtype):
+    # The gated layer (every RLMB's): each tile's recomputed outputs give the gate's LayerNorm gradient beside the
+    # output's, in the one-pass backward too.  A 16-bit layer with two directions takes direction 0's outputs
+    # rounded as its forward stored them (ROUND_FIRST).  Against the float64 PyTorch path, every gradient.
+    seen = spy_on_launches(monkeypatch, ("chunk_adjoint_kernel", "backward_grads_kernel",
+                                         "one_pass_lanes_backward_kernel"),  # the carry runs in the forward too
+                           record=lambda name, grid, meta: (name, meta.get("LN_UPSTREAM"), meta.get("ROUND_FIRST")))
+    directions = tuple(ScanDirection(w, c, r, cross_scale) for w, c, r in ((4, False, False), (8, True, True))[:K])
+    inp = make_layer_inputs(2, 6, 5, 7, K, n_state=4, rank=6, cross_scale=cross_scale is not None)
+    exact = {k: v.to(dtype).double().requires_grad_() for k, v in inp.items()}
+    ref = directional_scan(**exact, directions=directions, height=6, width=5, gate=make_gate(7, K), backend="torch")
+    leaves = {k: v.detach().to(DEVICE, dtype).requires_grad_() for k, v in exact.items()}
+    w = torch.randn(ref.shape, dtype=torch.float64)
+    with tile_config(**lanes_backward_tiles((4, 4, 2, "chunked"))):
+        out = directional_scan(**leaves, directions=directions, height=6, width=5,
+                               gate=gate_on(make_gate(7, K), DEVICE), backend="triton")
+        grads = torch.autograd.grad((out * w.to(DEVICE, dtype)).sum(), list(leaves.values()))
+    assert seen == [("one_pass_lanes_backward_kernel", True, dtype != torch.float32 and K > 1)]
+    torch.testing.assert_close(out.detach().double().cpu(), ref.detach(), **TOL[dtype])
+    names = list(exact)
+    assert_gradients_close(names, grads, torch.autograd.grad((ref * w).sum(), [exact[n] for n in names]), TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_gated_16_bit_layer_normalizes_direction_zero_as_it_stored_it(dtype):
+    # test_triton_directional's case of the same name (one channel: LayerNorm's rstd = 1 / sqrt(eps) amplifies any
+    # rounding of y 316-fold), through the one-pass backward, which takes direction 0's recomputed outputs rounded as
+    # the 16-bit gated forward stored them (ROUND_FIRST), as the chunked backward does.  (Here that rounding stays
+    # within the tolerances either way: what this case caught was the forward's statistics.)
+    with tile_config(one_pass_lanes_backward=True, one_pass_lanes_backward_warps=1):
+        check_against_torch_path(batch=1, height=8, width=3, dim=1, specs=[(None, True, True), (None, False, True)],
+                                 cross_scale="aligned", gated=True, weighted=False, dtype=dtype, blocks=(16, 16),
+                                 deterministic=False, state_loop=True, state_unroll=1, backward_sums={},
+                                 forward_block_t=None)
 
 
 def test_a_channel_block_that_is_no_power_of_two_is_refused():

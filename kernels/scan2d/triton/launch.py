@@ -304,30 +304,35 @@ class Grads:
     dW: Optional[torch.Tensor]  # (K, D, R)
 
 
-def lanes_backward_serves(ops: ScanOperands, ln_upstream: Optional[tuple]) -> bool:
+def lanes_backward_serves(ops: ScanOperands) -> bool:
     """Whether ``backward`` runs in one pass with the states across the lanes (``TileConfig.one_pass_lanes_backward``):
-    asked for, and neither the gated layer's LayerNorm upstream (whose statistics need every channel's outputs first)
-    nor deterministic mode (its sums over channel blocks are atomics), which keep the chunked backward."""
-    return ops.tiles.one_pass_lanes_backward and ln_upstream is None and not ops.deterministic
+    asked for, and not in deterministic mode (its sums over channel blocks are atomics), which keeps the chunked
+    backward."""
+    return ops.tiles.one_pass_lanes_backward and not ops.deterministic
 
 
 def one_pass_lanes_backward_launch(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_directions: bool,
-                                   weight: Optional[torch.Tensor], entry: torch.Tensor, grad_buffers: dict) -> Grads:
+                                   weight: Optional[torch.Tensor], entry: torch.Tensor, grad_buffers: dict,
+                                   ln_upstream: Optional[tuple] = None, round_first: bool = False) -> Grads:
     """``backward`` in one pass per direction (``one_pass_lanes_backward.one_pass_lanes_backward_kernel``): one
     program per (batch, direction, one_pass_lanes_backward_block_d channels) walks its scan backwards from the entry
-    states of the training forward's chunks, and stores its sums over steps once, one row per (batch, direction)."""
+    states of the training forward's chunks, and stores its sums over steps once, one row per (batch, direction).
+    ``ln_upstream`` and ``round_first`` as ``backward`` takes them: each tile's recomputed outputs give the gated
+    layer's LayerNorm gradient, so that layer runs it too."""
     tiles = ops.tiles
     block_d = tiles.one_pass_lanes_backward_block_d  # a power of two (TileConfig.__post_init__)
     dA_part = ops.state_buffer(ops.n_state, chunks=1)
     dD_part = ops.state_buffer(chunks=1)
     dbias_part = ops.state_buffer(chunks=1)
     dW_part = ops.state_buffer(ops.rank, chunks=1) if ops.lowrank else dD_part
-    wants_dweight = weight is not None and sum_directions
+    wants_dweight = weight is not None and sum_directions and ln_upstream is None  # else a gate pass has it
     dweight_part = ops.state_buffer(chunks=1) if wants_dweight else dD_part
+    tok, vec, gbar = ln_upstream if ln_upstream is not None else (dD_part, dD_part, dD_part)
     gb = {name: grad_buffers.get(name) if grad_buffers.get(name) is not None else dD_part
           for name in ("du", "du_low", "ddelta", "dx", "dx_low", "dB", "dC", "dz")}
     has_z = ops.z is not None
-    meta = {name: value for name, value in ops.launch_meta(dout, weight, *grad_buffers.values()).items()
+    meta = {name: value for name, value in ops.launch_meta(dout, weight, *(ln_upstream or ()),
+                                                           *grad_buffers.values()).items()
             if name in ("ORDER", "LOWRANK", "HAS_BIAS", "SOFTPLUS", "R", "N", "WIDE", "PAIRED")}
     # du is what the directions share.  Two float32 directions add into the zeroed du alike in either order (0 + a + b
     # and 0 + b + a are the same float): one launch, atomics.  More take one launch each, a read-add-write in order.
@@ -338,8 +343,10 @@ def one_pass_lanes_backward_launch(ops: ScanOperands, dout: torch.Tensor, dout_s
             dA_part, dD_part, dbias_part, dW_part, dweight_part,
             dout, *dout_strides, weight if weight is not None else dD_part, entry,
             ops.D if ops.D is not None else dD_part, ops.z if has_z else ops.u, *ops.z_strides,
-            *ops.common_args(), k_first, k_count, ops.length, **meta, HAS_D=ops.D is not None, HAS_Z=has_z,
-            SUM_DIRECTIONS=sum_directions, HAS_WEIGHT=weight is not None, DU_OWNED=ops.K == 1 or not together,
+            tok, vec, gbar, ops.height * ops.width, *ops.common_args(), k_first, k_count, ops.length, **meta,
+            HAS_D=ops.D is not None, HAS_Z=has_z, SUM_DIRECTIONS=sum_directions, HAS_WEIGHT=weight is not None,
+            LN_UPSTREAM=ln_upstream is not None, ROUND_FIRST=rounds_first(ops, round_first),
+            DU_OWNED=ops.K == 1 or not together,
             BLOCK_T=tiles.block_t, BLOCK_D=block_d, RP=next_power_of_2(ops.rank),
             IN_WINDOW=ops.in_windows(tiles.block_t), num_warps=tiles.one_pass_lanes_backward_warps,
             **({} if tiles.one_pass_lanes_backward_maxnreg is None
@@ -379,8 +386,9 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
     """
     if not ops.for_backward:
         raise RuntimeError("internal error: backward on operands made for a forward-only run (for_backward=False).")
-    if lanes_backward_serves(ops, ln_upstream):
-        return one_pass_lanes_backward_launch(ops, dout, dout_strides, sum_directions, weight, entry, grad_buffers)
+    if lanes_backward_serves(ops):
+        return one_pass_lanes_backward_launch(ops, dout, dout_strides, sum_directions, weight, entry, grad_buffers,
+                                              ln_upstream, round_first)
     has_z = ops.z is not None
     z = ops.z if has_z else ops.u
     wt = weight if weight is not None else dsum

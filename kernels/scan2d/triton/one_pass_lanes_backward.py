@@ -12,7 +12,8 @@ holding its (state, channel) pair's steps in registers):
   own decay, no tile reloaded one step on), and what it sends to the tile before stays in registers,
 - the sums over steps stay in registers until the scan's first step, then one store per program,
 - the sums over channels (dB, dC, the dt low-rank input's gradient) are summed over the program's channels, then
-  added with float32 atomics, as in ``backward_grads_kernel`` (deterministic mode keeps the chunked backward).
+  added with float32 atomics, as in ``backward_grads_kernel`` (deterministic mode keeps the chunked backward);
+- the gated layer's LayerNorm gradient comes from each tile's recomputed outputs.
 One exponential per element for the states, none for the adjoint (it reuses the states' decays).
 bench/README.md, "The backward in one pass, the states across the lanes".
 """
@@ -34,11 +35,13 @@ def one_pass_lanes_backward_kernel(
     dA_part_ptr, dD_part_ptr, dbias_part_ptr, dW_part_ptr, dweight_part_ptr,
     # upstream and saved
     dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr, entry_ptr, Dskip_ptr, z_ptr, s_zb, s_zl, s_zd,
+    tok_ptr, vec_ptr, gbar_ptr, L_high,
     U, X, DELTA, BC, PROJ, A_ptr, dirs_ptr, K, H, W, Dm, n_chunks, k_first, k_count, length,
     ORDER: tl.constexpr, LOWRANK: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, SUM_DIRECTIONS: tl.constexpr, HAS_WEIGHT: tl.constexpr,
-    DU_OWNED: tl.constexpr, R: tl.constexpr, N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
-    RP: tl.constexpr, IN_WINDOW: tl.constexpr, WIDE: tl.constexpr, PAIRED: tl.constexpr = False,
+    LN_UPSTREAM: tl.constexpr, DU_OWNED: tl.constexpr, R: tl.constexpr, N: tl.constexpr, BLOCK_T: tl.constexpr,
+    BLOCK_D: tl.constexpr, RP: tl.constexpr, IN_WINDOW: tl.constexpr, WIDE: tl.constexpr,
+    PAIRED: tl.constexpr = False, ROUND_FIRST: tl.constexpr = False,
 ):
     """All gradients of directions k_first .. k_first + k_count - 1, each program one (batch, direction, block of
     BLOCK_D channels) over its whole scan of ``length`` steps, in tiles of BLOCK_T steps from the last:
@@ -53,9 +56,13 @@ def one_pass_lanes_backward_kernel(
     and C in the drop-in scan, which stores ddelta instead of dx's dt columns).  du, which the directions share, is
     added with atomics, or with DU_OWNED (one direction per launch) by a read-add-write.  The sums over steps go
     to (batch*K, 1, dim, ...) float32 buffers, one row per (batch, direction), stored once: dA_part (.., N),
-    dD_part, dbias_part, dW_part (.., R), dweight_part (SUM_DIRECTIONS with HAS_WEIGHT).  dout: element (b, k, pos,
-    d) at b * s_gb + k * s_gk + pos * s_gl + d * s_gd (s_gk = 0 for the directions' sum), times weight (batch, K,
-    dim) with HAS_WEIGHT; z (batch, L, dim) through its strides, and dz stored (one direction: the drop-in scan).
+    dD_part, dbias_part, dW_part (.., R), dweight_part (SUM_DIRECTIONS with HAS_WEIGHT, without LN_UPSTREAM).  dout:
+    element (b, k, pos, d) at b * s_gb + k * s_gk + pos * s_gl + d * s_gd (s_gk = 0 for the directions' sum), times
+    weight (batch, K, dim) with HAS_WEIGHT; z (batch, L, dim) through its strides, and dz stored (one direction: the
+    drop-in scan).  LN_UPSTREAM (the gated layer): the gradient of the gate's pooled LayerNorm statistic from the
+    recomputed outputs, as ``backward_kernels._upstream_grad`` forms it from tok (batch*K, L_high, 3), vec
+    (batch*K, dim) and gbar (batch*K,), instead of or (SUM_DIRECTIONS) beside the output's; ROUND_FIRST: direction
+    0's outputs rounded as the 16-bit gated forward stored them.
     entry: (batch*K, n_chunks, dim, N) float32, the state entering each tile of BLOCK_T steps (the backward's
     chunks).  RP: R padded to a power of two.  IN_WINDOW: every tile lies inside one window
     (``operands.ScanOperands.in_windows`` of BLOCK_T).
@@ -113,12 +120,13 @@ def one_pass_lanes_backward_kernel(
 
         # The gradient reaching each step's C.h + D u (its direction weight's and z's on the way).
         y = tl.zeros([BLOCK_T, BLOCK_D], dtype=tl.float32)
-        if HAS_Z or (SUM_DIRECTIONS and HAS_WEIGHT):  # what needs the outputs
+        if HAS_Z or (SUM_DIRECTIONS and HAS_WEIGHT) or LN_UPSTREAM:  # what needs the outputs
             y = tl.sum(h * Cm[:, :, None], axis=1) + u * Dk[None, :]
         dy = _upstream_grad(pos_o, b_o, k, d, d_mask, valid, is_low, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr,
-                            K, Dm, y, dout_ptr, dout_ptr, dout_ptr, 0, dout_ptr, SUM_DIRECTIONS, HAS_WEIGHT, False,
-                            False, WIDE, False)
-        if SUM_DIRECTIONS and HAS_WEIGHT:  # d weight[b, k, d] = sum over high-resolution steps of dout * y
+                            K, Dm, y, tok_ptr, vec_ptr, gbar_ptr, L_high, U[0], SUM_DIRECTIONS, HAS_WEIGHT,
+                            LN_UPSTREAM, False, WIDE, ROUND_FIRST)
+        if SUM_DIRECTIONS and HAS_WEIGHT and not LN_UPSTREAM:  # d weight[b, k, d]: sum over high-resolution steps
+            # of dout * y (with LN_UPSTREAM the gate's backward has it from an output pass already)
             raw = tl.load(dout_ptr + b_o * s_gb + pos_o[:, None] * s_gl + offset(d, WIDE)[None, :] * s_gd,
                           mask=mask_td & (is_low == 0)[:, None], other=0.0).to(tl.float32)
             dweight_sum += tl.sum(raw * y, axis=0)
@@ -170,7 +178,7 @@ def one_pass_lanes_backward_kernel(
     tl.store(dA_part_ptr + part * N + state_rows, dA_sum, mask=state_mask)
     tl.store(dD_part_ptr + part + d, dD_sum, mask=d_mask)
     tl.store(dbias_part_ptr + part + d, dbias_sum, mask=d_mask)
-    if SUM_DIRECTIONS and HAS_WEIGHT:
+    if SUM_DIRECTIONS and HAS_WEIGHT and not LN_UPSTREAM:
         tl.store(dweight_part_ptr + part + d, dweight_sum, mask=d_mask)
     if LOWRANK:
         tl.store(dW_part_ptr + (part + d[:, None]) * R + r[None, :], dW_sum, mask=mask_dr)

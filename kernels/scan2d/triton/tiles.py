@@ -283,9 +283,9 @@ class TileConfig:
             (``one_pass_lanes_backward.one_pass_lanes_backward_kernel``): one program per (batch, direction,
             channel block) walks its scan backwards from the training forward's chunk entry states (either
             forward's: their chunks are tiles of block_t steps), instead of chunk_adjoint, the reversed carry and
-            backward_grads, and keeps its sums over steps in registers.  Not for the gated layer's LayerNorm
-            upstream nor in deterministic mode, which keep the chunked backward.  Untimed (bench/README.md, "The
-            backward in one pass, the states across the lanes").
+            backward_grads, and keeps its sums over steps in registers; the gated layer's too (each tile's
+            recomputed outputs give the gate's LayerNorm gradient).  Not in deterministic mode, which keeps the
+            chunked backward.  Untimed (bench/README.md, "The backward in one pass, the states across the lanes").
         one_pass_lanes_backward_block_d: channels per program of that backward (a power of two).
         one_pass_lanes_backward_warps: warps per program of that backward.
         one_pass_lanes_backward_maxnreg: register cap for that backward (None: ptxas's choice).  Case (a)'s 720
