@@ -1,6 +1,7 @@
 """The trainer: exact resume after a kill, a stop on a non-finite loss, and a two-process torchrun (gloo) run."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -82,6 +83,27 @@ def test_deterministic_training_runs_and_repeats(tmp_path):
     assert all(r.returncode == 0 for r in runs), runs[0].stderr[-2000:]
     a, b = (load_checkpoint(latest_checkpoint(tmp_path / name / "checkpoints")) for name in ("a", "b"))
     assert_same_state(a["model"], b["model"])
+
+
+@pytest.mark.parametrize("override,message", [
+    ("+train.scan_tiles.one_pass_lanes_backward_block_d=6",
+     r"one_pass_lanes_backward_block_d = 6: .*power of two.*choose e\.g\. 8 or 16"),
+    ("+train.scan_tiles.one_pass_backward=true",
+     r"train\.scan_tiles: one_pass_backward is not a field of the scan kernels' TileConfig.*one_pass_lanes_backward"),
+])
+def test_scan_tiles_are_checked_before_training_starts(tmp_path, override, message):
+    # train.scan_tiles sets the Triton kernels' TileConfig for the run: a misspelt field or a value the kernels
+    # refuse stops the run at once, with what to choose, before any checkpoint is written.
+    result = train(tmp_path / "run", "train.iterations=2", "train.ckpt_every=1", "train.batch_size=2", override)
+    assert result.returncode == 1 and re.search(message, result.stderr), result.stderr[-2000:]
+    assert not list_checkpoints(tmp_path / "run" / "checkpoints")
+
+
+def test_scan_tiles_that_the_kernels_accept_train(tmp_path):
+    result = train(tmp_path / "run", "train.iterations=2", "train.ckpt_every=2", "train.batch_size=2",
+                   "+train.scan_tiles.one_pass_lanes_backward=true", "+train.scan_tiles.block_t=8")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert load_checkpoint(latest_checkpoint(tmp_path / "run" / "checkpoints"))["iteration"] == 2
 
 
 def test_unknown_experiment_fails_clearly(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -13,6 +14,8 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
+
+from scan2d.triton.tiles import TileConfig, current_tiles, tile_config
 
 from ..config import build_model
 from ..data.datasets import ImageSource, IterationBatches, TrainPatches, validation_images
@@ -48,10 +51,25 @@ def use_deterministic_algorithms() -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
+def scan_tile_changes(train: DictConfig) -> dict:
+    """``train.scan_tiles`` as ``tile_config`` changes, checked before the run starts: each key a field of
+    ``scan2d.triton.tiles.TileConfig``, the result a configuration it accepts (its own checks raise ValueError with
+    what to choose)."""
+    changes = OmegaConf.to_container(train.get("scan_tiles") or {}, resolve=True)
+    fields = {f.name for f in dataclasses.fields(TileConfig) if f.init}
+    unknown = sorted(set(changes) - fields)
+    if unknown:
+        raise ValueError(f"train.scan_tiles: {', '.join(unknown)} is not a field of the scan kernels' TileConfig "
+                         f"(scan2d/triton/tiles.py); its fields are: {', '.join(sorted(fields))}")
+    dataclasses.replace(current_tiles(), **changes)
+    return changes
+
+
 class Trainer:
     def __init__(self, cfg: DictConfig, run_dir: Path):
         self.cfg, self.run_dir = cfg, Path(run_dir)
         t = cfg.train
+        self.scan_tiles = scan_tile_changes(t)
         if t.deterministic:
             use_deterministic_algorithms()
         self.dist = distributed.setup(t.device)
@@ -163,39 +181,41 @@ class Trainer:
         last = {}
         tic = time.perf_counter()
         self.net.train()
-        for lr_img, hr_img in loader:
-            lr_img = lr_img.to(self.device, non_blocking=True)
-            hr_img = hr_img.to(self.device, non_blocking=True)
-            with autocast:
-                out = self.net(lr_img)
-            loss = F.l1_loss(out.float(), hr_img)
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(
-                    f"loss became {loss.item()} at iteration {self.iteration + 1}; training stopped. The last good "
-                    f"checkpoint is in {self.ckpt_dir} (it was not overwritten). Lower train.lr or enable "
-                    "train.grad_clip, then resume.")
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if t.grad_clip:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
-            self.optimizer.step()
-            self.scheduler.step()
-            self.ema.update_parameters(self.model)
-            self.iteration += 1
-            if self.dist.is_main:
-                lr_now = self.optimizer.param_groups[0]["lr"]
-                bar.update(1)
-                rate = 1.0 / max(1e-9, time.perf_counter() - tic)
-                tic = time.perf_counter()
-                bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr_now:.2e}", it_s=f"{rate:.2f}")
-                if self.iteration % t.log_every == 0:
-                    self.writer.add_scalar("train/l1", loss.item(), self.iteration)
-                    self.writer.add_scalar("train/lr", lr_now, self.iteration)
-                    self.writer.add_scalar("train/it_per_s", rate, self.iteration)
-            if t.val_every and self.iteration % t.val_every == 0:
-                last = self.run_validation()
-            if self.iteration % t.ckpt_every == 0 or self.iteration == t.iterations:
-                self.save()
+        # The scan kernels' tiles for every step and validation (an op's backward takes its forward's).
+        with tile_config(**self.scan_tiles):
+            for lr_img, hr_img in loader:
+                lr_img = lr_img.to(self.device, non_blocking=True)
+                hr_img = hr_img.to(self.device, non_blocking=True)
+                with autocast:
+                    out = self.net(lr_img)
+                loss = F.l1_loss(out.float(), hr_img)
+                if not torch.isfinite(loss):
+                    raise TrainingDiverged(
+                        f"loss became {loss.item()} at iteration {self.iteration + 1}; training stopped. The last good "
+                        f"checkpoint is in {self.ckpt_dir} (it was not overwritten). Lower train.lr or enable "
+                        "train.grad_clip, then resume.")
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if t.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+                self.optimizer.step()
+                self.scheduler.step()
+                self.ema.update_parameters(self.model)
+                self.iteration += 1
+                if self.dist.is_main:
+                    lr_now = self.optimizer.param_groups[0]["lr"]
+                    bar.update(1)
+                    rate = 1.0 / max(1e-9, time.perf_counter() - tic)
+                    tic = time.perf_counter()
+                    bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr_now:.2e}", it_s=f"{rate:.2f}")
+                    if self.iteration % t.log_every == 0:
+                        self.writer.add_scalar("train/l1", loss.item(), self.iteration)
+                        self.writer.add_scalar("train/lr", lr_now, self.iteration)
+                        self.writer.add_scalar("train/it_per_s", rate, self.iteration)
+                if t.val_every and self.iteration % t.val_every == 0:
+                    last = self.run_validation()
+                if self.iteration % t.ckpt_every == 0 or self.iteration == t.iterations:
+                    self.save()
         bar.close()
         if self.dist.is_main:
             self.export_weights()
