@@ -118,7 +118,8 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     # The model's kernels too (its 180 channels and cross-scale blocks are other builds): on 2026-12-04 the model
     # step timed only the fused training step in its 60 s, most likely compiling the rest.
     ( BENCH_RESULTS=/tmp/warmup6 timeout 150 python3 bench/model_bench.py --backends triton --repeats 1 \
-        > /tmp/warmup6.log 2>&1 ) &
+        > /tmp/warmup6.log 2>&1; BENCH_RESULTS=/tmp/warmup6 timeout 60 python3 bench/model_bench.py --backends triton \
+        --repeats 1 --cases train_step_256 --configs one_pass_lanes_backward=True >> /tmp/warmup6.log 2>&1 ) &
     # shellcheck disable=SC2086
     ( BENCH_RESULTS=/tmp/warmup5 timeout 100 python3 bench/scan_bench.py --backends fused drop_in --repeats 1 \
         --cases a_training_w8 b_inference_256 --dtypes float32 --configs $ONE_PASS > /tmp/warmup5.log 2>&1 ) &
@@ -218,6 +219,10 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     step_run model 60 python3 bench/model_bench.py "${mamba_args[@]}" --repeats 5 --backends triton mamba_ssm
     step_run model-chunks 35 python3 bench/model_bench.py --backends triton --cases infer_256 infer_1024 --append \
         --configs inference_programs_per_sm=0 inference_programs_per_sm=1 --repeats 5
+    #    The training step with the backward in one pass (one_pass_lanes_backward, since the fifth session of
+    #    2026-12-05), every scan layer's, gated and cross-scale ones included.
+    step_run model-lanes-backward 25 python3 bench/model_bench.py --backends triton --cases train_step_256 --append \
+        --configs one_pass_lanes_backward=True --repeats 5
     # 5. GPU time per kernel of the training and inference cases' layer: the default, with the carry in one launch
     #    (each carry kernel's own time, before and after the segments of 2026-12-05), with 32-bit offsets in the
     #    forward without gradients (which kernel made it 1.7x slower on 2026-12-04?), in deterministic mode, and

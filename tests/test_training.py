@@ -90,6 +90,7 @@ def test_deterministic_training_runs_and_repeats(tmp_path):
      r"one_pass_lanes_backward_block_d = 6: .*power of two.*choose e\.g\. 8 or 16"),
     ("+train.scan_tiles.one_pass_backward=true",
      r"train\.scan_tiles: one_pass_backward is not a field of the scan kernels' TileConfig.*one_pass_lanes_backward"),
+    ("train.scan_tiles=8", r"train\.scan_tiles = 8: give TileConfig fields, e\.g\. \+train\.scan_tiles\."),
 ])
 def test_scan_tiles_are_checked_before_training_starts(tmp_path, override, message):
     # train.scan_tiles sets the Triton kernels' TileConfig for the run: a misspelt field or a value the kernels

@@ -55,7 +55,11 @@ def scan_tile_changes(train: DictConfig) -> dict:
     """``train.scan_tiles`` as ``tile_config`` changes, checked before the run starts: each key a field of
     ``scan2d.triton.tiles.TileConfig``, the result a configuration it accepts (its own checks raise ValueError with
     what to choose)."""
-    changes = OmegaConf.to_container(train.get("scan_tiles") or {}, resolve=True)
+    tiles = train.get("scan_tiles")
+    if tiles is not None and not OmegaConf.is_dict(tiles):
+        raise ValueError(f"train.scan_tiles = {tiles!r}: give TileConfig fields, e.g. "
+                         "+train.scan_tiles.one_pass_lanes_backward=true, or {} for the defaults")
+    changes = OmegaConf.to_container(tiles, resolve=True) if tiles is not None else {}
     fields = {f.name for f in dataclasses.fields(TileConfig) if f.init}
     unknown = sorted(set(changes) - fields)
     if unknown:

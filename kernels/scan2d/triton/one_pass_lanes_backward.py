@@ -14,7 +14,8 @@ holding its (state, channel) pair's steps in registers):
 - the sums over channels (dB, dC, the dt low-rank input's gradient) are summed over the program's channels, then
   added with float32 atomics, as in ``backward_grads_kernel`` (deterministic mode keeps the chunked backward);
 - the gated layer's LayerNorm gradient comes from each tile's recomputed outputs.
-One exponential per element for the states, none for the adjoint (it reuses the states' decays).
+In the source one exponential per element, the states' decays, which the adjoint reuses (Triton builds them again
+in the reversed steps' layout rather than move them: two in the PTX).
 bench/README.md, "The backward in one pass, the states across the lanes".
 """
 
