@@ -153,17 +153,14 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     step_run scan 100 python3 bench/scan_bench.py "${mamba_args[@]}" --repeats 30 \
         --backends mamba_ssm mambair_path fused drop_in \
         --cases a_training_w8 a_training_w64 b_inference_256 c_cross_scale_64 c_cross_scale_256
-    # 3b. UNTIMED beside the default on cases a and b (2026-12-04 timed the others: bench/README.md, "GPU results
-    #    (NVIDIA H200, 2026-12-04)"), the forward kernels' tiles first.
-    # shellcheck disable=SC2086
-    step_run scan-untimed 55 python3 bench/scan_bench.py --repeats 20 --append --cases a_training_w8 b_inference_256 \
-        --dtypes float32 --backends fused --configs default $UNTIMED
     # 3c. The one-pass forward in the op (TileConfig.one_pass_forward; off by default): first with the states across
     #    the lanes (one_pass_lanes, since 2026-12-05; its GPU tests run in step 2), then with the segments: on
     #    2026-12-04 the layer's was 1.5-5.4x slower than its two passes, the drop-in's with 2 channels per program as
     #    fast as mamba-ssm in case a.  Again with the kernel's tl.reduce replaced (tests/test_triton_one_pass.py,
-    #    step 2, checks it first), the drop-in's forward the question: its default if it holds.  Last the backward in
-    #    one pass (one_pass_lanes_backward): if its fwdbwd beats the default's, it is the training backward's layout.
+    #    step 2, checks it first), the drop-in's forward the question: its default if it holds.  Between them the
+    #    backward in one pass (one_pass_lanes_backward): if its fwdbwd beats the default's, it is the training
+    #    backward's layout.  Before 3b since the fifth session of 2026-12-05: the layouts that could change case (a)
+    #    most (the reference's prototype ran 1.3x mamba-ssm's forward) go first, the few-percent switches after.
     # shellcheck disable=SC2086
     step_run one-pass-op 95 python3 bench/scan_bench.py "${mamba_args[@]}" --repeats 20 --append \
         --cases a_training_w8 b_inference_256 --dtypes float32 --backends mamba_ssm fused drop_in \
@@ -175,6 +172,11 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     #    across the lanes, a few channels per program").
     step_run one-pass-lanes 25 python3 bench/one_pass_bench.py "${mamba_args[@]}" --lanes-only --repeats 20 \
         --cases a_training b_inference
+    # 3b. UNTIMED beside the default on cases a and b (2026-12-04 timed the others: bench/README.md, "GPU results
+    #    (NVIDIA H200, 2026-12-04)"), the forward kernels' tiles first.
+    # shellcheck disable=SC2086
+    step_run scan-untimed 55 python3 bench/scan_bench.py --repeats 20 --append --cases a_training_w8 b_inference_256 \
+        --dtypes float32 --backends fused --configs default $UNTIMED
     # 3d. Positions per tile in the aligned cross-scale order (since 2026-12-03), on and off, case (c) at 64x64.
     step_run scan-cross-scale-tiles 20 python3 bench/scan_bench.py --repeats 20 --append --cases c_cross_scale_64 \
         --dtypes float32 --backends fused --configs default window_tiles=False
