@@ -37,10 +37,12 @@ def lanes_backward_tiles(layout):
 
 
 @settings(max_examples=5)
-# Always: two cross-scale directions reversed and not, a partial channel block, several tiles; and four directions
-# (one launch each, du added in order).
+# Always: two cross-scale directions reversed and not, a partial channel block, several tiles; 16-step tiles; and four
+# directions (one launch each, du added in order).
 @example(specs=[(4, False, False), (8, True, True)], cross_scale="aligned", batch=2, height=6, width=5, dim=7,
          weighted=True, dtype=torch.float32, layout=(4, 4, 2, "chunked"), rank=6)
+@example(specs=[(8, False, False), (8, True, True)], cross_scale=None, batch=1, height=9, width=7, dim=17,
+         weighted=True, dtype=torch.float32, layout=(16, 8, 4, "lanes"), rank=6)  # 16 steps: the dt dot (DT_DOT)
 @example(specs=[(4, False, False), (8, True, True), (4, True, False), (8, False, True)], cross_scale="sequential",
          batch=1, height=5, width=5, dim=7, weighted=False, dtype=torch.bfloat16, layout=(4, 8, 4, "lanes"), rank=3)
 @given(specs=st.lists(direction, min_size=1, max_size=4).filter(lambda s: len(s) != 3),

@@ -337,6 +337,7 @@ def one_pass_lanes_backward_launch(ops: ScanOperands, dout: torch.Tensor, dout_s
     # du is what the directions share.  Two float32 directions add into the zeroed du alike in either order (0 + a + b
     # and 0 + b + a are the same float): one launch, atomics.  More take one launch each, a read-add-write in order.
     together = ops.K <= 2
+    dt_dot = ops.lowrank and tiles.block_t >= 16  # tl.dot's smallest M (tile_io.dot_fp32)
     for k_first, k_count in direction_launches(ops.K, not together):
         one_pass_lanes_backward.one_pass_lanes_backward_kernel[(ops.batch * k_count, ops.channel_blocks(block_d))](
             *(gb[name] for name in ("du", "du_low", "ddelta", "dx", "dx_low", "dB", "dC", "dz")),
@@ -347,7 +348,8 @@ def one_pass_lanes_backward_launch(ops: ScanOperands, dout: torch.Tensor, dout_s
             HAS_D=ops.D is not None, HAS_Z=has_z, SUM_DIRECTIONS=sum_directions, HAS_WEIGHT=weight is not None,
             LN_UPSTREAM=ln_upstream is not None, ROUND_FIRST=rounds_first(ops, round_first),
             DU_OWNED=ops.K == 1 or not together,
-            BLOCK_T=tiles.block_t, BLOCK_D=block_d, RP=next_power_of_2(ops.rank),
+            BLOCK_T=tiles.block_t, BLOCK_D=block_d, RP=max(16 if dt_dot else 1, next_power_of_2(ops.rank)),
+            DT_DOT=dt_dot,
             IN_WINDOW=ops.in_windows(tiles.block_t), num_warps=tiles.one_pass_lanes_backward_warps,
             **({} if tiles.one_pass_lanes_backward_maxnreg is None
                else dict(maxnreg=tiles.one_pass_lanes_backward_maxnreg)), **COMPILE_OPTIONS)

@@ -25,7 +25,8 @@ import triton.language as tl
 from .backward_kernels import _accumulate_du, _upstream_grad
 from .recurrence import LOG2E, adjoint_combine, combine, reverse_steps
 from .tile_io import (
-    accumulate, block_channels, channel_sum_rows, load_steps, load_td, offset, products_fp32, store_td, x_rows,
+    accumulate, block_channels, channel_sum_rows, dot_fp32, load_steps, load_td, offset, products_fp32, store_td,
+    x_rows,
 )
 
 
@@ -42,7 +43,7 @@ def one_pass_lanes_backward_kernel(
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, SUM_DIRECTIONS: tl.constexpr, HAS_WEIGHT: tl.constexpr,
     LN_UPSTREAM: tl.constexpr, DU_OWNED: tl.constexpr, R: tl.constexpr, N: tl.constexpr, BLOCK_T: tl.constexpr,
     BLOCK_D: tl.constexpr, RP: tl.constexpr, IN_WINDOW: tl.constexpr, WIDE: tl.constexpr,
-    PAIRED: tl.constexpr = False, ROUND_FIRST: tl.constexpr = False,
+    PAIRED: tl.constexpr = False, ROUND_FIRST: tl.constexpr = False, DT_DOT: tl.constexpr = False,
 ):
     """All gradients of directions k_first .. k_first + k_count - 1, each program one (batch, direction, block of
     BLOCK_D channels) over its whole scan of ``length`` steps, in tiles of BLOCK_T steps from the last:
@@ -65,7 +66,8 @@ def one_pass_lanes_backward_kernel(
     (batch*K, dim) and gbar (batch*K,), instead of or (SUM_DIRECTIONS) beside the output's; ROUND_FIRST: direction
     0's outputs rounded as the 16-bit gated forward stored them.
     entry: (batch*K, n_chunks, dim, N) float32, the state entering each tile of BLOCK_T steps (the backward's
-    chunks).  RP: R padded to a power of two.  IN_WINDOW: every tile lies inside one window
+    chunks).  RP: R padded to a power of two, at least 16 with DT_DOT (BLOCK_T >= 16: the dt input's gradient by
+    tl.dot, ``tile_io.dot_fp32``).  IN_WINDOW: every tile lies inside one window
     (``operands.ScanOperands.in_windows`` of BLOCK_T).
     """
     pid_g, pid_d = tl.program_id(0), tl.program_id(1)
@@ -167,7 +169,11 @@ def one_pass_lanes_backward_kernel(
         if LOWRANK:  # through delta_pre = dt_low @ dt_weight[k].T: the input's gradient and the weight's
             mask_tr = valid[:, None] & (r < R)[None, :]
             dxrow = x_rows(dx_ptr, dx_low_ptr, X, b_o, pos_o, is_low, k, ORDER)
-            accumulate(dxrow[:, None] + r[None, :] * X[5], products_fp32(ddelta, w_t), mask_tr, False)
+            if DT_DOT:  # tl.dot in IEEE float32 (tile_io.dot_fp32): 16 steps and RP >= 16
+                dx = dot_fp32(ddelta, w_t)
+            else:
+                dx = products_fp32(ddelta, w_t)
+            accumulate(dxrow[:, None] + r[None, :] * X[5], dx, mask_tr, False)
             xrow = x_rows(X[0], X[1], X, b_o, pos_o, is_low, k, ORDER)
             cols = tl.load(xrow[:, None] + r[None, :] * X[5], mask=mask_tr, other=0.0).to(tl.float32)
             dW_sum += tl.sum(ddelta[:, :, None] * cols[:, None, :], axis=0)

@@ -287,6 +287,23 @@ def products_fp32(a, b_t):
 
 
 @triton.jit
+def dot_fp32(a, b_t):
+    """``products_fp32`` with tl.dot in IEEE float32 (FMA units, no tensor cores), K zero-padded to 16, tl.dot's
+    smallest, by interleaving zero columns of a and zero rows of b: M and N (b_t's rows) at least 16.  The one-pass
+    backward's dt input gradient, 8 channels deep: 6% fewer instructions than the product tile's sum over the
+    channels' lanes (compile_check, sm_90)."""
+    M: tl.constexpr = a.shape[0]
+    K: tl.constexpr = a.shape[1]
+    PAD: tl.constexpr = (16 + K - 1) // K
+    b = tl.trans(b_t)  # (K, N)
+    if PAD > 1:
+        keep = (tl.arange(0, PAD) == 0)
+        a = tl.reshape(tl.where(keep[None, None, :], a[:, :, None], 0.0), [M, K * PAD])
+        b = tl.reshape(tl.where(keep[None, :, None], b[:, None, :], 0.0), [K * PAD, b.shape[1]])
+    return tl.dot(a, b, input_precision="ieee")
+
+
+@triton.jit
 def as_stored(y, k, d, like_ptr, ROUND_FIRST: tl.constexpr):
     """y (T, D) fp32, direction k's outputs; with ROUND_FIRST, direction 0's rounded to ``like_ptr``'s element type
     and back.  The gated forward stores direction 0's output once, in the layer's dtype, and its LayerNorm
