@@ -166,6 +166,13 @@ def forward(ops: ScanOperands, out: torch.Tensor, out_strides: tuple, sum_direct
     return entry, dsum, final
 
 
+def one_pass_meta(ops: ScanOperands, *tensors: Optional[torch.Tensor]) -> dict:
+    """The compile-time arguments of ``launch_meta`` (for a launch that also addresses ``tensors``) that the one-pass
+    kernels take: they have no state loop, row-wise tiles or unrolled rank blocks to choose."""
+    return {name: value for name, value in ops.launch_meta(*tensors).items()
+            if name in ("ORDER", "LOWRANK", "HAS_BIAS", "SOFTPLUS", "R", "N", "WIDE", "PAIRED")}
+
+
 def one_pass_forward(ops: ScanOperands, out: torch.Tensor, out_strides: tuple, sum_directions: bool,
                      weight: Optional[torch.Tensor]):
     """``forward`` in one pass over the recurrence (``one_pass.one_pass_forward_kernel``): the same outputs, entry
@@ -193,8 +200,7 @@ def one_pass_forward(ops: ScanOperands, out: torch.Tensor, out_strides: tuple, s
     final = torch.empty(ops.batch * ops.K, ops.dim, ops.n_state, device=ops.u.device, dtype=torch.float32)
     blocks = ops.channel_blocks(block_d)
     dummy = final
-    meta = {name: value for name, value in ops.launch_meta(out, weight, entry, final).items()
-            if name in ("ORDER", "LOWRANK", "HAS_BIAS", "SOFTPLUS", "R", "N", "WIDE", "PAIRED")}
+    meta = one_pass_meta(ops, out, weight, entry, final)
     launches = direction_launches(ops.K, sum_directions)
     # Each program's two slots for the state crossing its tiles; the launches run one after another and share them.
     carry = torch.empty(ops.batch * launches[0][1] * blocks, 2, ops.n_state, block_d, device=ops.u.device,
@@ -225,8 +231,7 @@ def one_pass_lanes_forward(ops: ScanOperands, out: torch.Tensor, out_strides: tu
     dsum = ops.state_buffer() if ops.for_backward else entry
     final = torch.empty(ops.batch * ops.K, ops.dim, ops.n_state, device=ops.u.device, dtype=torch.float32)
     dummy = final
-    meta = {name: value for name, value in ops.launch_meta(out, weight, entry, final).items()
-            if name in ("ORDER", "LOWRANK", "HAS_BIAS", "SOFTPLUS", "R", "N", "WIDE", "PAIRED")}
+    meta = one_pass_meta(ops, out, weight, entry, final)
     # A program walks a whole scan, so a launch of one direction has only batch x channel blocks of them: 360 at case
     # (a), 11 warps per SM.  Two directions summed in float32 add into a zeroed out alike in either order (0 + a + b
     # and 0 + b + a are the same float), so they go in one launch with atomics, twice the programs in flight; more
@@ -328,20 +333,16 @@ def one_pass_lanes_backward_launch(ops: ScanOperands, dout: torch.Tensor, dout_s
     wants_dweight = weight is not None and sum_directions and ln_upstream is None  # else a gate pass has it
     dweight_part = ops.state_buffer(chunks=1) if wants_dweight else dD_part
     tok, vec, gbar = ln_upstream if ln_upstream is not None else (dD_part, dD_part, dD_part)
-    gb = {name: grad_buffers.get(name) if grad_buffers.get(name) is not None else dD_part
-          for name in ("du", "du_low", "ddelta", "dx", "dx_low", "dB", "dC", "dz")}
+    gb = _launch_buffers(grad_buffers, dD_part)
     has_z = ops.z is not None
-    meta = {name: value for name, value in ops.launch_meta(dout, weight, *(ln_upstream or ()),
-                                                           *grad_buffers.values()).items()
-            if name in ("ORDER", "LOWRANK", "HAS_BIAS", "SOFTPLUS", "R", "N", "WIDE", "PAIRED")}
+    meta = one_pass_meta(ops, dout, weight, *(ln_upstream or ()), *grad_buffers.values())
     # du is what the directions share.  Two float32 directions add into the zeroed du alike in either order (0 + a + b
     # and 0 + b + a are the same float): one launch, atomics.  More take one launch each, a read-add-write in order.
     together = ops.K <= 2
     dt_dot = ops.lowrank and tiles.block_t >= 16  # tl.dot's smallest M (tile_io.dot_fp32)
     for k_first, k_count in direction_launches(ops.K, not together):
         one_pass_lanes_backward.one_pass_lanes_backward_kernel[(ops.batch * k_count, ops.channel_blocks(block_d))](
-            *(gb[name] for name in ("du", "du_low", "ddelta", "dx", "dx_low", "dB", "dC", "dz")),
-            dA_part, dD_part, dbias_part, dW_part, dweight_part,
+            *(gb[name] for name in GRAD_BUFFERS), dA_part, dD_part, dbias_part, dW_part, dweight_part,
             dout, *dout_strides, weight if weight is not None else dD_part, entry,
             ops.D if ops.D is not None else dD_part, ops.z if has_z else ops.u, *ops.z_strides,
             tok, vec, gbar, ops.height * ops.width, *ops.common_args(), k_first, k_count, ops.length, **meta,
@@ -353,15 +354,33 @@ def one_pass_lanes_backward_launch(ops: ScanOperands, dout: torch.Tensor, dout_s
             IN_WINDOW=ops.in_windows(tiles.block_t), num_warps=tiles.one_pass_lanes_backward_warps,
             **({} if tiles.one_pass_lanes_backward_maxnreg is None
                else dict(maxnreg=tiles.one_pass_lanes_backward_maxnreg)), **COMPILE_OPTIONS)
+    return _grads(ops, grad_buffers, dA_part, dD_part, dbias_part, dW_part, dweight_part if wants_dweight else None)
+
+
+# The gradient buffers of ``backward``'s grad_buffers, in the order the backward kernels take them.
+GRAD_BUFFERS = ("du", "du_low", "ddelta", "dx", "dx_low", "dB", "dC", "dz")
+
+
+def _launch_buffers(grad_buffers: dict, dummy: torch.Tensor) -> dict:
+    """``grad_buffers`` with ``dummy`` for those a call lacks: a configuration that does not use a buffer never
+    writes it (its constexpr branch is off), so any tensor will do."""
+    return {name: grad_buffers.get(name) if grad_buffers.get(name) is not None else dummy for name in GRAD_BUFFERS}
+
+
+def _grads(ops: ScanOperands, grad_buffers: dict, dA_part, dD_part, dbias_part, dW_part,
+           dweight_part: Optional[torch.Tensor]) -> Grads:
+    """``Grads`` of the buffers the kernels added into and of the per-(batch, direction) sums over steps, each
+    (batch*K, groups of chunks, dim, ...): summed over the batch and the groups, and the direction weights' (where
+    ``dweight_part`` is given) over the groups only."""
 
     def per_direction(part):
-        return part.view(ops.batch, ops.K, *part.shape[2:]).sum(0)
+        return part.view(ops.batch, ops.K, *part.shape[1:]).sum(dim=(0, 2))
 
     gb = grad_buffers
     return Grads(
         du=gb["du"], du_low=gb.get("du_low"), ddelta=gb.get("ddelta"), dx=gb.get("dx"), dx_low=gb.get("dx_low"),
         dB=gb.get("dB"), dC=gb.get("dC"), dz=gb.get("dz"),
-        dweight=chunk_sums(ops, dweight_part) if wants_dweight else None,
+        dweight=chunk_sums(ops, dweight_part) if dweight_part is not None else None,
         dA=per_direction(dA_part), dD=per_direction(dD_part), dbias=per_direction(dbias_part),
         dW=per_direction(dW_part) if ops.lowrank else None,
     )
@@ -435,9 +454,7 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
     dW_part = part_buffer(ops.rank) if ops.lowrank else dD_part
     wants_dweight = weight is not None and ln_upstream is None
     dweight_part = part_buffer() if wants_dweight else dD_part
-    # Buffers a configuration does not use are never written (their constexpr branch is off): any tensor will do.
-    gb = {name: grad_buffers.get(name) if grad_buffers.get(name) is not None else dD_part
-          for name in ("du", "du_low", "ddelta", "dx", "dx_low", "dB", "dC", "dz")}
+    gb = _launch_buffers(grad_buffers, dD_part)
     launch_buffers, copies, part_strides = gb, {}, (0, 0)
     if state_loop:  # one warp per 32 channels, one channel per thread; tl.dot needs RP >= 16
         block_d = ops.tiles.backward_block_d
@@ -470,7 +487,7 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
                                                                               ops.backward_one_direction_per_launch):
         grid = ops.grid(k_count, channel_blocks=channel_blocks, block_d=block_d, chunks=chunks)
         backward_kernels.backward_grads_kernel[grid](
-            *(launch_buffers[name] for name in ("du", "du_low", "ddelta", "dx", "dx_low", "dB", "dC", "dz")),
+            *(launch_buffers[name] for name in GRAD_BUFFERS),
             dA_part, dD_part, dbias_part, dW_part, dweight_part,
             dout, *dout_strides, wt, entry, arrive, Dskip, z, *ops.z_strides, *ln_args, dy,
             *ops.common_args(), k_first, k_count, chunk_first, *part_strides, HAS_D=ops.D is not None, DY_KEPT=keep_dy,
@@ -478,15 +495,4 @@ def backward(ops: ScanOperands, dout: torch.Tensor, dout_strides: tuple, sum_dir
             LANE_SUMS=ops.backward_lane_sums, **grads_meta, **COMPILE_OPTIONS)
     for name, copy in copies.items():  # added, as the kernels add into every other buffer
         gb[name].add_(copy.sum(0))
-
-    def per_direction(part):
-        return part.view(ops.batch, ops.K, groups, *part.shape[2:]).sum(dim=(0, 2))
-
-    gb = grad_buffers
-    return Grads(
-        du=gb["du"], du_low=gb.get("du_low"), ddelta=gb.get("ddelta"), dx=gb.get("dx"), dx_low=gb.get("dx_low"),
-        dB=gb.get("dB"), dC=gb.get("dC"), dz=gb.get("dz"),
-        dweight=chunk_sums(ops, dweight_part) if wants_dweight else None,
-        dA=per_direction(dA_part), dD=per_direction(dD_part), dbias=per_direction(dbias_part),
-        dW=per_direction(dW_part) if ops.lowrank else None,
-    )
+    return _grads(ops, grad_buffers, dA_part, dD_part, dbias_part, dW_part, dweight_part if wants_dweight else None)
