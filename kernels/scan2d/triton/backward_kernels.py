@@ -246,21 +246,36 @@ def _output_grads(
                           LN_UPSTREAM, ROWWISE, WIDE, ROUND_FIRST)
     if SUM_DIRECTIONS and not LN_UPSTREAM and STORES:  # with LN_UPSTREAM a REDUCE = 4 pass has computed it already
         if HAS_WEIGHT:
-            # d weight[b, k, d] = sum over high-resolution steps of dout * y (dout read without the weight).
-            raw = tl.load(dout_ptr + b_o * s_gb + pos_o[:, None] * s_gl + offset(d, WIDE)[None, :] * s_gd,
-                          mask=(valid & (is_low == 0))[:, None] & d_mask[None, :], other=0.0).to(tl.float32)
-            accumulate(dweight_part_ptr + part_base + d, tl.sum(raw * y, axis=0), d_mask, OWN_PART, FIRST_WRITE=True)
+            accumulate(dweight_part_ptr + part_base + d, weight_grad(y, pos_o, b_o, d, d_mask, valid, is_low, dout_ptr,
+                                                                     s_gb, s_gl, s_gd, WIDE),
+                       d_mask, OWN_PART, FIRST_WRITE=True)
     dy = dout
     if HAS_Z:
-        # z and dz: the same (step, channel) offsets.
-        rows, cols = pos_o * s_zl, offset(d, WIDE) * s_zd
-        z = load_td(z_ptr + b_o * s_zb, rows, cols, valid, d_mask, ROWWISE)
-        sig = 1.0 / (1.0 + tl.exp(-z))
-        if STORES:
-            store_td(dz_ptr + b_o * s_zb, rows, cols, dout * y * sig * (1.0 + z * (1.0 - sig)), valid, d_mask,
-                     ROWWISE)
-        dy = dout * z * sig
+        dy = through_z_gate(dout, y, pos_o, b_o, d, d_mask, valid, z_ptr, dz_ptr, s_zb, s_zl, s_zd, ROWWISE, WIDE,
+                            STORES)
     return dy
+
+
+@triton.jit
+def weight_grad(y, pos_o, b_o, d, d_mask, valid, is_low, dout_ptr, s_gb, s_gl, s_gd, WIDE: tl.constexpr):
+    """This direction's weight gradient from a tile of steps, (D,): the sum over its high-resolution steps of
+    dout * y, dout (b, pos, d) at b * s_gb + pos * s_gl + d * s_gd read without the weight."""
+    raw = tl.load(dout_ptr + b_o * s_gb + pos_o[:, None] * s_gl + offset(d, WIDE)[None, :] * s_gd,
+                  mask=(valid & (is_low == 0))[:, None] & d_mask[None, :], other=0.0).to(tl.float32)
+    return tl.sum(raw * y, axis=0)
+
+
+@triton.jit
+def through_z_gate(dout, y, pos_o, b_o, d, d_mask, valid, z_ptr, dz_ptr, s_zb, s_zl, s_zd, ROWWISE: tl.constexpr,
+                   WIDE: tl.constexpr, STORES: tl.constexpr):
+    """The gradient dout (T, D) of y silu(z) taken back to y: dout silu(z); with STORES, dz = dout y silu'(z) stored
+    on the way (z and dz (batch, L, dim), the same strides)."""
+    rows, cols = pos_o * s_zl, offset(d, WIDE) * s_zd
+    z = load_td(z_ptr + b_o * s_zb, rows, cols, valid, d_mask, ROWWISE)
+    sig = 1.0 / (1.0 + tl.exp(-z))
+    if STORES:
+        store_td(dz_ptr + b_o * s_zb, rows, cols, dout * y * sig * (1.0 + z * (1.0 - sig)), valid, d_mask, ROWWISE)
+    return dout * z * sig
 
 
 @triton.jit

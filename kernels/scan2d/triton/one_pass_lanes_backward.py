@@ -22,11 +22,10 @@ bench/README.md, "The backward in one pass, the states across the lanes".
 import triton
 import triton.language as tl
 
-from .backward_kernels import _accumulate_du, _upstream_grad
+from .backward_kernels import _accumulate_du, _upstream_grad, through_z_gate, weight_grad
 from .recurrence import LOG2E, adjoint_combine, combine, reverse_steps
 from .tile_io import (
-    accumulate, block_channels, channel_sum_rows, dot_fp32, load_steps, load_td, offset, products_fp32, store_td,
-    x_rows,
+    accumulate, block_channels, channel_sum_rows, dot_fp32, load_steps, offset, products_fp32, store_td, x_rows,
 )
 
 
@@ -128,17 +127,10 @@ def one_pass_lanes_backward_kernel(
         dy = _upstream_grad(pos_o, b_o, k, d, d_mask, valid, is_low, dout_ptr, s_gb, s_gk, s_gl, s_gd, weight_ptr,
                             K, Dm, y, tok_ptr, vec_ptr, gbar_ptr, L_high, U[0], SUM_DIRECTIONS, HAS_WEIGHT,
                             LN_UPSTREAM, False, WIDE, ROUND_FIRST)
-        if SUM_DIRECTIONS and HAS_WEIGHT and not LN_UPSTREAM:  # d weight[b, k, d]: sum over high-resolution steps
-            # of dout * y (with LN_UPSTREAM the gate's backward has it from an output pass already)
-            raw = tl.load(dout_ptr + b_o * s_gb + pos_o[:, None] * s_gl + offset(d, WIDE)[None, :] * s_gd,
-                          mask=mask_td & (is_low == 0)[:, None], other=0.0).to(tl.float32)
-            dweight_sum += tl.sum(raw * y, axis=0)
+        if SUM_DIRECTIONS and HAS_WEIGHT and not LN_UPSTREAM:  # (with LN_UPSTREAM a gate pass has it already)
+            dweight_sum += weight_grad(y, pos_o, b_o, d, d_mask, valid, is_low, dout_ptr, s_gb, s_gl, s_gd, WIDE)
         if HAS_Z:
-            rows, cols = pos_o * s_zl, offset(d, WIDE) * s_zd
-            z = load_td(z_ptr + b_o * s_zb, rows, cols, valid, d_mask, False)
-            sig = 1.0 / (1.0 + tl.exp(-z))
-            store_td(dz_ptr + b_o * s_zb, rows, cols, dy * y * sig * (1.0 + z * (1.0 - sig)), valid, d_mask, False)
-            dy = dy * z * sig
+            dy = through_z_gate(dy, y, pos_o, b_o, d, d_mask, valid, z_ptr, dz_ptr, s_zb, s_zl, s_zd, False, WIDE, True)
 
         # dC, the last use of h but for h_prev below; state n lies as far on as in B and C.
         db_rows, dc_rows = channel_sum_rows(dx_ptr if LOWRANK else dB_ptr, dx_low_ptr if LOWRANK else dC_ptr, X, BC,
