@@ -168,7 +168,7 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     #    The one-pass prototype with all 16 states across the lanes and warps and 8-16 channels per program
     #    (bench/one_pass_bench.py; 2026-12-04 timed its other layouts and the segments): the layout of the reference's
     #    40-line prototype, 0.61 ms at case (a)'s shape on an H200, against mamba-ssm's 0.79. If one beats mamba-ssm
-    #    there, it is the layout for the op's one-pass forward at training shapes (bench/README.md, "The states
+    #    there, it is the layout for the op's one-pass forward at training shapes (bench/JOURNAL.md, "The states
     #    across the lanes, a few channels per program").
     step_run one-pass-lanes 25 python3 bench/one_pass_bench.py "${mamba_args[@]}" --lanes-only --repeats 20 \
         --cases a_training b_inference

@@ -7,11 +7,11 @@ The prototypes (``one_pass_compile.py``) walk each sequence once with its state 
 exponential once where the fused op's forward computes it twice.  To keep programs in flight, the first spreads the
 N states over warps, which costs shared-memory transposes and barriers: its layouts that issue fewer instructions
 than the two passes leave 3-6 warps per SM, each walking thousands of steps in a row.  The second cuts each tile's
-steps into segments across the threads, with few channels per program (bench/README.md, "A one-pass forward"):
+steps into segments across the threads, with few channels per program (bench/JOURNAL.md, "A one-pass forward"):
 about as many instructions per element as the two passes together, 1-warp programs of 96-128 registers.  The
 first again with all N states in one trip and 8-16 channels per program (``STATES_ACROSS_LANES``) puts the states
 across lanes and warps: the layout of the reference's 40-line prototype, 4-8x the warps of the first's layouts timed
-on 2026-12-04 (bench/README.md, "The states across the lanes, a few channels per program").  Whether an SM stays
+on 2026-12-04 (bench/JOURNAL.md, "The states across the lanes, a few channels per program").  Whether an SM stays
 busy in each is what this times (``--lanes-only``: that layout alone, beside mamba-ssm and the drop-in).
 
 Work (float32, forward without autograd, one raster-order scan per sequence, state 16, rank 23, 360 channels):
@@ -98,7 +98,7 @@ def run(args, out_name: str, module=None) -> list:
             backends["mamba_ssm"] = (mamba_ssm, {})
         backends["drop_in"] = (drop_in, {})
         if not args.lanes_only:  # else mamba-ssm and the drop-in beside the lanes layouts, for the ratios
-            # The segments across the threads first: the fewest instructions with the most warps (bench/README.md).
+            # The segments across the threads first: the fewest instructions with the most warps (bench/JOURNAL.md).
             for steps, segments, block_d, warps in SEGMENTED[1:2] if args.smoke else SEGMENTED:
                 layout = dict(steps_per_segment=steps, segments=segments, block_d=block_d, num_warps=warps)
                 backends[f"segmented {steps}/{segments}/{block_d}/{warps}"] = (

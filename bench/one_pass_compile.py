@@ -6,13 +6,13 @@ in registers, and enough such programs to fill the GPU.  Two prototypes, each fu
 softplus and the D skip and walking one raster-order direction tile by tile (the layer's positions would only add
 to their cost):
 - ``one_pass_forward_kernel`` spreads the N states over warps: (steps, states, channels) tiles, the steps in each
-  thread's registers, the channels across lanes (tried, not adopted: bench/README.md, "A one-pass forward"); with
+  thread's registers, the channels across lanes (tried, not adopted: bench/JOURNAL.md, "A one-pass forward"); with
   all N states in one trip and 8-16 channels per program it puts the states across lanes and warps, the layout of
-  the reference's 40-line prototype (``STATES_ACROSS_LANES``; bench/README.md, "The states across the lanes, a few
+  the reference's 40-line prototype (``STATES_ACROSS_LANES``; bench/JOURNAL.md, "The states across the lanes, a few
   channels per program");
 - ``segments_across_threads_kernel`` loops over the states, as mamba-ssm's kernel does, with few channels per
   program, and cuts each tile's steps into segments across the threads, a segment's steps in its thread's
-  registers (bench/README.md, "A one-pass forward with the segments across the threads").
+  registers (bench/JOURNAL.md, "A one-pass forward with the segments across the threads").
 
     python bench/one_pass_compile.py            # compile each layout for sm_90, one JSON line per layout
     TRITON_INTERPRET=1 python bench/one_pass_compile.py --check   # the prototypes against a step-by-step scan
@@ -196,7 +196,7 @@ STATES_IN_THREAD = (1, 32, 1)
 # (states, channels per program, warps, steps per tile): all N states in one trip, spread over the lanes and warps
 # with few channels per program, as in the reference's 40-line prototype (tiles of 32 steps, 8 channels a program:
 # 0.61 ms at case (a)'s shape on an H200, ../shared/design/mambacsr-reference.md).  LAYOUTS kept 32 channels per
-# program: 192 programs in case (a), under 1.5 per SM.  Here 4-8x the warps (bench/README.md, "The states across
+# program: 192 programs in case (a), under 1.5 per SM.  Here 4-8x the warps (bench/JOURNAL.md, "The states across
 # the lanes, a few channels per program").
 STATES_ACROSS_LANES = [(16, 8, 4, 32), (16, 8, 4, 16), (16, 8, 2, 16), (16, 16, 4, 16), (16, 8, 1, 16)]
 # (steps per segment, segments, channels per program, warps): one segment per thread.

@@ -1,4 +1,4 @@
-"""The one-pass forward prototype whose compiled cost bench/README.md quotes computes the scan it claims to: its
+"""The one-pass forward prototype whose compiled cost bench/JOURNAL.md quotes computes the scan it claims to: its
 instruction counts would mean nothing for a kernel that skipped work."""
 
 import argparse
@@ -75,7 +75,7 @@ def sass(address, instruction):
 
 def test_executed_count_takes_each_inner_loop_once_per_trip():
     # A tile loop (0x10-0x90) around a rank loop without exponentials (0x20-0x30, 2 instructions) and a state loop with
-    # them (0x50-0x70, 3), and a forward branch that is no loop.  bench/README.md quotes these counts per element.
+    # them (0x50-0x70, 3), and a forward branch that is no loop.  bench/JOURNAL.md quotes these counts per element.
     listing = "\n".join(["        Function : kernel", sass(0x0, "MOV R1, c[0x0][0x28]"),
                          sass(0x10, "IADD3 R2, R2, 0x1, RZ"), sass(0x20, "FFMA R4, R5, R6, R4"),
                          sass(0x30, "@P0 BRA 0x20"), sass(0x40, "@P1 BRA 0x50"), sass(0x50, "MUFU.EX2 R7, R7"),

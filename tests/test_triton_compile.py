@@ -216,7 +216,7 @@ def test_default_kernels_compile_with_the_oldest_supported_triton(tmp_path):
     # Triton 3.6 (torch 2.11's, and the GPU machines' image's) compiles the kernels with another LLVM and other
     # layouts than this environment's: it lays a channels-first tile's steps across lanes, so the drop-in reads its
     # tiles a row at a time there (TileConfig.rowwise_tiles) where it does not read 4-step vectors (step_vectors),
-    # and its registers and spills differ (bench/README.md,
+    # and its registers and spills differ (bench/JOURNAL.md,
     # "Triton 3.6 to 3.9").  The default kernels of a gated layer's training step and inference, of the aligned
     # cross-scale block and of the drop-in compile for sm_90 with it, with the structure and within the spills
     # asserted above (Triton 3.6.0: 33 builds, spills 48-212 bytes in 4 of them, with the lane sums).
@@ -272,7 +272,7 @@ def test_backward_sums_without_atomics_compile_with_fewer_atomics_and_spills(tmp
     # the sums over channel blocks' remain (10).  With 64-bit offsets the atomics on du's (steps, channels) tile held
     # the most registers (116-184 bytes of spills, 0-56 without them).  With 32-bit ones (TileConfig.narrow_offsets)
     # and the lane sums (sm_90, Triton 3.7.1): 72-88 bytes with atomics, 68 with the copies, 0-36 with one direction
-    # per launch (sums over the whole warp: 4-64 in every mode); outside the loops (bench/README.md).  Since the
+    # per launch (sums over the whole warp: 4-64 in every mode); outside the loops (bench/JOURNAL.md).  Since the
     # gated backward reads the output gradient chunk_adjoint kept (TileConfig.backward_keeps_dy): 68-100, 64-80 and
     # 0-56.  The sums over
     # steps are stored per chunk here (backward_chunks=1), so that only these atomics count.
@@ -298,7 +298,7 @@ def test_backward_sums_over_steps_per_group_of_chunks_compile_to_atomics_without
     # TileConfig.backward_chunks (4 on a GPU): each program adds its chunk's sums over steps into its group's with
     # atomics instead of storing them: dA's, dD's and dbias's one per thread and dW's (32 channels x 16 padded ranks
     # over the warp) 4, 7 atomic instructions more at dt rank 12, at the same registers and no more spills
-    # (bench/README.md, "The backward's sums over steps per group of chunks").
+    # (bench/JOURNAL.md, "The backward's sums over steps per group of chunks").
     cases = ("layer fp32", "layer fp32 gated")
     per_chunk = state_loop_builds(tmp_path, cases, ("CHUNKS",), "--tiles", "backward_chunks=1")
     per_group = state_loop_builds(tmp_path, cases, ("CHUNKS",))
@@ -315,7 +315,7 @@ def test_gated_backward_grads_reads_the_kept_output_gradient_instead_of_recomput
     # TileConfig.backward_keeps_dy: the gated layer's backward_grads reads the output gradient chunk_adjoint stored,
     # so it no longer recomputes the outputs: one trip's 16 exponentials fewer in its code (one per step of the
     # recomputing state loop) and about a fifth fewer instructions executed per element (bench/backward_compile.py;
-    # bench/README.md, "The gated backward reads the output gradient chunk_adjoint kept").  chunk_adjoint, which
+    # bench/JOURNAL.md, "The gated backward reads the output gradient chunk_adjoint kept").  chunk_adjoint, which
     # stores it, keeps its registers within 168 (3 programs of 128 threads per SM) without spills.
     cases = ("layer fp32 gated", "cross-scale aligned fp32 gated")
     rows = backward_compile_rows(tmp_path, cases, "--variant", "backward_keeps_dy=False", "--variant", "default")
@@ -365,7 +365,7 @@ def test_backward_lane_sums_shuffle_five_times_less(tmp_path):
     # (lane_sums.lane_sums) take 16 shuffles each per state instead of 80, with no more shared memory, and fewer
     # instructions in all: the state loop's trip 440 instead of 638 in the layer's float32 backward, 40.4 executed per
     # (step, channel, state) instead of 52.5, and no local load or store inside a loop either way (sm_90, Triton
-    # 3.7.1; bench/README.md, "The backward's lane sums by default").
+    # 3.7.1; bench/JOURNAL.md, "The backward's lane sums by default").
     rows = backward_compile_rows(tmp_path, ("layer fp32", "cross-scale aligned fp32 gated"))
     plain = [row for row in rows if row["variant"] == "backward_lane_sums=False"]
     lanes = [row for row in rows if row["variant"] == "default"]
@@ -388,7 +388,7 @@ def test_unrolled_rank_blocks_execute_fewer_instructions(tmp_path):
     # kernels that load one tile, so that no trip adds every step's address again.  Executed per (step, channel,
     # state) in the layer's float32 training step (sm_90, Triton 3.7.1): chunk_end_state 11.6 -> 10.4 at 156
     # registers instead of 184, chunk_adjoint 11.9 -> 10.8 at 142 instead of 155, no spills; the backward and
-    # forward_output keep the loop (bench/README.md, "The dt rank blocks unrolled").  In 16-step tiles, where
+    # forward_output keep the loop (bench/JOURNAL.md, "The dt rank blocks unrolled").  In 16-step tiles, where
     # chunk_end_state and chunk_adjoint load one tile per chunk (their 8-step tiles: test_shorter_*_tiles_...).
     kernels = ("chunk_end_state_kernel", "chunk_adjoint_kernel", "backward_grads_kernel")
     flags = [f for kernel in kernels for f in ("--kernel", kernel)]
@@ -425,7 +425,7 @@ def drop_in_state_loop_pairs(tmp_path, first: str, second: str, case="drop-in fp
 @pytest.mark.slow
 def test_shorter_forward_tiles_take_fewer_registers(tmp_path):
     # TileConfig.forward_block_t=8 (opt-in): the forward kernels scan each chunk in 8-step tiles.  sm_90, Triton
-    # 3.7.1 (bench/README.md, "Shorter tiles in the forward kernels"): without gradients 130-150 registers and no
+    # 3.7.1 (bench/JOURNAL.md, "Shorter tiles in the forward kernels"): without gradients 130-150 registers and no
     # spills against 191-255 and 136-140 bytes, 3 programs of 128 threads per SM instead of 2, as many or 4-5% fewer
     # instructions executed per element; the training forward's forward_output 112 registers against 164, 14% fewer.
     # Not the default: they issue their loads nearer their use ("Loads in flight").
@@ -451,7 +451,7 @@ def test_shorter_forward_tiles_take_fewer_registers(tmp_path):
 @pytest.mark.slow
 def test_shorter_adjoint_tiles_take_fewer_registers(tmp_path):
     # TileConfig.adjoint_block_t (8 by default): chunk_adjoint sums each 16-step chunk in 2 tiles of 8 steps.  sm_90,
-    # Triton 3.7.1 (bench/README.md, "Shorter tiles in chunk_adjoint"): the plain layer at 80 registers against 142,
+    # Triton 3.7.1 (bench/JOURNAL.md, "Shorter tiles in chunk_adjoint"): the plain layer at 80 registers against 142,
     # 6 programs of 128 threads per SM instead of 3, for 12% more instructions executed per element; the gated one
     # (its LayerNorm gradient recomputes the outputs, the states carried between tiles in registers) at 168 against
     # 208, 3 programs instead of 2, 3% more.
@@ -507,7 +507,7 @@ def test_drop_in_rowwise_tiles_compile_to_the_same_structure(tmp_path):
     # shuffles or shared memory in the forward kernels and chunk_adjoint, the backward's reduce-scattered sums over
     # lanes alone (TileConfig.backward_lane_sums), and about the same instructions: up to 15% more static ones
     # (with the drop-in's raster positions forward_output's rows take 2,120 against 1,872, both down from about
-    # 2,500 with the window arithmetic; bench/README.md, "Raster scans take their positions from the step").  The
+    # 2,500 with the window arithmetic; bench/JOURNAL.md, "Raster scans take their positions from the step").  The
     # backward's spills stay within 160 bytes of the plain tiles' (with sums over the whole warp at every step,
     # 124-140 bytes more a row at a time, 304 at most).
     # (step_vectors=False: rows or plain tiles whatever the length; at 200 steps, not a multiple of 16, there are no
@@ -530,7 +530,7 @@ def test_drop_in_state_loops_read_and_write_four_steps_per_access(tmp_path):
     # case of 4,096 steps), the drop-in's contiguous channels-first tiles and its B and C are read and written 4
     # steps per access (tile_io.STEP_VECTORS), as the hints of tile_io._step_vectors let Triton: vectors in the PTX
     # where there were none, the same layout (no shuffles or shared memory but the backward's lane sums), and no more
-    # instructions or spills than a row at a time (sm_90, this Triton; bench/README.md, "4-step vectors").
+    # instructions or spills than a row at a time (sm_90, this Triton; bench/JOURNAL.md, "4-step vectors").
     # u, delta and B in every kernel; C, z and the output or its gradients besides in the last three.  The backward
     # sums its outputs in its own loop in both (the vectors' default sums them in the state loop,
     # TileConfig.backward_outputs_in_loop, which rows do not take).
@@ -569,7 +569,7 @@ def test_paired_loads_halve_the_x_row_loads(tmp_path):
     # state loop's trip and the rank loop's block once: with 32-bit offsets (TileConfig.narrow_offsets) forward_output's
     # is 216 instructions shorter, the backward's 24, chunk_end_state's and chunk_adjoint's 24 and 56 longer, although
     # chunk_end_state executes about 88 fewer per tile (all its states unrolled); spills within 40 bytes
-    # (bench/README.md).  Both with the rank blocks rolled: unrolled (TileConfig.unroll_rank_blocks, below), the static
+    # (bench/JOURNAL.md).  Both with the rank blocks rolled: unrolled (TileConfig.unroll_rank_blocks, below), the static
     # counts hold every block.
     for key, b, a in default_and_off(tmp_path, "PAIRED", "paired_loads",
                                      flags=("--tiles", "unroll_rank_blocks=False")):
@@ -590,7 +590,7 @@ def test_positions_per_tile_cut_every_state_loop_kernel(tmp_path):
     # dividing every step's index by the window's sizes.  compile_check, sm_90, Triton 3.7.1, the model's layer:
     # 344 fewer instructions per 16-step tile in each forward kernel and chunk_adjoint, 456 in the backward (11-17%
     # of the static counts), the same exponentials, atomics and shuffles, spills within 12 bytes, outside the loops
-    # (the backward's with the lane sums: 100 bytes against 88; bench/README.md).  The forward kernels' 8-step tiles
+    # (the backward's with the lane sums: 100 bytes against 88; bench/JOURNAL.md).  The forward kernels' 8-step tiles
     # (forward_block_t) save about half as many per tile (112 in chunk_end_state).
     for key, b, a in default_and_off(tmp_path, "IN_WINDOW", "window_tiles"):
         fewer = 300 if b["constexprs"]["BLOCK_T"] == 16 else 100
@@ -606,7 +606,7 @@ def test_pipelined_state_loops_copy_each_trips_loads_into_shared_memory(tmp_path
     # states, B, C) into shared memory with cp.async while the trip before it scans, where ptxas otherwise hoists
     # them into registers.  compile_check, sm_90, Triton 3.7.1, the model's layer: 10-24 such copies per kernel,
     # 2.3-4.6 KB of shared memory per forward and adjoint program, the backward's 64 bytes of spills gone, and the
-    # same exponentials, atomics and shuffles (bench/README.md).  In the forward's 16-step tiles, where its chunks
+    # same exponentials, atomics and shuffles (bench/JOURNAL.md).  In the forward's 16-step tiles, where its chunks
     # are one tile with a loop over the states: in 8-step tiles (forward_block_t) a chunk's 2 tiles carry all the
     # states in registers, with no such loop to pipeline.
     kernels = ("chunk_end_state_kernel", "forward_output_kernel", "chunk_adjoint_kernel", "backward_grads_kernel")
@@ -630,7 +630,7 @@ def test_32_bit_offsets_cut_every_state_loop_kernel(tmp_path):
     # TileConfig.narrow_offsets: below 2^31 elements the kernels' offsets are int32 (tile_io.offset), so a row
     # pointer is a 32-bit offset instead of a 64-bit product.  compile_check, sm_90, Triton 3.7.1, the model's layer:
     # 56-256 fewer static instructions per kernel (chunk_end_state 80, forward_output 192, chunk_adjoint 56, the
-    # backward 256), the same exponentials, atomics and shuffles, and the backward's spills halved (bench/README.md).
+    # backward 256), the same exponentials, atomics and shuffles, and the backward's spills halved (bench/JOURNAL.md).
     for key, b, a in default_and_off(tmp_path, "WIDE", "narrow_offsets", default=False):
         assert b["sass_instructions"] <= a["sass_instructions"] - 40, (key[0], b["sass_instructions"],
                                                                        a["sass_instructions"])
@@ -651,7 +651,7 @@ def test_one_pass_forward_compiles_and_computes_each_exponential_once(tmp_path, 
     # twice: per (step, channel) a thread issues one exp2 per state of its loop's trip, one for softplus and one for
     # silu(z), and per (segment, channel) one more per state for the segment's decay, in the PTX of each build (the
     # loop bodies, held once), under both Tritons and their opposite axis orders.  Registers (sm_90): 168-255,
-    # spills 0-40 bytes (the sequential cross-scale order's; bench/README.md, "The one-pass forward in the op").
+    # spills 0-40 bytes (the sequential cross-scale order's; bench/JOURNAL.md, "The one-pass forward in the op").
     builds = compile_report_for_sm90(tmp_path, oldest, "--tiles", "one_pass_forward=True", *case_flags(ONE_PASS_CASES))
     assert {b["kernel"] for b in builds} == {"one_pass_forward_kernel"}  # none of the chunked forward's
     one_pass = [b for b in builds if b["kernel"] == "one_pass_forward_kernel"]

@@ -98,7 +98,7 @@ def test_one_pass_backward_replaces_the_three_chunked_passes(monkeypatch, K):
 
 @pytest.mark.parametrize("cap", [None, 168])
 def test_the_register_cap_reaches_the_launch(monkeypatch, cap):
-    # one_pass_lanes_backward_maxnreg: case (a)'s 720 programs at 3 per SM of an H200 instead of 2 (bench/README.md).
+    # one_pass_lanes_backward_maxnreg: case (a)'s 720 programs at 3 per SM of an H200 instead of 2 (bench/JOURNAL.md).
     seen = spy_on_launches(monkeypatch, ("one_pass_lanes_backward_kernel",),
                            record=lambda name, grid, meta: ("maxnreg" in meta, meta.get("maxnreg")))
     inp = make_layer_inputs(1, 5, 6, 7, 1, n_state=4, dtype=torch.float32)

@@ -5,7 +5,7 @@ and backward run as two custom ops, ``scan2d::selective_scan_fwd`` and ``scan2d:
 implementations give their outputs' shapes, so a compiled model traces through the scan without a graph break
 (``fullgraph=True``). Eager calls keep the Function: dispatching a custom op with its autograd formula cost 6 us
 more per call without gradients and 21 us with them on the 2-core CI machine (torch 2.13), against the op's 125-350
-us of host work per call there (bench/README.md, "The host's share of a layer call").
+us of host work per call there (bench/JOURNAL.md, "The host's share of a layer call").
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ a whole scan for its (batch, direction, few channels), as mamba-ssm's kernel doe
 final state and, for a training forward, what the backward reads: the state entering every chunk and each chunk's
 delta sum, laid out as ``launch.forward_states`` leaves them, so the backward runs unchanged.
 
-Layout (bench/README.md, "A one-pass forward with the segments across the threads" for the prototype, "The
+Layout (bench/JOURNAL.md, "A one-pass forward with the segments across the threads" for the prototype, "The
 one-pass forward in the op" for this kernel: 17.8 executed SASS instructions per (step, channel, state) in the
 layer's float32 training forward, one channel per program, at 254 registers, sm_90):
 - each tile of SEGMENTS x STEPS consecutive steps is cut into SEGMENTS segments across the threads, a segment's

@@ -10,7 +10,7 @@ and warps with each thread's steps in its registers.  So:
 - the per-(step, channel) work (dt projection, softplus, u) is done on (steps, channels) tensors, once per pair,
   and moved to the states' layout by Triton (through shared memory);
 - y's sum over the states is the only exchange between threads, once per tile.
-bench/README.md, "The states across the lanes, a few channels per program": the prototype, 18-31 executed SASS
+bench/JOURNAL.md, "The states across the lanes, a few channels per program": the prototype, 18-31 executed SASS
 instructions per element at 72-168 registers in 720-2,880 warps at case (a); "The states across the lanes in the op"
 for this kernel.  With 8-16 channels per program it cannot fill a GPU at batch 1 with long scans: the chunked
 forward stays for those.

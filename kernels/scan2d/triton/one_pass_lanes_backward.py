@@ -16,7 +16,7 @@ holding its (state, channel) pair's steps in registers):
 - the gated layer's LayerNorm gradient comes from each tile's recomputed outputs.
 In the source one exponential per element, the states' decays, which the adjoint reuses (Triton builds them again
 in the reversed steps' layout rather than move them: two in the PTX).
-bench/README.md, "The backward in one pass, the states across the lanes".
+bench/JOURNAL.md, "The backward in one pass, the states across the lanes".
 """
 
 import triton

@@ -148,13 +148,13 @@ def tile_positions(s0, t, k, dirs_ptr, H, W, ORDER: tl.constexpr, IN_WINDOW: tl.
     window area (plain orders) or five times its low-resolution window area (the aligned cross-scale order), so the
     tile lies inside one window (or wholly past the scan's end).  The window and its corner are then worked out once
     per tile, and each step only divides its place in the window by the window width: about 10 instructions per
-    step instead of 30 in the plain order (compile_check: bench/README.md), which every thread of a state-loop
+    step instead of 30 in the plain order (compile_check: bench/JOURNAL.md), which every thread of a state-loop
     program spends on all of its tile's steps, in every kernel.  The sequential cross-scale order keeps the per-step
     code.
     """
     if ORDER == 0 and IN_WINDOW == RASTER:
         # No window arithmetic at all: 11-13% fewer instructions executed in the drop-in's forward kernels and
-        # chunk_adjoint (compile_check, sm_90; bench/README.md, "Raster scans take their positions from the step").
+        # chunk_adjoint (compile_check, sm_90; bench/JOURNAL.md, "Raster scans take their positions from the step").
         s = s0 + t
         valid = s < H * W  # past the map: the padding of a cut-short last row band, or past the scan's end
         pos, is_low = tl.where(valid, s, 0), t < 0

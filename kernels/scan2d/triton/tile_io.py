@@ -22,7 +22,7 @@ def offset(x, WIDE: tl.constexpr):
     (int32).  The host sets WIDE where some tensor of the launch can reach 2^31 elements
     (``operands.ScanOperands.launch_meta``).  Below that every offset fits int32, and 32-bit offsets save a register
     per row pointer and the 64-bit multiplies: compile_check, sm_90, the model's layer, 5-9% fewer static
-    instructions in the forward kernels, 7% in the backward (bench/README.md).  (Names ending in ``_o`` hold such
+    instructions in the forward kernels, 7% in the backward (bench/JOURNAL.md).  (Names ending in ``_o`` hold such
     offsets.)"""
     if WIDE:
         return tl.cast(x, tl.int64)  # not x.to: x may be a Python int (an unrolled state index)
@@ -81,7 +81,7 @@ def _rank_block(delta_pre, xrow, w_rows, d, d_mask, i0, R: tl.constexpr):
 def softplus(x):
     """log(1 + exp(x)) as max(x, 0) + log1p(exp(-|x|)), with log1p(y) = 2 atanh(s), s = y / (2 + y) <= 1/3, summed
     to s^15 (the rest is below 2e-9 relative).  ``tl.log`` compiles to libdevice's logf, about 30 instructions per
-    (step, channel) in every kernel that builds delta; this is an exponential, a division and 7 FMAs (bench/README.md:
+    (step, channel) in every kernel that builds delta; this is an exponential, a division and 7 FMAs (bench/JOURNAL.md:
     3-5% of the forward kernels' instructions).  It also keeps float32's relative accuracy for negative x, where
     log(1 + exp(x)) rounds 1 + exp(x) first (1e-3 relative error at x = -10, 0 below -16.6).  exp2 of x log2(e),
     which is how a GPU computes ``tl.exp`` too, without the guard against a denormal result that costs 3 instructions

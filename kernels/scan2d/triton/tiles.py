@@ -32,7 +32,7 @@ class TileConfig:
             chunk steps (the stored states, the backward's tiles): the forward scans each in shorter tiles, the
             states carried in registers between them.  A thread holds its tile's steps in registers (u, delta, the
             dt projection's inputs, B and C), so a shorter tile takes fewer.  compile_check (sm_90, Triton 3.7.1 and
-            3.6.0, bench/README.md "Shorter tiles in the forward kernels"), 8 steps against 16: the forward without
+            3.6.0, bench/JOURNAL.md "Shorter tiles in the forward kernels"), 8 steps against 16: the forward without
             gradients (cases a and b) at 130-150 registers without spills against 191-255 with 136-140 bytes of
             spills in forward_output, 3 programs of 128 threads per SM instead of 2, as many or 4-5% fewer
             instructions executed per element; in training forward_output at 112-120 registers against 164, 14%
@@ -42,12 +42,12 @@ class TileConfig:
             loads a median 34-35 instructions before their use, at most 23-29 pending per thread, where in 16-step
             tiles (the configuration the H200 timed at 1.02 ms in case a) it issues them 231-236 ahead, up to 85-88
             pending; the 32-bit-offset build that ran 1.7x slower on the H200 had 29-74 and 46-47
-            (bench/loads_in_flight.py, Triton 3.6.0; bench/README.md "Loads in flight").
+            (bench/loads_in_flight.py, Triton 3.6.0; bench/JOURNAL.md "Loads in flight").
         adjoint_block_t: steps per tile of the state-loop chunk_adjoint at most (a power of two; None: block_t):
             each 16-step chunk is summed in shorter tiles, each adding its terms to what the tiles before stored
             (``backward_kernels._adjoint_state_loop``).  The gated layer's LayerNorm gradient recomputes the
             chunk's outputs, its states carried in registers between the tiles.  compile_check (sm_90, Triton 3.7.1
-            and 3.6.0, dt rank 12, bench/README.md "Shorter tiles in chunk_adjoint"), 8 steps against 16: the plain
+            and 3.6.0, dt rank 12, bench/JOURNAL.md "Shorter tiles in chunk_adjoint"), 8 steps against 16: the plain
             layer at 80 registers against 142-146 (6 programs of 128 threads per SM instead of 3) for 11-18% more
             instructions executed per element; the gated layer at 128-168 against 206-255 (3-4 programs instead
             of 2), within -4% to +5% of the instructions.  The drop-in scan keeps block_t (72 registers).  The
@@ -90,7 +90,7 @@ class TileConfig:
             drop-in scan solve the recurrence one state at a time on (steps, channels) tiles
             (``state_loop.state_loop_tile``) instead of on (steps, channels, states) tiles.
             compile_check: 18-21 SASS instructions per element and no shuffles, barriers or shared memory, against
-            29-39 per element with 128 shuffles and 17 barriers per tile (bench/README.md).  H200, case (a) with
+            29-39 per element with 128 shuffles and 17 barriers per tile (bench/JOURNAL.md).  H200, case (a) with
             gradients: forward_output 0.44 ms against 0.72 (results/h200-2026-11-27-state-loops/).
         forward_block_d: channels per program of the state-loop forward: 128 puts one channel on each of 4 warps'
             threads with the tile's steps in its registers.
@@ -138,7 +138,7 @@ class TileConfig:
             one batch x directions x channel blocks apart in the grid), so their adds meet in L2.  The order of the
             adds varies from run to run, as it does for dB, dC and du; deterministic mode keeps a sum per chunk.
             compile_check (sm_90, Triton 3.7.1 and 3.6.0): the same registers, spills within a few bytes or fewer,
-            0.3-1 more instruction executed per element (under 2%; bench/README.md, "The backward's sums over steps
+            0.3-1 more instruction executed per element (under 2%; bench/JOURNAL.md, "The backward's sums over steps
             per group of chunks").  Not timed on a GPU.
         backward_keeps_dy: in the gated layer's backward, ``chunk_adjoint`` stores the gradient reaching each
             direction's output at each step, which the LayerNorm gradient makes it form from recomputed outputs, and
@@ -147,7 +147,7 @@ class TileConfig:
             once (94 MB at case (a)'s shape, the size of the layer's float32 output per direction).  With the state
             loops, without a z gate in the scan (the 2D layer has none).  compile_check (sm_90, Triton 3.7.1 and
             3.6.0): the gated backward_grads executes 20-25% fewer instructions per element, chunk_adjoint 2-3% more
-            (bench/README.md, "The gated backward reads the output gradient chunk_adjoint kept").  Not timed on a
+            (bench/JOURNAL.md, "The gated backward reads the output gradient chunk_adjoint kept").  Not timed on a
             GPU.
         backward_outputs_in_loop: the drop-in scan's backward with a z gate (as mamba-ssm's callers pass it)
             needs the outputs only for dz, which it stores at the end: its state loop sums them as it goes (y += C h,
@@ -175,7 +175,7 @@ class TileConfig:
             the backward from 2 KB of shared memory to 64 bytes and 312-372 bytes of spills to 156-304, with 12-39%
             fewer static SASS instructions in the forward kernels and the backward (chunk_adjoint: -0.4%, +9%);
             under 3.7.1, which lays these tiles out right either way, it would cost 1-7% more static SASS in the
-            forward kernels and chunk_adjoint, 3-9% and 124-148 bytes more spills in the backward (bench/README.md).
+            forward kernels and chunk_adjoint, 3-9% and 124-148 bytes more spills in the backward (bench/JOURNAL.md).
         paired_loads: where the 2D layer's x_proj rows allow it (``ScanOperands.paired_x``: contiguous rows, an even
             rank and state size, even strides, word-aligned tensors; the model's rank 12 and 44-column rows do), the
             state-loop kernels read two adjacent columns (dt ranks, the B and C of two states) per load, as one 64-bit
@@ -187,7 +187,7 @@ class TileConfig:
             layer's fp32 training step at dt rank 12, Triton 3.7.1 and 3.6.0): 9-11% fewer instructions executed per
             tile in chunk_end_state and chunk_adjoint, at 156 and 142 registers instead of 184 and 155; the one-pass
             forward 17.3 to 16.8 per element.  Kept rolled: forward_output (unrolled, 192 registers instead of 164)
-            and the backward (0-8% fewer instructions for up to 92 bytes more of spills) (bench/README.md, "The dt
+            and the backward (0-8% fewer instructions for up to 92 bytes more of spills) (bench/JOURNAL.md, "The dt
             rank blocks unrolled").  Multi-tile chunks (chunk_end_state without gradients, and with 8-step tiles,
             forward_block_t, with gradients too) unroll them as well, at 128-130 registers without spills ("Shorter
             tiles in the forward kernels"); where their states go through memory between tiles
@@ -204,7 +204,7 @@ class TileConfig:
             and the kernels do no window arithmetic (``positions.RASTER``).  compile_check (sm_90, the drop-in's
             training step at 4,096 steps, Triton 3.7.1 and 3.6.0): 11-13% fewer instructions executed per element
             in chunk_end_state, forward_output and chunk_adjoint, 2-4% in the backward, chunk_adjoint at 96
-            registers instead of 116-117 (bench/README.md, "Raster scans take their positions from the step").  The
+            registers instead of 116-117 (bench/JOURNAL.md, "Raster scans take their positions from the step").  The
             same integers: bit for bit.
         step_vectors: with raster positions, the drop-in scan's state loops read and write their (steps, channels)
             tiles of its contiguous channels-first tensors, and B's and C's columns, 4 steps per access
@@ -233,7 +233,7 @@ class TileConfig:
             registers instead of 160-250 (two of five fit 3 programs per SM instead of 2) and the float32 backward
             stops spilling, but the plain layer's chunk_adjoint takes 192 instead of 155; under the device image's
             Triton 3.6.0 the forward kernels mostly take more registers and the backward spills more
-            (bench/README.md).  Not timed on a GPU: the lease's step 3b times it.
+            (bench/JOURNAL.md).  Not timed on a GPU: the lease's step 3b times it.
         one_pass_forward: the forward of a call with the summed or per-direction output and no channel gate (the
             ungated layer, the drop-in scan) runs in one pass over the recurrence (``one_pass``): one program per
             (batch, direction, one_pass_block_d channels) walks the whole scan, computing every exponential once,
@@ -253,7 +253,7 @@ class TileConfig:
             forward, 2 states per trip), executed SASS instructions per element, Triton 3.7.1 / 3.6.0: float32, 1
             channel 17.3 / 17.3 at 254 registers without spills, 2 channels 17.5 / 18.5 with 124 / 296 bytes of
             spills (3.6.0's in the state loop); bfloat16, 1 channel 22.8 / 22.8 (B and C converted per step and
-            channel), 2 channels 19.6 / 20.4 (bench/README.md, "The one-pass forward in the op").
+            channel), 2 channels 19.6 / 20.4 (bench/JOURNAL.md, "The one-pass forward in the op").
         one_pass_unroll: states per trip of the one-pass forward's state loop: their B and C lie at constant offsets
             from one address per step, and with ``paired_loads`` two states' come in one load.  compile_check (the
             float32 training forward, Triton 3.7.1): 1 channel, 17.3 executed instructions per element at 2, 19.7
@@ -267,7 +267,7 @@ class TileConfig:
             (``one_pass_lanes.one_pass_lanes_kernel``), instead of cutting the steps into segments across the
             threads: the layout of the reference's 40-line prototype (0.61 ms at case (a)'s shape on an H200, against
             mamba-ssm's 0.79).  Tiles of block_t steps; the other one_pass_* fields do not apply.  Untimed
-            (bench/README.md, "The states across the lanes in the op").
+            (bench/JOURNAL.md, "The states across the lanes in the op").
         one_pass_lanes_block_d: channels per program of that layout (a power of two): 8 as in the reference's
             prototype, 720 programs of 4 warps for case (a)'s 2 x 8 scans of 360 channels (one_pass_lanes_together).
         one_pass_lanes_warps: warps per program of that layout.
@@ -285,7 +285,7 @@ class TileConfig:
             forward's: their chunks are tiles of block_t steps), instead of chunk_adjoint, the reversed carry and
             backward_grads, and keeps its sums over steps in registers; the gated layer's too (each tile's
             recomputed outputs give the gate's LayerNorm gradient).  Not in deterministic mode, which keeps the
-            chunked backward.  Untimed (bench/README.md, "The backward in one pass, the states across the lanes").
+            chunked backward.  Untimed (bench/JOURNAL.md, "The backward in one pass, the states across the lanes").
         one_pass_lanes_backward_block_d: channels per program of that backward (a power of two).
         one_pass_lanes_backward_warps: warps per program of that backward.
         one_pass_lanes_backward_maxnreg: register cap for that backward (None: ptxas's choice).  Case (a)'s 720
