@@ -19,12 +19,16 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 if os.environ.get("TRITON_INTERPRET") == "1":
     import fast_interpreter  # noqa: E402
+    import memory_bounds  # noqa: E402
     import reduce_order  # noqa: E402
 
     # Two costs inside Triton's interpreter were most of CI's time; these shortcuts keep its results bit for bit.
     fast_interpreter.install()
     # tl.reduce combines out of order, as a GPU may: a non-commutative combine fails here, not first on a GPU.
     reduce_order.install()
+    # Every load, store and atomic inside the launch's tensors: an unmasked read past one would pass here and fault,
+    # or read another allocation, on a GPU.
+    memory_bounds.install()
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
