@@ -20,6 +20,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 if os.environ.get("TRITON_INTERPRET") == "1":
     import fast_interpreter  # noqa: E402
     import memory_bounds  # noqa: E402
+    import program_order  # noqa: E402
     import reduce_order  # noqa: E402
 
     # Two costs inside Triton's interpreter were most of CI's time; these shortcuts keep its results bit for bit.
@@ -29,6 +30,8 @@ if os.environ.get("TRITON_INTERPRET") == "1":
     # Every load, store and atomic inside the launch's tensors: an unmasked read past one would pass here and fault,
     # or read another allocation, on a GPU.
     memory_bounds.install()
+    # A launch's programs run last to first: a kernel that relies on its programs running in order fails here.
+    program_order.install()
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
