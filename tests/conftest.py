@@ -20,6 +20,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 if os.environ.get("TRITON_INTERPRET") == "1":
     import fast_interpreter  # noqa: E402
     import memory_bounds  # noqa: E402
+    import poisoned_empty  # noqa: E402
     import program_order  # noqa: E402
     import reduce_order  # noqa: E402
 
@@ -32,6 +33,9 @@ if os.environ.get("TRITON_INTERPRET") == "1":
     memory_bounds.install()
     # A launch's programs run last to first: a kernel that relies on its programs running in order fails here.
     program_order.install()
+    # torch.empty starts as NaN (-1 for integers): a kernel reading memory nobody wrote fails here, not with a GPU's
+    # recycled blocks.
+    poisoned_empty.install()
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
