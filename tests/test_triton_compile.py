@@ -506,10 +506,11 @@ def test_drop_in_rowwise_tiles_compile_to_the_same_structure(tmp_path):
     # This Triton lays them out right either way; a row at a time must compile to the same structure here: no
     # shuffles or shared memory in the forward kernels and chunk_adjoint, the backward's reduce-scattered sums over
     # lanes alone (TileConfig.backward_lane_sums), and about the same instructions: up to 15% more static ones
-    # (with the drop-in's raster positions forward_output's rows take 2,120 against 1,872, both down from about
-    # 2,500 with the window arithmetic; bench/JOURNAL.md, "Raster scans take their positions from the step").  The
-    # backward's spills stay within 160 bytes of the plain tiles' (with sums over the whole warp at every step,
-    # 124-140 bytes more a row at a time, 304 at most).
+    # (with the drop-in's raster positions forward_output's rows took 2,104-2,120 against the plain tiles' 1,872,
+    # both down from about 2,500 with the window arithmetic: bench/JOURNAL.md, "Raster scans take their positions
+    # from the step"; since rows skip the steps their mask leaves out, 1,872 at 255 registers instead of 190, 2
+    # programs per SM either way).  The backward's spills stay within 160 bytes of the plain tiles' (with sums over
+    # the whole warp at every step, 124-140 bytes more a row at a time, 304 at most).
     # (step_vectors=False: rows or plain tiles whatever the length; at 200 steps, not a multiple of 16, there are no
     # vectors anyway.)
     for key, a, b in drop_in_state_loop_pairs(tmp_path, "rowwise_tiles=False,step_vectors=False",

@@ -327,9 +327,9 @@ def load_td(ptr, rows, cols, row_mask, col_mask, ROWWISE: tl.constexpr):
     toward the steps: it lays the steps across lanes, so every scan over them crosses lanes (960 shuffles in the
     drop-in's ``chunk_end_state``, compile_check sm_90) and stores convert through shared memory.  Triton >= 3.7
     breaks it toward the channels.  Row accesses have one axis, so every version keeps the channels across threads
-    and the steps in each thread's registers, where picking row i compiles to nothing.  Rows are read whatever
-    row_mask says (a masked step's offset must still be in bounds, as position 0 of the kernels' invalid steps is)
-    and zeroed after.
+    and the steps in each thread's registers, where picking row i compiles to nothing.  A masked row is not read:
+    its offset (position 0 for the kernels' invalid steps) may be another program's element, which that program
+    stores in the same launch (du's read-add-write), a race even if the value is dropped (tests/program_races.py).
 
     ROWWISE == STEP_VECTORS: the same, read 4 steps at a time (``_step_vectors``).
     """
@@ -348,11 +348,13 @@ def load_td(ptr, rows, cols, row_mask, col_mask, ROWWISE: tl.constexpr):
         t = tl.arange(0, rows.shape[0])[:, None]
         # Picked from a (T, D) tile, which has the tiles' layout: a (T, 1) one would lay the steps across lanes.
         row_tile = tl.broadcast_to(rows[:, None], mask.shape)
+        live = tl.broadcast_to(row_mask[:, None].to(tl.int32), mask.shape)
         x = tl.zeros(mask.shape, dtype=tl.float32)
         for i in tl.static_range(rows.shape[0]):
-            row = tl.load(ptr + _pick_row(row_tile, t, i) + cols, mask=col_mask, other=0.0)
+            row = tl.load(ptr + _pick_row(row_tile, t, i) + cols, mask=col_mask & (_pick_row(live, t, i) != 0),
+                          other=0.0)
             x = tl.where(t == i, row.to(tl.float32)[None, :], x)
-        return tl.where(mask, x, 0.0)
+        return x
     else:
         return tl.load(ptr + rows[:, None] + cols[None, :], mask=mask, other=0.0).to(tl.float32)
 
