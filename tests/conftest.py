@@ -22,6 +22,7 @@ if os.environ.get("TRITON_INTERPRET") == "1":
     import memory_bounds  # noqa: E402
     import poisoned_empty  # noqa: E402
     import program_order  # noqa: E402
+    import program_races  # noqa: E402
     import reduce_order  # noqa: E402
 
     # Two costs inside Triton's interpreter were most of CI's time; these shortcuts keep its results bit for bit.
@@ -33,6 +34,9 @@ if os.environ.get("TRITON_INTERPRET") == "1":
     memory_bounds.install()
     # A launch's programs run last to first: a kernel that relies on its programs running in order fails here.
     program_order.install()
+    # A plain store to an element another program of the launch stores or loads: a race on a GPU.  After
+    # memory_bounds, whose checked accesses it wraps.
+    program_races.install()
     # torch.empty starts as NaN (-1 for integers): a kernel reading memory nobody wrote fails here, not with a GPU's
     # recycled blocks.
     poisoned_empty.install()
