@@ -35,7 +35,7 @@ if os.environ.get("TRITON_INTERPRET") == "1":
     # A launch's programs run last to first: a kernel that relies on its programs running in order fails here.
     program_order.install()
     # A plain store to an element another program of the launch stores or loads: a race on a GPU.  After
-    # memory_bounds, whose checked accesses it wraps.
+    # memory_bounds, whose checked accesses it wraps and whose record of the launch's tensors names a conflict's.
     program_races.install()
     # torch.empty starts as NaN (-1 for integers): a kernel reading memory nobody wrote fails here, not with a GPU's
     # recycled blocks.

@@ -20,31 +20,41 @@ STORE = interpreter.InterpreterBuilder.create_masked_store
 ATOMIC_RMW = interpreter.InterpreterBuilder.create_atomic_rmw
 ATOMIC_CAS = interpreter.InterpreterBuilder.create_atomic_cas
 
-_launch = {"kernel": None, "starts": np.zeros(0, np.uint64), "ends": np.zeros(0, np.uint64)}
+_launch = {"kernel": None, "starts": np.zeros(0, np.uint64), "ends": np.zeros(0, np.uint64), "tensors": []}
 
 
-def _storages(arg, found):
-    """The (start, end) byte ranges of the storages behind ``arg``'s tensors, tuples walked."""
-    if isinstance(arg, (tuple, list)):
-        for item in arg:
-            _storages(item, found)
-    elif hasattr(arg, "untyped_storage"):
-        storage = arg.untyped_storage()
-        found.add((storage.data_ptr(), storage.data_ptr() + storage.nbytes()))
-    elif hasattr(arg, "base") and hasattr(arg.base, "untyped_storage"):  # a TensorDescriptor
-        _storages(arg.base, found)
+def _tensors(names, values, found):
+    """(name, its elements' first byte and end, its storage's first byte and end) of each tensor among ``values``,
+    tuples walked (their items named name[i])."""
+    for name, value in zip(names, values):
+        if isinstance(value, (tuple, list)):
+            _tensors([f"{name}[{i}]" for i in range(len(value))], value, found)
+        elif hasattr(value, "base") and hasattr(value.base, "untyped_storage"):  # a TensorDescriptor
+            _tensors([name], [value.base], found)
+        elif hasattr(value, "untyped_storage"):
+            storage, start = value.untyped_storage(), value.data_ptr()
+            found.append((name, start, start + value.numel() * value.element_size(), storage.data_ptr(),
+                          storage.data_ptr() + storage.nbytes()))
 
 
 def init_args_recording_bounds(self, args_dev, kwargs):
-    """``GridExecutor._init_args_hst``, which gives the launch's host tensors, and the launch's storage ranges."""
+    """``GridExecutor._init_args_hst``, which gives the launch's host tensors, and the launch's tensors."""
     args_hst, kwargs_hst = INIT_ARGS(self, args_dev, kwargs)
-    found = set()
-    _storages(list(args_hst) + list(kwargs_hst.values()), found)
-    ranges = sorted(r for r in found if r[1] > r[0])
+    found = []
+    _tensors(list(self.arg_names[:len(args_hst)]) + list(kwargs_hst), list(args_hst) + list(kwargs_hst.values()),
+             found)
+    ranges = sorted({(start, end) for *_, start, end in found if end > start})
     _launch["kernel"] = getattr(self.fn, "__name__", str(self.fn))
     _launch["starts"] = np.array([r[0] for r in ranges], dtype=np.uint64)
     _launch["ends"] = np.array([r[1] for r in ranges], dtype=np.uint64)
+    _launch["tensors"] = found
     return args_hst, kwargs_hst
+
+
+def argument_at(address):
+    """The name of the running launch's tensor argument whose elements' span holds ``address``, or 'a tensor'."""
+    names = [name for name, start, end, *_ in _launch["tensors"] if start <= address < end]
+    return " / ".join(names) if names else "a tensor"
 
 
 def check(what, addresses, mask, itemsize):

@@ -9,25 +9,10 @@ or loaded fails it, naming the kernel and the programs.
 """
 
 import numpy as np
+from memory_bounds import argument_at
 from triton.runtime import interpreter
 
 _accesses = {"store": [], "load": []}  # per kind: (addresses, linear program id) arrays of the running launch
-_arguments = []  # (name, first byte, end) of the running launch's tensor arguments, tuples' items as name[i]
-
-
-def _tensor_arguments(names, values, found):
-    for name, value in zip(names, values):
-        if isinstance(value, (tuple, list)):
-            _tensor_arguments([f"{name}[{i}]" for i in range(len(value))], value, found)
-        elif hasattr(value, "data_ptr") and value.numel():
-            start = value.data_ptr()
-            found.append((name, start, start + value.numel() * value.element_size()))
-
-
-def _argument(address):
-    """The name of the tensor argument whose elements' span holds ``address``, or 'a tensor'."""
-    names = [name for name, start, end in _arguments if start <= address < end]
-    return " / ".join(names) if names else "a tensor"
 
 
 def _program(builder):
@@ -53,11 +38,9 @@ def _gathered(kind):
 
 
 def races(kernel):
-    """The launch's first conflict as a message, or None; clears the record."""
+    """The running launch's first conflict as a message, or None."""
     stored, by = _gathered("store")
     loaded, read_by = _gathered("load")
-    _accesses["store"].clear()
-    _accesses["load"].clear()
     if stored.size == 0:
         return None
     # One program per stored address, or a store-store race.
@@ -67,7 +50,7 @@ def races(kernel):
         at = addresses[counts > 1][0]
         programs = sorted(int(p) for p in pairs[pairs[:, 0] == at][:, 1])
         return (f"{kernel}: programs {programs[:4]} of one launch all store to the element at 0x{int(at):x} "
-                f"of {_argument(int(at))} ({int((counts > 1).sum())} such elements): a race on a GPU")
+                f"of {argument_at(int(at))} ({int((counts > 1).sum())} such elements): a race on a GPU")
     owner = pairs[first, 1].astype(np.int64)  # the one program that stores each address, addresses sorted
     where = np.searchsorted(addresses, loaded)
     hit = where < addresses.size
@@ -77,25 +60,15 @@ def races(kernel):
     if foreign.any():
         i = int(np.flatnonzero(foreign)[0])
         return (f"{kernel}: program {int(read_by[i])} loads the element at 0x{int(loaded[i]):x} of "
-                f"{_argument(int(loaded[i]))}, which program {int(owner[where[i]])} of the same launch stores "
+                f"{argument_at(int(loaded[i]))}, which program {int(owner[where[i]])} of the same launch stores "
                 f"({int(foreign.sum())} such loads): a race on a GPU")
     return None
 
 
 def install():
+    """After ``memory_bounds.install``, whose record of the launch's tensors names the argument of a conflict."""
     load, store = interpreter.InterpreterBuilder.create_masked_load, interpreter.InterpreterBuilder.create_masked_store
-    restore = interpreter.GridExecutor._restore_args_dev
-    init = interpreter.GridExecutor._init_args_hst
-
-    def init_clearing(self, args_dev, kwargs):
-        # The start of a launch: nothing recorded from one that raised before its end.
-        _accesses["store"].clear()
-        _accesses["load"].clear()
-        args_hst, kwargs_hst = init(self, args_dev, kwargs)
-        _arguments.clear()
-        _tensor_arguments(list(self.arg_names[:len(args_hst)]) + list(kwargs_hst), list(args_hst) +
-                          list(kwargs_hst.values()), _arguments)
-        return args_hst, kwargs_hst
+    launch = interpreter.GridExecutor.__call__
 
     def recording_load(self, ptrs, mask, other, *args):
         _record("load", self, ptrs, mask)
@@ -105,23 +78,24 @@ def install():
         _record("store", self, ptrs, mask)
         return store(self, ptrs, value, mask, *args)
 
-    def restore_checking_races(self, *args):
-        # The end of a launch (GridExecutor.__call__ copies its results back last).
-        found = races(getattr(self.fn, "__name__", str(self.fn)))
-        if found:
-            raise AssertionError(found)
-        return restore(self, *args)
+    def launch_checking_races(self, *args, **kwargs):
+        try:
+            launch(self, *args, **kwargs)
+            found = races(getattr(self.fn, "__name__", str(self.fn)))
+            if found:
+                raise AssertionError(found)
+        finally:  # a launch that raised leaves nothing for the next
+            _accesses["store"].clear()
+            _accesses["load"].clear()
 
     interpreter.InterpreterBuilder.create_masked_load = recording_load
     interpreter.InterpreterBuilder.create_masked_store = recording_store
-    interpreter.GridExecutor._restore_args_dev = restore_checking_races
-    interpreter.GridExecutor._init_args_hst = init_clearing
-    install.patched = (recording_load, recording_store, restore_checking_races, init_clearing)
+    interpreter.GridExecutor.__call__ = launch_checking_races
+    install.patched = (recording_load, recording_store, launch_checking_races)
 
 
 def installed():
     patched = getattr(install, "patched", None)
     return patched is not None and (interpreter.InterpreterBuilder.create_masked_load,
                                     interpreter.InterpreterBuilder.create_masked_store,
-                                    interpreter.GridExecutor._restore_args_dev,
-                                    interpreter.GridExecutor._init_args_hst) == patched
+                                    interpreter.GridExecutor.__call__) == patched
