@@ -30,4 +30,5 @@ Modules, from the bottom up:
     operands          ScanOperands: every input's pointer and strides, and what each launch takes
     launch            the launches of each op's passes, and the reductions of their per-chunk sums
     compile_check     every kernel compiled for sm_90 / sm_80 without a GPU: registers, spills, instructions
+    gluon_lang        Gluon (explicit layouts) for a GPU, the same kernels layout-free under the interpreter
 """

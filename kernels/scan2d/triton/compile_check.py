@@ -118,6 +118,11 @@ def _compile(src, target, options: dict) -> tuple:
     return compiled, report
 
 
+def _first_ir(compiled) -> str:
+    """The kernel's first IR: TTIR, or TTGIR for a Gluon kernel, which starts there."""
+    return compiled.asm["ttir"] if "ttir" in compiled.asm else compiled.asm["ttgir"]
+
+
 @contextlib.contextmanager
 def compile_instead_of_launch(arches: Sequence[int], builds: List[KernelBuild]) -> Iterator[None]:
     """Within the block, every ``kernel[grid](...)`` compiles for each of ``arches`` and launches nothing.
@@ -126,7 +131,8 @@ def compile_instead_of_launch(arches: Sequence[int], builds: List[KernelBuild]) 
     kernels' specializations are real; that is all a compile check needs.
     """
     from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
+
+    from .gluon_lang import source_class
 
     if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
         raise RuntimeError("compile_check needs real compiled kernels: unset TRITON_INTERPRET.")
@@ -143,7 +149,8 @@ def compile_instead_of_launch(arches: Sequence[int], builds: List[KernelBuild]) 
             seen.add(key)
             options, signature, constexprs, attrs = self._pack_args(backend, kwargs, bound, specialization, options)
             start = time.perf_counter()
-            compiled, report = _compile(ASTSource(self, signature, constexprs, attrs), target, options.__dict__)
+            source = source_class(self)(self, signature, constexprs, attrs)  # Gluon kernels have their own
+            compiled, report = _compile(source, target, options.__dict__)
             seconds = time.perf_counter() - start
             regs, stores, loads, stack, sass = report
             # Tuple arguments' elements are specialized one by one: name them arg[i].
@@ -158,7 +165,7 @@ def compile_instead_of_launch(arches: Sequence[int], builds: List[KernelBuild]) 
                                       len(_WIDE_LOAD.findall(compiled.asm["ptx"])),
                                       len(_ASYNC_COPY.findall(compiled.asm["ptx"])), compiled.hash,
                                       len(_VECTOR_ACCESS.findall(compiled.asm["ptx"])),
-                                      len(_TF32_DOT.findall(compiled.asm["ttir"]))))
+                                      len(_TF32_DOT.findall(_first_ir(compiled)))))
         return None
 
     with launch_hooks.instead_of_launch(compile_run):
