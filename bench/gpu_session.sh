@@ -169,8 +169,10 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     #    (bench/one_pass_bench.py; 2026-12-04 timed its other layouts and the segments): the layout of the reference's
     #    40-line prototype, 0.61 ms at case (a)'s shape on an H200, against mamba-ssm's 0.79. If one beats mamba-ssm
     #    there, it is the layout for the op's one-pass forward at training shapes (bench/JOURNAL.md, "The states
-    #    across the lanes, a few channels per program").
-    step_run one-pass-lanes 25 python3 bench/one_pass_bench.py "${mamba_args[@]}" --lanes-only --repeats 20 \
+    #    across the lanes, a few channels per program").  First the same layout in Gluon, every layout explicit:
+    #    14.7-17 instructions per element where Triton's own layouts take 21-31 ("The states across the lanes in
+    #    Gluon").
+    step_run one-pass-lanes 30 python3 bench/one_pass_bench.py "${mamba_args[@]}" --lanes-only --repeats 20 \
         --cases a_training b_inference
     # 3b. UNTIMED beside the default on cases a and b (2026-12-04 timed the others: bench/README.md, "GPU results
     #    (NVIDIA H200, 2026-12-04)"), the forward kernels' tiles first.

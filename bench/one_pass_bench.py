@@ -12,14 +12,16 @@ about as many instructions per element as the two passes together, 1-warp progra
 first again with all N states in one trip and 8-16 channels per program (``STATES_ACROSS_LANES``) puts the states
 across lanes and warps: the layout of the reference's 40-line prototype, 4-8x the warps of the first's layouts timed
 on 2026-12-04 (bench/JOURNAL.md, "The states across the lanes, a few channels per program").  Whether an SM stays
-busy in each is what this times (``--lanes-only``: that layout alone, beside mamba-ssm and the drop-in).
+busy in each is what this times (``--lanes-only``: that layout alone, beside mamba-ssm and the drop-in).  The same
+layout in Gluon (``gluon_lanes``, every layout chosen: 14.6-17 instructions per element where Triton's choice
+takes 21-31; bench/JOURNAL.md, "The states across the lanes in Gluon") runs in both.
 
 Work (float32, forward without autograd, one raster-order scan per sequence, state 16, rank 23, 360 channels):
   a_training: 16 sequences of 4,096 steps (case (a): batch 8, two directions, 64x64)
   b_inference: 2 sequences of 65,536 steps (case (b): batch 1, two directions, 256x256)
-Backends: ``segmented`` and ``one_pass`` per layout (dt projection, softplus and the D skip inside), ``drop_in``
-(scan2d's selective_scan on the state loops, delta projected beforehand as mamba-ssm needs it) and ``mamba_ssm``
-(its CUDA op on the drop-in's inputs); and two training forwards, which keep what the backward reads:
+Backends: ``segmented``, ``one_pass`` and ``gluon_lanes`` per layout (dt projection, softplus and the D skip inside),
+``drop_in`` (scan2d's selective_scan on the state loops, delta projected beforehand as mamba-ssm needs it) and
+``mamba_ssm`` (its CUDA op on the drop-in's inputs); and two training forwards, which keep what the backward reads:
 ``drop_in_training`` (the drop-in with u requiring grad: its 16-step chunks' entry states) and
 ``segmented_training`` (each 16-step segment's entering state and delta sum).  Each row has ``fwd_ms`` (median
 of CUDA events), ``rel_err_vs_drop_in`` (relative L2 distance of the output) and ``fwd_speedup_vs_mamba_ssm``.
@@ -39,8 +41,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, append_jsonl, record, time_ms  # noqa: E402
-from one_pass_compile import (LAYOUTS, SEGMENTED, SEGMENTED_TRAINING, STATES_ACROSS_LANES, STATES_IN_THREAD,  # noqa
-                              inputs, launch, launch_segmented)
+import gluon_lanes  # noqa: E402
+from one_pass_compile import (GLUON_LANES, LAYOUTS, SEGMENTED, SEGMENTED_TRAINING, STATES_ACROSS_LANES,  # noqa
+                              STATES_IN_THREAD, inputs, launch, launch_segmented)
 
 import scan2d  # noqa: E402
 
@@ -112,6 +115,11 @@ def run(args, out_name: str, module=None) -> list:
                     lambda cfg=(steps, segments, block_d, warps): launch_segmented(inp, R, N, *cfg,
                                                                                    store_states=True)[0],
                     layout)
+        # The Gluon layouts first: the lease's step may end before the last rows.
+        for block_d, warps, block_t in GLUON_LANES[:1] if args.smoke else GLUON_LANES:
+            layout = dict(gluon=True, block_d=block_d, num_warps=warps, block_t=block_t)
+            backends[f"gluon_lanes {block_d}/{warps}/{block_t}"] = (
+                lambda cfg=(block_d, warps, block_t): gluon_lanes.launch(inp, R, N, *cfg), layout)
         layouts = [] if args.lanes_only else \
             [(*layout, 16) for layout in [STATES_IN_THREAD] + (LAYOUTS[2:3] if args.smoke else LAYOUTS)]
         for ns, block_d, warps, block_t in layouts + (STATES_ACROSS_LANES[:1] if args.smoke else STATES_ACROSS_LANES):
@@ -151,7 +159,8 @@ def main(argv=None) -> int:
                         help="tiny run on the CPU (TRITON_INTERPRET=1), two layouts: checks the harness")
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--lanes-only", action="store_true",
-                        help="only the states across the lanes (STATES_ACROSS_LANES), mamba-ssm and the drop-in")
+                        help="only the states across the lanes (GLUON_LANES, STATES_ACROSS_LANES), mamba-ssm and "
+                        "the drop-in")
     parser.add_argument("--cases", nargs="+", choices=sorted(CASES), default=sorted(CASES))
     args = parser.parse_args(argv)
     device = torch.cuda.get_device_name().replace(" ", "-") if torch.cuda.is_available() else "cpu"

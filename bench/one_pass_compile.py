@@ -12,11 +12,14 @@ to their cost):
   channels per program");
 - ``segments_across_threads_kernel`` loops over the states, as mamba-ssm's kernel does, with few channels per
   program, and cuts each tile's steps into segments across the threads, a segment's steps in its thread's
-  registers (bench/JOURNAL.md, "A one-pass forward with the segments across the threads").
+  registers (bench/JOURNAL.md, "A one-pass forward with the segments across the threads");
+- ``gluon_lanes.gluon_lanes_kernel``, the states across the lanes again, written in Gluon with every layout chosen
+  (``GLUON_LANES``; bench/JOURNAL.md, "The states across the lanes in Gluon").
 
     python bench/one_pass_compile.py            # compile each layout for sm_90, one JSON line per layout
     TRITON_INTERPRET=1 python bench/one_pass_compile.py --check   # the prototypes against a step-by-step scan
     python bench/one_pass_compile.py --op       # the op's one-pass kernel (TileConfig.one_pass_forward) instead
+    python bench/one_pass_compile.py --gluon    # only the Gluon layouts (-gluon- in the file name)
 
 Results: ``results/one-pass-forward-compile-triton<version>.jsonl`` (``--op``: ``one-pass-op-compile-...``).
 Instruction counts cannot say whether a few warps per SM, each walking a whole sequence, keep an SM busy:
@@ -39,6 +42,7 @@ from scan2d.triton.sass_count import sass_listing
 from scan2d.triton.tiles import rowwise_by_default
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import gluon_lanes  # noqa: E402
 from common import write_jsonl  # noqa: E402
 
 LOG2E = tl.constexpr(1.4426950408889634)
@@ -199,6 +203,9 @@ STATES_IN_THREAD = (1, 32, 1)
 # program: 192 programs in case (a), under 1.5 per SM.  Here 4-8x the warps (bench/JOURNAL.md, "The states across
 # the lanes, a few channels per program").
 STATES_ACROSS_LANES = [(16, 8, 4, 32), (16, 8, 4, 16), (16, 8, 2, 16), (16, 16, 4, 16), (16, 8, 1, 16)]
+# (channels per program, warps, steps per tile) of the same layout in Gluon, every layout explicit (gluon_lanes.py).
+# 16 channels in 2 warps spill at rank 23.
+GLUON_LANES = [(8, 4, 16), (16, 4, 16), (8, 2, 16)]
 # (steps per segment, segments, channels per program, warps): one segment per thread.
 SEGMENTED = [(8, 32, 2, 1), (4, 32, 4, 1), (16, 32, 1, 1), (8, 128, 2, 4)]
 # The same, storing the entry state of every 16 steps for the backward, as the fused op's training forward does.
@@ -409,6 +416,8 @@ def main(argv=None) -> int:
     parser.add_argument("--check", action="store_true", help="run under TRITON_INTERPRET=1 against the reference")
     parser.add_argument("--op", action="store_true", help="the op's one-pass kernel (TileConfig.one_pass_forward) "
                         "in compile_check's cases instead of the prototypes")
+    parser.add_argument("--gluon", action="store_true", help="only the Gluon prototype's layouts (GLUON_LANES), "
+                        "to one-pass-forward-gluon-compile-triton<version>.jsonl")
     args = parser.parse_args(argv)
     if args.op:
         rows = op_rows()
@@ -436,20 +445,33 @@ def main(argv=None) -> int:
             print(f"{segments} segments of {steps} steps, {block_d} channels: relative error {err:.1e}")
             if not err < 1e-5:
                 return 1
+        for block_d, warps, block_t in GLUON_LANES:
+            got = gluon_lanes.launch(inp, R, N, block_d, warps, block_t)
+            err = ((got.double() - expected).norm() / expected.norm()).item()
+            print(f"Gluon, {block_d} channels, {warps} warps, {block_t}-step tiles: relative error {err:.1e}")
+            if not err < 1e-5:
+                return 1
         return 0
     from scan2d.triton.compile_check import compile_instead_of_launch
 
     rows = []
     inp = inputs(8, 4096, 360, R, N)  # case (a)'s shape, one direction
-    layouts = [(launch, (ns, block_d, warps, block_t), dict(states_across_warps=ns, block_d=block_d, block_t=block_t),
-                block_d, warps, block_t * N * block_d // (32 * warps))  # (step, channel, state) per thread and tile
-               for ns, block_d, warps, block_t in [(*layout, 16) for layout in [STATES_IN_THREAD] + LAYOUTS]
-               + STATES_ACROSS_LANES]
-    layouts += [(launch_segmented, (steps, segments, block_d, warps),
-                 dict(steps_per_segment=steps, segments=segments, block_d=block_d, stores_states=training),
-                 block_d, warps, steps * block_d * N)
-                for training, segmented in ((False, SEGMENTED), (True, SEGMENTED_TRAINING))
-                for steps, segments, block_d, warps in segmented]
+    # (launcher, its configuration, the row's layout fields, channels per program, warps, elements per thread and
+    # tile): the (step, channel, state) elements a thread computes per tile.
+    layouts = [(gluon_lanes.launch, (block_d, warps, block_t), dict(gluon=True, block_d=block_d, block_t=block_t),
+                block_d, warps, block_t * N * block_d // (32 * warps))
+               for block_d, warps, block_t in GLUON_LANES]
+    if not args.gluon:
+        layouts = [(launch, (ns, block_d, warps, block_t),
+                    dict(states_across_warps=ns, block_d=block_d, block_t=block_t),
+                    block_d, warps, block_t * N * block_d // (32 * warps))
+                   for ns, block_d, warps, block_t in [(*layout, 16) for layout in [STATES_IN_THREAD] + LAYOUTS]
+                   + STATES_ACROSS_LANES] + [
+                   (launch_segmented, (steps, segments, block_d, warps),
+                    dict(steps_per_segment=steps, segments=segments, block_d=block_d, stores_states=training),
+                    block_d, warps, steps * block_d * N)
+                   for training, segmented in ((False, SEGMENTED), (True, SEGMENTED_TRAINING))
+                   for steps, segments, block_d, warps in segmented] + layouts
     for launcher, config, layout, block_d, warps, elements in layouts:
         builds = []
         with compile_instead_of_launch([90], builds):
@@ -458,7 +480,8 @@ def main(argv=None) -> int:
         row = compile_row(build, R, N, layout, elements, 8 * triton.cdiv(360, block_d), warps)
         print(row)
         rows.append(row)
-    print(write_jsonl(rows, f"one-pass-forward-compile-triton{triton.__version__}.jsonl"))
+    kind = "-gluon" if args.gluon else ""
+    print(write_jsonl(rows, f"one-pass-forward{kind}-compile-triton{triton.__version__}.jsonl"))
     return 0
 
 

@@ -2,6 +2,9 @@
 instruction counts would mean nothing for a kernel that skipped work."""
 
 import argparse
+import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -9,10 +12,14 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import gluon_lanes  # noqa: E402
 from one_pass_bench import run as bench_run  # noqa: E402
-from one_pass_compile import (STATES_ACROSS_LANES, STATES_IN_THREAD, executed_per_tile, inputs, launch,  # noqa: E402
-                              launch_segmented, reference)
+from one_pass_compile import (GLUON_LANES, STATES_ACROSS_LANES, STATES_IN_THREAD, executed_per_tile, inputs,  # noqa
+                              launch, launch_segmented, reference)
 from test_bench_baseline import SelectiveScanCudaStandIn  # noqa: E402
+from test_triton_compile import OLDEST_TRITON, OLDEST_TRITON_PATH  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 # The last two: all N states in one trip over 8 channels, as STATES_ACROSS_LANES lays them out.
@@ -24,6 +31,52 @@ def test_one_pass_prototype_matches_a_step_by_step_scan(ns, block_d, warps, bloc
     got = launch(inp, R, N, ns, block_d, warps, block_t)
     expected = reference(inp, R, N)
     assert torch.allclose(got.double(), expected, rtol=1e-5, atol=1e-5), (got.double() - expected).abs().max()
+
+
+# Gluon's layouts: one (state, channel) pair a thread in 4 warps, two in 2; 8 states, so 4 channels share a warp.
+@pytest.mark.parametrize("N,block_d,warps,block_t", [(16, 8, 4, 16), (16, 8, 2, 16), (8, 16, 4, 8), (8, 8, 1, 4)])
+def test_gluon_prototype_matches_a_step_by_step_scan(N, block_d, warps, block_t):
+    # A partial last tile (37 = 2 x 16 + 5 steps, or 4 x 8 + 5, 9 x 4 + 1), a partial channel block, rank 5 in a
+    # padded block of 8 ranks.  Under the interpreter the kernel runs with its layouts dropped (gluon_lang).
+    R = 5
+    inp = inputs(batch=2, L=37, Dm=13, R=R, N=N)
+    got = gluon_lanes.launch(inp, R, N, block_d, warps, block_t)
+    expected = reference(inp, R, N)
+    assert torch.allclose(got.double(), expected, rtol=1e-5, atol=1e-5), (got.double() - expected).abs().max()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("oldest", [False, True], ids=["this-triton", "oldest-triton"])
+def test_gluon_prototype_compiles_each_exponential_once_without_spills(tmp_path, oldest):
+    # As Gluon for sm_90 (compile_check's GluonASTSource), under this environment's Triton and the GPU image's 3.6.
+    # A thread's exponentials in the PTX: one decay per (step, state, channel) element it holds and one softplus per
+    # (step, channel) pair, in each of the kernel's two tile bodies (full tiles, the last one).  No spills, no
+    # shuffles (y's sum over the states is a thread's own), and fewer instructions than Triton's own layouts of the
+    # same tiles take (21-31 per element; bench/JOURNAL.md, "The states across the lanes in Gluon": 14.7-17.2).
+    if oldest and not (OLDEST_TRITON_PATH / "triton").is_dir():
+        pytest.skip(f"Triton {OLDEST_TRITON} is not in {OLDEST_TRITON_PATH}: ./install.sh puts it there on a CPU "
+                    "machine (CI's)")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["BENCH_RESULTS"] = str(tmp_path)
+    if oldest:
+        env["PYTHONPATH"] = os.pathsep.join([str(OLDEST_TRITON_PATH), *filter(None, [env.get("PYTHONPATH")])])
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "one_pass_compile.py"), "--gluon"], env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    (report,) = tmp_path.glob("one-pass-forward-gluon-compile-triton*.jsonl")
+    rows = [json.loads(line) for line in report.read_text().splitlines()]
+    assert [(row["block_d"], row["num_warps"], row["block_t"]) for row in rows] == GLUON_LANES
+    for row in rows:
+        threads = 32 * row["num_warps"]
+        pairs = row["block_t"] * row["block_d"] // threads
+        assert row["exp_log"] == 2 * (row["elements_per_thread_and_tile"] + pairs), row
+        assert row["spill_bytes"] == 0 and row["shuffles"] == 0, row
+        assert row["sass_executed_per_element"] < 18, row
+
+
+def test_gluon_prototype_refuses_channels_its_warps_cannot_hold():
+    with pytest.raises(ValueError, match="choose a multiple of 8"):
+        gluon_lanes.layouts(block_d=12, warps=4, N=16)
 
 
 @pytest.mark.parametrize("segments_first", [False, True])  # the axis orders of Triton 3.7 and of 3.6
@@ -52,9 +105,11 @@ def test_one_pass_bench_runs_every_backend_on_the_same_work(capsys):
     args = argparse.Namespace(smoke=True, repeats=1, lanes_only=False)
     rows = bench_run(args, "unused.jsonl", module=SelectiveScanCudaStandIn)
     assert [row["backend"] for row in rows] == ["mamba_ssm", "drop_in", "segmented", "drop_in_training",
-                                                "segmented_training", "one_pass", "one_pass", "one_pass"]
+                                                "segmented_training", "gluon_lanes", "one_pass", "one_pass",
+                                                "one_pass"]
     assert (rows[2]["steps_per_segment"], rows[2]["segments"], rows[2]["block_d"]) == (4, 32, 4)
-    assert [(row["states_across_warps"], row["block_d"], row["num_warps"], row["block_t"]) for row in rows[5:]] == \
+    assert (rows[5]["gluon"], rows[5]["block_d"], rows[5]["num_warps"]) == (True, 8, 4)
+    assert [(row["states_across_warps"], row["block_d"], row["num_warps"], row["block_t"]) for row in rows[6:]] == \
         [(1, 32, 1, 16), (4, 32, 4, 16), STATES_ACROSS_LANES[0]]
     # Each output against the drop-in's: the stand-in (the PyTorch path, float32) within the script's own bound,
     # both prototype layouts as closely as the float64 comparison above.
@@ -65,8 +120,8 @@ def test_one_pass_bench_runs_every_backend_on_the_same_work(capsys):
     # The lease's step times the states across the lanes alone, beside the two it is compared with.
     lanes = bench_run(argparse.Namespace(smoke=True, repeats=1, lanes_only=True), "unused.jsonl",
                       module=SelectiveScanCudaStandIn)
-    assert [row["backend"] for row in lanes] == ["mamba_ssm", "drop_in", "one_pass"]
-    assert lanes[2]["block_t"] == 32 and lanes[2]["rel_err_vs_drop_in"] < 1e-6
+    assert [row["backend"] for row in lanes] == ["mamba_ssm", "drop_in", "gluon_lanes", "one_pass"]
+    assert lanes[3]["block_t"] == 32 and all(row["rel_err_vs_drop_in"] < 1e-6 for row in lanes[2:])
 
 
 def sass(address, instruction):
