@@ -31,8 +31,19 @@ RASTER = tl.constexpr(2)
 def _divide(n, magic_ptr, NONNEGATIVE: tl.constexpr = False):
     """n // d for int32 0 <= n < 2^31 (negative n, only on invalid steps, count as 0; NONNEGATIVE: the caller
     knows there are none), with d's (magic, shift) at ``magic_ptr`` (``direction_table.division_magic``)."""
-    magic = tl.load(magic_ptr).to(tl.uint32, bitcast=True)
-    shift = (tl.load(magic_ptr + 1) - 31).to(tl.uint32)
+    return _divide_by(n, _divisor(magic_ptr), NONNEGATIVE)
+
+
+@triton.jit
+def _divisor(magic_ptr):
+    """The (magic, shift) pair at ``magic_ptr`` as ``_divide_by`` takes it."""
+    return tl.load(magic_ptr).to(tl.uint32, bitcast=True), (tl.load(magic_ptr + 1) - 31).to(tl.uint32)
+
+
+@triton.jit
+def _divide_by(n, divisor, NONNEGATIVE: tl.constexpr = False):
+    """``_divide`` with the divisor's (magic, shift) already loaded (``_divisor``)."""
+    magic, shift = divisor
     # (n * magic) >> (31 + l) in 32-bit halves: the high word of 2n * magic is (n * magic) >> 31.
     if not NONNEGATIVE:
         n = tl.maximum(n, 0)
@@ -171,19 +182,34 @@ def tile_positions(s0, t, k, dirs_ptr, H, W, ORDER: tl.constexpr, IN_WINDOW: tl.
 @triton.jit
 def _plain_tile_in_window(s0, t, table, H, W, BLOCK: tl.constexpr):
     """``tile_positions`` of a plain windowed scan whose tile of BLOCK steps lies inside one window (IN_WINDOW)."""
+    return plain_window_tile(plain_window_geometry(table, H, W), s0, t, BLOCK)
+
+
+@triton.jit
+def plain_window_geometry(table, H, W):
+    """What ``plain_window_tile`` needs of a plain windowed direction (its row ``table`` of the direction table) on
+    an H x W map, read and derived once: a kernel whose positions come from one direction for all its tiles (the
+    one-pass forwards) keeps it out of its tile loop (the loads, and a division for the windows per frame row)."""
     col_first, reverse, win_h, win_w, length = _scan_entries(table)
-    forward = reverse == 0
     frame_h, frame_w, step_r, step_c = _scan_frame(col_first, H, W)
+    return (reverse == 0, win_h, win_w, length, frame_h, frame_w, step_r, step_c, tl.cdiv(frame_w, win_w),
+            _divisor(table + 8), _divisor(table + 10), _divisor(table + 12))
+
+
+@triton.jit
+def plain_window_tile(geometry, s0, t, BLOCK: tl.constexpr):
+    """``_plain_tile_in_window`` from its direction's ``plain_window_geometry``."""
+    forward, win_h, win_w, length, frame_h, frame_w, step_r, step_c, window_cols, by_area, by_cols, by_w = geometry
     # In the unreversed scan the tile is steps first .. first + BLOCK - 1, all in one window.  (A reversed tile past
     # the scan's end, all of whose steps are invalid, would start below 0.)
     first = tl.maximum(tl.where(forward, s0, length - BLOCK - s0), 0)
-    window = _divide(first, table + 8, NONNEGATIVE=True)
-    window_row = _divide(window, table + 10, NONNEGATIVE=True)
+    window = _divide_by(first, by_area, NONNEGATIVE=True)
+    window_row = _divide_by(window, by_cols, NONNEGATIVE=True)
     r0 = window_row * win_h  # the window's corner in the scan frame
-    c0 = (window - window_row * tl.cdiv(frame_w, win_w)) * win_w
+    c0 = (window - window_row * window_cols) * win_w
     # Each step's place in the window, row-major: the tile's first place plus t, or reversed, plus BLOCK - 1 - t.
     within = (first - window * (win_h * win_w) + tl.where(forward, 0, BLOCK - 1)) + t * tl.where(forward, 1, -1)
-    r_in = _divide(within, table + 12, NONNEGATIVE=True)
+    r_in = _divide_by(within, by_w, NONNEGATIVE=True)
     c_in = within - r_in * win_w
     valid = (r_in < frame_h - r0) & (c_in < frame_w - c0) & ((t * 0 + s0) < length)
     # Raster position of frame pixel (r0 + r_in, c0 + c_in).
