@@ -695,6 +695,32 @@ def test_one_pass_lanes_compiles_and_builds_delta_once_per_step_and_channel(tmp_
         assert b["registers"] <= 168 and b["spill_store_bytes"] == 0, b
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("oldest", [False, True], ids=["this-triton", "oldest-triton"])
+def test_one_pass_gluon_compiles_as_gluon_with_each_exponential_once(tmp_path, oldest):
+    # TileConfig.one_pass_gluon: the lanes forward written in Gluon, compiled from its Gluon source (the interpreter
+    # runs it without layouts, so only this shows the layouts hold).  A thread's transcendentals in the PTX: one exp2
+    # per step of each (state, channel) pair it holds (the decays) and softplus and silu(z) for its one (step,
+    # channel) pair in the layout of the (step, channel) work, not once per state (Triton's one_pass_lanes_kernel
+    # needed a test that it did not).  No spills (sm_90, 96-128 registers); the only shuffles are the delta sums a
+    # training forward stores for the backward: y's sum over the states is each thread's own.
+    builds = compile_report_for_sm90(tmp_path, oldest, "--tiles", "one_pass_forward=True,one_pass_lanes=True,"
+                                     "one_pass_gluon=True", *case_flags(ONE_PASS_CASES))
+    assert {b["kernel"] for b in builds} == {"one_pass_gluon_kernel"}
+    configs = [b["constexprs"] for b in builds]
+    assert {c["ORDER"] for c in configs} == {0, 1, 2}
+    assert {(c["LOWRANK"], c["STORE_STATES"], c["HAS_Z"]) for c in configs} == {(True, True, False),
+                                                                                (True, False, False),
+                                                                                (False, True, True)}
+    for b, c in zip(builds, configs):
+        threads = 32 * b["num_warps"]
+        decays = c["BLOCK_T"] * c["N"] * c["BLOCK_D"] // threads
+        per_pair = -(-c["BLOCK_T"] * c["BLOCK_D"] // threads) * (c["SOFTPLUS"] + c["HAS_Z"])
+        assert b["exp_log"] == decays + per_pair, (b["exp_log"], decays, per_pair, c)
+        assert b["spill_store_bytes"] == 0 and b["registers"] <= 168, b
+        assert b["shuffles"] == (4 if c["STORE_STATES"] else 0), b  # the delta sums, over 16 steps across lanes
+
+
 LANES_BACKWARD_CASES = ("layer fp32", "cross-scale sequential fp32", "drop-in fp32 z grouped",
                         "cross-scale aligned fp32 gated")
 

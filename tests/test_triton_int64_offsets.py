@@ -31,8 +31,8 @@ from directional_cases import directions_for, make_gate, make_layer_inputs
 from scan2d import directional_scan, selective_scan
 from scan2d._backend import deterministic_algorithms
 from scan2d.triton import (
-    backward_kernels, chunk_carry, forward_kernels, lane_sums, one_pass, one_pass_lanes, operands, positions,
-    recurrence, state_loop, tile_io,
+    backward_kernels, chunk_carry, forward_kernels, lane_sums, one_pass, one_pass_gluon, one_pass_lanes, operands,
+    positions, recurrence, state_loop, tile_io,
 )
 from scan2d.triton.tiles import tile_config
 from test_selective_scan import make_inputs
@@ -42,8 +42,8 @@ pytestmark = pytest.mark.skipif(
     "compile instead (CI runs this under TRITON_INTERPRET=1)")
 
 KERNEL_FILES = {inspect.getsourcefile(module) for module in (
-    backward_kernels, chunk_carry, forward_kernels, lane_sums, one_pass, one_pass_lanes, positions, recurrence,
-    state_loop, tile_io)}
+    backward_kernels, chunk_carry, forward_kernels, lane_sums, one_pass, one_pass_gluon, one_pass_lanes, positions,
+    recurrence, state_loop, tile_io)}
 
 
 @contextmanager
@@ -147,6 +147,16 @@ RUNS = [
     ("one-pass-lanes-inference", dict(one_pass_forward=True, one_pass_lanes=True, block_t=2), False,
      lambda b, h, w: _layer(b, h, w, grad=False)),
     ("one-pass-lanes-drop-in", dict(one_pass_forward=True, one_pass_lanes=True, block_t=4), False,
+     lambda b, h, w: _drop_in(b, h, w, groups=2)),
+    # The same in Gluon (TileConfig.one_pass_gluon; 4 states: 8 channels a warp), its windows' geometry read once.
+    ("one-pass-gluon", dict(one_pass_forward=True, one_pass_lanes=True, one_pass_gluon=True, block_t=4,
+                            one_pass_lanes_block_d=8, one_pass_lanes_warps=1), False,
+     lambda b, h, w: _layer(b, h, w, weighted=True, cross_scale=None, window=2, rank=4)),
+    ("one-pass-gluon-inference", dict(one_pass_forward=True, one_pass_lanes=True, one_pass_gluon=True, block_t=2,
+                                      one_pass_lanes_block_d=8, one_pass_lanes_warps=1), False,
+     lambda b, h, w: _layer(b, h, w, grad=False)),
+    ("one-pass-gluon-drop-in", dict(one_pass_forward=True, one_pass_lanes=True, one_pass_gluon=True, block_t=4,
+                                    one_pass_lanes_block_d=8, one_pass_lanes_warps=1), False,
      lambda b, h, w: _drop_in(b, h, w, groups=2)),
     # The carry over segments of 2 chunks (TileConfig.carry_segment): its three launches, forward and backward.
     ("segmented-carry", dict(block_t=2, carry_segment=2), False, lambda b, h, w: _layer(b, h, w, cross_scale=None)),

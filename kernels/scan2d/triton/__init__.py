@@ -23,6 +23,7 @@ Modules, from the bottom up:
     chunk_carry       the chunk entry states, over chunks or segments of them, both ways
     one_pass          the forward in one pass over the recurrence (opt-in: TileConfig.one_pass_forward)
     one_pass_lanes    the same with all states across the lanes, a few channels per program (TileConfig.one_pass_lanes)
+    one_pass_gluon    that kernel in Gluon, every layout explicit (TileConfig.one_pass_gluon)
     backward_kernels  chunk_adjoint, backward_grads
     one_pass_lanes_backward  the backward in one pass, the states across the lanes (TileConfig.one_pass_lanes_backward)
     tiles             TileConfig: how the kernels split the work (``tile_config`` changes it for a block of code)

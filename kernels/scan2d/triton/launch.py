@@ -14,7 +14,8 @@ from typing import Optional
 import torch
 import triton
 
-from . import backward_kernels, chunk_carry, forward_kernels, one_pass, one_pass_lanes, one_pass_lanes_backward
+from . import (backward_kernels, chunk_carry, forward_kernels, one_pass, one_pass_gluon, one_pass_lanes,
+               one_pass_lanes_backward)
 from .operands import ScanOperands, cdiv, next_power_of_2, spans_past_int32
 from .tile_io import STEP_VECTORS
 from .tiles import rowwise_by_default
@@ -239,15 +240,21 @@ def one_pass_lanes_forward(ops: ScanOperands, out: torch.Tensor, out_strides: tu
     together = tiles.one_pass_lanes_together and sum_directions and ops.K == 2 and out.dtype == torch.float32
     if together:
         out.zero_()
+    kernel, layout = one_pass_lanes.one_pass_lanes_kernel, {}
+    if tiles.one_pass_gluon:  # the same kernel with its layouts explicit (raises where they cannot hold the block)
+        tile, rows = one_pass_gluon.lanes_layouts(block_d, tiles.one_pass_lanes_warps, ops.n_state, tiles.block_t)
+        kernel = one_pass_gluon.one_pass_gluon_kernel
+        layout = dict(RP=one_pass_gluon.rank_block(ops.rank), TILE=tile, ROWS=rows)
+        meta = {name: value for name, value in meta.items() if name != "PAIRED"}  # ranks in registers, not pairs
     for k_first, k_count in direction_launches(ops.K, sum_directions and not together):
-        one_pass_lanes.one_pass_lanes_kernel[(ops.batch * k_count, ops.channel_blocks(block_d))](
+        kernel[(ops.batch * k_count, ops.channel_blocks(block_d))](
             out, *out_strides, weight if weight is not None else dummy, entry, dsum, final,
             ops.D if ops.D is not None else dummy, ops.z if ops.z is not None else ops.u, *ops.z_strides,
             *ops.common_args(), k_first, k_count, ops.length, **meta, HAS_D=ops.D is not None,
             HAS_Z=ops.z is not None, HAS_WEIGHT=weight is not None, ACCUMULATE=sum_directions and k_first > 0,
             STORE_STATES=ops.for_backward, BLOCK_T=tiles.block_t, BLOCK_D=block_d,
             IN_WINDOW=ops.in_windows(tiles.block_t), ATOMIC=together, num_warps=tiles.one_pass_lanes_warps,
-            **({} if tiles.one_pass_lanes_maxnreg is None else dict(maxnreg=tiles.one_pass_lanes_maxnreg)),
+            **layout, **({} if tiles.one_pass_lanes_maxnreg is None else dict(maxnreg=tiles.one_pass_lanes_maxnreg)),
             **COMPILE_OPTIONS)
     return entry, dsum, final
 

@@ -13,7 +13,7 @@ and warps with each thread's steps in its registers.  So:
 bench/JOURNAL.md, "The states across the lanes, a few channels per program": the prototype, 18-31 executed SASS
 instructions per element at 72-168 registers in 720-2,880 warps at case (a); "The states across the lanes in the op"
 for this kernel.  With 8-16 channels per program it cannot fill a GPU at batch 1 with long scans: the chunked
-forward stays for those.
+forward stays for those.  ``one_pass_gluon`` is this kernel with its layouts written out (TileConfig.one_pass_gluon).
 """
 
 import triton

@@ -279,6 +279,11 @@ class TileConfig:
             programs of 4 warps fit an H200's 132 SMs at 6 per SM, which takes at most 80 registers, where ptxas
             takes 96 for the float32 training forward with atomics (compile_check, sm_90: at 80 no spills, 5% more
             instructions; the drop-in's 16 bytes of spills).
+        one_pass_gluon: with one_pass_lanes, that forward's kernel written in Gluon with every layout explicit
+            (``one_pass_gluon.one_pass_gluon_kernel``): the dt projection, softplus and u once per (step, channel)
+            instead of once per state, y summed over the states in each thread's registers.  The same outputs; the
+            states must divide 32 and one_pass_lanes_block_d be a multiple of (32 / states) x one_pass_lanes_warps.
+            Untimed (bench/JOURNAL.md, "The states across the lanes in Gluon").
         one_pass_lanes_backward: the backward in one pass, the states across the lanes as in one_pass_lanes
             (``one_pass_lanes_backward.one_pass_lanes_backward_kernel``): one program per (batch, direction,
             channel block) walks its scan backwards from the training forward's chunk entry states (either
@@ -339,6 +344,7 @@ class TileConfig:
     one_pass_lanes_warps: int = 4
     one_pass_lanes_together: bool = True
     one_pass_lanes_maxnreg: Optional[int] = None
+    one_pass_gluon: bool = False
     one_pass_lanes_backward: bool = False
     one_pass_lanes_backward_block_d: int = 8
     one_pass_lanes_backward_warps: int = 4
@@ -354,6 +360,9 @@ class TileConfig:
         if self.one_pass_lanes and not self.one_pass_forward:
             raise ValueError("TileConfig.one_pass_lanes=True lays out the one-pass forward, which runs only with "
                              "one_pass_forward=True: set both, or neither for the chunked forward")
+        if self.one_pass_gluon and not self.one_pass_lanes:
+            raise ValueError("TileConfig.one_pass_gluon=True writes the states-across-lanes forward in Gluon, which "
+                             "runs only with one_pass_forward=True and one_pass_lanes=True: set all three")
         for name in ("one_pass_lanes_block_d", "one_pass_lanes_warps", "one_pass_lanes_backward_block_d",
                      "one_pass_lanes_backward_warps"):
             value = getattr(self, name)
