@@ -62,8 +62,12 @@ paired_loads=False,unroll_rank_blocks=False"
 # (2 channels per program) and the layer's default.  Between them the backward in one pass (one_pass_lanes_backward,
 # since the fifth session of 2026-12-05; the fwdbwd column): after the chunked forward uncapped (2 programs per SM) and
 # capped at 168 registers (3), after the lanes' forward, and in 2-warp programs.  In that order, so that what a cut
-# step leaves out is what 2026-12-04 timed already.
-ONE_PASS="one_pass_forward=True,one_pass_lanes=True,one_pass_lanes_maxnreg=80 one_pass_forward=True,one_pass_lanes=True
+# step leaves out is what 2026-12-04 timed already.  First of all the lanes' forward written in Gluon (one_pass_gluon,
+# since the seventh session of 2026-12-05: 15.8 and 20.5 instructions per element at 16 and 8 channels where the
+# Triton kernel takes 19.7 and 32.5; 16 channels fit case (a)'s 368 programs in one wave at 168 registers).
+ONE_PASS="one_pass_forward=True,one_pass_lanes=True,one_pass_gluon=True,one_pass_lanes_block_d=16
+one_pass_forward=True,one_pass_lanes=True,one_pass_gluon=True
+one_pass_forward=True,one_pass_lanes=True,one_pass_lanes_maxnreg=80 one_pass_forward=True,one_pass_lanes=True
 one_pass_lanes_backward=True one_pass_lanes_backward=True,one_pass_lanes_backward_maxnreg=168
 one_pass_forward=True,one_pass_lanes=True,one_pass_lanes_maxnreg=80,one_pass_lanes_backward=True
 one_pass_lanes_backward=True,one_pass_lanes_backward_warps=2
@@ -130,12 +134,14 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     export TRITON_INTERPRET=0 HYPOTHESIS_PROFILE=dev
     # -v names each test as it ends, and tests/conftest.py appends each failure's traceback to the log at once: a
     # run cut short at its limit (pytest's summary then never prints) still says which tests failed and why.  First
-    # what only a GPU can check (the interpreter runs one program at a time, in order): the one-pass kernel's order
+    # what only a GPU can check (the interpreter runs one program at a time, in order, and Gluon kernels without
+    # their layouts): the Gluon lanes forward's layouts and conversions; the one-pass kernel's order
     # of sums; the carry's segments, whose programs write in place beside what other programs read; chunk_adjoint's
     # tiles, whose threads read back what they stored; then the defaults together, over 64-chunk segments.
     PYTEST_FAILURE_LOG=$OUT/tests.log timeout "$(left 130)" python3 -m pytest -v -n 6 --maxfail 5 -rfEs \
         -p no:cacheprovider \
-        tests/test_triton_one_pass.py tests/test_triton_one_pass_lanes.py tests/test_triton_one_pass_lanes_backward.py \
+        tests/test_triton_one_pass_gluon.py tests/test_triton_one_pass.py tests/test_triton_one_pass_lanes.py \
+        tests/test_triton_one_pass_lanes_backward.py \
         tests/test_triton_carry_segments.py tests/test_triton_shorter_tiles.py \
         tests/test_triton_gpu_defaults.py tests/test_triton_narrow_offsets.py tests/test_triton_directional.py \
         tests/test_triton_lane_sums.py tests/test_triton_softplus.py tests/test_triton_adjoint.py \
@@ -162,7 +168,7 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     #    backward's layout.  Before 3b since the fifth session of 2026-12-05: the layouts that could change case (a)
     #    most (the reference's prototype ran 1.3x mamba-ssm's forward) go first, the few-percent switches after.
     # shellcheck disable=SC2086
-    step_run one-pass-op 95 python3 bench/scan_bench.py "${mamba_args[@]}" --repeats 20 --append \
+    step_run one-pass-op 110 python3 bench/scan_bench.py "${mamba_args[@]}" --repeats 20 --append \
         --cases a_training_w8 b_inference_256 --dtypes float32 --backends mamba_ssm fused drop_in \
         --configs default $ONE_PASS
     #    The one-pass prototype with all 16 states across the lanes and warps and 8-16 channels per program

@@ -363,13 +363,18 @@ OP_VARIANTS = [(dict(one_pass_forward=True), OP_CASES),
                (dict(one_pass_forward=True, one_pass_lanes=True, one_pass_lanes_maxnreg=80), OP_CASES),
                (dict(one_pass_forward=True, one_pass_lanes=True, one_pass_lanes_block_d=16), ("layer fp32",)),
                (dict(one_pass_forward=True, one_pass_lanes=True, one_pass_lanes_warps=2), ("layer fp32",)),
+               # The same written in Gluon (TileConfig.one_pass_gluon): 8 channels and 4 warps, then 16.
+               (dict(one_pass_forward=True, one_pass_lanes=True, one_pass_gluon=True), OP_CASES),
+               (dict(one_pass_forward=True, one_pass_lanes=True, one_pass_gluon=True, one_pass_lanes_block_d=16),
+                ("layer fp32", "inference fp32")),
                # The backward in one pass (TileConfig.one_pass_lanes_backward) after the chunked forward: 8 channels
                # and 4 warps, capped at 168 registers (3 programs per SM) and not, then 16 and 4, 8 and 2.
                (dict(one_pass_lanes_backward=True), BACKWARD_CASES),
                (dict(one_pass_lanes_backward=True, one_pass_lanes_backward_maxnreg=168), BACKWARD_CASES[:1]),
                (dict(one_pass_lanes_backward=True, one_pass_lanes_backward_block_d=16), BACKWARD_CASES[:1]),
                (dict(one_pass_lanes_backward=True, one_pass_lanes_backward_warps=2), BACKWARD_CASES[:1])]
-ONE_PASS_KERNELS = ("one_pass_forward_kernel", "one_pass_lanes_kernel", "one_pass_lanes_backward_kernel")
+ONE_PASS_KERNELS = ("one_pass_forward_kernel", "one_pass_lanes_kernel", "one_pass_lanes_backward_kernel",
+                    "one_pass_gluon_kernel")
 LANES_KERNELS = ONE_PASS_KERNELS[1:]  # no state loop: a thread holds its share of each (steps, states, channels) tile
 
 
@@ -377,7 +382,7 @@ def rank_loop_trips(c: dict) -> int:
     """Trips of the one-pass kernel's dt rank loop for its constexprs ``c``: blocks of 4 ranks where it reads them
     two per load (PAIRED, plain orders, R >= 4; no loop left to count where UNROLL_RANKS unrolls them), else one
     rank per trip."""
-    if not c["LOWRANK"]:
+    if not c["LOWRANK"] or "PAIRED" not in c:  # no rank loop (the Gluon kernel holds the ranks in registers)
         return 1
     return -(-c["R"] // 4) if c["PAIRED"] and c["ORDER"] == 0 and c["R"] >= 4 else c["R"]
 
