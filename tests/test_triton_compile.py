@@ -671,6 +671,26 @@ def test_one_pass_forward_compiles_and_computes_each_exponential_once(tmp_path, 
         assert b["registers"] <= 255 and b["spill_store_bytes"] <= 256, b
 
 
+def lanes_forward_builds(tmp_path, oldest: bool, tiles: str, kernel: str) -> list:
+    """compile_check's builds (sm_90) of a states-across-lanes forward ``kernel`` under ``tiles`` on ONE_PASS_CASES,
+    each with (decays, per_pair): the exponentials a thread's decays take (one per step of each (state, channel) pair
+    it holds) and those its (step, channel) functions take (softplus and silu(z), once per pair it holds)."""
+    builds = compile_report_for_sm90(tmp_path, oldest, "--tiles", tiles, *case_flags(ONE_PASS_CASES))
+    assert {b["kernel"] for b in builds} == {kernel}
+    configs = [b["constexprs"] for b in builds]
+    assert {c["ORDER"] for c in configs} == {0, 1, 2}
+    assert {(c["LOWRANK"], c["STORE_STATES"], c["HAS_Z"]) for c in configs} == {(True, True, False),
+                                                                                (True, False, False),
+                                                                                (False, True, True)}
+    rows = []
+    for b, c in zip(builds, configs):
+        threads = 32 * b["num_warps"]
+        decays = c["BLOCK_T"] * c["N"] * c["BLOCK_D"] // threads
+        per_pair = -(-c["BLOCK_T"] * c["BLOCK_D"] // threads) * (c["SOFTPLUS"] + c["HAS_Z"])
+        rows.append((b, c, decays, per_pair))
+    return rows
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("oldest", [False, True], ids=["this-triton", "oldest-triton"])
 def test_one_pass_lanes_compiles_and_builds_delta_once_per_step_and_channel(tmp_path, oldest):
@@ -679,18 +699,8 @@ def test_one_pass_lanes_compiles_and_builds_delta_once_per_step_and_channel(tmp_
     # decays), and softplus and silu(z) for its share of the tile's (step, channel) pairs, not for every step: with
     # the dt rank blocks unrolled, Triton built delta in the states' layout, once per state (51 MUFU per tile
     # instead of 19, 95 executed instructions per element instead of 33; one_pass_lanes.py).  No spills (sm_90).
-    builds = compile_report_for_sm90(tmp_path, oldest, "--tiles", "one_pass_forward=True,one_pass_lanes=True",
-                                     *case_flags(ONE_PASS_CASES))
-    assert {b["kernel"] for b in builds} == {"one_pass_lanes_kernel"}
-    configs = [b["constexprs"] for b in builds]
-    assert {c["ORDER"] for c in configs} == {0, 1, 2}
-    assert {(c["LOWRANK"], c["STORE_STATES"], c["HAS_Z"]) for c in configs} == {(True, True, False),
-                                                                                (True, False, False),
-                                                                                (False, True, True)}
-    for b, c in zip(builds, configs):
-        threads = 32 * b["num_warps"]
-        decays = c["BLOCK_T"] * c["N"] * c["BLOCK_D"] // threads
-        per_pair = -(-c["BLOCK_T"] * c["BLOCK_D"] // threads) * (c["SOFTPLUS"] + c["HAS_Z"])
+    for b, c, decays, per_pair in lanes_forward_builds(tmp_path, oldest, "one_pass_forward=True,one_pass_lanes=True",
+                                                       "one_pass_lanes_kernel"):
         assert decays <= b["exp_log"] <= decays + 2 * per_pair + 2, (b["exp_log"], decays, per_pair, c)
         assert b["registers"] <= 168 and b["spill_store_bytes"] == 0, b
 
@@ -699,23 +709,13 @@ def test_one_pass_lanes_compiles_and_builds_delta_once_per_step_and_channel(tmp_
 @pytest.mark.parametrize("oldest", [False, True], ids=["this-triton", "oldest-triton"])
 def test_one_pass_gluon_compiles_as_gluon_with_each_exponential_once(tmp_path, oldest):
     # TileConfig.one_pass_gluon: the lanes forward written in Gluon, compiled from its Gluon source (the interpreter
-    # runs it without layouts, so only this shows the layouts hold).  A thread's transcendentals in the PTX: one exp2
-    # per step of each (state, channel) pair it holds (the decays) and softplus and silu(z) for its one (step,
-    # channel) pair in the layout of the (step, channel) work, not once per state (Triton's one_pass_lanes_kernel
-    # needed a test that it did not).  No spills (sm_90, 96-128 registers); the only shuffles are the delta sums a
-    # training forward stores for the backward: y's sum over the states is each thread's own.
-    builds = compile_report_for_sm90(tmp_path, oldest, "--tiles", "one_pass_forward=True,one_pass_lanes=True,"
-                                     "one_pass_gluon=True", *case_flags(ONE_PASS_CASES))
-    assert {b["kernel"] for b in builds} == {"one_pass_gluon_kernel"}
-    configs = [b["constexprs"] for b in builds]
-    assert {c["ORDER"] for c in configs} == {0, 1, 2}
-    assert {(c["LOWRANK"], c["STORE_STATES"], c["HAS_Z"]) for c in configs} == {(True, True, False),
-                                                                                (True, False, False),
-                                                                                (False, True, True)}
-    for b, c in zip(builds, configs):
-        threads = 32 * b["num_warps"]
-        decays = c["BLOCK_T"] * c["N"] * c["BLOCK_D"] // threads
-        per_pair = -(-c["BLOCK_T"] * c["BLOCK_D"] // threads) * (c["SOFTPLUS"] + c["HAS_Z"])
+    # runs it without layouts, so only this shows the layouts hold).  A thread's transcendentals in the PTX: exactly
+    # its decays and its one (step, channel) pair's softplus and silu(z), in the layout of the (step, channel) work,
+    # not once per state (Triton's one_pass_lanes_kernel needed a test that it did not).  No spills (sm_90, 96-168
+    # registers); the only shuffles are the delta sums a training forward stores for the backward: y's sum over the
+    # states is each thread's own.
+    for b, c, decays, per_pair in lanes_forward_builds(
+            tmp_path, oldest, "one_pass_forward=True,one_pass_lanes=True,one_pass_gluon=True", "one_pass_gluon_kernel"):
         assert b["exp_log"] == decays + per_pair, (b["exp_log"], decays, per_pair, c)
         assert b["spill_store_bytes"] == 0 and b["registers"] <= 168, b
         assert b["shuffles"] == (4 if c["STORE_STATES"] else 0), b  # the delta sums, over 16 steps across lanes
