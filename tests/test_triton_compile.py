@@ -719,6 +719,8 @@ def test_one_pass_gluon_compiles_as_gluon_with_each_exponential_once(tmp_path, o
         assert b["exp_log"] == decays + per_pair, (b["exp_log"], decays, per_pair, c)
         assert b["spill_store_bytes"] == 0 and b["registers"] <= 168, b
         assert b["shuffles"] == (4 if c["STORE_STATES"] else 0), b  # the delta sums, over 16 steps across lanes
+        # The two float32 directions' sum (ATOMIC) in relaxed atomics, unfenced; none otherwise.
+        assert (b["atomics"] > 0) == c["ATOMIC"] and b["fenced_atomics"] == 0, b
 
 
 LANES_BACKWARD_CASES = ("layer fp32", "cross-scale sequential fp32", "drop-in fp32 z grouped",
