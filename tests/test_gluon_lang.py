@@ -5,9 +5,10 @@ import torch
 import triton.language as tl
 from triton.runtime.interpreter import InterpretedFunction
 
-from scan2d.triton.gluon_lang import gl, interpreting, jit
+from scan2d._backend import triton_interpreted
+from scan2d.triton.gluon_lang import gl, jit
 
-pytestmark = pytest.mark.skipif(not interpreting(), reason="gluon_lang's stand-in serves only the interpreter; on a "
+pytestmark = pytest.mark.skipif(not triton_interpreted(), reason="gluon_lang's stand-in serves only the interpreter; on a "
                                 "GPU the kernels are Gluon's own")
 
 

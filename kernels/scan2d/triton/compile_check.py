@@ -21,7 +21,6 @@ import ast
 import contextlib
 import io
 import json
-import os
 import re
 import sys
 import time
@@ -30,6 +29,7 @@ from typing import Callable, Iterator, List, Sequence
 
 import torch
 
+from .._backend import triton_interpreted
 from . import launch_hooks
 from .sass_count import sass_instruction_count
 
@@ -134,7 +134,7 @@ def compile_instead_of_launch(arches: Sequence[int], builds: List[KernelBuild]) 
 
     from .gluon_lang import source_class
 
-    if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
+    if triton_interpreted():
         raise RuntimeError("compile_check needs real compiled kernels: unset TRITON_INTERPRET.")
     seen = set()
 

@@ -19,16 +19,13 @@ compile as Gluon for a GPU and run, value for value, in the interpreter.  Two ru
 
 from __future__ import annotations
 
-import os
 import types
 
 import triton.language as tl
 
-__all__ = ["gl", "jit", "interpreting", "source_class"]
+from .._backend import triton_interpreted
 
-
-def interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+__all__ = ["gl", "jit", "source_class"]
 
 
 def _late(name: str):
@@ -61,7 +58,7 @@ def _interpreted_gluon() -> types.ModuleType:
     return module
 
 
-if interpreting():
+if triton_interpreted():
     gl = _interpreted_gluon()
     from triton import jit
 else:
