@@ -26,7 +26,7 @@ import triton.language as tl
 from .gluon_lang import gl, jit
 from .positions import DIRECTION_COLUMNS, RASTER, plain_window_geometry, plain_window_tile, tile_positions
 from .recurrence import LOG2E, combine
-from .tile_io import block_group, offset, one_pass_params, one_pass_store, softplus
+from .tile_io import block_group, channels_of_block, offset, one_pass_params, one_pass_store, softplus
 
 
 def lanes_layouts(block_d: int, warps: int, n_state: int, block_t: int):
@@ -59,13 +59,7 @@ def fits(block_d: int, warps: int, n_state: int) -> bool:
 @jit
 def _channels(pid_d, per_group, Dm, BLOCK_D: tl.constexpr, ONE_GROUP: tl.constexpr, layout: tl.constexpr):
     """``tile_io.block_channels`` with the channels' layout given: (d, mask)."""
-    lanes = gl.arange(0, BLOCK_D, layout=layout)
-    if ONE_GROUP:
-        d = pid_d * BLOCK_D + lanes
-        return d, d < Dm
-    per_block = tl.cdiv(per_group, BLOCK_D)
-    in_group = (pid_d % per_block) * BLOCK_D + lanes
-    return (pid_d // per_block) * per_group + in_group, in_group < per_group
+    return channels_of_block(pid_d, gl.arange(0, BLOCK_D, layout=layout), per_group, Dm, BLOCK_D, ONE_GROUP)
 
 
 @jit(do_not_specialize=["k_first"])  # one compiled kernel for every direction

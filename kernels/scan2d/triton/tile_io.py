@@ -213,11 +213,18 @@ def block_channels(d_block, per_group, Dm, BLOCK_D: tl.constexpr, ONE_GROUP: tl.
     its size whatever the group size (halving it to divide the group left 8 channels per program for MambaIR's
     360).  ONE_GROUP (the 2D layer, whose B and C are per direction): blocks of the Dm channels, without the
     divisions (compile_check: about 50 SASS instructions per kernel)."""
+    return channels_of_block(d_block, tl.arange(0, BLOCK_D), per_group, Dm, BLOCK_D, ONE_GROUP)
+
+
+@triton.jit
+def channels_of_block(d_block, lanes, per_group, Dm, BLOCK_D: tl.constexpr, ONE_GROUP: tl.constexpr):
+    """``block_channels`` from the block's lanes 0 .. BLOCK_D - 1 (``lanes``, in whatever layout the caller needs
+    them: a Gluon kernel gives its own)."""
     if ONE_GROUP:
-        d = d_block * BLOCK_D + tl.arange(0, BLOCK_D)
+        d = d_block * BLOCK_D + lanes
         return d, d < Dm
     per_block = tl.cdiv(per_group, BLOCK_D)
-    in_group = (d_block % per_block) * BLOCK_D + tl.arange(0, BLOCK_D)
+    in_group = (d_block % per_block) * BLOCK_D + lanes
     return (d_block // per_block) * per_group + in_group, in_group < per_group
 
 
