@@ -5,7 +5,7 @@
 the dt projection and softplus run on every thread for its pair's channel, 16 times over, and B, C and the (step,
 channel) values reach the states' layout through shared memory with barriers and address arithmetic (bench/JOURNAL.md,
 "The states across the lanes in the op": 20-33 SASS instructions per element).  This kernel does the same work with
-two layouts of its own (``layouts``):
+two layouts of its own (``scan2d.triton.one_pass_gluon.lanes_layouts``, the op's kernel's):
 
 - ``TILE`` for the (steps, states, channels) recurrence: a thread holds one or more (state, channel) pairs and all the
   tile's steps, the states across the lanes, the channels across lanes and warps;
@@ -25,14 +25,9 @@ import triton
 import triton.language as tl
 
 from scan2d.triton.gluon_lang import gl, jit
+from scan2d.triton.one_pass_gluon import lanes_layouts
+from scan2d.triton.recurrence import LOG2E, combine
 from scan2d.triton.tile_io import softplus
-
-LOG2E = tl.constexpr(1.4426950408889634)
-
-
-@jit
-def _combine(a1, b1, a2, b2):
-    return a1 * a2, b1 * a2 + b2
 
 
 @jit
@@ -117,27 +112,13 @@ def _tile(u_ptr, x_ptr, y_ptr, row0, steps, off_tr, off_tn, off_sc, t_tr, t_tn, 
     first = gl.expand_dims(gl.expand_dims(t_tn == 0, 1), 2)
     drive = du3 * Bm
     drive = gl.where(first, drive + decay * gl.expand_dims(h_in, 0), drive)
-    _, h = gl.associative_scan((decay, drive), 0, _combine)
+    _, h = gl.associative_scan((decay, drive), 0, combine)
     # y: the products C h moved to one (step, channel) a thread, summed over the states in its registers.
     y = gl.sum(gl.convert_layout(h * Cm, ROWS), axis=1)
     gl.store(y_ptr + row0.to(gl.int64) * Dm + off_sc, y + u * Dk[None, :], mask=m_sc)
     # The last step's state: -0.0 elsewhere, so the sum folds to that one register.
     last = gl.expand_dims(gl.expand_dims(t_tn == BLOCK_T - 1, 1), 2)
     return gl.sum(gl.where(last, h, -0.0), axis=0)
-
-
-def layouts(block_d: int, warps: int, N: int = 16, block_t: int = 16):
-    """(TILE, ROWS) for ``gluon_lanes_kernel``: N states across the lanes (N <= 32), 32 / N channels across the rest
-    of a warp's lanes, the warps over channels and the block's remaining channels in each thread's registers."""
-    lanes_d = 32 // N
-    per_thread = block_d // (lanes_d * warps)
-    if N > 32 or 32 % N or per_thread < 1 or per_thread * lanes_d * warps != block_d:
-        raise ValueError(f"{block_d} channels cannot spread over {warps} warps with {N} states across the lanes: "
-                         f"choose a multiple of {lanes_d * warps}")
-    tile = gl.BlockedLayout([block_t, 1, per_thread], [1, N, lanes_d], [1, 1, warps], [0, 1, 2])
-    steps_across = min(block_t, 32)
-    rows = gl.BlockedLayout([1, 1, 1], [steps_across, 1, 32 // steps_across], [1, 1, warps], [0, 1, 2])
-    return tile, rows
 
 
 def launch(inp: dict, R: int, N: int, block_d: int, warps: int, block_t: int = 16):
@@ -148,7 +129,7 @@ def launch(inp: dict, R: int, N: int, block_d: int, warps: int, block_t: int = 1
     batch, L, Dm = u.shape
     if u.stride() != (L * Dm, Dm, 1) or x.stride(2) != 1:
         raise ValueError("the Gluon prototype needs contiguous u and x rows")
-    tile, rows = layouts(block_d, warps, N, block_t)
+    tile, rows = lanes_layouts(block_d, warps, N, block_t)
     y = torch.empty_like(u)
     gluon_lanes_kernel[(batch, triton.cdiv(Dm, block_d))](
         u, x, inp["w"], inp["bias"], inp["A"], inp["Dk"], y, L, Dm, x.stride(1), R=R, RP=triton.next_power_of_2(R),

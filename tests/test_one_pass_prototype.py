@@ -76,7 +76,7 @@ def test_gluon_prototype_compiles_each_exponential_once_without_spills(tmp_path,
 
 def test_gluon_prototype_refuses_channels_its_warps_cannot_hold():
     with pytest.raises(ValueError, match="choose a multiple of 8"):
-        gluon_lanes.layouts(block_d=12, warps=4, N=16)
+        gluon_lanes.launch(inputs(batch=1, L=16, Dm=12, R=5, N=16), 5, 16, block_d=12, warps=4)
 
 
 @pytest.mark.parametrize("segments_first", [False, True])  # the axis orders of Triton 3.7 and of 3.6
