@@ -31,14 +31,15 @@ def spy_on_launches(monkeypatch, names, record=_default_record, with_args=False)
     """Puts a :class:`LaunchSpy` in place of each of the kernels ``names`` (for the test's duration) and returns the
     list their launches' records go to."""
     from scan2d.triton import (
-        backward_kernels, chunk_carry, forward_kernels, one_pass, one_pass_gluon, one_pass_lanes,
-        one_pass_lanes_backward,
+        backward_kernels, chunk_carry, forward_kernels, one_pass, one_pass_gluon, one_pass_gluon_backward,
+        one_pass_lanes, one_pass_lanes_backward,
     )
 
     seen = []
     for name in names:
         # The launcher reads each kernel from its module at every launch.
         module = next(m for m in (forward_kernels, chunk_carry, backward_kernels, one_pass, one_pass_lanes,
-                                  one_pass_gluon, one_pass_lanes_backward) if hasattr(m, name))
+                                  one_pass_gluon, one_pass_lanes_backward, one_pass_gluon_backward)
+                      if hasattr(m, name))
         monkeypatch.setattr(module, name, LaunchSpy(getattr(module, name), seen, record, with_args))
     return seen

@@ -26,7 +26,7 @@ dtypes = st.sampled_from([torch.float32, torch.float32, torch.bfloat16, torch.fl
 layouts = st.tuples(st.sampled_from([4, 16]), st.sampled_from([1, 2, 8]), st.sampled_from([1, 2, 4]),
                     st.sampled_from(["chunked", "lanes"]))
 BACKWARD_KERNELS = ("chunk_adjoint_kernel", "chunk_carry_kernel", "backward_grads_kernel",
-                    "one_pass_lanes_backward_kernel")
+                    "one_pass_lanes_backward_kernel", "one_pass_gluon_backward_kernel")
 
 
 def lanes_backward_tiles(layout):

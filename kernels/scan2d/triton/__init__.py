@@ -26,6 +26,7 @@ Modules, from the bottom up:
     one_pass_gluon    that kernel in Gluon, every layout explicit (TileConfig.one_pass_gluon)
     backward_kernels  chunk_adjoint, backward_grads
     one_pass_lanes_backward  the backward in one pass, the states across the lanes (TileConfig.one_pass_lanes_backward)
+    one_pass_gluon_backward  that kernel in Gluon, every layout explicit (TileConfig.one_pass_gluon_backward)
     tiles             TileConfig: how the kernels split the work (``tile_config`` changes it for a block of code)
     direction_table   each direction's geometry as the kernels read it (window sides, lengths, division magic)
     operands          ScanOperands: every input's pointer and strides, and what each launch takes

@@ -14,8 +14,8 @@ from typing import Optional
 import torch
 import triton
 
-from . import (backward_kernels, chunk_carry, forward_kernels, one_pass, one_pass_gluon, one_pass_lanes,
-               one_pass_lanes_backward)
+from . import (backward_kernels, chunk_carry, forward_kernels, one_pass, one_pass_gluon, one_pass_gluon_backward,
+               one_pass_lanes, one_pass_lanes_backward)
 from .operands import ScanOperands, cdiv, next_power_of_2, spans_past_int32
 from .tile_io import STEP_VECTORS
 from .tiles import rowwise_by_default
@@ -346,9 +346,18 @@ def one_pass_lanes_backward_launch(ops: ScanOperands, dout: torch.Tensor, dout_s
     # du is what the directions share.  Two float32 directions add into the zeroed du alike in either order (0 + a + b
     # and 0 + b + a are the same float): one launch, atomics.  More take one launch each, a read-add-write in order.
     together = ops.K <= 2
-    dt_dot = ops.lowrank and tiles.block_t >= 16  # tl.dot's smallest M (tile_io.dot_fp32)
+    kernel = one_pass_lanes_backward.one_pass_lanes_backward_kernel
+    if tiles.one_pass_gluon_backward:  # the same kernel with its layouts explicit (raises where they cannot hold it)
+        tile, rows, cols = one_pass_gluon_backward.backward_layouts(block_d, tiles.one_pass_lanes_backward_warps,
+                                                                    ops.n_state, tiles.block_t)
+        kernel = one_pass_gluon_backward.one_pass_gluon_backward_kernel
+        meta = {name: value for name, value in meta.items() if name != "PAIRED"}  # ranks in registers, not pairs
+        layout = dict(RP=one_pass_gluon.rank_block(ops.rank), TILE=tile, ROWS=rows, COLS=cols)
+    else:
+        dt_dot = ops.lowrank and tiles.block_t >= 16  # tl.dot's smallest M (tile_io.dot_fp32)
+        layout = dict(RP=max(16 if dt_dot else 1, next_power_of_2(ops.rank)), DT_DOT=dt_dot)
     for k_first, k_count in direction_launches(ops.K, not together):
-        one_pass_lanes_backward.one_pass_lanes_backward_kernel[(ops.batch * k_count, ops.channel_blocks(block_d))](
+        kernel[(ops.batch * k_count, ops.channel_blocks(block_d))](
             *(gb[name] for name in GRAD_BUFFERS), dA_part, dD_part, dbias_part, dW_part, dweight_part,
             dout, *dout_strides, weight if weight is not None else dD_part, entry,
             ops.D if ops.D is not None else dD_part, ops.z if has_z else ops.u, *ops.z_strides,
@@ -356,8 +365,7 @@ def one_pass_lanes_backward_launch(ops: ScanOperands, dout: torch.Tensor, dout_s
             HAS_D=ops.D is not None, HAS_Z=has_z, SUM_DIRECTIONS=sum_directions, HAS_WEIGHT=weight is not None,
             LN_UPSTREAM=ln_upstream is not None, ROUND_FIRST=rounds_first(ops, round_first),
             DU_OWNED=ops.K == 1 or not together,
-            BLOCK_T=tiles.block_t, BLOCK_D=block_d, RP=max(16 if dt_dot else 1, next_power_of_2(ops.rank)),
-            DT_DOT=dt_dot,
+            BLOCK_T=tiles.block_t, BLOCK_D=block_d, **layout,
             IN_WINDOW=ops.in_windows(tiles.block_t), num_warps=tiles.one_pass_lanes_backward_warps,
             **({} if tiles.one_pass_lanes_backward_maxnreg is None
                else dict(maxnreg=tiles.one_pass_lanes_backward_maxnreg)), **COMPILE_OPTIONS)

@@ -291,6 +291,12 @@ class TileConfig:
             backward_grads, and keeps its sums over steps in registers; the gated layer's too (each tile's
             recomputed outputs give the gate's LayerNorm gradient).  Not in deterministic mode, which keeps the
             chunked backward.  Untimed (bench/JOURNAL.md, "The backward in one pass, the states across the lanes").
+        one_pass_gluon_backward: with one_pass_lanes_backward, that backward's kernel written in Gluon with every
+            layout explicit (``one_pass_gluon_backward.one_pass_gluon_backward_kernel``): delta and its gradient once
+            per (step, channel), the sums over the states in each thread's registers, the sums over the channels (dB,
+            dC, the dt input's) too, one atomic per (step, state) and program.  The same gradients; the states must
+            divide 32 and one_pass_lanes_backward_block_d be a multiple of (32 / states) x
+            one_pass_lanes_backward_warps.  Untimed (bench/JOURNAL.md, "The backward in one pass in Gluon").
         one_pass_lanes_backward_block_d: channels per program of that backward (a power of two).
         one_pass_lanes_backward_warps: warps per program of that backward.
         one_pass_lanes_backward_maxnreg: register cap for that backward (None: ptxas's choice).  Case (a)'s 720
@@ -346,6 +352,7 @@ class TileConfig:
     one_pass_lanes_maxnreg: Optional[int] = None
     one_pass_gluon: bool = False
     one_pass_lanes_backward: bool = False
+    one_pass_gluon_backward: bool = False
     one_pass_lanes_backward_block_d: int = 8
     one_pass_lanes_backward_warps: int = 4
     one_pass_lanes_backward_maxnreg: Optional[int] = None
@@ -363,6 +370,9 @@ class TileConfig:
         if self.one_pass_gluon and not self.one_pass_lanes:
             raise ValueError("TileConfig.one_pass_gluon=True writes the states-across-lanes forward in Gluon, which "
                              "runs only with one_pass_forward=True and one_pass_lanes=True: set all three")
+        if self.one_pass_gluon_backward and not self.one_pass_lanes_backward:
+            raise ValueError("TileConfig.one_pass_gluon_backward=True writes the one-pass lanes backward in Gluon, "
+                             "which runs only with one_pass_lanes_backward=True: set both")
         for name in ("one_pass_lanes_block_d", "one_pass_lanes_warps", "one_pass_lanes_backward_block_d",
                      "one_pass_lanes_backward_warps"):
             value = getattr(self, name)
