@@ -372,9 +372,14 @@ OP_VARIANTS = [(dict(one_pass_forward=True), OP_CASES),
                (dict(one_pass_lanes_backward=True), BACKWARD_CASES),
                (dict(one_pass_lanes_backward=True, one_pass_lanes_backward_maxnreg=168), BACKWARD_CASES[:1]),
                (dict(one_pass_lanes_backward=True, one_pass_lanes_backward_block_d=16), BACKWARD_CASES[:1]),
-               (dict(one_pass_lanes_backward=True, one_pass_lanes_backward_warps=2), BACKWARD_CASES[:1])]
+               (dict(one_pass_lanes_backward=True, one_pass_lanes_backward_warps=2), BACKWARD_CASES[:1]),
+               # The same backward written in Gluon (TileConfig.one_pass_gluon_backward): 8 channels and 4 warps,
+               # then 16 channels in 8 warps (the same registers a thread).
+               (dict(one_pass_lanes_backward=True, one_pass_gluon_backward=True), BACKWARD_CASES),
+               (dict(one_pass_lanes_backward=True, one_pass_gluon_backward=True, one_pass_lanes_backward_block_d=16,
+                     one_pass_lanes_backward_warps=8), BACKWARD_CASES[:1])]
 ONE_PASS_KERNELS = ("one_pass_forward_kernel", "one_pass_lanes_kernel", "one_pass_lanes_backward_kernel",
-                    "one_pass_gluon_kernel")
+                    "one_pass_gluon_kernel", "one_pass_gluon_backward_kernel")
 LANES_KERNELS = ONE_PASS_KERNELS[1:]  # no state loop: a thread holds its share of each (steps, states, channels) tile
 
 

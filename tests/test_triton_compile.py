@@ -751,3 +751,31 @@ def test_one_pass_lanes_backward_compiles_without_spills_or_tf32_products(tmp_pa
         assert b["spill_store_bytes"] == 0 and b["registers"] <= 255, b
         assert b["atomics"] and not b["fenced_atomics"], b
     assert [b["kernel"] for b in builds if b["tf32_dots"]] == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("oldest", [False, True], ids=["this-triton", "oldest-triton"])
+def test_one_pass_gluon_backward_compiles_as_gluon_with_each_exponential_once(tmp_path, oldest):
+    # TileConfig.one_pass_gluon_backward: the lanes backward written in Gluon, compiled from its Gluon source (the
+    # interpreter runs it without layouts, so only this shows the layouts hold).  A thread's transcendentals in the
+    # PTX: exactly the decays of its (state, channel) pairs' steps, once (the adjoint reuses them over the steps
+    # reversed in registers, where Triton's kernel builds them twice), and for its one (step, channel) pair softplus,
+    # softplus's derivative and silu(z).  No reverse scan (Triton lowers one with shuffles even along registers); the
+    # sums over channels in relaxed atomics; no TF32 products, no spills (sm_90: 204-243 registers).
+    builds = compile_report_for_sm90(tmp_path, oldest, "--tiles",
+                                     "one_pass_lanes_backward=True,one_pass_gluon_backward=True",
+                                     *case_flags(LANES_BACKWARD_CASES))
+    gluon = [b for b in builds if b["kernel"] == "one_pass_gluon_backward_kernel"]
+    configs = [b["constexprs"] for b in gluon]
+    assert {(c["ORDER"], c["LOWRANK"], c["HAS_Z"], c["LN_UPSTREAM"]) for c in configs} == {
+        (0, True, False, False), (2, True, False, False), (0, False, True, False), (1, True, False, True)}
+    assert not {b["kernel"] for b in builds} & {"chunk_adjoint_kernel", "backward_grads_kernel",
+                                                "one_pass_lanes_backward_kernel"}
+    for b, c in zip(gluon, configs):
+        threads = 32 * b["num_warps"]
+        decays = c["BLOCK_T"] * c["N"] * c["BLOCK_D"] // threads
+        per_pair = -(-c["BLOCK_T"] * c["BLOCK_D"] // threads) * (2 * c["SOFTPLUS"] + c["HAS_Z"])
+        assert b["exp_log"] == decays + per_pair, (b["exp_log"], decays, per_pair, c)
+        assert b["reverse_scans"] == 0 and b["tf32_dots"] == 0, b
+        assert b["spill_store_bytes"] == 0 and b["registers"] <= 255, b
+        assert b["atomics"] and not b["fenced_atomics"], b
