@@ -31,8 +31,8 @@ from directional_cases import directions_for, make_gate, make_layer_inputs
 from scan2d import directional_scan, selective_scan
 from scan2d._backend import deterministic_algorithms
 from scan2d.triton import (
-    backward_kernels, chunk_carry, forward_kernels, lane_sums, one_pass, one_pass_gluon, one_pass_lanes, operands,
-    positions, recurrence, state_loop, tile_io,
+    backward_kernels, chunk_carry, forward_kernels, lane_sums, one_pass, one_pass_gluon, one_pass_gluon_backward,
+    one_pass_lanes, one_pass_lanes_backward, operands, positions, recurrence, state_loop, tile_io,
 )
 from scan2d.triton.tiles import tile_config
 from test_selective_scan import make_inputs
@@ -42,8 +42,8 @@ pytestmark = pytest.mark.skipif(
     "compile instead (CI runs this under TRITON_INTERPRET=1)")
 
 KERNEL_FILES = {inspect.getsourcefile(module) for module in (
-    backward_kernels, chunk_carry, forward_kernels, lane_sums, one_pass, one_pass_gluon, one_pass_lanes, positions,
-    recurrence, state_loop, tile_io)}
+    backward_kernels, chunk_carry, forward_kernels, lane_sums, one_pass, one_pass_gluon, one_pass_gluon_backward,
+    one_pass_lanes, one_pass_lanes_backward, positions, recurrence, state_loop, tile_io)}
 
 
 @contextmanager
@@ -158,6 +158,18 @@ RUNS = [
     ("one-pass-gluon-drop-in", dict(one_pass_forward=True, one_pass_lanes=True, one_pass_gluon=True, block_t=4,
                                     one_pass_lanes_block_d=8, one_pass_lanes_warps=1), False,
      lambda b, h, w: _drop_in(b, h, w, groups=2)),
+    # The backward in one pass (TileConfig.one_pass_lanes_backward), in Triton's layouts and in Gluon's
+    # (one_pass_gluon_backward), after the chunked forward: its sums over steps stored once per (batch, direction).
+    ("one-pass-lanes-backward", dict(one_pass_lanes_backward=True, block_t=4, one_pass_lanes_backward_block_d=4),
+     False, lambda b, h, w: _layer(b, h, w, weighted=True, cross_scale=None, window=2, rank=4)),
+    ("one-pass-lanes-backward-drop-in", dict(one_pass_lanes_backward=True, block_t=4), False,
+     lambda b, h, w: _drop_in(b, h, w, groups=2)),
+    ("one-pass-gluon-backward", dict(one_pass_lanes_backward=True, one_pass_gluon_backward=True, block_t=4,
+                                     one_pass_lanes_backward_block_d=8, one_pass_lanes_backward_warps=1), False,
+     lambda b, h, w: _layer(b, h, w, weighted=True, window=2, rank=4)),
+    ("one-pass-gluon-backward-drop-in", dict(one_pass_lanes_backward=True, one_pass_gluon_backward=True, block_t=4,
+                                             one_pass_lanes_backward_block_d=8, one_pass_lanes_backward_warps=1),
+     False, lambda b, h, w: _drop_in(b, h, w, groups=2)),
     # The carry over segments of 2 chunks (TileConfig.carry_segment): its three launches, forward and backward.
     ("segmented-carry", dict(block_t=2, carry_segment=2), False, lambda b, h, w: _layer(b, h, w, cross_scale=None)),
     ("drop-in", {}, False, lambda b, h, w: _drop_in(b, h, w, groups=0)),
