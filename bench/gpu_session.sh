@@ -64,8 +64,15 @@ paired_loads=False,unroll_rank_blocks=False"
 # capped at 168 registers (3), after the lanes' forward, and in 2-warp programs.  In that order, so that what a cut
 # step leaves out is what 2026-12-04 timed already.  First of all the lanes' forward written in Gluon (one_pass_gluon,
 # since the seventh session of 2026-12-05: 15.8 and 20.5 instructions per element at 16 and 8 channels where the
-# Triton kernel takes 19.7 and 32.5; 16 channels fit case (a)'s 368 programs in one wave at 168 registers).
-ONE_PASS="one_pass_forward=True,one_pass_lanes=True,one_pass_gluon=True,one_pass_lanes_block_d=16
+# Triton kernel takes 19.7 and 32.5; 16 channels fit case (a)'s 368 programs in one wave at 168 registers), each
+# with the backward in one pass written in Gluon too (one_pass_gluon_backward, since 2026-12-06: 44.6-44.9 instructions
+# per element at 8 channels in 4 warps and 16 in 8, where the Triton kernel takes 76 and the chunked backward's two
+# tile kernels 52; 16 channels halve its atomics), then alone.
+GLUON_TRAINING="one_pass_lanes_backward=True,one_pass_gluon_backward=True"
+ONE_PASS="one_pass_forward=True,one_pass_lanes=True,one_pass_gluon=True,one_pass_lanes_block_d=16,$GLUON_TRAINING
+one_pass_forward=True,one_pass_lanes=True,one_pass_gluon=True,one_pass_lanes_block_d=16,$GLUON_TRAINING,\
+one_pass_lanes_backward_block_d=16,one_pass_lanes_backward_warps=8
+one_pass_forward=True,one_pass_lanes=True,one_pass_gluon=True,one_pass_lanes_block_d=16
 one_pass_forward=True,one_pass_lanes=True,one_pass_gluon=True
 one_pass_forward=True,one_pass_lanes=True,one_pass_lanes_maxnreg=80 one_pass_forward=True,one_pass_lanes=True
 one_pass_lanes_backward=True one_pass_lanes_backward=True,one_pass_lanes_backward_maxnreg=168
@@ -105,7 +112,7 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     ( BENCH_RESULTS=/tmp/warmup3 timeout 150 python3 bench/scan_bench.py --backends fused --repeats 1 --gated \
         --cases a_training_w8 b_inference_256 d_model_inference_64 --dtypes float32 \
         --configs default adjoint_block_t=None backward_keeps_dy=False inference_programs_per_sm=1 \
-        inference_programs_per_sm=0 forward_block_fit=False one_pass_lanes_backward=True \
+        inference_programs_per_sm=0 forward_block_fit=False $GLUON_TRAINING one_pass_lanes_backward=True \
         one_pass_lanes_backward=True,one_pass_lanes_backward_maxnreg=168 > /tmp/warmup3.log 2>&1 ) &
     # Step 3d's configuration, case (c) without positions per tile, and the drop-in step's (the defaults' builds warm
     # up above).
@@ -124,7 +131,7 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     ( BENCH_RESULTS=/tmp/warmup6 timeout 150 python3 bench/model_bench.py --backends triton --repeats 1 \
         > /tmp/warmup6.log 2>&1 ) &
     ( BENCH_RESULTS=/tmp/warmup10 timeout 100 python3 bench/model_bench.py --backends triton --repeats 1 \
-        --cases train_step_256 --configs one_pass_lanes_backward=True > /tmp/warmup10.log 2>&1 ) &
+        --cases train_step_256 --configs $GLUON_TRAINING one_pass_lanes_backward=True > /tmp/warmup10.log 2>&1 ) &
     # shellcheck disable=SC2086
     ( BENCH_RESULTS=/tmp/warmup5 timeout 100 python3 bench/scan_bench.py --backends fused drop_in --repeats 1 \
         --cases a_training_w8 b_inference_256 --dtypes float32 --configs $ONE_PASS > /tmp/warmup5.log 2>&1 ) &
@@ -135,12 +142,13 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     # -v names each test as it ends, and tests/conftest.py appends each failure's traceback to the log at once: a
     # run cut short at its limit (pytest's summary then never prints) still says which tests failed and why.  First
     # what only a GPU can check (the interpreter runs one program at a time, in order, and Gluon kernels without
-    # their layouts): the Gluon lanes forward's layouts and conversions; the one-pass kernel's order
+    # their layouts): the Gluon lanes forward's and backward's layouts and conversions; the one-pass kernel's order
     # of sums; the carry's segments, whose programs write in place beside what other programs read; chunk_adjoint's
     # tiles, whose threads read back what they stored; then the defaults together, over 64-chunk segments.
     PYTEST_FAILURE_LOG=$OUT/tests.log timeout "$(left 130)" python3 -m pytest -v -n 6 --maxfail 5 -rfEs \
         -p no:cacheprovider \
-        tests/test_triton_one_pass_gluon.py tests/test_triton_one_pass.py tests/test_triton_one_pass_lanes.py \
+        tests/test_triton_one_pass_gluon.py tests/test_triton_one_pass_gluon_backward.py \
+        tests/test_triton_one_pass.py tests/test_triton_one_pass_lanes.py \
         tests/test_triton_one_pass_lanes_backward.py \
         tests/test_triton_carry_segments.py tests/test_triton_shorter_tiles.py \
         tests/test_triton_gpu_defaults.py tests/test_triton_narrow_offsets.py tests/test_triton_directional.py \
@@ -168,7 +176,7 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     #    backward's layout.  Before 3b since the fifth session of 2026-12-05: the layouts that could change case (a)
     #    most (the reference's prototype ran 1.3x mamba-ssm's forward) go first, the few-percent switches after.
     # shellcheck disable=SC2086
-    step_run one-pass-op 110 python3 bench/scan_bench.py "${mamba_args[@]}" --repeats 20 --append \
+    step_run one-pass-op 130 python3 bench/scan_bench.py "${mamba_args[@]}" --repeats 20 --append \
         --cases a_training_w8 b_inference_256 --dtypes float32 --backends mamba_ssm fused drop_in \
         --configs default $ONE_PASS
     #    The one-pass prototype with all 16 states across the lanes and warps and 8-16 channels per program
@@ -193,10 +201,11 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     #    ones took the gate's LayerNorm gradient from 208 registers to 168 (compile_check, sm_90); and backward_grads
     #    recomputing the outputs again instead of reading the output gradient chunk_adjoint kept (since 2026-12-05);
     #    the backward in one pass (one_pass_lanes_backward, since the fifth session of 2026-12-05: the model's
-    #    training step would take it from here), uncapped and at 168 registers.
+    #    training step would take it from here), first in Gluon (one_pass_gluon_backward, since 2026-12-06: 49.8
+    #    instructions per element in the gated layer against 88.9), then uncapped and at 168 registers.
     step_run scan-gated 60 python3 bench/scan_bench.py "${mamba_args[@]}" --repeats 20 --gated --append \
         --cases a_training_w8 b_inference_256 --dtypes float32 --backends mambair_path fused \
-        --configs default one_pass_lanes_backward=True \
+        --configs default $GLUON_TRAINING one_pass_lanes_backward=True \
         one_pass_lanes_backward=True,one_pass_lanes_backward_maxnreg=168 adjoint_block_t=None backward_keeps_dy=False
     #    The gated layer at the model's inference shape (batch 1, 64x64, 180 channels in blocks of 64): inference
     #    chunks shortened until every launch fills the GPU (the default since 2026-12-02: 1-tile chunks, 768 programs
@@ -231,9 +240,9 @@ torch.cuda.get_device_name())"; } >> "$log" 2>&1
     step_run model-chunks 35 python3 bench/model_bench.py --backends triton --cases infer_256 infer_1024 --append \
         --configs inference_programs_per_sm=0 inference_programs_per_sm=1 --repeats 5
     #    The training step with the backward in one pass (one_pass_lanes_backward, since the fifth session of
-    #    2026-12-05), every scan layer's, gated and cross-scale ones included.
+    #    2026-12-05), every scan layer's, gated and cross-scale ones included: first its Gluon kernel (2026-12-06).
     step_run model-lanes-backward 25 python3 bench/model_bench.py --backends triton --cases train_step_256 --append \
-        --configs one_pass_lanes_backward=True --repeats 5
+        --configs $GLUON_TRAINING one_pass_lanes_backward=True --repeats 5
     # 5. GPU time per kernel of the training and inference cases' layer: the default, with the carry in one launch
     #    (each carry kernel's own time, before and after the segments of 2026-12-05), with 32-bit offsets in the
     #    forward without gradients (which kernel made it 1.7x slower on 2026-12-04?), in deterministic mode, and

@@ -24,7 +24,10 @@ PATH_ONLY = {"bench/build_mamba_ssm.py", "bench/summarize.py"}
 
 def session_commands():
     """(script, argv) of every ``python3 bench/...`` command in the session script, with its shell words expanded."""
-    variables = dict(re.findall(r'^(\w+)="([^"]*)"', SESSION, re.MULTILINE), OUT="/tmp/gpu-session")
+    variables = {"OUT": "/tmp/gpu-session"}
+    for name, value in re.findall(r'^(\w+)="([^"]*)"', SESSION, re.MULTILINE):  # as bash assigns them, in order:
+        value = value.replace("\\\n", "")  # a backslash-newline inside double quotes joins the lines
+        variables[name] = re.sub(r"\$(\w+)", lambda m: variables[m.group(1)], value)  # earlier variables expanded
     commands = []
     for script, rest in re.findall(r"python3 (bench/\w+\.py)((?:[^\n\\]|\\\n)*)", SESSION):
         # Up to a redirection, a subshell's end, the next command or a comment.
