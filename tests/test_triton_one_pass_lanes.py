@@ -29,7 +29,7 @@ def lanes_tiles(layout):
                 one_pass_lanes_warps=warps)
 
 
-@settings(max_examples=8)
+@settings(max_examples=4)  # 8 before 2026-12-06: CI's 20 minutes; the Gluon kernel's tests run the same cases
 # Always: two cross-scale directions reversed and not, gradients, a partial channel block, several tiles.
 @example(specs=[(4, False, False), (8, True, True)], cross_scale="aligned", batch=1, height=6, width=5, dim=7,
          weighted=True, grad=True, dtype=torch.float32, layout=(4, 8, 4), rank=6)
@@ -43,7 +43,7 @@ def test_layer_forward_and_gradients_match_torch_path(specs, cross_scale, batch,
     check_layer(lanes_tiles(layout), specs, cross_scale, batch, height, width, dim, weighted, grad, dtype, rank)
 
 
-@settings(max_examples=8)
+@settings(max_examples=4)  # 8 before 2026-12-06 (above)
 @given(st.fixed_dictionaries(dict(
     batch=st.integers(1, 2), dim=st.sampled_from([1, 5, 12]), length=st.integers(1, 150),
     n_state=st.sampled_from([1, 4]), groups=st.sampled_from([0, 1, 2]), D=st.booleans(), z=st.booleans(),
