@@ -26,7 +26,7 @@ import triton.language as tl
 from .gluon_lang import gl, jit
 from .positions import DIRECTION_COLUMNS, RASTER, plain_window_geometry, plain_window_tile, tile_positions
 from .recurrence import LOG2E, combine
-from .tile_io import block_group, channels_of_block, offset, one_pass_params, one_pass_store, softplus
+from .tile_io import block_group, channels_of_block, offset, one_pass_params, one_pass_store, step_deltas
 
 
 def lanes_layouts(block_d: int, warps: int, n_state: int, block_t: int):
@@ -138,13 +138,7 @@ def tile_inputs(tile, t_sc, b_o, k, d_o, d_mask, bias, w, r_tr, bases, geometry,
         rows = offset(pos, WIDE) * BC[5]
         delta_ptr, s_db, s_dl, s_dd = DELTA
         delta_pre = gl.load(delta_ptr + b_o * s_db + pos_o * s_dl + d_o * s_dd, mask=mask, other=0.0).to(gl.float32)
-    if HAS_BIAS:
-        delta_pre += bias
-    if SOFTPLUS:
-        delta = softplus(delta_pre)
-    else:
-        delta = delta_pre
-    delta = gl.where(mask, delta, 0.0)
+    delta_pre, delta = step_deltas(delta_pre, bias, mask, HAS_BIAS, SOFTPLUS)
     b_base, other_base, c_apart = bases
     rows_tn = gl.expand_dims(gl.convert_layout(rows, T_TN), 1)
     if LOWRANK:

@@ -100,6 +100,20 @@ def softplus(x):
 
 
 @triton.jit
+def step_deltas(delta_pre, bias, mask, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+    """(delta_pre + bias, delta) of a tile: delta = softplus(delta_pre + bias) with SOFTPLUS, else delta_pre + bias,
+    and 0 outside ``mask`` (an invalid step's decay 1 and input 0: the recurrence's identity).  ``bias`` broadcasts
+    against delta_pre and is read only with HAS_BIAS."""
+    if HAS_BIAS:
+        delta_pre += bias
+    if SOFTPLUS:
+        delta = softplus(delta_pre)
+    else:
+        delta = delta_pre
+    return delta_pre, tl.where(mask, delta, 0.0)
+
+
+@triton.jit
 def x_rows(x_ptr, x_low_ptr, X, b_o, pos_o, is_low, k, ORDER: tl.constexpr):
     """Pointers (BLOCK_T,) to direction k's x_proj row [dt_low | B | C] at each step's position (low-resolution
     tokens in the low-resolution tensor), with the strides of X (see load_chunk).  Gradient buffers laid out like
@@ -196,13 +210,8 @@ def one_pass_step_inputs(U, X, DELTA, BC, PROJ, b_o, pos_o, is_low, valid, mask,
         grp = block_group(pid_d, per_group, BLOCK_D, WIDE)
         b_rows = B_ptr + b_o * s_bb + grp * s_bg + pos_o * s_bl
         c_rows = C_ptr + b_o * s_cb + grp * s_cg + pos_o * s_cl
-    if HAS_BIAS:
-        delta_pre += bias
-    if SOFTPLUS:
-        delta = softplus(delta_pre)
-    else:
-        delta = delta_pre
-    return u, tl.where(mask, delta, 0.0), b_rows, c_rows, s_bn, s_cn
+    _, delta = step_deltas(delta_pre, bias, mask, HAS_BIAS, SOFTPLUS)
+    return u, delta, b_rows, c_rows, s_bn, s_cn
 
 
 @triton.jit
@@ -524,13 +533,10 @@ def load_steps(
         if by_rows != STEP_VECTORS:  # else state_column reads them 4 steps at a time from position 0's pointers
             b_rows += pos_o * s_bl
             c_rows += pos_o * s_cl
+    bias = 0.0
     if HAS_BIAS:
-        delta_pre += tl.load(dtb_ptr + k * Dm + d, mask=d_mask, other=0.0).to(tl.float32)[None, :]
-    if SOFTPLUS:
-        delta = softplus(delta_pre)
-    else:
-        delta = delta_pre
-    delta = tl.where(mask_td, delta, 0.0)
+        bias = tl.load(dtb_ptr + k * Dm + d, mask=d_mask, other=0.0).to(tl.float32)[None, :]
+    delta_pre, delta = step_deltas(delta_pre, bias, mask_td, HAS_BIAS, SOFTPLUS)
     return pos, is_low, valid, u, delta_pre, delta, b_rows, c_rows, s_bn, s_cn
 
 
