@@ -68,16 +68,16 @@ def test_drop_in_gradients_match_reference(opt):
 
 
 def _layer_backward_launches(monkeypatch, K, tiles, gate=False):
-    """The backward kernels a training step of a 2-batch, 11-channel layer of K directions launches under
-    ``tiles``: (name, grid, DU_OWNED)."""
+    """The backward kernels a training step of a 2-batch, 11-channel layer of K directions on a 5 x 4 map launches
+    under ``tiles``: (name, grid, DU_OWNED)."""
     seen = spy_on_launches(monkeypatch, BACKWARD_KERNELS,
                            record=lambda name, grid, meta: (name, grid, meta.get("DU_OWNED")))
     directions = (ScanDirection(4, False, False), ScanDirection(8, True, True), ScanDirection(4, True, False),
                   ScanDirection(8, False, True))[:K]
-    inp = make_layer_inputs(2, 9, 7, 11, K, n_state=4, dtype=torch.float32)
+    inp = make_layer_inputs(2, 5, 4, 11, K, n_state=4, dtype=torch.float32)
     leaves = {k: v.to(DEVICE).requires_grad_() for k, v in inp.items()}
     with tile_config(**tiles):
-        out = directional_scan(**leaves, directions=directions, height=9, width=7, backend="triton",
+        out = directional_scan(**leaves, directions=directions, height=5, width=4, backend="triton",
                                gate=gate_on(make_gate(11, K), DEVICE) if gate else None)
         seen.clear()  # the chunked forward's carry
         out.sum().backward()
@@ -112,16 +112,16 @@ def test_the_register_cap_reaches_the_launch(monkeypatch, cap):
 def test_two_directions_add_du_exactly_as_one_at_a_time():
     # The float32 du of two directions' atomics is, bit for bit, what one direction per launch gives.
     directions = (ScanDirection(4, False, False), ScanDirection(8, True, True))
-    inp = make_layer_inputs(2, 9, 7, 11, 2, n_state=4, dtype=torch.float32)
+    inp = make_layer_inputs(2, 5, 4, 11, 2, n_state=4, dtype=torch.float32)
     du = []
     for K in (2, 1):
         leaves = {k: v.to(DEVICE).requires_grad_() for k, v in inp.items()}
         with tile_config(**lanes_backward_tiles((4, 4, 2, "chunked"))):
             if K == 2:
-                out = directional_scan(**leaves, directions=directions, height=9, width=7, backend="triton")
+                out = directional_scan(**leaves, directions=directions, height=5, width=4, backend="triton")
             else:  # the same layer as two one-direction layers: du is then one direction at a time, added in order
-                out = sum(directional_scan(**_one_direction(leaves, k), directions=directions[k:k + 1], height=9,
-                                           width=7, backend="triton") for k in range(2))
+                out = sum(directional_scan(**_one_direction(leaves, k), directions=directions[k:k + 1], height=5,
+                                           width=4, backend="triton") for k in range(2))
             out.sum().backward()
         du.append(leaves["u"].grad)
     assert torch.equal(du[0], du[1])
