@@ -204,14 +204,14 @@ def _layer_case(dtype, gate: bool, cross_scale, n_state=16, backward=True, rank=
 
 
 def _drop_in_case(dtype, grouped: bool, with_z: bool, run_backward=True, length=200,
-                  backward=True) -> Callable[[], None]:
+                  backward=True, n_state=16) -> Callable[[], None]:
     """``selective_scan(..., backend="triton")`` at mamba-ssm's shapes, forward + backward (without
     ``run_backward``, the training forward alone; without ``backward``, the forward without gradients)."""
 
     def run():
         from ..selective_scan.triton_op import selective_scan_triton
 
-        batch, dim, n_state = 2, 48, 16
+        batch, dim = 2, 48
         leaf = lambda *shape: torch.randn(*shape, dtype=dtype).requires_grad_(backward)  # noqa: E731
         bc = (batch, 2, n_state, length) if grouped else (batch, n_state, length)
         out = selective_scan_triton(leaf(batch, dim, length), leaf(batch, dim, length),
@@ -274,6 +274,9 @@ ON_REQUEST = {
     "inference drop-in fp32 z grouped, whole tiles": _drop_in_case(torch.float32, grouped=True, with_z=True,
                                                                    length=4096, backward=False),
     "inference fp32": _layer_case(torch.float32, gate=False, cross_scale=None, backward=False),
+    # One state: the Gluon kernels' layouts then put 32 channels across a warp's lanes (Gluon infers other layouts
+    # there, which a scan's operands must not mix).
+    "drop-in fp32 one state": _drop_in_case(torch.float32, grouped=False, with_z=False, n_state=1),
 }
 NAMED_CASES = {**CASES, **ON_REQUEST}
 

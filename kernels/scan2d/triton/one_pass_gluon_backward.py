@@ -165,8 +165,11 @@ def one_pass_gluon_backward_kernel(
 
         # The adjoint over the steps reversed (the tile's last step first, seeded with what the later tiles send): a
         # forward scan in each thread's registers.
+        # (The reversed tiles back in TILE, a renaming of registers: with one state Gluon infers other layouts for
+        # them than ones', and a scan's operands must share one.)
         seed = gl.expand_dims(Cm, 2) * dy_td + gl.where(last_step, gl.expand_dims(g_next, 0), 0.0)
-        _, _, g = gl.associative_scan((reverse_steps(decay), ones, reverse_steps(seed)), 0, adjoint_combine)
+        _, _, g = gl.associative_scan((gl.convert_layout(reverse_steps(decay), TILE), ones,
+                                       gl.convert_layout(reverse_steps(seed), TILE)), 0, adjoint_combine)
         g = gl.convert_layout(reverse_steps(g), TILE)
         g_next = gl.sum(gl.where(first_step, decay * g, 0.0), axis=0)  # sent through the tile's first decay
 
