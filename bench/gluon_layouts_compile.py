@@ -29,27 +29,10 @@ BLOCKS_4_STATES = ((8, 1), (16, 2), (32, 4), (16, 1))
 BLOCKS_1_STATE = ((32, 1), (64, 2))
 
 
-def drop_in(n_state: int, dtype: torch.dtype, length: int = 37):
-    """The drop-in scan's training step with grouped B and C, z, D and the dt bias, 12 channels."""
-
-    def run():
-        from scan2d.selective_scan.triton_op import selective_scan_triton
-
-        batch, dim = 2, 12
-        leaf = lambda *shape: torch.randn(*shape, dtype=dtype).requires_grad_()  # noqa: E731
-        bc = (batch, 2, n_state, length)
-        out = selective_scan_triton(leaf(batch, dim, length), leaf(batch, dim, length),
-                                    -torch.rand(dim, n_state, requires_grad=True), leaf(*bc), leaf(*bc), D=leaf(dim),
-                                    z=leaf(batch, dim, length), delta_bias=leaf(dim), delta_softplus=True)
-        out.float().sum().backward()
-
-    return run
-
-
 def cases():
     """(name, tile configuration, run): the layer (every order, bfloat16, the gated aligned cross-scale layer) and the
     drop-in, each through the Gluon forward and the Gluon backward in the same block."""
-    from scan2d.triton.compile_check import _layer_case
+    from scan2d.triton.compile_check import _drop_in_case, _layer_case
 
     for block_t in STEPS:
         for n_state, blocks in ((4, BLOCKS_4_STATES), (1, BLOCKS_1_STATE)):
@@ -59,7 +42,8 @@ def cases():
                              one_pass_gluon_backward=True, one_pass_lanes_backward_block_d=block_d,
                              one_pass_lanes_backward_warps=warps)
                 where = f"{block_t}-step tiles, {block_d} channels in {warps} warps, {n_state} states"
-                yield f"drop-in, {where}", tiles, drop_in(n_state, torch.float16 if n_state == 1 else torch.float32)
+                yield (f"drop-in, {where}", tiles, _drop_in_case(torch.float16 if n_state == 1 else torch.float32,
+                                                                  grouped=True, with_z=True, n_state=n_state))
                 if n_state == 1:
                     continue
                 for cross_scale in (None, "aligned", "sequential"):
