@@ -21,7 +21,7 @@ from scan2d.triton.one_pass_gluon_backward import backward_layouts
 from scan2d.triton.tiles import TileConfig, tile_config
 from test_triton_directional import DEVICE, TOL, direction
 from test_triton_one_pass import check_drop_in, check_layer
-from test_triton_one_pass_lanes_backward import _layer_backward_launches, _one_direction
+from test_triton_one_pass_lanes_backward import _layer_backward_launches, du_together_and_apart
 
 dtypes = st.sampled_from([torch.float32, torch.float32, torch.bfloat16, torch.float16])
 steps = st.sampled_from([4, 16])  # 4-step tiles give several tiles even on the smallest maps
@@ -88,20 +88,8 @@ def test_the_gluon_kernel_takes_the_lanes_kernels_launches(monkeypatch, K):
 
 def test_two_directions_add_du_exactly_as_one_at_a_time():
     # The float32 du of two directions' atomics is, bit for bit, what one direction per launch gives.
-    directions = (ScanDirection(4, False, False), ScanDirection(8, True, True))
-    inp = make_layer_inputs(2, 5, 4, 11, 2, n_state=4, dtype=torch.float32)
-    du = []
-    for K in (2, 1):
-        leaves = {k: v.to(DEVICE).requires_grad_() for k, v in inp.items()}
-        with tile_config(**gluon_backward_tiles(4, (8, 1))):
-            if K == 2:
-                out = directional_scan(**leaves, directions=directions, height=5, width=4, backend="triton")
-            else:  # the same layer as two one-direction layers: du is then one direction at a time, added in order
-                out = sum(directional_scan(**_one_direction(leaves, k), directions=directions[k:k + 1], height=5,
-                                           width=4, backend="triton") for k in range(2))
-            out.sum().backward()
-        du.append(leaves["u"].grad)
-    assert torch.equal(du[0], du[1])
+    together, apart = du_together_and_apart(gluon_backward_tiles(4, (8, 1)))
+    assert torch.equal(together, apart)
 
 
 @pytest.mark.parametrize("K,cross_scale,dtype", [(2, None, torch.float32), (2, None, torch.bfloat16),

@@ -111,20 +111,27 @@ def test_the_register_cap_reaches_the_launch(monkeypatch, cap):
 
 def test_two_directions_add_du_exactly_as_one_at_a_time():
     # The float32 du of two directions' atomics is, bit for bit, what one direction per launch gives.
+    together, apart = du_together_and_apart(lanes_backward_tiles((4, 4, 2, "chunked")))
+    assert torch.equal(together, apart)
+
+
+def du_together_and_apart(tiles):
+    """u's gradient of a two-direction float32 layer under ``tiles``: (both directions in one backward, the same
+    layer as two one-direction layers, whose du is then added one direction at a time, in order)."""
     directions = (ScanDirection(4, False, False), ScanDirection(8, True, True))
     inp = make_layer_inputs(2, 5, 4, 11, 2, n_state=4, dtype=torch.float32)
     du = []
     for K in (2, 1):
         leaves = {k: v.to(DEVICE).requires_grad_() for k, v in inp.items()}
-        with tile_config(**lanes_backward_tiles((4, 4, 2, "chunked"))):
+        with tile_config(**tiles):
             if K == 2:
                 out = directional_scan(**leaves, directions=directions, height=5, width=4, backend="triton")
-            else:  # the same layer as two one-direction layers: du is then one direction at a time, added in order
+            else:
                 out = sum(directional_scan(**_one_direction(leaves, k), directions=directions[k:k + 1], height=5,
                                            width=4, backend="triton") for k in range(2))
             out.sum().backward()
         du.append(leaves["u"].grad)
-    assert torch.equal(du[0], du[1])
+    return du
 
 
 def _one_direction(layer_inputs, k):
