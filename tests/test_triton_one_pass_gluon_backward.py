@@ -13,15 +13,13 @@ import torch
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from directional_cases import gate_on, make_gate, make_layer_inputs
-from gradients import assert_gradients_close
-from launch_spy import spy_on_launches
+from directional_cases import make_layer_inputs
 from scan2d import ScanDirection, directional_scan
 from scan2d.triton.one_pass_gluon_backward import backward_layouts
 from scan2d.triton.tiles import TileConfig, tile_config
-from test_triton_directional import DEVICE, TOL, direction
+from test_triton_directional import DEVICE, direction
 from test_triton_one_pass import check_drop_in, check_layer
-from test_triton_one_pass_lanes_backward import _layer_backward_launches, du_together_and_apart
+from test_triton_one_pass_lanes_backward import _layer_backward_launches, check_gated_layer, du_together_and_apart
 
 dtypes = st.sampled_from([torch.float32, torch.float32, torch.bfloat16, torch.float16])
 steps = st.sampled_from([4, 16])  # 4-step tiles give several tiles even on the smallest maps
@@ -97,23 +95,8 @@ def test_two_directions_add_du_exactly_as_one_at_a_time():
 def test_gated_layer_gradients_match_torch_path(monkeypatch, K, cross_scale, dtype):
     # The gated layer (every RLMB's): each tile's recomputed outputs give the gate's LayerNorm gradient beside the
     # output's; a 16-bit layer takes direction 0's outputs rounded as its forward stored them (ROUND_FIRST).
-    directions = tuple(ScanDirection(w, c, r, cross_scale) for w, c, r in ((4, False, False), (8, True, True))[:K])
-    inp = make_layer_inputs(2, 6, 5, 7, K, n_state=4, rank=6, cross_scale=cross_scale is not None)
-    exact = {k: v.to(dtype).double().requires_grad_() for k, v in inp.items()}
-    ref = directional_scan(**exact, directions=directions, height=6, width=5, gate=make_gate(7, K), backend="torch")
-    leaves = {k: v.detach().to(DEVICE, dtype).requires_grad_() for k, v in exact.items()}
-    w = torch.randn(ref.shape, dtype=torch.float64)
-    seen = spy_on_launches(monkeypatch, ("chunk_adjoint_kernel", "backward_grads_kernel",
-                                         "one_pass_lanes_backward_kernel", "one_pass_gluon_backward_kernel"),
-                           record=lambda name, grid, meta: (name, meta.get("LN_UPSTREAM"), meta.get("ROUND_FIRST")))
-    with tile_config(**gluon_backward_tiles(4, (8, 1))):
-        out = directional_scan(**leaves, directions=directions, height=6, width=5,
-                               gate=gate_on(make_gate(7, K), DEVICE), backend="triton")
-        grads = torch.autograd.grad((out * w.to(DEVICE, dtype)).sum(), list(leaves.values()))
+    seen = check_gated_layer(monkeypatch, gluon_backward_tiles(4, (8, 1)), K, cross_scale, dtype)
     assert seen == [("one_pass_gluon_backward_kernel", True, dtype != torch.float32)]
-    torch.testing.assert_close(out.detach().double().cpu(), ref.detach(), **TOL[dtype])
-    names = list(exact)
-    assert_gradients_close(names, grads, torch.autograd.grad((ref * w).sum(), [exact[n] for n in names]), TOL[dtype])
 
 
 def test_layouts_that_cannot_hold_the_block_are_refused_with_what_to_choose():

@@ -156,8 +156,16 @@ def test_gated_layer_gradients_match_torch_path(monkeypatch, K, cross_scale, dty
     # The gated layer (every RLMB's): each tile's recomputed outputs give the gate's LayerNorm gradient beside the
     # output's, in the one-pass backward too.  A 16-bit layer with two directions takes direction 0's outputs
     # rounded as its forward stored them (ROUND_FIRST).  Against the float64 PyTorch path, every gradient.
+    seen = check_gated_layer(monkeypatch, lanes_backward_tiles((4, 4, 2, "chunked")), K, cross_scale, dtype)
+    assert seen == [("one_pass_lanes_backward_kernel", True, dtype != torch.float32 and K > 1)]
+
+
+def check_gated_layer(monkeypatch, tiles, K, cross_scale, dtype) -> list:
+    """The gated layer's output and every gradient under ``tiles`` against the float64 PyTorch path (K directions,
+    2 x 6 x 5, 7 channels, 4 states, dt rank 6); returns the backward kernels launched, (name, LN_UPSTREAM,
+    ROUND_FIRST) each (the carry runs in the forward too, so it is not spied on)."""
     seen = spy_on_launches(monkeypatch, ("chunk_adjoint_kernel", "backward_grads_kernel",
-                                         "one_pass_lanes_backward_kernel"),  # the carry runs in the forward too
+                                         "one_pass_lanes_backward_kernel", "one_pass_gluon_backward_kernel"),
                            record=lambda name, grid, meta: (name, meta.get("LN_UPSTREAM"), meta.get("ROUND_FIRST")))
     directions = tuple(ScanDirection(w, c, r, cross_scale) for w, c, r in ((4, False, False), (8, True, True))[:K])
     inp = make_layer_inputs(2, 6, 5, 7, K, n_state=4, rank=6, cross_scale=cross_scale is not None)
@@ -165,14 +173,14 @@ def test_gated_layer_gradients_match_torch_path(monkeypatch, K, cross_scale, dty
     ref = directional_scan(**exact, directions=directions, height=6, width=5, gate=make_gate(7, K), backend="torch")
     leaves = {k: v.detach().to(DEVICE, dtype).requires_grad_() for k, v in exact.items()}
     w = torch.randn(ref.shape, dtype=torch.float64)
-    with tile_config(**lanes_backward_tiles((4, 4, 2, "chunked"))):
+    with tile_config(**tiles):
         out = directional_scan(**leaves, directions=directions, height=6, width=5,
                                gate=gate_on(make_gate(7, K), DEVICE), backend="triton")
         grads = torch.autograd.grad((out * w.to(DEVICE, dtype)).sum(), list(leaves.values()))
-    assert seen == [("one_pass_lanes_backward_kernel", True, dtype != torch.float32 and K > 1)]
     torch.testing.assert_close(out.detach().double().cpu(), ref.detach(), **TOL[dtype])
     names = list(exact)
     assert_gradients_close(names, grads, torch.autograd.grad((ref * w).sum(), [exact[n] for n in names]), TOL[dtype])
+    return seen
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
