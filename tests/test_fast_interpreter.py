@@ -1,12 +1,12 @@
 """The tests' shortcuts through Triton's interpreter (fast_interpreter.py) give the interpreter's own results bit for
 bit: the slice-at-a-time ``tl.associative_scan`` on the scan kernels' combine functions, patching the language once
 per launch on kernels that call jit helpers, which leaves the language unpatched after each launch, integer
-arithmetic without the overflow checks that only a debug build would assert, and numpy dtypes looked up once per
-element type."""
+arithmetic without the overflow checks that only a debug build would assert, numpy dtypes looked up once per
+element type, and tile types, tensors and broadcasts built from what is known of their shapes."""
 
-from types import SimpleNamespace
-
+import math
 import os
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -148,3 +148,87 @@ def test_numpy_dtypes_looked_up_once_per_element_type_are_the_interpreters(scala
     ty = scalar if shape is None else tl.block_type(scalar, shape)
     assert fast_interpreter.np_dtype_once(ty) == fast_interpreter.NP_DTYPE(ty)
     assert fast_interpreter.np_dtype_once(ty) == fast_interpreter.np_dtype_once(ty)  # and again, from the cache
+
+
+@pytest.mark.parametrize("as_triton_tuple", [False, True], ids=["list", "triton-tuple"])
+@pytest.mark.parametrize("dims", [[16], [4, 8], [1, 32, 2]], ids=str)
+def test_block_types_of_known_shapes_are_the_interpreters(dims, as_triton_tuple):
+    def built(init):
+        ty = tl.block_type.__new__(tl.block_type)
+        init(ty, tl.float32, tl.tuple(list(dims)) if as_triton_tuple else list(dims))
+        return ty
+
+    for _ in range(2):  # the second time from the cache
+        fast, slow = built(fast_interpreter.block_type_of_known_shape), built(fast_interpreter.BLOCK_TYPE_INIT)
+        assert vars(fast).keys() == vars(slow).keys()
+        assert fast.shape.values == slow.shape.values == dims and fast.shape.type == slow.shape.type
+        assert (fast.numel, fast.name, fast.element_ty) == (slow.numel, slow.name, slow.element_ty)
+        assert fast == slow and fast.numel == math.prod(dims)
+    assert built(fast_interpreter.block_type_of_known_shape).shape is not fast.shape  # Triton's tuples are mutable
+
+
+@pytest.mark.parametrize("dims,error", [([], TypeError), ([3, 4], ValueError), ([2**11, 2**10], ValueError),
+                                        ([tl.constexpr(4), 8], None)], ids=["empty", "odd", "huge", "constexpr"])
+def test_block_types_of_other_shapes_are_built_or_refused_as_the_interpreter_does(dims, error):
+    def built(init):
+        ty = tl.block_type.__new__(tl.block_type)
+        init(ty, tl.int32, list(dims))
+        return ty
+
+    if error is None:  # constexpr dimensions: Triton unwraps them
+        assert built(fast_interpreter.block_type_of_known_shape) == built(fast_interpreter.BLOCK_TYPE_INIT)
+        return
+    with pytest.raises(error) as fast:
+        built(fast_interpreter.block_type_of_known_shape)
+    with pytest.raises(error) as slow:
+        built(fast_interpreter.BLOCK_TYPE_INIT)
+    assert str(fast.value) == str(slow.value)
+
+
+@pytest.mark.parametrize("ty", [tl.float32, tl.block_type(tl.int32, [4, 8]), tl.block_type(tl.float16, [64])], ids=str)
+def test_tensors_of_known_shapes_are_the_interpreters(ty):
+    def built(init):
+        tensor = tl.tensor.__new__(tl.tensor)
+        init(tensor, "handle", ty)
+        return tensor
+
+    for _ in range(2):  # the second time from the cache
+        fast, slow = built(fast_interpreter.tensor_of_known_shape), built(fast_interpreter.TENSOR_INIT)
+        assert vars(fast).keys() == vars(slow).keys()
+        assert (fast.handle, fast.type, fast.dtype) == (slow.handle, slow.type, slow.dtype)
+        assert [d.value for d in fast.shape] == [d.value for d in slow.shape] == list(getattr(ty, "shape", []))
+        assert fast.shape.type == slow.shape.type and fast.numel.value == slow.numel.value
+
+
+@triton.jit
+def _broadcast_kernel(x_ptr, y_ptr, out_ptr, T: tl.constexpr, D: tl.constexpr):
+    # x: (T,) float32, y: (D,) float32; out: (3, T, D) float32
+    t = tl.arange(0, T)
+    d = tl.arange(0, D)
+    x = tl.load(x_ptr + t)
+    y = tl.load(y_ptr + d)
+    outer = x[:, None] * y[None, :]  # (T, 1) with (1, D)
+    same = outer + outer * 0.5  # the same shape, and a scalar with a tile
+    row = same - y  # (D,) against (T, D): a new leading axis
+    picked = tl.where(t[:, None] == 1, row, x[:, None])  # three shapes
+    # Types, not only values: numpy would broadcast operands whose types were left unbroadcast.
+    for tile in (outer, same, row, picked):
+        tl.static_assert(tile.shape[0] == T and tile.shape[1] == D)
+    offs = t[:, None] * D + d[None, :]
+    tl.store(out_ptr + offs, same)
+    tl.store(out_ptr + T * D + offs, row)
+    tl.store(out_ptr + 2 * T * D + offs, picked)
+
+
+def test_operands_of_one_shape_skip_the_broadcast_with_the_same_results(monkeypatch):
+    gen = torch.Generator().manual_seed(4)
+    x, y = torch.randn(8, generator=gen), torch.randn(16, generator=gen)
+    fast, slow = torch.empty(3, 8, 16), torch.empty(3, 8, 16)
+    _broadcast_kernel[(1,)](x, y, fast, 8, 16)
+    monkeypatch.setattr(fast_interpreter.TritonSemantic, "broadcast_impl_value", fast_interpreter.BROADCAST)
+    _broadcast_kernel[(1,)](x, y, slow, 8, 16)
+    assert torch.equal(fast, slow)
+    same = x[:, None] * y[None, :] * 1.5
+    row = same - y
+    torch.testing.assert_close(fast, torch.stack([same, row, torch.where(torch.arange(8)[:, None] == 1, row,
+                                                                          x[:, None].expand(8, 16))]))
