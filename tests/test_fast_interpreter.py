@@ -6,8 +6,10 @@ element type, and tile types, tensors and broadcasts built from what is known of
 
 import math
 import os
+import re
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 import triton
@@ -208,7 +210,7 @@ def _broadcast_kernel(x_ptr, y_ptr, out_ptr, T: tl.constexpr, D: tl.constexpr):
     x = tl.load(x_ptr + t)
     y = tl.load(y_ptr + d)
     outer = x[:, None] * y[None, :]  # (T, 1) with (1, D)
-    same = outer + outer * 0.5  # the same shape, and a scalar with a tile
+    same = outer + outer * 0.5 + outer * y[None, :]  # the same shape, a scalar with a tile, (T, D) with (1, D)
     row = same - y  # (D,) against (T, D): a new leading axis
     picked = tl.where(t[:, None] == 1, row, x[:, None])  # three shapes
     # Types, not only values: numpy would broadcast operands whose types were left unbroadcast.
@@ -228,7 +230,34 @@ def test_operands_of_one_shape_skip_the_broadcast_with_the_same_results(monkeypa
     monkeypatch.setattr(fast_interpreter.TritonSemantic, "broadcast_impl_value", fast_interpreter.BROADCAST)
     _broadcast_kernel[(1,)](x, y, slow, 8, 16)
     assert torch.equal(fast, slow)
-    same = x[:, None] * y[None, :] * 1.5
+    outer = x[:, None] * y[None, :]
+    same = outer + outer * 0.5 + outer * y
     row = same - y
     torch.testing.assert_close(fast, torch.stack([same, row, torch.where(torch.arange(8)[:, None] == 1, row,
                                                                           x[:, None].expand(8, 16))]))
+
+
+def _tile(shape, seed):
+    semantic = fast_interpreter.interpreter.interpreter_semantic
+    data = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+    return semantic.tensor(fast_interpreter.interpreter.TensorHandle(data, tl.float32),
+                           tl.block_type(tl.float32, list(shape)))
+
+
+@pytest.mark.parametrize("lhs,rhs", [((4, 8), (4, 8)), ((4, 1), (1, 8)), ((1, 8), (4, 8)), ((4, 8), (4, 1)),
+                                     ((2, 1, 8), (2, 4, 1)), ((8,), (4, 8)), ((4, 8), (2, 8))], ids=str)
+def test_tiles_broadcast_from_known_shapes_as_the_interpreter_broadcasts_them(lhs, rhs):
+    semantic = fast_interpreter.interpreter.interpreter_semantic
+    a, b = _tile(lhs, 5), _tile(rhs, 6)
+    try:
+        slow = fast_interpreter.BROADCAST(semantic, a, b)
+    except ValueError as refused:  # (4, 8) with (2, 8): both refuse, saying the same
+        with pytest.raises(ValueError, match=re.escape(str(refused))):
+            fast_interpreter.broadcast_known_shapes(semantic, a, b)
+        return
+    fast = fast_interpreter.broadcast_known_shapes(semantic, a, b)
+    for f, s in zip(fast, slow):
+        assert f.type == s.type and f.shape == s.shape
+        assert f.handle.data.shape == s.handle.data.shape and np.array_equal(f.handle.data, s.handle.data)
+    if lhs == rhs:
+        assert fast[0] is a and fast[1] is b
