@@ -67,11 +67,14 @@ paired_loads=False,unroll_rank_blocks=False"
 # Triton kernel takes 19.7 and 32.5; 16 channels fit case (a)'s 368 programs in one wave at 168 registers), each
 # with the backward in one pass written in Gluon too (one_pass_gluon_backward, since 2026-12-06: 44.6-44.9 instructions
 # per element at 8 channels in 4 warps and 16 in 8, where the Triton kernel takes 76 and the chunked backward's two
-# tile kernels 52; 16 channels halve its atomics), then alone.
+# tile kernels 52; 16 channels halve its atomics; capped at 168 registers, 3 programs per SM instead of 2 for 168
+# bytes of spills and 50.0 instructions), then alone.
 GLUON_TRAINING="one_pass_lanes_backward=True,one_pass_gluon_backward=True"
 ONE_PASS="one_pass_forward=True,one_pass_lanes=True,one_pass_gluon=True,one_pass_lanes_block_d=16,$GLUON_TRAINING
 one_pass_forward=True,one_pass_lanes=True,one_pass_gluon=True,one_pass_lanes_block_d=16,$GLUON_TRAINING,\
 one_pass_lanes_backward_block_d=16,one_pass_lanes_backward_warps=8
+one_pass_forward=True,one_pass_lanes=True,one_pass_gluon=True,one_pass_lanes_block_d=16,$GLUON_TRAINING,\
+one_pass_lanes_backward_maxnreg=168
 one_pass_forward=True,one_pass_lanes=True,one_pass_gluon=True,one_pass_lanes_block_d=16
 one_pass_forward=True,one_pass_lanes=True,one_pass_gluon=True
 one_pass_forward=True,one_pass_lanes=True,one_pass_lanes_maxnreg=80 one_pass_forward=True,one_pass_lanes=True
