@@ -137,7 +137,8 @@ def broadcast_known_shapes(self, lhs, rhs):
     shape the interpreter's loop works out, with the same calls; anything else (a scalar operand, ranks that differ,
     shapes that do not broadcast) goes to Triton's own, which expands, splats or refuses it."""
     lhs_ty, rhs_ty = lhs.type, rhs.type
-    if not (lhs_ty.is_block() and rhs_ty.is_block()):
+    if not (lhs_ty.is_block() and rhs_ty.is_block() and isinstance(lhs_ty.shape, tl.tuple)
+            and isinstance(rhs_ty.shape, tl.tuple)):
         return BROADCAST(self, lhs, rhs)
     lhs_shape, rhs_shape = lhs_ty.shape.values, rhs_ty.shape.values
     if lhs_shape == rhs_shape:
@@ -184,7 +185,10 @@ def _constexpr_shape(dims):
 
 def tensor_of_known_shape(self, handle, type):
     """``tensor.__init__`` (handle: the interpreter's value; type: a scalar type or ``block_type``), with the
-    ``constexpr`` shape of each block shape built once."""
+    ``constexpr`` shape of each block shape built once (a type whose shape is not Triton's tuple goes to Triton's
+    own)."""
+    if type.is_block() and not isinstance(type.shape, tl.tuple):
+        return TENSOR_INIT(self, handle, type)
     self.handle = handle
     self.type = type
     self.dtype = type.scalar
