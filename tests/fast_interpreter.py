@@ -49,6 +49,9 @@ ELEMENTWISE_SCAN = interpreter.ScanOps.generic_scan
 PATCH_LANG = interpreter._patch_lang
 SANITIZE_OVERFLOW = TritonSemantic.binary_op_sanitize_overflow_impl
 NP_DTYPE = interpreter._get_np_dtype
+BROADCAST = TritonSemantic.broadcast_impl_value
+BLOCK_TYPE_INIT = tl.block_type.__init__
+TENSOR_INIT = tl.tensor.__init__
 
 
 def scan_by_slices(self, input):
@@ -124,11 +127,6 @@ def np_dtype_once(tt_dtype):
     types at every call."""
     scalar = tt_dtype.element_ty if isinstance(tt_dtype, tl.block_type) else tt_dtype
     return NP_DTYPE(scalar) if isinstance(scalar, tl.pointer_type) else _scalar_np_dtype(scalar)  # (unhashable)
-
-
-BROADCAST = TritonSemantic.broadcast_impl_value
-BLOCK_TYPE_INIT = tl.block_type.__init__
-TENSOR_INIT = tl.tensor.__init__
 
 
 def broadcast_known_shapes(self, lhs, rhs):

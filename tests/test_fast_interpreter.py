@@ -152,13 +152,18 @@ def test_numpy_dtypes_looked_up_once_per_element_type_are_the_interpreters(scala
     assert fast_interpreter.np_dtype_once(ty) == fast_interpreter.np_dtype_once(ty)  # and again, from the cache
 
 
+def _built(cls, init, *args):
+    """A ``cls`` initialised by ``init`` (Triton's ``__init__`` or its shortcut) with ``args``."""
+    obj = cls.__new__(cls)
+    init(obj, *args)
+    return obj
+
+
 @pytest.mark.parametrize("as_triton_tuple", [False, True], ids=["list", "triton-tuple"])
 @pytest.mark.parametrize("dims", [[16], [4, 8], [1, 32, 2]], ids=str)
 def test_block_types_of_known_shapes_are_the_interpreters(dims, as_triton_tuple):
     def built(init):
-        ty = tl.block_type.__new__(tl.block_type)
-        init(ty, tl.float32, tl.tuple(list(dims)) if as_triton_tuple else list(dims))
-        return ty
+        return _built(tl.block_type, init, tl.float32, tl.tuple(list(dims)) if as_triton_tuple else list(dims))
 
     for _ in range(2):  # the second time from the cache
         fast, slow = built(fast_interpreter.block_type_of_known_shape), built(fast_interpreter.BLOCK_TYPE_INIT)
@@ -173,9 +178,7 @@ def test_block_types_of_known_shapes_are_the_interpreters(dims, as_triton_tuple)
                                         ([tl.constexpr(4), 8], None)], ids=["empty", "odd", "huge", "constexpr"])
 def test_block_types_of_other_shapes_are_built_or_refused_as_the_interpreter_does(dims, error):
     def built(init):
-        ty = tl.block_type.__new__(tl.block_type)
-        init(ty, tl.int32, list(dims))
-        return ty
+        return _built(tl.block_type, init, tl.int32, list(dims))
 
     if error is None:  # constexpr dimensions: Triton unwraps them
         assert built(fast_interpreter.block_type_of_known_shape) == built(fast_interpreter.BLOCK_TYPE_INIT)
@@ -190,9 +193,7 @@ def test_block_types_of_other_shapes_are_built_or_refused_as_the_interpreter_doe
 @pytest.mark.parametrize("ty", [tl.float32, tl.block_type(tl.int32, [4, 8]), tl.block_type(tl.float16, [64])], ids=str)
 def test_tensors_of_known_shapes_are_the_interpreters(ty):
     def built(init):
-        tensor = tl.tensor.__new__(tl.tensor)
-        init(tensor, "handle", ty)
-        return tensor
+        return _built(tl.tensor, init, "handle", ty)
 
     for _ in range(2):  # the second time from the cache
         fast, slow = built(fast_interpreter.tensor_of_known_shape), built(fast_interpreter.TENSOR_INIT)
