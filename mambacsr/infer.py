@@ -1,7 +1,9 @@
 """Restore your own images: ``python -m mambacsr.infer +experiment=dis_w8 checkpoint=W input=IN output=OUT``.
 
 ``input`` is an image file or a folder; restored x4 PNGs go to the ``output`` folder with the input's file stem.
-Files already restored there are skipped (so an interrupted run resumes); ``overwrite=true`` redoes them.
+Files already restored there are skipped (so an interrupted run resumes); ``overwrite=true`` redoes them.  A folder
+holding two images of one stem (``photo.jpg`` and ``photo.png``, which would both be restored to ``photo.png``) is
+refused before anything is written.
 Other options: ``tile=256`` (LR tile side, ``null`` = whole image), ``overlap=16``.
 
 Inputs other than 8-bit RGB, documented behaviour:
@@ -24,7 +26,7 @@ from tqdm import tqdm
 
 from .checkpoints import load_weights
 from .config import build_model, load_config
-from .data.io import IMAGE_SUFFIXES, ImageError, read_image_any, write_image
+from .data.io import ImageError, by_stem, list_images, read_image_any, write_image
 from .data.resize import imresize
 from .tiling import restore_tiled
 from .utils.cli import parse_tile, split_options
@@ -56,9 +58,8 @@ def collect_inputs(path) -> List[Path]:
     if path.is_file():
         return [path]
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise FileNotFoundError(f"input folder {path} holds no images ({', '.join(IMAGE_SUFFIXES)}).")
+        files = list_images(path)
+        by_stem(files)  # each output is named by its input's stem
         return files
     raise FileNotFoundError(f"input {path} does not exist.")
 
@@ -81,21 +82,24 @@ def main(argv: Optional[List[str]] = None) -> int:
     out_dir = Path(opts["output"])
     tile = parse_tile(opts["tile"])
     overwrite = opts["overwrite"].lower() in ("1", "true", "yes")
-    failures = []
+    failures, restored, skipped = [], 0, 0
     for path in tqdm(inputs, desc="restoring", disable=len(inputs) == 1):
         target = out_dir / f"{path.stem}.png"
         if target.exists() and not overwrite:
+            skipped += 1
             continue
         try:
             img = read_image_any(path)
             write_image(target, restore_array(model, img, cfg.data.scale, device, tile, int(opts["overlap"])))
+            restored += 1
         except (ImageError, RuntimeError) as err:
             failures.append(str(err))
             tqdm.write(f"error: {err}", file=sys.stderr)
+    done = f"restored {restored} image(s) into {out_dir}" + (f", {skipped} already there" if skipped else "")
     if failures:
-        print(f"{len(failures)} of {len(inputs)} images failed; the others are in {out_dir}.", file=sys.stderr)
+        print(f"{len(failures)} of {len(inputs)} image(s) failed; {done}.", file=sys.stderr)
         return 1
-    print(f"restored {len(inputs)} image(s) into {out_dir}")
+    print(done)
     return 0
 
 

@@ -24,7 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .data.degrade import crop_to_scale, degrade
-from .data.io import ImageError, list_images, read_rgb, write_image
+from .data.io import ImageError, by_stem, list_images, read_rgb, write_image
 
 
 def subimage_boxes(height: int, width: int, size: int, step: int):
@@ -79,7 +79,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     mode, src, dst = positional[0], Path(positional[1]), Path(positional[2])
     try:
         files = list_images(src)
-    except FileNotFoundError as err:
+        by_stem(files)  # each output is named by its input's stem
+    except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     dst.mkdir(parents=True, exist_ok=True)

@@ -56,10 +56,26 @@ def test_infer_reports_bad_files_and_resumes(tmp_path, weights, photo, capsys):
     assert infer.main([*TINY, f"checkpoint={weights}", f"input={src}", f"output={out}"]) == 1
     err = capsys.readouterr().err
     assert "empty.png: the file is empty" in err and "truncated.png" in err
+    assert f"2 of 3 image(s) failed; restored 1 image(s) into {out}." in err
     assert sorted(p.name for p in out.iterdir()) == ["good.png"]  # nothing half-written
     stamp = (out / "good.png").stat().st_mtime_ns
-    infer.main([*TINY, f"checkpoint={weights}", f"input={src / 'good.png'}", f"output={out}"])
+    assert infer.main([*TINY, f"checkpoint={weights}", f"input={src / 'good.png'}", f"output={out}"]) == 0
     assert (out / "good.png").stat().st_mtime_ns == stamp  # finished files are not redone
+    assert capsys.readouterr().out.strip() == f"restored 0 image(s) into {out}, 1 already there"
+
+
+def test_infer_and_prepare_refuse_two_inputs_with_one_output_name(tmp_path, weights, photo, capsys):
+    # photo.jpg and photo.png would both become photo.png: the second skipped as done, or written over the first.
+    src = tmp_path / "in"
+    src.mkdir()
+    cv2.imwrite(str(src / "photo.png"), photo)
+    cv2.imwrite(str(src / "photo.jpg"), photo)
+    out = tmp_path / "out"
+    assert infer.main([*TINY, f"checkpoint={weights}", f"input={src}", f"output={out}"]) == 1
+    assert "photo.jpg and photo.png in" in capsys.readouterr().err
+    assert not out.exists()  # refused before anything was written
+    assert prepare.main(["lr", str(src), str(out)]) == 1
+    assert "share the name 'photo'" in capsys.readouterr().err and not out.exists()
 
 
 def test_infer_refuses_weights_of_another_architecture(tmp_path, weights, photo):

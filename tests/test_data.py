@@ -1,5 +1,7 @@
 """The degradation against direct OpenCV / NumPy / Pillow computations, and the datasets' determinism."""
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -98,3 +100,16 @@ def test_folders_pair_up_and_missing_folders_are_clear(tmp_path):
         ImageSource.from_folders(tmp_path / "hr", tmp_path / "lr")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         ImageSource.from_folders(tmp_path / "nope")
+    cv2.imwrite(str(tmp_path / "lr" / "a.png"), img[::4, ::4])
+    source = ImageSource.from_folders(tmp_path / "hr", tmp_path / "lr")
+    assert [Path(p).name for p in source.lr] == ["a.png"]
+    # Pairs go by stem: a second LR image of stem "a", or a second HR one, would pair one image with another's
+    # partner.
+    cv2.imwrite(str(tmp_path / "lr" / "a.jpg"), img[::4, ::4])
+    with pytest.raises(ValueError, match="a.jpg and a.png in .*lr share the name 'a'"):
+        ImageSource.from_folders(tmp_path / "hr", tmp_path / "lr")
+    (tmp_path / "lr" / "a.jpg").unlink()
+    cv2.imwrite(str(tmp_path / "hr" / "a.bmp"), img)
+    with pytest.raises(ValueError, match="a.bmp and a.png in .*hr share the name 'a'"):
+        ImageSource.from_folders(tmp_path / "hr", tmp_path / "lr")
+    assert len(ImageSource.from_folders(tmp_path / "hr")) == 2  # degraded on the fly: nothing pairs by stem

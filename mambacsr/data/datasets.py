@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .degrade import Quality, crop_to_scale, degrade
-from .io import list_images, read_rgb
+from .io import by_stem, list_images, read_rgb
 
 # Photographs shipped inside scikit-image's wheel (public domain or CC0), readable offline.
 EMBEDDED_TRAIN = ("astronaut", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry")
@@ -52,7 +52,8 @@ class ImageSource:
         hr = list_images(hr_folder)
         lr = None
         if lr_folder is not None:
-            lr_by_stem = {p.stem: p for p in list_images(lr_folder)}
+            by_stem(hr)  # two HR images of one stem would take the same LR partner
+            lr_by_stem = by_stem(list_images(lr_folder))
             missing = [p.name for p in hr if p.stem not in lr_by_stem]
             if missing:
                 raise FileNotFoundError(f"{len(missing)} HR images have no LR partner in {lr_folder} "

@@ -26,6 +26,21 @@ def list_images(folder) -> list:
     return files
 
 
+def by_stem(files) -> dict:
+    """``{stem: path}`` of ``files``, which the package's tools key by their stem (a restored or degraded image is
+    written as ``<stem>.png``; LR images pair with HR ones by stem).  Raises ValueError, naming both files, where two
+    share a stem (``photo.jpg`` and ``photo.png``), which would otherwise write one output over the other or pair an
+    image with another's partner."""
+    found = {}
+    for path in files:
+        path = Path(path)
+        other = found.setdefault(path.stem, path)
+        if other != path:
+            raise ValueError(f"{other.name} and {path.name} in {path.parent} share the name {path.stem!r}, by which "
+                             "outputs are named and LR images paired: rename one, or move it to another folder.")
+    return found
+
+
 def read_image_any(path) -> np.ndarray:
     """The file as stored: HxW (gray), HxWx3 (RGB) or HxWx4 (RGBA), uint8 or uint16."""
     path = Path(path)
