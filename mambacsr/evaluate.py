@@ -97,6 +97,17 @@ def format_table(results: Dict[int, Dict[str, Dict[str, float]]], label: str, pa
     return "\n".join(lines) + "\n"
 
 
+def parse_qualities(value: str) -> List[int]:
+    """``qualities=[10,20,30]`` (or ``qualities=10``) -> [10, 20, 30], checked before any image is restored."""
+    try:
+        qualities = [int(q) for q in value.strip("[]").split(",") if q.strip()]
+    except ValueError:
+        qualities = []
+    if not qualities or any(not 1 <= q <= 100 for q in qualities):
+        raise ValueError(f"qualities={value}: pass JPEG qualities from 1 to 100, e.g. qualities=[10,20,30].")
+    return qualities
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     opts, overrides = split_options(args, {"checkpoint": None, "data_root": "datasets/benchmarks", "qualities": "[10]",
@@ -105,7 +116,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if opts["checkpoint"] is None:
             raise ValueError("pass checkpoint=PATH (our .safetensors / iter_*.pt, or an authors' .pth).")
         cfg = load_config(overrides)
-        qualities = [int(q) for q in opts["qualities"].strip("[]").split(",") if q.strip()]
+        qualities = parse_qualities(opts["qualities"])
         tile = parse_tile(opts["tile"])
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         model = load_weights(build_model(cfg), opts["checkpoint"]).to(device).eval()

@@ -29,7 +29,7 @@ from .config import build_model, load_config
 from .data.io import ImageError, by_stem, list_images, read_image_any, write_image
 from .data.resize import imresize
 from .tiling import restore_tiled
-from .utils.cli import parse_tile, split_options
+from .utils.cli import parse_overlap, parse_tile, split_options
 
 
 def restore_array(model, img: np.ndarray, scale: int, device, tile: Optional[int], overlap: int) -> np.ndarray:
@@ -75,12 +75,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         inputs = collect_inputs(opts["input"])
         cfg = load_config(overrides)
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        tile = parse_tile(opts["tile"])
+        overlap = parse_overlap(opts["overlap"], tile)
         model = load_weights(build_model(cfg), opts["checkpoint"]).to(device).eval()
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     out_dir = Path(opts["output"])
-    tile = parse_tile(opts["tile"])
     overwrite = opts["overwrite"].lower() in ("1", "true", "yes")
     failures, restored, skipped = [], 0, 0
     for path in tqdm(inputs, desc="restoring", disable=len(inputs) == 1):
@@ -90,7 +91,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             continue
         try:
             img = read_image_any(path)
-            write_image(target, restore_array(model, img, cfg.data.scale, device, tile, int(opts["overlap"])))
+            write_image(target, restore_array(model, img, cfg.data.scale, device, tile, overlap))
             restored += 1
         except (ImageError, RuntimeError) as err:
             failures.append(str(err))

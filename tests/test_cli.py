@@ -135,3 +135,33 @@ def test_evaluate_sets_the_papers_figures_beside_ours(tmp_path, weights, photo):
     assert "| paper: Table 9 | 22.26 / 0.6081 |" in quality10
     assert f"| ours - paper | {ours[0] - 22.26:+.2f} / {ours[1] - 0.6081:+.4f} |" in quality10
     assert "paper" not in quality30
+
+
+@pytest.mark.parametrize("option,says", [
+    ("tile=abc", "tile=abc: pass the tile's side"), ("tile=-3", "tile=-3: pass the tile's side"),
+    ("overlap=-1", "overlap=-1: pass the pixels neighbouring tiles share, a whole number from 0 and less than the "
+                   "tile (256)"),
+    ("overlap=256", "overlap=256: pass"), ("overlap=1.5", "overlap=1.5: pass")])
+def test_infer_refuses_bad_tiling_before_restoring(tmp_path, weights, photo, capsys, option, says):
+    # The 40 x 52 photo fits one tile, so a bad overlap would otherwise pass unnoticed until a larger image.
+    cv2.imwrite(str(tmp_path / "a.png"), photo)
+    out = tmp_path / "out"
+    assert infer.main([*TINY, f"checkpoint={weights}", f"input={tmp_path / 'a.png'}", f"output={out}", option]) == 1
+    assert says in capsys.readouterr().err and not out.exists()
+
+
+def test_infer_takes_any_overlap_without_tiles(tmp_path, weights, photo):
+    cv2.imwrite(str(tmp_path / "a.png"), photo)
+    assert infer.main([*TINY, f"checkpoint={weights}", f"input={tmp_path / 'a.png'}", f"output={tmp_path / 'out'}",
+                       "tile=null", "overlap=500"]) == 0
+    assert read_image_any(tmp_path / "out" / "a.png").shape == (160, 208, 3)
+
+
+@pytest.mark.parametrize("qualities", ["[10,abc]", "[0]", "[10,101]", "[]"])
+def test_evaluate_refuses_bad_qualities_before_restoring(tmp_path, weights, photo, capsys, qualities):
+    (tmp_path / "bench" / "Set5").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "bench" / "Set5" / "img.png"), photo[:, :, ::-1])
+    assert evaluate.main([*TINY, f"checkpoint={weights}", f"data_root={tmp_path / 'bench'}",
+                          f"qualities={qualities}", f"out={tmp_path / 'table'}"]) == 1
+    assert f"qualities={qualities}: pass JPEG qualities from 1 to 100" in capsys.readouterr().err
+    assert not (tmp_path / "table.md").exists()

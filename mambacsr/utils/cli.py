@@ -18,5 +18,30 @@ def split_options(args: Sequence[str], defaults: Dict[str, Optional[str]]) -> Tu
 
 
 def parse_tile(value: str) -> Optional[int]:
-    """``tile=256`` -> 256; ``tile=null`` (or None, 0) -> None, the whole image at once."""
-    return None if value in ("null", "None", "0") else int(value)
+    """``tile=256`` -> 256; ``tile=null`` (or None, 0) -> None, the whole image at once.  Raises ValueError, saying
+    what to pass, for anything else."""
+    if value in ("null", "None", "0"):
+        return None
+    tile = _whole_number(value)
+    if tile is None or tile < 1:
+        raise ValueError(f"tile={value}: pass the tile's side in low-resolution pixels (e.g. tile=256), or tile=null "
+                         "to restore each image whole.")
+    return tile
+
+
+def parse_overlap(value: str, tile: Optional[int]) -> int:
+    """``overlap=16`` -> 16: the low-resolution pixels that neighbouring tiles share, at least 0 and less than
+    ``tile`` (any, without tiles).  Raises ValueError, saying what to pass, for anything else."""
+    overlap = _whole_number(value)
+    if overlap is None or overlap < 0 or (tile is not None and overlap >= tile):
+        bound = f" and less than the tile ({tile})" if tile is not None else ""
+        raise ValueError(f"overlap={value}: pass the pixels neighbouring tiles share, a whole number from 0{bound}, "
+                         "e.g. overlap=16.")
+    return overlap
+
+
+def _whole_number(value: str) -> Optional[int]:
+    try:
+        return int(value)
+    except ValueError:
+        return None
