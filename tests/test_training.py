@@ -91,10 +91,12 @@ def test_deterministic_training_runs_and_repeats(tmp_path):
     ("+train.scan_tiles.one_pass_backward=true",
      r"train\.scan_tiles: one_pass_backward is not a field of the scan kernels' TileConfig.*one_pass_lanes_backward"),
     ("train.scan_tiles=8", r"train\.scan_tiles = 8: give TileConfig fields, e\.g\. \+train\.scan_tiles\."),
+    ("train.ckpt_every=0", r"train\.ckpt_every=0: expected a whole number, at least 1"),
 ])
-def test_scan_tiles_are_checked_before_training_starts(tmp_path, override, message):
+def test_bad_options_stop_the_run_before_training_starts(tmp_path, override, message):
     # train.scan_tiles sets the Triton kernels' TileConfig for the run: a misspelt field or a value the kernels
-    # refuse stops the run at once, with what to choose, before any checkpoint is written.
+    # refuse stops the run at once, with what to choose, before any checkpoint is written; so does a train or data
+    # value the run cannot use (training/options.py; ckpt_every=0 divided by zero after the first step).
     result = train(tmp_path / "run", "train.iterations=2", "train.ckpt_every=1", "train.batch_size=2", override)
     assert result.returncode == 1 and re.search(message, result.stderr), result.stderr[-2000:]
     assert not list_checkpoints(tmp_path / "run" / "checkpoints")

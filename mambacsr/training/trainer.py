@@ -21,6 +21,7 @@ from ..config import build_model
 from ..data.datasets import ImageSource, IterationBatches, TrainPatches, validation_images
 from . import distributed
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .options import check_options
 from .validation import validate
 
 
@@ -73,6 +74,7 @@ class Trainer:
     def __init__(self, cfg: DictConfig, run_dir: Path):
         self.cfg, self.run_dir = cfg, Path(run_dir)
         t = cfg.train
+        check_options(cfg)
         self.scan_tiles = scan_tile_changes(t)
         if t.deterministic:
             use_deterministic_algorithms()

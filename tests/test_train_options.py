@@ -1,0 +1,49 @@
+"""A run's ``train`` and ``data`` values are checked before it starts, each refusal naming the value and what to pass."""
+
+import pytest
+
+from mambacsr.config import load_config
+from mambacsr.training.options import check_options
+
+
+def test_every_experiment_passes():
+    for name in ("dis_w8", "dis_w8_noxs", "dis_w4", "xs_sequential", "ablation_none", "mambair", "dis_w8_q30",
+                 "demo_cpu"):
+        check_options(load_config([f"+experiment={name}"]))
+
+
+@pytest.mark.parametrize("override,message", [
+    ("train.iterations=-5", "train.iterations=-5: expected a whole number, at least 1"),
+    ("train.iterations=2.5", "train.iterations=2.5: expected a whole number"),
+    ("train.log_every=0", "train.log_every=0: expected a whole number, at least 1"),  # divided by after a step
+    ("train.ckpt_every=0", "train.ckpt_every=0: expected"),
+    ("train.keep_last=0", "train.keep_last=0: expected"),
+    ("train.val_every=-1", "train.val_every=-1: expected a whole number, at least 0"),
+    ("train.lr=abc", "train.lr='abc': expected a number above 0"),
+    ("train.lr=0", "train.lr=0: expected a number above 0"),
+    ("train.betas=[0.9]", r"train.betas=[0.9]: expected two numbers in [0, 1)"),
+    ("train.betas=[0.9,1.0]", "train.betas=[0.9, 1.0]: expected two numbers"),
+    ("train.milestones=[0]", "train.milestones=[0]: expected a list of iterations"),
+    ("train.ema_decay=1.5", "train.ema_decay=1.5: expected a number in [0, 1]"),
+    ("train.grad_clip=0", "train.grad_clip=0: expected null (no clipping) or a norm above 0"),
+    ("train.val_tile=0", "train.val_tile=0: expected null (whole images)"),
+    ("train.bf16=1", "train.bf16=1: expected true or false"),
+    ("train.device=gpu", "train.device='gpu': expected auto or cuda or cpu"),  # was: trained on the CPU
+    ("data.scale=2", "data.scale=2: expected the model's upscale factor (model.upscale=4)"),
+    ("data.patch_size=0", "data.patch_size=0: expected"),
+    ("data.num_workers=-1", "data.num_workers=-1: expected"),
+    ("data.val_limit=0", "data.val_limit=0: expected null (every validation image) or at least 1"),
+    ("data.quality=[10,200]", "data.quality=[10, 200]: expected a JPEG quality from 1 to 100"),
+    ("data.quality=abc", "data.quality='abc': expected a JPEG quality"),
+])
+def test_bad_values_are_refused_with_what_to_pass(override, message):
+    with pytest.raises(ValueError) as info:
+        check_options(load_config(["+experiment=demo_cpu", override]))
+    assert str(info.value).startswith(message), str(info.value)
+    assert str(info.value).endswith(f"(override: {override.split('=')[0]}=VALUE).")
+
+
+@pytest.mark.parametrize("override", ["train.val_every=0", "train.grad_clip=1.0", "train.val_tile=null",
+                                      "data.quality=[10,20,30]", "train.device=cpu", "data.val_limit=2"])
+def test_values_with_a_meaning_pass(override):
+    check_options(load_config(["+experiment=demo_cpu", override]))
