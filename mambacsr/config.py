@@ -7,6 +7,7 @@ from typing import Iterable, List
 
 import hydra
 from hydra import compose, initialize_config_dir
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -31,6 +32,13 @@ def load_config(overrides: Iterable[str] = ()) -> DictConfig:
 
 
 def build_model(cfg: DictConfig):
-    """Instantiate ``cfg.model`` (a MambaCSR or MambaIR network)."""
-    return hydra.utils.instantiate(cfg.model)
+    """Instantiate ``cfg.model`` (a MambaCSR or MambaIR network).  A value the network refuses raises its ValueError,
+    which says what to pass, rather than Hydra's wrapper around it, so that the tools report it as they report
+    their own."""
+    try:
+        return hydra.utils.instantiate(cfg.model)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, ValueError):
+            raise err.__cause__ from None
+        raise
 

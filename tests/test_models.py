@@ -35,6 +35,26 @@ def test_every_experiment_composes_and_builds():
         assert model(torch.rand(1, 3, 5, 7)).shape == (1, 3, 20, 28), name
 
 
+@pytest.mark.parametrize("experiment", ["demo_cpu", "mambair"])
+@pytest.mark.parametrize("override,message", [
+    ("model.d_state=0", "model.d_state=0: expected a state size, at least 1"),  # built a network that scans nothing
+    ("model.embed_dim=0", "model.embed_dim=0: expected a channel count"),
+    ("model.depths=[2,0]", r"model.depths=\[2, 0\]: expected blocks per group, each at least 1"),
+    ("model.depths=[]", r"model.depths=\[\]: expected blocks per group"),
+    ("model.upscale=1", "model.upscale=1: expected a factor of at least 2"),
+    ("model.drop_path_rate=1.0", r"model.drop_path_rate=1.0: expected a rate in \[0, 1\)"),
+])
+def test_sizes_no_network_can_have_are_clear_errors(experiment, override, message):
+    # build_model raises the network's own ValueError, not Hydra's wrapper, so the tools print it as they print theirs.
+    with pytest.raises(ValueError, match=message):
+        build_model(load_config([f"+experiment={experiment}", override]))
+
+
+def test_mambacsr_refuses_a_negative_mlp_ratio():  # was PyTorch's "negative dimension -24"
+    with pytest.raises(ValueError, match="model.mlp_ratio=-1.0: expected a ratio above 0"):
+        build_model(load_config(["+experiment=demo_cpu", "model.mlp_ratio=-1.0"]))
+
+
 def test_unknown_experiment_is_a_clear_error():
     with pytest.raises(ValueError, match="experiment 'dis_w9' does not exist; choose one of: .*dis_w8"):
         load_config(["+experiment=dis_w9"])

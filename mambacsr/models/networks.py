@@ -20,6 +20,25 @@ from .heads import MeanShift, PixelShuffleUpsampler
 from .scan_pattern import block_directions, parse_directions
 
 
+def check_sizes(upscale: int, embed_dim: int, depths: Sequence[int], d_state: int, drop_path_rate: float,
+                mlp_ratio: float = 1.0) -> None:
+    """Raise ValueError, naming the ``model.*`` value and what to pass, for sizes no network can be built with (some
+    would build a network that does nothing, ``d_state=0``, or fail deep inside PyTorch)."""
+    def whole(v, low):
+        return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+    checks = (("upscale", upscale, whole(upscale, 2), "a factor of at least 2, 3 or a power of two (the paper's: 4)"),
+              ("embed_dim", embed_dim, whole(embed_dim, 1), "a channel count, at least 1 (the paper's: 180)"),
+              ("depths", list(depths), len(depths) > 0 and all(whole(d, 1) for d in depths),
+               "blocks per group, each at least 1, e.g. [6, 6, 6, 6, 6, 6]"),
+              ("d_state", d_state, whole(d_state, 1), "a state size, at least 1 (the paper's: 16)"),
+              ("drop_path_rate", drop_path_rate, 0 <= drop_path_rate < 1, "a rate in [0, 1)"),
+              ("mlp_ratio", mlp_ratio, mlp_ratio > 0, "a ratio above 0, e.g. 2.0"))
+    for name, value, ok, expected in checks:
+        if not ok:
+            raise ValueError(f"model.{name}={value!r}: expected {expected}.")
+
+
 def _drop_path_rates(depths: Sequence[int], rate: float) -> list:
     total = sum(depths)
     return [rate * i / (total - 1) if total > 1 else 0.0 for i in range(total)]
@@ -113,6 +132,7 @@ class MambaCSR(_SuperResolutionNet):
                  depths: Sequence[int] = (6, 6, 6, 6, 6, 6), d_state: int = 16, mlp_ratio: float = 2.0,
                  drop_path_rate: float = 0.1, img_range: float = 1.0, scan_pattern: Optional[dict] = None,
                  cab: bool = True, cross_scale: Optional[dict] = None, scan_backend: str = "auto"):
+        check_sizes(upscale, embed_dim, depths, d_state, drop_path_rate, mlp_ratio)
         super().__init__(in_chans, upscale, embed_dim, img_range)
         pattern = dict(scan_pattern or {})
         rates = _drop_path_rates(depths, drop_path_rate)
@@ -160,6 +180,7 @@ class MambaIR(_SuperResolutionNet):
                  img_range: float = 1.0,
                  directions: Sequence[str] = ("global", "c_global", "global_flip", "c_global_flip"),
                  cab_compress: int = 3, cab_squeeze: int = 30, scan_backend: str = "auto"):
+        check_sizes(upscale, embed_dim, depths, d_state, drop_path_rate)
         super().__init__(in_chans, upscale, embed_dim, img_range)
         dirs = parse_directions(directions)
         rates = _drop_path_rates(depths, drop_path_rate)
