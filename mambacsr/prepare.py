@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from .data.degrade import crop_to_scale, degrade
 from .data.io import ImageError, by_stem, list_images, read_rgb, write_image
+from .utils.cli import whole_number_option
 
 
 def subimage_boxes(height: int, width: int, size: int, step: int):
@@ -69,15 +70,34 @@ def run(jobs, fn, desc: str) -> List[str]:
     return errors
 
 
+# Each mode's options: (default, least, greatest or None).
+OPTIONS = {"subimages": {"size": (480, 1, None), "step": (240, 1, None)},
+           "lr": {"quality": (10, 1, 100), "scale": (4, 1, None), "seed": (0, 0, None)}}
+
+
+def parse_options(mode: str, args: List[str]) -> dict:
+    """The ``key=value`` options of ``mode``, defaults filled in; raises ValueError for an unknown key or a value out
+    of its range, saying what to pass."""
+    spec = OPTIONS[mode]
+    opts = {key: default for key, (default, _, _) in spec.items()}
+    for item in args:
+        key, _, value = item.partition("=")
+        if key not in spec:
+            raise ValueError(f"{item}: {mode} takes {', '.join(f'{k}=' for k in spec)} (see python -m "
+                             "mambacsr.prepare).")
+        opts[key] = whole_number_option(key, value, *spec[key][1:])
+    return opts
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    opts = dict(a.split("=", 1) for a in args if "=" in a)
     positional = [a for a in args if "=" not in a]
-    if len(positional) != 3 or positional[0] not in ("subimages", "lr"):
+    if len(positional) != 3 or positional[0] not in OPTIONS:
         print(__doc__, file=sys.stderr)
         return 2
     mode, src, dst = positional[0], Path(positional[1]), Path(positional[2])
     try:
+        opts = parse_options(mode, [a for a in args if "=" in a])
         files = list_images(src)
         by_stem(files)  # each output is named by its input's stem
     except (FileNotFoundError, ValueError) as err:
@@ -85,12 +105,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 1
     dst.mkdir(parents=True, exist_ok=True)
     if mode == "subimages":
-        errors = run(files, partial(_subimages, out_dir=dst, size=int(opts.get("size", 480)),
-                                    step=int(opts.get("step", 240))), "sub-images")
+        errors = run(files, partial(_subimages, out_dir=dst, **opts), "sub-images")
     else:
-        errors = run(list(enumerate(files)), partial(_lr, out_dir=dst, scale=int(opts.get("scale", 4)),
-                                                     quality=int(opts.get("quality", 10)),
-                                                     seed=int(opts.get("seed", 0))), "LR images")
+        errors = run(list(enumerate(files)), partial(_lr, out_dir=dst, **opts), "LR images")
     for err in errors:
         print(f"error: {err}", file=sys.stderr)
     return 1 if errors else 0

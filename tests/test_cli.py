@@ -165,3 +165,21 @@ def test_evaluate_refuses_bad_qualities_before_restoring(tmp_path, weights, phot
                           f"qualities={qualities}", f"out={tmp_path / 'table'}"]) == 1
     assert f"qualities={qualities}: pass JPEG qualities from 1 to 100" in capsys.readouterr().err
     assert not (tmp_path / "table.md").exists()
+
+
+@pytest.mark.parametrize("mode,option,says", [
+    ("lr", "quality=abc", "quality=abc: pass a whole number from 1 to 100."),
+    ("lr", "quality=101", "quality=101: pass a whole number from 1 to 100."),
+    ("lr", "scale=0", "scale=0: pass a whole number, at least 1."),  # was: modulo by zero in each worker
+    ("lr", "seed=-1", "seed=-1: pass a whole number, at least 0."),
+    ("lr", "size=240", "size=240: lr takes quality=, scale=, seed="),  # an option of the other mode
+    ("subimages", "step=0", "step=0: pass a whole number, at least 1."),
+    ("subimages", "size=0", "size=0: pass a whole number, at least 1."),  # was: an OpenCV assertion
+    ("subimages", "quality=10", "quality=10: subimages takes size=, step="),
+])
+def test_prepare_refuses_bad_options_before_writing(tmp_path, photo, capsys, mode, option, says):
+    (tmp_path / "hr").mkdir()
+    cv2.imwrite(str(tmp_path / "hr" / "a.png"), photo)
+    out = tmp_path / "out"
+    assert prepare.main([mode, str(tmp_path / "hr"), str(out), option]) == 1
+    assert f"error: {says}" in capsys.readouterr().err and not out.exists()

@@ -40,6 +40,15 @@ def parse_overlap(value: str, tile: Optional[int]) -> int:
     return overlap
 
 
+def whole_number_option(name: str, value: str, low: int, high: Optional[int] = None) -> int:
+    """``name=value`` as an int from ``low`` to ``high`` (no upper bound if None); raises ValueError saying so."""
+    number = _whole_number(value)
+    if number is None or number < low or (high is not None and number > high):
+        span = f" from {low} to {high}" if high is not None else f", at least {low}"
+        raise ValueError(f"{name}={value}: pass a whole number{span}.")
+    return number
+
+
 def _whole_number(value: str) -> Optional[int]:
     try:
         return int(value)
