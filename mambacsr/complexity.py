@@ -17,6 +17,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .config import build_model, load_config
 from .models.ss2d import SS2D
+from .utils.cli import split_options, whole_number_option
 
 
 @dataclass
@@ -49,17 +50,14 @@ def count_complexity(model: torch.nn.Module, height: int = 64, width: int = 64) 
 
 def main(argv=None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    size = 64
-    for item in list(args):
-        if item.startswith("size="):
-            size = int(item.split("=", 1)[1])
-            args.remove(item)
+    opts, overrides = split_options(args, {"size": "64"})
     try:
-        cfg = load_config(args)
+        size = whole_number_option("size", opts["size"], 1)
+        cfg = load_config(overrides, tool_options=list(opts))
+        model = build_model(cfg)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
-    model = build_model(cfg)
+        return 1
     result = count_complexity(model, size, size)
     paper = cfg.get("paper") or {}
     print(f"model: {cfg.model._target_}  input: 1x3x{size}x{size}")

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, List
+from typing import Iterable, List, Sequence
 
 import hydra
 from hydra import compose, initialize_config_dir
-from hydra.errors import InstantiationException
+from hydra.errors import ConfigCompositionException, InstantiationException, OverrideParseException
 from omegaconf import DictConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -17,8 +17,10 @@ def available_experiments() -> List[str]:
     return sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
 
 
-def load_config(overrides: Iterable[str] = ()) -> DictConfig:
-    """Compose conf/config.yaml with command-line style overrides such as ``+experiment=dis_w8``."""
+def load_config(overrides: Iterable[str] = (), tool_options: Sequence[str] = ()) -> DictConfig:
+    """Compose conf/config.yaml with command-line style overrides such as ``+experiment=dis_w8``.  Raises ValueError
+    for an override Hydra cannot apply, naming ``tool_options`` (the calling tool's own ``key=`` options), since a
+    misspelt one arrives here as an override."""
     overrides = list(overrides)
     for item in overrides:
         key, _, value = item.lstrip("+~").partition("=")
@@ -28,7 +30,11 @@ def load_config(overrides: Iterable[str] = ()) -> DictConfig:
                 f"(files in {CONFIG_DIR / 'experiment'})."
             )
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
+        try:
+            return compose(config_name="config", overrides=overrides)
+        except (ConfigCompositionException, OverrideParseException) as err:
+            options = f"\nThis tool's own options: {', '.join(f'{o}=' for o in tool_options)}." if tool_options else ""
+            raise ValueError(f"{err}{options}") from None
 
 
 def build_model(cfg: DictConfig):

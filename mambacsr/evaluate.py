@@ -115,7 +115,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         if opts["checkpoint"] is None:
             raise ValueError("pass checkpoint=PATH (our .safetensors / iter_*.pt, or an authors' .pth).")
-        cfg = load_config(overrides)
+        cfg = load_config(overrides, tool_options=list(opts))
         qualities = parse_qualities(opts["qualities"])
         tile = parse_tile(opts["tile"])
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

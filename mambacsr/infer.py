@@ -73,7 +73,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             if opts[key] is None:
                 raise ValueError(f"pass {key}=... (see python -m mambacsr.infer --help in the module docstring).")
         inputs = collect_inputs(opts["input"])
-        cfg = load_config(overrides)
+        cfg = load_config(overrides, tool_options=list(opts))
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         tile = parse_tile(opts["tile"])
         overlap = parse_overlap(opts["overlap"], tile)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from safetensors.torch import save_file
 
-from mambacsr import evaluate, infer, prepare
+from mambacsr import complexity, evaluate, infer, prepare
 from mambacsr.config import build_model, load_config
 from mambacsr.data.datasets import embedded_images
 from mambacsr.data.io import read_image_any
@@ -183,3 +183,17 @@ def test_prepare_refuses_bad_options_before_writing(tmp_path, photo, capsys, mod
     out = tmp_path / "out"
     assert prepare.main([mode, str(tmp_path / "hr"), str(out), option]) == 1
     assert f"error: {says}" in capsys.readouterr().err and not out.exists()
+
+
+def test_a_misspelt_option_names_the_tools_options(tmp_path, weights, photo, capsys):
+    # tiles= is not infer's option, so it reaches Hydra as an override of a key the config lacks.
+    cv2.imwrite(str(tmp_path / "a.png"), photo)
+    assert infer.main([*TINY, f"checkpoint={weights}", f"input={tmp_path / 'a.png'}", f"output={tmp_path / 'out'}",
+                       "tiles=128"]) == 1
+    err = capsys.readouterr().err
+    assert "error: Could not override 'tiles'." in err
+    assert "This tool's own options: checkpoint=, input=, output=, tile=, overlap=, overwrite=." in err
+    assert complexity.main(["+experiment=demo_cpu", "size=abc"]) == 1
+    assert "error: size=abc: pass a whole number, at least 1." in capsys.readouterr().err
+    assert complexity.main(["+experiment=demo_cpu", "model.embed_dims=8"]) == 1
+    assert "This tool's own options: size=." in capsys.readouterr().err
