@@ -15,6 +15,16 @@ from omegaconf import DictConfig
 from .training.trainer import Trainer, TrainingDiverged
 
 
+def error_message(err: Exception) -> str:
+    """``err``'s message; for an error raised in a DataLoader worker (which PyTorch re-raises with the worker's whole
+    traceback in the message), the original error's own message, which names the file and what to do."""
+    text = str(err)
+    if text.startswith("Caught ") and "Original Traceback" in text:
+        last = text.strip().splitlines()[-1]
+        return last.split(": ", 1)[1] if ": " in last else last
+    return text
+
+
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     trainer = None
@@ -22,7 +32,7 @@ def main(cfg: DictConfig) -> None:
         trainer = Trainer(cfg, Path(cfg.run_dir))
         trainer.train()
     except (TrainingDiverged, ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {error_message(err)}", file=sys.stderr)
         sys.exit(1)
     finally:
         if trainer is not None:

@@ -130,3 +130,23 @@ def test_torchrun_two_processes_match_one(tmp_path):
     # Two half-batches averaged by DDP take the same step as one full batch (up to summation order).
     for name, value in a["model"].items():
         torch.testing.assert_close(b["model"][name], value, rtol=1e-4, atol=1e-5, msg=name)
+
+
+class _Unreadable(torch.utils.data.Dataset):
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, index):
+        from mambacsr.data.io import ImageError
+        raise ImageError(f"img{index}.png: not a readable image: a message with: colons")
+
+
+def test_an_error_in_a_data_worker_is_reported_by_its_own_message():
+    # PyTorch re-raises a worker's error with the worker's whole traceback as its message; train prints the error's
+    # own message, which names the file.
+    from mambacsr.train import error_message
+    with pytest.raises(ValueError) as info:
+        next(iter(torch.utils.data.DataLoader(_Unreadable(), num_workers=1)))
+    assert "Original Traceback" in str(info.value)
+    assert error_message(info.value) == "img0.png: not a readable image: a message with: colons"
+    assert error_message(ValueError("train.lr=0: expected a number above 0")) == "train.lr=0: expected a number above 0"
