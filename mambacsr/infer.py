@@ -1,10 +1,11 @@
 """Restore your own images: ``python -m mambacsr.infer +experiment=dis_w8 checkpoint=W input=IN output=OUT``.
 
-``input`` is an image file or a folder; restored x4 PNGs go to the ``output`` folder with the input's file stem.
+``input`` is an image file or a folder; restored x4 PNGs go to the ``output`` folder with the input's file stem (for one
+input file, ``output`` may instead name the image to write, e.g. ``output=photo_x4.png``).
 Files already restored there are skipped (so an interrupted run resumes); ``overwrite=true`` redoes them.  A folder
 holding two images of one stem (``photo.jpg`` and ``photo.png``, which would both be restored to ``photo.png``) is
 refused before anything is written.
-Other options: ``tile=256`` (LR tile side, ``null`` = whole image), ``overlap=16``.
+Other options: ``tile=256`` (LR tile side, ``null`` = whole image), ``overlap=16``, ``overwrite=false``.
 
 Inputs other than 8-bit RGB, documented behaviour:
   - grayscale: replicated to RGB, restored, converted back to one channel (ITU-R 601 luma), saved gray;
@@ -26,7 +27,7 @@ from tqdm import tqdm
 
 from .checkpoints import load_weights
 from .config import build_model, load_config
-from .data.io import ImageError, by_stem, list_images, read_image_any, write_image
+from .data.io import IMAGE_SUFFIXES, ImageError, by_stem, list_images, read_image_any, write_image
 from .data.resize import imresize
 from .tiling import restore_tiled
 from .utils.cli import parse_overlap, parse_tile, split_options
@@ -64,6 +65,27 @@ def collect_inputs(path) -> List[Path]:
     raise FileNotFoundError(f"input {path} does not exist.")
 
 
+def output_targets(inputs: List[Path], single_file: bool, output: Path) -> List[Path]:
+    """Where each input is restored to: ``output/<stem>.png``, or, for one input file and an ``output`` named like an
+    image (``photo_x4.png``), that file.  Raises ValueError, saying what to pass, for an image name given a folder of
+    inputs, or an ``output`` that is an existing file otherwise."""
+    if output.suffix.lower() in IMAGE_SUFFIXES and not output.is_dir():
+        if not single_file:
+            raise ValueError(f"output={output} names an image, but input is a folder: pass a folder for the restored "
+                             "images.")
+        return [output]
+    if output.exists() and not output.is_dir():
+        raise ValueError(f"output={output} is a file: pass a folder for the restored images, or, for one input file, "
+                         "the image to write (e.g. output=photo_x4.png).")
+    return [output / f"{path.stem}.png" for path in inputs]
+
+
+def parse_flag(name: str, value: str) -> bool:
+    if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+        raise ValueError(f"{name}={value}: pass {name}=true or {name}=false.")
+    return value.lower() in ("true", "1", "yes")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     opts, overrides = split_options(args, {"checkpoint": None, "input": None, "output": None, "tile": "256",
@@ -73,6 +95,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             if opts[key] is None:
                 raise ValueError(f"pass {key}=... (see python -m mambacsr.infer --help in the module docstring).")
         inputs = collect_inputs(opts["input"])
+        output = Path(opts["output"])
+        targets = output_targets(inputs, Path(opts["input"]).is_file(), output)
+        overwrite = parse_flag("overwrite", opts["overwrite"])
         cfg = load_config(overrides, tool_options=list(opts))
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         tile = parse_tile(opts["tile"])
@@ -81,11 +106,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    out_dir = Path(opts["output"])
-    overwrite = opts["overwrite"].lower() in ("1", "true", "yes")
     failures, restored, skipped = [], 0, 0
-    for path in tqdm(inputs, desc="restoring", disable=len(inputs) == 1):
-        target = out_dir / f"{path.stem}.png"
+    for path, target in tqdm(list(zip(inputs, targets)), desc="restoring", disable=len(inputs) == 1):
         if target.exists() and not overwrite:
             skipped += 1
             continue
@@ -96,7 +118,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         except (ImageError, RuntimeError) as err:
             failures.append(str(err))
             tqdm.write(f"error: {err}", file=sys.stderr)
-    done = f"restored {restored} image(s) into {out_dir}" + (f", {skipped} already there" if skipped else "")
+    done = f"restored {restored} image(s) to {output}" + (f", {skipped} already there" if skipped else "")
     if failures:
         print(f"{len(failures)} of {len(inputs)} image(s) failed; {done}.", file=sys.stderr)
         return 1

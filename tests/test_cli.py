@@ -56,12 +56,12 @@ def test_infer_reports_bad_files_and_resumes(tmp_path, weights, photo, capsys):
     assert infer.main([*TINY, f"checkpoint={weights}", f"input={src}", f"output={out}"]) == 1
     err = capsys.readouterr().err
     assert "empty.png: the file is empty" in err and "truncated.png" in err
-    assert f"2 of 3 image(s) failed; restored 1 image(s) into {out}." in err
+    assert f"2 of 3 image(s) failed; restored 1 image(s) to {out}." in err
     assert sorted(p.name for p in out.iterdir()) == ["good.png"]  # nothing half-written
     stamp = (out / "good.png").stat().st_mtime_ns
     assert infer.main([*TINY, f"checkpoint={weights}", f"input={src / 'good.png'}", f"output={out}"]) == 0
     assert (out / "good.png").stat().st_mtime_ns == stamp  # finished files are not redone
-    assert capsys.readouterr().out.strip() == f"restored 0 image(s) into {out}, 1 already there"
+    assert capsys.readouterr().out.strip() == f"restored 0 image(s) to {out}, 1 already there"
 
 
 def test_infer_and_prepare_refuse_two_inputs_with_one_output_name(tmp_path, weights, photo, capsys):
@@ -197,3 +197,32 @@ def test_a_misspelt_option_names_the_tools_options(tmp_path, weights, photo, cap
     assert "error: size=abc: pass a whole number, at least 1." in capsys.readouterr().err
     assert complexity.main(["+experiment=demo_cpu", "model.embed_dims=8"]) == 1
     assert "This tool's own options: size=." in capsys.readouterr().err
+
+
+def test_infer_writes_one_input_to_a_named_image(tmp_path, weights, photo, capsys):
+    cv2.imwrite(str(tmp_path / "a.png"), photo)
+    target = tmp_path / "restored" / "a_x4.png"
+    assert infer.main([*TINY, f"checkpoint={weights}", f"input={tmp_path / 'a.png'}", f"output={target}"]) == 0
+    assert read_image_any(target).shape == (160, 208, 3) and target.is_file()
+    assert capsys.readouterr().out.strip() == f"restored 1 image(s) to {target}"
+
+
+@pytest.mark.parametrize("output,folder_input,says", [
+    ("taken.txt", False, "is a file: pass a folder for the restored images, or, for one input file, the image"),
+    ("x4.png", True, "names an image, but input is a folder: pass a folder"),  # was: a folder named x4.png
+])
+def test_infer_refuses_an_output_it_cannot_write_to(tmp_path, weights, photo, capsys, output, folder_input, says):
+    (tmp_path / "in").mkdir()
+    cv2.imwrite(str(tmp_path / "in" / "a.png"), photo)
+    (tmp_path / "taken.txt").write_text("keep me")
+    source = tmp_path / "in" if folder_input else tmp_path / "in" / "a.png"
+    assert infer.main([*TINY, f"checkpoint={weights}", f"input={source}", f"output={tmp_path / output}"]) == 1
+    assert f"output={tmp_path / output} {says}" in capsys.readouterr().err
+    assert (tmp_path / "taken.txt").read_text() == "keep me" and not (tmp_path / "x4.png").exists()
+
+
+def test_infer_refuses_an_overwrite_flag_it_cannot_read(tmp_path, weights, photo, capsys):
+    cv2.imwrite(str(tmp_path / "a.png"), photo)
+    assert infer.main([*TINY, f"checkpoint={weights}", f"input={tmp_path / 'a.png'}", f"output={tmp_path / 'o'}",
+                       "overwrite=maybe"]) == 1
+    assert "overwrite=maybe: pass overwrite=true or overwrite=false." in capsys.readouterr().err
