@@ -17,7 +17,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .config import build_model, load_config
 from .models.ss2d import SS2D
-from .utils.cli import split_options, whole_number_option
+from .utils.cli import asks_for_help, split_options, whole_number_option
 
 
 @dataclass
@@ -50,6 +50,8 @@ def count_complexity(model: torch.nn.Module, height: int = 64, width: int = 64) 
 
 def main(argv=None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if asks_for_help(args, __doc__):
+        return 0
     opts, overrides = split_options(args, {"size": "64"})
     try:
         size = whole_number_option("size", opts["size"], 1)

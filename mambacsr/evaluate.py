@@ -1,4 +1,4 @@
-"""Evaluate a checkpoint on the benchmark sets, in the paper's table layout.
+r"""Evaluate a checkpoint on the benchmark sets, in the paper's table layout.
 
     python -m mambacsr.evaluate +experiment=dis_w8 checkpoint=runs/dis_w8/model_ema.safetensors \
         data_root=datasets/benchmarks qualities=[10,20,30] [tile=256] [out=results/dis_w8]
@@ -30,7 +30,7 @@ from .data.resize import imresize
 from .metrics import calculate_psnr, calculate_ssim
 from .training.validation import restore
 from .utils.atomic import atomic_path
-from .utils.cli import parse_tile, split_options
+from .utils.cli import asks_for_help, parse_tile, split_options
 
 BENCHMARKS = ("Set5", "Set14", "Manga109", "Urban100", "DIV2K")
 _SUBFOLDERS = ("HR", "GTmod12", "DIV2K_valid_HR", "")
@@ -110,6 +110,8 @@ def parse_qualities(value: str) -> List[int]:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if asks_for_help(args, __doc__):
+        return 0
     opts, overrides = split_options(args, {"checkpoint": None, "data_root": "datasets/benchmarks", "qualities": "[10]",
                                            "tile": "256", "out": None})
     try:

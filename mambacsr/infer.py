@@ -30,7 +30,7 @@ from .config import build_model, load_config
 from .data.io import IMAGE_SUFFIXES, ImageError, by_stem, list_images, read_image_any, write_image
 from .data.resize import imresize
 from .tiling import restore_tiled
-from .utils.cli import parse_overlap, parse_tile, split_options
+from .utils.cli import asks_for_help, parse_flag, parse_overlap, parse_tile, split_options
 
 
 def restore_array(model, img: np.ndarray, scale: int, device, tile: Optional[int], overlap: int) -> np.ndarray:
@@ -80,20 +80,16 @@ def output_targets(inputs: List[Path], single_file: bool, output: Path) -> List[
     return [output / f"{path.stem}.png" for path in inputs]
 
 
-def parse_flag(name: str, value: str) -> bool:
-    if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-        raise ValueError(f"{name}={value}: pass {name}=true or {name}=false.")
-    return value.lower() in ("true", "1", "yes")
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if asks_for_help(args, __doc__):
+        return 0
     opts, overrides = split_options(args, {"checkpoint": None, "input": None, "output": None, "tile": "256",
                                            "overlap": "16", "overwrite": "false"})
     try:
         for key in ("checkpoint", "input", "output"):
             if opts[key] is None:
-                raise ValueError(f"pass {key}=... (see python -m mambacsr.infer --help in the module docstring).")
+                raise ValueError(f"pass {key}=... (python -m mambacsr.infer --help).")
         inputs = collect_inputs(opts["input"])
         output = Path(opts["output"])
         targets = output_targets(inputs, Path(opts["input"]).is_file(), output)

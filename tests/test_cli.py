@@ -226,3 +226,12 @@ def test_infer_refuses_an_overwrite_flag_it_cannot_read(tmp_path, weights, photo
     assert infer.main([*TINY, f"checkpoint={weights}", f"input={tmp_path / 'a.png'}", f"output={tmp_path / 'o'}",
                        "overwrite=maybe"]) == 1
     assert "overwrite=maybe: pass overwrite=true or overwrite=false." in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("tool,usage", [
+    (infer, "python -m mambacsr.infer +experiment=dis_w8 checkpoint=W input=IN output=OUT"),
+    (evaluate, "checkpoint=runs/dis_w8/model_ema.safetensors \\\n        data_root=datasets/benchmarks"),
+    (complexity, "python -m mambacsr.complexity +experiment=dis_w8 [size=64]")])
+def test_help_prints_the_usage(capsys, tool, usage):
+    assert tool.main(["--help"]) == 0  # was an error: --help went to Hydra as an override
+    assert usage in capsys.readouterr().out

@@ -17,6 +17,22 @@ def split_options(args: Sequence[str], defaults: Dict[str, Optional[str]]) -> Tu
     return opts, overrides
 
 
+def asks_for_help(args: Sequence[str], doc: str) -> bool:
+    """Print ``doc`` (the tool's module docstring, its usage) and return True where ``args`` hold -h or --help."""
+    if "-h" in args or "--help" in args:
+        print(doc.strip())
+        return True
+    return False
+
+
+def parse_flag(name: str, value: str) -> bool:
+    """``overwrite=true`` -> True (also 1, yes; false, 0, no -> False); raises ValueError, saying what to pass, for
+    anything else, which would otherwise be taken silently as false."""
+    if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+        raise ValueError(f"{name}={value}: pass {name}=true or {name}=false.")
+    return value.lower() in ("true", "1", "yes")
+
+
 def parse_tile(value: str) -> Optional[int]:
     """``tile=256`` -> 256; ``tile=null`` (or None, 0) -> None, the whole image at once.  Raises ValueError, saying
     what to pass, for anything else."""
