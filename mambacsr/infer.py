@@ -34,7 +34,19 @@ from .utils.cli import asks_for_help, parse_flag, parse_overlap, parse_tile, spl
 
 
 def restore_array(model, img: np.ndarray, scale: int, device, tile: Optional[int], overlap: int) -> np.ndarray:
-    """Any image read by :func:`read_image_any` -> the restored image in the same layout and bit depth."""
+    """Any image read by :func:`read_image_any` -> the restored image in the same layout and bit depth.
+
+    img: (H, W) gray, (H, W, 3) RGB or (H, W, 4) RGBA, uint8 or uint16.  Returns (scale*H, scale*W[, channels]) of
+    img's dtype.  Raises ValueError for another dtype or layout: a float image would be read as 8-bit values and
+    come back dark without a word.
+    """
+    if not isinstance(img, np.ndarray) or img.dtype not in (np.uint8, np.uint16):
+        kind = img.dtype if isinstance(img, np.ndarray) else type(img).__name__
+        raise ValueError(f"restore_array takes uint8 or uint16 images, as read_image_any returns them, got {kind}; "
+                         "convert a float image in [0, 1] with (img * 255).round().astype(np.uint8).")
+    if not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] in (3, 4))):
+        raise ValueError(f"restore_array takes (H, W) gray, (H, W, 3) RGB or (H, W, 4) RGBA images, got shape "
+                         f"{img.shape}.")
     peak = 65535.0 if img.dtype == np.uint16 else 255.0
     alpha = None
     if img.ndim == 2:

@@ -235,3 +235,15 @@ def test_infer_refuses_an_overwrite_flag_it_cannot_read(tmp_path, weights, photo
 def test_help_prints_the_usage(capsys, tool, usage):
     assert tool.main(["--help"]) == 0  # was an error: --help went to Hydra as an override
     assert usage in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("img,says", [
+    (np.full((8, 8, 3), 0.5), "restore_array takes uint8 or uint16 images, as read_image_any returns them, got float64"),
+    (np.zeros((8, 8, 2), np.uint8), r"\(H, W, 4\) RGBA images, got shape \(8, 8, 2\)"),
+    (np.zeros((2, 8, 8, 3), np.uint8), r"got shape \(2, 8, 8, 3\)"),
+])
+def test_restore_array_refuses_images_it_would_misread(img, says):
+    # A float image in [0, 1] was divided by 255 like an 8-bit one and came back dark, without a word.
+    model = build_model(load_config(TINY)).eval()
+    with pytest.raises(ValueError, match=says):
+        infer.restore_array(model, img, 4, "cpu", None, 0)
