@@ -150,3 +150,18 @@ def test_an_error_in_a_data_worker_is_reported_by_its_own_message():
     assert "Original Traceback" in str(info.value)
     assert error_message(info.value) == "img0.png: not a readable image: a message with: colons"
     assert error_message(ValueError("train.lr=0: expected a number above 0")) == "train.lr=0: expected a number above 0"
+
+
+def test_a_fresh_run_refuses_a_run_dir_holding_checkpoints(tmp_path):
+    # train.resume=false in a folder with an earlier run's checkpoints would mix the two runs' checkpoints: pruning
+    # by iteration kept the old run's later ones and deleted the new run's.
+    first = train(tmp_path / "run", "train.iterations=2", "train.ckpt_every=2", "train.batch_size=2")
+    assert first.returncode == 0, first.stderr[-2000:]
+    before = {p.name: p.stat().st_mtime_ns for p in list_checkpoints(tmp_path / "run" / "checkpoints")}
+    again = train(tmp_path / "run", "train.iterations=1", "train.ckpt_every=1", "train.batch_size=2",
+                  "train.resume=false")
+    assert again.returncode == 1
+    assert "holds an earlier run's checkpoints (the latest: " in again.stderr and "another run_dir=" in again.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in list_checkpoints(tmp_path / "run" / "checkpoints")} == before
+    other = train(tmp_path / "run", "train.iterations=1", "train.batch_size=2", "model.embed_dim=12")
+    assert other.returncode == 1 and "another model config; train this one in another run_dir=" in other.stderr

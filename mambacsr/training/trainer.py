@@ -129,14 +129,20 @@ class Trainer:
         }
 
     def _maybe_resume(self) -> None:
-        path = latest_checkpoint(self.ckpt_dir) if self.cfg.train.resume else None
+        path = latest_checkpoint(self.ckpt_dir)
         if path is None:
             return
+        if not self.cfg.train.resume:
+            # A fresh run's checkpoints would mix with the earlier run's: pruning by iteration would delete the new
+            # ones and keep the old, and a later resume would continue the old run.
+            raise ValueError(f"{self.run_dir} holds an earlier run's checkpoints (the latest: {path.name}); with "
+                             "train.resume=false start afresh in another run_dir=..., or delete "
+                             f"{self.ckpt_dir} first.")
         state = load_checkpoint(path)
         saved_model = state.get("config")
         if saved_model is not None and saved_model != OmegaConf.to_yaml(self.cfg.model):
-            raise ValueError(f"{path} was written by a run with another model config; use another run_dir or "
-                             "train.resume=false.")
+            raise ValueError(f"{path} was written by a run with another model config; train this one in another "
+                             "run_dir=..., or set the model back to resume that run.")
         self.model.load_state_dict(state["model"])
         self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
