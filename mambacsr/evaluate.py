@@ -1,7 +1,7 @@
 r"""Evaluate a checkpoint on the benchmark sets, in the paper's table layout.
 
     python -m mambacsr.evaluate +experiment=dis_w8 checkpoint=runs/dis_w8/model_ema.safetensors \
-        data_root=datasets/benchmarks qualities=[10,20,30] [tile=256] [out=results/dis_w8]
+        data_root=datasets/benchmarks qualities=[10,20,30] [tile=256] [overlap=16] [out=results/dis_w8]
 
 Benchmark folders found under data_root (HR images; LR are made with the paper's degradation, seeded per image):
 Set5, Set14, Manga109, Urban100, DIV2K (DIV2K_valid_HR).  Each may hold its images directly or in an ``HR`` /
@@ -30,7 +30,7 @@ from .data.resize import imresize
 from .metrics import calculate_psnr, calculate_ssim
 from .training.validation import restore
 from .utils.atomic import atomic_path
-from .utils.cli import asks_for_help, parse_tile, split_options
+from .utils.cli import asks_for_help, parse_overlap, parse_tile, split_options
 
 BENCHMARKS = ("Set5", "Set14", "Manga109", "Urban100", "DIV2K")
 _SUBFOLDERS = ("HR", "GTmod12", "DIV2K_valid_HR", "")
@@ -52,12 +52,13 @@ def find_benchmarks(root) -> Dict[str, Path]:
     return found
 
 
-def evaluate_folder(model, folder: Path, quality: int, scale: int, device, tile, seed: int = 0) -> Dict[str, float]:
+def evaluate_folder(model, folder: Path, quality: int, scale: int, device, tile, overlap: int = 16,
+                    seed: int = 0) -> Dict[str, float]:
     rows = {"model": ([], []), "bicubic": ([], [])}
     for index, path in enumerate(tqdm(list_images(folder), desc=f"{folder.name} q{quality}", leave=False)):
         hr = crop_to_scale(read_rgb(path), scale)
         lr = degrade(hr, scale, quality, np.random.default_rng([seed, index]))
-        for name, out in (("model", restore(model, lr, scale, device, tile)),
+        for name, out in (("model", restore(model, lr, scale, device, tile, overlap)),
                           ("bicubic", imresize(lr, hr.shape[0], hr.shape[1]))):
             rows[name][0].append(calculate_psnr(out, hr, scale, True))
             rows[name][1].append(calculate_ssim(out, hr, scale, True))
@@ -113,17 +114,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     if asks_for_help(args, __doc__):
         return 0
     opts, overrides = split_options(args, {"checkpoint": None, "data_root": "datasets/benchmarks", "qualities": "[10]",
-                                           "tile": "256", "out": None})
+                                           "tile": "256", "overlap": "16", "out": None})
     try:
         if opts["checkpoint"] is None:
             raise ValueError("pass checkpoint=PATH (our .safetensors / iter_*.pt, or an authors' .pth).")
         cfg = load_config(overrides, tool_options=list(opts))
         qualities = parse_qualities(opts["qualities"])
         tile = parse_tile(opts["tile"])
+        overlap = parse_overlap(opts["overlap"], tile)
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         model = load_weights(build_model(cfg), opts["checkpoint"]).to(device).eval()
         sets = find_benchmarks(opts["data_root"])
-        results = {q: {name: evaluate_folder(model, folder, q, cfg.data.scale, device, tile)
+        results = {q: {name: evaluate_folder(model, folder, q, cfg.data.scale, device, tile, overlap)
                        for name, folder in sets.items()} for q in qualities}
     except (ValueError, FileNotFoundError, ImageError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -157,6 +157,17 @@ def test_infer_takes_any_overlap_without_tiles(tmp_path, weights, photo):
     assert read_image_any(tmp_path / "out" / "a.png").shape == (160, 208, 3)
 
 
+def test_evaluate_checks_tiling_before_restoring(tmp_path, weights, photo, capsys):
+    # Its overlap was fixed at 16, so tile=8 failed only at the first image larger than a tile.
+    (tmp_path / "bench" / "Set5").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "bench" / "Set5" / "img.png"), photo[:, :, ::-1])
+    common = [*TINY, f"checkpoint={weights}", f"data_root={tmp_path / 'bench'}", f"out={tmp_path / 'table'}"]
+    assert evaluate.main([*common, "tile=8"]) == 1
+    assert "overlap=16: pass the pixels neighbouring tiles share, a whole number from 0 and less than the tile (8)" \
+        in capsys.readouterr().err
+    assert evaluate.main([*common, "tile=8", "overlap=2"]) == 0
+
+
 @pytest.mark.parametrize("qualities", ["[10,abc]", "[0]", "[10,101]", "[]"])
 def test_evaluate_refuses_bad_qualities_before_restoring(tmp_path, weights, photo, capsys, qualities):
     (tmp_path / "bench" / "Set5").mkdir(parents=True)
