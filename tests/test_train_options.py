@@ -35,6 +35,8 @@ def test_every_experiment_passes():
     ("data.val_limit=0", "data.val_limit=0: expected null (every validation image) or at least 1"),
     ("data.quality=[10,200]", "data.quality=[10, 200]: expected a JPEG quality from 1 to 100"),
     ("data.quality=abc", "data.quality='abc': expected a JPEG quality"),
+    ("data.train_lr=lr_q10", "data.train_lr='lr_q10': expected null while data.train_hr is null"),  # was ignored
+    ("data.val_lr=lr_q10", "data.val_lr='lr_q10': expected null while data.val_hr is null"),
 ])
 def test_bad_values_are_refused_with_what_to_pass(override, message):
     with pytest.raises(ValueError) as info:

@@ -46,6 +46,10 @@ def check_options(cfg: DictConfig) -> None:
     _check("data", "num_workers", d.num_workers, _whole(0), "a whole number, at least 0")
     _check("data", "val_limit", d.get("val_limit"), lambda v: v is None or _whole(1)(v),
            "null (every validation image) or at least 1")
+    for split in ("train", "val"):  # LR images pair with an HR folder's by stem: without one they were ignored
+        _check("data", f"{split}_lr", d.get(f"{split}_lr"), lambda v: v is None or d.get(f"{split}_hr") is not None,
+               f"null while data.{split}_hr is null (the embedded photographs, degraded on the fly); set "
+               f"data.{split}_hr to the HR folder these LR images pair with")
     try:
         pick_quality(_plain(d.quality))
     except (TypeError, ValueError):
