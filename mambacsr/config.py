@@ -10,7 +10,10 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException, InstantiationException, OverrideParseException
 from omegaconf import DictConfig
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
+# The Hydra configs: inside the package where it was installed from a wheel (setup.py ships conf/ as mambacsr.conf),
+# else the checkout's conf/ beside it (the repository, an editable install).
+_PACKAGED_CONF = Path(__file__).resolve().parent / "conf"
+CONFIG_DIR = _PACKAGED_CONF if _PACKAGED_CONF.is_dir() else Path(__file__).resolve().parent.parent / "conf"
 
 
 def available_experiments() -> List[str]:

@@ -12,6 +12,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from .config import CONFIG_DIR
 from .training.trainer import Trainer, TrainingDiverged
 
 
@@ -25,7 +26,7 @@ def error_message(err: Exception) -> str:
     return text
 
 
-@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+@hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     trainer = None
     try:
