@@ -18,9 +18,14 @@ def load_weights(model: torch.nn.Module, path) -> torch.nn.Module:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist.")
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        state = load_file(str(path))
+        try:
+            state = load_file(str(path))
+        except SafetensorError as err:
+            raise ValueError(f"could not read checkpoint {path} ({err}): it is truncated, or not a .safetensors "
+                             "file.") from err
     else:
         blob = read_checkpoint(path, key="auto")
         if "ema" in blob and "model" in blob:  # our training checkpoint

@@ -119,7 +119,8 @@ def read_checkpoint(path, key: str = "auto") -> Dict[str, torch.Tensor]:
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for corrupt or foreign files
-        raise ValueError(f"could not read checkpoint {path}: {err}") from err
+        raise ValueError(f"could not read checkpoint {path} ({type(err).__name__}: {err}): it is truncated, or not a "
+                         "PyTorch checkpoint (.pth / .pt) or our .safetensors export.") from err
     if not isinstance(blob, dict):
         raise ValueError(f"checkpoint {path} does not hold a state dict.")
     if key == "auto":

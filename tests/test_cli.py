@@ -258,3 +258,16 @@ def test_restore_array_refuses_images_it_would_misread(img, says):
     model = build_model(load_config(TINY)).eval()
     with pytest.raises(ValueError, match=says):
         infer.restore_array(model, img, 4, "cpu", None, 0)
+
+
+def test_unreadable_checkpoints_are_clear_errors(tmp_path, weights, photo, capsys):
+    cv2.imwrite(str(tmp_path / "a.png"), photo)
+    (tmp_path / "cut.safetensors").write_bytes(weights.read_bytes()[:5000])  # was a SafetensorError traceback
+    (tmp_path / "junk.pt").write_text("junk")
+    for name, says in (("cut.safetensors", "it is truncated, or not a .safetensors file."),
+                       ("junk.pt", "it is truncated, or not a PyTorch checkpoint")):
+        assert infer.main([*TINY, f"checkpoint={tmp_path / name}", f"input={tmp_path / 'a.png'}",
+                           f"output={tmp_path / 'out'}"]) == 1
+        assert f"error: could not read checkpoint {tmp_path / name} (" in (err := capsys.readouterr().err), err
+        assert says in err
+    assert not (tmp_path / "out").exists()
