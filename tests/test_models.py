@@ -41,7 +41,7 @@ def test_every_experiment_composes_and_builds():
     ("model.embed_dim=0", "model.embed_dim=0: expected a channel count"),
     ("model.depths=[2,0]", r"model.depths=\[2, 0\]: expected blocks per group, each at least 1"),
     ("model.depths=[]", r"model.depths=\[\]: expected blocks per group"),
-    ("model.upscale=1", "model.upscale=1: expected a factor of at least 2"),
+    ("model.upscale=1", "model.upscale=1: expected 3 or a power of two, at least 2"),
     ("model.drop_path_rate=1.0", r"model.drop_path_rate=1.0: expected a rate in \[0, 1\)"),
 ])
 def test_sizes_no_network_can_have_are_clear_errors(experiment, override, message):

@@ -27,7 +27,7 @@ def check_sizes(upscale: int, embed_dim: int, depths: Sequence[int], d_state: in
     def whole(v, low):
         return isinstance(v, int) and not isinstance(v, bool) and v >= low
 
-    checks = (("upscale", upscale, whole(upscale, 2), "a factor of at least 2, 3 or a power of two (the paper's: 4)"),
+    checks = (("upscale", upscale, whole(upscale, 2), "3 or a power of two, at least 2 (the paper's: 4)"),
               ("embed_dim", embed_dim, whole(embed_dim, 1), "a channel count, at least 1 (the paper's: 180)"),
               ("depths", list(depths), len(depths) > 0 and all(whole(d, 1) for d in depths),
                "blocks per group, each at least 1, e.g. [6, 6, 6, 6, 6, 6]"),
