@@ -1,7 +1,8 @@
 """Train a network: ``python -m mambacsr.train +experiment=dis_w8`` (any Hydra override after it).
 
 Multi-GPU: ``torchrun --nproc_per_node=8 -m mambacsr.train +experiment=dis_w8`` (train.batch_size is the total).
-A run resumes from the newest checkpoint in ``<run_dir>/checkpoints`` when started again.
+A run resumes from the newest checkpoint in ``<run_dir>/checkpoints`` when started again.  SIGTERM (a cluster's
+preemption) or Ctrl-C saves a checkpoint at the step reached and exits with 128 + the signal's number.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import hydra
 from omegaconf import DictConfig
 
 from .config import CONFIG_DIR
+from .training.stop_signals import TrainingStopped
 from .training.trainer import Trainer, TrainingDiverged
 
 
@@ -32,6 +34,9 @@ def main(cfg: DictConfig) -> None:
     try:
         trainer = Trainer(cfg, Path(cfg.run_dir))
         trainer.train()
+    except TrainingStopped as stopped:
+        print(f"stopped by {stopped}", file=sys.stderr)
+        sys.exit(stopped.exit_code)
     except (TrainingDiverged, ValueError, FileNotFoundError) as err:
         print(f"error: {error_message(err)}", file=sys.stderr)
         sys.exit(1)

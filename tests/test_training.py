@@ -165,3 +165,35 @@ def test_a_fresh_run_refuses_a_run_dir_holding_checkpoints(tmp_path):
     assert {p.name: p.stat().st_mtime_ns for p in list_checkpoints(tmp_path / "run" / "checkpoints")} == before
     other = train(tmp_path / "run", "train.iterations=1", "train.batch_size=2", "model.embed_dim=12")
     assert other.returncode == 1 and "another model config; train this one in another run_dir=" in other.stderr
+
+
+def test_sigterm_saves_the_step_reached_and_the_run_resumes_exactly(tmp_path):
+    # A cluster's preemption (SIGTERM to the whole job, data workers included): the run saves a checkpoint at the
+    # step it reached, between the every-ckpt_every ones, and exits; the same command then finishes it exactly as an
+    # uninterrupted run does.
+    steps = ["train.iterations=40", "train.ckpt_every=4", "train.batch_size=2", "data.num_workers=2"]
+    straight = train(tmp_path / "straight", *steps)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+
+    cmd = [sys.executable, "-m", "mambacsr.train", *TINY, f"run_dir={tmp_path / 'stopped'}", *steps]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    deadline = time.time() + 300
+    while not list_checkpoints(tmp_path / "stopped" / "checkpoints") and time.time() < deadline:
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGTERM)  # the process group: the data workers receive it too
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    reached = int(re.search(r"stopped by SIGTERM at iteration (\d+): checkpoint saved in", err).group(1))
+    assert 4 <= reached < 40, "the run finished before the signal"
+    assert load_checkpoint(latest_checkpoint(tmp_path / "stopped" / "checkpoints"))["iteration"] == reached
+    assert not (tmp_path / "stopped" / "model_ema.safetensors").exists()  # exported only when training ends
+
+    resumed = train(tmp_path / "stopped", *steps)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resumed from {tmp_path / 'stopped' / 'checkpoints'}" in resumed.stdout + resumed.stderr
+    a = load_checkpoint(latest_checkpoint(tmp_path / "straight" / "checkpoints"))
+    b = load_checkpoint(latest_checkpoint(tmp_path / "stopped" / "checkpoints"))
+    assert a["iteration"] == b["iteration"] == 40
+    for key in ("model", "ema", "optimizer", "scheduler", "rng"):
+        assert_same_state({key: a[key]}, {key: b[key]})

@@ -22,6 +22,7 @@ from ..data.datasets import ImageSource, IterationBatches, TrainPatches, validat
 from . import distributed
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .options import check_options
+from .stop_signals import StopSignals, TrainingStopped, ignore_in_data_workers
 from .validation import validate
 
 
@@ -187,14 +188,14 @@ class Trainer:
             num_workers=self.cfg.data.num_workers, pin_memory=self.device.type == "cuda",
             # Its own generator: the loader draws a base seed when it starts, which must not shift the global RNG
             # (drop-path) between an uninterrupted and a resumed run.
-            generator=torch.Generator().manual_seed(t.seed))
+            generator=torch.Generator().manual_seed(t.seed), worker_init_fn=ignore_in_data_workers)
         bar = tqdm(total=t.iterations, initial=self.iteration, disable=not self.dist.is_main, dynamic_ncols=True)
         autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=bool(t.bf16) and self.device.type == "cuda")
         last = {}
         tic = time.perf_counter()
         self.net.train()
         # The scan kernels' tiles for every step and validation (an op's backward takes its forward's).
-        with tile_config(**self.scan_tiles):
+        with tile_config(**self.scan_tiles), StopSignals() as stop:
             for lr_img, hr_img in loader:
                 lr_img = lr_img.to(self.device, non_blocking=True)
                 hr_img = hr_img.to(self.device, non_blocking=True)
@@ -226,8 +227,15 @@ class Trainer:
                         self.writer.add_scalar("train/it_per_s", rate, self.iteration)
                 if t.val_every and self.iteration % t.val_every == 0:
                     last = self.run_validation()
-                if self.iteration % t.ckpt_every == 0 or self.iteration == t.iterations:
+                saved = self.iteration % t.ckpt_every == 0 or self.iteration == t.iterations
+                if saved:
                     self.save()
+                signum = stop.received(self.device)
+                if signum is not None:
+                    if not saved:
+                        self.save()
+                    bar.close()
+                    raise TrainingStopped(signum, self.iteration, self.ckpt_dir)
         bar.close()
         if self.dist.is_main:
             self.export_weights()
