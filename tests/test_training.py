@@ -169,7 +169,7 @@ def test_a_fresh_run_refuses_a_run_dir_holding_checkpoints(tmp_path):
 
 def test_sigterm_saves_the_step_reached_and_the_run_resumes_exactly(tmp_path):
     # A cluster's preemption (SIGTERM to the whole job, data workers included): the run saves a checkpoint at the
-    # step it reached, between the every-ckpt_every ones, and exits; the same command then finishes it exactly as an
+    # step it reached (not only every ckpt_every steps) and exits; the same command then finishes it exactly as an
     # uninterrupted run does.
     steps = ["train.iterations=40", "train.ckpt_every=4", "train.batch_size=2", "data.num_workers=2"]
     straight = train(tmp_path / "straight", *steps)
