@@ -249,7 +249,8 @@ def test_help_prints_the_usage(capsys, tool, usage):
 
 
 @pytest.mark.parametrize("img,says", [
-    (np.full((8, 8, 3), 0.5), "restore_array takes uint8 or uint16 images, as read_image_any returns them, got float64"),
+    (np.full((8, 8, 3), 0.5),
+     "restore_array takes uint8 or uint16 images, as read_image_any returns them, got float64"),
     (np.zeros((8, 8, 2), np.uint8), r"\(H, W, 4\) RGBA images, got shape \(8, 8, 2\)"),
     (np.zeros((2, 8, 8, 3), np.uint8), r"got shape \(2, 8, 8, 3\)"),
 ])

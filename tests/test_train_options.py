@@ -1,4 +1,5 @@
-"""A run's ``train`` and ``data`` values are checked before it starts, each refusal naming the value and what to pass."""
+"""A run's ``train`` and ``data`` values are checked before it starts; each refusal names the value and what to
+pass."""
 
 import pytest
 
