@@ -28,6 +28,7 @@ from .data.degrade import crop_to_scale, degrade
 from .data.io import ImageError, list_images, read_rgb
 from .data.resize import imresize
 from .metrics import calculate_psnr, calculate_ssim
+from .tiling import out_of_memory_advice
 from .training.validation import restore
 from .utils.atomic import atomic_path
 from .utils.cli import asks_for_help, parse_overlap, parse_tile, split_options
@@ -127,6 +128,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         sets = find_benchmarks(opts["data_root"])
         results = {q: {name: evaluate_folder(model, folder, q, cfg.data.scale, device, tile, overlap)
                        for name, folder in sets.items()} for q in qualities}
+    except torch.OutOfMemoryError:
+        print(f"error: {out_of_memory_advice(tile)}", file=sys.stderr)
+        return 1
     except (ValueError, FileNotFoundError, ImageError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -29,7 +29,7 @@ from .checkpoints import load_weights
 from .config import build_model, load_config
 from .data.io import IMAGE_SUFFIXES, ImageError, by_stem, list_images, read_image_any, write_image
 from .data.resize import imresize
-from .tiling import restore_tiled
+from .tiling import out_of_memory_advice, restore_tiled
 from .utils.cli import asks_for_help, parse_flag, parse_overlap, parse_tile, split_options
 
 
@@ -123,6 +123,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             img = read_image_any(path)
             write_image(target, restore_array(model, img, cfg.data.scale, device, tile, overlap))
             restored += 1
+        except torch.OutOfMemoryError:
+            failures.append(f"{path}: {out_of_memory_advice(tile)}")
+            tqdm.write(f"error: {failures[-1]}", file=sys.stderr)
         except (ImageError, RuntimeError) as err:
             failures.append(str(err))
             tqdm.write(f"error: {err}", file=sys.stderr)

@@ -3,6 +3,7 @@
 import cv2
 import numpy as np
 import pytest
+import torch
 from safetensors.torch import save_file
 
 from mambacsr import complexity, evaluate, infer, prepare
@@ -272,3 +273,40 @@ def test_unreadable_checkpoints_are_clear_errors(tmp_path, weights, photo, capsy
         assert f"error: could not read checkpoint {tmp_path / name} (" in (err := capsys.readouterr().err), err
         assert says in err
     assert not (tmp_path / "out").exists()
+
+
+def test_running_out_of_memory_advises_a_smaller_tile(tmp_path, weights, photo, capsys, monkeypatch):
+    # A GPU's out-of-memory error (raised here by the network) names the tile and a smaller one for that image, and
+    # the other images are still restored.
+    (tmp_path / "in").mkdir()
+    for name in ("a", "b"):
+        cv2.imwrite(str(tmp_path / "in" / f"{name}.png"), photo)
+    real, calls = infer.restore_tiled, []
+
+    def restore_or_run_out(model, x, *args):  # the first image runs out of memory
+        calls.append(x.shape)
+        if len(calls) == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(model, x, *args)
+
+    monkeypatch.setattr(infer, "restore_tiled", restore_or_run_out)
+    assert infer.main([*TINY, f"checkpoint={weights}", f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}",
+                       "tile=64"]) == 1
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'in' / 'a.png'}: out of memory restoring tile=64: pass a smaller tile, e.g. tile=32" in err
+    assert "1 of 2 image(s) failed; restored 1 image(s)" in err
+
+
+def test_evaluate_out_of_memory_advises_a_smaller_tile(tmp_path, weights, photo, capsys, monkeypatch):
+    (tmp_path / "bench" / "Set5").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "bench" / "Set5" / "img.png"), photo[:, :, ::-1])
+
+    def run_out(*args):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(evaluate, "restore", run_out)
+    assert evaluate.main([*TINY, f"checkpoint={weights}", f"data_root={tmp_path / 'bench'}", "tile=null",
+                          f"out={tmp_path / 'table'}"]) == 1
+    assert ("error: out of memory restoring whole images (tile=null): pass a smaller tile, e.g. tile=128"
+            in capsys.readouterr().err)
+    assert not (tmp_path / "table.md").exists()
