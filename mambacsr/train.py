@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import hydra
+import torch
 from omegaconf import DictConfig
 
 from .config import CONFIG_DIR
@@ -28,6 +29,16 @@ def error_message(err: Exception) -> str:
     return text
 
 
+def out_of_memory_advice(cfg: DictConfig) -> str:
+    """What to change when a training step ran out of GPU memory (the checkpoints on disk are untouched)."""
+    t, d = cfg.train, cfg.data
+    advice = (f"out of GPU memory at train.batch_size={t.batch_size} (the total over all processes) and "
+              f"data.patch_size={d.patch_size}: lower either, or train on more GPUs with torchrun")
+    if not t.bf16:
+        advice += ", or set train.bf16=true"
+    return advice + f"; the checkpoints in {cfg.run_dir} are intact and the run resumes from the last."
+
+
 @hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     trainer = None
@@ -37,6 +48,9 @@ def main(cfg: DictConfig) -> None:
     except TrainingStopped as stopped:
         print(f"stopped by {stopped}", file=sys.stderr)
         sys.exit(stopped.exit_code)
+    except torch.OutOfMemoryError:
+        print(f"error: {out_of_memory_advice(cfg)}", file=sys.stderr)
+        sys.exit(1)
     except (TrainingDiverged, ValueError, FileNotFoundError) as err:
         print(f"error: {error_message(err)}", file=sys.stderr)
         sys.exit(1)
