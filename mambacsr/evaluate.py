@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from .checkpoints import load_weights
 from .config import build_model, load_config
-from .data.degrade import crop_to_scale, degrade
+from .data.degrade import MAX_QUALITY, MIN_QUALITY, crop_to_scale, degrade, pick_quality
 from .data.io import ImageError, list_images, read_rgb
 from .data.resize import imresize
 from .metrics import calculate_psnr, calculate_ssim
@@ -103,10 +103,10 @@ def parse_qualities(value: str) -> List[int]:
     """``qualities=[10,20,30]`` (or ``qualities=10``) -> [10, 20, 30], checked before any image is restored."""
     try:
         qualities = [int(q) for q in value.strip("[]").split(",") if q.strip()]
+        pick_quality(qualities)  # the degradation's own check: a non-empty list, each in range
     except ValueError:
-        qualities = []
-    if not qualities or any(not 1 <= q <= 100 for q in qualities):
-        raise ValueError(f"qualities={value}: pass JPEG qualities from 1 to 100, e.g. qualities=[10,20,30].")
+        raise ValueError(f"qualities={value}: pass JPEG qualities from {MIN_QUALITY} to {MAX_QUALITY}, e.g. "
+                         "qualities=[10,20,30].") from None
     return qualities
 
 

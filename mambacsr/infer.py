@@ -124,6 +124,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             write_image(target, restore_array(model, img, cfg.data.scale, device, tile, overlap))
             restored += 1
         except torch.OutOfMemoryError:
+            torch.cuda.empty_cache()  # the next image starts without this one's cached blocks
             failures.append(f"{path}: {out_of_memory_advice(tile)}")
             tqdm.write(f"error: {failures[-1]}", file=sys.stderr)
         except (ImageError, RuntimeError) as err:

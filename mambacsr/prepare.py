@@ -23,7 +23,7 @@ from typing import List, Optional
 import numpy as np
 from tqdm import tqdm
 
-from .data.degrade import crop_to_scale, degrade
+from .data.degrade import MAX_QUALITY, MIN_QUALITY, crop_to_scale, degrade
 from .data.io import ImageError, by_stem, list_images, read_rgb, write_image
 from .utils.cli import whole_number_option
 
@@ -72,7 +72,7 @@ def run(jobs, fn, desc: str) -> List[str]:
 
 # Each mode's options: (default, least, greatest or None).
 OPTIONS = {"subimages": {"size": (480, 1, None), "step": (240, 1, None)},
-           "lr": {"quality": (10, 1, 100), "scale": (4, 1, None), "seed": (0, 0, None)}}
+           "lr": {"quality": (10, MIN_QUALITY, MAX_QUALITY), "scale": (4, 1, None), "seed": (0, 0, None)}}
 
 
 def parse_options(mode: str, args: List[str]) -> dict:

@@ -80,9 +80,7 @@ def restore_tiled(model: Callable, lr: torch.Tensor, scale: int, tile: Optional[
 
 def out_of_memory_advice(tile: Optional[int]) -> str:
     """What to do when restoring in tiles of ``tile`` LR pixels (None: whole images) ran out of memory: memory is
-    bounded by the tile, so a smaller one fits.  Frees the GPU's cached blocks, so that the next image starts clean."""
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    bounded by the tile, so a smaller one fits."""
     smaller = 128 if tile is None else max(16, tile // 2)
     now = "whole images (tile=null)" if tile is None else f"tile={tile}"
     return f"out of memory restoring {now}: pass a smaller tile, e.g. tile={smaller}"

@@ -10,6 +10,7 @@ import numpy as np
 from .resize import imresize
 
 Quality = Union[int, Sequence[int]]
+MIN_QUALITY, MAX_QUALITY = 1, 100  # OpenCV's JPEG qualities
 
 
 def crop_to_scale(hr: np.ndarray, scale: int) -> np.ndarray:
@@ -30,7 +31,7 @@ def pick_quality(quality: Quality, rng: Optional[np.random.Generator] = None) ->
         values = [int(quality)]
     else:
         values = [int(q) for q in quality]
-    if not values or any(not 1 <= q <= 100 for q in values):
+    if not values or any(not MIN_QUALITY <= q <= MAX_QUALITY for q in values):
         raise ValueError(f"JPEG quality must be an integer in 1..100 or a non-empty list of them, got {quality!r}.")
     if len(values) == 1:
         return values[0]
