@@ -28,6 +28,12 @@ def photo():
     return embedded_images(["chelsea"])[0][:40, :52]
 
 
+def one_image_benchmark(root, name, photo):
+    """A benchmark folder ``root/name`` holding ``photo`` (RGB) as its one image."""
+    (root / name).mkdir(parents=True)
+    cv2.imwrite(str(root / name / "img.png"), photo[:, :, ::-1])
+
+
 def test_infer_handles_rgb_gray_rgba_and_16_bit(tmp_path, weights, photo):
     src = tmp_path / "in"
     src.mkdir()
@@ -121,8 +127,7 @@ def test_evaluate_writes_the_paper_table(tmp_path, weights, photo):
 
 
 def test_evaluate_sets_the_papers_figures_beside_ours(tmp_path, weights, photo):
-    (tmp_path / "bench" / "Urban100").mkdir(parents=True)
-    cv2.imwrite(str(tmp_path / "bench" / "Urban100" / "img.png"), photo[:, :, ::-1])
+    one_image_benchmark(tmp_path / "bench", "Urban100", photo)
     out = tmp_path / "table"
     paper = "paper={table: 'Table 9', results: {10: {Urban100: [22.26, 0.6081], Set5: [25.2, 0.7209]}}}"
     assert evaluate.main([*TINY, paper, f"checkpoint={weights}", f"data_root={tmp_path / 'bench'}",
@@ -160,8 +165,7 @@ def test_infer_takes_any_overlap_without_tiles(tmp_path, weights, photo):
 
 def test_evaluate_checks_tiling_before_restoring(tmp_path, weights, photo, capsys):
     # Its overlap was fixed at 16, so tile=8 failed only at the first image larger than a tile.
-    (tmp_path / "bench" / "Set5").mkdir(parents=True)
-    cv2.imwrite(str(tmp_path / "bench" / "Set5" / "img.png"), photo[:, :, ::-1])
+    one_image_benchmark(tmp_path / "bench", "Set5", photo)
     common = [*TINY, f"checkpoint={weights}", f"data_root={tmp_path / 'bench'}", f"out={tmp_path / 'table'}"]
     assert evaluate.main([*common, "tile=8"]) == 1
     assert "overlap=16: pass the pixels neighbouring tiles share, a whole number from 0 and less than the tile (8)" \
@@ -171,8 +175,7 @@ def test_evaluate_checks_tiling_before_restoring(tmp_path, weights, photo, capsy
 
 @pytest.mark.parametrize("qualities", ["[10,abc]", "[0]", "[10,101]", "[]"])
 def test_evaluate_refuses_bad_qualities_before_restoring(tmp_path, weights, photo, capsys, qualities):
-    (tmp_path / "bench" / "Set5").mkdir(parents=True)
-    cv2.imwrite(str(tmp_path / "bench" / "Set5" / "img.png"), photo[:, :, ::-1])
+    one_image_benchmark(tmp_path / "bench", "Set5", photo)
     assert evaluate.main([*TINY, f"checkpoint={weights}", f"data_root={tmp_path / 'bench'}",
                           f"qualities={qualities}", f"out={tmp_path / 'table'}"]) == 1
     assert f"qualities={qualities}: pass JPEG qualities from 1 to 100" in capsys.readouterr().err
@@ -298,8 +301,7 @@ def test_running_out_of_memory_advises_a_smaller_tile(tmp_path, weights, photo, 
 
 
 def test_evaluate_out_of_memory_advises_a_smaller_tile(tmp_path, weights, photo, capsys, monkeypatch):
-    (tmp_path / "bench" / "Set5").mkdir(parents=True)
-    cv2.imwrite(str(tmp_path / "bench" / "Set5" / "img.png"), photo[:, :, ::-1])
+    one_image_benchmark(tmp_path / "bench", "Set5", photo)
 
     def run_out(*args):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
