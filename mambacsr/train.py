@@ -29,7 +29,7 @@ def error_message(err: Exception) -> str:
     return text
 
 
-def out_of_memory_advice(cfg: DictConfig) -> str:
+def training_memory_advice(cfg: DictConfig) -> str:
     """What to change when a training step ran out of GPU memory (the checkpoints on disk are untouched)."""
     t, d = cfg.train, cfg.data
     advice = (f"out of GPU memory at train.batch_size={t.batch_size} (the total over all processes) and "
@@ -49,7 +49,7 @@ def main(cfg: DictConfig) -> None:
         print(f"stopped by {stopped}", file=sys.stderr)
         sys.exit(stopped.exit_code)
     except torch.OutOfMemoryError:
-        print(f"error: {out_of_memory_advice(cfg)}", file=sys.stderr)
+        print(f"error: {training_memory_advice(cfg)}", file=sys.stderr)
         sys.exit(1)
     except (TrainingDiverged, ValueError, FileNotFoundError) as err:
         print(f"error: {error_message(err)}", file=sys.stderr)

@@ -199,11 +199,11 @@ def test_sigterm_saves_the_step_reached_and_the_run_resumes_exactly(tmp_path):
         assert_same_state({key: a[key]}, {key: b[key]})
 
 
-def test_out_of_memory_advice_names_the_values_to_lower():
+def test_training_memory_advice_names_the_values_to_lower():
     from mambacsr.config import load_config
-    from mambacsr.train import out_of_memory_advice
-    advice = out_of_memory_advice(load_config(["+experiment=dis_w8"]))
+    from mambacsr.train import training_memory_advice
+    advice = training_memory_advice(load_config(["+experiment=dis_w8"]))
     assert advice.startswith("out of GPU memory at train.batch_size=32 (the total over all processes) and "
                              "data.patch_size=64: lower either")
     assert "train.bf16=true" in advice and "runs/dis_w8 are intact" in advice
-    assert "bf16" not in out_of_memory_advice(load_config(["+experiment=dis_w8", "train.bf16=true"]))
+    assert "bf16" not in training_memory_advice(load_config(["+experiment=dis_w8", "train.bf16=true"]))
