@@ -2,13 +2,16 @@ r"""Evaluate a checkpoint on the benchmark sets, in the paper's table layout.
 
     python -m mambacsr.evaluate +experiment=dis_w8 checkpoint=runs/dis_w8/model_ema.safetensors \
         data_root=datasets/benchmarks qualities=[10,20,30] [tile=256] [overlap=16] [out=results/dis_w8]
+    python -m mambacsr.evaluate +experiment=dis_w8 checkpoint=W data_root=datasets/benchmarks lr_root=my_lr
 
-Benchmark folders found under data_root (HR images; LR are made with the paper's degradation, seeded per image):
-Set5, Set14, Manga109, Urban100, DIV2K (DIV2K_valid_HR).  Each may hold its images directly or in an ``HR`` /
-``GTmod12`` subfolder.  PSNR/SSIM on Y with a 4-pixel crop, outputs rounded to uint8.  A JPEG+bicubic row (the
-degraded input upsampled with MATLAB bicubic) is reported beside the model, and where the experiment's config
-holds the paper's figures for a quality (``paper.results``), the paper's row and the difference.  Writes Markdown
-and CSV.
+Benchmark folders found under data_root (HR images): Set5, Set14, Manga109, Urban100, DIV2K (DIV2K_valid_HR).  Each
+may hold its images directly or in an ``HR`` / ``GTmod12`` subfolder.  The LR inputs are made from them with the
+paper's degradation at each of ``qualities`` (seeded per image), or, with ``lr_root``, read from ``lr_root/<set>``
+(or its ``LR`` subfolder): your own LR images, e.g. another codec's, paired with the HR images by file stem, each
+exactly 1/scale of its HR image (cropped to a multiple of the scale); sets without an LR folder there are skipped.
+PSNR/SSIM on Y with a 4-pixel crop, outputs rounded to uint8.  A bicubic row (the LR input upsampled with MATLAB
+bicubic) is reported beside the model, and where the experiment's config holds the paper's figures for a quality
+(``paper.results``), the paper's row and the difference.  Writes Markdown and CSV.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import csv
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Union
 
 import numpy as np
 import torch
@@ -24,8 +27,9 @@ from tqdm import tqdm
 
 from .checkpoints import load_weights
 from .config import build_model, load_config
-from .data.degrade import MAX_QUALITY, MIN_QUALITY, crop_to_scale, degrade, pick_quality
-from .data.io import ImageError, list_images, read_rgb
+from .data.datasets import ImageSource
+from .data.degrade import MAX_QUALITY, MIN_QUALITY, pick_quality
+from .data.io import ImageError
 from .data.resize import imresize
 from .metrics import calculate_psnr, calculate_ssim
 from .tiling import out_of_memory_advice
@@ -53,12 +57,31 @@ def find_benchmarks(root) -> Dict[str, Path]:
     return found
 
 
-def evaluate_folder(model, folder: Path, quality: int, scale: int, device, tile, overlap: int = 16,
-                    seed: int = 0) -> Dict[str, float]:
+def find_lr_folders(lr_root, benchmarks: Dict[str, Path]) -> Dict[str, Path]:
+    """Each benchmark's folder of given LR images, ``lr_root/<name>`` or its ``LR`` subfolder; benchmarks without one
+    are left out, and none at all is an error."""
+    root = Path(lr_root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"lr_root {root} does not exist; point it at a folder holding one folder of LR images "
+                                f"per benchmark ({', '.join(benchmarks)}).")
+    found = {}
+    for name in benchmarks:
+        for folder in (root / name / "LR", root / name):
+            if folder.is_dir() and any(p.is_file() for p in folder.iterdir()):
+                found.setdefault(name, folder)
+    if not found:
+        raise FileNotFoundError(f"lr_root {root} holds no LR folder for the benchmarks found in data_root "
+                                f"({', '.join(benchmarks)}); name each after its set, e.g. {root / next(iter(benchmarks))}.")
+    return found
+
+
+def evaluate_folder(model, source: ImageSource, quality: Optional[int], scale: int, device, tile, overlap: int = 16,
+                    seed: int = 0, label: str = "") -> Dict[str, float]:
+    """Mean PSNR / SSIM of the model and of bicubic upsampling over ``source``'s images: its LR partners where it
+    has them, else each HR image degraded at ``quality``."""
     rows = {"model": ([], []), "bicubic": ([], [])}
-    for index, path in enumerate(tqdm(list_images(folder), desc=f"{folder.name} q{quality}", leave=False)):
-        hr = crop_to_scale(read_rgb(path), scale)
-        lr = degrade(hr, scale, quality, np.random.default_rng([seed, index]))
+    for index in tqdm(range(len(source)), desc=label, leave=False):
+        lr, hr = source.pair(index, scale, quality, seed)
         for name, out in (("model", restore(model, lr, scale, device, tile, overlap)),
                           ("bicubic", imresize(lr, hr.shape[0], hr.shape[1]))):
             rows[name][0].append(calculate_psnr(out, hr, scale, True))
@@ -74,17 +97,20 @@ def paper_results(paper) -> Dict[int, Dict[str, List[float]]]:
             for q, per_set in results.items()}
 
 
-def format_table(results: Dict[int, Dict[str, Dict[str, float]]], label: str, paper=None) -> str:
-    """Markdown, one table per quality: JPEG + bicubic, the model, and where the experiment's config has the paper's
-    figures for that quality (``paper.results``), the paper's row and the difference ours - paper."""
+def format_table(results: Dict[Union[int, str], Dict[str, Dict[str, float]]], label: str, paper=None) -> str:
+    """Markdown, one table per JPEG quality (an int key) or folder of given LR images (a str key): bicubic, the model,
+    and where the experiment's config has the paper's figures for that quality (``paper.results``), the paper's row and
+    the difference ours - paper."""
     names = [b for b in BENCHMARKS if any(b in r for r in results.values())]
     reported = paper_results(paper)
     lines = []
     for quality, per_set in results.items():
-        lines.append(f"\n**JPEG quality {quality}** (PSNR / SSIM on Y, crop 4)\n")
+        given = isinstance(quality, str)
+        lines.append(f"\n**{f'LR images from {quality}' if given else f'JPEG quality {quality}'}** "
+                     "(PSNR / SSIM on Y, crop 4)\n")
         lines.append("| Method | " + " | ".join(names) + " |")
         lines.append("| --- |" + " --- |" * len(names))
-        for row, key in (("JPEG + bicubic", "bicubic"), (label, "model")):
+        for row, key in (("LR + bicubic" if given else "JPEG + bicubic", "bicubic"), (label, "model")):
             cells = [f"{per_set[n][key + '_psnr']:.2f} / {per_set[n][key + '_ssim']:.4f}" if n in per_set else "-"
                      for n in names]
             lines.append(f"| {row} | " + " | ".join(cells) + " |")
@@ -114,20 +140,35 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if asks_for_help(args, __doc__):
         return 0
-    opts, overrides = split_options(args, {"checkpoint": None, "data_root": "datasets/benchmarks", "qualities": "[10]",
-                                           "tile": "256", "overlap": "16", "out": None})
+    opts, overrides = split_options(args, {"checkpoint": None, "data_root": "datasets/benchmarks", "qualities": None,
+                                           "lr_root": None, "tile": "256", "overlap": "16", "out": None})
     try:
         if opts["checkpoint"] is None:
             raise ValueError("pass checkpoint=PATH (our .safetensors / iter_*.pt, or an authors' .pth).")
         cfg = load_config(overrides, tool_options=list(opts))
-        qualities = parse_qualities(opts["qualities"])
         tile = parse_tile(opts["tile"])
         overlap = parse_overlap(opts["overlap"], tile)
+        sets = find_benchmarks(opts["data_root"])
+        lr_folders = {}
+        if opts["lr_root"] is None:  # condition -> the JPEG quality its LR images are made at
+            conditions = {q: q for q in parse_qualities(opts["qualities"] or "[10]")}
+        elif opts["qualities"] is not None:
+            raise ValueError(f"qualities= is the JPEG quality of LR images made from the HR images, and lr_root= gives "
+                             f"the LR images ({opts['lr_root']}): pass one of the two.")
+        else:
+            lr_folders = find_lr_folders(opts["lr_root"], sets)
+            for name in sets.keys() - lr_folders.keys():
+                print(f"note: {name} skipped, no LR folder for it under {opts['lr_root']}", file=sys.stderr)
+            sets = {name: folder for name, folder in sets.items() if name in lr_folders}
+            conditions = {opts["lr_root"]: None}
+        # Each set is read once per condition: a cache would only hold memory (DIV2K's images are 2K).
+        sources = {name: ImageSource.from_folders(folder, lr_folders.get(name), cache_size=0)
+                   for name, folder in sets.items()}
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         model = load_weights(build_model(cfg), opts["checkpoint"]).to(device).eval()
-        sets = find_benchmarks(opts["data_root"])
-        results = {q: {name: evaluate_folder(model, folder, q, cfg.data.scale, device, tile, overlap)
-                       for name, folder in sets.items()} for q in qualities}
+        results = {key: {name: evaluate_folder(model, source, quality, cfg.data.scale, device, tile, overlap,
+                                               label=name if quality is None else f"{name} q{quality}")
+                         for name, source in sources.items()} for key, quality in conditions.items()}
     except torch.OutOfMemoryError:
         print(f"error: {out_of_memory_advice(tile)}", file=sys.stderr)
         return 1
@@ -143,7 +184,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     with atomic_path(out.with_suffix(".csv")) as tmp:
         with open(tmp, "w", newline="") as fh:
             writer = csv.writer(fh)
-            writer.writerow(["quality", "benchmark", "method", "psnr", "ssim"])
+            writer.writerow(["lr_root" if opts["lr_root"] else "quality", "benchmark", "method", "psnr", "ssim"])
             for q, per_set in results.items():
                 for name, r in per_set.items():
                     for method in ("bicubic", "model"):

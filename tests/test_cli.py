@@ -9,7 +9,9 @@ from safetensors.torch import save_file
 from mambacsr import complexity, evaluate, infer, prepare
 from mambacsr.config import build_model, load_config
 from mambacsr.data.datasets import embedded_images
+from mambacsr.data.degrade import crop_to_scale, degrade
 from mambacsr.data.io import read_image_any
+from mambacsr.data.resize import imresize
 
 TINY = ["+experiment=demo_cpu", "model.embed_dim=8", "model.depths=[1]", "model.d_state=4",
         "model.cross_scale.low_depth=1"]
@@ -141,6 +143,61 @@ def test_evaluate_sets_the_papers_figures_beside_ours(tmp_path, weights, photo):
     assert "| paper: Table 9 | 22.26 / 0.6081 |" in quality10
     assert f"| ours - paper | {ours[0] - 22.26:+.2f} / {ours[1] - 0.6081:+.4f} |" in quality10
     assert "paper" not in quality30
+
+
+def write_rgb(path, img):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), img[:, :, ::-1])
+
+
+def csv_rows(path):
+    """``(condition, benchmark, method) -> (psnr, ssim)`` from evaluate's CSV, and its header."""
+    header, *lines = [line.split(",") for line in path.read_text().split()]
+    return header, {tuple(r[:3]): tuple(float(v) for v in r[3:]) for r in lines}
+
+
+def test_evaluate_on_given_lr_images(tmp_path, weights, photo, capsys):
+    one_image_benchmark(tmp_path / "bench", "Set5", photo)
+    one_image_benchmark(tmp_path / "bench", "Urban100", photo)  # no LR folder for it: skipped
+    hr = crop_to_scale(photo, 4)
+    # The LR image evaluate itself makes at quality 10 (seeded by the set's image index), stored losslessly.
+    write_rgb(tmp_path / "same" / "Set5" / "img.png", degrade(hr, 4, 10, np.random.default_rng([0, 0])))
+    write_rgb(tmp_path / "clean" / "Set5" / "LR" / "img.png", imresize(hr, hr.shape[0] // 4, hr.shape[1] // 4))
+    common = [*TINY, f"checkpoint={weights}", f"data_root={tmp_path / 'bench'}"]
+    assert evaluate.main([*common, "qualities=[10]", f"out={tmp_path / 'q10'}"]) == 0
+    assert evaluate.main([*common, f"lr_root={tmp_path / 'same'}", f"out={tmp_path / 'same'}"]) == 0
+    assert f"note: Urban100 skipped, no LR folder for it under {tmp_path / 'same'}" in capsys.readouterr().err
+    assert evaluate.main([*common, f"lr_root={tmp_path / 'clean'}", f"out={tmp_path / 'clean'}"]) == 0
+    _, jpeg = csv_rows(tmp_path / "q10.csv")
+    header, same = csv_rows(tmp_path / "same.csv")
+    _, clean = csv_rows(tmp_path / "clean.csv")
+    assert header == ["lr_root", "benchmark", "method", "psnr", "ssim"]
+    assert set(same) == {(str(tmp_path / "same"), "Set5", m) for m in ("bicubic", "model")}
+    for method in ("bicubic", "model"):  # the same LR image gives the same figures
+        assert same[(str(tmp_path / "same"), "Set5", method)] == jpeg[("10", "Set5", method)]
+    # Without JPEG's blocks the bicubic upsampling comes closer to the ground truth: the given images were read.
+    assert clean[(str(tmp_path / "clean"), "Set5", "bicubic")][0] > jpeg[("10", "Set5", "bicubic")][0] + 1.0
+    table = (tmp_path / "clean.md").read_text()
+    assert f"**LR images from {tmp_path / 'clean'}**" in table and "| LR + bicubic |" in table
+    assert "Urban100" not in table and "JPEG" not in table
+
+
+@pytest.mark.parametrize("case,says", [
+    ("qualities", "qualities= is the JPEG quality of LR images made from the HR images, and lr_root= gives the LR "
+                  "images"),
+    ("missing", "1 HR images have no LR partner in"),
+    ("size", "is 12x13, expected 10x13 for its HR image at scale 4"),
+    ("no folder", "holds no LR folder for the benchmarks found in data_root (Set5); name each after its set"),
+])
+def test_evaluate_refuses_lr_images_it_cannot_pair(tmp_path, weights, photo, capsys, case, says):
+    one_image_benchmark(tmp_path / "bench", "Set5", photo)
+    lr_image = {"missing": ("Set5/other.png", 10, 13), "size": ("Set5/img.png", 12, 13),
+                "no folder": ("Set14/img.png", 10, 13)}.get(case, ("Set5/img.png", 10, 13))
+    write_rgb(tmp_path / "lr" / lr_image[0], photo[:lr_image[1], :lr_image[2]])
+    extra = ["qualities=[10]"] if case == "qualities" else []
+    assert evaluate.main([*TINY, f"checkpoint={weights}", f"data_root={tmp_path / 'bench'}",
+                          f"lr_root={tmp_path / 'lr'}", *extra, f"out={tmp_path / 'table'}"]) == 1
+    assert says in capsys.readouterr().err and not (tmp_path / "table.md").exists()
 
 
 @pytest.mark.parametrize("option,says", [

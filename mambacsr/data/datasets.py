@@ -48,7 +48,7 @@ class ImageSource:
         self.cache_size = cache_size
 
     @classmethod
-    def from_folders(cls, hr_folder, lr_folder=None) -> "ImageSource":
+    def from_folders(cls, hr_folder, lr_folder=None, cache_size: int = 64) -> "ImageSource":
         hr = list_images(hr_folder)
         lr = None
         if lr_folder is not None:
@@ -59,7 +59,7 @@ class ImageSource:
                 raise FileNotFoundError(f"{len(missing)} HR images have no LR partner in {lr_folder} "
                                         f"(first: {missing[0]}); run `python -m mambacsr.prepare` or drop the LR path.")
             lr = [lr_by_stem[p.stem] for p in hr]
-        return cls(hr, lr)
+        return cls(hr, lr, cache_size=cache_size)
 
     @classmethod
     def embedded(cls, split: str) -> "ImageSource":
