@@ -2,16 +2,18 @@ r"""Evaluate a checkpoint on the benchmark sets, in the paper's table layout.
 
     python -m mambacsr.evaluate +experiment=dis_w8 checkpoint=runs/dis_w8/model_ema.safetensors \
         data_root=datasets/benchmarks qualities=[10,20,30] [tile=256] [overlap=16] [out=results/dis_w8]
+    python -m mambacsr.evaluate +experiment=dis_w8 checkpoint=W data_root=datasets/benchmarks codec=webp
     python -m mambacsr.evaluate +experiment=dis_w8 checkpoint=W data_root=datasets/benchmarks lr_root=my_lr
 
 Benchmark folders found under data_root (HR images): Set5, Set14, Manga109, Urban100, DIV2K (DIV2K_valid_HR).  Each
 may hold its images directly or in an ``HR`` / ``GTmod12`` subfolder.  The LR inputs are made from them with the
-paper's degradation at each of ``qualities`` (seeded per image), or, with ``lr_root``, read from ``lr_root/<set>``
-(or its ``LR`` subfolder): your own LR images, e.g. another codec's, paired with the HR images by file stem, each
-exactly 1/scale of its HR image (cropped to a multiple of the scale); sets without an LR folder there are skipped.
-PSNR/SSIM on Y with a 4-pixel crop, outputs rounded to uint8.  A bicubic row (the LR input upsampled with MATLAB
-bicubic) is reported beside the model, and where the experiment's config holds the paper's figures for a quality
-(``paper.results``), the paper's row and the difference.  Writes Markdown and CSV.
+paper's degradation at each of ``qualities`` (seeded per image) and ``codec`` jpeg (the paper's, the default), webp or
+avif.  With ``lr_root`` they are read instead from ``lr_root/<set>`` (or its ``LR`` subfolder): your own LR images,
+e.g. another codec's, paired with the HR images by file stem, each exactly 1/scale of its HR image (cropped to a
+multiple of the scale); sets without an LR folder there are skipped.  PSNR/SSIM on Y with a 4-pixel crop, outputs
+rounded to uint8.  A bicubic row (the LR input upsampled with MATLAB bicubic) is reported beside the model, and where
+the experiment's config holds the paper's figures for a JPEG quality (``paper.results``), the paper's row and the
+difference.  Writes Markdown and CSV.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from tqdm import tqdm
 from .checkpoints import load_weights
 from .config import build_model, load_config
 from .data.datasets import ImageSource
-from .data.degrade import MAX_QUALITY, MIN_QUALITY, pick_quality
+from .data.degrade import CODECS, MAX_QUALITY, MIN_QUALITY, check_codec, pick_quality
 from .data.io import ImageError
 from .data.resize import imresize
 from .metrics import calculate_psnr, calculate_ssim
@@ -70,18 +72,19 @@ def find_lr_folders(lr_root, benchmarks: Dict[str, Path]) -> Dict[str, Path]:
             if folder.is_dir() and any(p.is_file() for p in folder.iterdir()):
                 found.setdefault(name, folder)
     if not found:
+        example = root / next(iter(benchmarks))
         raise FileNotFoundError(f"lr_root {root} holds no LR folder for the benchmarks found in data_root "
-                                f"({', '.join(benchmarks)}); name each after its set, e.g. {root / next(iter(benchmarks))}.")
+                                f"({', '.join(benchmarks)}); name each after its set, e.g. {example}.")
     return found
 
 
 def evaluate_folder(model, source: ImageSource, quality: Optional[int], scale: int, device, tile, overlap: int = 16,
-                    seed: int = 0, label: str = "") -> Dict[str, float]:
+                    seed: int = 0, codec: str = "jpeg", label: str = "") -> Dict[str, float]:
     """Mean PSNR / SSIM of the model and of bicubic upsampling over ``source``'s images: its LR partners where it
-    has them, else each HR image degraded at ``quality``."""
+    has them, else each HR image degraded with ``codec`` at ``quality``."""
     rows = {"model": ([], []), "bicubic": ([], [])}
     for index in tqdm(range(len(source)), desc=label, leave=False):
-        lr, hr = source.pair(index, scale, quality, seed)
+        lr, hr = source.pair(index, scale, quality, seed, codec)
         for name, out in (("model", restore(model, lr, scale, device, tile, overlap)),
                           ("bicubic", imresize(lr, hr.shape[0], hr.shape[1]))):
             rows[name][0].append(calculate_psnr(out, hr, scale, True))
@@ -97,20 +100,21 @@ def paper_results(paper) -> Dict[int, Dict[str, List[float]]]:
             for q, per_set in results.items()}
 
 
-def format_table(results: Dict[Union[int, str], Dict[str, Dict[str, float]]], label: str, paper=None) -> str:
-    """Markdown, one table per JPEG quality (an int key) or folder of given LR images (a str key): bicubic, the model,
-    and where the experiment's config has the paper's figures for that quality (``paper.results``), the paper's row and
-    the difference ours - paper."""
+def format_table(results: Dict[Union[int, str], Dict[str, Dict[str, float]]], label: str, paper=None,
+                 codec: str = "jpeg") -> str:
+    """Markdown, one table per quality of ``codec`` (an int key) or folder of given LR images (a str key): bicubic,
+    the model, and where the experiment's config has the paper's figures for that JPEG quality (``paper.results``),
+    the paper's row and the difference ours - paper."""
     names = [b for b in BENCHMARKS if any(b in r for r in results.values())]
-    reported = paper_results(paper)
+    reported = paper_results(paper) if codec == "jpeg" else {}
     lines = []
     for quality, per_set in results.items():
-        given = isinstance(quality, str)
-        lines.append(f"\n**{f'LR images from {quality}' if given else f'JPEG quality {quality}'}** "
+        given, codec_label = isinstance(quality, str), CODECS[codec].label
+        lines.append(f"\n**{f'LR images from {quality}' if given else f'{codec_label} quality {quality}'}** "
                      "(PSNR / SSIM on Y, crop 4)\n")
         lines.append("| Method | " + " | ".join(names) + " |")
         lines.append("| --- |" + " --- |" * len(names))
-        for row, key in (("LR + bicubic" if given else "JPEG + bicubic", "bicubic"), (label, "model")):
+        for row, key in ((f"{'LR' if given else codec_label} + bicubic", "bicubic"), (label, "model")):
             cells = [f"{per_set[n][key + '_psnr']:.2f} / {per_set[n][key + '_ssim']:.4f}" if n in per_set else "-"
                      for n in names]
             lines.append(f"| {row} | " + " | ".join(cells) + " |")
@@ -131,7 +135,7 @@ def parse_qualities(value: str) -> List[int]:
         qualities = [int(q) for q in value.strip("[]").split(",") if q.strip()]
         pick_quality(qualities)  # the degradation's own check: a non-empty list, each in range
     except ValueError:
-        raise ValueError(f"qualities={value}: pass JPEG qualities from {MIN_QUALITY} to {MAX_QUALITY}, e.g. "
+        raise ValueError(f"qualities={value}: pass qualities from {MIN_QUALITY} to {MAX_QUALITY}, e.g. "
                          "qualities=[10,20,30].") from None
     return qualities
 
@@ -141,7 +145,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if asks_for_help(args, __doc__):
         return 0
     opts, overrides = split_options(args, {"checkpoint": None, "data_root": "datasets/benchmarks", "qualities": None,
-                                           "lr_root": None, "tile": "256", "overlap": "16", "out": None})
+                                           "codec": None, "lr_root": None, "tile": "256", "overlap": "16",
+                                           "out": None})
     try:
         if opts["checkpoint"] is None:
             raise ValueError("pass checkpoint=PATH (our .safetensors / iter_*.pt, or an authors' .pth).")
@@ -150,11 +155,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         overlap = parse_overlap(opts["overlap"], tile)
         sets = find_benchmarks(opts["data_root"])
         lr_folders = {}
-        if opts["lr_root"] is None:  # condition -> the JPEG quality its LR images are made at
+        codec = check_codec(opts["codec"] or "jpeg")
+        if opts["lr_root"] is None:  # condition -> the quality its LR images are made at
             conditions = {q: q for q in parse_qualities(opts["qualities"] or "[10]")}
-        elif opts["qualities"] is not None:
-            raise ValueError(f"qualities= is the JPEG quality of LR images made from the HR images, and lr_root= gives "
-                             f"the LR images ({opts['lr_root']}): pass one of the two.")
+        elif opts["qualities"] is not None or opts["codec"] is not None:
+            raise ValueError(f"qualities= and codec= make LR images from the HR images, and lr_root= gives the LR "
+                             f"images ({opts['lr_root']}): pass one or the other.")
         else:
             lr_folders = find_lr_folders(opts["lr_root"], sets)
             for name in sets.keys() - lr_folders.keys():
@@ -167,7 +173,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         model = load_weights(build_model(cfg), opts["checkpoint"]).to(device).eval()
         results = {key: {name: evaluate_folder(model, source, quality, cfg.data.scale, device, tile, overlap,
-                                               label=name if quality is None else f"{name} q{quality}")
+                                               codec=codec, label=name if quality is None else f"{name} q{quality}")
                          for name, source in sources.items()} for key, quality in conditions.items()}
     except torch.OutOfMemoryError:
         print(f"error: {out_of_memory_advice(tile)}", file=sys.stderr)
@@ -175,8 +181,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (ValueError, FileNotFoundError, ImageError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    table = format_table(results, cfg.name, cfg.get("paper"))
-    reported = paper_results(cfg.get("paper"))
+    table = format_table(results, cfg.name, cfg.get("paper"), codec)
+    reported = paper_results(cfg.get("paper")) if codec == "jpeg" else {}
     print(table)
     out = Path(opts["out"] or Path(cfg.run_dir) / "evaluation")
     with atomic_path(out.with_suffix(".md")) as tmp:
@@ -184,13 +190,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     with atomic_path(out.with_suffix(".csv")) as tmp:
         with open(tmp, "w", newline="") as fh:
             writer = csv.writer(fh)
-            writer.writerow(["lr_root" if opts["lr_root"] else "quality", "benchmark", "method", "psnr", "ssim"])
+            writer.writerow((["lr_root"] if opts["lr_root"] else ["codec", "quality"])
+                            + ["benchmark", "method", "psnr", "ssim"])
             for q, per_set in results.items():
+                condition = [q] if opts["lr_root"] else [codec, q]
                 for name, r in per_set.items():
                     for method in ("bicubic", "model"):
-                        writer.writerow([q, name, method, f"{r[method + '_psnr']:.4f}", f"{r[method + '_ssim']:.6f}"])
+                        writer.writerow([*condition, name, method, f"{r[method + '_psnr']:.4f}",
+                                         f"{r[method + '_ssim']:.6f}"])
                     if name in reported.get(q, {}):
-                        writer.writerow([q, name, "paper", *reported[q][name]])
+                        writer.writerow([*condition, name, "paper", *reported[q][name]])
     print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.csv')}")
     return 0
 

@@ -1,11 +1,11 @@
 """Prepare training and test data on all cores, resumably.
 
     python -m mambacsr.prepare subimages HR_DIR OUT_DIR [size=480] [step=240]   # DF2K sub-images, as BasicSR
-    python -m mambacsr.prepare lr HR_DIR OUT_DIR [quality=10] [scale=4] [seed=0] # degraded LR partners
+    python -m mambacsr.prepare lr HR_DIR OUT_DIR [quality=10] [scale=4] [seed=0] [codec=jpeg]   # LR partners
 
 Each output is written atomically and skipped when it already exists, so an interrupted run continues where it
 stopped without leaving half-written files.  LR images are seeded per file (by its position in the sorted folder),
-so they match what the on-the-fly datasets produce.
+so they match what the on-the-fly datasets produce; ``codec`` is jpeg (the paper's), webp or avif, stored as PNG.
 
 Folder layouts (see README "Data"): DF2K = DIV2K_train_HR (0001-0800) and Flickr2K_HR copied into one HR folder;
 benchmarks = Set5, Set14, Manga109, Urban100, DIV2K (DIV2K_valid_HR) side by side.
@@ -18,12 +18,12 @@ import sys
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 import numpy as np
 from tqdm import tqdm
 
-from .data.degrade import MAX_QUALITY, MIN_QUALITY, crop_to_scale, degrade
+from .data.degrade import MAX_QUALITY, MIN_QUALITY, check_codec, crop_to_scale, degrade
 from .data.io import ImageError, by_stem, list_images, read_rgb, write_image
 from .utils.cli import whole_number_option
 
@@ -50,14 +50,14 @@ def _subimages(path: Path, out_dir: Path, size: int, step: int) -> Optional[str]
     return None
 
 
-def _lr(job, out_dir: Path, scale: int, quality: int, seed: int) -> Optional[str]:
+def _lr(job, out_dir: Path, scale: int, quality: int, seed: int, codec: str) -> Optional[str]:
     index, path = job
     target = out_dir / f"{path.stem}.png"
     if target.exists():
         return None
     try:
         hr = crop_to_scale(read_rgb(path), scale)
-        write_image(target, degrade(hr, scale, quality, np.random.default_rng([seed, index])))
+        write_image(target, degrade(hr, scale, quality, np.random.default_rng([seed, index]), codec))
     except ImageError as err:
         return str(err)
     return None
@@ -70,22 +70,31 @@ def run(jobs, fn, desc: str) -> List[str]:
     return errors
 
 
-# Each mode's options: (default, least, greatest or None).
-OPTIONS = {"subimages": {"size": (480, 1, None), "step": (240, 1, None)},
-           "lr": {"quality": (10, MIN_QUALITY, MAX_QUALITY), "scale": (4, 1, None), "seed": (0, 0, None)}}
+def _whole(low: int, high: Optional[int] = None) -> Callable[[str, str], int]:
+    return lambda key, value: whole_number_option(key, value, low, high)
+
+
+def _codec(key: str, value: str) -> str:
+    return check_codec(value)
+
+
+# Each mode's options: (default, parser of key and value).
+OPTIONS = {"subimages": {"size": (480, _whole(1)), "step": (240, _whole(1))},
+           "lr": {"quality": (10, _whole(MIN_QUALITY, MAX_QUALITY)), "scale": (4, _whole(1)), "seed": (0, _whole(0)),
+                  "codec": ("jpeg", _codec)}}
 
 
 def parse_options(mode: str, args: List[str]) -> dict:
     """The ``key=value`` options of ``mode``, defaults filled in; raises ValueError for an unknown key or a value out
     of its range, saying what to pass."""
     spec = OPTIONS[mode]
-    opts = {key: default for key, (default, _, _) in spec.items()}
+    opts = {key: default for key, (default, _) in spec.items()}
     for item in args:
         key, _, value = item.partition("=")
         if key not in spec:
             raise ValueError(f"{item}: {mode} takes {', '.join(f'{k}=' for k in spec)} (see python -m "
                              "mambacsr.prepare).")
-        opts[key] = whole_number_option(key, value, *spec[key][1:])
+        opts[key] = spec[key][1](key, value)
     return opts
 
 

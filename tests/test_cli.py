@@ -112,6 +112,12 @@ def test_prepare_writes_subimages_and_lr_and_resumes(tmp_path, photo):
     assert prepare.main(["lr", str(tmp_path / "sub"), str(tmp_path / "lr"), "quality=20"]) == 0
     assert [p.stat().st_mtime_ns for p in sorted((tmp_path / "lr").iterdir())][1:] == stamps[1:]
     assert prepare.main(["lr", str(tmp_path / "nope"), str(tmp_path / "x")]) == 1
+    # Another codec: the on-the-fly degradation's LR image for each file (seeded by its place in the folder).
+    assert prepare.main(["lr", str(tmp_path / "sub"), str(tmp_path / "lr_webp"), "quality=20", "codec=webp"]) == 0
+    webp = sorted((tmp_path / "lr_webp").iterdir())
+    np.testing.assert_array_equal(read_image_any(webp[1]),
+                                  degrade(read_image_any(subs[1]), 4, 20, np.random.default_rng([0, 1]), "webp"))
+    assert not np.array_equal(read_image_any(webp[1]), read_image_any(lrs[1]))
 
 
 def test_evaluate_writes_the_paper_table(tmp_path, weights, photo):
@@ -124,7 +130,7 @@ def test_evaluate_writes_the_paper_table(tmp_path, weights, photo):
     table = out.with_suffix(".md").read_text()
     assert "| Method | Set5 | Urban100 |" in table and "JPEG + bicubic" in table and "quality 30" in table
     rows = out.with_suffix(".csv").read_text().splitlines()
-    assert rows[0] == "quality,benchmark,method,psnr,ssim" and len(rows) == 1 + 2 * 2 * 2
+    assert rows[0] == "codec,quality,benchmark,method,psnr,ssim" and len(rows) == 1 + 2 * 2 * 2
     assert evaluate.main([*TINY, f"checkpoint={weights}", f"data_root={tmp_path / 'none'}"]) == 1
 
 
@@ -134,10 +140,10 @@ def test_evaluate_sets_the_papers_figures_beside_ours(tmp_path, weights, photo):
     paper = "paper={table: 'Table 9', results: {10: {Urban100: [22.26, 0.6081], Set5: [25.2, 0.7209]}}}"
     assert evaluate.main([*TINY, paper, f"checkpoint={weights}", f"data_root={tmp_path / 'bench'}",
                           "qualities=[10,30]", f"out={out}"]) == 0
-    rows = {tuple(r[:3]): r[3:] for r in (line.split(",") for line in out.with_suffix(".csv").read_text().split())}
-    ours = [float(v) for v in rows[("10", "Urban100", "model")]]
-    assert [float(v) for v in rows[("10", "Urban100", "paper")]] == [22.26, 0.6081]
-    assert ("30", "Urban100", "paper") not in rows and ("10", "Set5", "paper") not in rows  # not evaluated
+    _, rows = csv_rows(out.with_suffix(".csv"))
+    ours = rows[("jpeg", "10", "Urban100", "model")]
+    assert rows[("jpeg", "10", "Urban100", "paper")] == (22.26, 0.6081)
+    assert ("jpeg", "30", "Urban100", "paper") not in rows and ("jpeg", "10", "Set5", "paper") not in rows
     table = out.with_suffix(".md").read_text()
     quality10, quality30 = table.split("**JPEG quality 30**")
     assert "| paper: Table 9 | 22.26 / 0.6081 |" in quality10
@@ -151,9 +157,9 @@ def write_rgb(path, img):
 
 
 def csv_rows(path):
-    """``(condition, benchmark, method) -> (psnr, ssim)`` from evaluate's CSV, and its header."""
+    """evaluate's CSV: its header, and ``(LR condition's columns..., benchmark, method) -> (psnr, ssim)``."""
     header, *lines = [line.split(",") for line in path.read_text().split()]
-    return header, {tuple(r[:3]): tuple(float(v) for v in r[3:]) for r in lines}
+    return header, {tuple(r[:-2]): tuple(float(v) for v in r[-2:]) for r in lines}
 
 
 def test_evaluate_on_given_lr_images(tmp_path, weights, photo, capsys):
@@ -174,17 +180,35 @@ def test_evaluate_on_given_lr_images(tmp_path, weights, photo, capsys):
     assert header == ["lr_root", "benchmark", "method", "psnr", "ssim"]
     assert set(same) == {(str(tmp_path / "same"), "Set5", m) for m in ("bicubic", "model")}
     for method in ("bicubic", "model"):  # the same LR image gives the same figures
-        assert same[(str(tmp_path / "same"), "Set5", method)] == jpeg[("10", "Set5", method)]
+        assert same[(str(tmp_path / "same"), "Set5", method)] == jpeg[("jpeg", "10", "Set5", method)]
     # Without JPEG's blocks the bicubic upsampling comes closer to the ground truth: the given images were read.
-    assert clean[(str(tmp_path / "clean"), "Set5", "bicubic")][0] > jpeg[("10", "Set5", "bicubic")][0] + 1.0
+    assert clean[(str(tmp_path / "clean"), "Set5", "bicubic")][0] > jpeg[("jpeg", "10", "Set5", "bicubic")][0] + 1.0
     table = (tmp_path / "clean.md").read_text()
     assert f"**LR images from {tmp_path / 'clean'}**" in table and "| LR + bicubic |" in table
     assert "Urban100" not in table and "JPEG" not in table
 
 
+def test_evaluate_with_another_codec(tmp_path, weights, photo):
+    one_image_benchmark(tmp_path / "bench", "Urban100", photo)
+    common = [*TINY, "paper={table: 'Table 1', results: {10: {Urban100: [22.26, 0.6081]}}}", f"checkpoint={weights}",
+              f"data_root={tmp_path / 'bench'}"]
+    assert evaluate.main([*common, "codec=webp", f"out={tmp_path / 'webp'}"]) == 0
+    assert evaluate.main([*common, f"out={tmp_path / 'jpeg'}"]) == 0
+    header, webp = csv_rows(tmp_path / "webp.csv")
+    _, jpeg = csv_rows(tmp_path / "jpeg.csv")
+    assert header[:2] == ["codec", "quality"]
+    assert set(webp) == {("webp", "10", "Urban100", m) for m in ("bicubic", "model")}
+    assert webp[("webp", "10", "Urban100", "bicubic")] != jpeg[("jpeg", "10", "Urban100", "bicubic")]
+    table = (tmp_path / "webp.md").read_text()
+    assert "**WebP quality 10**" in table and "| WebP + bicubic |" in table
+    assert "paper" not in table  # the paper's figures are JPEG's
+    assert ("jpeg", "10", "Urban100", "paper") in jpeg
+    assert evaluate.main([*common, "codec=gif", f"out={tmp_path / 'gif'}"]) == 1
+
+
 @pytest.mark.parametrize("case,says", [
-    ("qualities", "qualities= is the JPEG quality of LR images made from the HR images, and lr_root= gives the LR "
-                  "images"),
+    ("qualities=[10]", "qualities= and codec= make LR images from the HR images, and lr_root= gives the LR images"),
+    ("codec=jpeg", "qualities= and codec= make LR images from the HR images, and lr_root= gives the LR images"),
     ("missing", "1 HR images have no LR partner in"),
     ("size", "is 12x13, expected 10x13 for its HR image at scale 4"),
     ("no folder", "holds no LR folder for the benchmarks found in data_root (Set5); name each after its set"),
@@ -194,7 +218,7 @@ def test_evaluate_refuses_lr_images_it_cannot_pair(tmp_path, weights, photo, cap
     lr_image = {"missing": ("Set5/other.png", 10, 13), "size": ("Set5/img.png", 12, 13),
                 "no folder": ("Set14/img.png", 10, 13)}.get(case, ("Set5/img.png", 10, 13))
     write_rgb(tmp_path / "lr" / lr_image[0], photo[:lr_image[1], :lr_image[2]])
-    extra = ["qualities=[10]"] if case == "qualities" else []
+    extra = [case] if "=" in case else []
     assert evaluate.main([*TINY, f"checkpoint={weights}", f"data_root={tmp_path / 'bench'}",
                           f"lr_root={tmp_path / 'lr'}", *extra, f"out={tmp_path / 'table'}"]) == 1
     assert says in capsys.readouterr().err and not (tmp_path / "table.md").exists()
@@ -235,7 +259,7 @@ def test_evaluate_refuses_bad_qualities_before_restoring(tmp_path, weights, phot
     one_image_benchmark(tmp_path / "bench", "Set5", photo)
     assert evaluate.main([*TINY, f"checkpoint={weights}", f"data_root={tmp_path / 'bench'}",
                           f"qualities={qualities}", f"out={tmp_path / 'table'}"]) == 1
-    assert f"qualities={qualities}: pass JPEG qualities from 1 to 100" in capsys.readouterr().err
+    assert f"qualities={qualities}: pass qualities from 1 to 100" in capsys.readouterr().err
     assert not (tmp_path / "table.md").exists()
 
 
@@ -244,7 +268,8 @@ def test_evaluate_refuses_bad_qualities_before_restoring(tmp_path, weights, phot
     ("lr", "quality=101", "quality=101: pass a whole number from 1 to 100."),
     ("lr", "scale=0", "scale=0: pass a whole number, at least 1."),  # was: modulo by zero in each worker
     ("lr", "seed=-1", "seed=-1: pass a whole number, at least 0."),
-    ("lr", "size=240", "size=240: lr takes quality=, scale=, seed="),  # an option of the other mode
+    ("lr", "size=240", "size=240: lr takes quality=, scale=, seed=, codec="),  # an option of the other mode
+    ("lr", "codec=jpg", "codec='jpg': pass one of jpeg, webp, avif."),
     ("subimages", "step=0", "step=0: pass a whole number, at least 1."),
     ("subimages", "size=0", "size=0: pass a whole number, at least 1."),  # was: an OpenCV assertion
     ("subimages", "quality=10", "quality=10: subimages takes size=, step="),

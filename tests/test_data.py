@@ -10,6 +10,7 @@ from PIL import Image
 
 from mambacsr.data import degrade, imresize
 from mambacsr.data.datasets import ImageSource, IterationBatches, TrainPatches, embedded_images
+from mambacsr.data.degrade import _opencv_encodes, check_codec
 from mambacsr.data.resize import resize_matrix
 from mambacsr.metrics import calculate_psnr
 
@@ -52,6 +53,38 @@ def test_degrade_is_crop_resize_then_opencv_jpeg(photo):
     assert calculate_psnr(degrade(hr, 4, 30), small, 0) > calculate_psnr(lr, small, 0) + 1
 
 
+@pytest.mark.parametrize("codec,extension,flag", [("webp", ".webp", "IMWRITE_WEBP_QUALITY"),
+                                                  ("avif", ".avif", "IMWRITE_AVIF_QUALITY")])
+def test_degrade_with_another_codec_is_opencvs_encoder(photo, codec, extension, flag):
+    hr = photo[:203, :198]
+    lr = degrade(hr, scale=4, quality=10, codec=codec)
+    small = imresize(hr[:200, :196], 50, 49)
+    ok, buf = cv2.imencode(extension, cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [getattr(cv2, flag), 10])
+    np.testing.assert_array_equal(lr, cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB))
+    assert not np.array_equal(lr, degrade(hr, scale=4, quality=10))  # not JPEG's
+    assert calculate_psnr(degrade(hr, 4, 60, codec=codec), small, 0) > calculate_psnr(lr, small, 0) + 1
+
+
+def test_codecs_opencv_lacks_or_does_not_have_are_refused(photo, monkeypatch):
+    with pytest.raises(ValueError, match="codec='gif': pass one of jpeg, webp, avif."):
+        degrade(photo[:8, :8], codec="gif")
+    monkeypatch.delattr(cv2, "IMWRITE_AVIF_QUALITY")  # an OpenCV built without libavif
+    _opencv_encodes.cache_clear()
+    try:
+        with pytest.raises(ValueError, match=r"codec=avif: this OpenCV \(.*\) cannot encode AVIF; install"):
+            check_codec("avif")
+    finally:
+        _opencv_encodes.cache_clear()
+
+
+def test_image_sources_degrade_with_the_codec_asked_for(photo):
+    source = ImageSource([photo[:64, :64]])
+    for codec in ("jpeg", "webp"):
+        lr, _ = source.pair(0, 4, 20, seed=5, codec=codec)
+        np.testing.assert_array_equal(lr, degrade(photo[:64, :64], 4, 20, np.random.default_rng([5, 0]), codec))
+    assert not np.array_equal(source.pair(0, 4, 20, 5, "jpeg")[0], source.pair(0, 4, 20, 5, "webp")[0])
+
+
 def test_quality_lists_are_drawn_with_the_rng(photo):
     hr = photo[:64, :64]
     a = degrade(hr, 4, [10, 30], np.random.default_rng(1))
@@ -68,7 +101,7 @@ def test_quality_lists_are_drawn_with_the_rng(photo):
 def test_degrade_rejects_bad_images(bad, match):
     with pytest.raises(ValueError, match=match):
         degrade(bad)
-    with pytest.raises(ValueError, match="JPEG quality"):
+    with pytest.raises(ValueError, match="quality must be an integer in 1..100"):
         degrade(np.zeros((8, 8, 3), np.uint8), quality=[0])
 
 

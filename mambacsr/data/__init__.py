@@ -1,6 +1,6 @@
-"""Data: the JPEG degradation, image I/O, paired datasets."""
+"""Data: the compression degradation, image I/O, paired datasets."""
 
-from .degrade import crop_to_scale, degrade, jpeg
+from .degrade import CODECS, compress, crop_to_scale, degrade
 from .resize import imresize
 
-__all__ = ["degrade", "jpeg", "crop_to_scale", "imresize"]
+__all__ = ["degrade", "compress", "CODECS", "crop_to_scale", "imresize"]

@@ -69,19 +69,20 @@ class ImageSource:
     def __len__(self) -> int:
         return len(self.hr)
 
-    def pair(self, index: int, scale: int, quality: Quality, seed: int):
-        """(LR, HR) uint8 RGB arrays; HR cropped to a multiple of ``scale``."""
-        key = (index, scale, str(quality), seed)
+    def pair(self, index: int, scale: int, quality: Quality, seed: int, codec: str = "jpeg"):
+        """(LR, HR) uint8 RGB arrays; HR cropped to a multiple of ``scale``.  The LR image is the given partner, or
+        else the HR image degraded with ``codec`` at ``quality``."""
+        key = (index, scale, str(quality), seed, codec)
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        result = self._load_pair(index, scale, quality, seed)
+        result = self._load_pair(index, scale, quality, seed, codec)
         self._cache[key] = result
         if len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
         return result
 
-    def _load_pair(self, index: int, scale: int, quality: Quality, seed: int):
+    def _load_pair(self, index: int, scale: int, quality: Quality, seed: int, codec: str):
         hr = self.hr[index]
         hr = crop_to_scale(hr if isinstance(hr, np.ndarray) else read_rgb(hr), scale)
         if self.lr is not None:
@@ -92,7 +93,7 @@ class ImageSource:
                 raise ValueError(f"LR image {self.lr[index]} is {lr.shape[0]}x{lr.shape[1]}, expected "
                                  f"{expected[0]}x{expected[1]} for its HR image at scale {scale}.")
         else:
-            lr = degrade(hr, scale, quality, np.random.default_rng([seed, index]))
+            lr = degrade(hr, scale, quality, np.random.default_rng([seed, index]), codec)
         return lr, hr
 
 
@@ -104,8 +105,9 @@ class TrainPatches(torch.utils.data.Dataset):
     """key -> (lr (3, p, p), hr (3, scale*p, scale*p)) float tensors in [0, 1]: a random image, a random LR crop,
     random flips and 90-degree rotations, all drawn from ``default_rng([seed, key])``."""
 
-    def __init__(self, source: ImageSource, scale: int, quality: Quality, patch: int, augment: bool, seed: int):
-        self.source, self.scale, self.quality = source, scale, quality
+    def __init__(self, source: ImageSource, scale: int, quality: Quality, patch: int, augment: bool, seed: int,
+                 codec: str = "jpeg"):
+        self.source, self.scale, self.quality, self.codec = source, scale, quality, codec
         self.patch, self.augment, self.seed = patch, augment, seed
 
     def __len__(self) -> int:
@@ -114,7 +116,7 @@ class TrainPatches(torch.utils.data.Dataset):
     def __getitem__(self, key: int):
         rng = np.random.default_rng([self.seed, 1, key])
         index = int(rng.integers(len(self.source)))
-        lr, hr = self.source.pair(index, self.scale, self.quality, self.seed)
+        lr, hr = self.source.pair(index, self.scale, self.quality, self.seed, self.codec)
         p, s = self.patch, self.scale
         if lr.shape[0] < p or lr.shape[1] < p:
             raise ValueError(f"training image {self.source.names[index]} gives a {lr.shape[0]}x{lr.shape[1]} LR "
@@ -153,7 +155,7 @@ class ValImage:
     hr: np.ndarray
 
 
-def validation_images(source: ImageSource, scale: int, quality: int, seed: int, limit: Optional[int] = None
-                      ) -> List[ValImage]:
+def validation_images(source: ImageSource, scale: int, quality: int, seed: int, limit: Optional[int] = None,
+                      codec: str = "jpeg") -> List[ValImage]:
     count = len(source) if limit is None else min(limit, len(source))
-    return [ValImage(source.names[i], *source.pair(i, scale, quality, seed)) for i in range(count)]
+    return [ValImage(source.names[i], *source.pair(i, scale, quality, seed, codec)) for i in range(count)]

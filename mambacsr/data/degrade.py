@@ -1,8 +1,10 @@
-"""The compressed-SR degradation: crop, MATLAB-style bicubic x1/scale, JPEG through OpenCV."""
+"""The compressed-SR degradation: crop, MATLAB-style bicubic x1/scale, then a codec through OpenCV (JPEG, the
+paper's; WebP and AVIF for the other codecs the paper leaves open)."""
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+import functools
+from typing import NamedTuple, Optional, Sequence, Union
 
 import cv2
 import numpy as np
@@ -10,7 +12,20 @@ import numpy as np
 from .resize import imresize
 
 Quality = Union[int, Sequence[int]]
-MIN_QUALITY, MAX_QUALITY = 1, 100  # OpenCV's JPEG qualities
+MIN_QUALITY, MAX_QUALITY = 1, 100  # every codec below: higher is better, 100 the best lossy setting
+
+
+class Codec(NamedTuple):
+    label: str       # as tables name it
+    extension: str   # what cv2.imencode encodes by
+    flag_name: str   # OpenCV's quality parameter, by name: builds without the codec lack it
+
+
+CODECS = {
+    "jpeg": Codec("JPEG", ".jpg", "IMWRITE_JPEG_QUALITY"),
+    "webp": Codec("WebP", ".webp", "IMWRITE_WEBP_QUALITY"),
+    "avif": Codec("AVIF", ".avif", "IMWRITE_AVIF_QUALITY"),  # AV1 intra frames
+}
 
 
 def crop_to_scale(hr: np.ndarray, scale: int) -> np.ndarray:
@@ -18,11 +33,33 @@ def crop_to_scale(hr: np.ndarray, scale: int) -> np.ndarray:
     return hr[: hr.shape[0] - hr.shape[0] % scale, : hr.shape[1] - hr.shape[1] % scale]
 
 
-def jpeg(rgb: np.ndarray, quality: int) -> np.ndarray:
-    """Encode and decode with OpenCV's JPEG at ``quality`` (on BGR, as the paper's data was made)."""
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+def check_codec(codec) -> str:
+    """``codec`` if it is one of CODECS and this OpenCV build encodes it; raises ValueError saying what to pass."""
+    if not isinstance(codec, str) or codec not in CODECS:
+        raise ValueError(f"codec={codec!r}: pass one of {', '.join(CODECS)}.")
+    if not _opencv_encodes(codec):
+        raise ValueError(f"codec={codec}: this OpenCV ({cv2.__version__}) cannot encode {CODECS[codec].label}; "
+                         "install an opencv-python-headless build with it, or pick another codec.")
+    return codec
+
+
+@functools.lru_cache(maxsize=None)
+def _opencv_encodes(codec: str) -> bool:
+    try:
+        compress(np.zeros((16, 16, 3), np.uint8), 50, codec)
+    except (RuntimeError, cv2.error):
+        return False
+    return True
+
+
+def compress(rgb: np.ndarray, quality: int, codec: str = "jpeg") -> np.ndarray:
+    """Encode and decode with OpenCV's ``codec`` at ``quality`` (on BGR, as the paper's JPEG data was made)."""
+    spec = CODECS[codec]
+    flag = getattr(cv2, spec.flag_name, None)
+    ok, buf = (False, None) if flag is None else cv2.imencode(
+        spec.extension, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [flag, int(quality)])
     if not ok:
-        raise RuntimeError("OpenCV could not JPEG-encode the image.")
+        raise RuntimeError(f"OpenCV could not {spec.label}-encode the image.")
     return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
@@ -32,17 +69,17 @@ def pick_quality(quality: Quality, rng: Optional[np.random.Generator] = None) ->
     else:
         values = [int(q) for q in quality]
     if not values or any(not MIN_QUALITY <= q <= MAX_QUALITY for q in values):
-        raise ValueError(f"JPEG quality must be an integer in 1..100 or a non-empty list of them, got {quality!r}.")
+        raise ValueError(f"quality must be an integer in 1..100 or a non-empty list of them, got {quality!r}.")
     if len(values) == 1:
         return values[0]
     return int((rng or np.random.default_rng()).choice(values))
 
 
-def degrade(hr: np.ndarray, scale: int = 4, quality: Quality = 10, rng: Optional[np.random.Generator] = None
-            ) -> np.ndarray:
+def degrade(hr: np.ndarray, scale: int = 4, quality: Quality = 10, rng: Optional[np.random.Generator] = None,
+            codec: str = "jpeg") -> np.ndarray:
     """HxWx3 uint8 RGB high-resolution image -> (H//scale)x(W//scale)x3 uint8 RGB compressed low-resolution image.
 
-    ``quality`` is one JPEG quality or a list to draw from with ``rng``.
+    ``quality`` is one quality of ``codec`` (a key of CODECS) or a list to draw from with ``rng``.
     """
     if not isinstance(hr, np.ndarray) or hr.dtype != np.uint8 or hr.ndim != 3 or hr.shape[2] != 3:
         shape = getattr(hr, "shape", None)
@@ -50,7 +87,8 @@ def degrade(hr: np.ndarray, scale: int = 4, quality: Quality = 10, rng: Optional
                          f"{getattr(hr, 'dtype', '')}.")
     if hr.shape[0] < scale or hr.shape[1] < scale:
         raise ValueError(f"the image ({hr.shape[0]}x{hr.shape[1]}) is smaller than the scale {scale}.")
+    check_codec(codec)
     q = pick_quality(quality, rng)
     hr = crop_to_scale(hr, scale)
     lr = imresize(hr, hr.shape[0] // scale, hr.shape[1] // scale)
-    return jpeg(lr, q)
+    return compress(lr, q, codec)

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..data.degrade import pick_quality
+from ..data.degrade import check_codec, pick_quality
 
 DEVICES = ("auto", "cuda", "cpu")
 
@@ -51,10 +51,14 @@ def check_options(cfg: DictConfig) -> None:
                f"null while data.{split}_hr is null (the embedded photographs, degraded on the fly); set "
                f"data.{split}_hr to the HR folder these LR images pair with")
     try:
+        check_codec(d.get("codec"))
+    except ValueError as err:
+        raise ValueError(f"data.{err} (override: data.codec=VALUE).") from None
+    try:
         pick_quality(_plain(d.quality))
     except (TypeError, ValueError):
         _check("data", "quality", _plain(d.quality), lambda v: False,
-               "a JPEG quality from 1 to 100, or a list of them, e.g. [10, 20, 30]")
+               "a quality from 1 to 100, or a list of them, e.g. [10, 20, 30]")
 
 
 def _check(section: str, key: str, value: Any, ok: Callable[[Any], bool], expected: str) -> None:

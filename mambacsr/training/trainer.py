@@ -98,9 +98,9 @@ class Trainer:
         train_source, val_source = data_sources(cfg.data)
         d = cfg.data
         quality = OmegaConf.to_object(d.quality) if OmegaConf.is_config(d.quality) else d.quality
-        self.dataset = TrainPatches(train_source, d.scale, quality, d.patch_size, d.augment, t.seed)
+        self.dataset = TrainPatches(train_source, d.scale, quality, d.patch_size, d.augment, t.seed, d.codec)
         val_quality = quality if isinstance(quality, int) else quality[0]
-        self.val_images = (validation_images(val_source, d.scale, val_quality, t.seed, d.get("val_limit"))
+        self.val_images = (validation_images(val_source, d.scale, val_quality, t.seed, d.get("val_limit"), d.codec)
                            if self.dist.is_main else [])
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.writer = None

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Dict, List, Optional, Sequence, Tuple
 
 
-def split_options(args: Sequence[str], defaults: Dict[str, Optional[str]]) -> Tuple[Dict[str, Optional[str]], List[str]]:
+def split_options(args: Sequence[str], defaults: Dict[str, Optional[str]]
+                  ) -> Tuple[Dict[str, Optional[str]], List[str]]:
     """Separate the tool's own ``key=value`` options (the keys of ``defaults``) from Hydra overrides."""
     opts, overrides = dict(defaults), []
     for item in args:
