@@ -33,6 +33,7 @@ def test_every_experiment_passes():
     ("train.val_tile=0", "train.val_tile=0: expected null (whole images)"),
     ("train.bf16=1", "train.bf16=1: expected true or false"),
     ("train.device=gpu", "train.device='gpu': expected auto or cuda or cpu"),  # was: trained on the CPU
+    ("train.init_weights=5", "train.init_weights=5: expected null (a fresh network) or the path of the weights"),
     ("data.scale=2", "data.scale=2: expected the model's upscale factor (model.upscale=4)"),
     ("data.patch_size=0", "data.patch_size=0: expected"),
     ("data.num_workers=-1", "data.num_workers=-1: expected"),

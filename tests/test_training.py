@@ -9,8 +9,11 @@ import time
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
+from mambacsr.config import build_model, load_config
 from mambacsr.training.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
+from mambacsr.training.trainer import Trainer
 
 TINY = ["+experiment=demo_cpu", "model.embed_dim=8", "model.depths=[1]", "model.d_state=4",
         "model.cross_scale.low_depth=1", "data.patch_size=8", "data.num_workers=0", "train.val_every=0",
@@ -207,3 +210,34 @@ def test_training_memory_advice_names_the_values_to_lower():
                              "data.patch_size=64: lower either")
     assert "train.bf16=true" in advice and "runs/dis_w8 are intact" in advice
     assert "bf16" not in training_memory_advice(load_config(["+experiment=dis_w8", "train.bf16=true"]))
+
+
+def test_a_fresh_run_starts_from_init_weights_and_a_resumed_run_keeps_its_own(tmp_path):
+    def config(*extra):
+        return load_config([*TINY, "train.device=cpu", *extra])
+
+    def weights_of(module):
+        return {k: v.clone() for k, v in module.state_dict().items()}
+
+    torch.manual_seed(123)  # other weights than the trainer's own initialisation draws
+    donor = build_model(config())
+    save_file(weights_of(donor), str(tmp_path / "donor.safetensors"))
+    init = f"train.init_weights={tmp_path / 'donor.safetensors'}"
+
+    tuned = Trainer(config(init), tmp_path / "tuned")
+    assert_same_state(weights_of(tuned.model), weights_of(donor))
+    assert_same_state(weights_of(tuned.ema.module), weights_of(donor))  # the EMA starts from them too
+    fresh = Trainer(config(), tmp_path / "fresh")
+    assert not torch.equal(fresh.model.conv_first.weight, donor.conv_first.weight)
+
+    fresh.save()  # a checkpoint at iteration 0: the run now resumes from it, whatever init_weights says
+    resumed = Trainer(config(init), tmp_path / "fresh")
+    assert_same_state(weights_of(resumed.model), weights_of(fresh.model))
+
+    torch.manual_seed(0)
+    other = build_model(config("model.embed_dim=12"))
+    save_file(weights_of(other), str(tmp_path / "other.safetensors"))
+    with pytest.raises(ValueError, match="other.safetensors does not fit this network"):
+        Trainer(config(f"train.init_weights={tmp_path / 'other.safetensors'}"), tmp_path / "other")
+    with pytest.raises(FileNotFoundError, match="missing.safetensors does not exist"):
+        Trainer(config(f"train.init_weights={tmp_path / 'missing.safetensors'}"), tmp_path / "missing")

@@ -40,6 +40,8 @@ def check_options(cfg: DictConfig) -> None:
     for key in ("bf16", "deterministic", "resume"):
         _check("train", key, t[key], lambda v: isinstance(v, bool), "true or false")
     _check("train", "device", t.device, lambda v: v in DEVICES, " or ".join(DEVICES))
+    _check("train", "init_weights", t.get("init_weights"), lambda v: v is None or isinstance(v, str),
+           "null (a fresh network) or the path of the weights to start from")
     _check("data", "scale", d.scale, lambda v: v == cfg.model.upscale,
            f"the model's upscale factor (model.upscale={cfg.model.upscale})")
     _check("data", "patch_size", d.patch_size, _whole(1), "a whole number of LR pixels, at least 1")

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from scan2d.triton.tiles import TileConfig, current_tiles, tile_config
 
+from ..checkpoints import load_weights
 from ..config import build_model
 from ..data.datasets import ImageSource, IterationBatches, TrainPatches, validation_images
 from . import distributed
@@ -86,7 +87,12 @@ class Trainer:
         self.per_rank_batch = t.batch_size // self.dist.world_size
         torch.manual_seed(t.seed * 1000 + self.dist.rank)
         self.device = self.dist.device
-        self.model = build_model(cfg).to(self.device)
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.model = build_model(cfg)
+        if t.get("init_weights") is not None and latest_checkpoint(self.ckpt_dir) is None:
+            # A fresh run starts from these weights, and its EMA with them; a resumed run has its own checkpoint.
+            load_weights(self.model, t.init_weights)
+        self.model.to(self.device)
         self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(t.ema_decay), use_buffers=True)
         self.net = self.model
         if self.dist.world_size > 1:
@@ -102,7 +108,6 @@ class Trainer:
         val_quality = quality if isinstance(quality, int) else quality[0]
         self.val_images = (validation_images(val_source, d.scale, val_quality, t.seed, d.get("val_limit"), d.codec)
                            if self.dist.is_main else [])
-        self.ckpt_dir = self.run_dir / "checkpoints"
         self.writer = None
         if self.dist.is_main:
             from torch.utils.tensorboard import SummaryWriter
