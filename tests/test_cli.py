@@ -4,6 +4,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import save_file
 
 from mambacsr import complexity, evaluate, infer, prepare
@@ -52,6 +53,27 @@ def test_infer_handles_rgb_gray_rgba_and_16_bit(tmp_path, weights, photo):
     assert alpha.shape == (160, 208, 4) and abs(int(alpha[..., 3].mean()) - 128) <= 1
     assert deep.shape == (160, 208, 3) and deep.dtype == np.uint16
     assert abs(deep.astype(float) / 257 - rgb).mean() < 1.0  # the same image at 16 bits
+
+
+def jpeg_taken_sideways(path, rgb):
+    """``rgb`` stored as a JPEG with EXIF orientation 6: viewers turn it 90 degrees clockwise, as a phone's photo."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(rgb).save(path, exif=exif.tobytes(), quality=95)
+
+
+def test_infer_restores_a_sideways_photo_upright(tmp_path, weights, photo):
+    # It was read as stored (OpenCV's IMREAD_UNCHANGED ignores EXIF) and restored lying on its side.
+    src = tmp_path / "in"
+    src.mkdir()
+    jpeg_taken_sideways(src / "phone.jpg", photo)
+    jpeg_taken_sideways(src / "gray.jpg", photo[:, :, 1])
+    stored = cv2.cvtColor(cv2.imread(str(src / "phone.jpg"), cv2.IMREAD_UNCHANGED), cv2.COLOR_BGR2RGB)
+    np.testing.assert_array_equal(read_image_any(src / "phone.jpg"), np.rot90(stored, -1))
+    assert read_image_any(src / "gray.jpg").shape == (52, 40)
+    assert infer.main([*TINY, f"checkpoint={weights}", f"input={src}", f"output={tmp_path / 'out'}"]) == 0
+    assert read_image_any(tmp_path / "out" / "phone.png").shape == (208, 160, 3)
+    assert read_image_any(tmp_path / "out" / "gray.png").shape == (208, 160)
 
 
 def test_infer_reports_bad_files_and_resumes(tmp_path, weights, photo, capsys):

@@ -42,7 +42,8 @@ def by_stem(files) -> dict:
 
 
 def read_image_any(path) -> np.ndarray:
-    """The file as stored: HxW (gray), HxWx3 (RGB) or HxWx4 (RGBA), uint8 or uint16."""
+    """The file's image: HxW (gray), HxWx3 (RGB) or HxWx4 (RGBA), uint8 or uint16, turned upright by its EXIF
+    orientation as image viewers show it (a camera's or phone's photo), except an image with an alpha channel."""
     path = Path(path)
     if not path.is_file():
         raise ImageError(f"{path}: no such file.")
@@ -50,6 +51,10 @@ def read_image_any(path) -> np.ndarray:
         raise ImageError(f"{path}: the file is empty; re-copy or remove it.")
     data = np.fromfile(str(path), dtype=np.uint8)
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if img is not None and not (img.ndim == 3 and img.shape[2] == 4):
+        # IMREAD_UNCHANGED, which alone keeps alpha, ignores the EXIF orientation; these flags apply it and keep gray
+        # and 16 bits, so that a photo taken sideways is restored upright.
+        img = cv2.imdecode(data, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
     if img is None:
         raise ImageError(f"{path}: not a readable image (truncated or not an image format OpenCV reads).")
     if img.ndim == 3 and img.shape[2] == 3:
