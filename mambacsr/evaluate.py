@@ -43,6 +43,10 @@ BENCHMARKS = ("Set5", "Set14", "Manga109", "Urban100", "DIV2K")
 _SUBFOLDERS = ("HR", "GTmod12", "DIV2K_valid_HR", "")
 
 
+def _holds_files(folder: Path) -> bool:
+    return folder.is_dir() and any(p.is_file() for p in folder.iterdir())
+
+
 def find_benchmarks(root) -> Dict[str, Path]:
     root = Path(root)
     if not root.is_dir():
@@ -52,7 +56,7 @@ def find_benchmarks(root) -> Dict[str, Path]:
         for base in (root / name, root / f"{name}_valid_HR"):
             for sub in _SUBFOLDERS:
                 folder = base / sub if sub else base
-                if folder.is_dir() and any(p.is_file() for p in folder.iterdir()):
+                if _holds_files(folder):
                     found.setdefault(name, folder)
     if not found:
         raise FileNotFoundError(f"no benchmark folder ({', '.join(BENCHMARKS)}) found under {root}.")
@@ -69,7 +73,7 @@ def find_lr_folders(lr_root, benchmarks: Dict[str, Path]) -> Dict[str, Path]:
     found = {}
     for name in benchmarks:
         for folder in (root / name / "LR", root / name):
-            if folder.is_dir() and any(p.is_file() for p in folder.iterdir()):
+            if _holds_files(folder):
                 found.setdefault(name, folder)
     if not found:
         example = root / next(iter(benchmarks))
