@@ -65,6 +65,23 @@ def test_degrade_with_another_codec_is_opencvs_encoder(photo, codec, extension, 
     assert calculate_psnr(degrade(hr, 4, 60, codec=codec), small, 0) > calculate_psnr(lr, small, 0) + 1
 
 
+def test_codec_lists_are_drawn_with_the_rng_after_the_quality(photo):
+    hr = photo[:64, :64]
+    one = {c: degrade(hr, 4, 20, codec=c) for c in ("jpeg", "webp")}
+    drawn = [degrade(hr, 4, 20, np.random.default_rng(s), ["jpeg", "webp"]) for s in range(8)]
+    assert all(any(np.array_equal(d, one[c]) for c in one) for d in drawn)
+    assert {next(c for c in one if np.array_equal(d, one[c])) for d in drawn} == {"jpeg", "webp"}
+    for s in range(3):  # the codec is drawn after the quality, from the same generator
+        rng = np.random.default_rng(s)
+        quality = int(rng.choice([10, 30]))
+        codec = str(rng.choice(["jpeg", "avif"]))
+        np.testing.assert_array_equal(degrade(hr, 4, [10, 30], np.random.default_rng(s), ["jpeg", "avif"]),
+                                      degrade(hr, 4, quality, codec=codec))
+    np.testing.assert_array_equal(degrade(hr, 4, 20, codec=["webp"]), one["webp"])
+    with pytest.raises(ValueError, match=r"codec=\['jpeg', 'gif'\]: pass one of jpeg, webp, avif, or a list"):
+        degrade(hr, codec=["jpeg", "gif"])
+
+
 def test_codecs_opencv_lacks_or_does_not_have_are_refused(photo, monkeypatch):
     with pytest.raises(ValueError, match="codec='gif': pass one of jpeg, webp, avif."):
         degrade(photo[:8, :8], codec="gif")

@@ -40,7 +40,9 @@ def test_every_experiment_passes():
     ("data.val_limit=0", "data.val_limit=0: expected null (every validation image) or at least 1"),
     ("data.quality=[10,200]", "data.quality=[10, 200]: expected a quality from 1 to 100"),
     ("data.quality=abc", "data.quality='abc': expected a quality from 1 to 100"),
-    ("data.codec=gif", "data.codec='gif': pass one of jpeg, webp, avif."),
+    ("data.codec=gif", "data.codec='gif': pass one of jpeg, webp, avif, or a list of them to draw from per image."),
+    ("data.codec=[jpeg,gif]", "data.codec=['jpeg', 'gif']: pass one of jpeg, webp, avif, or a list"),
+    ("data.codec=[]", "data.codec=[]: pass one of"),
     ("data.train_lr=lr_q10", "data.train_lr='lr_q10': expected null while data.train_hr is null"),  # was ignored
     ("data.val_lr=lr_q10", "data.val_lr='lr_q10': expected null while data.val_hr is null"),
 ])
@@ -53,16 +55,18 @@ def test_bad_values_are_refused_with_what_to_pass(override, message):
 
 @pytest.mark.parametrize("override", ["train.val_every=0", "train.grad_clip=1.0", "train.val_tile=null",
                                       "data.quality=[10,20,30]", "train.device=cpu", "data.val_limit=2",
-                                      "data.codec=webp", "data.codec=avif"])
+                                      "data.codec=webp", "data.codec=avif", "data.codec=[jpeg,webp,avif]"])
 def test_values_with_a_meaning_pass(override):
     check_options(load_config(["+experiment=demo_cpu", override]))
 
 
-def test_a_run_degrades_with_its_codec(tmp_path):
-    cfg = load_config(["+experiment=demo_cpu", "data.codec=webp", "data.quality=30", "model.embed_dim=8",
+@pytest.mark.parametrize("codec", ["webp", "[webp,jpeg]"])
+def test_a_run_degrades_with_its_codec(tmp_path, codec):
+    cfg = load_config(["+experiment=demo_cpu", f"data.codec={codec}", "data.quality=30", "model.embed_dim=8",
                        "model.depths=[1]", "model.d_state=4", "model.cross_scale.low_depth=1", "train.device=cpu",
                        "data.num_workers=0"])
     trainer = Trainer(cfg, tmp_path)
     val = trainer.val_images[0]
+    # Validation degrades with the first codec of a list, training draws from the list.
     np.testing.assert_array_equal(val.lr, degrade(val.hr, 4, 30, np.random.default_rng([cfg.train.seed, 0]), "webp"))
-    assert trainer.dataset.codec == "webp"
+    assert trainer.dataset.codec == ("webp" if codec == "webp" else ["webp", "jpeg"])

@@ -16,7 +16,7 @@ from typing import Iterator, List, Optional, Sequence
 import numpy as np
 import torch
 
-from .degrade import Quality, crop_to_scale, degrade
+from .degrade import Codecs, Quality, crop_to_scale, degrade
 from .io import by_stem, list_images, read_rgb
 
 # Photographs shipped inside scikit-image's wheel (public domain or CC0), readable offline.
@@ -69,10 +69,10 @@ class ImageSource:
     def __len__(self) -> int:
         return len(self.hr)
 
-    def pair(self, index: int, scale: int, quality: Quality, seed: int, codec: str = "jpeg"):
+    def pair(self, index: int, scale: int, quality: Quality, seed: int, codec: Codecs = "jpeg"):
         """(LR, HR) uint8 RGB arrays; HR cropped to a multiple of ``scale``.  The LR image is the given partner, or
         else the HR image degraded with ``codec`` at ``quality``."""
-        key = (index, scale, str(quality), seed, codec)
+        key = (index, scale, str(quality), seed, str(codec))
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
@@ -82,7 +82,7 @@ class ImageSource:
             self._cache.popitem(last=False)
         return result
 
-    def _load_pair(self, index: int, scale: int, quality: Quality, seed: int, codec: str):
+    def _load_pair(self, index: int, scale: int, quality: Quality, seed: int, codec: Codecs):
         hr = self.hr[index]
         hr = crop_to_scale(hr if isinstance(hr, np.ndarray) else read_rgb(hr), scale)
         if self.lr is not None:
@@ -106,7 +106,7 @@ class TrainPatches(torch.utils.data.Dataset):
     random flips and 90-degree rotations, all drawn from ``default_rng([seed, key])``."""
 
     def __init__(self, source: ImageSource, scale: int, quality: Quality, patch: int, augment: bool, seed: int,
-                 codec: str = "jpeg"):
+                 codec: Codecs = "jpeg"):
         self.source, self.scale, self.quality, self.codec = source, scale, quality, codec
         self.patch, self.augment, self.seed = patch, augment, seed
 

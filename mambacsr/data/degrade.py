@@ -12,6 +12,7 @@ import numpy as np
 from .resize import imresize
 
 Quality = Union[int, Sequence[int]]
+Codecs = Union[str, Sequence[str]]
 MIN_QUALITY, MAX_QUALITY = 1, 100  # every codec below: higher is better, 100 the best lossy setting
 
 
@@ -33,13 +34,17 @@ def crop_to_scale(hr: np.ndarray, scale: int) -> np.ndarray:
     return hr[: hr.shape[0] - hr.shape[0] % scale, : hr.shape[1] - hr.shape[1] % scale]
 
 
-def check_codec(codec) -> str:
-    """``codec`` if it is one of CODECS and this OpenCV build encodes it; raises ValueError saying what to pass."""
-    if not isinstance(codec, str) or codec not in CODECS:
-        raise ValueError(f"codec={codec!r}: pass one of {', '.join(CODECS)}.")
-    if not _opencv_encodes(codec):
-        raise ValueError(f"codec={codec}: this OpenCV ({cv2.__version__}) cannot encode {CODECS[codec].label}; "
-                         "install an opencv-python-headless build with it, or pick another codec.")
+def check_codec(codec, lists: bool = False):
+    """``codec`` if it is one of CODECS (or, with ``lists``, a non-empty list of them) and this OpenCV build encodes
+    it; raises ValueError saying what to pass."""
+    names = list(codec) if lists and isinstance(codec, (list, tuple)) and codec else [codec]
+    for name in names:
+        if not isinstance(name, str) or name not in CODECS:
+            raise ValueError(f"codec={codec!r}: pass one of {', '.join(CODECS)}"
+                             f"{', or a list of them to draw from per image' if lists else ''}.")
+        if not _opencv_encodes(name):
+            raise ValueError(f"codec={name}: this OpenCV ({cv2.__version__}) cannot encode {CODECS[name].label}; "
+                             "install an opencv-python-headless build with it, or pick another codec.")
     return codec
 
 
@@ -76,10 +81,11 @@ def pick_quality(quality: Quality, rng: Optional[np.random.Generator] = None) ->
 
 
 def degrade(hr: np.ndarray, scale: int = 4, quality: Quality = 10, rng: Optional[np.random.Generator] = None,
-            codec: str = "jpeg") -> np.ndarray:
+            codec: Codecs = "jpeg") -> np.ndarray:
     """HxWx3 uint8 RGB high-resolution image -> (H//scale)x(W//scale)x3 uint8 RGB compressed low-resolution image.
 
-    ``quality`` is one quality of ``codec`` (a key of CODECS) or a list to draw from with ``rng``.
+    ``quality`` is one quality or a list to draw from with ``rng``; ``codec`` one key of CODECS or a list to draw
+    from after the quality (one codec draws nothing, so a single codec's images do not depend on it).
     """
     if not isinstance(hr, np.ndarray) or hr.dtype != np.uint8 or hr.ndim != 3 or hr.shape[2] != 3:
         shape = getattr(hr, "shape", None)
@@ -87,8 +93,10 @@ def degrade(hr: np.ndarray, scale: int = 4, quality: Quality = 10, rng: Optional
                          f"{getattr(hr, 'dtype', '')}.")
     if hr.shape[0] < scale or hr.shape[1] < scale:
         raise ValueError(f"the image ({hr.shape[0]}x{hr.shape[1]}) is smaller than the scale {scale}.")
-    check_codec(codec)
+    check_codec(codec, lists=True)
     q = pick_quality(quality, rng)
+    if not isinstance(codec, str):
+        codec = codec[0] if len(codec) == 1 else str((rng or np.random.default_rng()).choice(list(codec)))
     hr = crop_to_scale(hr, scale)
     lr = imresize(hr, hr.shape[0] // scale, hr.shape[1] // scale)
     return compress(lr, q, codec)

@@ -53,7 +53,7 @@ def check_options(cfg: DictConfig) -> None:
                f"null while data.{split}_hr is null (the embedded photographs, degraded on the fly); set "
                f"data.{split}_hr to the HR folder these LR images pair with")
     try:
-        check_codec(d.get("codec"))
+        check_codec(_plain(d.get("codec")), lists=True)
     except ValueError as err:
         raise ValueError(f"data.{err} (override: data.codec=VALUE).") from None
     try:

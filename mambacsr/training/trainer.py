@@ -103,10 +103,12 @@ class Trainer:
         self.iteration = 0
         train_source, val_source = data_sources(cfg.data)
         d = cfg.data
-        quality = OmegaConf.to_object(d.quality) if OmegaConf.is_config(d.quality) else d.quality
-        self.dataset = TrainPatches(train_source, d.scale, quality, d.patch_size, d.augment, t.seed, d.codec)
+        quality, codec = (OmegaConf.to_object(v) if OmegaConf.is_config(v) else v for v in (d.quality, d.codec))
+        self.dataset = TrainPatches(train_source, d.scale, quality, d.patch_size, d.augment, t.seed, codec)
+        # Validation degrades with the first of each list, so that its figures follow one fixed degradation.
         val_quality = quality if isinstance(quality, int) else quality[0]
-        self.val_images = (validation_images(val_source, d.scale, val_quality, t.seed, d.get("val_limit"), d.codec)
+        val_codec = codec if isinstance(codec, str) else codec[0]
+        self.val_images = (validation_images(val_source, d.scale, val_quality, t.seed, d.get("val_limit"), val_codec)
                            if self.dist.is_main else [])
         self.writer = None
         if self.dist.is_main:
