@@ -1,7 +1,8 @@
 r"""Evaluate a checkpoint on the benchmark sets, in the paper's table layout.
 
     python -m mambacsr.evaluate +experiment=dis_w8 checkpoint=runs/dis_w8/model_ema.safetensors \
-        data_root=datasets/benchmarks qualities=[10,20,30] [tile=256] [overlap=16] [out=results/dis_w8]
+        data_root=datasets/benchmarks qualities=[10,20,30] [tile=256] [overlap=16] [out=results/dis_w8] \
+        [save_images=false]
     python -m mambacsr.evaluate +experiment=dis_w8 checkpoint=W data_root=datasets/benchmarks codec=webp
     python -m mambacsr.evaluate +experiment=dis_w8 checkpoint=W data_root=datasets/benchmarks lr_root=my_lr
 
@@ -13,13 +14,15 @@ e.g. another codec's, paired with the HR images by file stem, each exactly 1/sca
 multiple of the scale); sets without an LR folder there are skipped.  PSNR/SSIM on Y with a 4-pixel crop, outputs
 rounded to uint8.  A bicubic row (the LR input upsampled with MATLAB bicubic) is reported beside the model, and where
 the experiment's config holds the paper's figures for a JPEG quality (``paper.results``), the paper's row and the
-difference.  Writes Markdown and CSV.
+difference.  Writes ``<out>.md`` and ``<out>.csv`` (each set's means), ``<out>_per_image.csv`` (each image's PSNR and
+SSIM) and, with ``save_images=true``, the restored images as ``<out>_images/<jpeg_q10 | lr_given>/<set>/<image>.png``.
 """
 
 from __future__ import annotations
 
 import csv
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Union
 
@@ -31,13 +34,13 @@ from .checkpoints import load_weights
 from .config import build_model, load_config
 from .data.datasets import ImageSource
 from .data.degrade import CODECS, MAX_QUALITY, MIN_QUALITY, check_codec, pick_quality
-from .data.io import ImageError
+from .data.io import ImageError, write_image
 from .data.resize import imresize
 from .metrics import calculate_psnr, calculate_ssim
 from .tiling import out_of_memory_advice
 from .training.validation import restore
 from .utils.atomic import atomic_path
-from .utils.cli import asks_for_help, parse_overlap, parse_tile, split_options
+from .utils.cli import asks_for_help, parse_flag, parse_overlap, parse_tile, split_options
 
 BENCHMARKS = ("Set5", "Set14", "Manga109", "Urban100", "DIV2K")
 _SUBFOLDERS = ("HR", "GTmod12", "DIV2K_valid_HR", "")
@@ -82,19 +85,37 @@ def find_lr_folders(lr_root, benchmarks: Dict[str, Path]) -> Dict[str, Path]:
     return found
 
 
+@dataclass
+class SetScores:
+    """One benchmark's PSNR and SSIM per image (in ``images``' order) for each method ("model", "bicubic")."""
+    images: List[str] = field(default_factory=list)
+    psnr: Dict[str, List[float]] = field(default_factory=lambda: {m: [] for m in METHODS})
+    ssim: Dict[str, List[float]] = field(default_factory=lambda: {m: [] for m in METHODS})
+
+    def mean(self, method: str, metric: str) -> float:
+        return float(np.mean(getattr(self, metric)[method]))
+
+
+METHODS = ("bicubic", "model")
+
+
 def evaluate_folder(model, source: ImageSource, quality: Optional[int], scale: int, device, tile, overlap: int = 16,
-                    seed: int = 0, codec: str = "jpeg", label: str = "") -> Dict[str, float]:
-    """Mean PSNR / SSIM of the model and of bicubic upsampling over ``source``'s images: its LR partners where it
-    has them, else each HR image degraded with ``codec`` at ``quality``."""
-    rows = {"model": ([], []), "bicubic": ([], [])}
+                    seed: int = 0, codec: str = "jpeg", label: str = "", save_dir: Optional[Path] = None
+                    ) -> SetScores:
+    """PSNR / SSIM of the model and of bicubic upsampling for each of ``source``'s images: its LR partners where it
+    has them, else each HR image degraded with ``codec`` at ``quality``.  With ``save_dir`` the model's outputs are
+    written there as ``<image>.png``."""
+    scores = SetScores()
     for index in tqdm(range(len(source)), desc=label, leave=False):
         lr, hr = source.pair(index, scale, quality, seed, codec)
-        for name, out in (("model", restore(model, lr, scale, device, tile, overlap)),
-                          ("bicubic", imresize(lr, hr.shape[0], hr.shape[1]))):
-            rows[name][0].append(calculate_psnr(out, hr, scale, True))
-            rows[name][1].append(calculate_ssim(out, hr, scale, True))
-    return {f"{name}_{metric}": float(np.mean(values[i])) for name, values in rows.items()
-            for i, metric in enumerate(("psnr", "ssim"))}
+        sr = restore(model, lr, scale, device, tile, overlap)
+        if save_dir is not None:
+            write_image(save_dir / f"{source.names[index]}.png", sr)
+        scores.images.append(source.names[index])
+        for method, out in (("model", sr), ("bicubic", imresize(lr, hr.shape[0], hr.shape[1]))):
+            scores.psnr[method].append(calculate_psnr(out, hr, scale, True))
+            scores.ssim[method].append(calculate_ssim(out, hr, scale, True))
+    return scores
 
 
 def paper_results(paper) -> Dict[int, Dict[str, List[float]]]:
@@ -104,7 +125,7 @@ def paper_results(paper) -> Dict[int, Dict[str, List[float]]]:
             for q, per_set in results.items()}
 
 
-def format_table(results: Dict[Union[int, str], Dict[str, Dict[str, float]]], label: str, paper=None,
+def format_table(results: Dict[Union[int, str], Dict[str, SetScores]], label: str, paper=None,
                  codec: str = "jpeg") -> str:
     """Markdown, one table per quality of ``codec`` (an int key) or folder of given LR images (a str key): bicubic,
     the model, and where the experiment's config has the paper's figures for that JPEG quality (``paper.results``),
@@ -119,15 +140,16 @@ def format_table(results: Dict[Union[int, str], Dict[str, Dict[str, float]]], la
         lines.append("| Method | " + " | ".join(names) + " |")
         lines.append("| --- |" + " --- |" * len(names))
         for row, key in ((f"{'LR' if given else codec_label} + bicubic", "bicubic"), (label, "model")):
-            cells = [f"{per_set[n][key + '_psnr']:.2f} / {per_set[n][key + '_ssim']:.4f}" if n in per_set else "-"
-                     for n in names]
+            cells = [f"{per_set[n].mean(key, 'psnr'):.2f} / {per_set[n].mean(key, 'ssim'):.4f}" if n in per_set
+                     else "-" for n in names]
             lines.append(f"| {row} | " + " | ".join(cells) + " |")
         theirs = reported.get(quality, {})
         if any(n in theirs for n in names):
             source = (paper or {}).get("table") or "the paper"
             cells = [f"{theirs[n][0]:.2f} / {theirs[n][1]:.4f}" if n in theirs else "-" for n in names]
             lines.append(f"| paper: {source} | " + " | ".join(cells) + " |")
-            cells = [f"{per_set[n]['model_psnr'] - theirs[n][0]:+.2f} / {per_set[n]['model_ssim'] - theirs[n][1]:+.4f}"
+            cells = [f"{per_set[n].mean('model', 'psnr') - theirs[n][0]:+.2f} / "
+                     f"{per_set[n].mean('model', 'ssim') - theirs[n][1]:+.4f}"
                      if n in theirs and n in per_set else "-" for n in names]
             lines.append("| ours - paper | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -150,13 +172,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
     opts, overrides = split_options(args, {"checkpoint": None, "data_root": "datasets/benchmarks", "qualities": None,
                                            "codec": None, "lr_root": None, "tile": "256", "overlap": "16",
-                                           "out": None})
+                                           "out": None, "save_images": "false"})
     try:
         if opts["checkpoint"] is None:
             raise ValueError("pass checkpoint=PATH (our .safetensors / iter_*.pt, or an authors' .pth).")
         cfg = load_config(overrides, tool_options=list(opts))
         tile = parse_tile(opts["tile"])
         overlap = parse_overlap(opts["overlap"], tile)
+        save_images = parse_flag("save_images", opts["save_images"])
         sets = find_benchmarks(opts["data_root"])
         lr_folders = {}
         codec = check_codec(opts["codec"] or "jpeg")
@@ -174,11 +197,18 @@ def main(argv: Optional[List[str]] = None) -> int:
         # Each set is read once per condition: a cache would only hold memory (DIV2K's images are 2K).
         sources = {name: ImageSource.from_folders(folder, lr_folders.get(name), cache_size=0)
                    for name, folder in sets.items()}
+        out = Path(opts["out"] or Path(cfg.run_dir) / "evaluation").with_suffix("")
+        images_dir = out.parent / f"{out.name}_images" if save_images else None
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         model = load_weights(build_model(cfg), opts["checkpoint"]).to(device).eval()
-        results = {key: {name: evaluate_folder(model, source, quality, cfg.data.scale, device, tile, overlap,
-                                               codec=codec, label=name if quality is None else f"{name} q{quality}")
-                         for name, source in sources.items()} for key, quality in conditions.items()}
+        results = {}
+        for key, quality in conditions.items():
+            condition = "lr_given" if quality is None else f"{codec}_q{quality}"
+            results[key] = {name: evaluate_folder(
+                model, source, quality, cfg.data.scale, device, tile, overlap, codec=codec,
+                label=name if quality is None else f"{name} q{quality}",
+                save_dir=images_dir / condition / name if images_dir else None)
+                for name, source in sources.items()}
     except torch.OutOfMemoryError:
         print(f"error: {out_of_memory_advice(tile)}", file=sys.stderr)
         return 1
@@ -186,26 +216,47 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     table = format_table(results, cfg.name, cfg.get("paper"), codec)
-    reported = paper_results(cfg.get("paper")) if codec == "jpeg" else {}
     print(table)
-    out = Path(opts["out"] or Path(cfg.run_dir) / "evaluation")
     with atomic_path(out.with_suffix(".md")) as tmp:
         tmp.write_text(table)
-    with atomic_path(out.with_suffix(".csv")) as tmp:
+    columns = ["lr_root"] if opts["lr_root"] else ["codec", "quality"]
+    conditions = {key: [key] if opts["lr_root"] else [codec, key] for key in results}
+    reported = paper_results(cfg.get("paper")) if codec == "jpeg" else {}
+    write_csv(out.with_suffix(".csv"), [*columns, "benchmark", "method", "psnr", "ssim"],
+              summary_rows(results, conditions, reported))
+    per_image = out.parent / f"{out.name}_per_image.csv"
+    write_csv(per_image, [*columns, "benchmark", "image", "method", "psnr", "ssim"], per_image_rows(results, conditions))
+    print(f"wrote {out.with_suffix('.md')}, {out.with_suffix('.csv')} and {per_image}"
+          + (f"; the restored images are in {images_dir}" if images_dir else ""))
+    return 0
+
+
+def summary_rows(results, conditions, reported):
+    """Each benchmark's mean per method, and the paper's figures where it has them."""
+    for key, per_set in results.items():
+        for name, scores in per_set.items():
+            for method in METHODS:
+                yield [*conditions[key], name, method, f"{scores.mean(method, 'psnr'):.4f}",
+                       f"{scores.mean(method, 'ssim'):.6f}"]
+            if name in reported.get(key, {}):
+                yield [*conditions[key], name, "paper", *reported[key][name]]
+
+
+def per_image_rows(results, conditions):
+    for key, per_set in results.items():
+        for name, scores in per_set.items():
+            for i, image in enumerate(scores.images):
+                for method in METHODS:
+                    yield [*conditions[key], name, image, method, f"{scores.psnr[method][i]:.4f}",
+                           f"{scores.ssim[method][i]:.6f}"]
+
+
+def write_csv(path: Path, header: List[str], rows) -> None:
+    with atomic_path(path) as tmp:
         with open(tmp, "w", newline="") as fh:
             writer = csv.writer(fh)
-            writer.writerow((["lr_root"] if opts["lr_root"] else ["codec", "quality"])
-                            + ["benchmark", "method", "psnr", "ssim"])
-            for q, per_set in results.items():
-                condition = [q] if opts["lr_root"] else [codec, q]
-                for name, r in per_set.items():
-                    for method in ("bicubic", "model"):
-                        writer.writerow([*condition, name, method, f"{r[method + '_psnr']:.4f}",
-                                         f"{r[method + '_ssim']:.6f}"])
-                    if name in reported.get(q, {}):
-                        writer.writerow([*condition, name, "paper", *reported[q][name]])
-    print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.csv')}")
-    return 0
+            writer.writerow(header)
+            writer.writerows(rows)
 
 
 if __name__ == "__main__":

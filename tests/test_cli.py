@@ -13,6 +13,7 @@ from mambacsr.data.datasets import embedded_images
 from mambacsr.data.degrade import crop_to_scale, degrade
 from mambacsr.data.io import read_image_any
 from mambacsr.data.resize import imresize
+from mambacsr.metrics import calculate_psnr
 
 TINY = ["+experiment=demo_cpu", "model.embed_dim=8", "model.depths=[1]", "model.d_state=4",
         "model.cross_scale.low_depth=1"]
@@ -154,6 +155,29 @@ def test_evaluate_writes_the_paper_table(tmp_path, weights, photo):
     rows = out.with_suffix(".csv").read_text().splitlines()
     assert rows[0] == "codec,quality,benchmark,method,psnr,ssim" and len(rows) == 1 + 2 * 2 * 2
     assert evaluate.main([*TINY, f"checkpoint={weights}", f"data_root={tmp_path / 'none'}"]) == 1
+
+
+def test_evaluate_writes_each_images_scores_and_the_restored_images(tmp_path, weights, photo):
+    one_image_benchmark(tmp_path / "bench", "Set5", photo)
+    write_rgb(tmp_path / "bench" / "Set5" / "second.png", photo[::-1, ::-1])
+    out = tmp_path / "table"
+    assert evaluate.main([*TINY, f"checkpoint={weights}", f"data_root={tmp_path / 'bench'}", "qualities=[10,30]",
+                          f"out={out}", "save_images=true"]) == 0
+    header, means = csv_rows(tmp_path / "table.csv")
+    header, each = csv_rows(tmp_path / "table_per_image.csv")
+    assert header == ["codec", "quality", "benchmark", "image", "method", "psnr", "ssim"]
+    assert len(each) == 2 * 2 * 2  # qualities, images, methods
+    for quality in ("10", "30"):
+        for method in ("bicubic", "model"):
+            scores = [each[("jpeg", quality, "Set5", image, method)] for image in ("img", "second")]
+            assert abs(np.mean([p for p, _ in scores]) - means[("jpeg", quality, "Set5", method)][0]) < 1e-3
+    # The images saved are the ones scored.
+    for image, hr in (("img", photo), ("second", photo[::-1, ::-1])):
+        saved = read_image_any(tmp_path / "table_images" / "jpeg_q30" / "Set5" / f"{image}.png")
+        assert saved.shape == (40, 52, 3)
+        assert abs(calculate_psnr(saved, hr, 4, True) - each[("jpeg", "30", "Set5", image, "model")][0]) < 1e-3
+    assert evaluate.main([*TINY, f"checkpoint={weights}", f"data_root={tmp_path / 'bench'}", f"out={out}",
+                          "save_images=maybe"]) == 1
 
 
 def test_evaluate_sets_the_papers_figures_beside_ours(tmp_path, weights, photo):
