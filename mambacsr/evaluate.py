@@ -225,7 +225,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     write_csv(out.with_suffix(".csv"), [*columns, "benchmark", "method", "psnr", "ssim"],
               summary_rows(results, conditions, reported))
     per_image = out.parent / f"{out.name}_per_image.csv"
-    write_csv(per_image, [*columns, "benchmark", "image", "method", "psnr", "ssim"], per_image_rows(results, conditions))
+    write_csv(per_image, [*columns, "benchmark", "image", "method", "psnr", "ssim"],
+              per_image_rows(results, conditions))
     print(f"wrote {out.with_suffix('.md')}, {out.with_suffix('.csv')} and {per_image}"
           + (f"; the restored images are in {images_dir}" if images_dir else ""))
     return 0
