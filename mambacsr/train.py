@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 
 from .config import CONFIG_DIR
 from .training.stop_signals import TrainingStopped
-from .training.trainer import Trainer, TrainingDiverged
+from .training.trainer import Trainer, TrainingDiverged, WeightsNotWritten
 
 
 def error_message(err: Exception) -> str:
@@ -51,7 +51,7 @@ def main(cfg: DictConfig) -> None:
     except torch.OutOfMemoryError:
         print(f"error: {training_memory_advice(cfg)}", file=sys.stderr)
         sys.exit(1)
-    except (TrainingDiverged, ValueError, FileNotFoundError) as err:
+    except (TrainingDiverged, WeightsNotWritten, ValueError, FileNotFoundError) as err:
         print(f"error: {error_message(err)}", file=sys.stderr)
         sys.exit(1)
     finally:

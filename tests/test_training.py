@@ -12,8 +12,9 @@ import torch
 from safetensors.torch import save_file
 
 from mambacsr.config import build_model, load_config
+from mambacsr.training import checkpoint as checkpoint_module
 from mambacsr.training.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
-from mambacsr.training.trainer import Trainer
+from mambacsr.training.trainer import Trainer, WeightsNotWritten
 
 TINY = ["+experiment=demo_cpu", "model.embed_dim=8", "model.depths=[1]", "model.d_state=4",
         "model.cross_scale.low_depth=1", "data.patch_size=8", "data.num_workers=0", "train.val_every=0",
@@ -241,3 +242,29 @@ def test_a_fresh_run_starts_from_init_weights_and_a_resumed_run_keeps_its_own(tm
         Trainer(config(f"train.init_weights={tmp_path / 'other.safetensors'}"), tmp_path / "other")
     with pytest.raises(FileNotFoundError, match="missing.safetensors does not exist"):
         Trainer(config(f"train.init_weights={tmp_path / 'missing.safetensors'}"), tmp_path / "missing")
+
+
+def test_a_full_disk_stops_the_run_with_its_checkpoints_intact(tmp_path, monkeypatch):
+    trainer = Trainer(load_config([*TINY, "train.device=cpu"]), tmp_path / "run")
+    trainer.save()
+    saved = (tmp_path / "run" / "checkpoints" / "iter_00000000.pt").read_bytes()
+
+    def fill_the_disk(obj, f, *args, **kwargs):
+        with open(f, "wb") as fh:
+            fh.write(b"half a checkpoint")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint_module.torch, "save", fill_the_disk)
+    trainer.iteration = 5
+    with pytest.raises(WeightsNotWritten) as info:
+        trainer.save()
+    assert str(info.value).startswith(f"could not write {tmp_path / 'run' / 'checkpoints' / 'iter_00000005.pt'} "
+                                      "(No space left on device); the checkpoints already in")
+    assert "run the same command to resume from the last of them" in str(info.value)
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["iter_00000000.pt"]
+    assert (tmp_path / "run" / "checkpoints" / "iter_00000000.pt").read_bytes() == saved
+
+    monkeypatch.setattr("safetensors.torch.save_file", lambda *a, **k: fill_the_disk(None, a[1]))
+    with pytest.raises(WeightsNotWritten, match="model_ema.safetensors \\(No space left on device\\)"):
+        trainer.export_weights()
+    assert not (tmp_path / "run" / "model_ema.safetensors").exists()

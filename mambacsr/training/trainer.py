@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -21,7 +22,7 @@ from ..checkpoints import load_weights
 from ..config import build_model
 from ..data.datasets import ImageSource, IterationBatches, TrainPatches, validation_images
 from . import distributed
-from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, save_checkpoint
 from .options import check_options
 from .stop_signals import StopSignals, TrainingStopped, ignore_in_data_workers
 from .validation import validate
@@ -29,6 +30,10 @@ from .validation import validate
 
 class TrainingDiverged(RuntimeError):
     pass
+
+
+class WeightsNotWritten(RuntimeError):
+    """A checkpoint or the exported weights could not be written (a full disk, a read-only folder)."""
 
 
 def data_sources(data: DictConfig):
@@ -170,7 +175,8 @@ class Trainer:
     def save(self) -> None:
         state = self.state_dict()  # every rank joins the gather
         if self.dist.is_main:
-            save_checkpoint(self.ckpt_dir, self.iteration, state, self.cfg.train.keep_last)
+            with self._writing(checkpoint_path(self.ckpt_dir, self.iteration)):
+                save_checkpoint(self.ckpt_dir, self.iteration, state, self.cfg.train.keep_last)
         if self.dist.world_size > 1:
             dist.barrier()
 
@@ -182,9 +188,21 @@ class Trainer:
 
         path = Path(path or self.run_dir / "model_ema.safetensors")
         weights = {k: v.detach().cpu().contiguous() for k, v in self.ema.module.state_dict().items()}
-        with atomic_path(path) as tmp:
+        with self._writing(path), atomic_path(path) as tmp:
             save_file(weights, str(tmp))
         return path
+
+    @contextlib.contextmanager
+    def _writing(self, path: Path):
+        """Turn an OSError while writing ``path`` into WeightsNotWritten, which says that nothing on disk was harmed
+        (the writes are atomic) and how to go on."""
+        try:
+            yield
+        except OSError as err:
+            raise WeightsNotWritten(
+                f"could not write {path} ({err.strerror or err}); the checkpoints already in {self.ckpt_dir} are "
+                "intact (a file is only ever replaced whole): free space or fix the folder, then run the same command "
+                "to resume from the last of them.") from err
 
     # ------------------------------------------------------------------------------------------------------ loop
     def train(self) -> dict:
