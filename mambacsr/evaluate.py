@@ -39,7 +39,7 @@ from .data.resize import imresize
 from .metrics import calculate_psnr, calculate_ssim
 from .tiling import out_of_memory_advice
 from .training.validation import restore
-from .utils.atomic import atomic_path
+from .utils.atomic import atomic_path, check_writable
 from .utils.cli import asks_for_help, parse_flag, parse_overlap, parse_tile, split_options
 
 BENCHMARKS = ("Set5", "Set14", "Manga109", "Urban100", "DIV2K")
@@ -199,6 +199,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                    for name, folder in sets.items()}
         out = Path(opts["out"] or Path(cfg.run_dir) / "evaluation").with_suffix("")
         images_dir = out.parent / f"{out.name}_images" if save_images else None
+        try:
+            check_writable(out.parent)
+        except OSError as err:
+            raise ValueError(f"out={out}: cannot write in {out.parent} ({err.strerror or err}); pick another out=.")
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         model = load_weights(build_model(cfg), opts["checkpoint"]).to(device).eval()
         results = {}
@@ -215,18 +219,27 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (ValueError, FileNotFoundError, ImageError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except OSError as err:  # a restored image that save_images could not write
+        print(f"error: could not write {err.filename or 'a restored image'} ({err.strerror or err}); free space or "
+              "pick another out=, or leave save_images out.", file=sys.stderr)
+        return 1
     table = format_table(results, cfg.name, cfg.get("paper"), codec)
     print(table)
-    with atomic_path(out.with_suffix(".md")) as tmp:
-        tmp.write_text(table)
     columns = ["lr_root"] if opts["lr_root"] else ["codec", "quality"]
     conditions = {key: [key] if opts["lr_root"] else [codec, key] for key in results}
     reported = paper_results(cfg.get("paper")) if codec == "jpeg" else {}
-    write_csv(out.with_suffix(".csv"), [*columns, "benchmark", "method", "psnr", "ssim"],
-              summary_rows(results, conditions, reported))
     per_image = out.parent / f"{out.name}_per_image.csv"
-    write_csv(per_image, [*columns, "benchmark", "image", "method", "psnr", "ssim"],
-              per_image_rows(results, conditions))
+    try:
+        with atomic_path(out.with_suffix(".md")) as tmp:
+            tmp.write_text(table)
+        write_csv(out.with_suffix(".csv"), [*columns, "benchmark", "method", "psnr", "ssim"],
+                  summary_rows(results, conditions, reported))
+        write_csv(per_image, [*columns, "benchmark", "image", "method", "psnr", "ssim"],
+                  per_image_rows(results, conditions))
+    except OSError as err:  # a disk that filled during the run: the table above is the result
+        print(f"error: could not write the results beside {out} ({err.strerror or err}); the table above holds "
+              "them.", file=sys.stderr)
+        return 1
     print(f"wrote {out.with_suffix('.md')}, {out.with_suffix('.csv')} and {per_image}"
           + (f"; the restored images are in {images_dir}" if images_dir else ""))
     return 0

@@ -130,6 +130,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         except (ImageError, RuntimeError) as err:
             failures.append(str(err))
             tqdm.write(f"error: {err}", file=sys.stderr)
+        except OSError as err:  # the output cannot be written (a full disk, no permission): nor can the next one
+            print(f"error: could not write {target} ({err.strerror or err}); each image is written whole, so those "
+                  f"restored so far are complete: free space or pick another output=, then run the same command to "
+                  f"restore the rest.", file=sys.stderr)
+            return 1
     done = f"restored {restored} image(s) to {output}" + (f", {skipped} already there" if skipped else "")
     if failures:
         print(f"{len(failures)} of {len(inputs)} image(s) failed; {done}.", file=sys.stderr)

@@ -143,6 +143,48 @@ def test_prepare_writes_subimages_and_lr_and_resumes(tmp_path, photo):
     assert not np.array_equal(read_image_any(webp[1]), read_image_any(lrs[1]))
 
 
+def test_infer_stops_at_an_output_it_cannot_write_and_resumes(tmp_path, weights, photo, capsys, monkeypatch):
+    src = tmp_path / "in"
+    for name in ("a", "b", "c"):
+        write_rgb(src / f"{name}.png", photo)
+    out = tmp_path / "out"
+    write = infer.write_image
+
+    def disk_full_at_b(target, img):
+        if target.name == "b.png":
+            raise OSError(28, "No space left on device")
+        write(target, img)
+
+    monkeypatch.setattr(infer, "write_image", disk_full_at_b)
+    assert infer.main([*TINY, f"checkpoint={weights}", f"input={src}", f"output={out}"]) == 1
+    assert (f"error: could not write {out / 'b.png'} (No space left on device); each image is written whole, so "
+            "those restored so far are complete") in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["a.png"]  # it stopped: c would not fit either
+    monkeypatch.setattr(infer, "write_image", write)
+    assert infer.main([*TINY, f"checkpoint={weights}", f"input={src}", f"output={out}"]) == 0
+    assert "restored 2 image(s) to" in capsys.readouterr().out and len(list(out.iterdir())) == 3
+
+
+def test_evaluate_refuses_an_out_it_cannot_write_before_restoring(tmp_path, weights, photo, capsys, monkeypatch):
+    one_image_benchmark(tmp_path / "bench", "Set5", photo)
+    (tmp_path / "file").write_text("")  # a file where out= wants a folder
+    common = [*TINY, f"checkpoint={weights}", f"data_root={tmp_path / 'bench'}"]
+    monkeypatch.setattr(evaluate, "restore", lambda *a: pytest.fail("restored before checking out="))
+    assert evaluate.main([*common, f"out={tmp_path / 'file' / 'table'}"]) == 1
+    assert f"error: out={tmp_path / 'file' / 'table'}: cannot write in {tmp_path / 'file'}" in capsys.readouterr().err
+
+    monkeypatch.undo()
+
+    def full_disk(path):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(evaluate, "atomic_path", full_disk)
+    assert evaluate.main([*common, f"out={tmp_path / 'table'}"]) == 1
+    captured = capsys.readouterr()
+    assert "| JPEG + bicubic |" in captured.out  # the results reach the user all the same
+    assert "error: could not write the results beside" in captured.err and "the table above holds them" in captured.err
+
+
 def test_evaluate_writes_the_paper_table(tmp_path, weights, photo):
     for name in ("Set5", "Urban100"):
         (tmp_path / "bench" / name / "HR").mkdir(parents=True)

@@ -25,3 +25,12 @@ def atomic_path(target):
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def check_writable(folder) -> None:
+    """Create ``folder`` and write a file in it, so that a tool whose outputs go there finds a read-only or missing
+    place before its work, not after; raises OSError."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=folder):
+        pass
