@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from .data.degrade import MAX_QUALITY, MIN_QUALITY, check_codec, crop_to_scale, degrade
 from .data.io import ImageError, by_stem, list_images, read_rgb, write_image
+from .utils.atomic import check_writable
 from .utils.cli import whole_number_option
 
 
@@ -38,15 +39,17 @@ def subimage_boxes(height: int, width: int, size: int, step: int):
     return [(y, x) for y in starts(height) for x in starts(width)]
 
 
+# Workers return a file they cannot read as its error, and the others go on; an output they cannot write (a full
+# disk, a read-only folder) raises OSError, which stops the run, since every later output would fail the same way.
 def _subimages(path: Path, out_dir: Path, size: int, step: int) -> Optional[str]:
     try:
         img = read_rgb(path)
-        for i, (y, x) in enumerate(subimage_boxes(img.shape[0], img.shape[1], size, step), start=1):
-            target = out_dir / f"{path.stem}_s{i:03d}.png"
-            if not target.exists():
-                write_image(target, np.ascontiguousarray(img[y:y + size, x:x + size]))
-    except ImageError as err:
+    except (ImageError, OSError) as err:
         return str(err)
+    for i, (y, x) in enumerate(subimage_boxes(img.shape[0], img.shape[1], size, step), start=1):
+        target = out_dir / f"{path.stem}_s{i:03d}.png"
+        if not target.exists():
+            write_image(target, np.ascontiguousarray(img[y:y + size, x:x + size]))
     return None
 
 
@@ -57,17 +60,20 @@ def _lr(job, out_dir: Path, scale: int, quality: int, seed: int, codec: str) -> 
         return None
     try:
         hr = crop_to_scale(read_rgb(path), scale)
-        write_image(target, degrade(hr, scale, quality, np.random.default_rng([seed, index]), codec))
-    except ImageError as err:
+    except (ImageError, OSError) as err:
         return str(err)
+    write_image(target, degrade(hr, scale, quality, np.random.default_rng([seed, index]), codec))
     return None
 
 
 def run(jobs, fn, desc: str) -> List[str]:
     workers = max(1, os.cpu_count() or 1)
     with ProcessPoolExecutor(workers) as pool:
-        errors = [e for e in tqdm(pool.map(fn, jobs, chunksize=4), total=len(jobs), desc=desc) if e]
-    return errors
+        try:
+            return [e for e in tqdm(pool.map(fn, jobs, chunksize=4), total=len(jobs), desc=desc) if e]
+        except OSError:
+            pool.shutdown(cancel_futures=True)
+            raise
 
 
 def _whole(low: int, high: Optional[int] = None) -> Callable[[str, str], int]:
@@ -109,14 +115,23 @@ def main(argv: Optional[List[str]] = None) -> int:
         opts = parse_options(mode, [a for a in args if "=" in a])
         files = list_images(src)
         by_stem(files)  # each output is named by its input's stem
+        check_writable(dst)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    dst.mkdir(parents=True, exist_ok=True)
-    if mode == "subimages":
-        errors = run(files, partial(_subimages, out_dir=dst, **opts), "sub-images")
-    else:
-        errors = run(list(enumerate(files)), partial(_lr, out_dir=dst, **opts), "LR images")
+    except OSError as err:
+        print(f"error: cannot write in {dst} ({err.strerror or err}); pick another output folder.", file=sys.stderr)
+        return 1
+    try:
+        if mode == "subimages":
+            errors = run(files, partial(_subimages, out_dir=dst, **opts), "sub-images")
+        else:
+            errors = run(list(enumerate(files)), partial(_lr, out_dir=dst, **opts), "LR images")
+    except OSError as err:
+        print(f"error: could not write {err.filename or 'in ' + str(dst)} ({err.strerror or err}); each file is "
+              "written whole, so those there are complete: free space, then run the same command to make the rest.",
+              file=sys.stderr)
+        return 1
     for err in errors:
         print(f"error: {err}", file=sys.stderr)
     return 1 if errors else 0

@@ -185,6 +185,26 @@ def test_evaluate_refuses_an_out_it_cannot_write_before_restoring(tmp_path, weig
     assert "error: could not write the results beside" in captured.err and "the table above holds them" in captured.err
 
 
+def test_prepare_stops_at_an_output_it_cannot_write(tmp_path, photo, capsys, monkeypatch):
+    write_rgb(tmp_path / "hr" / "a.png", photo)
+    (tmp_path / "hr" / "bad.png").write_bytes(b"not an image")
+    (tmp_path / "file").write_text("")
+    # A worker reports an input it cannot read and goes on, but raises where its output cannot be written.
+    assert "not a readable image" in prepare._lr((1, tmp_path / "hr" / "bad.png"), tmp_path / "lr", 4, 10, 0, "jpeg")
+    with pytest.raises(OSError):
+        prepare._lr((0, tmp_path / "hr" / "a.png"), tmp_path / "file" / "lr", 4, 10, 0, "jpeg")
+    assert prepare.main(["lr", str(tmp_path / "hr"), str(tmp_path / "file" / "lr")]) == 1
+    assert f"error: cannot write in {tmp_path / 'file' / 'lr'}" in capsys.readouterr().err
+
+    def disk_full(jobs, fn, desc):
+        raise OSError(28, "No space left on device", str(tmp_path / "lr" / "a.png"))
+
+    monkeypatch.setattr(prepare, "run", disk_full)
+    assert prepare.main(["lr", str(tmp_path / "hr"), str(tmp_path / "lr")]) == 1
+    assert (f"error: could not write {tmp_path / 'lr' / 'a.png'} (No space left on device); each file is written "
+            "whole, so those there are complete") in capsys.readouterr().err
+
+
 def test_evaluate_writes_the_paper_table(tmp_path, weights, photo):
     for name in ("Set5", "Urban100"):
         (tmp_path / "bench" / name / "HR").mkdir(parents=True)
