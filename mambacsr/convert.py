@@ -161,8 +161,13 @@ def main(argv=None) -> int:
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    with atomic_path(paths[1]) as tmp:
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    try:
+        with atomic_path(paths[1]) as tmp:
+            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    except OSError as err:
+        print(f"error: could not write {paths[1]} ({err.strerror or err}); nothing was written there.",
+              file=sys.stderr)
+        return 1
     print(f"wrote {paths[1]}")
     return 0
 

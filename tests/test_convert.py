@@ -71,3 +71,18 @@ def test_checkpoint_for_another_architecture_is_refused(final_model, tmp_path):
         load_released_checkpoint(final_model, tmp_path / "junk.pth")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_released_checkpoint(final_model, tmp_path / "nope.pth")
+
+
+def test_convert_writes_safetensors_and_says_when_it_cannot(tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    from mambacsr import convert
+
+    torch.save({"params_ema": _random_state(released_mambair_shapes())}, tmp_path / "mambair.pth")
+    assert convert.main([str(tmp_path / "mambair.pth"), str(tmp_path / "ours.safetensors"), "+experiment=mambair"]) == 0
+    model = build_model(load_config(["+experiment=mambair"]))
+    assert set(load_file(str(tmp_path / "ours.safetensors"))) == set(model.state_dict())
+    (tmp_path / "file").write_text("")
+    target = tmp_path / "file" / "ours.safetensors"  # a folder that is a file: cannot be written
+    assert convert.main([str(tmp_path / "mambair.pth"), str(target), "+experiment=mambair"]) == 1
+    assert f"error: could not write {target} (" in capsys.readouterr().err
