@@ -5,7 +5,8 @@ input file, ``output`` may instead name the image to write, e.g. ``output=photo_
 Files already restored there are skipped (so an interrupted run resumes); ``overwrite=true`` redoes them.  A folder
 holding two images of one stem (``photo.jpg`` and ``photo.png``, which would both be restored to ``photo.png``) is
 refused before anything is written.
-Other options: ``tile=256`` (LR tile side, ``null`` = whole image), ``overlap=16``, ``overwrite=false``.
+Other options: ``tile=256`` (LR tile side, ``null`` = whole image), ``overlap=16``, ``overwrite=false``,
+``ensemble=false`` (``true``: the x8 self-ensemble, the average over the input's flips and rotations; 8x the time).
 
 Inputs other than 8-bit RGB, documented behaviour:
   - grayscale: replicated to RGB, restored, converted back to one channel (ITU-R 601 luma), saved gray;
@@ -29,6 +30,7 @@ from .checkpoints import load_weights
 from .config import build_model, load_config
 from .data.io import IMAGE_SUFFIXES, ImageError, by_stem, list_images, read_image_any, write_image
 from .data.resize import imresize
+from .models import SelfEnsemble
 from .tiling import out_of_memory_advice, restore_tiled
 from .utils.cli import asks_for_help, parse_flag, parse_overlap, parse_tile, split_options
 
@@ -97,7 +99,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if asks_for_help(args, __doc__):
         return 0
     opts, overrides = split_options(args, {"checkpoint": None, "input": None, "output": None, "tile": "256",
-                                           "overlap": "16", "overwrite": "false"})
+                                           "overlap": "16", "overwrite": "false", "ensemble": "false"})
     try:
         for key in ("checkpoint", "input", "output"):
             if opts[key] is None:
@@ -106,11 +108,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         output = Path(opts["output"])
         targets = output_targets(inputs, Path(opts["input"]).is_file(), output)
         overwrite = parse_flag("overwrite", opts["overwrite"])
+        ensemble = parse_flag("ensemble", opts["ensemble"])
         cfg = load_config(overrides, tool_options=list(opts))
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         tile = parse_tile(opts["tile"])
         overlap = parse_overlap(opts["overlap"], tile)
         model = load_weights(build_model(cfg), opts["checkpoint"]).to(device).eval()
+        if ensemble:
+            model = SelfEnsemble(model)
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

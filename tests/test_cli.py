@@ -205,6 +205,26 @@ def test_prepare_stops_at_an_output_it_cannot_write(tmp_path, photo, capsys, mon
             "whole, so those there are complete") in capsys.readouterr().err
 
 
+def test_the_self_ensemble_is_asked_for_and_marked(tmp_path, weights, photo, capsys):
+    one_image_benchmark(tmp_path / "bench", "Set5", photo)
+    common = [*TINY, f"checkpoint={weights}", f"data_root={tmp_path / 'bench'}"]
+    assert evaluate.main([*common, f"out={tmp_path / 'plain'}"]) == 0
+    assert evaluate.main([*common, f"out={tmp_path / 'x8'}", "ensemble=true"]) == 0
+    _, plain = csv_rows(tmp_path / "plain.csv")
+    _, x8 = csv_rows(tmp_path / "x8.csv")
+    assert set(x8) == {("jpeg", "10", "Set5", m) for m in ("bicubic", "model_x8")}
+    assert x8[("jpeg", "10", "Set5", "model_x8")] != plain[("jpeg", "10", "Set5", "model")]
+    assert x8[("jpeg", "10", "Set5", "bicubic")] == plain[("jpeg", "10", "Set5", "bicubic")]
+    assert "| demo_cpu (x8 ensemble) |" in (tmp_path / "x8.md").read_text()
+    infer_args = [*TINY, f"checkpoint={weights}", f"input={tmp_path / 'bench' / 'Set5'}"]
+    assert infer.main([*infer_args, f"output={tmp_path / 'plain_out'}"]) == 0
+    assert infer.main([*infer_args, f"output={tmp_path / 'x8_out'}", "ensemble=true"]) == 0
+    a, b = (read_image_any(tmp_path / d / "img.png") for d in ("plain_out", "x8_out"))
+    assert a.shape == b.shape == (160, 208, 3) and not np.array_equal(a, b)
+    assert infer.main([*infer_args, f"output={tmp_path / 'no'}", "ensemble=maybe"]) == 1
+    assert "ensemble=maybe: pass ensemble=true or ensemble=false." in capsys.readouterr().err
+
+
 def test_evaluate_writes_the_paper_table(tmp_path, weights, photo):
     for name in ("Set5", "Urban100"):
         (tmp_path / "bench" / name / "HR").mkdir(parents=True)
@@ -397,7 +417,7 @@ def test_a_misspelt_option_names_the_tools_options(tmp_path, weights, photo, cap
                        "tiles=128"]) == 1
     err = capsys.readouterr().err
     assert "error: Could not override 'tiles'." in err
-    assert "This tool's own options: checkpoint=, input=, output=, tile=, overlap=, overwrite=." in err
+    assert "This tool's own options: checkpoint=, input=, output=, tile=, overlap=, overwrite=, ensemble=." in err
     assert complexity.main(["+experiment=demo_cpu", "size=abc"]) == 1
     assert "error: size=abc: pass a whole number, at least 1." in capsys.readouterr().err
     assert complexity.main(["+experiment=demo_cpu", "model.embed_dims=8"]) == 1

@@ -5,7 +5,7 @@ import torch
 
 from mambacsr.complexity import count_complexity
 from mambacsr.config import available_experiments, build_model, load_config
-from mambacsr.models import block_directions
+from mambacsr.models import SelfEnsemble, block_directions
 from mambacsr.models.networks import half_resolution
 from scan2d import ScanDirection
 from scan2d._backend import deterministic_algorithms
@@ -191,3 +191,21 @@ def test_the_papers_figures_in_the_experiment_configs_are_well_formed():
         for benchmark, (psnr, ssim) in per_set.items():
             assert 21 < psnr < 28 and 0.59 < ssim < 0.82, (name, benchmark, psnr, ssim)
     assert with_figures == 12
+
+
+def test_self_ensemble_averages_the_eight_rotations_and_flips():
+    model = tiny_mambacsr().eval()
+    x = torch.rand(1, 3, 10, 13)  # not square: the transposed views are 13 x 10
+    with torch.no_grad():
+        ours = SelfEnsemble(model)(x)
+        # The eight views written another way: rotations by k quarter turns, of x and of x mirrored.
+        expected = sum(torch.rot90(model(torch.rot90(x, k, (2, 3))), -k, (2, 3)) for k in range(4))
+        expected = expected + sum(torch.rot90(model(torch.rot90(x.flip(3), k, (2, 3))), -k, (2, 3)).flip(3)
+                                  for k in range(4))
+        expected = expected / 8
+        assert ours.shape == (1, 3, 40, 52)
+        torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-6)
+        assert (ours - model(x)).abs().max() > 1e-4  # the network is not symmetric: the views add something
+        # A network that commutes with flips and rotations is its own ensemble.
+        nearest = torch.nn.Upsample(scale_factor=4, mode="nearest")
+        torch.testing.assert_close(SelfEnsemble(nearest)(x), nearest(x))
