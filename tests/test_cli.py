@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from mambacsr import complexity, evaluate, infer, prepare
+from mambacsr import complexity, evaluate, infer, prepare, tables
 from mambacsr.config import build_model, load_config
 from mambacsr.data.datasets import embedded_images
 from mambacsr.data.degrade import crop_to_scale, degrade
@@ -223,6 +223,32 @@ def test_the_self_ensemble_is_asked_for_and_marked(tmp_path, weights, photo, cap
     assert a.shape == b.shape == (160, 208, 3) and not np.array_equal(a, b)
     assert infer.main([*infer_args, f"output={tmp_path / 'no'}", "ensemble=maybe"]) == 1
     assert "ensemble=maybe: pass ensemble=true or ensemble=false." in capsys.readouterr().err
+
+
+def test_tables_sets_evaluations_side_by_side(tmp_path, weights, photo, capsys):
+    one_image_benchmark(tmp_path / "bench", "Urban100", photo)
+    common = [*TINY, f"checkpoint={weights}", f"data_root={tmp_path / 'bench'}"]
+    paper = "paper={table: 'Table 9', results: {10: {Urban100: [22.26, 0.6081]}}}"
+    assert evaluate.main([*common, paper, f"out={tmp_path / 'runs' / 'a' / 'evaluation'}"]) == 0
+    assert evaluate.main([*common, "qualities=[10,30]", "ensemble=true", f"out={tmp_path / 'b_x8'}"]) == 0
+    _, a = csv_rows(tmp_path / "runs" / "a" / "evaluation.csv")
+    _, b = csv_rows(tmp_path / "b_x8.csv")
+    capsys.readouterr()
+    assert tables.main([str(tmp_path / "runs" / "a" / "evaluation.csv"), str(tmp_path / "b_x8.csv"),
+                        f"out={tmp_path / 'side.md'}"]) == 0
+    table = (tmp_path / "side.md").read_text()
+    assert table == capsys.readouterr().out.rstrip("\n") + "\n"
+    q10, q30 = table.split("**JPEG quality 30**")
+    psnr, ssim = a[("jpeg", "10", "Urban100", "model")]
+    assert "| Method | Urban100 |" in q10 and q10.count("| bicubic |") == 1
+    assert f"| a | {psnr:.2f} ({psnr - 22.26:+.2f}) / {ssim:.4f} |" in q10  # named after its run folder
+    assert "| a: paper | 22.26 / 0.6081 |" in q10
+    x8 = b[("jpeg", "10", "Urban100", "model_x8")]
+    assert f"| b_x8 (x8 ensemble) | {x8[0]:.2f} / {x8[1]:.4f} |" in q10
+    assert "| a |" not in q30 and "| b_x8 (x8 ensemble) |" in q30  # a was evaluated at quality 10 only
+    (tmp_path / "other.csv").write_text("name,value\nx,1\n")
+    assert tables.main([str(tmp_path / "other.csv")]) == 1
+    assert "other.csv is not a summary CSV of python -m mambacsr.evaluate" in capsys.readouterr().err
 
 
 def test_evaluate_writes_the_paper_table(tmp_path, weights, photo):
