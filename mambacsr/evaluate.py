@@ -2,7 +2,7 @@ r"""Evaluate a checkpoint on the benchmark sets, in the paper's table layout.
 
     python -m mambacsr.evaluate +experiment=dis_w8 checkpoint=runs/dis_w8/model_ema.safetensors \
         data_root=datasets/benchmarks qualities=[10,20,30] [tile=256] [overlap=16] [out=results/dis_w8] \
-        [save_images=false] [ensemble=false]
+        [save_images=false] [ensemble=false] [device=auto | cpu | cuda:N]
     python -m mambacsr.evaluate +experiment=dis_w8 checkpoint=W data_root=datasets/benchmarks codec=webp
     python -m mambacsr.evaluate +experiment=dis_w8 checkpoint=W data_root=datasets/benchmarks lr_root=my_lr
 
@@ -43,7 +43,7 @@ from .models import SelfEnsemble
 from .tiling import out_of_memory_advice
 from .training.validation import restore
 from .utils.atomic import atomic_path, check_writable
-from .utils.cli import asks_for_help, parse_flag, parse_overlap, parse_tile, split_options
+from .utils.cli import asks_for_help, parse_device, parse_flag, parse_overlap, parse_tile, split_options
 
 BENCHMARKS = ("Set5", "Set14", "Manga109", "Urban100", "DIV2K")
 _SUBFOLDERS = ("HR", "GTmod12", "DIV2K_valid_HR", "")
@@ -175,7 +175,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
     opts, overrides = split_options(args, {"checkpoint": None, "data_root": "datasets/benchmarks", "qualities": None,
                                            "codec": None, "lr_root": None, "tile": "256", "overlap": "16",
-                                           "out": None, "save_images": "false", "ensemble": "false"})
+                                           "out": None, "save_images": "false", "ensemble": "false",
+                                           "device": "auto"})
     try:
         if opts["checkpoint"] is None:
             raise ValueError("pass checkpoint=PATH (our .safetensors / iter_*.pt, or an authors' .pth).")
@@ -207,7 +208,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             check_writable(out.parent)
         except OSError as err:
             raise ValueError(f"out={out}: cannot write in {out.parent} ({err.strerror or err}); pick another out=.")
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = parse_device(opts["device"])
         model = load_weights(build_model(cfg), opts["checkpoint"]).to(device).eval()
         if ensemble:
             model = SelfEnsemble(model)

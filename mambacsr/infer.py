@@ -6,7 +6,8 @@ Files already restored there are skipped (so an interrupted run resumes); ``over
 holding two images of one stem (``photo.jpg`` and ``photo.png``, which would both be restored to ``photo.png``) is
 refused before anything is written.
 Other options: ``tile=256`` (LR tile side, ``null`` = whole image), ``overlap=16``, ``overwrite=false``,
-``ensemble=false`` (``true``: the x8 self-ensemble, the average over the input's flips and rotations; 8x the time).
+``ensemble=false`` (``true``: the x8 self-ensemble, the average over the input's flips and rotations; 8x the time),
+``device=auto`` (the first CUDA GPU where there is one, else the CPU; or ``cpu``, ``cuda:1``, ...).
 
 Inputs other than 8-bit RGB, documented behaviour:
   - grayscale: replicated to RGB, restored, converted back to one channel (ITU-R 601 luma), saved gray;
@@ -32,7 +33,7 @@ from .data.io import IMAGE_SUFFIXES, ImageError, by_stem, list_images, read_imag
 from .data.resize import imresize
 from .models import SelfEnsemble
 from .tiling import out_of_memory_advice, restore_tiled
-from .utils.cli import asks_for_help, parse_flag, parse_overlap, parse_tile, split_options
+from .utils.cli import asks_for_help, parse_device, parse_flag, parse_overlap, parse_tile, split_options
 
 
 def restore_array(model, img: np.ndarray, scale: int, device, tile: Optional[int], overlap: int) -> np.ndarray:
@@ -99,7 +100,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if asks_for_help(args, __doc__):
         return 0
     opts, overrides = split_options(args, {"checkpoint": None, "input": None, "output": None, "tile": "256",
-                                           "overlap": "16", "overwrite": "false", "ensemble": "false"})
+                                           "overlap": "16", "overwrite": "false", "ensemble": "false",
+                                           "device": "auto"})
     try:
         for key in ("checkpoint", "input", "output"):
             if opts[key] is None:
@@ -110,7 +112,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         overwrite = parse_flag("overwrite", opts["overwrite"])
         ensemble = parse_flag("ensemble", opts["ensemble"])
         cfg = load_config(overrides, tool_options=list(opts))
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = parse_device(opts["device"])
         tile = parse_tile(opts["tile"])
         overlap = parse_overlap(opts["overlap"], tile)
         model = load_weights(build_model(cfg), opts["checkpoint"]).to(device).eval()

@@ -251,6 +251,22 @@ def test_tables_sets_evaluations_side_by_side(tmp_path, weights, photo, capsys):
     assert "other.csv is not a summary CSV of python -m mambacsr.evaluate" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("tool", ["infer", "evaluate"])
+def test_the_device_is_chosen_and_one_the_machine_lacks_is_refused(tmp_path, weights, photo, capsys, tool):
+    one_image_benchmark(tmp_path / "bench", "Set5", photo)
+    args = {"infer": [f"input={tmp_path / 'bench' / 'Set5'}", f"output={tmp_path / 'out'}"],
+            "evaluate": [f"data_root={tmp_path / 'bench'}", f"out={tmp_path / 'table'}"]}[tool]
+    main = {"infer": infer.main, "evaluate": evaluate.main}[tool]
+    assert main([*TINY, f"checkpoint={weights}", *args, "device=cpu"]) == 0
+    missing = f"cuda:{torch.cuda.device_count()}"  # one past the last GPU, on any machine
+    for value, says in ((missing, f"device={missing}: this machine has {torch.cuda.device_count()} CUDA device(s) "
+                                  "visible; pass device=auto, cpu"),
+                        ("tpu", "device=tpu: pass device=auto, cpu, cuda or cuda:N.")):
+        capsys.readouterr()
+        assert main([*TINY, f"checkpoint={weights}", *args, f"device={value}"]) == 1
+        assert f"error: {says}" in capsys.readouterr().err
+
+
 def test_evaluate_writes_the_paper_table(tmp_path, weights, photo):
     for name in ("Set5", "Urban100"):
         (tmp_path / "bench" / name / "HR").mkdir(parents=True)
@@ -443,7 +459,8 @@ def test_a_misspelt_option_names_the_tools_options(tmp_path, weights, photo, cap
                        "tiles=128"]) == 1
     err = capsys.readouterr().err
     assert "error: Could not override 'tiles'." in err
-    assert "This tool's own options: checkpoint=, input=, output=, tile=, overlap=, overwrite=, ensemble=." in err
+    assert "This tool's own options: checkpoint=, input=, output=, tile=, overlap=, overwrite=, ensemble=, " \
+           "device=." in err
     assert complexity.main(["+experiment=demo_cpu", "size=abc"]) == 1
     assert "error: size=abc: pass a whole number, at least 1." in capsys.readouterr().err
     assert complexity.main(["+experiment=demo_cpu", "model.embed_dims=8"]) == 1

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import torch
+
 
 def split_options(args: Sequence[str], defaults: Dict[str, Optional[str]]
                   ) -> Tuple[Dict[str, Optional[str]], List[str]]:
@@ -71,3 +73,22 @@ def _whole_number(value: str) -> Optional[int]:
         return int(value)
     except ValueError:
         return None
+
+
+def parse_device(value: str) -> torch.device:
+    """``device=auto`` (the first CUDA GPU where there is one, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``; raises
+    ValueError for anything else or for a GPU this machine does not have, saying what it has."""
+    if value == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(value)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device={value}: pass device=auto, cpu, cuda or cuda:N.")
+    count = torch.cuda.device_count()
+    if device.type == "cuda" and (device.index or 0) >= count:
+        gpus = f" or cuda:0 to cuda:{count - 1}" if count else ""
+        raise ValueError(f"device={value}: this machine has {count} CUDA device(s) visible; pass device=auto, "
+                         f"cpu{gpus}.")
+    return device
