@@ -48,13 +48,14 @@ def restore_tiled(model: Callable, lr: torch.Tensor, scale: int, tile: Optional[
 
     Tiles overlap by ``overlap`` LR pixels and are blended with linear ramps over the overlap.  ``tile=None`` runs
     the whole image at once.  ``pad_multiple`` mirror-pads each tile to a multiple (the paper's test protocol pads
-    to 64) and crops the output back.
+    to 64) and crops the output back.  Returns the output on the CPU, in ``lr``'s dtype: the tiles are blended
+    there, so that the device holds one tile's work at a time.
     """
     if lr.dim() != 4:
         raise ValueError(f"lr must be (batch, channels, height, width), got {tuple(lr.shape)}.")
     height, width = lr.shape[-2:]
     if tile is None or (height <= tile and width <= tile):
-        return _run_tile(model, lr, pad_multiple)
+        return _run_tile(model, lr, pad_multiple).cpu()
     rows, cols = tile_starts(height, tile, overlap), tile_starts(width, tile, overlap)
     out = weight = None
     fade = overlap * scale
@@ -67,15 +68,17 @@ def restore_tiled(model: Callable, lr: torch.Tensor, scale: int, tile: Optional[
                 raise RuntimeError(f"a {th}x{tw} tile does not fit in GPU memory; pass a smaller tile "
                                    f"(for example tile={max(16, tile // 2)}).") from err
             if out is None:
-                out = lr.new_zeros(lr.shape[0], piece.shape[1], height * scale, width * scale, dtype=torch.float32)
-                weight = lr.new_zeros(1, 1, height * scale, width * scale, dtype=torch.float32)
-            wy = _ramp(th * scale, fade, top == 0, top + th == height, lr.device)
-            wx = _ramp(tw * scale, fade, left == 0, left + tw == width, lr.device)
+                # The whole output in float32, with its weights, grows with the image (2 GB for a 4K photo's x4):
+                # on a GPU it would outgrow any tile size, so it is kept in the CPU's memory.
+                out = torch.zeros(lr.shape[0], piece.shape[1], height * scale, width * scale, dtype=torch.float32)
+                weight = torch.zeros(1, 1, height * scale, width * scale, dtype=torch.float32)
+            wy = _ramp(th * scale, fade, top == 0, top + th == height, "cpu")
+            wx = _ramp(tw * scale, fade, left == 0, left + tw == width, "cpu")
             w = wy[:, None] * wx[None, :]
             ys, xs = slice(top * scale, (top + th) * scale), slice(left * scale, (left + tw) * scale)
-            out[..., ys, xs] += piece.float() * w
+            out[..., ys, xs] += piece.float().cpu() * w
             weight[..., ys, xs] += w
-    return (out / weight).to(lr.dtype)
+    return out.div_(weight).to(lr.dtype)
 
 
 def out_of_memory_advice(tile: Optional[int]) -> str:
