@@ -33,7 +33,9 @@ def training_memory_advice(cfg: DictConfig) -> str:
     """What to change when a training step ran out of GPU memory (the checkpoints on disk are untouched)."""
     t, d = cfg.train, cfg.data
     advice = (f"out of GPU memory at train.batch_size={t.batch_size} (the total over all processes) and "
-              f"data.patch_size={d.patch_size}: lower either, or train on more GPUs with torchrun")
+              f"data.patch_size={d.patch_size}: raise train.accumulate (now {t.accumulate}) to take each step's batch "
+              "in more passes of fewer images, the same step in less memory; or lower either, or train on more GPUs "
+              "with torchrun")
     if not t.bf16:
         advice += ", or set train.bf16=true"
     return advice + f"; the checkpoints in {cfg.run_dir} are intact and the run resumes from the last."

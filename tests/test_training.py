@@ -124,16 +124,19 @@ def test_torchrun_two_processes_match_one(tmp_path):
     common = ["train.iterations=3", "train.ckpt_every=3", "train.batch_size=4", "model.drop_path_rate=0"]
     single = train(tmp_path / "single", *common)
     assert single.returncode == 0, single.stderr[-2000:]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
-           "mambacsr.train", *TINY, f"run_dir={tmp_path / 'ddp'}", *common]
-    ddp = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
-    assert ddp.returncode == 0, ddp.stderr[-3000:]
     a = load_checkpoint(latest_checkpoint(tmp_path / "single" / "checkpoints"))
-    b = load_checkpoint(latest_checkpoint(tmp_path / "ddp" / "checkpoints"))
-    assert len(b["rng"]) == 2  # every rank's RNG state is kept for an exact resume
-    # Two half-batches averaged by DDP take the same step as one full batch (up to summation order).
-    for name, value in a["model"].items():
-        torch.testing.assert_close(b["model"][name], value, rtol=1e-4, atol=1e-5, msg=name)
+    # The second run takes each rank's half-batch in two passes, the last of them all-reducing the gradients.
+    for run, extra in (("ddp", []), ("ddp_passes", ["train.accumulate=2"])):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+               "mambacsr.train", *TINY, f"run_dir={tmp_path / run}", *common, *extra]
+        ddp = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                             env=dict(os.environ, OMP_NUM_THREADS="1"))
+        assert ddp.returncode == 0, ddp.stderr[-3000:]
+        b = load_checkpoint(latest_checkpoint(tmp_path / run / "checkpoints"))
+        assert len(b["rng"]) == 2  # every rank's RNG state is kept for an exact resume
+        # Two half-batches averaged by DDP take the same step as one full batch (up to summation order).
+        for name, value in a["model"].items():
+            torch.testing.assert_close(b["model"][name], value, rtol=1e-4, atol=1e-5, msg=name)
 
 
 class _Unreadable(torch.utils.data.Dataset):
@@ -208,7 +211,8 @@ def test_training_memory_advice_names_the_values_to_lower():
     from mambacsr.train import training_memory_advice
     advice = training_memory_advice(load_config(["+experiment=dis_w8"]))
     assert advice.startswith("out of GPU memory at train.batch_size=32 (the total over all processes) and "
-                             "data.patch_size=64: lower either")
+                             "data.patch_size=64: raise train.accumulate (now 1) to take each step's batch in more "
+                             "passes of fewer images, the same step in less memory; or lower either")
     assert "train.bf16=true" in advice and "runs/dis_w8 are intact" in advice
     assert "bf16" not in training_memory_advice(load_config(["+experiment=dis_w8", "train.bf16=true"]))
 
@@ -268,3 +272,37 @@ def test_a_full_disk_stops_the_run_with_its_checkpoints_intact(tmp_path, monkeyp
     with pytest.raises(WeightsNotWritten, match="model_ema.safetensors \\(No space left on device\\)"):
         trainer.export_weights()
     assert not (tmp_path / "run" / "model_ema.safetensors").exists()
+
+
+def test_accumulated_passes_take_the_whole_batchs_step(tmp_path):
+    # drop_path_rate is 0 in demo_cpu: with it, the passes would draw their masks in another order.
+    def run(*extra):
+        trainer = Trainer(load_config([*TINY, "train.device=cpu", "train.batch_size=4", "train.iterations=3",
+                                       "train.ckpt_every=3", *extra]), tmp_path / "_".join(extra or ["whole"]))
+        sizes = []
+        trainer.net.register_forward_pre_hook(lambda module, args: sizes.append(args[0].shape[0]))
+        trainer.train()
+        return trainer, sizes
+
+    whole, whole_sizes = run()
+    passes, pass_sizes = run("train.accumulate=2")
+    assert whole_sizes == [4] * 3 and pass_sizes == [2] * 6
+    for name, value in whole.model.state_dict().items():  # the same steps, to rounding
+        torch.testing.assert_close(passes.model.state_dict()[name], value, rtol=1e-4, atol=1e-6, msg=name)
+    assert not torch.equal(whole.model.conv_first.weight, Trainer(
+        load_config([*TINY, "train.device=cpu"]), tmp_path / "untrained").model.conv_first.weight)  # it trained
+    # One step's gradients and loss directly: the passes' sum is the whole batch's (Adam above would hide a scale).
+    batch = [torch.stack(items) for items in zip(*(whole.dataset[key] for key in range(4)))]
+    grads, losses = [], []
+    for extra in ([], ["train.accumulate=2"]):
+        trainer = Trainer(load_config([*TINY, "train.device=cpu", "train.batch_size=4", *extra]),
+                          tmp_path / ("grads" + "".join(extra)))
+        autocast = torch.autocast("cpu", enabled=False)
+        losses.append(trainer.accumulate_gradients(*batch, autocast))
+        grads.append({n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None})
+    torch.testing.assert_close(losses[1], losses[0], rtol=1e-6, atol=1e-7)
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 10
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-4, atol=1e-7, msg=name)
+    with pytest.raises(ValueError, match=r"train.accumulate=3 must divide each process's 4 images"):
+        Trainer(load_config([*TINY, "train.device=cpu", "train.batch_size=4", "train.accumulate=3"]), tmp_path / "x")

@@ -20,7 +20,7 @@ DEVICES = ("auto", "cuda", "cpu")
 def check_options(cfg: DictConfig) -> None:
     """Raise ValueError naming the first value of ``cfg.train`` or ``cfg.data`` a run cannot use."""
     t, d = cfg.train, cfg.data
-    for key in ("iterations", "batch_size", "log_every", "ckpt_every", "keep_last"):
+    for key in ("iterations", "batch_size", "accumulate", "log_every", "ckpt_every", "keep_last"):
         _check("train", key, t[key], _whole(1), "a whole number, at least 1")
     for key in ("val_every", "val_images"):  # val_every=0: no validation
         _check("train", key, t[key], _whole(0), "a whole number, at least 0")

@@ -90,6 +90,9 @@ class Trainer:
             raise ValueError(f"train.batch_size={t.batch_size} is the total over {self.dist.world_size} processes "
                              "and must divide evenly.")
         self.per_rank_batch = t.batch_size // self.dist.world_size
+        if self.per_rank_batch % t.accumulate:
+            raise ValueError(f"train.accumulate={t.accumulate} must divide each process's {self.per_rank_batch} "
+                             f"images of train.batch_size={t.batch_size} into passes of equal size.")
         torch.manual_seed(t.seed * 1000 + self.dist.rank)
         self.device = self.dist.device
         self.ckpt_dir = self.run_dir / "checkpoints"
@@ -221,19 +224,9 @@ class Trainer:
         self.net.train()
         # The scan kernels' tiles for every step and validation (an op's backward takes its forward's).
         with tile_config(**self.scan_tiles), StopSignals() as stop:
-            for lr_img, hr_img in loader:
-                lr_img = lr_img.to(self.device, non_blocking=True)
-                hr_img = hr_img.to(self.device, non_blocking=True)
-                with autocast:
-                    out = self.net(lr_img)
-                loss = F.l1_loss(out.float(), hr_img)
-                if not torch.isfinite(loss):
-                    raise TrainingDiverged(
-                        f"loss became {loss.item()} at iteration {self.iteration + 1}; training stopped. The last good "
-                        f"checkpoint is in {self.ckpt_dir} (it was not overwritten). Lower train.lr or enable "
-                        "train.grad_clip, then resume.")
+            for lr_batch, hr_batch in loader:
                 self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                loss = self.accumulate_gradients(lr_batch, hr_batch, autocast)
                 if t.grad_clip:
                     torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
                 self.optimizer.step()
@@ -265,6 +258,31 @@ class Trainer:
         if self.dist.is_main:
             self.export_weights()
         return last
+
+    def accumulate_gradients(self, lr_batch: torch.Tensor, hr_batch: torch.Tensor, autocast) -> torch.Tensor:
+        """The step's L1 loss over this process's batch and its gradients, in ``train.accumulate`` passes of equal
+        size (each pass's loss weighted by 1 / passes, so the gradients are the whole batch's); returns the loss.
+
+        lr_batch: (batch, 3, p, p), hr_batch: (batch, 3, scale*p, scale*p), on the CPU."""
+        passes = self.cfg.train.accumulate
+        total = torch.zeros((), device=self.device)
+        for index, (lr_img, hr_img) in enumerate(zip(lr_batch.chunk(passes), hr_batch.chunk(passes))):
+            lr_img = lr_img.to(self.device, non_blocking=True)
+            hr_img = hr_img.to(self.device, non_blocking=True)
+            # DDP all-reduces the gradients in the last pass only.
+            sync = index == passes - 1 or self.dist.world_size == 1
+            with contextlib.nullcontext() if sync else self.net.no_sync():
+                with autocast:
+                    out = self.net(lr_img)
+                loss = F.l1_loss(out.float(), hr_img) / passes
+                if not torch.isfinite(loss):
+                    raise TrainingDiverged(
+                        f"loss became {loss.item() * passes} at iteration {self.iteration + 1}; training stopped. The "
+                        f"last good checkpoint is in {self.ckpt_dir} (it was not overwritten). Lower train.lr or "
+                        "enable train.grad_clip, then resume.")
+                loss.backward()
+            total += loss.detach()
+        return total
 
     def run_validation(self) -> dict:
         if not self.dist.is_main:
