@@ -2,22 +2,30 @@ r"""Evaluate a checkpoint on the benchmark sets, in the paper's table layout.
 
     python -m mambacsr.evaluate +experiment=dis_w8 checkpoint=runs/dis_w8/model_ema.safetensors \
         data_root=datasets/benchmarks qualities=[10,20,30] [tile=256] [overlap=16] [out=results/dis_w8] \
-        [save_images=false] [ensemble=false] [device=auto | cpu | cuda:N]
+        [save_images=false] [ensemble=false] [device=auto | cpu | cuda:N] [protocol=tiles | released]
     python -m mambacsr.evaluate +experiment=dis_w8 checkpoint=W data_root=datasets/benchmarks codec=webp
     python -m mambacsr.evaluate +experiment=dis_w8 checkpoint=W data_root=datasets/benchmarks lr_root=my_lr
 
-Benchmark folders found under data_root (HR images): Set5, Set14, Manga109, Urban100, DIV2K (DIV2K_valid_HR).  Each
-may hold its images directly or in an ``HR`` / ``GTmod12`` subfolder.  The LR inputs are made from them with the
-paper's degradation at each of ``qualities`` (seeded per image) and ``codec`` jpeg (the paper's, the default), webp or
-avif.  With ``lr_root`` they are read instead from ``lr_root/<set>`` (or its ``LR`` subfolder): your own LR images,
-e.g. another codec's, paired with the HR images by file stem, each exactly 1/scale of its HR image (cropped to a
-multiple of the scale); sets without an LR folder there are skipped.  PSNR/SSIM on Y with a 4-pixel crop, outputs
-rounded to uint8.  A bicubic row (the LR input upsampled with MATLAB bicubic) is reported beside the model, and where
-the experiment's config holds the paper's figures for a JPEG quality (``paper.results``), the paper's row and the
-difference.  Writes ``<out>.md`` and ``<out>.csv`` (each set's means), ``<out>_per_image.csv`` (each image's PSNR and
-SSIM) and, with ``save_images=true``, the restored images as ``<out>_images/<jpeg_q10 | lr_given>/<set>/<image>.png``.
-``ensemble=true`` restores with the x8 self-ensemble (the average over each input's flips and rotations, 8x the
-time); its rows are marked "x8", in the CSVs as the method ``model_x8``.
+Benchmark folders found under data_root (HR images): Set5, Set14, Manga109, Urban100, DIV2K (DIV2K_valid_HR). Each may
+hold its images directly or in an ``HR`` / ``GTmod12`` subfolder. The LR inputs are made from them with the paper's
+degradation at each of ``qualities`` (seeded per image) and ``codec`` jpeg (the paper's, the default), webp or avif.
+With ``lr_root`` they are read instead from ``lr_root/<set>`` (or its ``LR`` subfolder), or from ``lr_root`` with
+``{set}`` replaced by each set's name (``lr_root=Testsets/{set}/LR_q10``): your own LR images, e.g. another codec's,
+paired with the HR images by file stem (``0801.png`` also with ``0801x4.png``, DIV2K's naming), each exactly 1/scale
+of its HR image (cropped to a multiple of the scale); sets without an LR folder there are skipped.
+
+PSNR/SSIM on Y with a 4-pixel crop, outputs rounded to uint8. A bicubic row (the LR input upsampled with MATLAB
+bicubic) is reported beside the model, and where the experiment's config holds the paper's figures for a JPEG quality
+(``paper.results``), the paper's row and the difference. Writes ``<out>.md`` and ``<out>.csv`` (each set's means),
+``<out>_per_image.csv`` (each image's PSNR and SSIM) and, with ``save_images=true``, the restored images as
+``<out>_images/<jpeg_q10 | lr_given>/<set>/<image>.png``.
+
+``protocol=released`` restores each image as the authors' test code did (``released_protocol.py``: partitions of about
+192 pixels, each mirrored to a multiple of 64, put together without blending; ``tile`` and ``overlap`` are then
+unused), as the paper's figures were made (the network still differs on partitions that are not square:
+``released_protocol.py``); the default, ``tiles``, blends overlapping tiles. ``ensemble=true`` restores with the x8
+self-ensemble (the average over each input's flips and rotations, 8x the time); its rows are marked "x8", in the CSVs
+as the method ``model_x8``.
 """
 
 from __future__ import annotations
@@ -34,14 +42,15 @@ from tqdm import tqdm
 
 from .checkpoints import load_weights
 from .config import build_model, load_config
-from .data.datasets import ImageSource
+from .data.datasets import ImageSource, to_tensor
 from .data.degrade import CODECS, MAX_QUALITY, MIN_QUALITY, check_codec, pick_quality
 from .data.io import ImageError, write_image
 from .data.resize import imresize
 from .metrics import calculate_psnr, calculate_ssim
 from .models import SelfEnsemble
 from .tiling import out_of_memory_advice
-from .training.validation import restore
+from .released_protocol import restore_as_released
+from .training.validation import restore, to_uint8
 from .utils.atomic import atomic_path, check_writable
 from .utils.cli import asks_for_help, parse_device, parse_flag, parse_overlap, parse_tile, split_options
 
@@ -69,21 +78,24 @@ def find_benchmarks(root) -> Dict[str, Path]:
     return found
 
 
-def find_lr_folders(lr_root, benchmarks: Dict[str, Path]) -> Dict[str, Path]:
-    """Each benchmark's folder of given LR images, ``lr_root/<name>`` or its ``LR`` subfolder; benchmarks without one
-    are left out, and none at all is an error."""
-    root = Path(lr_root)
+def find_lr_folders(lr_root: str, benchmarks: Dict[str, Path]) -> Dict[str, Path]:
+    """Each benchmark's folder of given LR images: ``lr_root`` with ``{set}`` replaced by its name
+    (``Testsets/{set}/LR_q10``, the released test sets' layout), or else ``lr_root/<name>`` or its ``LR`` subfolder.
+    Benchmarks without one are left out, and none at all is an error."""
+    templated = "{set}" in lr_root
+    root = Path(lr_root.split("{set}")[0]) if templated else Path(lr_root)
     if not root.is_dir():
-        raise FileNotFoundError(f"lr_root {root} does not exist; point it at a folder holding one folder of LR images "
-                                f"per benchmark ({', '.join(benchmarks)}).")
+        raise FileNotFoundError(f"lr_root {lr_root}: {root} does not exist; point it at a folder holding one folder of "
+                                f"LR images per benchmark ({', '.join(benchmarks)}), or use {{set}} for the name.")
     found = {}
     for name in benchmarks:
-        for folder in (root / name / "LR", root / name):
+        candidates = [Path(lr_root.replace("{set}", name))] if templated else [root / name / "LR", root / name]
+        for folder in candidates:
             if _holds_files(folder):
                 found.setdefault(name, folder)
     if not found:
-        example = root / next(iter(benchmarks))
-        raise FileNotFoundError(f"lr_root {root} holds no LR folder for the benchmarks found in data_root "
+        example = lr_root.replace("{set}", next(iter(benchmarks))) if templated else root / next(iter(benchmarks))
+        raise FileNotFoundError(f"lr_root {lr_root} holds no LR folder for the benchmarks found in data_root "
                                 f"({', '.join(benchmarks)}); name each after its set, e.g. {example}.")
     return found
 
@@ -102,16 +114,26 @@ class SetScores:
 METHODS = ("bicubic", "model")
 
 
+PROTOCOLS = ("tiles", "released")
+
+
+def restore_image(model, lr: np.ndarray, scale: int, device, tile, overlap: int, protocol: str) -> np.ndarray:
+    """HxWx3 uint8 LR -> the model's output, by our blended tiles or by the authors' partitions (``released``)."""
+    if protocol == "released":
+        return to_uint8(restore_as_released(model, to_tensor(lr)[None].to(device), scale))
+    return restore(model, lr, scale, device, tile, overlap)
+
+
 def evaluate_folder(model, source: ImageSource, quality: Optional[int], scale: int, device, tile, overlap: int = 16,
-                    seed: int = 0, codec: str = "jpeg", label: str = "", save_dir: Optional[Path] = None
-                    ) -> SetScores:
+                    seed: int = 0, codec: str = "jpeg", label: str = "", save_dir: Optional[Path] = None,
+                    protocol: str = "tiles") -> SetScores:
     """PSNR / SSIM of the model and of bicubic upsampling for each of ``source``'s images: its LR partners where it
     has them, else each HR image degraded with ``codec`` at ``quality``.  With ``save_dir`` the model's outputs are
     written there as ``<image>.png``."""
     scores = SetScores()
     for index in tqdm(range(len(source)), desc=label, leave=False):
         lr, hr = source.pair(index, scale, quality, seed, codec)
-        sr = restore(model, lr, scale, device, tile, overlap)
+        sr = restore_image(model, lr, scale, device, tile, overlap, protocol)
         if save_dir is not None:
             write_image(save_dir / f"{source.names[index]}.png", sr)
         scores.images.append(source.names[index])
@@ -176,7 +198,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     opts, overrides = split_options(args, {"checkpoint": None, "data_root": "datasets/benchmarks", "qualities": None,
                                            "codec": None, "lr_root": None, "tile": "256", "overlap": "16",
                                            "out": None, "save_images": "false", "ensemble": "false",
-                                           "device": "auto"})
+                                           "device": "auto", "protocol": "tiles"})
     try:
         if opts["checkpoint"] is None:
             raise ValueError("pass checkpoint=PATH (our .safetensors / iter_*.pt, or an authors' .pth).")
@@ -185,6 +207,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         overlap = parse_overlap(opts["overlap"], tile)
         save_images = parse_flag("save_images", opts["save_images"])
         ensemble = parse_flag("ensemble", opts["ensemble"])
+        if opts["protocol"] not in PROTOCOLS:
+            raise ValueError(f"protocol={opts['protocol']}: pass protocol=tiles (ours, the default) or "
+                             "protocol=released (the authors' test partitions).")
         sets = find_benchmarks(opts["data_root"])
         lr_folders = {}
         codec = check_codec(opts["codec"] or "jpeg")
@@ -218,7 +243,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             results[key] = {name: evaluate_folder(
                 model, source, quality, cfg.data.scale, device, tile, overlap, codec=codec,
                 label=name if quality is None else f"{name} q{quality}",
-                save_dir=images_dir / condition / name if images_dir else None)
+                save_dir=images_dir / condition / name if images_dir else None, protocol=opts["protocol"])
                 for name, source in sources.items()}
     except torch.OutOfMemoryError:
         print(f"error: {out_of_memory_advice(tile)}", file=sys.stderr)

@@ -1,4 +1,5 @@
-"""The command-line tools on real files: inference (gray, RGBA, 16-bit, bad files, resume), prepare, evaluate."""
+"""The command-line tools on real files: inference (gray, RGBA, 16-bit, bad files, resume), prepare, evaluate,
+tables."""
 
 import cv2
 import numpy as np
@@ -8,12 +9,15 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from mambacsr import complexity, evaluate, infer, prepare, tables
+from mambacsr.checkpoints import load_weights
 from mambacsr.config import build_model, load_config
 from mambacsr.data.datasets import embedded_images
 from mambacsr.data.degrade import crop_to_scale, degrade
 from mambacsr.data.io import read_image_any
 from mambacsr.data.resize import imresize
 from mambacsr.metrics import calculate_psnr
+from mambacsr.released_protocol import restore_as_released
+from mambacsr.training.validation import to_uint8
 
 TINY = ["+experiment=demo_cpu", "model.embed_dim=8", "model.depths=[1]", "model.d_state=4",
         "model.cross_scale.low_depth=1"]
@@ -267,6 +271,24 @@ def test_the_device_is_chosen_and_one_the_machine_lacks_is_refused(tmp_path, wei
         assert f"error: {says}" in capsys.readouterr().err
 
 
+def test_evaluate_restores_by_the_released_protocol_when_asked(tmp_path, weights, photo, capsys):
+    one_image_benchmark(tmp_path / "bench", "Set5", photo)
+    common = [*TINY, f"checkpoint={weights}", f"data_root={tmp_path / 'bench'}"]
+    assert evaluate.main([*common, f"out={tmp_path / 'tiles'}", "save_images=true"]) == 0
+    assert evaluate.main([*common, f"out={tmp_path / 'released'}", "save_images=true", "protocol=released"]) == 0
+    tiles, released = (read_image_any(tmp_path / f"{run}_images" / "jpeg_q10" / "Set5" / "img.png")
+                       for run in ("tiles", "released"))
+    # The 10 x 13 LR image runs whole in one tile, but mirrored to 20 x 26 by the released protocol.
+    lr = degrade(crop_to_scale(photo, 4), 4, 10, np.random.default_rng([0, 0]))
+    model = load_weights(build_model(load_config(TINY)), weights).eval()
+    with torch.no_grad():
+        expected = restore_as_released(model, torch.from_numpy(lr.transpose(2, 0, 1) / 255.0).float()[None], 4)
+    np.testing.assert_array_equal(released, to_uint8(expected))
+    assert not np.array_equal(tiles, released)
+    assert evaluate.main([*common, f"out={tmp_path / 'x'}", "protocol=basicsr"]) == 1
+    assert "protocol=basicsr: pass protocol=tiles (ours, the default) or protocol=released" in capsys.readouterr().err
+
+
 def test_evaluate_writes_the_paper_table(tmp_path, weights, photo):
     for name in ("Set5", "Urban100"):
         (tmp_path / "bench" / name / "HR").mkdir(parents=True)
@@ -374,6 +396,20 @@ def test_evaluate_with_another_codec(tmp_path, weights, photo):
     assert "paper" not in table  # the paper's figures are JPEG's
     assert ("jpeg", "10", "Urban100", "paper") in jpeg
     assert evaluate.main([*common, "codec=gif", f"out={tmp_path / 'gif'}"]) == 1
+
+
+def test_evaluate_reads_the_released_test_sets_layout(tmp_path, weights, photo):
+    # Testsets/<set>/{HR,LR_q10}, DIV2K's LR images named 0801x4.png: lr_root names the LR folder with {set}.
+    write_rgb(tmp_path / "Testsets" / "DIV2K" / "HR" / "0801.png", photo)
+    lr = degrade(crop_to_scale(photo, 4), 4, 10, np.random.default_rng([0, 0]))
+    write_rgb(tmp_path / "Testsets" / "DIV2K" / "LR_q10" / "0801x4.png", lr)
+    common = [*TINY, f"checkpoint={weights}", f"data_root={tmp_path / 'Testsets'}"]
+    assert evaluate.main([*common, f"out={tmp_path / 'q10'}"]) == 0
+    assert evaluate.main([*common, f"lr_root={tmp_path / 'Testsets'}/{{set}}/LR_q10", f"out={tmp_path / 'given'}"]) == 0
+    _, made = csv_rows(tmp_path / "q10.csv")
+    _, given = csv_rows(tmp_path / "given.csv")
+    template = f"{tmp_path / 'Testsets'}/{{set}}/LR_q10"
+    assert given[(template, "DIV2K", "model")] == made[("jpeg", "10", "DIV2K", "model")]
 
 
 @pytest.mark.parametrize("case,says", [

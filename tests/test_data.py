@@ -163,3 +163,14 @@ def test_folders_pair_up_and_missing_folders_are_clear(tmp_path):
     with pytest.raises(ValueError, match="a.bmp and a.png in .*hr share the name 'a'"):
         ImageSource.from_folders(tmp_path / "hr", tmp_path / "lr")
     assert len(ImageSource.from_folders(tmp_path / "hr")) == 2  # degraded on the fly: nothing pairs by stem
+
+
+def test_lr_images_named_with_the_scale_pair_up(tmp_path):
+    # DIV2K's LR images are named after their HR image and the scale: 0801.png pairs with 0801x4.png.
+    img = embedded_images(["chelsea"])[0][:32, :32]
+    for folder, name, image in (("hr", "0801", img), ("hr", "0802", img), ("lr", "0801x4", img[::4, ::4]),
+                                ("lr", "0802", img[::4, ::4])):
+        (tmp_path / folder).mkdir(exist_ok=True)
+        cv2.imwrite(str(tmp_path / folder / f"{name}.png"), image)
+    source = ImageSource.from_folders(tmp_path / "hr", tmp_path / "lr")
+    assert [Path(p).name for p in source.lr] == ["0801x4.png", "0802.png"]

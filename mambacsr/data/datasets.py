@@ -8,6 +8,7 @@ as with a precomputed set.
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,11 @@ class ImageSource:
         if lr_folder is not None:
             by_stem(hr)  # two HR images of one stem would take the same LR partner
             lr_by_stem = by_stem(list_images(lr_folder))
+            # DIV2K names an LR image after its HR image and the scale: 0801.png and 0801x4.png.
+            for stem, path in list(lr_by_stem.items()):
+                named = re.fullmatch(r"(.+)x\d+", stem)
+                if named:
+                    lr_by_stem.setdefault(named.group(1), path)
             missing = [p.name for p in hr if p.stem not in lr_by_stem]
             if missing:
                 raise FileNotFoundError(f"{len(missing)} HR images have no LR partner in {lr_folder} "
