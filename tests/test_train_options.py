@@ -70,3 +70,13 @@ def test_a_run_degrades_with_its_codec(tmp_path, codec):
     # Validation degrades with the first codec of a list, training draws from the list.
     np.testing.assert_array_equal(val.lr, degrade(val.hr, 4, 30, np.random.default_rng([cfg.train.seed, 0]), "webp"))
     assert trainer.dataset.codec == ("webp" if codec == "webp" else ["webp", "jpeg"])
+
+
+@pytest.mark.parametrize("drawn", ["data.quality=[10,20,30]", "data.codec=[jpeg,webp]"])
+def test_lists_drawn_per_image_refuse_given_lr_images(drawn):
+    # df2k reads precomputed LR images, which a list drawn per image would silently not apply to.
+    expected = (r"data.train_lr=.datasets/DF2K/LR_.*.: expected null while data\.(quality|codec)=.* is drawn per "
+                r"image, which needs the LR images made on the fly")
+    with pytest.raises(ValueError, match=expected):
+        check_options(load_config(["+experiment=dis_w8", "data=df2k", drawn]))
+    check_options(load_config(["+experiment=dis_w8", "data=df2k", drawn, "data.train_lr=null"]))

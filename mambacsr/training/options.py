@@ -61,6 +61,11 @@ def check_options(cfg: DictConfig) -> None:
     except (TypeError, ValueError):
         _check("data", "quality", _plain(d.quality), lambda v: False,
                "a quality from 1 to 100, or a list of them, e.g. [10, 20, 30]")
+    for key in ("quality", "codec"):  # drawn per image where LR images are made; given ones would be read instead
+        value = _plain(d.get(key))
+        _check("data", "train_lr", d.get("train_lr"),
+               lambda v: v is None or not (isinstance(value, list) and len(value) > 1),
+               f"null while data.{key}={value} is drawn per image, which needs the LR images made on the fly")
 
 
 def _check(section: str, key: str, value: Any, ok: Callable[[Any], bool], expected: str) -> None:
