@@ -7,8 +7,8 @@ quarter of its size into its neighbours, mirrored at its bottom and right (the r
 edge included) to the next multiple of 64 above its size (a side of 128 becomes 192), and restored; the outputs are
 cut back and put together without blending, each partition's own region from its restoration.  Our default protocol
 (``tiling.restore_tiled``) blends overlapping tiles instead.  The network itself still differs from the released one
-on partitions that are not square, where the released column-first reversed scan puts windows elsewhere (README,
-"Where we differ from the released code").
+on partitions that are not square: there the released cross-scale block puts the outputs of its column-first
+directions back with its window grid read the wrong way round (README, "Where we differ from the released code").
 """
 
 from __future__ import annotations
