@@ -115,6 +115,9 @@ METHODS = ("bicubic", "model")
 
 
 PROTOCOLS = ("tiles", "released")
+# The CSVs' columns: the LR condition's (made from the HR images, or given in lr_root), then the scores'.
+MADE_COLUMNS, GIVEN_COLUMNS = ["codec", "quality"], ["lr_root"]
+SCORE_COLUMNS = ["benchmark", "method", "psnr", "ssim"]
 
 
 def restore_image(model, lr: np.ndarray, scale: int, device, tile, overlap: int, protocol: str) -> np.ndarray:
@@ -257,7 +260,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 1
     table = format_table(results, f"{cfg.name} (x8 ensemble)" if ensemble else cfg.name, cfg.get("paper"), codec)
     print(table)
-    columns = ["lr_root"] if opts["lr_root"] else ["codec", "quality"]
+    columns = GIVEN_COLUMNS if opts["lr_root"] else MADE_COLUMNS
     conditions = {key: [key] if opts["lr_root"] else [codec, key] for key in results}
     reported = paper_results(cfg.get("paper")) if codec == "jpeg" else {}
     per_image = out.parent / f"{out.name}_per_image.csv"
@@ -265,9 +268,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         with atomic_path(out.with_suffix(".md")) as tmp:
             tmp.write_text(table)
-        write_csv(out.with_suffix(".csv"), [*columns, "benchmark", "method", "psnr", "ssim"],
+        write_csv(out.with_suffix(".csv"), columns + SCORE_COLUMNS,
                   summary_rows(results, conditions, reported, method_names))
-        write_csv(per_image, [*columns, "benchmark", "image", "method", "psnr", "ssim"],
+        write_csv(per_image, columns + ["benchmark", "image"] + SCORE_COLUMNS[1:],
                   per_image_rows(results, conditions, method_names))
     except OSError as err:  # a disk that filled during the run: the table above is the result
         print(f"error: could not write the results beside {out} ({err.strerror or err}); the table above holds "

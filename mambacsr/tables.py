@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from .data.degrade import CODECS
-from .evaluate import BENCHMARKS
+from .evaluate import BENCHMARKS, GIVEN_COLUMNS, MADE_COLUMNS, SCORE_COLUMNS
 from .utils.atomic import atomic_path
 from .utils.cli import asks_for_help, split_options
 
@@ -38,8 +38,7 @@ def read_evaluation(path) -> Dict[str, Scores]:
     with open(path, newline="") as fh:
         rows = list(csv.reader(fh))
     header = rows[0] if rows else []
-    if header not in (["codec", "quality", "benchmark", "method", "psnr", "ssim"],
-                      ["lr_root", "benchmark", "method", "psnr", "ssim"]):
+    if header not in (MADE_COLUMNS + SCORE_COLUMNS, GIVEN_COLUMNS + SCORE_COLUMNS):
         raise ValueError(f"{path} is not a summary CSV of python -m mambacsr.evaluate (its header is "
                          f"{','.join(header) or 'empty'}).")
     found: Dict[str, Scores] = {}
