@@ -62,11 +62,8 @@ def restore_tiled(model: Callable, lr: torch.Tensor, scale: int, tile: Optional[
     for top in rows:
         for left in cols:
             th, tw = min(tile, height), min(tile, width)
-            try:
-                piece = _run_tile(model, lr[..., top:top + th, left:left + tw], pad_multiple)
-            except torch.cuda.OutOfMemoryError as err:
-                raise RuntimeError(f"a {th}x{tw} tile does not fit in GPU memory; pass a smaller tile "
-                                   f"(for example tile={max(16, tile // 2)}).") from err
+            # Out of memory propagates as torch.OutOfMemoryError: each tool says what to lower (out_of_memory_advice).
+            piece = _run_tile(model, lr[..., top:top + th, left:left + tw], pad_multiple)
             if out is None:
                 # The whole output in float32, with its weights, grows with the image (2 GB for a 4K photo's x4):
                 # on a GPU it would outgrow any tile size, so it is kept in the CPU's memory.
@@ -87,4 +84,3 @@ def out_of_memory_advice(tile: Optional[int]) -> str:
     smaller = 128 if tile is None else max(16, tile // 2)
     now = "whole images (tile=null)" if tile is None else f"tile={tile}"
     return f"out of memory restoring {now}: pass a smaller tile, e.g. tile={smaller}"
-

@@ -38,6 +38,8 @@ def training_memory_advice(cfg: DictConfig) -> str:
               "with torchrun")
     if not t.bf16:
         advice += ", or set train.bf16=true"
+    advice += (f"; if it ran out while validating, lower train.val_tile (now {t.val_tile}; restored in tiles of that "
+               "many LR pixels)")
     return advice + f"; the checkpoints in {cfg.run_dir} are intact and the run resumes from the last."
 
 

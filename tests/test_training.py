@@ -214,6 +214,7 @@ def test_training_memory_advice_names_the_values_to_lower():
                              "data.patch_size=64: raise train.accumulate (now 1) to take each step's batch in more "
                              "passes of fewer images, the same step in less memory; or lower either")
     assert "train.bf16=true" in advice and "runs/dis_w8 are intact" in advice
+    assert "if it ran out while validating, lower train.val_tile (now 256;" in advice  # validation restores in tiles
     assert "bf16" not in training_memory_advice(load_config(["+experiment=dis_w8", "train.bf16=true"]))
 
 
