@@ -74,10 +74,16 @@ def pick_quality(quality: Quality, rng: Optional[np.random.Generator] = None) ->
     else:
         values = [int(q) for q in quality]
     if not values or any(not MIN_QUALITY <= q <= MAX_QUALITY for q in values):
-        raise ValueError(f"quality must be an integer in 1..100 or a non-empty list of them, got {quality!r}.")
+        raise ValueError(f"quality must be an integer in {MIN_QUALITY}..{MAX_QUALITY} or a non-empty list of them, "
+                         f"got {quality!r}.")
+    return int(_draw(values, rng))
+
+
+def _draw(values: list, rng: Optional[np.random.Generator]):
+    """One of ``values``, drawn with ``rng``; a single value draws nothing, so it leaves ``rng`` where it was."""
     if len(values) == 1:
         return values[0]
-    return int((rng or np.random.default_rng()).choice(values))
+    return (rng or np.random.default_rng()).choice(values)
 
 
 def degrade(hr: np.ndarray, scale: int = 4, quality: Quality = 10, rng: Optional[np.random.Generator] = None,
@@ -96,7 +102,7 @@ def degrade(hr: np.ndarray, scale: int = 4, quality: Quality = 10, rng: Optional
     check_codec(codec, lists=True)
     q = pick_quality(quality, rng)
     if not isinstance(codec, str):
-        codec = codec[0] if len(codec) == 1 else str((rng or np.random.default_rng()).choice(list(codec)))
+        codec = str(_draw(list(codec), rng))
     hr = crop_to_scale(hr, scale)
     lr = imresize(hr, hr.shape[0] // scale, hr.shape[1] // scale)
     return compress(lr, q, codec)
