@@ -48,8 +48,8 @@ from .data.io import ImageError, write_image
 from .data.resize import imresize
 from .metrics import calculate_psnr, calculate_ssim
 from .models import SelfEnsemble
-from .tiling import out_of_memory_advice
 from .released_protocol import restore_as_released
+from .tiling import out_of_memory_advice
 from .training.validation import restore, to_uint8
 from .utils.atomic import atomic_path, check_writable
 from .utils.cli import asks_for_help, parse_device, parse_flag, parse_overlap, parse_tile, split_options
@@ -100,6 +100,9 @@ def find_lr_folders(lr_root: str, benchmarks: Dict[str, Path]) -> Dict[str, Path
     return found
 
 
+METHODS = ("bicubic", "model")
+
+
 @dataclass
 class SetScores:
     """One benchmark's PSNR and SSIM per image (in ``images``' order) for each method ("model", "bicubic")."""
@@ -109,9 +112,6 @@ class SetScores:
 
     def mean(self, method: str, metric: str) -> float:
         return float(np.mean(getattr(self, metric)[method]))
-
-
-METHODS = ("bicubic", "model")
 
 
 PROTOCOLS = ("tiles", "released")
@@ -261,7 +261,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     table = format_table(results, f"{cfg.name} (x8 ensemble)" if ensemble else cfg.name, cfg.get("paper"), codec)
     print(table)
     columns = GIVEN_COLUMNS if opts["lr_root"] else MADE_COLUMNS
-    conditions = {key: [key] if opts["lr_root"] else [codec, key] for key in results}
+    cells = {key: [key] if opts["lr_root"] else [codec, key] for key in results}  # each condition's CSV cells
     reported = paper_results(cfg.get("paper")) if codec == "jpeg" else {}
     per_image = out.parent / f"{out.name}_per_image.csv"
     method_names = {"bicubic": "bicubic", "model": "model_x8" if ensemble else "model"}
@@ -269,9 +269,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         with atomic_path(out.with_suffix(".md")) as tmp:
             tmp.write_text(table)
         write_csv(out.with_suffix(".csv"), columns + SCORE_COLUMNS,
-                  summary_rows(results, conditions, reported, method_names))
+                  summary_rows(results, cells, reported, method_names))
         write_csv(per_image, columns + ["benchmark", "image"] + SCORE_COLUMNS[1:],
-                  per_image_rows(results, conditions, method_names))
+                  per_image_rows(results, cells, method_names))
     except OSError as err:  # a disk that filled during the run: the table above is the result
         print(f"error: could not write the results beside {out} ({err.strerror or err}); the table above holds "
               "them.", file=sys.stderr)
