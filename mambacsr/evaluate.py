@@ -22,8 +22,9 @@ bicubic) is reported beside the model, and where the experiment's config holds t
 
 ``protocol=released`` restores each image as the authors' test code did (``released_protocol.py``: partitions of about
 192 pixels, each mirrored to a multiple of 64, put together without blending; ``tile`` and ``overlap`` are then
-unused), as the paper's figures were made (the network still differs on partitions that are not square:
-``released_protocol.py``); the default, ``tiles``, blends overlapping tiles. ``ensemble=true`` restores with the x8
+unused), as the paper's figures were made, with the network placing its cross-scale outputs on partitions that are
+not square as the released code does (``models/released_layout.py``; ``model.cross_scale.released_layout=false``
+places them correctly); the default, ``tiles``, blends overlapping tiles. ``ensemble=true`` restores with the x8
 self-ensemble (the average over each input's flips and rotations, 8x the time); its rows are marked "x8", in the CSVs
 as the method ``model_x8``.
 """
@@ -48,7 +49,7 @@ from .data.io import ImageError, write_image
 from .data.resize import imresize
 from .metrics import calculate_psnr, calculate_ssim
 from .models import SelfEnsemble
-from .released_protocol import restore_as_released
+from .released_protocol import network_as_released, restore_as_released
 from .tiling import out_of_memory_advice
 from .training.validation import restore, to_uint8
 from .utils.atomic import atomic_path, check_writable
@@ -213,6 +214,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         if opts["protocol"] not in PROTOCOLS:
             raise ValueError(f"protocol={opts['protocol']}: pass protocol=tiles (ours, the default) or "
                              "protocol=released (the authors' test partitions).")
+        if opts["protocol"] == "released":
+            network_as_released(cfg, overrides)
         sets = find_benchmarks(opts["data_root"])
         lr_folders = {}
         codec = check_codec(opts["codec"] or "jpeg")

@@ -6,20 +6,30 @@ written here from that description: the LR image is cut into ``h // 192 + 1`` by
 quarter of its size into its neighbours, mirrored at its bottom and right (the rows or columns repeated in reverse,
 edge included) to the next multiple of 64 above its size (a side of 128 becomes 192), and restored; the outputs are
 cut back and put together without blending, each partition's own region from its restoration.  Our default protocol
-(``tiling.restore_tiled``) blends overlapping tiles instead.  The network itself still differs from the released one
-on partitions that are not square: there the released cross-scale block puts the outputs of its column-first
-directions back with its window grid read the wrong way round (README, "Where we differ from the released code").
+(``tiling.restore_tiled``) blends overlapping tiles instead.  On partitions that are not square, the released
+cross-scale block also puts the outputs of its column-first directions back with its window grid read the wrong way
+round; :func:`network_as_released` has the network do the same (``models/released_layout.py``).
 """
 
 from __future__ import annotations
 
-from typing import Callable, List
+from typing import Callable, List, Sequence
 
 import torch
 import torch.nn.functional as F
+from omegaconf import DictConfig
 
 PARTITION = 192  # LR pixels per partition, about
 PADDING = 64     # each partition is mirrored up to a multiple of this
+RELEASED_LAYOUT = "model.cross_scale.released_layout"
+
+
+def network_as_released(cfg: DictConfig, overrides: Sequence[str]) -> None:
+    """Have ``cfg``'s network place its cross-scale outputs as the released code does, unless ``overrides`` (the
+    command line's) set ``model.cross_scale.released_layout`` themselves.  Networks without a cross-scale block
+    (MambaIR) are left as they are."""
+    if "cross_scale" in cfg.model and not any(o.lstrip("+~").startswith(RELEASED_LAYOUT + "=") for o in overrides):
+        cfg.model.cross_scale.released_layout = True
 
 
 def _mirror_up(chop: torch.Tensor, padding: int) -> torch.Tensor:

@@ -289,6 +289,25 @@ def test_evaluate_restores_by_the_released_protocol_when_asked(tmp_path, weights
     assert "protocol=basicsr: pass protocol=tiles (ours, the default) or protocol=released" in capsys.readouterr().err
 
 
+def test_the_released_protocol_places_cross_scale_outputs_as_the_released_code(tmp_path, weights):
+    # A 32 x 16 LR image is mirrored to 64 x 32, a map of whole 8-pixel windows that is not square: there the
+    # released cross-scale block misplaces its column-first outputs, and protocol=released does the same.
+    one_image_benchmark(tmp_path / "bench", "Set5", embedded_images(["chelsea"])[0][:128, :64])
+    common = [*TINY, f"checkpoint={weights}", f"data_root={tmp_path / 'bench'}", "save_images=true",
+              "protocol=released"]
+    assert evaluate.main([*common, f"out={tmp_path / 'as_released'}"]) == 0
+    assert evaluate.main([*common, f"out={tmp_path / 'ours'}", "model.cross_scale.released_layout=false"]) == 0
+    lr = degrade(crop_to_scale(embedded_images(["chelsea"])[0][:128, :64], 4), 4, 10, np.random.default_rng([0, 0]))
+    for run, layout in (("as_released", "true"), ("ours", "false")):
+        model = load_weights(build_model(load_config([*TINY, f"model.cross_scale.released_layout={layout}"])),
+                             weights).eval()
+        expected = restore_as_released(model, torch.from_numpy(lr.transpose(2, 0, 1) / 255.0).float()[None], 4)
+        saved = read_image_any(tmp_path / f"{run}_images" / "jpeg_q10" / "Set5" / "img.png")
+        np.testing.assert_array_equal(saved, to_uint8(expected))
+    assert not np.array_equal(*(read_image_any(tmp_path / f"{run}_images" / "jpeg_q10" / "Set5" / "img.png")
+                                for run in ("as_released", "ours")))
+
+
 def test_evaluate_writes_the_paper_table(tmp_path, weights, photo):
     for name in ("Set5", "Urban100"):
         (tmp_path / "bench" / name / "HR").mkdir(parents=True)

@@ -71,13 +71,15 @@ class CrossScaleBlock(nn.Module):
         out = s1 * x + CrossSS2D(LN1(x), x_low);   out = s2 * out + MLP(LN2(out))
 
     x_low is not normalised here (it leaves the low-resolution group as is).  No CAB, no drop-path.
+    ``released_layout``: see :class:`SS2D`.
     """
 
     def __init__(self, dim: int, directions: Sequence[scan2d.ScanDirection], d_state: int = 16,
-                 mlp_ratio: float = 4.0, backend: str = "auto"):
+                 mlp_ratio: float = 4.0, backend: str = "auto", released_layout: bool = False):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
-        self.ss2d = SS2D(dim, directions, d_state, channel_gate=True, cross_scale=True, backend=backend)
+        self.ss2d = SS2D(dim, directions, d_state, channel_gate=True, cross_scale=True, backend=backend,
+                         released_layout=released_layout)
         self.skip_scale = nn.Parameter(torch.ones(dim))
         self.norm2 = nn.LayerNorm(dim)
         self.skip_scale2 = nn.Parameter(torch.ones(dim))

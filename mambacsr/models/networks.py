@@ -124,7 +124,9 @@ class MambaCSR(_SuperResolutionNet):
         cab: parallel channel-attention branch in every RLMB.
         cross_scale: None/disabled, or a mapping with ``enabled``, ``mode`` ("aligned" | "sequential"),
             ``directions`` (released-code names), ``low_depth`` (blocks of the half-resolution group),
-            ``after_group`` (index of the group the fusion follows) and ``mlp_ratio``.
+            ``after_group`` (index of the group the fusion follows), ``mlp_ratio`` and ``released_layout`` (put
+            the column-first outputs back as the released code does on non-square maps; see
+            :mod:`.released_layout`).
         scan_backend: "auto" | "torch" | "triton".
     """
 
@@ -156,7 +158,8 @@ class MambaCSR(_SuperResolutionNet):
             low_depth = int(cross_scale.get("low_depth", 6))
             self.low_group = group(rates[:low_depth] + [rates[-1]] * max(0, low_depth - len(rates)))
             self.cross_block = CrossScaleBlock(embed_dim, parse_directions(names, mode), d_state,
-                                               float(cross_scale.get("mlp_ratio", 4.0)), backend=scan_backend)
+                                               float(cross_scale.get("mlp_ratio", 4.0)), backend=scan_backend,
+                                               released_layout=bool(cross_scale.get("released_layout", False)))
         self.apply(_init_weights)
 
     def low_resolution_features(self, shallow: torch.Tensor) -> torch.Tensor:

@@ -20,6 +20,7 @@ from torch import nn
 import scan2d
 
 from .layers import ChannelGate
+from .released_layout import directional_scan_as_released
 from .ssm_params import DirectionalSSMParams
 
 
@@ -36,10 +37,13 @@ class SS2D(nn.Module):
         channel_gate: gate each direction's output before the sum (LW-SS2D) or not (MambaIR's SS2D).
         cross_scale: also scan half-resolution tokens (all directions must then be cross-scale).
         backend: scan backend, "auto" | "torch" | "triton".
+        released_layout: in a cross-scale layer, put the column-first directions' outputs where the released code
+            puts them on non-square maps (:mod:`.released_layout`), to run the authors' weights as they ran.
     """
 
     def __init__(self, dim: int, directions: Sequence[scan2d.ScanDirection], d_state: int = 16, expand: float = 2.0,
-                 channel_gate: bool = True, cross_scale: bool = False, backend: str = "auto"):
+                 channel_gate: bool = True, cross_scale: bool = False, backend: str = "auto",
+                 released_layout: bool = False):
         super().__init__()
         inner = int(expand * dim)
         self.directions = tuple(directions)
@@ -49,6 +53,7 @@ class SS2D(nn.Module):
                 f"modes {[d.cross_scale for d in self.directions]}; they must agree."
             )
         self.backend = backend
+        self.released_layout = released_layout
         self.in_proj = nn.Linear(dim, 2 * inner, bias=False)
         self.conv = _depthwise_conv(inner)
         self.act = nn.SiLU()
@@ -75,7 +80,8 @@ class SS2D(nn.Module):
         if x_low is not None:
             u_low = self._conv_tokens(self.conv_low, self.in_proj_low(x_low))
             xdbl_low = self.ssm.project(u_low)
-        y = scan2d.directional_scan(
+        scan = directional_scan_as_released if self.released_layout else scan2d.directional_scan
+        y = scan(
             u, self.ssm.project(u), self.ssm.dt_proj_weight, self.ssm.dt_proj_bias, self.ssm.A(), self.ssm.D,
             self.directions, height, width, u_low=u_low, xdbl_low=xdbl_low,
             gate=self.gate.spec() if self.gate is not None else None, backend=self.backend,
