@@ -55,6 +55,16 @@ def test_mambacsr_refuses_a_negative_mlp_ratio():  # was PyTorch's "negative dim
         build_model(load_config(["+experiment=demo_cpu", "model.mlp_ratio=-1.0"]))
 
 
+@pytest.mark.parametrize("override", ["model.cross_scale.released_layout=maybe", "model.cross_scale.enabled=1",
+                                      "model.cab=yes", "model.scan_pattern.hierarchical=0"])
+def test_mambacsr_switches_take_true_or_false_only(override):
+    # Each was read as Python truth: "maybe", "yes" and 1 switched the option on, 0 off, without a word.
+    key, _, value = override.partition("=")
+    with pytest.raises(ValueError, match=f"{key}={value!r}: expected true or false" if value.isalpha()
+                       else f"{key}={value}: expected true or false"):
+        build_model(load_config(["+experiment=demo_cpu", override]))
+
+
 def test_unknown_experiment_is_a_clear_error():
     with pytest.raises(ValueError, match="experiment 'dis_w9' does not exist; choose one of: .*dis_w8"):
         load_config(["+experiment=dis_w9"])

@@ -39,6 +39,14 @@ def check_sizes(upscale: int, embed_dim: int, depths: Sequence[int], d_state: in
             raise ValueError(f"model.{name}={value!r}: expected {expected}.")
 
 
+def check_flags(**flags) -> None:
+    """Raise ValueError, naming the ``model.*`` switch, for a value that is not true or false: a YAML or command-line
+    typo such as ``maybe`` or ``1`` would otherwise be read as true."""
+    for name, value in flags.items():
+        if not isinstance(value, bool):
+            raise ValueError(f"model.{name}={value!r}: expected true or false.")
+
+
 def _drop_path_rates(depths: Sequence[int], rate: float) -> list:
     total = sum(depths)
     return [rate * i / (total - 1) if total > 1 else 0.0 for i in range(total)]
@@ -137,6 +145,10 @@ class MambaCSR(_SuperResolutionNet):
         check_sizes(upscale, embed_dim, depths, d_state, drop_path_rate, mlp_ratio)
         super().__init__(in_chans, upscale, embed_dim, img_range)
         pattern = dict(scan_pattern or {})
+        cross_scale = dict(cross_scale or {})
+        check_flags(cab=cab, **{f"scan_pattern.{k}": pattern[k] for k in ("hierarchical", "horizontal_to_vertical")
+                                if k in pattern},
+                    **{f"cross_scale.{k}": cross_scale[k] for k in ("enabled", "released_layout") if k in cross_scale})
         rates = _drop_path_rates(depths, drop_path_rate)
 
         def group(group_rates: Sequence[float]) -> RLMG:
@@ -144,7 +156,6 @@ class MambaCSR(_SuperResolutionNet):
                               backend=scan_backend) for i, rate in enumerate(group_rates)], embed_dim)
 
         self.groups = nn.ModuleList(group(rates[sum(depths[:g]):sum(depths[:g + 1])]) for g in range(len(depths)))
-        cross_scale = dict(cross_scale or {})
         self.cross_scale_after = None
         if cross_scale.get("enabled", False):
             mode = cross_scale.get("mode", "aligned")
@@ -159,7 +170,7 @@ class MambaCSR(_SuperResolutionNet):
             self.low_group = group(rates[:low_depth] + [rates[-1]] * max(0, low_depth - len(rates)))
             self.cross_block = CrossScaleBlock(embed_dim, parse_directions(names, mode), d_state,
                                                float(cross_scale.get("mlp_ratio", 4.0)), backend=scan_backend,
-                                               released_layout=bool(cross_scale.get("released_layout", False)))
+                                               released_layout=cross_scale.get("released_layout", False))
         self.apply(_init_weights)
 
     def low_resolution_features(self, shallow: torch.Tensor) -> torch.Tensor:
