@@ -49,9 +49,9 @@ from .data.io import ImageError, write_image
 from .data.resize import imresize
 from .metrics import calculate_psnr, calculate_ssim
 from .models import SelfEnsemble
-from .released_protocol import network_as_released, restore_as_released
+from .released_protocol import check_protocol, network_as_released, restore_by_protocol
 from .tiling import out_of_memory_advice
-from .training.validation import restore, to_uint8
+from .training.validation import to_uint8
 from .utils.atomic import atomic_path, check_writable
 from .utils.cli import asks_for_help, parse_device, parse_flag, parse_overlap, parse_tile, split_options
 
@@ -115,7 +115,6 @@ class SetScores:
         return float(np.mean(getattr(self, metric)[method]))
 
 
-PROTOCOLS = ("tiles", "released")
 # The CSVs' columns: the LR condition's (made from the HR images, or given in lr_root), then the scores'.
 MADE_COLUMNS, GIVEN_COLUMNS = ["codec", "quality"], ["lr_root"]
 SCORE_COLUMNS = ["benchmark", "method", "psnr", "ssim"]
@@ -123,9 +122,7 @@ SCORE_COLUMNS = ["benchmark", "method", "psnr", "ssim"]
 
 def restore_image(model, lr: np.ndarray, scale: int, device, tile, overlap: int, protocol: str) -> np.ndarray:
     """HxWx3 uint8 LR -> the model's output, by our blended tiles or by the authors' partitions (``released``)."""
-    if protocol == "released":
-        return to_uint8(restore_as_released(model, to_tensor(lr)[None].to(device), scale))
-    return restore(model, lr, scale, device, tile, overlap)
+    return to_uint8(restore_by_protocol(model, to_tensor(lr)[None].to(device), scale, protocol, tile, overlap))
 
 
 def evaluate_folder(model, source: ImageSource, quality: Optional[int], scale: int, device, tile, overlap: int = 16,
@@ -211,10 +208,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         overlap = parse_overlap(opts["overlap"], tile)
         save_images = parse_flag("save_images", opts["save_images"])
         ensemble = parse_flag("ensemble", opts["ensemble"])
-        if opts["protocol"] not in PROTOCOLS:
-            raise ValueError(f"protocol={opts['protocol']}: pass protocol=tiles (ours, the default) or "
-                             "protocol=released (the authors' test partitions).")
-        if opts["protocol"] == "released":
+        if check_protocol(opts["protocol"]) == "released":
             network_as_released(cfg, overrides)
         sets = find_benchmarks(opts["data_root"])
         lr_folders = {}

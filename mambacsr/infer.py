@@ -7,7 +7,9 @@ holding two images of one stem (``photo.jpg`` and ``photo.png``, which would bot
 refused before anything is written.
 Other options: ``tile=256`` (LR tile side, ``null`` = whole image), ``overlap=16``, ``overwrite=false``,
 ``ensemble=false`` (``true``: the x8 self-ensemble, the average over the input's flips and rotations; 8x the time),
-``device=auto`` (the first CUDA GPU where there is one, else the CPU; or ``cpu``, ``cuda:1``, ...).
+``device=auto`` (the first CUDA GPU where there is one, else the CPU; or ``cpu``, ``cuda:1``, ...),
+``protocol=tiles`` (``released``: restore as the authors' test code did, for outputs that match theirs, e.g. as a
+baseline in a comparison; see ``released_protocol.py``; ``tile`` and ``overlap`` are then unused).
 
 Inputs other than 8-bit RGB, documented behaviour:
   - grayscale: replicated to RGB, restored, converted back to one channel (ITU-R 601 luma), saved gray;
@@ -32,12 +34,15 @@ from .config import build_model, load_config
 from .data.io import IMAGE_SUFFIXES, ImageError, by_stem, list_images, read_image_any, write_image
 from .data.resize import imresize
 from .models import SelfEnsemble
-from .tiling import out_of_memory_advice, restore_tiled
+from .released_protocol import check_protocol, network_as_released, restore_by_protocol
+from .tiling import out_of_memory_advice
 from .utils.cli import asks_for_help, parse_device, parse_flag, parse_overlap, parse_tile, split_options
 
 
-def restore_array(model, img: np.ndarray, scale: int, device, tile: Optional[int], overlap: int) -> np.ndarray:
-    """Any image read by :func:`read_image_any` -> the restored image in the same layout and bit depth.
+def restore_array(model, img: np.ndarray, scale: int, device, tile: Optional[int], overlap: int,
+                  protocol: str = "tiles") -> np.ndarray:
+    """Any image read by :func:`read_image_any` -> the restored image in the same layout and bit depth, by
+    ``protocol`` (:func:`released_protocol.restore_by_protocol`).
 
     img: (H, W) gray, (H, W, 3) RGB or (H, W, 4) RGBA, uint8 or uint16.  Returns (scale*H, scale*W[, channels]) of
     img's dtype.  Raises ValueError for another dtype or layout: a float image would be read as 8-bit values and
@@ -59,7 +64,7 @@ def restore_array(model, img: np.ndarray, scale: int, device, tile: Optional[int
     else:
         rgb = img
     x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)).astype(np.float32) / peak)[None].to(device)
-    y = restore_tiled(model, x, scale, tile, overlap)[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+    y = restore_by_protocol(model, x, scale, protocol, tile, overlap)[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy()
     out = np.round(y * peak).astype(img.dtype)
     if img.ndim == 2:
         return cv2.cvtColor(out, cv2.COLOR_RGB2GRAY)
@@ -101,7 +106,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
     opts, overrides = split_options(args, {"checkpoint": None, "input": None, "output": None, "tile": "256",
                                            "overlap": "16", "overwrite": "false", "ensemble": "false",
-                                           "device": "auto"})
+                                           "device": "auto", "protocol": "tiles"})
     try:
         for key in ("checkpoint", "input", "output"):
             if opts[key] is None:
@@ -115,6 +120,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         device = parse_device(opts["device"])
         tile = parse_tile(opts["tile"])
         overlap = parse_overlap(opts["overlap"], tile)
+        if check_protocol(opts["protocol"]) == "released":
+            network_as_released(cfg, overrides)
         model = load_weights(build_model(cfg), opts["checkpoint"]).to(device).eval()
         if ensemble:
             model = SelfEnsemble(model)
@@ -128,7 +135,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             continue
         try:
             img = read_image_any(path)
-            write_image(target, restore_array(model, img, cfg.data.scale, device, tile, overlap))
+            write_image(target, restore_array(model, img, cfg.data.scale, device, tile, overlap, opts["protocol"]))
             restored += 1
         except torch.OutOfMemoryError:
             torch.cuda.empty_cache()  # the next image starts without this one's cached blocks

@@ -13,15 +13,34 @@ round; :func:`network_as_released` has the network do the same (``models/release
 
 from __future__ import annotations
 
-from typing import Callable, List, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
+from .tiling import restore_tiled
+
 PARTITION = 192  # LR pixels per partition, about
 PADDING = 64     # each partition is mirrored up to a multiple of this
 RELEASED_LAYOUT = "model.cross_scale.released_layout"
+PROTOCOLS = ("tiles", "released")
+
+
+def check_protocol(protocol: str) -> str:
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol={protocol}: pass protocol=tiles (ours, the default) or protocol=released (the "
+                         "authors' test partitions).")
+    return protocol
+
+
+def restore_by_protocol(model: Callable, lr: torch.Tensor, scale: int, protocol: str, tile: Optional[int],
+                        overlap: int) -> torch.Tensor:
+    """lr: (batch, channels, h, w) -> (batch, channels, scale*h, scale*w) on the CPU: our blended tiles of ``tile``
+    LR pixels (``tiles``), or the authors' partitions (``released``, which takes no tile size)."""
+    if check_protocol(protocol) == "released":
+        return restore_as_released(model, lr, scale)
+    return restore_tiled(model, lr, scale, tile, overlap)
 
 
 def network_as_released(cfg: DictConfig, overrides: Sequence[str]) -> None:

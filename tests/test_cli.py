@@ -173,7 +173,7 @@ def test_evaluate_refuses_an_out_it_cannot_write_before_restoring(tmp_path, weig
     one_image_benchmark(tmp_path / "bench", "Set5", photo)
     (tmp_path / "file").write_text("")  # a file where out= wants a folder
     common = [*TINY, f"checkpoint={weights}", f"data_root={tmp_path / 'bench'}"]
-    monkeypatch.setattr(evaluate, "restore", lambda *a: pytest.fail("restored before checking out="))
+    monkeypatch.setattr(evaluate, "restore_by_protocol", lambda *a: pytest.fail("restored before checking out="))
     assert evaluate.main([*common, f"out={tmp_path / 'file' / 'table'}"]) == 1
     assert f"error: out={tmp_path / 'file' / 'table'}: cannot write in {tmp_path / 'file'}" in capsys.readouterr().err
 
@@ -306,6 +306,22 @@ def test_the_released_protocol_places_cross_scale_outputs_as_the_released_code(t
         np.testing.assert_array_equal(saved, to_uint8(expected))
     assert not np.array_equal(*(read_image_any(tmp_path / f"{run}_images" / "jpeg_q10" / "Set5" / "img.png")
                                 for run in ("as_released", "ours")))
+
+
+def test_infer_restores_by_the_released_protocol_when_asked(tmp_path, weights, capsys):
+    # For outputs that match the authors' own (a baseline in a comparison): their partitions and their placement.
+    lr = embedded_images(["chelsea"])[0][:32, :16]
+    cv2.imwrite(str(tmp_path / "lr.png"), lr[:, :, ::-1])
+    common = [*TINY, f"checkpoint={weights}", f"input={tmp_path / 'lr.png'}"]
+    assert infer.main([*common, f"output={tmp_path / 'released.png'}", "protocol=released"]) == 0
+    model = load_weights(build_model(load_config([*TINY, "model.cross_scale.released_layout=true"])), weights).eval()
+    expected = restore_as_released(model, torch.from_numpy(lr.transpose(2, 0, 1) / 255.0).float()[None], 4)
+    np.testing.assert_array_equal(read_image_any(tmp_path / "released.png"), to_uint8(expected))
+    assert infer.main([*common, f"output={tmp_path / 'tiles.png'}"]) == 0
+    assert not np.array_equal(read_image_any(tmp_path / "tiles.png"), read_image_any(tmp_path / "released.png"))
+    capsys.readouterr()
+    assert infer.main([*common, f"output={tmp_path / 'x.png'}", "protocol=basicsr"]) == 1
+    assert "protocol=basicsr: pass protocol=tiles (ours, the default) or protocol=released" in capsys.readouterr().err
 
 
 def test_evaluate_writes_the_paper_table(tmp_path, weights, photo):
@@ -515,7 +531,7 @@ def test_a_misspelt_option_names_the_tools_options(tmp_path, weights, photo, cap
     err = capsys.readouterr().err
     assert "error: Could not override 'tiles'." in err
     assert "This tool's own options: checkpoint=, input=, output=, tile=, overlap=, overwrite=, ensemble=, " \
-           "device=." in err
+           "device=, protocol=." in err
     assert complexity.main(["+experiment=demo_cpu", "size=abc"]) == 1
     assert "error: size=abc: pass a whole number, at least 1." in capsys.readouterr().err
     assert complexity.main(["+experiment=demo_cpu", "model.embed_dims=8"]) == 1
@@ -592,7 +608,7 @@ def test_running_out_of_memory_advises_a_smaller_tile(tmp_path, weights, photo, 
     (tmp_path / "in").mkdir()
     for name in ("a", "b"):
         cv2.imwrite(str(tmp_path / "in" / f"{name}.png"), photo)
-    real, calls = infer.restore_tiled, []
+    real, calls = infer.restore_by_protocol, []
 
     def restore_or_run_out(model, x, *args):  # the first image runs out of memory
         calls.append(x.shape)
@@ -600,7 +616,7 @@ def test_running_out_of_memory_advises_a_smaller_tile(tmp_path, weights, photo, 
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real(model, x, *args)
 
-    monkeypatch.setattr(infer, "restore_tiled", restore_or_run_out)
+    monkeypatch.setattr(infer, "restore_by_protocol", restore_or_run_out)
     assert infer.main([*TINY, f"checkpoint={weights}", f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}",
                        "tile=64"]) == 1
     err = capsys.readouterr().err
@@ -614,7 +630,7 @@ def test_evaluate_out_of_memory_advises_a_smaller_tile(tmp_path, weights, photo,
     def run_out(*args):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(evaluate, "restore", run_out)
+    monkeypatch.setattr(evaluate, "restore_by_protocol", run_out)
     assert evaluate.main([*TINY, f"checkpoint={weights}", f"data_root={tmp_path / 'bench'}", "tile=null",
                           f"out={tmp_path / 'table'}"]) == 1
     assert ("error: out of memory restoring whole images (tile=null): pass a smaller tile, e.g. tile=128"
