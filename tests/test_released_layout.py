@@ -37,6 +37,9 @@ def test_only_maps_of_whole_windows_have_a_released_placement():
     assert moved_directions(DIRECTIONS, 8, 10) == []      # the released code cannot scan it; placed correctly
     plain = [scan2d.ScanDirection.parse("c_w4"), scan2d.ScanDirection.parse("c_w4", "sequential")]
     assert moved_directions(plain, 8, 12) == []
+    mixed = [scan2d.ScanDirection.parse(name, "aligned") for name in ("c_w2", "c_w4")]
+    with pytest.raises(ValueError, match=r"column-first cross-scale directions with windows \[2, 4\]"):
+        directional_scan_as_released(**scan_inputs(8, 12, K=2), directions=mixed, height=8, width=12)
 
 
 def scan_inputs(height, width, K=4, dim=6, n_state=4, rank=2, batch=2):
