@@ -1,6 +1,7 @@
 """CPU benchmark of the PyTorch path: the scan layer and one RLMB, time and peak memory.
 
-    python bench/cpu_bench.py            # writes bench/results/cpu-torch-path.jsonl
+    python bench/cpu_bench.py                # writes bench/results/cpu-torch-path.jsonl
+    python bench/cpu_bench.py --inference    # writes bench/results/cpu-inference.jsonl
 
 Cases (the foundation issue's list):
   - the directional scan (two directions, window 8) at batch 1, 360 channels, state 16, 64x64 tokens,
@@ -8,6 +9,8 @@ Cases (the foundation issue's list):
   - one RLMB (dim 180, window 8) forward+backward at batch 1 and 4, 64x64.
 Peak memory is the growth of the process's peak resident set while running one case, each case in a fresh
 process, so nothing another case allocated counts.  Goal: RLMB forward+backward at batch 4 under 2 GB.
+``--inference``: the dis_w8 network restoring one 64x64 and one 128x128 LR image (no tiles), what a user without a
+GPU waits for; one timed run after one warm-up each.
 """
 
 from __future__ import annotations
@@ -71,18 +74,43 @@ def run_case(case: str, batch: int) -> dict:
                   peak_mb=_peak_rss_mb() - before)
 
 
+def run_inference(lr_size: int) -> dict:
+    from mambacsr.config import build_model, load_config
+
+    torch.manual_seed(0)
+    device = torch.device("cpu")
+    model = build_model(load_config(["+experiment=dis_w8", "model.scan_backend=torch"])).eval()
+    x = torch.rand(1, 3, lr_size, lr_size)
+
+    def fwd():
+        with torch.no_grad():
+            return model(x)
+
+    before = _peak_rss_mb()
+    fwd_ms = time_ms(fwd, device, warmup=1, repeats=1)
+    shape = dict(experiment="dis_w8", batch=1, lr=lr_size, hr=4 * lr_size)
+    return record("dis_w8_inference", shape, torch.float32, "torch", device, fwd_ms=fwd_ms, fwdbwd_ms=None,
+                  peak_mb=_peak_rss_mb() - before)
+
+
 def main() -> None:
     if len(sys.argv) == 3:  # child process: one case
-        print(json.dumps(run_case(sys.argv[1], int(sys.argv[2]))))
+        if sys.argv[1] == "dis_w8_inference":
+            print(json.dumps(run_inference(int(sys.argv[2]))))
+        else:
+            print(json.dumps(run_case(sys.argv[1], int(sys.argv[2]))))
         return
+    inference = sys.argv[1:] == ["--inference"]
+    cases = [("dis_w8_inference", 64), ("dis_w8_inference", 128)] if inference else \
+        [("directional_scan", 1), ("rlmb", 1), ("rlmb", 4)]
     rows = []
-    for case, batch in [("directional_scan", 1), ("rlmb", 1), ("rlmb", 4)]:
+    for case, batch in cases:
         out = subprocess.run([sys.executable, __file__, case, str(batch)], check=True, capture_output=True, text=True,
                              env=dict(os.environ))
         row = json.loads(out.stdout.strip().splitlines()[-1])
         print(row, flush=True)
         rows.append(row)
-    print("wrote", write_jsonl(rows, "cpu-torch-path.jsonl"))
+    print("wrote", write_jsonl(rows, "cpu-inference.jsonl" if inference else "cpu-torch-path.jsonl"))
 
 
 if __name__ == "__main__":
