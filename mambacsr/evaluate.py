@@ -63,6 +63,16 @@ def _holds_files(folder: Path) -> bool:
     return folder.is_dir() and any(p.is_file() for p in folder.iterdir())
 
 
+def image_folder(base: Path) -> Optional[Path]:
+    """The folder of a benchmark's HR images: ``base``'s ``HR`` (``GTmod12``, ``DIV2K_valid_HR``) subfolder, or else
+    ``base`` itself, the first that holds files; None if none does."""
+    for sub in _SUBFOLDERS:
+        folder = base / sub if sub else base
+        if _holds_files(folder):
+            return folder
+    return None
+
+
 def find_benchmarks(root) -> Dict[str, Path]:
     root = Path(root)
     if not root.is_dir():
@@ -70,10 +80,9 @@ def find_benchmarks(root) -> Dict[str, Path]:
     found = {}
     for name in BENCHMARKS:
         for base in (root / name, root / f"{name}_valid_HR"):
-            for sub in _SUBFOLDERS:
-                folder = base / sub if sub else base
-                if _holds_files(folder):
-                    found.setdefault(name, folder)
+            folder = image_folder(base)
+            if folder is not None:
+                found.setdefault(name, folder)
     if not found:
         raise FileNotFoundError(f"no benchmark folder ({', '.join(BENCHMARKS)}) found under {root}.")
     return found
