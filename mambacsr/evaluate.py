@@ -127,6 +127,7 @@ class SetScores:
 # The CSVs' columns: the LR condition's (made from the HR images, or given in lr_root), then the scores'.
 MADE_COLUMNS, GIVEN_COLUMNS = ["codec", "quality"], ["lr_root"]
 SCORE_COLUMNS = ["benchmark", "method", "psnr", "ssim"]
+PER_IMAGE_COLUMNS = ["benchmark", "image", "method", "psnr", "ssim"]  # <out>_per_image.csv, after the condition's
 
 
 def restore_image(model, lr: np.ndarray, scale: int, device, tile, overlap: int, protocol: str) -> np.ndarray:
@@ -276,7 +277,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             tmp.write_text(table)
         write_csv(out.with_suffix(".csv"), columns + SCORE_COLUMNS,
                   summary_rows(results, cells, reported, method_names))
-        write_csv(per_image, columns + ["benchmark", "image"] + SCORE_COLUMNS[1:],
+        write_csv(per_image, columns + PER_IMAGE_COLUMNS,
                   per_image_rows(results, cells, method_names))
     except OSError as err:  # a disk that filled during the run: the table above is the result
         print(f"error: could not write the results beside {out} ({err.strerror or err}); the table above holds "

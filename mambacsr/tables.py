@@ -28,7 +28,9 @@ Scores = Dict[str, Dict[str, Tuple[float, float]]]  # method -> benchmark -> (PS
 
 
 def evaluation_name(path: Path) -> str:
-    return path.parent.name if path.name == "evaluation.csv" and path.parent.name else path.stem
+    """A run's name from its CSV (summary or per-image): its run folder for evaluate's default name, else the file's."""
+    stem = path.stem.removesuffix("_per_image")
+    return path.parent.name if stem == "evaluation" and path.suffix == ".csv" and path.parent.name else stem
 
 
 def read_evaluation(path) -> Dict[str, Scores]:
