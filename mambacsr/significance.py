@@ -15,7 +15,6 @@ Urban100's hundred it can.
 
 from __future__ import annotations
 
-import csv
 import math
 import sys
 from dataclasses import dataclass
@@ -25,10 +24,8 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 from scipy import stats
 
-from .data.degrade import CODECS
-from .evaluate import BENCHMARKS, GIVEN_COLUMNS, MADE_COLUMNS, PER_IMAGE_COLUMNS
-from .tables import evaluation_name
-from .utils.atomic import atomic_path
+from .evaluate import BENCHMARKS, PER_IMAGE_COLUMNS
+from .tables import evaluation_name, print_and_write, read_rows
 from .utils.cli import asks_for_help, split_options
 
 PerImage = Dict[Tuple[str, str], Dict[str, Tuple[float, float]]]  # (condition, benchmark) -> image -> (PSNR, SSIM)
@@ -36,28 +33,11 @@ PerImage = Dict[Tuple[str, str], Dict[str, Tuple[float, float]]]  # (condition, 
 
 def read_per_image(path) -> PerImage:
     """evaluate's per-image CSV, its model rows only; raises ValueError for another file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; pass the <out>_per_image.csv files python -m "
-                                "mambacsr.evaluate wrote.")
-    with open(path, newline="") as fh:
-        rows = list(csv.reader(fh))
-    header = rows[0] if rows else []
-    if header not in (MADE_COLUMNS + PER_IMAGE_COLUMNS, GIVEN_COLUMNS + PER_IMAGE_COLUMNS):
-        raise ValueError(f"{path} is not a per-image CSV of python -m mambacsr.evaluate (its header is "
-                         f"{','.join(header) or 'empty'}); pass <out>_per_image.csv, not <out>.csv.")
     found: PerImage = {}
-    for line, row in enumerate(rows[1:], start=2):
-        try:
-            if len(row) != len(header):
-                raise ValueError
-            *condition, benchmark, image, method, psnr, ssim = row
-            heading = (f"LR images from {condition[0]}" if len(condition) == 1
-                       else f"{CODECS[condition[0]].label} quality {condition[1]}")
-            if method.startswith("model"):
-                found.setdefault((heading, benchmark), {})[image] = (float(psnr), float(ssim))
-        except (ValueError, KeyError):
-            raise ValueError(f"{path}, line {line}: {','.join(row)!r} is not a row evaluate writes.") from None
+    for heading, (benchmark, image, method), scores in read_rows(path, PER_IMAGE_COLUMNS, "per-image CSV",
+                                                                 "; pass <out>_per_image.csv, not <out>.csv"):
+        if method.startswith("model"):
+            found.setdefault((heading, benchmark), {})[image] = scores
     return found
 
 
@@ -148,17 +128,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 1
     for note in unpaired(first, second):
         print(f"note: {note}", file=sys.stderr)
-    table = comparison_tables(first_name, first, second_name, second)
-    print(table)
-    if opts["out"]:
-        try:
-            with atomic_path(opts["out"]) as tmp:
-                tmp.write_text(table)
-        except OSError as err:
-            print(f"error: could not write {opts['out']} ({err.strerror or err}); the table above is all of it.",
-                  file=sys.stderr)
-            return 1
-    return 0
+    return print_and_write(comparison_tables(first_name, first, second_name, second), opts["out"])
 
 
 if __name__ == "__main__":

@@ -33,29 +33,39 @@ def evaluation_name(path: Path) -> str:
     return path.parent.name if stem == "evaluation" and path.suffix == ".csv" and path.parent.name else stem
 
 
-def read_evaluation(path) -> Dict[str, Scores]:
-    """evaluate's summary CSV as ``condition -> method -> benchmark -> (PSNR, SSIM)``, a condition named as its
-    table's heading ("JPEG quality 10", "LR images from my_lr"); raises ValueError for another file."""
+def read_rows(path, columns: List[str], kind: str, hint: str = "") -> List[Tuple[str, List[str], Tuple[float, float]]]:
+    """An evaluate CSV whose columns after the LR condition's are ``columns`` (ending in psnr, ssim), ``kind`` naming
+    it in errors ("summary CSV"): each row as (its condition's table heading, e.g. "JPEG quality 10" or "LR images
+    from my_lr"; its other cells; (PSNR, SSIM)).  Raises FileNotFoundError or ValueError, naming the file or line."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; pass the CSVs python -m mambacsr.evaluate wrote.")
+        raise FileNotFoundError(f"{path} does not exist; pass the {kind}s that python -m mambacsr.evaluate wrote.")
     with open(path, newline="") as fh:
         rows = list(csv.reader(fh))
     header = rows[0] if rows else []
-    if header not in (MADE_COLUMNS + SCORE_COLUMNS, GIVEN_COLUMNS + SCORE_COLUMNS):
-        raise ValueError(f"{path} is not a summary CSV of python -m mambacsr.evaluate (its header is "
-                         f"{','.join(header) or 'empty'}).")
-    found: Dict[str, Scores] = {}
+    if header not in (MADE_COLUMNS + columns, GIVEN_COLUMNS + columns):
+        raise ValueError(f"{path} is not a {kind} of python -m mambacsr.evaluate (its header is "
+                         f"{','.join(header) or 'empty'}){hint}.")
+    found = []
     for line, row in enumerate(rows[1:], start=2):
         try:
             if len(row) != len(header):
                 raise ValueError
-            *condition, benchmark, method, psnr, ssim = row
+            condition, cells = row[:len(header) - len(columns)], row[len(header) - len(columns):]
             heading = (f"LR images from {condition[0]}" if len(condition) == 1
                        else f"{CODECS[condition[0]].label} quality {condition[1]}")
-            found.setdefault(heading, {}).setdefault(method, {})[benchmark] = (float(psnr), float(ssim))
+            found.append((heading, cells[:-2], (float(cells[-2]), float(cells[-1]))))
         except (ValueError, KeyError):
             raise ValueError(f"{path}, line {line}: {','.join(row)!r} is not a row evaluate writes.") from None
+    return found
+
+
+def read_evaluation(path) -> Dict[str, Scores]:
+    """evaluate's summary CSV as ``condition -> method -> benchmark -> (PSNR, SSIM)``, a condition named as its
+    table's heading; raises ValueError for another file."""
+    found: Dict[str, Scores] = {}
+    for heading, (benchmark, method), scores in read_rows(path, SCORE_COLUMNS, "summary CSV"):
+        found.setdefault(heading, {}).setdefault(method, {})[benchmark] = scores
     return found
 
 
@@ -184,14 +194,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    table = FORMATS[fmt](evaluations)
+    return print_and_write(FORMATS[fmt](evaluations), opts["out"])
+
+
+def print_and_write(table: str, out: Optional[str]) -> int:
+    """Print ``table`` and write it to ``out`` if given; the exit code (1, saying so, if it cannot be written)."""
     print(table)
-    if opts["out"]:
+    if out:
         try:
-            with atomic_path(opts["out"]) as tmp:
+            with atomic_path(out) as tmp:
                 tmp.write_text(table)
         except OSError as err:
-            print(f"error: could not write {opts['out']} ({err.strerror or err}); the table above is all of it.",
+            print(f"error: could not write {out} ({err.strerror or err}); the table above is all of it.",
                   file=sys.stderr)
             return 1
     return 0
