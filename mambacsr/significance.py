@@ -80,7 +80,7 @@ def _p(value: Optional[float]) -> str:
 def comparison_tables(first_name: str, first: PerImage, second_name: str, second: PerImage) -> str:
     """Markdown: one table per LR condition, one row per benchmark both runs hold."""
     lines = []
-    keys = [k for k in first if k in second]
+    keys = [k for k in first if k in second and first[k].keys() & second[k].keys()]
     headings = list(dict.fromkeys(heading for heading, _ in keys))
     for heading in headings:
         lines += [f"\n**{heading}**: {second_name} against {first_name} (PSNR on Y, crop 4)\n",
@@ -121,8 +121,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             (evaluation_name(Path(p)), read_per_image(p)) for p in paths]
         if first_name == second_name:
             first_name, second_name = f"{first_name} (1)", f"{second_name} (2)"
-        if not first.keys() & second.keys():
-            raise ValueError("the two runs share no LR condition and benchmark; nothing to compare.")
+        if not any(first[k].keys() & second[k].keys() for k in first.keys() & second.keys()):
+            raise ValueError("the two runs share no image of one LR condition and benchmark; nothing to compare.")
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -75,13 +75,15 @@ def test_files_it_cannot_compare_are_clear_errors(tmp_path, capsys):
     summary.write_text("codec,quality,benchmark,method,psnr,ssim\njpeg,10,Set5,model,30.0,0.8\n")
     a = per_image_csv(tmp_path / "a_per_image.csv", {"Set5": {"baby": 30.0}})
     b = per_image_csv(tmp_path / "b_per_image.csv", {"Set5": {"baby": 30.0}}, quality=30)
+    renamed = per_image_csv(tmp_path / "renamed_per_image.csv", {"Set5": {"baby_x4": 30.0}})
     broken = tmp_path / "broken_per_image.csv"
     broken.write_text(a.read_text().replace("30.0000", "n/a", 1))
     for args, says in (([summary, a], "is not a per-image CSV of python -m mambacsr.evaluate"),
                        ([a, broken], "broken_per_image.csv, line 3: 'jpeg,10,Set5,baby,model,n/a,0.800000' is not a "
                                      "row evaluate writes"),
                        ([a, tmp_path / "none.csv"], "none.csv does not exist"),
-                       ([a, b], "the two runs share no LR condition and benchmark")):
+                       ([a, b], "the two runs share no image of one LR condition and benchmark"),
+                       ([a, renamed], "the two runs share no image of one LR condition and benchmark")):
         assert significance.main([str(p) for p in args]) == 1
         assert says in capsys.readouterr().err
     assert significance.main([str(a)]) == 2  # two files or the usage
