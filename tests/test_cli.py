@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from mambacsr import complexity, evaluate, infer, prepare, tables
+from mambacsr import complexity, evaluate, infer, prepare, receptive_field, significance, tables
 from mambacsr.checkpoints import load_weights
 from mambacsr.config import build_model, load_config
 from mambacsr.data.datasets import embedded_images
@@ -570,7 +570,10 @@ def test_infer_refuses_an_overwrite_flag_it_cannot_read(tmp_path, weights, photo
 @pytest.mark.parametrize("tool,usage", [
     (infer, "python -m mambacsr.infer +experiment=dis_w8 checkpoint=W input=IN output=OUT"),
     (evaluate, "checkpoint=runs/dis_w8/model_ema.safetensors \\\n        data_root=datasets/benchmarks"),
-    (complexity, "python -m mambacsr.complexity +experiment=dis_w8 [size=64]")])
+    (complexity, "python -m mambacsr.complexity +experiment=dis_w8 [size=64]"),
+    (tables, "python -m mambacsr.tables runs/dis_w4/evaluation.csv"),
+    (significance, "python -m mambacsr.significance runs/dis_w8_noxs/evaluation_per_image.csv"),
+    (receptive_field, "python -m mambacsr.receptive_field +experiment=mambair checkpoint=W")])
 def test_help_prints_the_usage(capsys, tool, usage):
     assert tool.main(["--help"]) == 0  # was an error: --help went to Hydra as an override
     assert usage in capsys.readouterr().out
