@@ -72,8 +72,8 @@ def directional_scan_as_released(u: torch.Tensor, xdbl: torch.Tensor, dt_weight:
     if not moved:
         return scan2d.directional_scan(u, xdbl, dt_weight, dt_bias, A, D, directions, height, width, u_low=u_low,
                                        xdbl_low=xdbl_low, gate=gate, backend=backend)
-    placed = torch.empty(height * width, dtype=torch.int64)
-    placed[released_positions(height, width, windows.pop())] = torch.arange(height * width)
+    # Output position q takes the pixel the released code moves there: the inverse of released_positions.
+    placed = scan2d.inverse_order(released_positions(height, width, windows.pop()), height * width)
     out = scan(moved).index_select(1, placed.to(u.device))
     kept = [k for k in range(len(directions)) if k not in moved]
     return out + scan(kept) if kept else out
