@@ -52,8 +52,9 @@ from .models import SelfEnsemble
 from .released_protocol import check_protocol, network_as_released, restore_by_protocol
 from .tiling import out_of_memory_advice
 from .training.validation import to_uint8
-from .utils.atomic import atomic_path, check_writable
-from .utils.cli import asks_for_help, parse_device, parse_flag, parse_overlap, parse_tile, split_options
+from .utils.atomic import atomic_path
+from .utils.cli import (asks_for_help, output_stem, parse_device, parse_flag, parse_overlap, parse_tile,
+                        split_options)
 
 BENCHMARKS = ("Set5", "Set14", "Manga109", "Urban100", "DIV2K")
 _SUBFOLDERS = ("HR", "GTmod12", "DIV2K_valid_HR", "")
@@ -237,12 +238,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         # Each set is read once per condition: a cache would only hold memory (DIV2K's images are 2K).
         sources = {name: ImageSource.from_folders(folder, lr_folders.get(name), cache_size=0)
                    for name, folder in sets.items()}
-        out = Path(opts["out"] or Path(cfg.run_dir) / "evaluation").with_suffix("")
+        out = output_stem(opts["out"], Path(cfg.run_dir) / "evaluation")
         images_dir = out.parent / f"{out.name}_images" if save_images else None
-        try:
-            check_writable(out.parent)
-        except OSError as err:
-            raise ValueError(f"out={out}: cannot write in {out.parent} ({err.strerror or err}); pick another out=.")
         device = parse_device(opts["device"])
         model = load_weights(build_model(cfg), opts["checkpoint"]).to(device).eval()
         if ensemble:

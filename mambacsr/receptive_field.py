@@ -37,8 +37,8 @@ from .data.datasets import ImageSource, to_tensor
 from .data.degrade import MAX_QUALITY, MIN_QUALITY
 from .data.io import ImageError, write_image
 from .evaluate import image_folder
-from .utils.atomic import atomic_path, check_writable
-from .utils.cli import asks_for_help, parse_device, split_options, whole_number_option
+from .utils.atomic import atomic_path
+from .utils.cli import asks_for_help, parse_device, output_stem, split_options, whole_number_option
 
 SHARES = (0.2, 0.3, 0.5, 0.99)
 DECADES = 3  # the picture's log scale
@@ -127,11 +127,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         size = whole_number_option("size", opts["size"], 1)
         quality = whole_number_option("quality", opts["quality"], MIN_QUALITY, MAX_QUALITY)
         cfg = load_config(overrides, tool_options=list(opts))
-        out = Path(opts["out"] or Path(cfg.run_dir) / "receptive_field").with_suffix("")
-        try:
-            check_writable(out.parent)
-        except OSError as err:
-            raise ValueError(f"out={out}: cannot write in {out.parent} ({err.strerror or err}); pick another out=.")
+        out = output_stem(opts["out"], Path(cfg.run_dir) / "receptive_field")
         device = parse_device(opts["device"])
         model = build_model(cfg)
         if opts["checkpoint"] is None:

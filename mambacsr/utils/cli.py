@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
+
+from .atomic import check_writable
 
 
 def split_options(args: Sequence[str], defaults: Dict[str, Optional[str]]
@@ -26,6 +29,17 @@ def asks_for_help(args: Sequence[str], doc: str) -> bool:
         print(doc.strip())
         return True
     return False
+
+
+def output_stem(value: Optional[str], default: Path) -> Path:
+    """``out=`` (else ``default``) without its suffix, the stem a tool's outputs are named from, once its folder is
+    known to be writable; raises ValueError saying so before any work is done."""
+    out = Path(value or default).with_suffix("")
+    try:
+        check_writable(out.parent)
+    except OSError as err:
+        raise ValueError(f"out={out}: cannot write in {out.parent} ({err.strerror or err}); pick another out=.")
+    return out
 
 
 def parse_flag(name: str, value: str) -> bool:
