@@ -165,6 +165,9 @@ def test_a_fresh_run_refuses_a_run_dir_holding_checkpoints(tmp_path):
     first = train(tmp_path / "run", "train.iterations=2", "train.ckpt_every=2", "train.batch_size=2")
     assert first.returncode == 0, first.stderr[-2000:]
     before = {p.name: p.stat().st_mtime_ns for p in list_checkpoints(tmp_path / "run" / "checkpoints")}
+    # Both refusals come before anything is built: no TensorBoard event file of the refused run joins the first's.
+    logs = sorted((tmp_path / "run" / "tensorboard").rglob("*"))
+    assert logs
     again = train(tmp_path / "run", "train.iterations=1", "train.ckpt_every=1", "train.batch_size=2",
                   "train.resume=false")
     assert again.returncode == 1
@@ -172,6 +175,7 @@ def test_a_fresh_run_refuses_a_run_dir_holding_checkpoints(tmp_path):
     assert {p.name: p.stat().st_mtime_ns for p in list_checkpoints(tmp_path / "run" / "checkpoints")} == before
     other = train(tmp_path / "run", "train.iterations=1", "train.batch_size=2", "model.embed_dim=12")
     assert other.returncode == 1 and "another model config; train this one in another run_dir=" in other.stderr
+    assert sorted((tmp_path / "run" / "tensorboard").rglob("*")) == logs
 
 
 def test_sigterm_saves_the_step_reached_and_the_run_resumes_exactly(tmp_path):
@@ -247,6 +251,19 @@ def test_a_fresh_run_starts_from_init_weights_and_a_resumed_run_keeps_its_own(tm
         Trainer(config(f"train.init_weights={tmp_path / 'other.safetensors'}"), tmp_path / "other")
     with pytest.raises(FileNotFoundError, match="missing.safetensors does not exist"):
         Trainer(config(f"train.init_weights={tmp_path / 'missing.safetensors'}"), tmp_path / "missing")
+
+
+def test_a_checkpoint_of_another_process_count_is_refused_before_the_run_writes_anything(tmp_path):
+    # Each process resumes its own RNG state, so a checkpoint of two processes cannot resume one.
+    Trainer(load_config([*TINY, "train.device=cpu"]), tmp_path / "run").save()
+    path = tmp_path / "run" / "checkpoints" / "iter_00000000.pt"
+    state = torch.load(path, weights_only=True)
+    state["rng"] = state["rng"] * 2
+    torch.save(state, path)
+    logs = sorted((tmp_path / "run" / "tensorboard").rglob("*"))
+    with pytest.raises(ValueError, match="was written by 2 processes, this run has 1; resume with the same number"):
+        Trainer(load_config([*TINY, "train.device=cpu"]), tmp_path / "run")
+    assert sorted((tmp_path / "run" / "tensorboard").rglob("*")) == logs
 
 
 def test_a_full_disk_stops_the_run_with_its_checkpoints_intact(tmp_path, monkeypatch):

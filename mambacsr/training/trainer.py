@@ -96,8 +96,17 @@ class Trainer:
         torch.manual_seed(t.seed * 1000 + self.dist.rank)
         self.device = self.dist.device
         self.ckpt_dir = self.run_dir / "checkpoints"
+        resume_from = latest_checkpoint(self.ckpt_dir)
+        if resume_from is not None and not t.resume:
+            # Refused before the model and data are built. A fresh run's checkpoints would mix with the earlier
+            # run's: pruning by iteration would delete the new ones and keep the old, and a later resume would
+            # continue the old run.
+            raise ValueError(f"{self.run_dir} holds an earlier run's checkpoints (the latest: {resume_from.name}); "
+                             "with train.resume=false start afresh in another run_dir=..., or delete "
+                             f"{self.ckpt_dir} first.")
+        resume_state = None if resume_from is None else self._checked_checkpoint(resume_from)
         self.model = build_model(cfg)
-        if t.get("init_weights") is not None and latest_checkpoint(self.ckpt_dir) is None:
+        if t.get("init_weights") is not None and resume_from is None:
             # A fresh run starts from these weights, and its EMA with them; a resumed run has its own checkpoint.
             load_weights(self.model, t.init_weights)
         self.model.to(self.device)
@@ -123,7 +132,8 @@ class Trainer:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(self.run_dir / "tensorboard"))
-        self._maybe_resume()
+        if resume_state is not None:
+            self._resume(resume_from, resume_state)
 
     # ----------------------------------------------------------------------------------------------------- state
     def state_dict(self) -> dict:
@@ -144,31 +154,25 @@ class Trainer:
             "config": OmegaConf.to_yaml(self.cfg.model),
         }
 
-    def _maybe_resume(self) -> None:
-        path = latest_checkpoint(self.ckpt_dir)
-        if path is None:
-            return
-        if not self.cfg.train.resume:
-            # A fresh run's checkpoints would mix with the earlier run's: pruning by iteration would delete the new
-            # ones and keep the old, and a later resume would continue the old run.
-            raise ValueError(f"{self.run_dir} holds an earlier run's checkpoints (the latest: {path.name}); with "
-                             "train.resume=false start afresh in another run_dir=..., or delete "
-                             f"{self.ckpt_dir} first.")
+    def _checked_checkpoint(self, path: Path) -> dict:
+        """The checkpoint to resume from, refused before anything is built or written if this run cannot take it."""
         state = load_checkpoint(path)
         saved_model = state.get("config")
         if saved_model is not None and saved_model != OmegaConf.to_yaml(self.cfg.model):
             raise ValueError(f"{path} was written by a run with another model config; train this one in another "
                              "run_dir=..., or set the model back to resume that run.")
+        if len(state["rng"]) != self.dist.world_size:
+            raise ValueError(f"{path} was written by {len(state['rng'])} processes, this run has "
+                             f"{self.dist.world_size}; resume with the same number of processes.")
+        return state
+
+    def _resume(self, path: Path, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.iteration = int(state["iteration"])
-        rngs = state["rng"]
-        if len(rngs) != self.dist.world_size:
-            raise ValueError(f"{path} was written by {len(rngs)} processes, this run has {self.dist.world_size}; "
-                             "resume with the same number of processes.")
-        rng = rngs[self.dist.rank]
+        rng = state["rng"][self.dist.rank]
         torch.set_rng_state(rng["cpu"])
         if rng.get("cuda") is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"], self.device)
