@@ -53,6 +53,26 @@ def test_readme_example_equals_the_vmamba_sequence_it_replaces():
     torch.testing.assert_close(ns["y"], expected, rtol=1e-5, atol=1e-5)
 
 
+def test_readme_ss2d_module_is_the_layer_written_out():
+    torch.manual_seed(0)
+    ns = {}
+    exec(compile(readme_example("The whole layer is a module too"), str(README), "exec"), ns)
+    layer, x = ns["layer"], ns["x"]
+    with torch.no_grad():  # Mamba's initialisation leaves dt and D alike across directions: make them differ
+        layer.ssm.D.normal_()
+        layer.ssm.dt_proj_bias.normal_()
+    batch, H, W, dim = x.shape
+    u, z = layer.in_proj(x).chunk(2, dim=-1)
+    u = torch.nn.functional.silu(layer.conv(u.permute(0, 3, 1, 2))).permute(0, 2, 3, 1).reshape(batch, H * W, -1)
+    ssm = layer.ssm
+    K, inner, N = ssm.A_log.shape
+    core = vmamba_core(u, H, W, ssm.x_proj_weight, ssm.dt_proj_weight, ssm.dt_proj_bias,
+                       ssm.A_log.reshape(K * inner, N), ssm.D.reshape(-1))
+    expected = layer.out_proj(layer.out_norm(core).view(batch, H, W, -1) * torch.nn.functional.silu(z))
+    assert ns["y"].shape == x.shape and H != W
+    torch.testing.assert_close(layer(x), expected, rtol=1e-5, atol=1e-5)
+
+
 def test_readme_restores_an_image_in_python(tmp_path, monkeypatch):
     from safetensors.torch import save_file
 
