@@ -34,10 +34,11 @@ def test_final_checkpoint_loads_and_lands_in_place(final_model, tmp_path):
     load_released_checkpoint(final_model, path)  # strict: every parameter of ours came from the file
     ours = final_model.state_dict()
     k = 1  # the flipped direction of block 3 of group 2: row k*D + d of A_logs is ours [k, d]
-    torch.testing.assert_close(ours["groups.2.blocks.3.ss2d.ssm.A_log"][k],
-                               released["layers.2.residual_group.blocks.3.self_attention.A_logs"][k * 360:(k + 1) * 360])
+    released_A_logs = released["layers.2.residual_group.blocks.3.self_attention.A_logs"]
+    torch.testing.assert_close(ours["groups.2.blocks.3.ss2d.ssm.A_log"][k], released_A_logs[k * 360:(k + 1) * 360])
     torch.testing.assert_close(ours["cross_block.ss2d.ssm.D"].reshape(-1), released["layers3.0.Ds"])
-    torch.testing.assert_close(ours["cross_block.ss2d.in_proj_low.weight"], released["layers3.0.in_proj_down.weight"][:360])
+    torch.testing.assert_close(ours["cross_block.ss2d.in_proj_low.weight"],
+                               released["layers3.0.in_proj_down.weight"][:360])
     torch.testing.assert_close(ours["low_group.blocks.5.cab.body.3.attention.3.weight"],
                                released["layers2.0.residual_group.blocks.5.conv_block.cab.3.attention.3.weight"])
     torch.testing.assert_close(ours["groups.0.blocks.0.ss2d.gate.expand.bias"],

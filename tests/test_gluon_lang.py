@@ -8,8 +8,8 @@ from triton.runtime.interpreter import InterpretedFunction
 from scan2d._backend import triton_interpreted
 from scan2d.triton.gluon_lang import gl, jit
 
-pytestmark = pytest.mark.skipif(not triton_interpreted(), reason="gluon_lang's stand-in serves only the interpreter; on a "
-                                "GPU the kernels are Gluon's own")
+pytestmark = pytest.mark.skipif(not triton_interpreted(), reason="gluon_lang's stand-in serves only the interpreter; "
+                                "on a GPU the kernels are Gluon's own")
 
 
 @jit

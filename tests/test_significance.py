@@ -18,8 +18,8 @@ def per_image_csv(path, psnr_by_set, ssim=0.8, quality=10):
         scores.ssim = {"model": [ssim] * len(images), "bicubic": [ssim - 0.1] * len(images)}
         per_set[name] = scores
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_csv(path, MADE_COLUMNS + PER_IMAGE_COLUMNS,
-              per_image_rows({quality: per_set}, {quality: ["jpeg", quality]}, {"bicubic": "bicubic", "model": "model"}))
+    rows = per_image_rows({quality: per_set}, {quality: ["jpeg", quality]}, {"bicubic": "bicubic", "model": "model"})
+    write_csv(path, MADE_COLUMNS + PER_IMAGE_COLUMNS, rows)
     return path
 
 

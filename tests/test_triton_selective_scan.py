@@ -41,8 +41,8 @@ KERNELS = [{}, dict(backward_lane_sums=False), dict(backward_dx_copies=True), di
 @given(st.fixed_dictionaries(dict(
     batch=st.integers(1, 3), dim=st.sampled_from([1, 5, 17, 24]), length=st.integers(1, 70),
     n_state=st.sampled_from([1, 4, 16]), groups=st.sampled_from([0, 1, 2]), D=st.booleans(), z=st.booleans(),
-    bias=st.booleans(), dtype=st.sampled_from([torch.float32, torch.bfloat16, torch.float16]), deterministic=st.booleans(),
-    kernels=st.sampled_from(KERNELS))))
+    bias=st.booleans(), dtype=st.sampled_from([torch.float32, torch.bfloat16, torch.float16]),
+    deterministic=st.booleans(), kernels=st.sampled_from(KERNELS))))
 def test_forward_and_every_gradient_match_reference(opt):
     groups = opt["groups"] if opt["dim"] % max(opt["groups"], 1) == 0 else 0
     inp = make_inputs(opt["batch"], opt["dim"], opt["length"], opt["n_state"], groups)
