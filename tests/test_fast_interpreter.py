@@ -262,3 +262,57 @@ def test_tiles_broadcast_from_known_shapes_as_the_interpreter_broadcasts_them(lh
         assert f.handle.data.shape == s.handle.data.shape and np.array_equal(f.handle.data, s.handle.data)
     if lhs == rhs:
         assert fast[0] is a and fast[1] is b
+
+
+def _operand(ty, seed):
+    """An interpreter tensor of type ``ty`` (a scalar type or ``block_type``) holding small values."""
+    semantic = fast_interpreter.interpreter.interpreter_semantic
+    shape = list(ty.shape.values) if ty.is_block() else []
+    data = np.random.default_rng(seed).integers(1, 9, shape).astype(fast_interpreter.NP_DTYPE(ty.scalar))
+    return semantic.tensor(fast_interpreter.interpreter.TensorHandle(data, ty.scalar), ty)
+
+
+PTR = tl.pointer_type(tl.float32)
+
+
+@pytest.mark.parametrize("lhs,rhs,div_or_mod", [
+    (tl.block_type(tl.float32, [4, 8]), tl.block_type(tl.float32, [4, 8]), False),   # as they are
+    (tl.float32, tl.float32, True),                                                  # scalars: as they are
+    (tl.block_type(tl.int32, [8]), tl.block_type(tl.int32, [8]), True),
+    (tl.block_type(tl.int1, [8]), tl.block_type(tl.int1, [8]), False),
+    (tl.block_type(tl.float16, [8]), tl.block_type(tl.float16, [8]), True),          # Triton divides in float32
+    (tl.block_type(tl.bfloat16, [8]), tl.block_type(tl.bfloat16, [8]), False),
+    (tl.block_type(tl.float32, [8]), tl.block_type(tl.float16, [8]), False),         # two types: a cast
+    (tl.block_type(tl.float32, [4, 8]), tl.block_type(tl.float32, [1, 8]), False),   # two shapes: a broadcast
+    (tl.block_type(tl.float32, [8]), tl.float32, False),                             # a tile and a scalar
+    (tl.block_type(tl.int32, [8]), tl.block_type(tl.int64, [8]), False),
+    (tl.block_type(PTR, [8]), tl.block_type(tl.int32, [8]), False),                  # a pointer and its offsets
+], ids=str)
+def test_operands_of_one_type_come_back_as_the_interpreter_returns_them(lhs, rhs, div_or_mod):
+    semantic = fast_interpreter.interpreter.interpreter_semantic
+    a, b = _operand(lhs, 7), _operand(rhs, 8)
+    args = (True, False, not lhs.scalar.is_ptr(), div_or_mod)  # pointer arithmetic skips the arithmetic check
+    slow = fast_interpreter.OPERAND_TYPES(semantic, a, b, *args)
+    fast = fast_interpreter.operands_of_one_type(semantic, a, b, *args)
+    for f, s in zip(fast, slow):
+        assert f.type == s.type and f.handle.data.dtype == s.handle.data.dtype
+        assert np.array_equal(f.handle.data, s.handle.data)
+    if slow[0] is a and slow[1] is b:  # Triton neither cast nor broadcast them
+        assert fast[0] is a and fast[1] is b
+
+
+def test_operands_of_one_type_give_the_same_results_in_kernels(monkeypatch):
+    gen = torch.Generator().manual_seed(9)
+    x, y = torch.randn(8, generator=gen), torch.randn(16, generator=gen)
+    fast, slow = torch.empty(3, 8, 16), torch.empty(3, 8, 16)
+    _broadcast_kernel[(1,)](x, y, fast, 8, 16)
+    monkeypatch.setattr(fast_interpreter.TritonSemantic, "binary_op_type_checking_impl",
+                        fast_interpreter.OPERAND_TYPES)
+    _broadcast_kernel[(1,)](x, y, slow, 8, 16)
+    assert torch.equal(fast, slow)
+    ints = torch.randint(-2**20, 2**20, (64,), dtype=torch.int32, generator=gen)
+    fast_ints, slow_ints = torch.empty(4, 64, dtype=torch.int32), torch.empty(4, 64, dtype=torch.int32)
+    _integer_kernel[(1,)](ints, slow_ints, 64)
+    monkeypatch.undo()
+    _integer_kernel[(1,)](ints, fast_ints, 64)
+    assert torch.equal(fast_ints, slow_ints)
