@@ -316,3 +316,29 @@ def test_operands_of_one_type_give_the_same_results_in_kernels(monkeypatch):
     monkeypatch.undo()
     _integer_kernel[(1,)](ints, fast_ints, 64)
     assert torch.equal(fast_ints, slow_ints)
+
+
+@pytest.mark.parametrize("tile,number", [
+    (tl.float32, 0.5), (tl.float32, -0.0), (tl.float32, 3), (tl.float32, 1e-40), (tl.float32, 1e300),  # the last two
+    (tl.float32, float("nan")), (tl.float32, True), (tl.int32, 7), (tl.int32, -2**31), (tl.int32, 2**31),  # in float64,
+    (tl.int32, 0.5), (tl.int64, 5), (tl.int64, 2**40), (tl.float16, 0.5), (tl.float16, 2),  # int64, float32, ...
+    (tl.uint32, 3), (tl.int1, 1), (PTR, 4),
+], ids=str)
+@pytest.mark.parametrize("number_first", [False, True])
+@pytest.mark.parametrize("div_or_mod", [False, True])
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")  # Triton's own, on 1e300
+def test_a_number_beside_a_tile_comes_back_as_the_interpreter_makes_it(tile, number, number_first, div_or_mod):
+    semantic = fast_interpreter.interpreter.interpreter_semantic
+    a = _operand(tl.block_type(tile, [4, 8]), 7)
+    operands = (number, a) if number_first else (a, number)
+    try:
+        slow = fast_interpreter.OPERAND_TYPES(semantic, *operands, True, True, True, div_or_mod)
+    except (TypeError, ValueError) as refused:  # both refuse, saying the same
+        with pytest.raises(type(refused), match=re.escape(str(refused))):
+            fast_interpreter.operands_of_one_type(semantic, *operands, True, True, True, div_or_mod)
+        return
+    fast = fast_interpreter.operands_of_one_type(semantic, *operands, True, True, True, div_or_mod)
+    for f, s in zip(fast, slow):
+        assert f.type == s.type and f.handle.data.dtype == s.handle.data.dtype
+        assert f.handle.data.shape == s.handle.data.shape
+        assert np.array_equal(f.handle.data.view(np.uint8), s.handle.data.view(np.uint8))  # bits: -0.0, NaN
