@@ -153,8 +153,9 @@ def operands_of_one_type(self, lhs, rhs, allow_lhs_ptr=False, allow_rhs_ptr=Fals
                          div_or_mod=False):
     """``TritonSemantic.binary_op_type_checking_impl`` (lhs, rhs: a binary operation's operands, returned cast and
     shaped alike): two tensors of one type, not pointers, whose operation Triton computes in that type, come back
-    as they are, which is what Triton's checks, casts and broadcast end up returning; anything else (a Python
-    number, pointers, operands of two types) goes to Triton's own."""
+    as they are, which is what Triton's checks, casts and broadcast end up returning; a Python number beside a
+    tile comes back splat in the tile's type where Triton keeps that type (``_number_beside_tile``); anything else
+    (pointers, operands of two types or shapes, other numbers) goes to Triton's own."""
     if arithmetic_check and type(lhs) is tl.tensor and type(rhs) in (int, float):
         splat = _number_beside_tile(self, rhs, lhs)
         if splat is not None:
@@ -185,12 +186,10 @@ def _number_beside_tile(self, number, tile):
     int64), or None where its rules would make another (another type, a cast of the tile, a refusal): the number
     in the tile's type, splat to its shape, as ``scalar_constant`` and ``create_splat`` build it."""
     tile_ty = tile.type
-    scalar = tile_ty.scalar if type(tile_ty) is tl.block_type else None
-    taken = None if scalar is None or scalar.is_ptr() else _NUMBERS_TAKEN.get(scalar)  # (pointer types: unhashable)
-    if taken is None or type(number) not in (int, float) or self.to_tensor_type(number) not in taken:
-        return None
-    dims = tile_ty.shape.values if isinstance(tile_ty.shape, tl.tuple) else None
-    if dims is None:
+    if type(tile_ty) is not tl.block_type or tile_ty.scalar.is_ptr() or not isinstance(tile_ty.shape, tl.tuple):
+        return None  # (pointer types cannot be hashed into _NUMBERS_TAKEN)
+    scalar, dims = tile_ty.scalar, tile_ty.shape.values
+    if self.to_tensor_type(number) not in _NUMBERS_TAKEN.get(scalar, ()):
         return None
     np_dtype = _scalar_np_dtype(scalar)
     data = np.full(dims, np.array([0 if number == 0 else number], dtype=np_dtype), dtype=np_dtype)

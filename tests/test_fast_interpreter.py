@@ -318,10 +318,12 @@ def test_operands_of_one_type_give_the_same_results_in_kernels(monkeypatch):
     assert torch.equal(fast_ints, slow_ints)
 
 
+# Numbers Triton keeps in the tile's type, and others it makes float64 (1e-40, 1e300), uint32 (2**31), int64 (2**40),
+# or float32 beside an int32 tile, with tiles the shortcut leaves to Triton (16-bit, unsigned, boolean, pointers).
 @pytest.mark.parametrize("tile,number", [
-    (tl.float32, 0.5), (tl.float32, -0.0), (tl.float32, 3), (tl.float32, 1e-40), (tl.float32, 1e300),  # the last two
-    (tl.float32, float("nan")), (tl.float32, True), (tl.int32, 7), (tl.int32, -2**31), (tl.int32, 2**31),  # in float64,
-    (tl.int32, 0.5), (tl.int64, 5), (tl.int64, 2**40), (tl.float16, 0.5), (tl.float16, 2),  # int64, float32, ...
+    (tl.float32, 0.5), (tl.float32, -0.0), (tl.float32, 3), (tl.float32, 1e-40), (tl.float32, 1e300),
+    (tl.float32, float("nan")), (tl.float32, True), (tl.int32, 7), (tl.int32, -2**31), (tl.int32, 2**31),
+    (tl.int32, 0.5), (tl.int64, 5), (tl.int64, 2**40), (tl.float16, 0.5), (tl.float16, 2),
     (tl.uint32, 3), (tl.int1, 1), (PTR, 4),
 ], ids=str)
 @pytest.mark.parametrize("number_first", [False, True])
