@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from scan2d import selective_scan, selective_scan_ref
-from scan2d.selective_scan.chunked import selective_scan_chunked
+from scan2d.selective_scan.chunked import _block_steps, _linear_recurrence, selective_scan_chunked
 
 
 def make_inputs(batch, dim, length, n_state, groups, dtype=torch.float64, seed=0):
@@ -73,6 +73,24 @@ def test_chunked_gradients_match_reference(opt):
         grads[fn] = torch.autograd.grad((out * weight).sum(), [leaves[n] for n in names])
     for name, a, b in zip(names, grads[selective_scan_ref], grads[selective_scan_chunked]):
         torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-9, msg=lambda m: f"grad of {name}: {m}")
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("steps", [0, 1, 2, 3, 8, 9, 31, 32, 33, 100, 256])
+def test_linear_recurrence_matches_a_step_loop(steps, reverse):
+    # The two-level recurrence (blocks side by side, then the carry between them) against the recurrence written
+    # one step at a time, on lengths that are and are not whole blocks, in both directions.
+    g = torch.Generator().manual_seed(steps)
+    decay = torch.rand(2, 3, steps, 4, generator=g, dtype=torch.float64)
+    drive = torch.randn(2, 3, steps, 4, generator=g, dtype=torch.float64)
+    h0 = torch.randn(2, 3, 4, generator=g, dtype=torch.float64)
+    expected, h = torch.empty_like(drive), h0
+    for t in (reversed(range(steps)) if reverse else range(steps)):
+        h = decay[..., t, :] * h + drive[..., t, :]
+        expected[..., t, :] = h
+    states = _linear_recurrence(h0, decay.clone(), drive.clone(), reverse=reverse)
+    torch.testing.assert_close(states, expected, rtol=1e-12, atol=1e-12)
+    assert steps < 9 or 1 < _block_steps(steps) < steps  # the longer cases take both levels
 
 
 def test_gradcheck_chunked():

@@ -1,12 +1,13 @@
 """The PyTorch selective scan: vectorised over batch, channels and state, chunked along the sequence.
 
 The sequence is cut into chunks of ``chunk_size`` steps.  Inside a chunk the linear recurrence
-``h_t = a_t * h_{t-1} + b_t`` is solved with a Hillis-Steele scan (log2(chunk_size) vectorised steps, each a
-product of decays <= 1, so it cannot overflow the way an ``exp(-cumsum)`` trick does); chunks run one after the
-other, carrying the float32 state.  Only one chunk's (batch, dim, chunk, N) tensors exist at a time.  The backward
-(hand-written, see :class:`_ChunkedScan`) recomputes one chunk at a time from the stored chunk-entry states, so
-memory stays O(batch * dim * (L + N * L / chunk_size)) instead of O(batch * dim * L * N).  (torch.utils.checkpoint
-was tried first: in torch 2.13 it kept every chunk's temporaries alive during the forward.)
+``h_t = a_t * h_{t-1} + b_t`` is solved in two levels (:func:`_linear_recurrence`: blocks of a few steps scanned
+side by side, then the state carried from block to block; O(T) work and only products of decays <= 1, so it cannot
+overflow the way an ``exp(-cumsum)`` trick does); chunks run one after the other, carrying the float32 state.  Only
+one chunk's (batch, dim, chunk, N) tensors exist at a time.  The backward (hand-written, see :class:`_ChunkedScan`)
+recomputes one chunk at a time from the stored chunk-entry states, so memory stays
+O(batch * dim * (L + N * L / chunk_size)) instead of O(batch * dim * L * N).  (torch.utils.checkpoint was tried
+first: in torch 2.13 it kept every chunk's temporaries alive during the forward.)
 """
 
 from __future__ import annotations
@@ -17,42 +18,76 @@ import torch
 import torch.nn.functional as F
 
 MIN_CHUNK, MAX_CHUNK = 16, 256
-CHUNK_ELEMENTS = 1 << 20  # about 4 MB of float32 per (batch, dim, chunk, N) temporary
+CHUNK_ELEMENTS = 1 << 22  # at most about 16 MB of float32 per (batch, dim, chunk, N) temporary
+LONG_CHUNK, LONG_CHUNK_ELEMENTS = 64, 1 << 20  # past 64 steps, only while a temporary stays under 4 MB
 
 
 def default_chunk_size(batch: int, dim: int, n_state: int) -> int:
-    """Largest power-of-two chunk whose temporaries stay near CHUNK_ELEMENTS: long chunks amortise the Python
-    overhead per chunk on small layers, short ones bound memory on wide layers."""
-    target = CHUNK_ELEMENTS // max(1, batch * dim * n_state)
+    """Longest power-of-two chunk, from MIN_CHUNK to MAX_CHUNK steps, whose temporaries stay within CHUNK_ELEMENTS,
+    and past LONG_CHUNK steps within LONG_CHUNK_ELEMENTS.  Long chunks amortise the Python overhead per chunk on
+    small layers, short ones bound memory on wide layers.  On the 2-core CI machine (32 MB of L3), for the model's
+    layers (720 scanned channels, N = 16), 64 steps ran fastest at batch 1 and 4 and 32 at batch 8: longer chunks
+    leave the cache, shorter ones cost more operations (bench/README.md, "CPU results")."""
+    per_step = max(1, batch * dim * n_state)
     size = MIN_CHUNK
-    while size * 2 <= min(target, MAX_CHUNK):
+    while size * 2 <= MAX_CHUNK and size * 2 * per_step <= (
+            CHUNK_ELEMENTS if size * 2 <= LONG_CHUNK else LONG_CHUNK_ELEMENTS):
         size *= 2
     return size
 
 
-def _linear_recurrence(h0: torch.Tensor, decay: torch.Tensor, drive: torch.Tensor) -> torch.Tensor:
-    """All states of ``h_t = decay_t * h_{t-1} + drive_t`` along dim -2 (runs without autograd: the caller's
-    autograd.Function owns the backward, so the updates can be done in place).
+def _block_steps(steps: int) -> int:
+    """Steps per block of :func:`_linear_recurrence`: the smallest power of two at least sqrt(steps / 2), near the
+    fewest vectorised operations ((block - 1) steps inside the blocks, steps / block carries between them)."""
+    block = 1
+    while 2 * block * block < steps:
+        block *= 2
+    return block
+
+
+def _linear_recurrence(h0: torch.Tensor, decay: torch.Tensor, drive: torch.Tensor,
+                       reverse: bool = False) -> torch.Tensor:
+    """All states of ``h_t = decay_t * h_{t-1} + drive_t`` along dim -2, or with ``reverse`` of
+    ``h_t = decay_t * h_{t+1} + drive_t`` from the last step back (``h0`` then enters after the last step).
+
+    Runs without autograd (the caller's autograd.Function owns the backward) and in place: the caller hands over
+    ``decay`` and ``drive`` as scratch.  The steps are cut into blocks of :func:`_block_steps` steps; every block is
+    scanned from a zero state, all blocks at once, one step at a time, keeping each step's product of the decays
+    since its block began; then the state is carried from block to block, and each step adds its product times the
+    state entering its block.  That is O(T) work in about 2 sqrt(2T) vectorised operations, where the Hillis-Steele
+    doubling it replaced did O(T log T) (bench/README.md, "CPU results").
 
     Args:
-        h0: (..., N) state before the first step.
-        decay, drive: (..., T, N); neither is modified.
+        h0: (..., N) state before the first step (after the last with ``reverse``).
+        decay, drive: (..., T, N), the caller's own tensors (not views of its inputs): both are overwritten.
     Returns:
-        (..., T, N) states h_1..h_T.
+        (..., T, N) states h_1..h_T, in ``drive``'s storage when T is a multiple of the block.
     """
-    states = drive.clone()
-    states[..., 0, :] += decay[..., 0, :] * h0
-    steps = states.shape[-2]
-    carry = decay
-    offset = 1
-    while offset < steps:
-        # Right-hand sides are evaluated before the (overlapping) slices are written.
-        states[..., offset:, :] += carry[..., offset:, :] * states[..., :-offset, :]
-        if offset * 2 < steps:
-            carry = carry.clone() if carry is decay else carry
-            carry[..., offset:, :] = carry[..., offset:, :] * carry[..., :-offset, :]
-        offset *= 2
-    return states
+    steps = drive.shape[-2]
+    block = _block_steps(steps)
+    pad = -steps % block
+    if pad:  # steps that change nothing: decay 1, drive 0 (after the last step in either direction)
+        decay = F.pad(decay, (0, 0, 0, pad), value=1.0)
+        drive = F.pad(drive, (0, 0, 0, pad))
+    blocks = (steps + pad) // block
+    states = drive.unflatten(-2, (blocks, block))  # (..., blocks, block, N)
+    products = decay.unflatten(-2, (blocks, block))
+    inner = range(block - 2, -1, -1) if reverse else range(1, block)
+    prev = 1 if reverse else -1
+    for r in inner:
+        states[..., r, :].addcmul_(products[..., r, :], states[..., r + prev, :])
+        products[..., r, :].mul_(products[..., r + prev, :])
+    # The state entering each block, (..., blocks, N), each from the one before, written in place.
+    entering = torch.empty_like(states[..., 0, :])
+    order = list(range(blocks - 1, -1, -1) if reverse else range(blocks))
+    last = 0 if reverse else -1
+    if blocks:
+        entering[..., order[0], :] = h0
+    for b, after in zip(order, order[1:]):
+        torch.addcmul(states[..., b, last, :], products[..., b, last, :], entering[..., b, :],
+                      out=entering[..., after, :])
+    states.addcmul_(products, entering.unsqueeze(-2))
+    return states.flatten(-3, -2)[..., :steps, :]
 
 
 def _chunk_inputs(u, delta, A, B, sl):
@@ -85,7 +120,7 @@ class _ChunkedScan(torch.autograd.Function):
             entry_states.append(h)
             decay, drive = _chunk_inputs(u, delta, A, B, sl)
             states = _linear_recurrence(h, decay, drive)
-            ys.append((states * C[..., sl, :]).sum(-1))
+            ys.append(torch.linalg.vecdot(states, C[..., sl, :]))
             h = states[..., -1, :].clone()
         ctx.chunk_size = chunk_size
         if not ys:  # an empty sequence: no chunks, an empty output and the zero state
@@ -105,20 +140,21 @@ class _ChunkedScan(torch.autograd.Function):
         for index in reversed(range(len(starts))):
             sl = slice(starts[index], starts[index] + chunk_size)
             decay, drive = _chunk_inputs(u, delta, A, B, sl)
-            states = _linear_recurrence(entry_states[..., index, :], decay, drive)
-            # Adjoint recurrence, run backwards in time: g_t = C_t dy_t + decay_{t+1} g_{t+1}.
-            back_decay = torch.cat([decay[..., 1:, :], torch.ones_like(decay[..., :1, :])], dim=-2).flip(-2)
-            back_drive = (dy[..., sl].unsqueeze(-1) * C[..., sl, :]).flip(-2)
-            g = _linear_recurrence(g_next, back_decay, back_drive).flip(-2)
             d, uu = delta[..., sl], u[..., sl]
-            decayed_prev = states - drive  # exp(delta_t A) h_{t-1}
-            gB = (g * B[..., sl, :]).sum(-1)
-            ddelta[..., sl] = gB * uu + (g * decayed_prev * A.unsqueeze(-2)).sum(-1)
+            # The adjoint's decays (g_t = C_t dy_t + decay_{t+1} g_{t+1}), before the states overwrite decay.
+            back_decay = torch.cat([decay[..., 1:, :], torch.ones_like(decay[..., :1, :])], dim=-2)
+            first_decay = decay[..., 0, :].clone()
+            states = _linear_recurrence(entry_states[..., index, :], decay, drive)
+            g = _linear_recurrence(g_next, back_decay, dy[..., sl].unsqueeze(-1) * C[..., sl, :], reverse=True)
+            scaled_u = (d * uu).unsqueeze(-1)
+            g_decayed = g * torch.addcmul(states, scaled_u, B[..., sl, :], value=-1)  # g_t exp(delta_t A) h_{t-1}
+            gB = torch.linalg.vecdot(g, B[..., sl, :])
+            ddelta[..., sl] = gB * uu + torch.linalg.vecdot(g_decayed, A.unsqueeze(-2))
             du[..., sl] = gB * d
-            dB[..., sl, :] = (g * (d * uu).unsqueeze(-1)).sum(2, keepdim=True)
+            dB[..., sl, :] = (g * scaled_u).sum(2, keepdim=True)
             dC[..., sl, :] = (states * dy[..., sl].unsqueeze(-1)).sum(2, keepdim=True)
-            dA += (g * decayed_prev * d.unsqueeze(-1)).sum(dim=(0, 3))
-            g_next = g[..., 0, :] * decay[..., 0, :]
+            dA += (g_decayed * d.unsqueeze(-1)).sum(dim=(0, 3))
+            g_next = g[..., 0, :] * first_decay
         return du, ddelta, dA, dB, dC, None
 
 
