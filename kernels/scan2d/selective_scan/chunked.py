@@ -77,15 +77,12 @@ def _linear_recurrence(h0: torch.Tensor, decay: torch.Tensor, drive: torch.Tenso
     for r in inner:
         states[..., r, :].addcmul_(products[..., r, :], states[..., r + prev, :])
         products[..., r, :].mul_(products[..., r + prev, :])
-    # The state entering each block, (..., blocks, N), each from the one before, written in place.
-    entering = torch.empty_like(states[..., 0, :])
-    order = list(range(blocks - 1, -1, -1) if reverse else range(blocks))
+    entering = torch.empty_like(states[..., 0, :])  # (..., blocks, N): the state entering each block
     last = 0 if reverse else -1
-    if blocks:
-        entering[..., order[0], :] = h0
-    for b, after in zip(order, order[1:]):
-        torch.addcmul(states[..., b, last, :], products[..., b, last, :], entering[..., b, :],
-                      out=entering[..., after, :])
+    h = h0
+    for b in (range(blocks - 1, -1, -1) if reverse else range(blocks)):
+        entering[..., b, :] = h
+        h = torch.addcmul(states[..., b, last, :], products[..., b, last, :], h)
     states.addcmul_(products, entering.unsqueeze(-2))
     return states.flatten(-3, -2)[..., :steps, :]
 
