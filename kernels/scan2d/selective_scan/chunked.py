@@ -26,8 +26,8 @@ def default_chunk_size(batch: int, dim: int, n_state: int) -> int:
     """Longest power-of-two chunk, from MIN_CHUNK to MAX_CHUNK steps, whose temporaries stay within CHUNK_ELEMENTS,
     and past LONG_CHUNK steps within LONG_CHUNK_ELEMENTS.  Long chunks amortise the Python overhead per chunk on
     small layers, short ones bound memory on wide layers.  On the 2-core CI machine (32 MB of L3), for the model's
-    layers (720 scanned channels, N = 16), 64 steps ran fastest at batch 1 and 4 and 32 at batch 8: longer chunks
-    leave the cache, shorter ones cost more operations (bench/README.md, "CPU results")."""
+    layers (720 scanned channels, N = 16), 64 steps ran fastest at batch 1 and 4, and 32 at batch 8 (forward+backward):
+    longer chunks leave the cache, shorter ones cost more operations (bench/README.md, "CPU results")."""
     per_step = max(1, batch * dim * n_state)
     size = MIN_CHUNK
     while size * 2 <= MAX_CHUNK and size * 2 * per_step <= (
