@@ -7,6 +7,7 @@ preemption) or Ctrl-C saves a checkpoint at the step reached and exits with 128 
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -17,6 +18,9 @@ from omegaconf import DictConfig
 from .config import CONFIG_DIR
 from .training.stop_signals import TrainingStopped
 from .training.trainer import Trainer, TrainingDiverged, WeightsNotWritten
+
+# On the console (standard error) and in <run_dir>/train.log: conf/hydra/job_logging/mambacsr.yaml.
+log = logging.getLogger("mambacsr.train")
 
 
 def error_message(err: Exception) -> str:
@@ -50,13 +54,13 @@ def main(cfg: DictConfig) -> None:
         trainer = Trainer(cfg, Path(cfg.run_dir))
         trainer.train()
     except TrainingStopped as stopped:
-        print(f"stopped by {stopped}", file=sys.stderr)
+        log.warning("stopped by %s", stopped)
         sys.exit(stopped.exit_code)
     except torch.OutOfMemoryError:
-        print(f"error: {training_memory_advice(cfg)}", file=sys.stderr)
+        log.error(training_memory_advice(cfg))
         sys.exit(1)
     except (TrainingDiverged, WeightsNotWritten, ValueError, FileNotFoundError) as err:
-        print(f"error: {error_message(err)}", file=sys.stderr)
+        log.error(error_message(err))
         sys.exit(1)
     finally:
         if trainer is not None:

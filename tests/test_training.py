@@ -74,6 +74,8 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
                    "train.lr=1e30", "train.milestones=[100]")
     assert result.returncode == 1
     assert "loss became" in result.stderr and "last good checkpoint" in result.stderr
+    assert re.search(r"\] ERROR loss became \S+ at iteration \d+; training stopped", (tmp_path / "run" / "train.log")
+                     .read_text())  # the reason stays in the run's log, not only on the console
     last = latest_checkpoint(tmp_path / "run" / "checkpoints")
     state = load_checkpoint(last)
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
@@ -208,6 +210,37 @@ def test_sigterm_saves_the_step_reached_and_the_run_resumes_exactly(tmp_path):
     assert a["iteration"] == b["iteration"] == 40
     for key in ("model", "ema", "optimizer", "scheduler", "rng"):
         assert_same_state({key: a[key]}, {key: b[key]})
+
+    # train.log keeps both halves of the stopped run: the stop, the resume and every step's loss (log_every=1),
+    # each the same as the uninterrupted run's at that step.
+    log = (tmp_path / "stopped" / "train.log").read_text()
+    assert f"WARNING stopped by SIGTERM at iteration {reached}: checkpoint saved" in log
+    assert f"INFO resumed from {tmp_path / 'stopped' / 'checkpoints' / f'iter_{reached:08d}.pt'}" in log
+    assert "iterations 0 to 40" in log and f"iterations {reached} to 40" in log
+    assert "INFO finished at iteration 40; the EMA weights are in " in log
+    losses = [logged_losses((tmp_path / run / "train.log").read_text()) for run in ("straight", "stopped")]
+    assert sorted(losses[1]) == list(range(1, 41)) and losses[1] == losses[0]
+
+
+def logged_losses(log: str) -> dict:
+    """train.log's training lines as {iteration: mean loss since the line before}."""
+    lines = re.findall(r"INFO iter (\d+)/\d+  loss (\d+\.\d+)  lr ", log)
+    return {int(i): float(loss) for i, loss in lines}
+
+
+def test_the_logged_interval_is_the_mean_loss_and_leaves_validation_out(monkeypatch):
+    from mambacsr.training import interval as interval_module
+    clock = iter([10.0, 14.0, 24.0, 30.0, 30.0, 32.0, 32.0])  # start; validation 14-24; closed at 30 and at 32
+    monkeypatch.setattr(interval_module.time, "perf_counter", lambda: next(clock))
+    interval = interval_module.Interval(torch.device("cpu"))
+    for loss in (0.5, 1.0, 2.1):
+        interval.add(torch.tensor(loss))
+    with interval.paused():
+        pass
+    figures = interval.close()
+    assert figures.loss == pytest.approx(3.6 / 3) and figures.rate == pytest.approx(3 / (20 - 10))
+    interval.add(torch.tensor(0.25))
+    assert interval.close() == pytest.approx((0.25, 1 / 2))
 
 
 def test_training_memory_advice_names_the_values_to_lower():

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
-import time
 from pathlib import Path
 from typing import Optional
 
@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from scan2d.triton.tiles import TileConfig, current_tiles, tile_config
 
@@ -23,9 +24,13 @@ from ..config import build_model
 from ..data.datasets import ImageSource, IterationBatches, TrainPatches, validation_images
 from . import distributed
 from .checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, save_checkpoint
+from .interval import Interval, IntervalFigures
 from .options import check_options
 from .stop_signals import StopSignals, TrainingStopped, ignore_in_data_workers
 from .validation import validate
+
+
+log = logging.getLogger(__name__)
 
 
 class TrainingDiverged(RuntimeError):
@@ -134,6 +139,18 @@ class Trainer:
             self.writer = SummaryWriter(str(self.run_dir / "tensorboard"))
         if resume_state is not None:
             self._resume(resume_from, resume_state)
+        if self.dist.is_main:
+            self._log_start(resume_from is None and t.get("init_weights") is not None)
+
+    def _log_start(self, from_weights: bool) -> None:
+        t = self.cfg.train
+        params = sum(p.numel() for p in self.model.parameters()) / 1e6
+        passes = f" in {t.accumulate} passes" if t.accumulate > 1 else ""
+        log.info("%s: %.3f M parameters on %s (%d process%s), batch %d%s, iterations %d to %d; writing to %s",
+                 self.cfg.name, params, self.device, self.dist.world_size, "" if self.dist.world_size == 1 else "es",
+                 t.batch_size, passes, self.iteration, t.iterations, self.run_dir)
+        if from_weights:
+            log.info("starting from the weights in %s", t.init_weights)
 
     # ----------------------------------------------------------------------------------------------------- state
     def state_dict(self) -> dict:
@@ -177,13 +194,15 @@ class Trainer:
         if rng.get("cuda") is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"], self.device)
         if self.dist.is_main:
-            print(f"resumed from {path} at iteration {self.iteration}", flush=True)
+            log.info("resumed from %s at iteration %d", path, self.iteration)
 
     def save(self) -> None:
         state = self.state_dict()  # every rank joins the gather
         if self.dist.is_main:
-            with self._writing(checkpoint_path(self.ckpt_dir, self.iteration)):
+            path = checkpoint_path(self.ckpt_dir, self.iteration)
+            with self._writing(path):
                 save_checkpoint(self.ckpt_dir, self.iteration, state, self.cfg.train.keep_last)
+            log.info("iter %d: saved %s", self.iteration, path)
         if self.dist.world_size > 1:
             dist.barrier()
 
@@ -224,10 +243,11 @@ class Trainer:
         bar = tqdm(total=t.iterations, initial=self.iteration, disable=not self.dist.is_main, dynamic_ncols=True)
         autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=bool(t.bf16) and self.device.type == "cuda")
         last = {}
-        tic = time.perf_counter()
+        interval = Interval(self.device)
         self.net.train()
-        # The scan kernels' tiles for every step and validation (an op's backward takes its forward's).
-        with tile_config(**self.scan_tiles), StopSignals() as stop:
+        # The scan kernels' tiles for every step and validation (an op's backward takes its forward's); log lines
+        # go above the progress bar.
+        with tile_config(**self.scan_tiles), StopSignals() as stop, logging_redirect_tqdm(), contextlib.closing(bar):
             for lr_batch, hr_batch in loader:
                 self.optimizer.zero_grad(set_to_none=True)
                 loss = self.accumulate_gradients(lr_batch, hr_batch, autocast)
@@ -238,17 +258,13 @@ class Trainer:
                 self.ema.update_parameters(self.model)
                 self.iteration += 1
                 if self.dist.is_main:
-                    lr_now = self.optimizer.param_groups[0]["lr"]
                     bar.update(1)
-                    rate = 1.0 / max(1e-9, time.perf_counter() - tic)
-                    tic = time.perf_counter()
-                    bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr_now:.2e}", it_s=f"{rate:.2f}")
+                    interval.add(loss)
                     if self.iteration % t.log_every == 0:
-                        self.writer.add_scalar("train/l1", loss.item(), self.iteration)
-                        self.writer.add_scalar("train/lr", lr_now, self.iteration)
-                        self.writer.add_scalar("train/it_per_s", rate, self.iteration)
+                        self.log_training(interval.close(), bar)
                 if t.val_every and self.iteration % t.val_every == 0:
-                    last = self.run_validation()
+                    with interval.paused():
+                        last = self.run_validation()
                 saved = self.iteration % t.ckpt_every == 0 or self.iteration == t.iterations
                 if saved:
                     self.save()
@@ -256,12 +272,21 @@ class Trainer:
                 if signum is not None:
                     if not saved:
                         self.save()
-                    bar.close()
                     raise TrainingStopped(signum, self.iteration, self.ckpt_dir)
-        bar.close()
-        if self.dist.is_main:
-            self.export_weights()
+            bar.close()
+            if self.dist.is_main:
+                log.info("finished at iteration %d; the EMA weights are in %s", self.iteration, self.export_weights())
         return last
+
+    def log_training(self, figures: IntervalFigures, bar) -> None:
+        """The mean loss and the speed since the last log line: to TensorBoard, the log and the progress bar."""
+        lr_now = self.optimizer.param_groups[0]["lr"]
+        self.writer.add_scalar("train/l1", figures.loss, self.iteration)
+        self.writer.add_scalar("train/lr", lr_now, self.iteration)
+        self.writer.add_scalar("train/it_per_s", figures.rate, self.iteration)
+        bar.set_postfix(loss=f"{figures.loss:.4f}", lr=f"{lr_now:.2e}")
+        log.info("iter %d/%d  loss %.4f  lr %.2e  %.2f it/s", self.iteration, self.cfg.train.iterations,
+                 figures.loss, lr_now, figures.rate)
 
     def accumulate_gradients(self, lr_batch: torch.Tensor, hr_batch: torch.Tensor, autocast) -> torch.Tensor:
         """The step's L1 loss over this process's batch and its gradients, in ``train.accumulate`` passes of equal
@@ -280,13 +305,18 @@ class Trainer:
                     out = self.net(lr_img)
                 loss = F.l1_loss(out.float(), hr_img) / passes
                 if not torch.isfinite(loss):
-                    raise TrainingDiverged(
-                        f"loss became {loss.item() * passes} at iteration {self.iteration + 1}; training stopped. The "
-                        f"last good checkpoint is in {self.ckpt_dir} (it was not overwritten). Lower train.lr or "
-                        "enable train.grad_clip, then resume.")
+                    raise TrainingDiverged(self._divergence_message(loss.item() * passes))
                 loss.backward()
             total += loss.detach()
         return total
+
+    def _divergence_message(self, loss: float) -> str:
+        last = latest_checkpoint(self.ckpt_dir)
+        kept = (f"The last good checkpoint, {last.name} in {self.ckpt_dir}, was not overwritten; lower train.lr or "
+                "enable train.grad_clip, then run again to resume from it." if last is not None else
+                f"No checkpoint had been written yet (train.ckpt_every={self.cfg.train.ckpt_every}); lower train.lr "
+                "or enable train.grad_clip and run again.")
+        return f"loss became {loss} at iteration {self.iteration + 1}; training stopped. {kept}"
 
     def run_validation(self) -> dict:
         if not self.dist.is_main:
@@ -297,8 +327,8 @@ class Trainer:
         for k, v in scores.items():
             self.writer.add_scalar(f"val/{k}", v, self.iteration)
         self.writer.flush()
-        tqdm.write(f"[iter {self.iteration}] val PSNR {scores['psnr']:.2f} dB (bicubic {scores['psnr_bicubic']:.2f}),"
-                   f" SSIM {scores['ssim']:.4f} (bicubic {scores['ssim_bicubic']:.4f})")
+        log.info("iter %d: validation PSNR %.2f dB (bicubic %.2f), SSIM %.4f (bicubic %.4f)", self.iteration,
+                 scores["psnr"], scores["psnr_bicubic"], scores["ssim"], scores["ssim_bicubic"])
         return scores
 
     def close(self) -> None:
