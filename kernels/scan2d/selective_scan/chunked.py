@@ -12,11 +12,13 @@ first: in torch 2.13 it kept every chunk's temporaries alive during the forward.
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
 
+LOG2E = math.log2(math.e)
 MIN_CHUNK, MAX_CHUNK = 16, 256
 CHUNK_ELEMENTS = 1 << 22  # at most about 16 MB of float32 per (batch, dim, chunk, N) temporary
 LONG_CHUNK, LONG_CHUNK_ELEMENTS = 64, 1 << 20  # past 64 steps, only while a temporary stays under 4 MB
@@ -87,10 +89,12 @@ def _linear_recurrence(h0: torch.Tensor, decay: torch.Tensor, drive: torch.Tenso
     return states.flatten(-3, -2)[..., :steps, :]
 
 
-def _chunk_inputs(u, delta, A, B, sl):
-    """Decays exp(delta*A) and drives delta*B*u of one chunk, (batch, G, dim/G, T, N)."""
+def _chunk_inputs(u, delta, A_log2, B, sl):
+    """Decays exp(delta*A) and drives delta*B*u of one chunk, (batch, G, dim/G, T, N).  ``A_log2`` is A * log2(e):
+    PyTorch's exp2 on the CPU takes half exp's time (200 against 410 us on a chunk of 737K float32 elements, AVX2),
+    and the decays are the scan's largest elementwise cost."""
     d = delta[..., sl]
-    decay = torch.exp(d.unsqueeze(-1) * A.unsqueeze(-2))
+    decay = torch.exp2(d.unsqueeze(-1) * A_log2.unsqueeze(-2))
     drive = (d * u[..., sl]).unsqueeze(-1) * B[..., sl, :]
     return decay, drive
 
@@ -111,11 +115,12 @@ class _ChunkedScan(torch.autograd.Function):
     def forward(ctx, u, delta, A, B, C, chunk_size):
         length = u.shape[-1]
         h = u.new_zeros(u.shape[:-1] + (A.shape[-1],))
+        A_log2 = A * LOG2E
         entry_states, ys = [], []
         for start in range(0, length, chunk_size):
             sl = slice(start, start + chunk_size)
             entry_states.append(h)
-            decay, drive = _chunk_inputs(u, delta, A, B, sl)
+            decay, drive = _chunk_inputs(u, delta, A_log2, B, sl)
             states = _linear_recurrence(h, decay, drive)
             ys.append(torch.linalg.vecdot(states, C[..., sl, :]))
             h = states[..., -1, :].clone()
@@ -132,11 +137,12 @@ class _ChunkedScan(torch.autograd.Function):
         du, ddelta = torch.empty_like(u), torch.empty_like(delta)
         dB, dC = torch.empty_like(B), torch.empty_like(C)
         dA = torch.zeros_like(A)
+        A_log2 = A * LOG2E
         g_next = dlast if dlast is not None else torch.zeros_like(entry_states[..., 0, :])
         starts = list(range(0, length, chunk_size))
         for index in reversed(range(len(starts))):
             sl = slice(starts[index], starts[index] + chunk_size)
-            decay, drive = _chunk_inputs(u, delta, A, B, sl)
+            decay, drive = _chunk_inputs(u, delta, A_log2, B, sl)
             d, uu = delta[..., sl], u[..., sl]
             # The adjoint's decays (g_t = C_t dy_t + decay_{t+1} g_{t+1}), before the states overwrite decay.
             back_decay = torch.cat([decay[..., 1:, :], torch.ones_like(decay[..., :1, :])], dim=-2)
