@@ -224,7 +224,7 @@ def test_sigterm_saves_the_step_reached_and_the_run_resumes_exactly(tmp_path):
 
 def logged_losses(log: str) -> dict:
     """train.log's training lines as {iteration: mean loss since the line before}."""
-    lines = re.findall(r"INFO iter (\d+)/\d+  loss (\d+\.\d+)  lr ", log)
+    lines = re.findall(r"INFO iter (\d+)/\d+  loss (\d+\.\d+)  lr \S+  \S+ it/s  \d[\w ]* left", log)
     return {int(i): float(loss) for i, loss in lines}
 
 
@@ -241,6 +241,15 @@ def test_the_logged_interval_is_the_mean_loss_and_leaves_validation_out(monkeypa
     assert figures.loss == pytest.approx(3.6 / 3) and figures.rate == pytest.approx(3 / (20 - 10))
     interval.add(torch.tensor(0.25))
     assert interval.close() == pytest.approx((0.25, 1 / 2))
+
+
+@pytest.mark.parametrize("seconds,text", [(44.6, "45 s"), (59.4, "59 s"), (89, "1 min"), (3569, "59 min"),
+                                          (3600, "1 h 00 min"), (3 * 3600 + 5 * 60 + 20, "3 h 05 min"),
+                                          (86399, "1 d 00 h"), (2 * 86400 + 4 * 3600 + 1700, "2 d 04 h"),
+                                          (float("inf"), "unknown"), (float("nan"), "unknown")])
+def test_the_time_left_reads_to_the_minute(seconds, text):
+    from mambacsr.training.interval import duration
+    assert duration(seconds) == text
 
 
 def test_training_memory_advice_names_the_values_to_lower():

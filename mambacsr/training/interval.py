@@ -49,3 +49,20 @@ class Interval:
         loss = self.loss_sum.item() / steps if steps else float("nan")
         self._start()
         return IntervalFigures(loss, steps / max(seconds, 1e-9))
+
+
+def duration(seconds: float) -> str:
+    """A time left, to the minute: ``'45 s'``, ``'12 min'``, ``'3 h 05 min'``, ``'2 d 04 h'``."""
+    if seconds != seconds or seconds == float("inf"):
+        return "unknown"
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes:02d} min"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours:02d} h"

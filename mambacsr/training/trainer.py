@@ -24,7 +24,7 @@ from ..config import build_model
 from ..data.datasets import ImageSource, IterationBatches, TrainPatches, validation_images
 from . import distributed
 from .checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, save_checkpoint
-from .interval import Interval, IntervalFigures
+from .interval import Interval, IntervalFigures, duration
 from .options import check_options
 from .stop_signals import StopSignals, TrainingStopped, ignore_in_data_workers
 from .validation import validate
@@ -285,8 +285,9 @@ class Trainer:
         self.writer.add_scalar("train/lr", lr_now, self.iteration)
         self.writer.add_scalar("train/it_per_s", figures.rate, self.iteration)
         bar.set_postfix(loss=f"{figures.loss:.4f}", lr=f"{lr_now:.2e}")
-        log.info("iter %d/%d  loss %.4f  lr %.2e  %.2f it/s", self.iteration, self.cfg.train.iterations,
-                 figures.loss, lr_now, figures.rate)
+        left = (self.cfg.train.iterations - self.iteration) / figures.rate  # at this interval's speed
+        log.info("iter %d/%d  loss %.4f  lr %.2e  %.2f it/s  %s left", self.iteration, self.cfg.train.iterations,
+                 figures.loss, lr_now, figures.rate, duration(left))
 
     def accumulate_gradients(self, lr_batch: torch.Tensor, hr_batch: torch.Tensor, autocast) -> torch.Tensor:
         """The step's L1 loss over this process's batch and its gradients, in ``train.accumulate`` passes of equal
