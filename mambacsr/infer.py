@@ -5,7 +5,8 @@ input file, ``output`` may instead name the image to write, e.g. ``output=photo_
 Files already restored there are skipped (so an interrupted run resumes); ``overwrite=true`` redoes them.  A folder
 holding two images of one stem (``photo.jpg`` and ``photo.png``, which would both be restored to ``photo.png``) is
 refused before anything is written.
-Other options: ``tile=256`` (LR tile side, ``null`` = whole image), ``overlap=16``, ``overwrite=false``,
+Other options: ``tile=auto`` (LR tile side: 256 on a GPU, 128 on the CPU, whose memory a 256-pixel tile of the
+paper's network takes several GB of; ``null`` = whole image), ``overlap=16``, ``overwrite=false``,
 ``ensemble=false`` (``true``: the x8 self-ensemble, the average over the input's flips and rotations; 8x the time),
 ``device=auto`` (the first CUDA GPU where there is one, else the CPU; or ``cpu``, ``cuda:1``, ...),
 ``protocol=tiles`` (``released``: restore as the authors' test code did, for outputs that match theirs, e.g. as a
@@ -37,6 +38,11 @@ from .models import SelfEnsemble
 from .released_protocol import check_protocol, network_as_released, restore_by_protocol
 from .tiling import out_of_memory_advice
 from .utils.cli import asks_for_help, parse_device, parse_flag, parse_overlap, parse_tile, split_options
+
+
+# tile=auto: the LR tile side per device.  On the CPU a 128-pixel tile is no slower per pixel and takes a quarter
+# of a 256-pixel tile's memory (bench/README.md, "CPU results").
+AUTO_TILE = {"cuda": 256, "cpu": 128}
 
 
 def restore_array(model, img: np.ndarray, scale: int, device, tile: Optional[int], overlap: int,
@@ -104,7 +110,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if asks_for_help(args, __doc__):
         return 0
-    opts, overrides = split_options(args, {"checkpoint": None, "input": None, "output": None, "tile": "256",
+    opts, overrides = split_options(args, {"checkpoint": None, "input": None, "output": None, "tile": "auto",
                                            "overlap": "16", "overwrite": "false", "ensemble": "false",
                                            "device": "auto", "protocol": "tiles"})
     try:
@@ -118,7 +124,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         ensemble = parse_flag("ensemble", opts["ensemble"])
         cfg = load_config(overrides, tool_options=list(opts))
         device = parse_device(opts["device"])
-        tile = parse_tile(opts["tile"])
+        tile = parse_tile(opts["tile"], auto=AUTO_TILE[device.type])
         overlap = parse_overlap(opts["overlap"], tile)
         if check_protocol(opts["protocol"]) == "released":
             network_as_released(cfg, overrides)

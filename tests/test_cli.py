@@ -468,14 +468,28 @@ def test_evaluate_refuses_lr_images_it_cannot_pair(tmp_path, weights, photo, cap
 @pytest.mark.parametrize("option,says", [
     ("tile=abc", "tile=abc: pass the tile's side"), ("tile=-3", "tile=-3: pass the tile's side"),
     ("overlap=-1", "overlap=-1: pass the pixels neighbouring tiles share, a whole number from 0 and less than the "
-                   "tile (256)"),
-    ("overlap=256", "overlap=256: pass"), ("overlap=1.5", "overlap=1.5: pass")])
+                   "tile (128)"),  # tile=auto on the CPU
+    ("overlap=128", "overlap=128: pass"), ("overlap=1.5", "overlap=1.5: pass"), ("tile=automatic", "tile=automatic")])
 def test_infer_refuses_bad_tiling_before_restoring(tmp_path, weights, photo, capsys, option, says):
     # The 40 x 52 photo fits one tile, so a bad overlap would otherwise pass unnoticed until a larger image.
     cv2.imwrite(str(tmp_path / "a.png"), photo)
     out = tmp_path / "out"
     assert infer.main([*TINY, f"checkpoint={weights}", f"input={tmp_path / 'a.png'}", f"output={out}", option]) == 1
     assert says in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.parametrize("option,tile", [(None, 128), ("tile=auto", 128), ("tile=256", 256), ("tile=null", None)])
+def test_infer_restores_the_cpu_in_128_pixel_tiles_by_default(tmp_path, weights, photo, monkeypatch, option, tile):
+    # A 256-pixel tile of the paper's network takes several GB of a CPU's memory, which a laptop may not have.
+    cv2.imwrite(str(tmp_path / "a.png"), photo)
+    seen = []
+    real = infer.restore_by_protocol
+    monkeypatch.setattr(infer, "restore_by_protocol", lambda model, x, scale, protocol, tile, overlap:
+                        seen.append(tile) or real(model, x, scale, protocol, tile, overlap))
+    args = [*TINY, f"checkpoint={weights}", f"input={tmp_path / 'a.png'}", f"output={tmp_path / 'out.png'}",
+            "device=cpu"]
+    assert infer.main(args + ([option] if option else [])) == 0
+    assert seen == [tile] and (tmp_path / "out.png").is_file()
 
 
 def test_infer_takes_any_overlap_without_tiles(tmp_path, weights, photo):

@@ -50,11 +50,13 @@ def parse_flag(name: str, value: str) -> bool:
     return value.lower() in ("true", "1", "yes")
 
 
-def parse_tile(value: str) -> Optional[int]:
-    """``tile=256`` -> 256; ``tile=null`` (or None, 0) -> None, the whole image at once.  Raises ValueError, saying
-    what to pass, for anything else."""
+def parse_tile(value: str, auto: Optional[int] = None) -> Optional[int]:
+    """``tile=256`` -> 256; ``tile=null`` (or None, 0) -> None, the whole image at once; ``tile=auto`` -> ``auto``
+    where the tool has such a default.  Raises ValueError, saying what to pass, for anything else."""
     if value in ("null", "None", "0"):
         return None
+    if value == "auto" and auto is not None:
+        return auto
     tile = _whole_number(value)
     if tile is None or tile < 1:
         raise ValueError(f"tile={value}: pass the tile's side in low-resolution pixels (e.g. tile=256), or tile=null "
