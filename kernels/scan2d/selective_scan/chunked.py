@@ -116,19 +116,20 @@ class _ChunkedScan(torch.autograd.Function):
         length = u.shape[-1]
         h = u.new_zeros(u.shape[:-1] + (A.shape[-1],))
         A_log2 = A * LOG2E
-        entry_states, ys = [], []
+        y = torch.empty_like(u)  # written chunk by chunk: no list of chunk outputs beside a concatenated copy
+        entry_states = []
         for start in range(0, length, chunk_size):
             sl = slice(start, start + chunk_size)
             entry_states.append(h)
             decay, drive = _chunk_inputs(u, delta, A_log2, B, sl)
             states = _linear_recurrence(h, decay, drive)
-            ys.append(torch.linalg.vecdot(states, C[..., sl, :]))
+            y[..., sl] = torch.linalg.vecdot(states, C[..., sl, :])
             h = states[..., -1, :].clone()
         ctx.chunk_size = chunk_size
-        if not ys:  # an empty sequence: no chunks, an empty output and the zero state
-            entry_states, ys = [h[..., :0, :]], [torch.zeros_like(u)]
+        if not entry_states:  # an empty sequence: no chunks, an empty output and the zero state
+            entry_states = [h[..., :0, :]]
         ctx.save_for_backward(u, delta, A, B, C, torch.stack(entry_states, dim=-2))
-        return torch.cat(ys, dim=-1), h
+        return y, h
 
     @staticmethod
     def backward(ctx, dy, dlast):
@@ -190,7 +191,7 @@ def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
     out, h = _ChunkedScan.apply(u_c, delta, A_c, B_c, C_c, chunk_size)
     out = out.reshape(batch, dim, length)
     if D is not None:
-        out = out + u.to(compute) * D.to(compute)[:, None]
+        out = out.addcmul_(u.to(compute), D.to(compute)[:, None])  # in place: out is the scan's own, fresh tensor
     if z is not None:
         out = out * F.silu(z.to(compute))
     out = out.to(u.dtype)
