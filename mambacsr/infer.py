@@ -40,8 +40,8 @@ from .tiling import out_of_memory_advice
 from .utils.cli import asks_for_help, parse_device, parse_flag, parse_overlap, parse_tile, split_options
 
 
-# tile=auto: the LR tile side per device.  On the CPU a 128-pixel tile is no slower per pixel and takes a quarter
-# of a 256-pixel tile's memory (bench/README.md, "CPU results").
+# tile=auto: the LR tile side per device.  On the CPU a 128-pixel tile is no slower per pixel and takes about a
+# third of a 256-pixel tile's memory (0.7-1.2 against 3.0 GB; README, "Train, evaluate, restore").
 AUTO_TILE = {"cuda": 256, "cpu": 128}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from typing import NamedTuple
 
@@ -53,7 +54,7 @@ class Interval:
 
 def duration(seconds: float) -> str:
     """A time left, to the minute: ``'45 s'``, ``'12 min'``, ``'3 h 05 min'``, ``'2 d 04 h'``."""
-    if seconds != seconds or seconds == float("inf"):
+    if not math.isfinite(seconds):
         return "unknown"
     seconds = max(0, round(seconds))
     if seconds < 60:

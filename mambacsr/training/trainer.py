@@ -273,9 +273,8 @@ class Trainer:
                     if not saved:
                         self.save()
                     raise TrainingStopped(signum, self.iteration, self.ckpt_dir)
-            bar.close()
-            if self.dist.is_main:
-                log.info("finished at iteration %d; the EMA weights are in %s", self.iteration, self.export_weights())
+        if self.dist.is_main:
+            log.info("finished at iteration %d; the EMA weights are in %s", self.iteration, self.export_weights())
         return last
 
     def log_training(self, figures: IntervalFigures, bar) -> None:
