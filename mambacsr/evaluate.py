@@ -14,11 +14,12 @@ With ``lr_root`` they are read instead from ``lr_root/<set>`` (or its ``LR`` sub
 paired with the HR images by file stem (``0801.png`` also with ``0801x4.png``, DIV2K's naming), each exactly 1/scale
 of its HR image (cropped to a multiple of the scale); sets without an LR folder there are skipped.
 
-PSNR/SSIM on Y with a 4-pixel crop, outputs rounded to uint8. A bicubic row (the LR input upsampled with MATLAB
-bicubic) is reported beside the model, and where the experiment's config holds the paper's figures for a JPEG quality
-(``paper.results``), the paper's row and the difference. Writes ``<out>.md`` and ``<out>.csv`` (each set's means),
-``<out>_per_image.csv`` (each image's PSNR and SSIM) and, with ``save_images=true``, the restored images as
-``<out>_images/<jpeg_q10 | lr_given>/<set>/<image>.png``.
+PSNR/SSIM on Y with a 4-pixel crop, outputs rounded to uint8; an HR image too small for them (under 19x19 pixels
+once cropped to a multiple of the scale) stops the evaluation, named, before it is restored. A bicubic row (the LR
+input upsampled with MATLAB bicubic) is reported beside the model, and where the experiment's config holds the
+paper's figures for a JPEG quality (``paper.results``), the paper's row and the difference. Writes ``<out>.md`` and
+``<out>.csv`` (each set's means), ``<out>_per_image.csv`` (each image's PSNR and SSIM) and, with
+``save_images=true``, the restored images as ``<out>_images/<jpeg_q10 | lr_given>/<set>/<image>.png``.
 
 ``protocol=released`` restores each image as the authors' test code did (``released_protocol.py``: partitions of about
 192 pixels, each mirrored to a multiple of 64, put together without blending; ``tile`` and ``overlap`` are then
@@ -47,7 +48,7 @@ from .data.datasets import ImageSource, to_tensor
 from .data.degrade import CODECS, MAX_QUALITY, MIN_QUALITY, check_codec, pick_quality
 from .data.io import ImageError, write_image
 from .data.resize import imresize
-from .metrics import calculate_psnr, calculate_ssim
+from .metrics import calculate_psnr, calculate_ssim, check_measurable
 from .models import SelfEnsemble
 from .released_protocol import check_protocol, network_as_released, restore_by_protocol
 from .tiling import out_of_memory_advice
@@ -145,6 +146,8 @@ def evaluate_folder(model, source: ImageSource, quality: Optional[int], scale: i
     scores = SetScores()
     for index in tqdm(range(len(source)), desc=label, leave=False):
         lr, hr = source.pair(index, scale, quality, seed, codec)
+        # Checked before the restoration, which may take minutes, rather than at the metrics after it.
+        check_measurable(hr.shape, scale, f"{label}: {source.describe(index)}, cropped to a multiple of {scale},")
         sr = restore_image(model, lr, scale, device, tile, overlap, protocol)
         if save_dir is not None:
             write_image(save_dir / f"{source.names[index]}.png", sr)

@@ -169,6 +169,19 @@ def test_infer_stops_at_an_output_it_cannot_write_and_resumes(tmp_path, weights,
     assert "restored 2 image(s) to" in capsys.readouterr().out and len(list(out.iterdir())) == 3
 
 
+def test_evaluate_names_an_image_too_small_to_score_before_restoring_it(tmp_path, weights, photo, capsys,
+                                                                       monkeypatch):
+    one_image_benchmark(tmp_path / "bench", "Set5", photo)
+    cv2.imwrite(str(tmp_path / "bench" / "Set5" / "a_thumb.png"), photo[:17, :30, ::-1])  # 16x28 once cropped; first
+    monkeypatch.setattr(evaluate, "restore_by_protocol", lambda *a: pytest.fail("restored an image it cannot score"))
+    assert evaluate.main([*TINY, f"checkpoint={weights}", f"data_root={tmp_path / 'bench'}",
+                          f"out={tmp_path / 'table'}"]) == 1
+    err = capsys.readouterr().err
+    thumb = tmp_path / "bench" / "Set5" / "a_thumb.png"
+    assert f"error: Set5 q10: {thumb}, cropped to a multiple of 4, is 16x28" in err
+    assert "at least 19x19" in err and not list(tmp_path.glob("table*"))
+
+
 def test_evaluate_refuses_an_out_it_cannot_write_before_restoring(tmp_path, weights, photo, capsys, monkeypatch):
     one_image_benchmark(tmp_path / "bench", "Set5", photo)
     (tmp_path / "file").write_text("")  # a file where out= wants a folder

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from mambacsr.data import degrade, imresize
-from mambacsr.data.datasets import ImageSource, IterationBatches, TrainPatches, embedded_images
+from mambacsr.data.datasets import ImageSource, IterationBatches, TrainPatches, embedded_images, validation_images
 from mambacsr.data.degrade import _opencv_encodes, check_codec
 from mambacsr.data.resize import resize_matrix
 from mambacsr.metrics import calculate_psnr
@@ -174,3 +174,27 @@ def test_lr_images_named_with_the_scale_pair_up(tmp_path):
         cv2.imwrite(str(tmp_path / folder / f"{name}.png"), image)
     source = ImageSource.from_folders(tmp_path / "hr", tmp_path / "lr")
     assert [Path(p).name for p in source.lr] == ["0801x4.png", "0802.png"]
+
+
+def test_images_too_small_to_degrade_or_score_are_named(tmp_path):
+    img = embedded_images(["chelsea"])[0]
+    (tmp_path / "hr").mkdir()
+    cv2.imwrite(str(tmp_path / "hr" / "a.png"), img[:40, :40])
+    cv2.imwrite(str(tmp_path / "hr" / "b.png"), img[:40, :3])  # narrower than the scale: no LR image exists
+    source = ImageSource.from_folders(tmp_path / "hr")
+    assert source.pair(0, 4, 10, 0)[1].shape == (40, 40, 3)
+    with pytest.raises(ValueError, match=r"HR image .*b\.png is 40x3, smaller than the scale 4"):
+        source.pair(1, 4, 10, 0)
+    (tmp_path / "train").mkdir()
+    cv2.imwrite(str(tmp_path / "train" / "c.png"), img[:40, :12])  # a 10x3 LR image, narrower than the patch
+    with pytest.raises(ValueError, match=r"training image .*c\.png gives a 10x3 LR image, smaller than the 4x4"):
+        TrainPatches(ImageSource.from_folders(tmp_path / "train"), 4, 10, 4, False, 0)[0]
+    # Validation scores with a crop of the scale: 19x19 pixels hold SSIM's 11x11 window, 18x18 do not.  A run checks
+    # at its start, before its first validation.
+    cv2.imwrite(str(tmp_path / "hr" / "b.png"), img[:20, :18])
+    with pytest.raises(ValueError, match=r"validation image .*b\.png, cropped to a multiple of 4, is 20x16, too "
+                                         r"small to score: .* at least 19x19"):
+        validation_images(ImageSource.from_folders(tmp_path / "hr"), 4, 10, 0)
+    cv2.imwrite(str(tmp_path / "hr" / "b.png"), img[:20, :20])
+    assert [v.hr.shape for v in validation_images(ImageSource.from_folders(tmp_path / "hr"), 4, 10, 0)] == [
+        (40, 40, 3), (20, 20, 3)]

@@ -6,7 +6,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from mambacsr.data import degrade, imresize
 from mambacsr.data.datasets import embedded_images
-from mambacsr.metrics import calculate_psnr, calculate_ssim, rgb_to_y
+from mambacsr.metrics import calculate_psnr, calculate_ssim, check_measurable, rgb_to_y
 
 
 @pytest.fixture(scope="module")
@@ -45,3 +45,16 @@ def test_identical_images_and_shape_errors(pair):
     assert calculate_ssim(hr, hr, 4, True) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="shapes differ"):
         calculate_psnr(hr, hr[:-1], 4)
+
+
+def test_images_too_small_for_a_metric_are_refused_with_the_size_needed(pair):
+    out, hr = pair
+    # With a crop of 4, PSNR needs one pixel left (9x9) and SSIM one whole 11x11 window (19x19).
+    assert np.isfinite(calculate_psnr(out[:9, :9], hr[:9, :9], 4, True))
+    with pytest.raises(ValueError, match="is 8x9, too small to score: .* at least 9x9; drop it"):
+        calculate_psnr(out[:8, :9], hr[:8, :9], 4, True)
+    assert 0 < calculate_ssim(out[:19, :19], hr[:19, :19], 4, True) < 1
+    with pytest.raises(ValueError, match=r"is 19x18, too small .* at least 19x19, SSIM's 11x11 window inside"):
+        calculate_ssim(out[:19, :18], hr[:19, :18], 4, True)
+    with pytest.raises(ValueError, match="Set5: baby.png is 12x12"):
+        check_measurable((12, 12, 3), 4, "Set5: baby.png")

@@ -17,6 +17,7 @@ from typing import Iterator, List, Optional, Sequence
 import numpy as np
 import torch
 
+from ..metrics import check_measurable
 from .degrade import Codecs, Quality, crop_to_scale, degrade
 from .io import by_stem, list_images, read_rgb
 
@@ -75,6 +76,11 @@ class ImageSource:
     def __len__(self) -> int:
         return len(self.hr)
 
+    def describe(self, index: int) -> str:
+        """The image's file, or its name for an image given as an array: what an error message names."""
+        hr = self.hr[index]
+        return self.names[index] if isinstance(hr, np.ndarray) else str(hr)
+
     def pair(self, index: int, scale: int, quality: Quality, seed: int, codec: Codecs = "jpeg"):
         """(LR, HR) uint8 RGB arrays; HR cropped to a multiple of ``scale``.  The LR image is the given partner, or
         else the HR image degraded with ``codec`` at ``quality``."""
@@ -90,7 +96,11 @@ class ImageSource:
 
     def _load_pair(self, index: int, scale: int, quality: Quality, seed: int, codec: Codecs):
         hr = self.hr[index]
-        hr = crop_to_scale(hr if isinstance(hr, np.ndarray) else read_rgb(hr), scale)
+        hr = hr if isinstance(hr, np.ndarray) else read_rgb(hr)
+        if hr.shape[0] < scale or hr.shape[1] < scale:
+            raise ValueError(f"HR image {self.describe(index)} is {hr.shape[0]}x{hr.shape[1]}, smaller than the scale "
+                             f"{scale}: it has no LR image; drop it from the folder.")
+        hr = crop_to_scale(hr, scale)
         if self.lr is not None:
             lr = self.lr[index]
             lr = lr if isinstance(lr, np.ndarray) else read_rgb(lr)
@@ -125,7 +135,7 @@ class TrainPatches(torch.utils.data.Dataset):
         lr, hr = self.source.pair(index, self.scale, self.quality, self.seed, self.codec)
         p, s = self.patch, self.scale
         if lr.shape[0] < p or lr.shape[1] < p:
-            raise ValueError(f"training image {self.source.names[index]} gives a {lr.shape[0]}x{lr.shape[1]} LR "
+            raise ValueError(f"training image {self.source.describe(index)} gives a {lr.shape[0]}x{lr.shape[1]} LR "
                              f"image, smaller than the {p}x{p} patch; lower data.patch_size or drop the image.")
         top, left = int(rng.integers(lr.shape[0] - p + 1)), int(rng.integers(lr.shape[1] - p + 1))
         lr = lr[top:top + p, left:left + p]
@@ -163,5 +173,11 @@ class ValImage:
 
 def validation_images(source: ImageSource, scale: int, quality: int, seed: int, limit: Optional[int] = None,
                       codec: str = "jpeg") -> List[ValImage]:
+    """The first ``limit`` (LR, HR) pairs of ``source``, each checked to be large enough for the metrics at crop
+    ``scale``, so that a run stops at its start, not at its first validation, on an image too small to score."""
     count = len(source) if limit is None else min(limit, len(source))
-    return [ValImage(source.names[i], *source.pair(i, scale, quality, seed, codec)) for i in range(count)]
+    images = [ValImage(source.names[i], *source.pair(i, scale, quality, seed, codec)) for i in range(count)]
+    for i, item in enumerate(images):
+        check_measurable(item.hr.shape, scale,
+                         f"validation image {source.describe(i)}, cropped to a multiple of {scale},")
+    return images
