@@ -23,14 +23,15 @@ from typing import Callable, List, Optional
 import numpy as np
 from tqdm import tqdm
 
-from .data.degrade import MAX_QUALITY, MIN_QUALITY, check_codec, crop_to_scale, degrade
+from .data.degrade import MAX_QUALITY, MIN_QUALITY, check_codec, check_scalable, degrade
 from .data.io import ImageError, by_stem, list_images, read_rgb, write_image
 from .utils.atomic import check_writable
 from .utils.cli import whole_number_option
 
 
 def subimage_boxes(height: int, width: int, size: int, step: int):
-    """Top-left corners of ``size`` crops every ``step`` pixels, the last flush with the border (BasicSR's rule)."""
+    """Top-left corners of ``size`` crops every ``step`` pixels, the last flush with the border (BasicSR's rule); a
+    side shorter than ``size`` is kept whole (BasicSR fails on it)."""
     def starts(extent):
         s = list(range(0, max(extent - size, 0) + 1, step))
         if extent > size and s[-1] != extent - size:
@@ -59,8 +60,9 @@ def _lr(job, out_dir: Path, scale: int, quality: int, seed: int, codec: str) -> 
     if target.exists():
         return None
     try:
-        hr = crop_to_scale(read_rgb(path), scale)
-    except (ImageError, OSError) as err:
+        hr = read_rgb(path)
+        check_scalable(hr.shape, scale, str(path))
+    except (ImageError, OSError, ValueError) as err:
         return str(err)
     write_image(target, degrade(hr, scale, quality, np.random.default_rng([seed, index]), codec))
     return None

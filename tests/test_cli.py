@@ -147,6 +147,17 @@ def test_prepare_writes_subimages_and_lr_and_resumes(tmp_path, photo):
     assert not np.array_equal(read_image_any(webp[1]), read_image_any(lrs[1]))
 
 
+def test_prepare_lr_names_an_image_smaller_than_the_scale_and_makes_the_rest(tmp_path, photo, capsys):
+    (tmp_path / "hr").mkdir()
+    cv2.imwrite(str(tmp_path / "hr" / "a.png"), photo[:, :, ::-1])
+    cv2.imwrite(str(tmp_path / "hr" / "b.png"), photo[:2, :30, ::-1])
+    cv2.imwrite(str(tmp_path / "hr" / "c.png"), photo[:, :, ::-1])
+    assert prepare.main(["lr", str(tmp_path / "hr"), str(tmp_path / "lr")]) == 1
+    assert (f"error: {tmp_path / 'hr' / 'b.png'} is 2x30, smaller than the scale 4: it has no LR image"
+            in capsys.readouterr().err)
+    assert sorted(p.name for p in (tmp_path / "lr").iterdir()) == ["a.png", "c.png"]
+
+
 def test_infer_stops_at_an_output_it_cannot_write_and_resumes(tmp_path, weights, photo, capsys, monkeypatch):
     src = tmp_path / "in"
     for name in ("a", "b", "c"):

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..metrics import check_measurable
-from .degrade import Codecs, Quality, crop_to_scale, degrade
+from .degrade import Codecs, Quality, check_scalable, crop_to_scale, degrade
 from .io import by_stem, list_images, read_rgb
 
 # Photographs shipped inside scikit-image's wheel (public domain or CC0), readable offline.
@@ -97,9 +97,7 @@ class ImageSource:
     def _load_pair(self, index: int, scale: int, quality: Quality, seed: int, codec: Codecs):
         hr = self.hr[index]
         hr = hr if isinstance(hr, np.ndarray) else read_rgb(hr)
-        if hr.shape[0] < scale or hr.shape[1] < scale:
-            raise ValueError(f"HR image {self.describe(index)} is {hr.shape[0]}x{hr.shape[1]}, smaller than the scale "
-                             f"{scale}: it has no LR image; drop it from the folder.")
+        check_scalable(hr.shape, scale, f"HR image {self.describe(index)}")
         hr = crop_to_scale(hr, scale)
         if self.lr is not None:
             lr = self.lr[index]

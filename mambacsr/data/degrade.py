@@ -34,6 +34,14 @@ def crop_to_scale(hr: np.ndarray, scale: int) -> np.ndarray:
     return hr[: hr.shape[0] - hr.shape[0] % scale, : hr.shape[1] - hr.shape[1] % scale]
 
 
+def check_scalable(shape, scale: int, what: str = "the image") -> None:
+    """Raises ValueError, naming ``what``, if an HR image of ``shape`` (H, W[, C]) is smaller than ``scale`` on a
+    side: cropped to a multiple of it, nothing would be left to downscale."""
+    if shape[0] < scale or shape[1] < scale:
+        raise ValueError(f"{what} is {shape[0]}x{shape[1]}, smaller than the scale {scale}: it has no LR image; drop "
+                         "it from its folder.")
+
+
 def check_codec(codec, lists: bool = False):
     """``codec`` if it is one of CODECS (or, with ``lists``, a non-empty list of them) and this OpenCV build encodes
     it; raises ValueError saying what to pass."""
@@ -97,8 +105,7 @@ def degrade(hr: np.ndarray, scale: int = 4, quality: Quality = 10, rng: Optional
         shape = getattr(hr, "shape", None)
         raise ValueError(f"degrade takes an HxWx3 uint8 RGB array, got {type(hr).__name__} {shape} "
                          f"{getattr(hr, 'dtype', '')}.")
-    if hr.shape[0] < scale or hr.shape[1] < scale:
-        raise ValueError(f"the image ({hr.shape[0]}x{hr.shape[1]}) is smaller than the scale {scale}.")
+    check_scalable(hr.shape, scale)
     check_codec(codec, lists=True)
     q = pick_quality(quality, rng)
     if not isinstance(codec, str):
