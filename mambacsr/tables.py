@@ -40,8 +40,11 @@ def read_rows(path, columns: List[str], kind: str, hint: str = "") -> List[Tuple
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist; pass the {kind}s that python -m mambacsr.evaluate wrote.")
-    with open(path, newline="") as fh:
-        rows = list(csv.reader(fh))
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = list(csv.reader(fh))
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not a text file, so not a {kind} of python -m mambacsr.evaluate{hint}.") from None
     header = rows[0] if rows else []
     if header not in (MADE_COLUMNS + columns, GIVEN_COLUMNS + columns):
         raise ValueError(f"{path} is not a {kind} of python -m mambacsr.evaluate (its header is "

@@ -78,10 +78,13 @@ def test_files_it_cannot_compare_are_clear_errors(tmp_path, capsys):
     renamed = per_image_csv(tmp_path / "renamed_per_image.csv", {"Set5": {"baby_x4": 30.0}})
     broken = tmp_path / "broken_per_image.csv"
     broken.write_text(a.read_text().replace("30.0000", "n/a", 1))
+    image = tmp_path / "baby.png"  # an image passed where a CSV belongs
+    image.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe")
     for args, says in (([summary, a], "is not a per-image CSV of python -m mambacsr.evaluate"),
                        ([a, broken], "broken_per_image.csv, line 3: 'jpeg,10,Set5,baby,model,n/a,0.800000' is not a "
                                      "row evaluate writes"),
                        ([a, tmp_path / "none.csv"], "none.csv does not exist"),
+                       ([a, image], "baby.png is not a text file, so not a per-image CSV"),
                        ([a, b], "the two runs share no image of one LR condition and benchmark"),
                        ([a, renamed], "the two runs share no image of one LR condition and benchmark")):
         assert significance.main([str(p) for p in args]) == 1
