@@ -16,21 +16,12 @@ import torch
 from omegaconf import DictConfig
 
 from .config import CONFIG_DIR
+from .training.data_errors import error_message
 from .training.stop_signals import TrainingStopped
 from .training.trainer import Trainer, TrainingDiverged, WeightsNotWritten
 
 # On the console (standard error) and in <run_dir>/train.log: conf/hydra/job_logging/mambacsr.yaml.
 log = logging.getLogger("mambacsr.train")
-
-
-def error_message(err: Exception) -> str:
-    """``err``'s message; for an error raised in a DataLoader worker (which PyTorch re-raises with the worker's whole
-    traceback in the message), the original error's own message, which names the file and what to do."""
-    text = str(err)
-    if text.startswith("Caught ") and "Original Traceback" in text:
-        last = text.strip().splitlines()[-1]
-        return last.split(": ", 1)[1] if ": " in last else last
-    return text
 
 
 def training_memory_advice(cfg: DictConfig) -> str:

@@ -21,11 +21,11 @@ TINY = ["+experiment=demo_cpu", "model.embed_dim=8", "model.depths=[1]", "model.
         "train.log_every=1", "train.keep_last=100"]
 
 
-def train(run_dir, *overrides, wait=True):
+def train(run_dir, *overrides, wait=True, timeout=600):
     cmd = [sys.executable, "-m", "mambacsr.train", *TINY, f"run_dir={run_dir}", *overrides]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     if wait:
-        return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+        return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
 
 
@@ -153,12 +153,53 @@ class _Unreadable(torch.utils.data.Dataset):
 def test_an_error_in_a_data_worker_is_reported_by_its_own_message():
     # PyTorch re-raises a worker's error with the worker's whole traceback as its message; train prints the error's
     # own message, which names the file.
-    from mambacsr.train import error_message
+    from mambacsr.training.data_errors import error_message
     with pytest.raises(ValueError) as info:
         next(iter(torch.utils.data.DataLoader(_Unreadable(), num_workers=1)))
     assert "Original Traceback" in str(info.value)
     assert error_message(info.value) == "img0.png: not a readable image: a message with: colons"
     assert error_message(ValueError("train.lr=0: expected a number above 0")) == "train.lr=0: expected a number above 0"
+
+
+def test_an_unreadable_training_image_midway_saves_the_steps_done_and_the_fixed_run_resumes_exactly(tmp_path):
+    # Patches are drawn statelessly: key (iteration * batch + slot) takes image default_rng([seed, 1, key]) of the
+    # sorted folder.  Pick a seed whose first draw of the last image, written broken, falls at iteration 3 to 6.
+    import itertools
+
+    import cv2
+    import numpy as np
+
+    def first_key(seed, image):
+        return next(k for k in itertools.count() if np.random.default_rng([seed, 1, k]).integers(4) == image)
+
+    seed = next(seed for seed in range(100) if 6 <= first_key(seed, 3) < 14)
+    stopped = first_key(seed, 3) // 2  # batch 2: the steps done when the broken image is drawn
+    good = [np.random.default_rng(i).integers(0, 256, (48, 48, 3), dtype=np.uint8) for i in range(4)]
+    for name in ("broken", "fixed"):
+        (tmp_path / name).mkdir()
+        for i, img in enumerate(good):
+            cv2.imwrite(str(tmp_path / name / f"{i}.png"), img)
+    (tmp_path / "broken" / "3.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    steps = ["train.iterations=9", "train.ckpt_every=100", "train.batch_size=2", f"train.seed={seed}",
+             "data=df2k", "data.train_lr=null", "data.val_hr=null", "data.patch_size=8", "data.num_workers=1"]
+    # A data worker ignores SIGTERM (stop_signals.py): one still alive when the run exits would keep it forever.
+    run = train(tmp_path / "run", *steps, f"data.train_hr={tmp_path / 'broken'}", timeout=180)
+    assert run.returncode == 1
+    saved = tmp_path / "run" / "checkpoints" / f"iter_{stopped:08d}.pt"
+    assert ("3.png: not a readable image" in run.stderr and f"Training stopped at iteration {stopped}: fix or remove "
+            f"that file, then run the same command to resume from {saved.name}" in run.stderr), run.stderr[-2000:]
+    assert [p.name for p in list_checkpoints(tmp_path / "run" / "checkpoints")] == [saved.name]
+
+    (tmp_path / "broken" / "3.png").write_bytes((tmp_path / "fixed" / "3.png").read_bytes())
+    resumed = train(tmp_path / "run", *steps, f"data.train_hr={tmp_path / 'broken'}")
+    straight = train(tmp_path / "straight", *steps, f"data.train_hr={tmp_path / 'fixed'}")
+    assert resumed.returncode == straight.returncode == 0, resumed.stderr[-2000:] + straight.stderr[-2000:]
+    assert f"resumed from {saved}" in resumed.stderr
+    a = load_checkpoint(latest_checkpoint(tmp_path / "straight" / "checkpoints"))
+    b = load_checkpoint(latest_checkpoint(tmp_path / "run" / "checkpoints"))
+    assert a["iteration"] == b["iteration"] == 9
+    for key in ("model", "ema", "optimizer", "scheduler", "rng"):
+        assert_same_state({key: a[key]}, {key: b[key]})
 
 
 def test_a_fresh_run_refuses_a_run_dir_holding_checkpoints(tmp_path):

@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import traceback
 from pathlib import Path
 from typing import Optional
 
@@ -24,6 +25,7 @@ from ..config import build_model
 from ..data.datasets import ImageSource, IterationBatches, TrainPatches, validation_images
 from . import distributed
 from .checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, save_checkpoint
+from .data_errors import TrainingDataError, error_message
 from .interval import Interval, IntervalFigures, duration
 from .options import check_options
 from .stop_signals import StopSignals, TrainingStopped, ignore_in_data_workers
@@ -247,8 +249,10 @@ class Trainer:
         self.net.train()
         # The scan kernels' tiles for every step and validation (an op's backward takes its forward's); log lines
         # go above the progress bar.
-        with tile_config(**self.scan_tiles), StopSignals() as stop, logging_redirect_tqdm(), contextlib.closing(bar):
-            for lr_batch, hr_batch in loader:
+        with tile_config(**self.scan_tiles), StopSignals() as stop, logging_redirect_tqdm(), contextlib.closing(bar), \
+                self._loading(loader):
+            while (batch := self._next_batch()) is not None:
+                lr_batch, hr_batch = batch
                 self.optimizer.zero_grad(set_to_none=True)
                 loss = self.accumulate_gradients(lr_batch, hr_batch, autocast)
                 if t.grad_clip:
@@ -276,6 +280,47 @@ class Trainer:
         if self.dist.is_main:
             log.info("finished at iteration %d; the EMA weights are in %s", self.iteration, self.export_weights())
         return last
+
+    @contextlib.contextmanager
+    def _loading(self, loader):
+        """``loader``'s iterator as ``self._batches`` for the loop, dropped however the loop ends: its workers stop
+        then, not at the process's exit, where they would keep it forever (see :meth:`_next_batch`)."""
+        self._batches = iter(loader)
+        try:
+            yield
+        finally:
+            self._batches = None
+
+    def _next_batch(self):
+        """The next (lr, hr) batch of the loader's iterator, or None after the last.  A training image it cannot use
+        (unreadable, or too small for the patch: a ValueError from the dataset, which a worker re-raises) stops the
+        run with the steps done so far saved, so that it resumes from there once the file is fixed or removed,
+        instead of from the last ``ckpt_every`` checkpoint."""
+        try:
+            return next(self._batches)
+        except StopIteration:
+            return None
+        except Exception as err:
+            # A worker's error holds the iterator through its traceback's frames, in a reference cycle that only the
+            # garbage collector frees, maybe not before the exit handler that joins the workers; they ignore SIGTERM
+            # (stop_signals.py), so it would wait forever (it did, after an unreadable image).  Without the frames'
+            # locals, _loading frees the iterator, which stops its workers.
+            traceback.clear_frames(err.__traceback__)
+            if not isinstance(err, ValueError):
+                raise
+            message = error_message(err)
+        raise TrainingDataError(f"{message} {self._save_for_data_fix()}")
+
+    def _save_for_data_fix(self) -> str:
+        """Saves a checkpoint at the steps done, where there is none yet; says how to go on."""
+        last = latest_checkpoint(self.ckpt_dir)
+        # One process cannot save alone: a checkpoint gathers every process's RNG state, and the others run on.
+        if self.dist.world_size == 1 and self.iteration > 0 and last != checkpoint_path(self.ckpt_dir, self.iteration):
+            self.save()
+            last = latest_checkpoint(self.ckpt_dir)
+        then = (f"run the same command to resume from {last.name} in {self.ckpt_dir}" if last is not None else
+                "run again (no checkpoint had been written yet)")
+        return f"Training stopped at iteration {self.iteration}: fix or remove that file, then {then}."
 
     def log_training(self, figures: IntervalFigures, bar) -> None:
         """The mean loss and the speed since the last log line: to TensorBoard, the log and the progress bar."""
