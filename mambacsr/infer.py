@@ -1,7 +1,8 @@
 """Restore your own images: ``python -m mambacsr.infer +experiment=dis_w8 checkpoint=W input=IN output=OUT``.
 
 ``input`` is an image file or a folder; restored x4 PNGs go to the ``output`` folder with the input's file stem (for one
-input file, ``output`` may instead name the image to write, e.g. ``output=photo_x4.png``).
+input file, ``output`` may instead name the image to write, e.g. ``output=photo_x4.png``).  ``output`` is never the
+input folder, nor a file that is an input: both are refused, ``overwrite=true`` or not.
 Files already restored there are skipped (so an interrupted run resumes); ``overwrite=true`` redoes them.  A folder
 holding two images of one stem (``photo.jpg`` and ``photo.png``, which would both be restored to ``photo.png``) is
 refused before anything is written.
@@ -94,16 +95,27 @@ def collect_inputs(path) -> List[Path]:
 def output_targets(inputs: List[Path], single_file: bool, output: Path) -> List[Path]:
     """Where each input is restored to: ``output/<stem>.png``, or, for one input file and an ``output`` named like an
     image (``photo_x4.png``), that file.  Raises ValueError, saying what to pass, for an image name given a folder of
-    inputs, or an ``output`` that is an existing file otherwise."""
+    inputs, an ``output`` that is an existing file otherwise, the input folder itself (the next run would take the
+    restored images for inputs), or a target that is its own input (``overwrite=true`` would replace it)."""
     if output.suffix.lower() in IMAGE_SUFFIXES and not output.is_dir():
         if not single_file:
             raise ValueError(f"output={output} names an image, but input is a folder: pass a folder for the restored "
                              "images.")
-        return [output]
-    if output.exists() and not output.is_dir():
+        targets = [output]
+    elif output.exists() and not output.is_dir():
         raise ValueError(f"output={output} is a file: pass a folder for the restored images, or, for one input file, "
                          "the image to write (e.g. output=photo_x4.png).")
-    return [output / f"{path.stem}.png" for path in inputs]
+    elif not single_file and inputs and output.resolve() == inputs[0].parent.resolve():
+        raise ValueError(f"output={output} is the input folder: a later run would take the restored images for "
+                         f"inputs, and PNG inputs would be overwritten; pick another folder (e.g. output="
+                         f"{output.resolve().name}_x4).")
+    else:
+        targets = [output / f"{path.stem}.png" for path in inputs]
+    for path, target in zip(inputs, targets):
+        if target.resolve() == path.resolve():
+            raise ValueError(f"output={output} would overwrite the input {path} with its restoration: pick another "
+                             f"image name or folder (e.g. output={path.with_name(path.stem + '_x4.png')}).")
+    return targets
 
 
 def main(argv: Optional[List[str]] = None) -> int:

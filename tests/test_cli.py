@@ -598,6 +598,25 @@ def test_infer_refuses_an_output_it_cannot_write_to(tmp_path, weights, photo, ca
     assert (tmp_path / "taken.txt").read_text() == "keep me" and not (tmp_path / "x4.png").exists()
 
 
+def test_infer_refuses_to_write_over_its_inputs(tmp_path, weights, photo, capsys):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.png"), photo)
+    cv2.imwrite(str(folder / "b.jpg"), photo)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    common = [*TINY, f"checkpoint={weights}", "overwrite=true"]
+    assert infer.main([*common, f"input={folder}", f"output={tmp_path / 'x' / '..' / 'photos'}"]) == 1
+    assert "is the input folder: a later run would take the restored images for inputs" in capsys.readouterr().err
+    for output in (folder, folder / "a.png"):
+        assert infer.main([*common, f"input={folder / 'a.png'}", f"output={output}"]) == 1
+        assert (f"output={output} would overwrite the input {folder / 'a.png'} with its restoration: pick another "
+                f"image name or folder (e.g. output={folder / 'a_x4.png'})") in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    # One JPEG restored beside itself is another file: allowed.
+    assert infer.main([*common, f"input={folder / 'b.jpg'}", f"output={folder}"]) == 0
+    assert read_image_any(folder / "b.png").shape == (160, 208, 3)
+
+
 def test_infer_refuses_an_overwrite_flag_it_cannot_read(tmp_path, weights, photo, capsys):
     cv2.imwrite(str(tmp_path / "a.png"), photo)
     assert infer.main([*TINY, f"checkpoint={weights}", f"input={tmp_path / 'a.png'}", f"output={tmp_path / 'o'}",
