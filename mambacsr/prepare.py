@@ -117,6 +117,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         opts = parse_options(mode, [a for a in args if "=" in a])
         files = list_images(src)
         by_stem(files)  # each output is named by its input's stem
+        if dst.resolve() == src.resolve():
+            raise ValueError(f"{dst} is the input folder: its outputs would be skipped as made (a PNG input has its "
+                             "output's name) or taken for inputs by the next run; pick another output folder.")
         check_writable(dst)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

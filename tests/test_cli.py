@@ -561,6 +561,16 @@ def test_prepare_refuses_bad_options_before_writing(tmp_path, photo, capsys, mod
     assert f"error: {says}" in capsys.readouterr().err and not out.exists()
 
 
+@pytest.mark.parametrize("mode", ["lr", "subimages"])
+def test_prepare_refuses_the_input_folder_as_its_output(tmp_path, photo, capsys, mode):
+    (tmp_path / "hr").mkdir()
+    cv2.imwrite(str(tmp_path / "hr" / "a.jpg"), photo)
+    assert prepare.main([mode, str(tmp_path / "hr"), str(tmp_path / "hr" / ".")]) == 1
+    assert (f"error: {tmp_path / 'hr' / '.'} is the input folder: its outputs would be skipped as made"
+            in capsys.readouterr().err)
+    assert [p.name for p in (tmp_path / "hr").iterdir()] == ["a.jpg"]
+
+
 def test_a_misspelt_option_names_the_tools_options(tmp_path, weights, photo, capsys):
     # tiles= is not infer's option, so it reaches Hydra as an override of a key the config lacks.
     cv2.imwrite(str(tmp_path / "a.png"), photo)
