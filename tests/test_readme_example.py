@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 import scan2d
@@ -71,6 +72,12 @@ def test_readme_ss2d_module_is_the_layer_written_out():
     expected = layer.out_proj(layer.out_norm(core).view(batch, H, W, -1) * torch.nn.functional.silu(z))
     assert ns["y"].shape == x.shape and H != W
     torch.testing.assert_close(layer(x), expected, rtol=1e-5, atol=1e-5)
+    # Channels-first input, or the wrong width, is refused by name rather than by a matmul's shapes.
+    with pytest.raises(ValueError, match=r"SS2D\(96\) takes channels-last \(B, H, W, 96\) input, got \(2, 96, 12, "
+                                         r"10\): for \(B, C, H, W\) input pass x.permute\(0, 2, 3, 1\)\."):
+        layer(x.permute(0, 3, 1, 2))
+    with pytest.raises(ValueError, match=r"takes channels-last \(B, H, W, 96\) input, got \(12, 10, 96\)\.$"):
+        layer(x[0])
 
 
 def test_readme_restores_an_image_in_python(tmp_path, monkeypatch):

@@ -73,6 +73,10 @@ class SS2D(nn.Module):
 
     def forward(self, x: torch.Tensor, x_low: Optional[torch.Tensor] = None) -> torch.Tensor:
         """x: (B, H, W, dim); x_low: (B, ceil(H/2), ceil(W/2), dim) for a cross-scale layer.  Returns (B, H, W, dim)."""
+        dim = self.in_proj.in_features
+        if x.dim() != 4 or x.shape[-1] != dim:
+            hint = ": for (B, C, H, W) input pass x.permute(0, 2, 3, 1)" if x.dim() == 4 and x.shape[1] == dim else ""
+            raise ValueError(f"SS2D({dim}) takes channels-last (B, H, W, {dim}) input, got {tuple(x.shape)}{hint}.")
         batch, height, width, _ = x.shape
         u, z = self.in_proj(x).chunk(2, dim=-1)
         u = self._conv_tokens(self.conv, u)
