@@ -125,6 +125,7 @@ class Trainer:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr, betas=tuple(t.betas))
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, list(t.milestones), t.gamma)
         self.iteration = 0
+        self._batches = None  # the data loader's iterator while train() runs (_loading)
         train_source, val_source = data_sources(cfg.data)
         d = cfg.data
         quality, codec = (OmegaConf.to_object(v) if OmegaConf.is_config(v) else v for v in (d.quality, d.codec))
