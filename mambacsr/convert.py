@@ -155,20 +155,26 @@ def main(argv=None) -> int:
         print("usage: python -m mambacsr.convert CHECKPOINT.pth OUTPUT.safetensors +experiment=NAME [key=params]",
               file=sys.stderr)
         return 2
+    source, target = Path(paths[0]), Path(paths[1])
     try:
+        # The weights are read back by their suffix (checkpoints.load_weights): another name would not load, and the
+        # input's own name would replace the checkpoint being converted.
+        if target.suffix != ".safetensors":
+            raise ValueError(f"{target}: name the output *.safetensors, the format it is written in (e.g. "
+                             f"{target.with_suffix('.safetensors')}).")
         model = build_model(load_config([a for a in args if "=" in a]))
-        load_released_checkpoint(model, paths[0], key)
+        load_released_checkpoint(model, source, key)
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     try:
-        with atomic_path(paths[1]) as tmp:
+        with atomic_path(target) as tmp:
             save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
     except OSError as err:
-        print(f"error: could not write {paths[1]} ({err.strerror or err}); nothing was written there.",
+        print(f"error: could not write {target} ({err.strerror or err}); nothing was written there.",
               file=sys.stderr)
         return 1
-    print(f"wrote {paths[1]}")
+    print(f"wrote {target}")
     return 0
 
 

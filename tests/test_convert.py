@@ -87,3 +87,11 @@ def test_convert_writes_safetensors_and_says_when_it_cannot(tmp_path, capsys):
     target = tmp_path / "file" / "ours.safetensors"  # a folder that is a file: cannot be written
     assert convert.main([str(tmp_path / "mambair.pth"), str(target), "+experiment=mambair"]) == 1
     assert f"error: could not write {target} (" in capsys.readouterr().err
+    # The output is read back by its suffix: any other name is refused before anything is read or written, the
+    # checkpoint's own name included (which replaced the checkpoint with safetensors under a .pth name).
+    before = (tmp_path / "mambair.pth").read_bytes()
+    for name in ("mambair.pth", "ours.pt"):
+        assert convert.main([str(tmp_path / "mambair.pth"), str(tmp_path / name), "+experiment=mambair"]) == 1
+        assert (f"error: {tmp_path / name}: name the output *.safetensors, the format it is written in (e.g. "
+                f"{tmp_path / name.split('.')[0]}.safetensors)") in capsys.readouterr().err
+    assert (tmp_path / "mambair.pth").read_bytes() == before and not (tmp_path / "ours.pt").exists()
