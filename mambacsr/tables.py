@@ -193,6 +193,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         fmt = opts["format"] or ("latex" if opts["out"] and Path(opts["out"]).suffix == ".tex" else "markdown")
         if fmt not in FORMATS:
             raise ValueError(f"format={fmt}: pass format=markdown or format=latex.")
+        if opts["out"] and any(Path(opts["out"]).resolve() == Path(p).resolve() for p in paths):
+            raise ValueError(f"out={opts['out']} is one of the evaluations to read: it would be replaced by the "
+                             "table; pick another name (e.g. out=table.md).")
         evaluations = [(evaluation_name(Path(p)), read_evaluation(p)) for p in paths]
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)

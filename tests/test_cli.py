@@ -274,6 +274,10 @@ def test_tables_sets_evaluations_side_by_side(tmp_path, weights, photo, capsys):
     x8 = b[("jpeg", "10", "Urban100", "model_x8")]
     assert f"| b_x8 (x8 ensemble) | {x8[0]:.2f} / {x8[1]:.4f} |" in q10
     assert "| a |" not in q30 and "| b_x8 (x8 ensemble) |" in q30  # a was evaluated at quality 10 only
+    before = (tmp_path / "b_x8.csv").read_text()
+    assert tables.main([str(tmp_path / "b_x8.csv"), f"out={tmp_path / 'b_x8.csv'}"]) == 1
+    assert f"out={tmp_path / 'b_x8.csv'} is one of the evaluations to read" in capsys.readouterr().err
+    assert (tmp_path / "b_x8.csv").read_text() == before
     (tmp_path / "other.csv").write_text("name,value\nx,1\n")
     assert tables.main([str(tmp_path / "other.csv")]) == 1
     assert "other.csv is not a summary CSV of python -m mambacsr.evaluate" in capsys.readouterr().err
