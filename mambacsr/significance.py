@@ -25,7 +25,7 @@ import numpy as np
 from scipy import stats
 
 from .evaluate import BENCHMARKS, PER_IMAGE_COLUMNS
-from .tables import evaluation_name, print_and_write, read_rows
+from .tables import check_out_is_no_input, evaluation_name, print_and_write, read_rows
 from .utils.cli import asks_for_help, split_options
 
 PerImage = Dict[Tuple[str, str], Dict[str, Tuple[float, float]]]  # (condition, benchmark) -> image -> (PSNR, SSIM)
@@ -117,6 +117,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(__doc__.strip(), file=sys.stderr)
         return 2
     try:
+        check_out_is_no_input(opts["out"], paths)
         (first_name, first), (second_name, second) = [
             (evaluation_name(Path(p)), read_per_image(p)) for p in paths]
         if first_name == second_name:

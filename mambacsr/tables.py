@@ -193,14 +193,19 @@ def main(argv: Optional[List[str]] = None) -> int:
         fmt = opts["format"] or ("latex" if opts["out"] and Path(opts["out"]).suffix == ".tex" else "markdown")
         if fmt not in FORMATS:
             raise ValueError(f"format={fmt}: pass format=markdown or format=latex.")
-        if opts["out"] and any(Path(opts["out"]).resolve() == Path(p).resolve() for p in paths):
-            raise ValueError(f"out={opts['out']} is one of the evaluations to read: it would be replaced by the "
-                             "table; pick another name (e.g. out=table.md).")
+        check_out_is_no_input(opts["out"], paths)
         evaluations = [(evaluation_name(Path(p)), read_evaluation(p)) for p in paths]
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return print_and_write(FORMATS[fmt](evaluations), opts["out"])
+
+
+def check_out_is_no_input(out: Optional[str], paths: List[str]) -> None:
+    """Raises ValueError if ``out=`` names one of the CSVs read, which writing the table would replace."""
+    if out and any(Path(out).resolve() == Path(p).resolve() for p in paths):
+        raise ValueError(f"out={out} is one of the evaluations to read: it would be replaced by the table; pick "
+                         "another name (e.g. out=table.md).")
 
 
 def print_and_write(table: str, out: Optional[str]) -> int:

@@ -89,4 +89,7 @@ def test_files_it_cannot_compare_are_clear_errors(tmp_path, capsys):
                        ([a, renamed], "the two runs share no image of one LR condition and benchmark")):
         assert significance.main([str(p) for p in args]) == 1
         assert says in capsys.readouterr().err
+    before = b.read_text()
+    assert significance.main([str(a), str(b), f"out={b}"]) == 1
+    assert f"out={b} is one of the evaluations to read" in capsys.readouterr().err and b.read_text() == before
     assert significance.main([str(a)]) == 2  # two files or the usage
