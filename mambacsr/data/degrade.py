@@ -39,7 +39,7 @@ def check_scalable(shape, scale: int, what: str = "the image") -> None:
     side: cropped to a multiple of it, nothing would be left to downscale."""
     if shape[0] < scale or shape[1] < scale:
         raise ValueError(f"{what} is {shape[0]}x{shape[1]}, smaller than the scale {scale}: it has no LR image; drop "
-                         "it from its folder.")
+                         "it or use a larger image.")
 
 
 def check_codec(codec, lists: bool = False):
