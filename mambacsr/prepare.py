@@ -14,6 +14,7 @@ benchmarks = Set5, Set14, Manga109, Urban100, DIV2K (DIV2K_valid_HR) side by sid
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
@@ -68,12 +69,17 @@ def _lr(job, out_dir: Path, scale: int, quality: int, seed: int, codec: str) -> 
     return None
 
 
+def _ignore_sigint() -> None:
+    # Ctrl-C reaches the workers too: they finish the file in hand, and the main process stops handing out more.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def run(jobs, fn, desc: str) -> List[str]:
     workers = max(1, os.cpu_count() or 1)
-    with ProcessPoolExecutor(workers) as pool:
+    with ProcessPoolExecutor(workers, initializer=_ignore_sigint) as pool:
         try:
             return [e for e in tqdm(pool.map(fn, jobs, chunksize=4), total=len(jobs), desc=desc) if e]
-        except OSError:
+        except (OSError, KeyboardInterrupt):
             pool.shutdown(cancel_futures=True)
             raise
 
@@ -137,6 +143,10 @@ def main(argv: Optional[List[str]] = None) -> int:
               "written whole, so those there are complete: free space, then run the same command to make the rest.",
               file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"interrupted; each file in {dst} is written whole, so those there are complete: run the same command "
+              "to make the rest.", file=sys.stderr)
+        return 130
     for err in errors:
         print(f"error: {err}", file=sys.stderr)
     return 1 if errors else 0

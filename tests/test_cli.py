@@ -1,6 +1,12 @@
 """The command-line tools on real files: inference (gray, RGBA, 16-bit, bad files, resume), prepare, evaluate,
 tables."""
 
+import os
+import signal
+import subprocess
+import sys
+import time
+
 import cv2
 import numpy as np
 import pytest
@@ -145,6 +151,34 @@ def test_prepare_writes_subimages_and_lr_and_resumes(tmp_path, photo):
     np.testing.assert_array_equal(read_image_any(webp[1]),
                                   degrade(read_image_any(subs[1]), 4, 20, np.random.default_rng([0, 1]), "webp"))
     assert not np.array_equal(read_image_any(webp[1]), read_image_any(lrs[1]))
+
+
+def test_prepare_stops_on_ctrl_c_with_whole_files_and_the_same_command_makes_the_rest(tmp_path):
+    # Ctrl-C signals the whole process group, the pool's workers included: no traceback, exit 130, and every file
+    # written is whole (each goes through a temporary name), so a second run makes exactly the missing ones.
+    (tmp_path / "hr").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        cv2.imwrite(str(tmp_path / "hr" / f"{i:02d}.png"), rng.integers(0, 256, (480, 640, 3), dtype=np.uint8))
+    cmd = [sys.executable, "-m", "mambacsr.prepare", "subimages", str(tmp_path / "hr"), str(tmp_path / "sub"),
+           "size=120", "step=60"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 120
+    while len(list((tmp_path / "sub").glob("*"))) < 20 and time.time() < deadline:
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    made = sorted(p.name for p in (tmp_path / "sub").iterdir())
+    assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
+    assert f"interrupted; each file in {tmp_path / 'sub'} is written whole" in err
+    assert all(name.endswith(".png") for name in made) and len(made) < 40 * 7 * 10, "it finished before Ctrl-C"
+    assert prepare.main(["subimages", str(tmp_path / "hr"), str(tmp_path / "sub"), "size=120", "step=60"]) == 0
+    assert len(list((tmp_path / "sub").iterdir())) == 40 * 7 * 10  # rows at 0, 60, ..., 360; columns to 520
+    boxes = prepare.subimage_boxes(480, 640, 120, 60)
+    for name in made[:3] + made[-3:]:  # files of the interrupted run are whole, each its crop
+        y, x = boxes[int(name[4:7]) - 1]
+        hr = cv2.imread(str(tmp_path / "hr" / f"{name[:2]}.png"))[y:y + 120, x:x + 120]
+        np.testing.assert_array_equal(cv2.imread(str(tmp_path / "sub" / name)), hr)
 
 
 def test_prepare_lr_names_an_image_smaller_than_the_scale_and_makes_the_rest(tmp_path, photo, capsys):
