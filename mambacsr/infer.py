@@ -167,6 +167,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                   f"restored so far are complete: free space or pick another output=, then run the same command to "
                   f"restore the rest.", file=sys.stderr)
             return 1
+        except KeyboardInterrupt:
+            print(f"interrupted after {restored} image(s); each is written whole, so those in {output} are complete: "
+                  "run the same command to restore the rest.", file=sys.stderr)
+            return 130
     done = f"restored {restored} image(s) to {output}" + (f", {skipped} already there" if skipped else "")
     if failures:
         print(f"{len(failures)} of {len(inputs)} image(s) failed; {done}.", file=sys.stderr)

@@ -192,7 +192,8 @@ def test_prepare_lr_names_an_image_smaller_than_the_scale_and_makes_the_rest(tmp
     assert sorted(p.name for p in (tmp_path / "lr").iterdir()) == ["a.png", "c.png"]
 
 
-def test_infer_stops_at_an_output_it_cannot_write_and_resumes(tmp_path, weights, photo, capsys, monkeypatch):
+def test_infer_stops_at_an_output_it_cannot_write_or_at_ctrl_c_and_resumes(tmp_path, weights, photo, capsys,
+                                                                          monkeypatch):
     src = tmp_path / "in"
     for name in ("a", "b", "c"):
         write_rgb(src / f"{name}.png", photo)
@@ -209,9 +210,20 @@ def test_infer_stops_at_an_output_it_cannot_write_and_resumes(tmp_path, weights,
     assert (f"error: could not write {out / 'b.png'} (No space left on device); each image is written whole, so "
             "those restored so far are complete") in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["a.png"]  # it stopped: c would not fit either
+
+    def ctrl_c_at_c(target, img):  # Ctrl-C while an image is restored or written
+        if target.name == "c.png":
+            raise KeyboardInterrupt
+        write(target, img)
+
+    monkeypatch.setattr(infer, "write_image", ctrl_c_at_c)
+    assert infer.main([*TINY, f"checkpoint={weights}", f"input={src}", f"output={out}"]) == 130
+    assert (f"interrupted after 1 image(s); each is written whole, so those in {out} are complete: run the same "
+            "command to restore the rest.") in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
     monkeypatch.setattr(infer, "write_image", write)
     assert infer.main([*TINY, f"checkpoint={weights}", f"input={src}", f"output={out}"]) == 0
-    assert "restored 2 image(s) to" in capsys.readouterr().out and len(list(out.iterdir())) == 3
+    assert "restored 1 image(s) to" in capsys.readouterr().out and len(list(out.iterdir())) == 3
 
 
 def test_evaluate_names_an_image_too_small_to_score_before_restoring_it(tmp_path, weights, photo, capsys,
