@@ -258,6 +258,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except torch.OutOfMemoryError:
         print(f"error: {out_of_memory_advice(tile)}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted; nothing was written (the tables are written when every set is done).", file=sys.stderr)
+        return 130
     except (ValueError, FileNotFoundError, ImageError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -258,6 +258,13 @@ def test_evaluate_refuses_an_out_it_cannot_write_before_restoring(tmp_path, weig
     assert "| JPEG + bicubic |" in captured.out  # the results reach the user all the same
     assert "error: could not write the results beside" in captured.err and "the table above holds them" in captured.err
 
+    def ctrl_c(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(evaluate, "restore_by_protocol", ctrl_c)
+    assert evaluate.main([*common, f"out={tmp_path / 'stopped'}"]) == 130
+    assert "interrupted; nothing was written" in capsys.readouterr().err and not list(tmp_path.glob("stopped*"))
+
 
 def test_prepare_stops_at_an_output_it_cannot_write(tmp_path, photo, capsys, monkeypatch):
     write_rgb(tmp_path / "hr" / "a.png", photo)
