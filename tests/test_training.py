@@ -407,3 +407,13 @@ def test_accumulated_passes_take_the_whole_batchs_step(tmp_path):
         torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-4, atol=1e-7, msg=name)
     with pytest.raises(ValueError, match=r"train.accumulate=3 must divide each process's 4 images"):
         Trainer(load_config([*TINY, "train.device=cpu", "train.batch_size=4", "train.accumulate=3"]), tmp_path / "x")
+
+
+def test_a_truncated_checkpoint_is_named_with_what_to_do(tmp_path):
+    # A checkpoint cut short by a copy (ours are written whole): the run names it and the fix, not torch's traceback.
+    path = checkpoint_module.save_checkpoint(tmp_path, 6, {"iteration": 6, "model": {"w": torch.ones(1000)}}, 3)
+    assert load_checkpoint(path)["iteration"] == 6
+    path.write_bytes(path.read_bytes()[:2000])
+    with pytest.raises(ValueError, match=rf"could not load checkpoint {re.escape(str(path))}: .*[^.]\. It may be "
+                                         r"truncated; delete it to resume from the previous one\.$"):
+        load_checkpoint(path)

@@ -45,5 +45,6 @@ def load_checkpoint(path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise ValueError(f"could not load checkpoint {path}: {err}. It may be truncated; delete it to resume "
+        reason = str(err).strip().rstrip(".")  # torch's own message may end in one
+        raise ValueError(f"could not load checkpoint {path}: {reason}. It may be truncated; delete it to resume "
                          "from the previous one.") from err
