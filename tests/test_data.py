@@ -148,6 +148,11 @@ def test_folders_pair_up_and_missing_folders_are_clear(tmp_path):
     cv2.imwrite(str(tmp_path / "hr" / "a.png"), img)
     with pytest.raises(FileNotFoundError, match="holds no images"):
         ImageSource.from_folders(tmp_path / "hr", tmp_path / "lr")
+    (tmp_path / "sets" / "DIV2K_train_HR").mkdir(parents=True)  # DF2K's sets copied in as folders
+    (tmp_path / "sets" / "Flickr2K_HR").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"holds no images \(.*\); images are read from the folder itself, "
+                                                r"not from its subfolders \(DIV2K_train_HR, Flickr2K_HR\)"):
+        ImageSource.from_folders(tmp_path / "sets")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         ImageSource.from_folders(tmp_path / "nope")
     cv2.imwrite(str(tmp_path / "lr" / "a.png"), img[::4, ::4])

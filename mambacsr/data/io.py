@@ -22,7 +22,13 @@ def list_images(folder) -> list:
         raise FileNotFoundError(f"image folder {folder} does not exist (or is not a folder).")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise FileNotFoundError(f"image folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)}).")
+        subfolders = sorted(p.name for p in folder.iterdir() if p.is_dir())
+        hint = ""
+        if subfolders:  # e.g. DF2K's two sets copied in as folders
+            shown = ", ".join(subfolders[:3]) + (", ..." if len(subfolders) > 3 else "")
+            hint = (f"; images are read from the folder itself, not from its subfolders ({shown}): point at one, or "
+                    "put their images in one folder")
+        raise FileNotFoundError(f"image folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)}){hint}.")
     return files
 
 
