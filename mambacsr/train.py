@@ -13,6 +13,8 @@ from pathlib import Path
 
 import hydra
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from .config import CONFIG_DIR
@@ -38,8 +40,18 @@ def training_memory_advice(cfg: DictConfig) -> str:
     return advice + f"; the checkpoints in {cfg.run_dir} are intact and the run resumes from the last."
 
 
+def sweep_job_run_dir(cfg: DictConfig) -> None:
+    """In a sweep (``-m``) each job trains in its own folder, ``<run_dir>/<its overrides>`` (``hydra.sweep`` in
+    conf/config.yaml; ``train.seed=1`` for ``-m +experiment=dis_w8 train.seed=0,1``), where Hydra also puts its
+    train.log.  In one shared run_dir each job would resume the one before it: a sweep over seeds trained once."""
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        cfg.run_dir = hydra_cfg.runtime.output_dir
+
+
 @hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    sweep_job_run_dir(cfg)
     trainer = None
     try:
         trainer = Trainer(cfg, Path(cfg.run_dir))

@@ -417,3 +417,23 @@ def test_a_truncated_checkpoint_is_named_with_what_to_do(tmp_path):
     with pytest.raises(ValueError, match=rf"could not load checkpoint {re.escape(str(path))}: .*[^.]\. It may be "
                                          r"truncated; delete it to resume from the previous one\.$"):
         load_checkpoint(path)
+
+
+def test_a_sweep_trains_each_job_in_its_own_folder_and_a_rerun_resumes_each(tmp_path):
+    # -m with train.seed=0,1: in one shared run_dir the second job resumed the first's finished run and trained
+    # nothing. Each job now has <run_dir>/<its overrides>, with its own checkpoints and train.log.
+    cmd = [sys.executable, "-m", "mambacsr.train", "-m", *TINY, f"run_dir={tmp_path / 'sweep'}", "train.iterations=2",
+           "train.ckpt_every=2", "train.batch_size=2", "train.seed=0,1"]
+    for attempt in ("first", "again"):
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                                env=dict(os.environ, OMP_NUM_THREADS="1"))
+        assert result.returncode == 0, result.stderr[-2000:]
+    folders = sorted(p for p in (tmp_path / "sweep").iterdir() if p.is_dir())
+    assert [p.name.split(",")[-2:] for p in folders] == [["train.seed=0", "train.val_every=0"],
+                                                       ["train.seed=1", "train.val_every=0"]]
+    states = [load_checkpoint(latest_checkpoint(p / "checkpoints")) for p in folders]
+    assert [s["iteration"] for s in states] == [2, 2]
+    assert not torch.equal(states[0]["model"]["conv_first.weight"], states[1]["model"]["conv_first.weight"])
+    for folder in folders:  # trained from scratch once, then resumed (and finished at once) by the rerun
+        log = (folder / "train.log").read_text()
+        assert "iterations 0 to 2" in log and f"resumed from {folder / 'checkpoints' / 'iter_00000002.pt'}" in log
