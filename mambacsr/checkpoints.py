@@ -15,6 +15,8 @@ def load_weights(model: torch.nn.Module, path) -> torch.nn.Module:
     from .convert import convert_released_state_dict, read_checkpoint
 
     path = Path(path)
+    if path.is_dir():
+        raise FileNotFoundError(f"checkpoint {path} is a folder: {_weights_in(path)}")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist.")
     if path.suffix == ".safetensors":
@@ -45,3 +47,13 @@ def load_weights(model: torch.nn.Module, path) -> torch.nn.Module:
     except RuntimeError as err:
         raise ValueError(f"{path} does not fit this network: {err}") from err
     return model
+
+
+def _weights_in(folder: Path) -> str:
+    """What to pass instead of a run folder: its exported EMA weights, else its newest training checkpoint."""
+    from .training.checkpoint import latest_checkpoint
+
+    for candidate in (folder / "model_ema.safetensors", latest_checkpoint(folder / "checkpoints")):
+        if candidate is not None and candidate.is_file():
+            return f"pass the weights in it, e.g. checkpoint={candidate}."
+    return "pass a weights file (a run's model_ema.safetensors or checkpoints/iter_*.pt, or an authors' .pth)."

@@ -726,6 +726,16 @@ def test_unreadable_checkpoints_are_clear_errors(tmp_path, weights, photo, capsy
                            f"output={tmp_path / 'out'}"]) == 1
         assert f"error: could not read checkpoint {tmp_path / name} (" in (err := capsys.readouterr().err), err
         assert says in err
+    # A run folder passed as the checkpoint: its exported weights are named, else its newest training checkpoint.
+    run = tmp_path / "runs" / "demo"
+    (run / "checkpoints").mkdir(parents=True)
+    for name in ("iter_00000002.pt", "iter_00000010.pt", "model_ema.safetensors"):
+        target = run / name if name.endswith(".safetensors") else run / "checkpoints" / name
+        target.write_bytes(weights.read_bytes())
+        assert infer.main([*TINY, f"checkpoint={run}", f"input={tmp_path / 'a.png'}",
+                           f"output={tmp_path / 'out'}"]) == 1
+        err = capsys.readouterr().err
+        assert f"error: checkpoint {run} is a folder: pass the weights in it, e.g. checkpoint={target}." in err
     assert not (tmp_path / "out").exists()
 
 
