@@ -25,7 +25,7 @@ import numpy as np
 from scipy import stats
 
 from .evaluate import BENCHMARKS, PER_IMAGE_COLUMNS
-from .tables import check_out_is_no_input, evaluation_name, print_and_write, read_rows
+from .tables import check_out_is_no_input, evaluation_names, print_and_write, read_rows
 from .utils.cli import asks_for_help, split_options
 
 PerImage = Dict[Tuple[str, str], Dict[str, Tuple[float, float]]]  # (condition, benchmark) -> image -> (PSNR, SSIM)
@@ -118,9 +118,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     try:
         check_out_is_no_input(opts["out"], paths)
-        (first_name, first), (second_name, second) = [
-            (evaluation_name(Path(p)), read_per_image(p)) for p in paths]
-        if first_name == second_name:
+        first_name, second_name = evaluation_names([Path(p) for p in paths])
+        first, second = (read_per_image(p) for p in paths)
+        if first_name == second_name:  # one file given twice
             first_name, second_name = f"{first_name} (1)", f"{second_name} (2)"
         if not any(first[k].keys() & second[k].keys() for k in first.keys() & second.keys()):
             raise ValueError("the two runs share no image of one LR condition and benchmark; nothing to compare.")

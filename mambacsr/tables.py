@@ -33,6 +33,13 @@ def evaluation_name(path: Path) -> str:
     return path.parent.name if stem == "evaluation" and path.suffix == ".csv" and path.parent.name else stem
 
 
+def evaluation_names(paths: List[Path]) -> List[str]:
+    """Each CSV's :func:`evaluation_name`; where two share one (``a/evaluation.csv`` and ``b/x/evaluation.csv`` of runs
+    named alike), their paths as given instead, so that no two rows or columns read the same."""
+    names = [evaluation_name(p) for p in paths]
+    return [str(p) if names.count(name) > 1 else name for p, name in zip(paths, names)]
+
+
 def read_rows(path, columns: List[str], kind: str, hint: str = "") -> List[Tuple[str, List[str], Tuple[float, float]]]:
     """An evaluate CSV whose columns after the LR condition's are ``columns`` (ending in psnr, ssim), ``kind`` naming
     it in errors ("summary CSV"): each row as (its condition's table heading, e.g. "JPEG quality 10" or "LR images
@@ -194,7 +201,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if fmt not in FORMATS:
             raise ValueError(f"format={fmt}: pass format=markdown or format=latex.")
         check_out_is_no_input(opts["out"], paths)
-        evaluations = [(evaluation_name(Path(p)), read_evaluation(p)) for p in paths]
+        evaluations = [(name, read_evaluation(p)) for name, p in zip(evaluation_names([Path(p) for p in paths]), paths)]
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -64,3 +64,15 @@ def test_an_out_ending_in_tex_writes_latex_and_markdown_stays_the_default(tmp_pa
 def test_latex_escapes_what_latex_would_read_as_commands():
     assert tables._latex_text("a_b & 50% #1 {x} ~y^2 \\z $") == \
         r"a\_b \& 50\% \#1 \{x\} \textasciitilde{}y\textasciicircum{}2 \textbackslash{}z \$"
+
+
+def test_runs_named_alike_are_told_apart_by_their_paths(tmp_path, capsys):
+    # Two machines' runs of one experiment, both runs/<name>/evaluation.csv: rows named by the run folder alone read
+    # the same, so those two are named by their paths.
+    a = write_evaluation(tmp_path / "server" / "dis_w8" / "evaluation.csv", [("Set5", "model", 29.104, 0.83412)])
+    b = write_evaluation(tmp_path / "laptop" / "dis_w8" / "evaluation.csv", [("Set5", "model", 29.011, 0.83408)])
+    c = write_evaluation(tmp_path / "laptop" / "mambair" / "evaluation.csv", [("Set5", "model", 28.9, 0.833)])
+    assert tables.main([str(a), str(b), str(c)]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "Method" not in line
+            and "---" not in line]
+    assert rows == [f"| {a} | 29.10 / 0.8341 |", f"| {b} | 29.01 / 0.8341 |", "| mambair | 28.90 / 0.8330 |"]
