@@ -98,6 +98,8 @@ def test_deterministic_training_runs_and_repeats(tmp_path):
      r"train\.scan_tiles: one_pass_backward is not a field of the scan kernels' TileConfig.*one_pass_lanes_backward"),
     ("train.scan_tiles=8", r"train\.scan_tiles = 8: give TileConfig fields, e\.g\. \+train\.scan_tiles\."),
     ("train.ckpt_every=0", r"train\.ckpt_every=0: expected a whole number, at least 1"),
+    ("data=df2k", r"data\.train_hr=\S+/DF2K/HR_sub is not a folder \(data\.data_root=\S+\): point data\.data_root or "
+                  r"data\.train_hr at your data, or make it with python -m mambacsr\.prepare"),
 ])
 def test_bad_options_stop_the_run_before_training_starts(tmp_path, override, message):
     # train.scan_tiles sets the Triton kernels' TileConfig for the run: a misspelt field or a value the kernels

@@ -44,6 +44,12 @@ class WeightsNotWritten(RuntimeError):
 
 
 def data_sources(data: DictConfig):
+    for key in ("train_hr", "train_lr", "val_hr", "val_lr"):
+        folder = data.get(key)
+        if folder is not None and not Path(folder).is_dir():
+            root = f" (data.data_root={data.data_root})" if data.get("data_root") is not None else ""
+            raise FileNotFoundError(f"data.{key}={folder} is not a folder{root}: point data.data_root or data.{key} "
+                                    "at your data, or make it with python -m mambacsr.prepare (README, \"Data\").")
     if data.train_hr is None:
         train = ImageSource.embedded("train")
     else:
