@@ -34,8 +34,8 @@ def evaluation_name(path: Path) -> str:
 
 
 def evaluation_names(paths: List[Path]) -> List[str]:
-    """Each CSV's :func:`evaluation_name`; where two share one (``a/evaluation.csv`` and ``b/x/evaluation.csv`` of runs
-    named alike), their paths as given instead, so that no two rows or columns read the same."""
+    """Each CSV's :func:`evaluation_name`; where two share one (``server/dis_w8/evaluation.csv`` and
+    ``laptop/dis_w8/evaluation.csv``), their paths as given instead, so that no two rows or columns read the same."""
     names = [evaluation_name(p) for p in paths]
     return [str(p) if names.count(name) > 1 else name for p, name in zip(paths, names)]
 
